@@ -1,0 +1,4 @@
+"""Model-facing half of streamrec: online recommenders, evaluation and snapshots.
+
+Nothing in this package imports a Kafka client.
+"""
