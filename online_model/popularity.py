@@ -1,0 +1,151 @@
+"""Decayed popularity: the cold-start model and the backoff of every other model."""
+
+from __future__ import annotations
+
+import heapq
+import logging
+from collections.abc import Collection, Hashable, Sequence
+from operator import itemgetter
+from typing import Any
+
+from online_model.base import Recommender
+from online_model.decay import ForwardDecay
+
+logger = logging.getLogger(__name__)
+
+
+class DecayedPopularity(Recommender):
+    """Recommend the most viewed pages, with old views fading exponentially.
+
+    Counts are forward-decayed (see :mod:`online_model.decay`), so an event costs O(1)
+    and ranking needs no decay pass. The exact top ``top_m`` items are maintained
+    incrementally (decayed counts only grow relative to each other), which makes
+    ``recommend`` a scan of a short cached list instead of a sort of all items.
+
+    Memory is O(items). The same answer is given to every user: it is the fallback for
+    users with no usable history.
+
+    Parameters
+    ----------
+    half_life
+        Half-life of a view, in events (``unit="events"``) or seconds (``unit="seconds"``,
+        read from ``x["ts"]`` in epoch ms). ``0`` disables decay.
+    unit
+        ``"events"`` or ``"seconds"``.
+    top_m
+        Size of the incrementally maintained top list.
+    seed
+        Unused (the model is deterministic); kept for a uniform constructor.
+
+    Examples
+    --------
+    >>> model = DecayedPopularity(half_life=100)
+    >>> for user, page in [("a", "p1"), ("b", "p1"), ("c", "p2"), ("a", "p3"), ("b", "p1")]:
+    ...     model.learn_one(user, page)
+    >>> [page for page, _ in model.recommend("new-user", k=2)]  # p3 is newer than p2
+    ['p1', 'p3']
+    >>> [page for page, _ in model.recommend("a", k=2, exclude={"p1"})]
+    ['p3', 'p2']
+    >>> model.n_events_learned, model.n_items
+    (5, 3)
+    """
+
+    def __init__(
+        self,
+        half_life: float = 20_000,
+        unit: str = "events",
+        top_m: int = 256,
+        seed: int | None = None,
+    ) -> None:
+        self.half_life = half_life
+        self.unit = unit
+        self.top_m = top_m
+        self.seed = seed
+        self.n_events_learned = 0
+        self._clock = ForwardDecay(half_life, unit)
+        self._counts: dict[Hashable, float] = {}
+        self._total = 0.0
+        self._top: dict[Hashable, float] = {}
+        self._top_min = 0.0
+        self._top_sorted: list[tuple[Hashable, float]] | None = None
+
+    @property
+    def n_items(self) -> int:
+        return len(self._counts)
+
+    def learn_one(
+        self,
+        user: Hashable,
+        item: Hashable,
+        y: float | None = None,
+        x: dict[str, Any] | None = None,
+    ) -> None:
+        weight, rescale = self._clock.tick(x)
+        if rescale is not None:
+            self._rescale(rescale)
+        self.add(item, weight)
+        self.n_events_learned += 1
+
+    def add(self, item: Hashable, weight: float) -> None:
+        """Add an already decayed ``weight`` to ``item`` (used by models that embed this one)."""
+        count = self._counts.get(item, 0.0) + weight
+        self._counts[item] = count
+        self._total += weight
+        top = self._top
+        if item in top:
+            top[item] = count
+            self._top_sorted = None
+        elif len(top) < self.top_m:
+            top[item] = count
+            self._top_min = min(top.values())
+            self._top_sorted = None
+        elif count > self._top_min:
+            weakest = min(top, key=top.__getitem__)
+            # ``_top_min`` may be stale (members only grow); only a real winner enters.
+            if top[weakest] < count:
+                del top[weakest]
+                top[item] = count
+                self._top_sorted = None
+            self._top_min = min(top.values())
+
+    def _rescale(self, factor: float) -> None:
+        self._counts = {item: c * factor for item, c in self._counts.items()}
+        self._top = {item: c * factor for item, c in self._top.items()}
+        self._top_min *= factor
+        self._total *= factor
+        self._top_sorted = None
+
+    def probability(self, item: Hashable) -> float:
+        """Share of the decayed views that went to ``item``."""
+        return self._counts.get(item, 0.0) / self._total if self._total else 0.0
+
+    def top(self) -> list[tuple[Hashable, float]]:
+        """The maintained top list as (item, share of decayed views), best first."""
+        if self._top_sorted is None:
+            norm = 1.0 / self._total if self._total else 0.0
+            ranked = sorted(self._top.items(), key=itemgetter(1), reverse=True)
+            self._top_sorted = [(item, c * norm) for item, c in ranked]
+        return self._top_sorted
+
+    def score_items(
+        self, user: Hashable, items: Sequence[Hashable], history: Sequence[Hashable] = ()
+    ) -> list[float]:
+        return [self.probability(item) for item in items]
+
+    def _recommend(
+        self, user: Hashable, k: int, history: Sequence[Hashable], exclude: Collection[Hashable]
+    ) -> list[tuple[Hashable, float]]:
+        out: list[tuple[Hashable, float]] = []
+        for item, score in self.top():
+            if item not in exclude:
+                out.append((item, score))
+                if len(out) == k:
+                    return out
+        if len(self._top) == len(self._counts):
+            return out  # the top list holds every item: nothing more to find
+        # Rare path: ``exclude`` swallowed the whole top list.
+        norm = 1.0 / self._total if self._total else 0.0
+        ranked = heapq.nlargest(
+            k, ((i, c) for i, c in self._counts.items() if i not in exclude), key=itemgetter(1)
+        )
+        return [(item, c * norm) for item, c in ranked]
