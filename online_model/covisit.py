@@ -1,0 +1,221 @@
+"""Item-to-item co-visitation over each user's recent pages (sequential transitions)."""
+
+from __future__ import annotations
+
+import heapq
+import logging
+from collections import OrderedDict
+from collections.abc import Collection, Hashable, Sequence
+from operator import itemgetter
+from typing import Any
+
+from online_model.base import Recommender
+from online_model.decay import ForwardDecay
+from online_model.popularity import DecayedPopularity
+
+logger = logging.getLogger(__name__)
+
+
+class Covisitation(Recommender):
+    """Recommend pages that followed (or preceded) the user's recent pages.
+
+    Learning: when a user views ``p``, every page ``q`` among their last ``window`` views
+    gets the transition ``q -> p`` with weight ``decay_position ** (distance - 1)``, and
+    ``p -> q`` gets ``backward_weight`` times that (co-visitation regardless of order).
+    Weights are forward-decayed in time, so stale links fade. Each item keeps at most
+    ``max_neighbours`` neighbours (the weakest are pruned), so memory is
+    O(items x max_neighbours) plus a recent-history buffer of ``window`` pages for at
+    most ``max_users`` users (least recently active users are evicted first).
+
+    Serving: for the last ``n_recent`` pages of ``history`` (weights
+    ``recency ** age``), add up the normalised transition probabilities
+    ``P(p | q) / popularity(p) ** pop_exponent`` and back off to decayed popularity
+    (``backoff * P_pop(p)``), which also fills the list for unknown histories.
+
+    Parameters
+    ----------
+    window
+        How many previous pages of the user pair with a new page.
+    decay_position
+        Weight factor per step of distance inside the window.
+    backward_weight
+        Weight of the reverse pair ``p -> q`` relative to ``q -> p``.
+    max_neighbours
+        Neighbours kept per item.
+    n_recent
+        History pages used at serving time.
+    recency
+        Weight factor per step of age of a history page at serving time.
+    pop_exponent
+        Divides transition scores by ``popularity ** pop_exponent`` (0 = no correction;
+        larger values favour niche pages).
+    backoff
+        Weight of decayed popularity mixed into every score.
+    half_life
+        Half-life of evidence, in events or seconds (see ``unit``); 0 disables decay.
+    unit
+        ``"events"`` or ``"seconds"`` (reads ``x["ts"]``, epoch ms).
+    max_users
+        Users whose recent pages are kept for learning transitions (LRU).
+    seed
+        Unused (the model is deterministic); kept for a uniform constructor.
+
+    Examples
+    --------
+    >>> model = Covisitation()
+    >>> for user in ["u1", "u2", "u3"]:
+    ...     for page in ["home", "sports", "football"]:
+    ...         model.learn_one(user, page)
+    >>> model.learn_one("u4", "home")
+    >>> [page for page, _ in model.recommend("new-user", k=2, history=["home", "sports"])]
+    ['football', 'home']
+    >>> [page for page, _ in model.recommend("x", k=1, history=["sports"], exclude={"football"})]
+    ['home']
+    """
+
+    def __init__(
+        self,
+        window: int = 5,
+        decay_position: float = 0.6,
+        backward_weight: float = 0.5,
+        max_neighbours: int = 100,
+        n_recent: int = 5,
+        recency: float = 0.5,
+        pop_exponent: float = 0.0,
+        backoff: float = 0.01,
+        half_life: float = 200_000,
+        unit: str = "events",
+        max_users: int = 100_000,
+        seed: int | None = None,
+    ) -> None:
+        self.window = window
+        self.decay_position = decay_position
+        self.backward_weight = backward_weight
+        self.max_neighbours = max_neighbours
+        self.n_recent = n_recent
+        self.recency = recency
+        self.pop_exponent = pop_exponent
+        self.backoff = backoff
+        self.half_life = half_life
+        self.unit = unit
+        self.max_users = max_users
+        self.seed = seed
+        self.n_events_learned = 0
+        self._clock = ForwardDecay(half_life, unit)
+        self._popularity = DecayedPopularity(half_life=half_life, unit=unit)
+        self._neighbours: dict[Hashable, dict[Hashable, float]] = {}
+        self._out: dict[Hashable, float] = {}  # total outgoing weight, pruned mass included
+        self._histories: OrderedDict[Hashable, list[Hashable]] = OrderedDict()
+        self._position_weights = [decay_position**d for d in range(window)]
+
+    @property
+    def n_items(self) -> int:
+        return self._popularity.n_items
+
+    def user_history(self, user: Hashable) -> Sequence[Hashable]:
+        return self._histories.get(user, ())
+
+    def learn_one(
+        self,
+        user: Hashable,
+        item: Hashable,
+        y: float | None = None,
+        x: dict[str, Any] | None = None,
+    ) -> None:
+        weight, rescale = self._clock.tick(x)
+        if rescale is not None:
+            self._rescale(rescale)
+        self._popularity.add(item, weight)
+
+        hist = self._histories.get(user)
+        if hist is None:
+            hist = self._histories[user] = []
+            if len(self._histories) > self.max_users:
+                self._histories.popitem(last=False)
+        else:
+            self._histories.move_to_end(user)
+            back = self.backward_weight
+            for dist, prev in enumerate(reversed(hist)):
+                if prev == item:
+                    continue  # a reload is not a transition
+                w = weight * self._position_weights[dist]
+                self._link(prev, item, w)
+                if back:
+                    self._link(item, prev, w * back)
+        hist.append(item)
+        if len(hist) > self.window:
+            del hist[0]
+        self.n_events_learned += 1
+
+    def _link(self, src: Hashable, dst: Hashable, w: float) -> None:
+        row = self._neighbours.get(src)
+        if row is None:
+            row = self._neighbours[src] = {}
+        row[dst] = row.get(dst, 0.0) + w
+        self._out[src] = self._out.get(src, 0.0) + w
+        if len(row) > 2 * self.max_neighbours:
+            # Amortised pruning: keep the strongest half once the row doubles.
+            kept = heapq.nlargest(self.max_neighbours, row.items(), key=itemgetter(1))
+            self._neighbours[src] = dict(kept)
+
+    def _rescale(self, factor: float) -> None:
+        self._popularity._rescale(factor)
+        self._out = {i: v * factor for i, v in self._out.items()}
+        for row in self._neighbours.values():
+            for j in row:
+                row[j] *= factor
+
+    def _scores(self, history: Sequence[Hashable]) -> dict[Hashable, float]:
+        """Transition scores from the last ``n_recent`` distinct pages of ``history``."""
+        scores: dict[Hashable, float] = {}
+        neighbours, out = self._neighbours, self._out
+        seen: set[Hashable] = set()
+        age_weight = 1.0
+        for prev in reversed(history):
+            if prev in seen:
+                continue
+            seen.add(prev)
+            row = neighbours.get(prev)
+            if row:
+                norm = age_weight / out[prev]
+                get = scores.get
+                for item, w in row.items():
+                    scores[item] = get(item, 0.0) + w * norm
+            age_weight *= self.recency
+            if len(seen) >= self.n_recent:
+                break
+        if self.pop_exponent and scores:
+            prob = self._popularity.probability
+            e = self.pop_exponent
+            scores = {i: s / max(prob(i), 1e-12) ** e for i, s in scores.items()}
+        return scores
+
+    def score_items(
+        self, user: Hashable, items: Sequence[Hashable], history: Sequence[Hashable] = ()
+    ) -> list[float]:
+        scores = self._scores(history)
+        prob, b = self._popularity.probability, self.backoff
+        return [scores.get(i, 0.0) + b * prob(i) for i in items]
+
+    def _recommend(
+        self, user: Hashable, k: int, history: Sequence[Hashable], exclude: Collection[Hashable]
+    ) -> list[tuple[Hashable, float]]:
+        scores = self._scores(history)
+        b = self.backoff
+        if b:
+            prob = self._popularity.probability
+            for item in scores:
+                scores[item] += b * prob(item)
+        # Popular pages fill the list and compete through the backoff term.
+        n_fill = 0
+        for item, p in self._popularity.top():
+            if item not in scores and item not in exclude:
+                scores[item] = b * p
+                n_fill += 1
+                if n_fill >= k:
+                    break
+        if n_fill < k and len(scores) < k + len(exclude):
+            for item, p in self._popularity._recommend(user, k, (), exclude):
+                scores.setdefault(item, b * p)
+        candidates = ((i, s) for i, s in scores.items() if i not in exclude)
+        return heapq.nlargest(k, candidates, key=itemgetter(1))

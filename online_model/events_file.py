@@ -1,0 +1,169 @@
+"""Read page-view logs (CSV or JSONL) into time-ordered events.
+
+Both formats carry ``user_id``, ``page_id``, ``ts_ms`` (epoch milliseconds) and an
+optional ``session_id``. Rows may come unsorted; they are stable-sorted by ``ts_ms`` so
+ties keep file order. A malformed row raises :class:`~online_model.errors.InputError`
+naming its line, or is skipped and counted with ``skip_bad=True``.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+from online_model.errors import InputError
+
+logger = logging.getLogger(__name__)
+
+REQUIRED_FIELDS = ("user_id", "page_id", "ts_ms")
+
+
+class PageView(NamedTuple):
+    """One page view: who, what, when (epoch ms) and, optionally, in which session."""
+
+    user_id: str
+    page_id: str
+    ts_ms: int
+    session_id: str | None = None
+
+
+@dataclass
+class EventLog:
+    """Events of a file in time order, and what was skipped on the way."""
+
+    events: list[PageView]
+    n_bad: int = 0
+    bad_lines: list[int] = field(default_factory=list)  # first 100 skipped line numbers
+
+    def __iter__(self) -> Iterator[PageView]:
+        return iter(self.events)
+
+    def __len__(self) -> int:
+        return len(self.events)
+
+
+def _parse_ts(value: object) -> int:
+    if isinstance(value, bool):
+        raise ValueError("ts_ms is a boolean")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        if value != value or value in (float("inf"), float("-inf")):
+            raise ValueError("ts_ms is not finite")
+        return int(value)
+    text = str(value).strip()
+    try:
+        return int(text)
+    except ValueError:
+        f = float(text)  # accept "1.7e12"; raises ValueError on garbage
+        if f != f or f in (float("inf"), float("-inf")):
+            raise ValueError("ts_ms is not finite") from None
+        return int(f)
+
+
+def _row_to_view(row: dict, line: int) -> PageView:
+    missing = [f for f in REQUIRED_FIELDS if row.get(f) in (None, "")]
+    if missing:
+        raise InputError(f"line {line}: missing {', '.join(missing)}")
+    try:
+        ts = _parse_ts(row["ts_ms"])
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"line {line}: ts_ms {row['ts_ms']!r} is not an integer") from exc
+    session = row.get("session_id")
+    return PageView(
+        str(row["user_id"]).strip(),
+        str(row["page_id"]).strip(),
+        ts,
+        None if session in (None, "") else str(session),
+    )
+
+
+def _csv_rows(path: str | os.PathLike[str]) -> Iterator[tuple[int, dict | None, str | None]]:
+    with open(path, newline="", encoding="utf-8") as fh:
+        reader = csv.reader(fh)
+        try:
+            header = [h.strip() for h in next(reader)]
+        except StopIteration:
+            return
+        absent = [f for f in REQUIRED_FIELDS if f not in header]
+        if absent:
+            raise InputError(f"line 1: header lacks {', '.join(absent)} (got {header})")
+        n = len(header)
+        for values in reader:
+            line = reader.line_num
+            if not values or (len(values) == 1 and not values[0].strip()):
+                continue  # blank line
+            if len(values) != n:
+                yield line, None, f"expected {n} fields, got {len(values)}"
+                continue
+            yield line, dict(zip(header, values)), None
+
+
+def _jsonl_rows(path: str | os.PathLike[str]) -> Iterator[tuple[int, dict | None, str | None]]:
+    with open(path, encoding="utf-8") as fh:
+        for line, text in enumerate(fh, 1):
+            if not text.strip():
+                continue
+            try:
+                row = json.loads(text)
+            except json.JSONDecodeError as exc:
+                yield line, None, f"invalid JSON ({exc.msg})"
+                continue
+            if not isinstance(row, dict):
+                yield line, None, "not a JSON object"
+                continue
+            yield line, row, None
+
+
+def read_events(
+    path: str | os.PathLike[str], *, skip_bad: bool = False, fmt: str | None = None
+) -> EventLog:
+    """Read a CSV or JSONL page-view file into an :class:`EventLog` sorted by ``ts_ms``.
+
+    Parameters
+    ----------
+    path
+        File to read. ``.jsonl``/``.json``/``.ndjson`` are read as JSON lines, anything
+        else as CSV with a header row.
+    skip_bad
+        Skip and count malformed rows instead of raising.
+    fmt
+        Force ``"csv"`` or ``"jsonl"``.
+
+    Raises
+    ------
+    InputError
+        On the first malformed row (naming its line) unless ``skip_bad``; on a missing
+        file or a CSV header without the required columns.
+    """
+    if fmt is None:
+        lower = str(path).lower()
+        fmt = "jsonl" if lower.endswith((".jsonl", ".json", ".ndjson")) else "csv"
+    rows = _jsonl_rows(path) if fmt == "jsonl" else _csv_rows(path)
+    events: list[PageView] = []
+    log = EventLog(events)
+    try:
+        for line, row, problem in rows:
+            try:
+                if problem is not None:
+                    raise InputError(f"line {line}: {problem}")
+                events.append(_row_to_view(row, line))  # type: ignore[arg-type]
+            except InputError:
+                if not skip_bad:
+                    raise
+                log.n_bad += 1
+                if len(log.bad_lines) < 100:
+                    log.bad_lines.append(line)
+    except OSError as exc:
+        raise InputError(f"cannot read {path}: {exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{path} is not UTF-8 text: {exc}") from exc
+    events.sort(key=lambda e: e.ts_ms)  # list.sort is stable: ties keep file order
+    if log.n_bad:
+        logger.warning("skipped bad rows path=%s n_bad=%d first=%s", path, log.n_bad, log.bad_lines[:5])
+    return log
