@@ -1,0 +1,1 @@
+"""Kafka-facing half of streamrec: settings, Avro codec, services, scorer, CLI."""

@@ -1,0 +1,66 @@
+"""The ``streamrec`` command line: one command per module in this package.
+
+Every module here that defines ``command`` (a click command) or ``commands`` (a list of
+them) is picked up, so adding a command is adding a module. Every flag has an
+environment fallback, shown in ``--help``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import pkgutil
+import sys
+
+import click
+
+from online_model.errors import StreamrecError
+
+
+def _configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+        stream=sys.stderr,
+    )
+    # aiokafka builds debug records on every send; keeping it quiet is worth ~15% CPU.
+    logging.getLogger("aiokafka").setLevel(logging.WARNING)
+
+
+class _Group(click.Group):
+    def invoke(self, ctx: click.Context) -> object:
+        try:
+            return super().invoke(ctx)
+        except StreamrecError as exc:
+            click.echo(f"error: {exc}", err=True)
+            ctx.exit(2)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--log-level", default="warning", envvar="STREAMREC_LOG_LEVEL", show_envvar=True,
+              show_default=True, type=click.Choice(["debug", "info", "warning", "error"]),
+              help="Log level for library messages on stderr.")
+def main(log_level: str) -> None:
+    """streamrec: real-time page recommendations over Kafka.
+
+    Services: KAFKA_BOOTSTRAP_SERVERS and REDIS_URL point at real ones; without them,
+    the embedded broker and Redis-compatible server on loopback are used (`streamrec up`).
+    """
+    _configure_logging(log_level)
+
+
+def _register() -> None:
+    for info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
+        if info.name.startswith("_"):
+            continue
+        module = importlib.import_module(f"{__name__}.{info.name}")
+        for command in [getattr(module, "command", None), *getattr(module, "commands", [])]:
+            if isinstance(command, click.Command):
+                main.add_command(command)
+
+
+_register()
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main(prog_name=os.path.basename(sys.argv[0])))

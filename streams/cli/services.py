@@ -1,0 +1,50 @@
+"""``streamrec up | down | status``: the embedded broker and Redis-compatible server."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from ..services import EmbeddedServices
+from ..settings import Settings
+
+
+@click.command("up")
+@click.option("--timeout", default=30.0, show_default=True, envvar="STREAMREC_UP_TIMEOUT",
+              show_envvar=True, help="Seconds to wait for each service to answer.")
+def up(timeout: float) -> None:
+    """Start the embedded services that are not configured externally (idempotent)."""
+    services = EmbeddedServices(Settings.from_env())
+    started = services.up(timeout=timeout)
+    for status in services.status():
+        click.echo(status.line())
+    if not services.wanted():
+        click.echo("external services configured; nothing to start")
+    elif not started:
+        click.echo("already running; nothing started")
+
+
+@click.command("down")
+def down() -> None:
+    """Stop exactly what `streamrec up` started (nothing running is fine)."""
+    stopped = EmbeddedServices(Settings.from_env()).down()
+    click.echo(f"stopped: {', '.join(stopped)}" if stopped else "nothing to stop")
+
+
+@click.command("status")
+@click.option("--json", "as_json", is_flag=True, envvar="STREAMREC_STATUS_JSON",
+              show_envvar=True, help="Print JSON instead of a table.")
+def status(as_json: bool) -> None:
+    """Each service: address, reachable or not, and who started it. Exit 1 if any is down."""
+    statuses = EmbeddedServices(Settings.from_env()).status()
+    if as_json:
+        click.echo(json.dumps({s.name: s.__dict__ for s in statuses}))
+    else:
+        for s in statuses:
+            click.echo(s.line())
+    if not all(s.reachable for s in statuses):
+        raise SystemExit(1)
+
+
+commands = [up, down, status]

@@ -1,0 +1,70 @@
+"""Errors of the Kafka-facing half; all derive from :class:`StreamrecError`.
+
+Each decode failure has its own class so a dead-letter record can name it, and each
+carries ``reason``: a short machine-readable tag used in DLQ headers and metrics.
+"""
+
+from __future__ import annotations
+
+from online_model.errors import ConfigurationError, StreamrecError
+
+__all__ = [
+    "BadMagicByte",
+    "ConfigurationError",
+    "CorruptBody",
+    "DecodeError",
+    "MessageTooLarge",
+    "MessageTooShort",
+    "SchemaRegistryError",
+    "SchemaViolation",
+    "SerializationError",
+    "ServiceError",
+    "StreamrecError",
+    "UnknownSchemaId",
+]
+
+
+class SerializationError(StreamrecError):
+    """A record could not be encoded or decoded."""
+
+    reason = "serialization"
+
+
+class SchemaViolation(SerializationError):
+    """The record does not satisfy the schema (missing field, wrong type, empty id)."""
+
+    reason = "schema_violation"
+
+
+class DecodeError(SerializationError):
+    """Bytes read from a topic are not a valid event."""
+
+    reason = "decode"
+
+
+class MessageTooShort(DecodeError):
+    reason = "too_short"
+
+
+class MessageTooLarge(DecodeError):
+    reason = "too_large"
+
+
+class BadMagicByte(DecodeError):
+    reason = "bad_magic_byte"
+
+
+class UnknownSchemaId(DecodeError):
+    reason = "unknown_schema_id"
+
+
+class CorruptBody(DecodeError):
+    reason = "corrupt_body"
+
+
+class SchemaRegistryError(StreamrecError):
+    """The schema registry could not be reached or refused a request."""
+
+
+class ServiceError(StreamrecError):
+    """An embedded or external service could not be started, reached or stopped."""

