@@ -1,0 +1,134 @@
+"""Weighted blend of recommenders, with popularity filling the gaps."""
+
+from __future__ import annotations
+
+import heapq
+import logging
+from collections.abc import Collection, Hashable, Sequence
+from operator import itemgetter
+from typing import Any
+
+from online_model.base import Recommender
+from online_model.errors import ModelError
+from online_model.popularity import DecayedPopularity
+
+logger = logging.getLogger(__name__)
+
+#: Members when none are given: sequential co-visitation plus matrix factorisation.
+DEFAULT_MEMBERS = "covisit:1.0,mf:0.2"
+
+
+class Blend(Recommender):
+    """Weighted sum of member scores, each scaled so its best candidate scores 1.
+
+    Every member proposes ``k * oversample`` candidates; a candidate's blended score is
+    ``sum(weight * score / best_score_of_member)``. Decayed popularity (weight
+    ``popularity_weight``) breaks ties and fills the list when members run dry. All
+    members learn every event. Memory is the sum of the members'.
+
+    Parameters
+    ----------
+    models
+        Either a list of ``(model, weight)`` pairs (models are cloned, so templates are not
+        mutated) or a spec string ``"name:weight,name:weight"`` of registry names.
+    popularity_weight
+        Weight of the decayed-popularity backoff.
+    popularity_half_life
+        Half-life (events) of that backoff.
+    oversample
+        Candidates per member, as a multiple of ``k``.
+    seed
+        Passed to members built from a spec string.
+
+    Examples
+    --------
+    >>> model = Blend("covisit:1.0,popularity:0.1")
+    >>> for user in ["u1", "u2"]:
+    ...     for page in ["home", "news", "sport"]:
+    ...         model.learn_one(user, page)
+    >>> [page for page, _ in model.recommend("u9", k=2, history=["news"], exclude={"home"})]
+    ['sport', 'news']
+    """
+
+    def __init__(
+        self,
+        models: str | Sequence[tuple[Recommender, float]] = DEFAULT_MEMBERS,
+        popularity_weight: float = 0.01,
+        popularity_half_life: float = 20_000,
+        oversample: int = 3,
+        seed: int | None = 42,
+    ) -> None:
+        self.models = models
+        self.popularity_weight = popularity_weight
+        self.popularity_half_life = popularity_half_life
+        self.oversample = oversample
+        self.seed = seed
+        self.n_events_learned = 0
+        self._members = self._build_members(models, seed)
+        self._popularity = DecayedPopularity(half_life=popularity_half_life)
+
+    @staticmethod
+    def _build_members(
+        models: str | Sequence[tuple[Recommender, float]], seed: int | None
+    ) -> list[tuple[Recommender, float]]:
+        if isinstance(models, str):
+            from online_model.registry import make_model  # registry imports this module
+
+            members = []
+            for part in filter(None, (p.strip() for p in models.split(","))):
+                name, _, weight = part.partition(":")
+                try:
+                    w = float(weight) if weight else 1.0
+                except ValueError as exc:
+                    raise ModelError(f"blend member {part!r}: weight is not a number") from exc
+                members.append((make_model(name.strip(), {"seed": seed}), w))
+        else:
+            members = [(m.clone(), float(w)) for m, w in models]
+        if not members:
+            raise ModelError("a blend needs at least one member")
+        return members
+
+    @property
+    def n_items(self) -> int:
+        return self._popularity.n_items
+
+    def user_history(self, user: Hashable) -> Sequence[Hashable]:
+        for member, _ in self._members:
+            hist = member.user_history(user)
+            if hist:
+                return hist
+        return ()
+
+    def learn_one(
+        self,
+        user: Hashable,
+        item: Hashable,
+        y: float | None = None,
+        x: dict[str, Any] | None = None,
+    ) -> None:
+        for member, _ in self._members:
+            member.learn_one(user, item, y, x)
+        self._popularity.learn_one(user, item, y, x)
+        self.n_events_learned += 1
+
+    def _recommend(
+        self, user: Hashable, k: int, history: Sequence[Hashable], exclude: Collection[Hashable]
+    ) -> list[tuple[Hashable, float]]:
+        scores: dict[Hashable, float] = {}
+        get = scores.get
+        n_candidates = k * self.oversample
+        for member, weight in self._members:
+            recs = member._recommend(user, n_candidates, history, exclude)
+            if not recs:
+                continue
+            best = recs[0][1]
+            scale = weight / best if best > 0 else 0.0
+            for item, s in recs:
+                scores[item] = get(item, 0.0) + s * scale
+        pw = self.popularity_weight
+        top_share = None
+        for item, share in self._popularity._recommend(user, k, history, exclude):
+            if top_share is None:
+                top_share = share or 1.0
+            scores[item] = get(item, 0.0) + pw * share / top_share
+        return heapq.nlargest(k, scores.items(), key=itemgetter(1))

@@ -1,0 +1,183 @@
+"""Model names, construction from ``key=value`` strings, and the pickle allow-list.
+
+``make_model("covisit", {"window": "3"})`` builds a built-in; a dotted path
+``package.module:Class`` (or ``package.module.Class``) builds any River-compatible class.
+String parameters are coerced to the type of the constructor's default (or annotation).
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from online_model.base import Recommender
+from online_model.blend import Blend
+from online_model.covisit import Covisitation
+from online_model.errors import ModelError
+from online_model.factorization import ImplicitMF
+from online_model.popularity import DecayedPopularity
+
+logger = logging.getLogger(__name__)
+
+MODELS: dict[str, type[Recommender]] = {
+    "popularity": DecayedPopularity,
+    "covisit": Covisitation,
+    "mf": ImplicitMF,
+    "blend": Blend,
+}
+
+#: Chosen by prequential measurement (bench/MODELS.md): best hit@10 and MRR@10 of the
+#: built-ins on the synthetic logs, with a cheap learn_one and recommend.
+DEFAULT_MODEL = "covisit"
+
+#: Module prefixes whose classes (or reconstructors) the pickles of built-in models hold.
+#: ``builtins`` covers dict/list/tuple/set/float/...; ``collections`` covers OrderedDict and
+#: defaultdict; ``numpy`` covers arrays, dtypes, RandomState and Generator; ``river`` covers
+#: FunkMF and its optimiser, loss and initialiser; ``functools`` is NOT needed (ImplicitMF
+#: stores FunkMF's factor tables as plain dicts).
+PICKLE_MODULE_PREFIXES: tuple[str, ...] = (
+    "online_model",
+    "builtins",
+    "collections",
+    "numpy",
+    "river",
+)
+
+
+def is_allowed_class(module: str, name: str) -> bool:
+    """Whether an unpickler may resolve ``module.name`` for a streamrec model snapshot."""
+    if module == "builtins":
+        # Plain data only: never eval/exec/getattr/__import__ and friends.
+        return name in _SAFE_BUILTINS
+    return any(module == p or module.startswith(p + ".") for p in PICKLE_MODULE_PREFIXES)
+
+
+_SAFE_BUILTINS = frozenset(
+    {"dict", "list", "tuple", "set", "frozenset", "int", "float", "complex", "str", "bytes",
+     "bytearray", "bool", "slice", "range", "object", "NoneType"}
+)
+
+
+def model_names() -> list[str]:
+    """Built-in model names, the default first."""
+    return [DEFAULT_MODEL] + sorted(n for n in MODELS if n != DEFAULT_MODEL)
+
+
+def resolve(name: str) -> type:
+    """Class for a built-in ``name``, ``"default"``, or a dotted path to any class."""
+    if name in ("default", ""):
+        name = DEFAULT_MODEL
+    if name in MODELS:
+        return MODELS[name]
+    if ":" in name:
+        module_name, _, attr = name.partition(":")
+    elif "." in name:
+        module_name, _, attr = name.rpartition(".")
+    else:
+        raise ModelError(f"unknown model {name!r}; built-ins: {', '.join(model_names())}")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ModelError(f"cannot import module {module_name!r} for model {name!r}") from exc
+    obj: Any = module
+    for part in attr.split("."):
+        try:
+            obj = getattr(obj, part)
+        except AttributeError as exc:
+            raise ModelError(f"{module_name!r} has no attribute {attr!r}") from exc
+    if not inspect.isclass(obj):
+        raise ModelError(f"{name!r} is not a class")
+    if not all(hasattr(obj, m) for m in ("learn_one", "predict_one")):
+        raise ModelError(f"{name!r} does not speak River's learn_one/predict_one")
+    return obj
+
+
+def _target_type(param: inspect.Parameter) -> type | None:
+    """The scalar type a parameter wants: its annotation if simple, else its default's."""
+    ann = param.annotation
+    if isinstance(ann, str):
+        kinds = {a.strip() for a in ann.split("|")} - {"None"}
+        for t in (bool, int, float, str):
+            if kinds == {t.__name__}:
+                return t
+        if kinds == {"int", "float"}:
+            return float
+    elif ann in (bool, int, float, str):
+        return ann
+    default = param.default
+    if default is inspect.Parameter.empty or default is None:
+        return None
+    return type(default) if type(default) in (bool, int, float, str) else None
+
+
+def _coerce(value: Any, param: inspect.Parameter, name: str) -> Any:
+    if not isinstance(value, str):
+        return value
+    text = value.strip()
+    if text.lower() in ("none", "null") and (
+        param.default is None or "None" in str(param.annotation)
+    ):
+        return None
+    target = _target_type(param)
+    try:
+        if target is bool:
+            if text.lower() in ("1", "true", "yes", "on"):
+                return True
+            if text.lower() in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(text)
+        if target is int:
+            f = float(text)
+            if f != int(f):
+                raise ValueError(text)
+            return int(f)
+        if target is float:
+            return float(text)
+    except ValueError as exc:
+        raise ModelError(f"parameter {name}={value!r}: expected {target.__name__}") from exc
+    return value
+
+
+def make_model(name: str, params: Mapping[str, Any] | None = None) -> Recommender:
+    """Build model ``name`` (built-in or dotted path) with ``params`` coerced to its types.
+
+    Raises
+    ------
+    ModelError
+        Unknown name, unknown parameter, or a value of the wrong type.
+
+    Examples
+    --------
+    >>> make_model("covisit", {"window": "3"}).window
+    3
+    >>> make_model("online_model.popularity:DecayedPopularity", {"half_life": "50"}).half_life
+    50.0
+    """
+    cls = resolve(name)
+    try:
+        signature = inspect.signature(cls.__init__)
+    except (TypeError, ValueError) as exc:
+        raise ModelError(f"cannot inspect the constructor of {name!r}") from exc
+    accepted = {n: p for n, p in signature.parameters.items() if n != "self"}
+    takes_kwargs = any(p.kind == p.VAR_KEYWORD for p in accepted.values())
+    kwargs: dict[str, Any] = {}
+    for key, value in (params or {}).items():
+        if key not in accepted:
+            if key == "seed":
+                continue  # a seed is offered to every model; not all take one
+            if not takes_kwargs:
+                raise ModelError(
+                    f"model {name!r} has no parameter {key!r}; "
+                    f"accepted: {', '.join(n for n in accepted if not n.startswith('_'))}"
+                )
+            kwargs[key] = value
+            continue
+        kwargs[key] = _coerce(value, accepted[key], key)
+    try:
+        model = cls(**kwargs)
+    except (TypeError, ValueError) as exc:
+        raise ModelError(f"cannot build {name!r} with {kwargs}: {exc}") from exc
+    return model
