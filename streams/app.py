@@ -1,0 +1,133 @@
+"""The Faust scorer app: the agent on ``page-views``, hot-swap, and the REST views.
+
+The agent takes batches of events (``stream.take_events``) and hands them to
+:class:`~streams.scorer_runtime.ScorerRuntime`; the events are acknowledged (and so
+their offsets become committable) only after every recommendation and dead letter of
+the batch was acknowledged by the broker: at-least-once end to end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from pathlib import Path
+from typing import Any
+
+import faust
+import redis
+from faust.web import Request, Response, View
+
+from .metrics import CONTENT_TYPE_LATEST
+from .scorer_runtime import ScorerRuntime
+from .services import kafka_reachable
+from .settings import Settings
+
+log = logging.getLogger(__name__)
+
+MAX_K = 100
+
+
+def create_app(settings: Settings, runtime: ScorerRuntime | None = None) -> faust.App:
+    """Build the scorer app for ``settings`` (one per process)."""
+    session_s = settings.session_timeout_ms / 1000.0
+    app = faust.App(
+        settings.scorer_group,
+        broker=settings.faust_broker_url(),
+        value_serializer="raw",
+        key_serializer="raw",
+        topic_partitions=settings.partitions,
+        topic_replication_factor=settings.replication_factor,
+        store="memory://",
+        datadir=str(Path(settings.state_dir) / "faust"),
+        web_port=settings.web_port,
+        web_bind="0.0.0.0",
+        web_in_thread=False,
+        broker_session_timeout=session_s,
+        broker_heartbeat_interval=max(0.5, session_s / 4),
+        broker_request_timeout=max(30.0, session_s * 2),
+        broker_rebalance_timeout=max(30.0, session_s * 2),
+        broker_commit_interval=1.0,
+        broker_max_poll_records=max(1000, settings.batch_size * 2),
+        consumer_auto_offset_reset="earliest",
+        stream_wait_empty=False,
+        producer_linger=0.002,
+        producer_acks=-1,
+        web_metrics_enabled=False,
+    )
+    rt = runtime or ScorerRuntime(settings)
+    app.streamrec = rt  # type: ignore[attr-defined]
+    page_views = app.topic(settings.topic_page_views, partitions=settings.partitions)
+
+    async def send(topic: str, key: bytes | None, value: bytes | None,
+                   headers: list[tuple[str, bytes]] | None) -> Any:
+        return await app.producer.send(topic, key, value, None, None, headers)
+
+    @app.agent(page_views, name="score-page-views")
+    async def score(stream: faust.StreamT) -> None:
+        async for events in stream.take_events(settings.batch_size, within=settings.batch_wait_s):
+            await rt.process([event.message for event in events], send)
+
+    @app.timer(interval=settings.model_poll_interval, on_leader=False)
+    async def poll_model() -> None:
+        await rt.refresh_model()
+
+    @app.task
+    async def listen_for_snapshots() -> None:
+        """Pub/sub hint: refresh as soon as a snapshot is published (the timer is the
+        fallback, so a lost message only costs one poll interval)."""
+        client = settings.redis_async_client(socket_timeout=None)
+        channel = rt.store.channel
+        while not app.should_stop:
+            pubsub = client.pubsub(ignore_subscribe_messages=True)
+            try:
+                await pubsub.subscribe(channel)
+                async for message in pubsub.listen():
+                    if message and message.get("type") == "message":
+                        await rt.refresh_model()
+            except asyncio.CancelledError:
+                raise
+            except (redis.RedisError, OSError) as exc:
+                log.debug("snapshot_listener_reconnect error=%r", exc)
+                await asyncio.sleep(1.0)
+            finally:
+                with contextlib.suppress(Exception):
+                    await pubsub.aclose()
+
+    @app.page("/recommendations/{user_id}")
+    class Recommendations(View):
+        async def get(self, request: Request, user_id: str) -> Response:
+            try:
+                k = int(request.query.get("k", settings.k))
+                if not 1 <= k <= MAX_K:
+                    raise ValueError
+            except ValueError:
+                return self.json({"error": f"k must be an integer from 1 to {MAX_K}"},
+                                 status=400)
+            return self.json(await rt.recommend_for(user_id, k))
+
+    @app.page("/healthz")
+    class Health(View):
+        async def get(self, request: Request) -> Response:
+            loop = asyncio.get_running_loop()
+            kafka_ok = await loop.run_in_executor(
+                None, kafka_reachable, settings.bootstrap_servers, 1.0)
+            redis_ok = (await rt.history.read(["__healthz__"])).degraded is False
+            served = rt.holder.current
+            body = {
+                "status": "ok" if kafka_ok and redis_ok else "degraded",
+                "model_version": served.version,
+                "model_class": served.model_class,
+                "snapshot_created_at": served.created_at,
+                "snapshots_rejected": rt.holder.rejected,
+                "kafka": kafka_ok,
+                "redis": redis_ok,
+            }
+            return self.json(body, status=200 if kafka_ok else 503)
+
+    @app.page("/metrics")
+    class Metrics(View):
+        async def get(self, request: Request) -> Response:
+            return self.bytes(rt.metrics.render(), content_type=CONTENT_TYPE_LATEST)
+
+    return app

@@ -1,0 +1,208 @@
+"""Users' recent page views and last served lists, in Redis.
+
+The user is represented at serving time by the pages they viewed most recently (a
+bounded Redis list with a TTL), so models stay O(items). Alongside it the scorer keeps
+the list it last served each user, to count a hit when their next view is in it.
+
+Both are read for a whole batch in one pipelined round trip and written back in
+another. When Redis is down, reads degrade to "no history" and writes are skipped; the
+misses are counted, and a short back-off keeps each batch from waiting on a connect
+timeout. Recovery needs no operator.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import redis
+import redis.asyncio
+
+log = logging.getLogger(__name__)
+
+_SEP = "\x1f"  # unit separator: page ids may hold commas but not control characters
+
+
+def history_key(namespace: str, user: str) -> str:
+    return f"streamrec:{namespace}:hist:{user}"
+
+
+def served_key(namespace: str, user: str) -> str:
+    return f"streamrec:{namespace}:served:{user}"
+
+
+@dataclass
+class UserState:
+    """What the scorer knows of each user in a batch."""
+
+    histories: dict[str, list[str]] = field(default_factory=dict)
+    served: dict[str, list[str]] = field(default_factory=dict)
+    degraded: bool = False
+
+
+@dataclass
+class HistoryUpdate:
+    """What a scored batch writes back: pages to append, lists served."""
+
+    appends: dict[str, list[str]] = field(default_factory=dict)
+    served: dict[str, list[str]] = field(default_factory=dict)
+
+    def __bool__(self) -> bool:
+        return bool(self.appends or self.served)
+
+
+class _Breaker:
+    """After a Redis failure, skip Redis for ``backoff`` seconds instead of timing out."""
+
+    def __init__(self, backoff: float) -> None:
+        self.backoff = backoff
+        self.open_until = 0.0
+        self.errors = 0
+
+    def allows(self) -> bool:
+        return time.monotonic() >= self.open_until
+
+    def failed(self, exc: Exception, what: str) -> None:
+        self.errors += 1
+        if self.allows():
+            log.warning("redis_unavailable op=%s error=%r backoff_s=%.1f", what, exc, self.backoff)
+        self.open_until = time.monotonic() + self.backoff
+
+    def succeeded(self) -> None:
+        if self.open_until:
+            log.info("redis_recovered")
+        self.open_until = 0.0
+
+
+def _decode_list(raw: Iterable[bytes]) -> list[str]:
+    return [item.decode() for item in raw]
+
+
+def _encode_served(items: list[str]) -> str:
+    return _SEP.join(items)
+
+
+def _decode_served(raw: bytes | None) -> list[str]:
+    return raw.decode().split(_SEP) if raw else []
+
+
+class _Keys:
+    def __init__(self, namespace: str, length: int, ttl_s: int) -> None:
+        self.namespace = namespace
+        self.length = length
+        self.ttl_s = ttl_s
+
+    def queue_reads(self, pipe: Any, users: list[str]) -> None:
+        for user in users:
+            pipe.lrange(history_key(self.namespace, user), -self.length, -1)
+            pipe.get(served_key(self.namespace, user))
+
+    def parse_reads(self, users: list[str], results: list[Any]) -> UserState:
+        state = UserState()
+        for i, user in enumerate(users):
+            state.histories[user] = _decode_list(results[2 * i])
+            state.served[user] = _decode_served(results[2 * i + 1])
+        return state
+
+    def queue_writes(self, pipe: Any, update: HistoryUpdate) -> None:
+        for user, pages in update.appends.items():
+            key = history_key(self.namespace, user)
+            pipe.rpush(key, *pages)
+            pipe.ltrim(key, -self.length, -1)
+            pipe.expire(key, self.ttl_s)
+        for user, items in update.served.items():
+            pipe.set(served_key(self.namespace, user), _encode_served(items), ex=self.ttl_s)
+
+
+class AsyncHistoryStore:
+    """Pipelined history reads and writes for the asyncio scorer."""
+
+    def __init__(self, client: redis.asyncio.Redis, namespace: str, length: int = 50,
+                 ttl_s: int = 30 * 24 * 3600, backoff: float = 1.0) -> None:
+        self._client = client
+        self._keys = _Keys(namespace, length, ttl_s)
+        self._breaker = _Breaker(backoff)
+
+    @property
+    def errors(self) -> int:
+        return self._breaker.errors
+
+    @property
+    def healthy(self) -> bool:
+        return self._breaker.allows()
+
+    async def read(self, users: Iterable[str]) -> UserState:
+        users = list(dict.fromkeys(users))
+        if not users:
+            return UserState()
+        if not self._breaker.allows():
+            return UserState(degraded=True)
+        try:
+            pipe = self._client.pipeline(transaction=False)
+            self._keys.queue_reads(pipe, users)
+            results = await pipe.execute()
+        except (redis.RedisError, OSError) as exc:
+            self._breaker.failed(exc, "read")
+            return UserState(degraded=True)
+        self._breaker.succeeded()
+        return self._keys.parse_reads(users, results)
+
+    async def write(self, update: HistoryUpdate) -> bool:
+        if not update or not self._breaker.allows():
+            return not update
+        try:
+            pipe = self._client.pipeline(transaction=False)
+            self._keys.queue_writes(pipe, update)
+            await pipe.execute()
+        except (redis.RedisError, OSError) as exc:
+            self._breaker.failed(exc, "write")
+            return False
+        self._breaker.succeeded()
+        return True
+
+
+class HistoryStore:
+    """The same, synchronous: for batch scoring, the REST-free tools and other transports."""
+
+    def __init__(self, client: redis.Redis, namespace: str, length: int = 50,
+                 ttl_s: int = 30 * 24 * 3600, backoff: float = 1.0) -> None:
+        self._client = client
+        self._keys = _Keys(namespace, length, ttl_s)
+        self._breaker = _Breaker(backoff)
+
+    @property
+    def errors(self) -> int:
+        return self._breaker.errors
+
+    def read(self, users: Iterable[str]) -> UserState:
+        users = list(dict.fromkeys(users))
+        if not users:
+            return UserState()
+        if not self._breaker.allows():
+            return UserState(degraded=True)
+        try:
+            pipe = self._client.pipeline(transaction=False)
+            self._keys.queue_reads(pipe, users)
+            results = pipe.execute()
+        except (redis.RedisError, OSError) as exc:
+            self._breaker.failed(exc, "read")
+            return UserState(degraded=True)
+        self._breaker.succeeded()
+        return self._keys.parse_reads(users, results)
+
+    def write(self, update: HistoryUpdate) -> bool:
+        if not update or not self._breaker.allows():
+            return not update
+        try:
+            pipe = self._client.pipeline(transaction=False)
+            self._keys.queue_writes(pipe, update)
+            pipe.execute()
+        except (redis.RedisError, OSError) as exc:
+            self._breaker.failed(exc, "write")
+            return False
+        self._breaker.succeeded()
+        return True
+

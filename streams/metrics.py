@@ -1,0 +1,95 @@
+"""Scorer metrics in Prometheus text format (served by ``GET /metrics``).
+
+Each scorer has its own registry, so several scorers in one process (tests) never mix
+their counts.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from .model_holder import ModelHolder
+from .scoring import ServedQuality
+
+__all__ = ["CONTENT_TYPE_LATEST", "RollingQuality", "ScorerMetrics"]
+
+
+class RollingQuality:
+    """Served hit@k and MRR over roughly the last ``window`` judged page views."""
+
+    def __init__(self, window: int = 5000) -> None:
+        self.window = window
+        self._batches: deque[ServedQuality] = deque()
+        self._total = ServedQuality()
+
+    def add(self, batch: ServedQuality) -> None:
+        if not batch.judged:
+            return
+        self._batches.append(batch)
+        self._total.judged += batch.judged
+        self._total.hits += batch.hits
+        self._total.reciprocal_rank += batch.reciprocal_rank
+        while self._batches and self._total.judged - self._batches[0].judged >= self.window:
+            old = self._batches.popleft()
+            self._total.judged -= old.judged
+            self._total.hits -= old.hits
+            self._total.reciprocal_rank -= old.reciprocal_rank
+
+    @property
+    def judged(self) -> int:
+        return self._total.judged
+
+    @property
+    def hit_rate(self) -> float:
+        return self._total.hits / self._total.judged if self._total.judged else 0.0
+
+    @property
+    def mrr(self) -> float:
+        return self._total.reciprocal_rank / self._total.judged if self._total.judged else 0.0
+
+
+class ScorerMetrics:
+    """Counters, gauges and the batch latency histogram of one scorer."""
+
+    def __init__(self, holder: ModelHolder, k: int) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.holder = holder
+        self.quality = RollingQuality()
+        r = self.registry
+        self.events_scored = Counter("streamrec_events_scored", "Page views answered", registry=r)
+        self.dead_letters = Counter("streamrec_dead_letters", "Inputs sent to the DLQ",
+                                    ["reason"], registry=r)
+        self.redis_errors = Counter("streamrec_redis_errors",
+                                    "Redis operations that failed (history degraded)", registry=r)
+        self.batch_seconds = Histogram(
+            "streamrec_batch_seconds", "Time to score and send one batch",
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+            registry=r)
+        self.batch_size = Histogram("streamrec_batch_size", "Page views per batch",
+                                    buckets=(1, 10, 50, 100, 250, 500, 1000, 2000), registry=r)
+        Gauge("streamrec_model_version", "Snapshot version served (0 = cold start)",
+              registry=r).set_function(lambda: holder.current.version)
+        Gauge("streamrec_snapshot_age_seconds", "Age of the served snapshot",
+              registry=r).set_function(self._snapshot_age)
+        Gauge("streamrec_snapshots_rejected", "Snapshots refused (bad MAC, format, class)",
+              registry=r).set_function(lambda: holder.rejected)
+        Gauge("streamrec_model_swaps", "Snapshots swapped in since start",
+              registry=r).set_function(lambda: holder.swaps)
+        Gauge(f"streamrec_served_hit_at_{k}", "Rolling share of page views that were in the "
+              "list served to the same user just before", registry=r
+              ).set_function(lambda: self.quality.hit_rate)
+        Gauge(f"streamrec_served_mrr_at_{k}", "Rolling MRR of the served lists",
+              registry=r).set_function(lambda: self.quality.mrr)
+        Gauge("streamrec_served_judged", "Page views in the rolling quality window",
+              registry=r).set_function(lambda: self.quality.judged)
+
+    def _snapshot_age(self) -> float:
+        created = self.holder.current.created_at
+        return time.time() - created if created else -1.0
+
+    def render(self) -> bytes:
+        return bytes(generate_latest(self.registry))

@@ -1,0 +1,89 @@
+"""The model a scorer serves, and how it is swapped for a newer snapshot.
+
+Swapping is one reference assignment of an immutable (model, version) pair, done between
+batches on the event loop; a batch picks the pair up once, so it is scored and stamped by
+one model. A snapshot that fails verification or loading is rejected and counted; the
+model already held keeps serving. Before any snapshot exists the holder serves a decayed
+popularity it learns from the stream itself, so a new deployment answers at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from online_model.base import Recommender
+from online_model.errors import SnapshotError
+from online_model.popularity import DecayedPopularity
+
+log = logging.getLogger(__name__)
+
+
+class SnapshotSource(Protocol):
+    def current_version(self) -> int | None: ...
+
+    def load(self, version: int) -> Any: ...
+
+
+@dataclass(frozen=True)
+class Served:
+    """The model in service: ``version`` 0 is the built-in cold-start popularity."""
+
+    model: Recommender
+    version: int
+    loaded_at: float
+    created_at: float | None = None
+    model_class: str = ""
+
+    @property
+    def is_fallback(self) -> bool:
+        return self.version == 0
+
+
+class ModelHolder:
+    """Holds the served model; :meth:`refresh` swaps in a newer verified snapshot."""
+
+    def __init__(self, fallback: Recommender | None = None) -> None:
+        self.fallback = fallback or DecayedPopularity()
+        self.current = Served(self.fallback, 0, time.time(), None, "cold-start popularity")
+        self.rejected = 0
+        self.swaps = 0
+        self.last_error: str | None = None
+        self._rejected_versions: set[int] = set()
+        self._lock = threading.Lock()
+
+    def observe(self, user: str, page: str, ts_ms: int) -> None:
+        """Let the cold-start model learn while no snapshot is served."""
+        if self.current.is_fallback:
+            self.fallback.learn_one(user, page, x={"ts": ts_ms})
+
+    def refresh(self, source: SnapshotSource) -> bool:
+        """Load the store's current version if it differs from ours; True if swapped.
+
+        Blocking (Redis + unpickling): call it from a worker thread, not the event loop.
+        """
+        with self._lock:
+            version = source.current_version()
+            if version is None or version == self.current.version:
+                return False
+            if version in self._rejected_versions:
+                return False
+            try:
+                snapshot = source.load(version)
+            except SnapshotError as exc:
+                self.rejected += 1
+                self._rejected_versions.add(version)
+                self.last_error = f"version {version}: {exc}"
+                log.error("snapshot_rejected version=%d error=%s kept_version=%d",
+                          version, exc, self.current.version)
+                return False
+            meta = snapshot.meta
+            self.current = Served(snapshot.model, int(meta.version or version), time.time(),
+                                  meta.created_at, meta.model_class)
+            self.swaps += 1
+            log.info("model_swapped version=%d class=%s events_seen=%s",
+                     self.current.version, meta.model_class, meta.events_seen)
+            return True

@@ -1,0 +1,127 @@
+"""Everything one scorer process holds, apart from the transport that feeds it.
+
+The Faust app (:mod:`streams.app`) calls :meth:`ScorerRuntime.process` per batch and
+:meth:`ScorerRuntime.refresh_model` from a timer and a pub/sub listener; the REST views
+read from the same runtime, so REST and stream answers come from one model and one
+history store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+import redis
+
+from online_model.errors import SnapshotError
+
+from .dlq import DeadLetter, InputMessage
+from .history import AsyncHistoryStore
+from .metrics import ScorerMetrics
+from .model_holder import ModelHolder
+from .scoring import ScoredBatch, ScoringCore
+from .settings import Settings
+
+log = logging.getLogger(__name__)
+
+#: send(topic, key, value, headers) -> awaitable that resolves when the broker acknowledged
+Send = Callable[[str, bytes | None, bytes | None, list[tuple[str, bytes]] | None],
+                Awaitable[Awaitable[Any]]]
+
+
+def snapshot_store(settings: Settings) -> Any:
+    """The Redis snapshot store for ``settings.model_name`` (sync client)."""
+    from online_model.snapshot import signing_key
+    from online_model.store import SnapshotStore
+
+    key = signing_key(settings.snapshot_key.get(), settings.insecure_dev)
+    client = settings.redis_client(socket_timeout=5.0)
+    return SnapshotStore(client, settings.model_name, key, keep=settings.snapshot_keep)
+
+
+class ScorerRuntime:
+    """Model holder, scoring core, history store, snapshot store and metrics of a scorer."""
+
+    def __init__(self, settings: Settings, store: Any | None = None) -> None:
+        self.settings = settings
+        self.holder = ModelHolder()
+        self.core = ScoringCore(self.holder, settings.model_name, settings.k,
+                                settings.history_length, settings.max_event_bytes,
+                                settings.schema_registry_url)
+        self.metrics = ScorerMetrics(self.holder, settings.k)
+        self.store = store if store is not None else snapshot_store(settings)
+        self.history = AsyncHistoryStore(
+            settings.redis_async_client(socket_timeout=0.5, socket_connect_timeout=0.5),
+            settings.model_name, settings.history_length, settings.history_ttl_s)
+        self._refresh_lock = asyncio.Lock()
+        self._redis_errors_seen = 0
+        self.started_at = time.time()
+
+    # -- the hot path --------------------------------------------------------------------
+    async def process(self, messages: Sequence[InputMessage], send: Send) -> ScoredBatch:
+        """Decode, score, send and write back one batch; return when the broker acked."""
+        started = time.perf_counter()
+        views, dead = self.core.decode(messages)
+        state = await self.history.read(view.user for view in views)
+        batch = self.core.score(views, state)
+        topic = self.settings.topic_recommendations
+        acks = [await send(topic, key, value, None) for key, value in batch.recommendations]
+        acks += [await self._dead_letter(letter, send) for letter in dead]
+        await self.history.write(batch.update)
+        if acks:
+            await asyncio.gather(*acks)
+        self._account(batch, dead, started)
+        return batch
+
+    async def _dead_letter(self, letter: DeadLetter, send: Send) -> Awaitable[Any]:
+        m = letter.message
+        log.warning("dead_letter reason=%s topic=%s partition=%d offset=%d error=%s",
+                    letter.reason, m.topic, m.partition, m.offset, letter.error)
+        return await send(self.settings.topic_dlq, m.key, m.value, letter.headers())
+
+    def _account(self, batch: ScoredBatch, dead: list[DeadLetter], started: float) -> None:
+        metrics = self.metrics
+        metrics.events_scored.inc(len(batch.recommendations))
+        for letter in dead:
+            metrics.dead_letters.labels(letter.reason).inc()
+        new_errors = self.history.errors - self._redis_errors_seen
+        if new_errors:
+            metrics.redis_errors.inc(new_errors)
+            self._redis_errors_seen = self.history.errors
+        metrics.quality.add(batch.quality)
+        metrics.batch_size.observe(len(batch.recommendations) + len(dead))
+        metrics.batch_seconds.observe(time.perf_counter() - started)
+
+    # -- hot swap ------------------------------------------------------------------------
+    async def refresh_model(self) -> bool:
+        """Swap in the store's current snapshot if it changed (between batches)."""
+        if self._refresh_lock.locked():
+            return False
+        async with self._refresh_lock:
+            try:
+                return await asyncio.get_running_loop().run_in_executor(
+                    None, self.holder.refresh, self.store)
+            except (redis.RedisError, OSError) as exc:
+                log.warning("model_poll_failed error=%r kept_version=%d", exc,
+                            self.holder.current.version)
+            except SnapshotError as exc:  # a store-level refusal, e.g. a missing body
+                log.error("model_poll_refused error=%s", exc)
+            return False
+
+    # -- REST ----------------------------------------------------------------------------
+    async def recommend_for(self, user: str, k: int) -> dict[str, Any]:
+        state = await self.history.read([user])
+        history = state.histories.get(user, [])
+        served = self.holder.current
+        items = self.core.recommend(served, user, history, k)
+        return {
+            "user_id": user,
+            "items": [{"page_id": page, "score": score} for page, score in items],
+            "model_name": self.settings.model_name,
+            "model_version": served.version,
+            "history_length": len(history),
+            "history_available": not state.degraded,
+        }

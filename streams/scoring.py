@@ -1,0 +1,140 @@
+"""The scoring core: one batch in, one batch out, no transport.
+
+``decode`` turns Kafka messages into page views or dead letters; ``score`` turns page
+views plus the users' state read from Redis into encoded Recommendations and the state to
+write back. The Faust agent drives it, and so can any other transport (the benchmark
+drives it from a plain confluent-kafka loop), because all I/O stays with the caller.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from .codec import PAGE_VIEW, RECOMMENDATION, AvroCodec
+from .dlq import DeadLetter, InputMessage
+from .errors import DecodeError, SchemaViolation
+from .history import HistoryUpdate, UserState
+from .model_holder import ModelHolder, Served
+
+
+class KeyMismatch(DecodeError):
+    """The message key is not the event's user_id, so per-user ordering is not kept."""
+
+    reason = "key_mismatch"
+
+
+@dataclass
+class PageViewIn:
+    """A decoded page view with the message it came in."""
+
+    message: InputMessage
+    record: dict[str, Any]
+
+    @property
+    def user(self) -> str:
+        return str(self.record["user_id"])
+
+
+@dataclass
+class ServedQuality:
+    """Online quality: was the next page a user viewed in the list served before it?"""
+
+    judged: int = 0
+    hits: int = 0
+    reciprocal_rank: float = 0.0
+
+    def add(self, served: list[str], page: str) -> None:
+        if not served:
+            return
+        self.judged += 1
+        try:
+            rank = served.index(page)
+        except ValueError:
+            return
+        self.hits += 1
+        self.reciprocal_rank += 1.0 / (rank + 1)
+
+
+@dataclass
+class ScoredBatch:
+    """Encoded recommendations (key, value), and what to write back to Redis."""
+
+    recommendations: list[tuple[bytes, bytes]] = field(default_factory=list)
+    event_ids: list[str] = field(default_factory=list)
+    update: HistoryUpdate = field(default_factory=HistoryUpdate)
+    quality: ServedQuality = field(default_factory=ServedQuality)
+    version: int = 0
+
+
+class ScoringCore:
+    """Decode, recommend and encode; stateless apart from the model holder."""
+
+    def __init__(self, holder: ModelHolder, model_name: str, k: int = 10,
+                 history_length: int = 50, max_event_bytes: int = 64 * 1024,
+                 registry_url: str | None = None) -> None:
+        self.holder = holder
+        self.model_name = model_name
+        self.k = k
+        self.history_length = history_length
+        self.page_views = AvroCodec.bundled(PAGE_VIEW, registry_url, max_bytes=max_event_bytes)
+        self.recommendations = AvroCodec.bundled(RECOMMENDATION, registry_url)
+
+    def decode(self, messages: Sequence[InputMessage]) -> tuple[list[PageViewIn], list[DeadLetter]]:
+        good: list[PageViewIn] = []
+        dead: list[DeadLetter] = []
+        decode = self.page_views.decode
+        for message in messages:
+            try:
+                record = decode(message.value)
+                key = message.key
+                if key is None or key.decode("utf-8", "replace") != record["user_id"]:
+                    raise KeyMismatch(f"key {key!r} is not the user_id {record['user_id']!r}")
+            except (DecodeError, SchemaViolation) as exc:
+                dead.append(DeadLetter(message, exc))
+                continue
+            good.append(PageViewIn(message, record))
+        return good, dead
+
+    def recommend(self, served: Served, user: str, history: list[str], k: int | None = None,
+                  ) -> list[tuple[str, float]]:
+        """Top-k for a user with ``history`` (newest last), excluding pages already seen."""
+        items = served.model.recommend(user, k or self.k, history=history, exclude=set(history))
+        return [(str(item), float(score)) for item, score in items]
+
+    def score(self, views: Sequence[PageViewIn], state: UserState) -> ScoredBatch:
+        served_model = self.holder.current  # one model for the whole batch
+        out = ScoredBatch(version=served_model.version)
+        histories = state.histories
+        last_served = state.served
+        encode = self.recommendations.encode
+        now_ms = int(time.time() * 1000)
+        for view in views:
+            record = view.record
+            user = view.user
+            page = str(record["page_id"])
+            out.quality.add(last_served.get(user, []), page)
+            history = histories.setdefault(user, [])
+            history.append(page)
+            if len(history) > self.history_length:
+                del history[: len(history) - self.history_length]
+            self.holder.observe(user, page, record["ts"])
+            items = self.recommend(served_model, user, history)
+            ranked = [item for item, _ in items]
+            last_served[user] = ranked
+            out.update.appends.setdefault(user, []).append(page)
+            out.update.served[user] = ranked
+            value = encode({
+                "event_id": record["event_id"],
+                "user_id": user,
+                "items": [{"page_id": item, "score": score} for item, score in items],
+                "model_name": self.model_name,
+                "model_version": served_model.version,
+                "page_view_ts": record["ts"],
+                "produced_at": now_ms,
+            })
+            out.recommendations.append((user.encode(), value))
+            out.event_ids.append(record["event_id"])
+        return out

@@ -1,0 +1,142 @@
+"""The scoring core and the scorer runtime, with fakes for Kafka and the snapshot store."""
+
+from __future__ import annotations
+
+import asyncio
+import struct
+from dataclasses import dataclass
+from typing import Any
+
+from online_model.errors import SnapshotVerificationError
+from online_model.popularity import DecayedPopularity
+from streams.codec import PAGE_VIEW, RECOMMENDATION, AvroCodec
+from streams.dlq import RawMessage
+from streams.history import UserState
+from streams.model_holder import ModelHolder
+from streams.producer import page_view
+from streams.scorer_runtime import ScorerRuntime
+from streams.scoring import ScoringCore
+from streams.settings import Settings
+
+PV = AvroCodec.bundled(PAGE_VIEW)
+REC = AvroCodec.bundled(RECOMMENDATION)
+
+
+def msg(offset: int, value: bytes | None, key: bytes | None) -> RawMessage:
+    return RawMessage("page-views", 0, offset, key, value)
+
+
+def view_msg(offset: int, user: str, page: str, ts: int = 1_000) -> RawMessage:
+    record = page_view(user, page, ts, event_id=f"e{offset}")
+    return msg(offset, PV.encode(record), user.encode())
+
+
+def test_decode_sorts_good_from_bad() -> None:
+    core = ScoringCore(ModelHolder(), "m", max_event_bytes=2048)
+    good = view_msg(0, "u1", "p1")
+    unknown_id = good.value[:1] + struct.pack(">I", 7) + good.value[5:]  # type: ignore[index]
+    bad = [
+        msg(1, b"", b"u1"),
+        msg(2, b"\x00\x01", b"u1"),
+        msg(3, b"\x07" + good.value[1:], b"u1"),  # type: ignore[index]
+        msg(4, unknown_id, b"u1"),
+        msg(5, good.value[:-2], b"u1"),  # type: ignore[index]
+        msg(6, good.value + b"x" * 3000, b"u1"),  # type: ignore[operator]
+        msg(7, good.value, b"someone-else"),
+        msg(8, None, b"u1"),
+    ]
+    views, dead = core.decode([good, *bad])
+    assert [v.record["event_id"] for v in views] == ["e0"]
+    assert [d.message.offset for d in dead] == list(range(1, 9))
+    reasons = [d.reason for d in dead]
+    assert reasons == ["too_short", "too_short", "bad_magic_byte", "unknown_schema_id",
+                       "corrupt_body", "too_large", "key_mismatch", "too_short"]
+    headers = dict(dead[0].headers())
+    assert headers["streamrec.original.offset"] == b"1"
+    assert headers["streamrec.error.class"] == b"MessageTooShort"
+
+
+def test_score_excludes_history_and_updates_state() -> None:
+    holder = ModelHolder()
+    for page in ["a", "b", "c", "d"] * 3:
+        holder.fallback.learn_one("x", page, x={"ts": 1})
+    core = ScoringCore(holder, "m", k=3)
+    views, _ = core.decode([view_msg(0, "u1", "a"), view_msg(1, "u1", "b")])
+    batch = core.score(views, UserState(histories={"u1": ["c"]}, served={"u1": ["a", "z"]}))
+    recs = [REC.decode(value) for _, value in batch.recommendations]
+    assert [r["event_id"] for r in recs] == ["e0", "e1"]
+    assert [i["page_id"] for i in recs[1]["items"]] == ["d"]  # a, b, c already seen
+    assert batch.update.appends == {"u1": ["a", "b"]}
+    assert batch.update.served == {"u1": ["d"]}
+    # "a" was in the list served before the first view (rank 1); the list served after
+    # it was [d, b] (a and c excluded; d is the most recent), so "b" is a hit at rank 2.
+    assert (batch.quality.judged, batch.quality.hits) == (2, 2)
+    assert batch.quality.reciprocal_rank == 1.5
+    views, _ = core.decode([view_msg(2, "u1", "zz")])
+    assert core.score(views, UserState(served={"u1": ["d"]})).quality.hits == 0
+    assert recs[0]["model_version"] == 0
+
+
+class FakeStore:
+    channel = "c"
+
+    def __init__(self) -> None:
+        self.version: int | None = None
+        self.snapshots: dict[int, Any] = {}
+
+    def current_version(self) -> int | None:
+        return self.version
+
+    def load(self, version: int) -> Any:
+        snap = self.snapshots[version]
+        if isinstance(snap, Exception):
+            raise snap
+        return snap
+
+
+@dataclass
+class Meta:
+    version: int
+    created_at: float = 0.0
+    model_class: str = "DecayedPopularity"
+    events_seen: int = 0
+
+
+@dataclass
+class Snap:
+    meta: Meta
+    model: Any
+
+
+def test_runtime_sends_after_scoring_and_swaps_models() -> None:
+    store = FakeStore()
+    settings = Settings(redis_url="redis://127.0.0.1:1/0", model_name="m")
+    runtime = ScorerRuntime(settings, store=store)
+    sent: list[tuple[str, bytes | None, list[Any] | None]] = []
+
+    async def send(topic: str, key: bytes | None, value: bytes | None, headers: Any) -> Any:
+        sent.append((topic, key, headers))
+        fut = asyncio.get_running_loop().create_future()
+        fut.set_result(None)
+        return fut
+
+    async def scenario() -> None:
+        await runtime.process([view_msg(0, "u1", "a"), msg(1, b"", b"u1")], send)
+        model = DecayedPopularity()
+        model.learn_one("u", "zzz")
+        store.snapshots = {1: Snap(Meta(1), model), 2: SnapshotVerificationError("bad mac")}
+        store.version = 1
+        assert await runtime.refresh_model()
+        store.version = 2
+        assert not await runtime.refresh_model()
+        batch = await runtime.process([view_msg(2, "u2", "b")], send)
+        assert batch.version == 1
+
+    asyncio.run(scenario())
+    assert [t for t, _, _ in sent] == ["recommendations", "page-views.dlq", "recommendations"]
+    assert runtime.holder.rejected == 1 and runtime.holder.current.version == 1
+    text = runtime.metrics.render().decode()
+    assert "streamrec_events_scored_total 2.0" in text
+    assert 'streamrec_dead_letters_total{reason="too_short"} 1.0' in text
+    assert "streamrec_snapshots_rejected 1.0" in text
+    assert "streamrec_redis_errors_total" in text
