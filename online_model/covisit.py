@@ -78,7 +78,7 @@ class Covisitation(Recommender):
         window: int = 5,
         decay_position: float = 0.6,
         backward_weight: float = 0.5,
-        max_neighbours: int = 100,
+        max_neighbours: int = 50,
         n_recent: int = 5,
         recency: float = 0.5,
         pop_exponent: float = 0.0,
@@ -185,9 +185,8 @@ class Covisitation(Recommender):
             if len(seen) >= self.n_recent:
                 break
         if self.pop_exponent and scores:
-            prob = self._popularity.probability
-            e = self.pop_exponent
-            scores = {i: s / max(prob(i), 1e-12) ** e for i, s in scores.items()}
+            counts, e = self._popularity._counts, -self.pop_exponent
+            scores = {i: s * max(counts[i], 1e-300) ** e for i, s in scores.items()}
         return scores
 
     def score_items(
@@ -202,10 +201,10 @@ class Covisitation(Recommender):
     ) -> list[tuple[Hashable, float]]:
         scores = self._scores(history)
         b = self.backoff
-        if b:
-            prob = self._popularity.probability
-            for item in scores:
-                scores[item] += b * prob(item)
+        if b and scores:
+            pop = self._popularity
+            counts, scale = pop._counts, b / pop._total
+            scores = {i: s + scale * counts[i] for i, s in scores.items()}
         # Popular pages fill the list and compete through the backoff term.
         n_fill = 0
         for item, p in self._popularity.top():

@@ -1,7 +1,8 @@
 """Model names, construction from ``key=value`` strings, and the pickle allow-list.
 
 ``make_model("covisit", {"window": "3"})`` builds a built-in; a dotted path
-``package.module:Class`` (or ``package.module.Class``) builds any River-compatible class.
+``package.module:Class`` (or ``package.module.Class``) builds any River-compatible class;
+one that is not a :class:`Recommender` is wrapped in :class:`~online_model.adapter.RiverRanker`.
 String parameters are coerced to the type of the constructor's default (or annotation).
 """
 
@@ -13,6 +14,7 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
+from online_model.adapter import RiverRanker
 from online_model.base import Recommender
 from online_model.blend import Blend
 from online_model.covisit import Covisitation
@@ -180,4 +182,7 @@ def make_model(name: str, params: Mapping[str, Any] | None = None) -> Recommende
         model = cls(**kwargs)
     except (TypeError, ValueError) as exc:
         raise ModelError(f"cannot build {name!r} with {kwargs}: {exc}") from exc
+    if not isinstance(model, Recommender):
+        # A plain River ranker: give it recommend() (slow, O(items) predict_one calls).
+        model = RiverRanker(model)
     return model
