@@ -163,15 +163,16 @@ class EmbeddedServices:
         """Start whatever is embedded and not yet running; return the names started."""
         state = {k: v for k, v in self._read_state().items() if self._alive(v)}
         started: list[str] = []
+        processes: dict[str, subprocess.Popen[bytes]] = {}
         try:
             for name in self.wanted():
                 if name in state:
                     continue
-                state[name] = self._start(name)
+                state[name], processes[name] = self._start(name)
                 started.append(name)
                 self._write_state(state)
             for name in started:
-                self._wait_ready(name, state[name], timeout)
+                self._wait_ready(name, state[name], processes[name], timeout)
         except BaseException:
             for name in started:
                 self._stop(state.pop(name))
@@ -228,7 +229,7 @@ class EmbeddedServices:
         return binary, [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
                         "--appendonly", "no", "--daemonize", "no", "--loglevel", "warning"]
 
-    def _start(self, name: str) -> _Started:
+    def _start(self, name: str) -> tuple[_Started, subprocess.Popen[bytes]]:
         port = self.settings.kafka_port if name == KAFKA else self.settings.redis_port
         if port_in_use(port):
             env = Settings.env_var("kafka_port" if name == KAFKA else "redis_port")
@@ -249,14 +250,17 @@ class EmbeddedServices:
                 env={**os.environ, "RUST_LOG": os.environ.get("RUST_LOG", "warn")},
             )
         log.info("started service=%s pid=%d port=%d log=%s", name, process.pid, port, log_path)
-        return _Started(process.pid, port, binary, str(log_path), time.time())
+        return _Started(process.pid, port, binary, str(log_path), time.time()), process
 
-    def _wait_ready(self, name: str, entry: _Started, timeout: float) -> None:
+    def _wait_ready(self, name: str, entry: _Started, process: subprocess.Popen[bytes],
+                    timeout: float) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if not self._alive(entry):
+            if process.poll() is not None:
+                time.sleep(0.2)  # let the log catch up
                 tail = Path(entry.log).read_text(errors="replace")[-2000:]
-                raise ServiceError(f"embedded {name} exited at start; log {entry.log}:\n{tail}")
+                raise ServiceError(f"embedded {name} exited at start with code "
+                                   f"{process.returncode}; log {entry.log}:\n{tail}")
             if name == KAFKA:
                 ready = kafka_reachable(f"127.0.0.1:{entry.port}", timeout=1.0)
             else:

@@ -1,0 +1,31 @@
+"""``streamrec demo``: the main job, on embedded services unless told otherwise."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from ..demo import result_json, run_demo
+from ..settings import Settings
+
+
+@click.command("demo")
+@click.option("--duration", default=30.0, show_default=True, envvar="STREAMREC_DEMO_DURATION",
+              show_envvar=True, help="Seconds of page views to produce.")
+@click.option("--rate", default=300.0, show_default=True, envvar="STREAMREC_DEMO_RATE",
+              show_envvar=True, help="Page views per second.")
+@click.option("--users", default=500, show_default=True, envvar="STREAMREC_DEMO_USERS",
+              show_envvar=True, help="Synthetic users.")
+@click.option("--pages", default=300, show_default=True, envvar="STREAMREC_DEMO_PAGES",
+              show_envvar=True, help="Synthetic pages.")
+@click.option("--json", "as_json", is_flag=True, envvar="STREAMREC_DEMO_JSON", show_envvar=True,
+              help="Also print the summary as one JSON line on stdout.")
+def command(duration: float, rate: float, users: int, pages: int, as_json: bool) -> None:
+    """Run trainer + scorer on synthetic page views and print a summary."""
+    result = run_demo(Settings.from_env(), duration, rate, users, pages)
+    click.echo(result.summary(), err=not as_json)
+    if as_json:
+        click.echo(json.dumps(result_json(result)))
+    if result.produced and result.missing:
+        raise SystemExit(1)
