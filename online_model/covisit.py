@@ -42,6 +42,9 @@ class Covisitation(Recommender):
         Weight of the reverse pair ``p -> q`` relative to ``q -> p``.
     max_neighbours
         Neighbours kept per item.
+    n_candidates
+        Strongest neighbours of each history page considered at serving time; they are
+        cached per item until the item's row changes, so a frozen snapshot serves fast.
     n_recent
         History pages used at serving time.
     recency
@@ -79,6 +82,7 @@ class Covisitation(Recommender):
         decay_position: float = 0.6,
         backward_weight: float = 0.5,
         max_neighbours: int = 50,
+        n_candidates: int = 30,
         n_recent: int = 5,
         recency: float = 0.5,
         pop_exponent: float = 0.0,
@@ -92,6 +96,7 @@ class Covisitation(Recommender):
         self.decay_position = decay_position
         self.backward_weight = backward_weight
         self.max_neighbours = max_neighbours
+        self.n_candidates = n_candidates
         self.n_recent = n_recent
         self.recency = recency
         self.pop_exponent = pop_exponent
@@ -106,11 +111,16 @@ class Covisitation(Recommender):
         self._neighbours: dict[Hashable, dict[Hashable, float]] = {}
         self._out: dict[Hashable, float] = {}  # total outgoing weight, pruned mass included
         self._histories: OrderedDict[Hashable, list[Hashable]] = OrderedDict()
+        # Derived, not pickled: normalised top neighbours per item.
+        self._candidates: dict[Hashable, list[tuple[Hashable, float]]] = {}
         self._position_weights = [decay_position**d for d in range(window)]
 
     @property
     def n_items(self) -> int:
         return self._popularity.n_items
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_candidates": {}}  # a cache: rebuilt on demand
 
     def user_history(self, user: Hashable) -> Sequence[Hashable]:
         return self._histories.get(user, ())
@@ -153,6 +163,7 @@ class Covisitation(Recommender):
             row = self._neighbours[src] = {}
         row[dst] = row.get(dst, 0.0) + w
         self._out[src] = self._out.get(src, 0.0) + w
+        self._candidates.pop(src, None)
         if len(row) > 2 * self.max_neighbours:
             # Amortised pruning: keep the strongest half once the row doubles.
             kept = heapq.nlargest(self.max_neighbours, row.items(), key=itemgetter(1))
@@ -164,23 +175,37 @@ class Covisitation(Recommender):
         for row in self._neighbours.values():
             for j in row:
                 row[j] *= factor
+        # Cached candidates are normalised by ``_out``: the factor cancels out.
+
+    def _candidates_of(self, item: Hashable) -> list[tuple[Hashable, float]]:
+        """The ``n_candidates`` strongest transitions of ``item`` as (next, P(next|item))."""
+        cands = self._candidates.get(item)
+        if cands is None:
+            row = self._neighbours.get(item)
+            if not row:
+                return []
+            norm = 1.0 / self._out[item]
+            top = heapq.nlargest(self.n_candidates, row.items(), key=itemgetter(1))
+            cands = self._candidates[item] = [(j, w * norm) for j, w in top]
+        return cands
 
     def _scores(self, history: Sequence[Hashable]) -> dict[Hashable, float]:
         """Transition scores from the last ``n_recent`` distinct pages of ``history``."""
         scores: dict[Hashable, float] = {}
-        neighbours, out = self._neighbours, self._out
+        get = scores.get
         seen: set[Hashable] = set()
         age_weight = 1.0
         for prev in reversed(history):
             if prev in seen:
                 continue
             seen.add(prev)
-            row = neighbours.get(prev)
-            if row:
-                norm = age_weight / out[prev]
-                get = scores.get
-                for item, w in row.items():
-                    scores[item] = get(item, 0.0) + w * norm
+            cands = self._candidates_of(prev)
+            if age_weight == 1.0:
+                for item, p in cands:
+                    scores[item] = get(item, 0.0) + p
+            else:
+                for item, p in cands:
+                    scores[item] = get(item, 0.0) + p * age_weight
             age_weight *= self.recency
             if len(seen) >= self.n_recent:
                 break

@@ -1,0 +1,1 @@
+"""Reproducible benchmarks of streamrec; each writes JSON and Markdown to bench/results/."""
