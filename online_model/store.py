@@ -222,7 +222,7 @@ class SnapshotStore:
         current = self.current_version()
         if current is not None:
             protected.add(current)
-        trainer = self._newest_of_origin_hint("trainer")
+        trainer = self.newest_version_hint("trainer")
         if trainer is not None:
             protected.add(trainer)
         kept = {v for v in members if v in protected}
@@ -309,7 +309,8 @@ class SnapshotStore:
         return self.inspect_versions()[0]
 
     @_redis_errors
-    def _newest_of_origin_hint(self, origin: str) -> int | None:
+    def newest_version_hint(self, origin: str) -> int | None:
+        """Newest kept version recorded as ``origin`` (unverified: a hint, one HGETALL)."""
         hints = self.redis.hgetall(self._k("origins"))
         matching = [int(v) for v, o in hints.items() if o.decode() == origin]
         return max(matching) if matching else None

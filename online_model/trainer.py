@@ -1,0 +1,391 @@
+"""The trainer: learn every page view exactly once and publish signed snapshots.
+
+Exactly once, across restarts: a snapshot holds the model together with the offsets it
+has consumed up to (the NEXT offset per partition). On start the trainer loads its own
+newest snapshot (``origin="trainer"``, not whatever an operator promoted), seeks to those
+offsets and continues; events learned after the last snapshot are simply learned again by
+the next run from the same offsets, so nothing is learned twice and nothing is skipped.
+Kafka commits are made after each publish, for lag monitoring only: the snapshot is the
+truth.
+
+Only one trainer per model learns: it holds a Redis lease (:class:`~online_model.store.
+TrainerLease`); a second trainer waits for it, and a trainer that loses it stops without
+publishing (:class:`LeaseLost`).
+
+The loop reads through :class:`EventSource`, a small protocol, so it has no Kafka import;
+:mod:`streams.event_source` adapts confluent-kafka to it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import logging
+import threading
+import time
+from collections import OrderedDict, deque
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from online_model.base import Recommender
+from online_model.errors import ConfigurationError, StreamrecError
+from online_model.snapshot import Snapshot, SnapshotMeta
+from online_model.store import SnapshotStore, StoreUnavailable, TrainerLease
+
+logger = logging.getLogger(__name__)
+
+Offsets = dict[str, dict[int, int]]
+
+
+@dataclass(frozen=True)
+class RawEvent:
+    """One record as read from the log: where it is, and its undecoded value."""
+
+    topic: str
+    partition: int
+    offset: int
+    value: bytes | None
+
+
+class EventSource(Protocol):
+    """What the trainer needs from a log (Kafka, or a fake in tests)."""
+
+    def assign(self, offsets: Offsets) -> None:
+        """Read every partition; from ``offsets`` (next offset) where given, else the start."""
+
+    def poll(self, max_records: int, timeout: float) -> list[RawEvent]:
+        """Up to ``max_records`` events, waiting at most ``timeout`` seconds for the first."""
+
+    def commit(self, offsets: Offsets) -> None:
+        """Record progress (monitoring only); failures are logged, not raised."""
+
+    def close(self) -> None: ...
+
+    def partitions(self) -> dict[str, list[int]]: ...
+
+
+class LeaseLost(StreamrecError):
+    """Another trainer holds the lease of this model: this one must stop learning."""
+
+
+class RollingHitRate:
+    """A cheap, user-sampled prequential estimate of hit@k and MRR@k.
+
+    One user in ``every`` (by hash) is followed: before each of their events is learned
+    the model is asked for ``k`` pages given their previous ``window`` pages, excluding
+    those. Rates are exponentially weighted over about ``horizon`` scored events.
+    """
+
+    def __init__(
+        self,
+        k: int = 10,
+        every: int = 10,
+        window: int = 10,
+        max_users: int = 10_000,
+        horizon: int = 1000,
+    ) -> None:
+        self.k = k
+        self.every = every
+        self.window = window
+        self.max_users = max_users
+        self.alpha = 1.0 / horizon
+        self.hit = 0.0
+        self.mrr = 0.0
+        self.n_scored = 0
+        self._histories: OrderedDict[Hashable, deque[Hashable]] = OrderedDict()
+
+    def before_learn(self, model: Recommender, user: Hashable, page: Hashable) -> None:
+        if hash(user) % self.every:
+            return
+        hist = self._histories.get(user)
+        if hist is None:
+            hist = self._histories[user] = deque(maxlen=self.window)
+            if len(self._histories) > self.max_users:
+                self._histories.popitem(last=False)
+        else:
+            self._histories.move_to_end(user)
+            recs = model.recommend(user, self.k, history=hist, exclude=set(hist))
+            rank = next((i for i, (item, _) in enumerate(recs, 1) if item == page), None)
+            self.n_scored += 1
+            # Start as a plain mean, then weight recent events more.
+            a = max(self.alpha, 1.0 / self.n_scored)
+            self.hit += a * ((1.0 if rank else 0.0) - self.hit)
+            self.mrr += a * ((1.0 / rank if rank else 0.0) - self.mrr)
+        hist.append(page)
+
+    def report(self) -> dict[str, float]:
+        return {
+            f"hit@{self.k}": self.hit,
+            f"mrr@{self.k}": self.mrr,
+            "n_scored": float(self.n_scored),
+        }
+
+
+class Trainer:
+    """Learn from an :class:`EventSource` and publish snapshots to a :class:`SnapshotStore`.
+
+    Parameters
+    ----------
+    model
+        A fresh model, used when the store holds no snapshot of ``origin`` yet.
+    store
+        Where snapshots go and where the trainer resumes from.
+    source
+        The log of page views.
+    decode
+        Bytes -> record with ``user_id``, ``page_id``, ``ts`` (epoch ms); raises a
+        :class:`~online_model.errors.StreamrecError` for a bad event, which is counted and
+        skipped (the scorer dead-letters it).
+    snapshot_interval
+        Seconds between snapshots (a snapshot is only made when something changed).
+    origin
+        Recorded in each snapshot and used to find the one to resume from.
+    lease
+        Exclusive right to learn this model; None for tests and single-process tools.
+
+    Attributes
+    ----------
+    events_learned, bad_events, snapshots_published, publish_failures, last_version
+        Counters for metrics (``bad_events`` is cumulative across restarts).
+    """
+
+    def __init__(
+        self,
+        model: Recommender,
+        store: SnapshotStore,
+        source: EventSource,
+        decode: Callable[[bytes | None], dict[str, Any]],
+        snapshot_interval: float = 1.0,
+        origin: str = "trainer",
+        lease: TrainerLease | None = None,
+        max_records: int = 500,
+        poll_timeout: float = 0.2,
+        evaluator: RollingHitRate | None = None,
+    ) -> None:
+        self.model = model
+        self.store = store
+        self.source = source
+        self.decode = decode
+        self.snapshot_interval = snapshot_interval
+        self.origin = origin
+        self.lease = lease
+        self.max_records = max_records
+        self.poll_timeout = poll_timeout
+        self.evaluator = evaluator if evaluator is not None else RollingHitRate()
+        self.offsets: Offsets = {}
+        self.events_learned = 0
+        self.bad_events = 0
+        self.snapshots_published = 0
+        self.publish_failures = 0
+        self.last_version: int | None = None
+        self.resumed_from: int | None = None
+        self._dirty = False
+        self._last_publish = time.monotonic()
+        self._last_refresh = 0.0
+        # Newest trainer version in the store as far as we know: the one we resumed next
+        # to, then each of ours. Anything else appearing means a second trainer.
+        self._expected_newest: int | None = None
+
+    # -- lifecycle ----------------------------------------------------------------------
+    def run(self, stop: threading.Event) -> None:
+        """Learn until ``stop`` is set; then publish a final snapshot, commit and close.
+
+        Raises
+        ------
+        LeaseLost
+            Another trainer took over this model (nothing more is published).
+        """
+        try:
+            if not self._acquire_lease(stop):
+                return
+            if not self._resume(stop):
+                return
+            self.source.assign(self.offsets)
+            logger.info(
+                "trainer learning model=%s from=%s offsets=%s",
+                self.store.model_name,
+                self.resumed_from,
+                self.offsets,
+            )
+            while not stop.is_set():
+                self.step()
+            self._final_publish()
+        finally:
+            self.source.close()
+            if self.lease is not None:
+                with contextlib.suppress(StoreUnavailable):  # else it expires by itself
+                    self.lease.release()
+
+    def _acquire_lease(self, stop: threading.Event) -> bool:
+        if self.lease is None:
+            return True
+        next_log = 0.0
+        while not stop.is_set():
+            try:
+                if self.lease.acquire():
+                    self._last_refresh = time.monotonic()
+                    logger.info(
+                        "trainer lease acquired key=%s token=%s", self.lease.key, self.lease.token
+                    )
+                    return True
+                holder = self.lease.holder()
+            except StoreUnavailable as exc:
+                holder = f"unknown ({exc})"
+            if time.monotonic() >= next_log:
+                logger.warning("trainer waiting for lease key=%s holder=%s", self.lease.key, holder)
+                next_log = time.monotonic() + 5.0
+            stop.wait(min(1.0, self.lease.ttl_ms / 3000))
+        return False
+
+    def _resume(self, stop: threading.Event) -> bool:
+        """Load the newest own snapshot; retried while Redis is down (starting fresh
+        then would learn everything twice)."""
+        while not stop.is_set():
+            try:
+                self._expected_newest = self.store.newest_version_hint(self.origin)
+                snap = self.store.latest(origin=self.origin)
+                break
+            except StoreUnavailable as exc:
+                logger.warning("trainer cannot read snapshots yet error=%r", str(exc))
+                stop.wait(1.0)
+        else:
+            return False
+        if snap is None:
+            logger.info(
+                "trainer starting fresh model=%s class=%s",
+                self.store.model_name,
+                type(self.model).__name__,
+            )
+            return True
+        if type(snap.model) is not type(self.model):
+            raise ConfigurationError(
+                f"model {self.store.model_name!r} holds a {type(snap.model).__name__} "
+                f"(version {snap.meta.version}) but this trainer was asked for a "
+                f"{type(self.model).__name__}; use another STREAMREC_MODEL_NAME for a new model"
+            )
+        self.model = snap.model
+        self.offsets = copy.deepcopy(snap.meta.offsets)
+        self.bad_events = int(snap.trainer_state.get("bad_events", 0))
+        self.resumed_from = self.last_version = snap.meta.version
+        logger.info(
+            "trainer resumed model=%s version=%d events_seen=%d",
+            self.store.model_name,
+            snap.meta.version,
+            snap.meta.events_seen,
+        )
+        return True
+
+    # -- the loop -----------------------------------------------------------------------
+    def step(self) -> int:
+        """One poll, learn, and (when due) publish; returns the events read."""
+        self._keep_lease()
+        events = self.source.poll(self.max_records, self.poll_timeout)
+        for event in events:
+            self.offsets.setdefault(event.topic, {})[event.partition] = event.offset + 1
+            self._dirty = True
+            try:
+                record = self.decode(event.value)
+            except StreamrecError as exc:
+                self.bad_events += 1
+                logger.debug(
+                    "bad event skipped topic=%s partition=%d offset=%d error=%r",
+                    event.topic,
+                    event.partition,
+                    event.offset,
+                    str(exc),
+                )
+                continue
+            user, page = record["user_id"], record["page_id"]
+            self.evaluator.before_learn(self.model, user, page)
+            self.model.learn_one(user, page, x={"ts": record["ts"]})
+            self.events_learned += 1
+        if self._dirty and time.monotonic() - self._last_publish >= self.snapshot_interval:
+            self.publish()
+        return len(events)
+
+    def _keep_lease(self) -> None:
+        if self.lease is None:
+            return
+        now = time.monotonic()
+        if now - self._last_refresh < self.lease.ttl_ms / 3000:
+            return
+        try:
+            held = self.lease.refresh()
+        except StoreUnavailable as exc:
+            logger.warning("trainer lease not refreshed error=%r", str(exc))
+            return  # keep learning; publishing re-checks the lease
+        if not held:
+            raise LeaseLost(f"lease {self.lease.key} is held by {self.lease.holder()}")
+        self._last_refresh = now
+
+    def publish(self) -> int | None:
+        """Publish a snapshot of the model and offsets now; commit the offsets after.
+
+        Returns the version, or None when Redis is unavailable (retried next interval).
+        """
+        self._last_publish = time.monotonic()
+        meta = SnapshotMeta(
+            model_name=self.store.model_name,
+            created_at=time.time(),
+            events_seen=self.model.n_events_learned,
+            origin=self.origin,
+            offsets=copy.deepcopy(self.offsets),
+            metrics=self.evaluator.report(),
+        )
+        try:
+            self._check_still_owner()
+            version = self.store.publish(
+                Snapshot(meta, self.model, {"bad_events": self.bad_events})
+            )
+        except StoreUnavailable as exc:
+            self.publish_failures += 1
+            logger.warning(
+                "snapshot publish failed failures=%d error=%r", self.publish_failures, str(exc)
+            )
+            return None
+        self.last_version = self._expected_newest = version
+        self.snapshots_published += 1
+        self._dirty = False
+        self.source.commit(meta.offsets)
+        return version
+
+    def _check_still_owner(self) -> None:
+        if self.lease is None:
+            return
+        if not self.lease.refresh():
+            raise LeaseLost(f"lease {self.lease.key} is held by {self.lease.holder()}")
+        self._last_refresh = time.monotonic()
+        # The lease lapsed and came back (Redis outage, partition)? If another trainer
+        # published meanwhile, our model is a fork: stop, do not overwrite its progress.
+        newest = self.store.newest_version_hint(self.origin)
+        if newest != self._expected_newest:
+            raise LeaseLost(
+                f"another trainer published version {newest} of {self.store.model_name} "
+                f"after version {self._expected_newest}"
+            )
+
+    def _final_publish(self, attempts: int = 3) -> None:
+        for attempt in range(attempts):
+            if not self._dirty:
+                break
+            if self.publish() is not None:
+                break
+            if attempt + 1 < attempts:
+                time.sleep(1.0)
+        else:
+            if self._dirty:
+                logger.error(
+                    "final snapshot not published; the next trainer re-learns from version=%s",
+                    self.last_version,
+                )
+        logger.info(
+            "trainer stopped model=%s events_learned=%d bad_events=%d snapshots=%d "
+            "publish_failures=%d last_version=%s",
+            self.store.model_name,
+            self.events_learned,
+            self.bad_events,
+            self.snapshots_published,
+            self.publish_failures,
+            self.last_version,
+        )

@@ -1,0 +1,307 @@
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+
+from online_model.popularity import DecayedPopularity
+from online_model.snapshot import SnapshotMeta
+from online_model.store import SnapshotStore, StoreUnavailable
+from online_model.trainer import RawEvent, Trainer
+from streams.cli.trainer import run_trainer
+from streams.codec import PAGE_VIEW, AvroCodec
+from streams.producer import ReliableProducer, page_view, produce_page_views
+from streams.settings import Settings
+from streams.topics import ensure_topics
+
+T0 = 1_700_000_000_000
+
+
+def views(start: int, n: int) -> list[dict[str, Any]]:
+    return [
+        page_view(f"u{i % 23}", f"p{(i * 7) % 41}", T0 + 1000 * i) for i in range(start, start + n)
+    ]
+
+
+def make_store(settings: Settings) -> SnapshotStore:
+    return SnapshotStore(
+        settings.redis_client(), settings.model_name, settings.snapshot_key.get().encode()
+    )
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def current_meta(store: SnapshotStore) -> SnapshotMeta | None:
+    version = store.current_version()
+    return None if version is None else store.read_meta(version)
+
+
+def topic_end_offsets(settings: Settings, expected: int) -> dict[int, int]:
+    """Next offset per partition, read from the records themselves (not watermarks)."""
+    consumer = Consumer(settings.consumer_config(f"{settings.trainer_group}-check"))
+    parts = (
+        consumer.list_topics(settings.topic_page_views, timeout=10)
+        .topics[settings.topic_page_views]
+        .partitions
+    )
+    consumer.assign([TopicPartition(settings.topic_page_views, p, OFFSET_BEGINNING) for p in parts])
+    ends: dict[int, int] = {}
+    seen = 0
+    deadline = time.monotonic() + 30
+    try:
+        while seen < expected and time.monotonic() < deadline:
+            for msg in consumer.consume(500, 0.5):
+                if msg.error() is None:
+                    seen += 1
+                    ends[msg.partition()] = max(ends.get(msg.partition(), 0), msg.offset() + 1)
+    finally:
+        consumer.close()
+    assert seen == expected
+    return ends
+
+
+class TrainerProcess:
+    def __init__(self, env: dict[str, str], log_path: Path, *args: str) -> None:
+        self.log_path = log_path
+        self._log = open(log_path, "ab")  # noqa: SIM115 - closed in wait()
+        argv = [sys.executable, "-m", "streams.cli", "--log-level", "info", "trainer", *args]
+        self.popen = subprocess.Popen(argv, env=env, stdout=self._log, stderr=subprocess.STDOUT)
+
+    def wait(self, timeout: float) -> int:
+        try:
+            return self.popen.wait(timeout)
+        finally:
+            self._log.close()
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+@pytest.fixture
+def trainer_env(settings_env: dict[str, str]) -> dict[str, str]:
+    return {
+        **settings_env,
+        "STREAMREC_SNAPSHOT_INTERVAL": "0.5",
+        "STREAMREC_MODEL": "covisit",
+        "STREAMREC_TRAINER_LEASE_TTL": "3",
+    }
+
+
+@pytest.fixture
+def processes() -> Iterator[list[TrainerProcess]]:
+    started: list[TrainerProcess] = []
+    yield started
+    for proc in started:
+        if proc.popen.poll() is None:
+            proc.popen.kill()
+            proc.wait(10)
+
+
+def produce_bad(settings: Settings, n: int) -> None:
+    producer = ReliableProducer(settings)
+    for i in range(n):
+        producer.produce(settings.topic_page_views, b"\x01not avro", key=f"u{i}".encode())
+    assert producer.flush().delivered == n
+
+
+def test_sigkill_between_snapshots_then_restart_learns_each_event_exactly_once(
+    settings: Settings,
+    trainer_env: dict[str, str],
+    tmp_path: Path,
+    processes: list[TrainerProcess],
+) -> None:
+    ensure_topics(settings, [settings.topic_page_views])
+    n, m1, m2, bad = 400, 300, 200, 7
+    assert produce_page_views(settings, views(0, n)).delivered == n
+    produce_bad(settings, bad)
+    store = make_store(settings)
+
+    # A long interval for the first run, so that the kill surely falls between snapshots.
+    slow_env = {**trainer_env, "STREAMREC_SNAPSHOT_INTERVAL": "2.5"}
+    first = TrainerProcess(slow_env, tmp_path / "trainer-1.log")
+    processes.append(first)
+    meta = wait_for(
+        lambda: (m := current_meta(store)) and m.events_seen == n and m,
+        60,
+        f"a snapshot with events_seen={n}",
+    )
+    assert meta.origin == "trainer" and meta.model_class == "online_model.covisit.Covisitation"
+    versions_seen = [meta.version]
+    # More events while it runs, learned but not yet in any snapshot when it is killed:
+    # they must be neither lost nor learned twice.
+    assert produce_page_views(settings, views(n, m1)).delivered == m1
+    time.sleep(0.7)
+    first.popen.send_signal(signal.SIGKILL)
+    assert first.wait(10) == -signal.SIGKILL
+    killed_at = current_meta(store)
+    assert killed_at is not None and killed_at.events_seen == n  # killed between snapshots
+    versions_seen.append(killed_at.version)
+    assert produce_page_views(settings, views(n + m1, m2)).delivered == m2
+
+    second = TrainerProcess(trainer_env, tmp_path / "trainer-2.log")
+    processes.append(second)
+    total = n + m1 + m2
+    meta = wait_for(
+        lambda: (m := current_meta(store)) and m.events_seen >= total and m,
+        60,
+        f"a snapshot with events_seen={total}",
+    )
+    versions_seen.append(meta.version)
+    assert "trainer resumed" in second.log()
+    assert versions_seen == sorted(versions_seen) and versions_seen[0] < versions_seen[-1]
+
+    started = time.monotonic()
+    second.popen.send_signal(signal.SIGTERM)
+    assert second.wait(10) == 0, second.log()
+    assert time.monotonic() - started < 10
+
+    final = store.load(store.current_version())  # type: ignore[arg-type]
+    assert final.model.n_events_learned == total
+    assert final.meta.events_seen == total
+    assert final.trainer_state["bad_events"] == bad
+    assert final.meta.offsets == {
+        settings.topic_page_views: topic_end_offsets(settings, total + bad)
+    }
+
+
+def test_sigterm_publishes_a_final_snapshot_and_exits_zero(
+    settings: Settings,
+    trainer_env: dict[str, str],
+    tmp_path: Path,
+    processes: list[TrainerProcess],
+) -> None:
+    ensure_topics(settings, [settings.topic_page_views])
+    n = 250
+    assert produce_page_views(settings, views(0, n)).delivered == n
+    store = make_store(settings)
+    env = {**trainer_env, "STREAMREC_SNAPSHOT_INTERVAL": "600"}  # no periodic snapshot
+    proc = TrainerProcess(env, tmp_path / "trainer.log")
+    processes.append(proc)
+    wait_for(lambda: "trainer learning" in proc.log(), 60, "the trainer to start learning")
+    time.sleep(3)  # 250 events take milliseconds; leave ample time to read them
+    assert store.current_version() is None
+    started = time.monotonic()
+    proc.popen.send_signal(signal.SIGTERM)
+    assert proc.wait(10) == 0, proc.log()
+    assert time.monotonic() - started < 10
+    metas = store.list_versions()
+    assert len(metas) == 1 and metas[0].events_seen == n
+    lease = settings.redis_client().get(f"streamrec:{settings.model_name}:trainer-lease")
+    assert lease is None  # released: a successor need not wait for the TTL
+
+
+def test_a_second_trainer_waits_for_the_lease_then_takes_over(settings: Settings) -> None:
+    ensure_topics(settings, [settings.topic_page_views])
+    n, m = 300, 150
+    assert produce_page_views(settings, views(0, n)).delivered == n
+    store = make_store(settings)
+    fast = Settings(**{**settings.__dict__, "snapshot_interval": 0.3})
+    stop_a, stop_b = threading.Event(), threading.Event()
+    results: dict[str, Any] = {}
+
+    def run(name: str, stop: threading.Event) -> None:
+        results[name] = run_trainer(fast, "popularity", None, stop, lease_ttl=2.0)
+
+    a = threading.Thread(target=run, args=("a", stop_a))
+    a.start()
+    wait_for(lambda: (meta := current_meta(store)) and meta.events_seen == n, 60, "trainer a")
+    b = threading.Thread(target=run, args=("b", stop_b))
+    b.start()
+    time.sleep(2.5)  # longer than the lease TTL: a keeps refreshing it
+    assert produce_page_views(settings, views(n, m)).delivered == m
+    wait_for(lambda: (meta := current_meta(store)) and meta.events_seen == n + m, 60, "a learns m")
+    stop_a.set()
+    a.join(15)
+    assert results["a"].events_learned == n + m
+    assert produce_page_views(settings, views(n + m, m)).delivered == m
+    wait_for(lambda: (meta := current_meta(store)) and meta.events_seen == n + 2 * m, 60, "b")
+    stop_b.set()
+    b.join(15)
+    # b learned only what a had not: it resumed from a's final snapshot.
+    assert results["b"].events_learned == m
+    assert results["b"].resumed_from is not None
+    assert store.load_current().model.n_events_learned == n + 2 * m  # type: ignore[union-attr]
+
+
+class _ListSource:
+    """An in-memory log: one topic, one partition."""
+
+    def __init__(self, values: list[bytes]) -> None:
+        self.values = values
+        self.position = 0
+        self.commits: list[dict[str, dict[int, int]]] = []
+
+    def assign(self, offsets: dict[str, dict[int, int]]) -> None:
+        self.position = offsets.get("t", {}).get(0, 0)
+
+    def poll(self, max_records: int, timeout: float) -> list[RawEvent]:
+        batch = self.values[self.position : self.position + max_records]
+        events = [RawEvent("t", 0, self.position + i, v) for i, v in enumerate(batch)]
+        self.position += len(batch)
+        if not events:
+            time.sleep(timeout)
+        return events
+
+    def commit(self, offsets: dict[str, dict[int, int]]) -> None:
+        self.commits.append(offsets)
+
+    def close(self) -> None:
+        pass
+
+    def partitions(self) -> dict[str, list[int]]:
+        return {"t": [0]}
+
+
+class _FlakyStore(SnapshotStore):
+    down = False
+
+    def publish(self, snap: Any, make_current: bool = True) -> int:
+        if self.down:
+            raise StoreUnavailable("redis unavailable: simulated outage")
+        return super().publish(snap, make_current)
+
+
+def test_redis_outage_keeps_learning_and_publishes_when_back(settings: Settings) -> None:
+    codec = AvroCodec.bundled(PAGE_VIEW)
+    values = [codec.encode(v) for v in views(0, 100)]
+    source = _ListSource(values[:50])
+    store = _FlakyStore(
+        settings.redis_client(), settings.model_name, settings.snapshot_key.get().encode()
+    )
+    trainer = Trainer(DecayedPopularity(), store, source, codec.decode, snapshot_interval=0.0)
+    stop = threading.Event()
+    thread = threading.Thread(target=trainer.run, args=(stop,))
+    thread.start()
+    wait_for(lambda: trainer.snapshots_published >= 1 and not trainer._dirty, 10, "a publish")
+    store.down = True
+    source.values.extend(values[50:])
+    wait_for(
+        lambda: trainer.events_learned == 100 and trainer.publish_failures >= 2,
+        10,
+        "learning during the outage",
+    )
+    published = trainer.snapshots_published
+    assert store.read_meta(store.current_version()).events_seen == 50  # type: ignore[arg-type]
+    store.down = False
+    wait_for(lambda: trainer.snapshots_published > published, 10, "a publish after recovery")
+    stop.set()
+    thread.join(10)
+    meta = store.read_meta(store.current_version())  # type: ignore[arg-type]
+    assert meta.events_seen == 100 and meta.offsets == {"t": {0: 100}}
+    assert source.commits[-1] == {"t": {0: 100}}
