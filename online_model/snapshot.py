@@ -16,6 +16,17 @@ remote code execution).
 The model is pickled on its own, so ``content_hash`` (its sha256) is equal for equal
 models within one process; across processes it can differ when a model holds sets of
 strings (Python randomises string hashes, hence set order).
+
+>>> from online_model.popularity import DecayedPopularity
+>>> model = DecayedPopularity()
+>>> model.learn_one("u1", "p1")
+>>> data = dump_snapshot(Snapshot(SnapshotMeta("demo", events_seen=1), model), b"key")
+>>> load_snapshot(data, b"key").model.n_events_learned
+1
+>>> load_snapshot(data, b"other-key")  # doctest: +ELLIPSIS
+Traceback (most recent call last):
+...
+online_model.errors.SnapshotVerificationError: snapshot MAC does not match: ...
 """
 
 from __future__ import annotations
