@@ -12,10 +12,12 @@ from typing import Any
 import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
+from online_model.covisit import Covisitation
+from online_model.errors import ConfigurationError
 from online_model.popularity import DecayedPopularity
 from online_model.snapshot import SnapshotMeta
-from online_model.store import SnapshotStore, StoreUnavailable
-from online_model.trainer import RawEvent, Trainer
+from online_model.store import SnapshotStore, StoreUnavailable, TrainerLease
+from online_model.trainer import LeaseLost, RawEvent, Trainer
 from streams.cli.trainer import run_trainer
 from streams.codec import PAGE_VIEW, AvroCodec
 from streams.producer import ReliableProducer, page_view, produce_page_views
@@ -305,3 +307,46 @@ def test_redis_outage_keeps_learning_and_publishes_when_back(settings: Settings)
     meta = store.read_meta(store.current_version())  # type: ignore[arg-type]
     assert meta.events_seen == 100 and meta.offsets == {"t": {0: 100}}
     assert source.commits[-1] == {"t": {0: 100}}
+
+
+def test_a_trainer_that_loses_its_lease_stops_without_publishing(settings: Settings) -> None:
+    codec = AvroCodec.bundled(PAGE_VIEW)
+    source = _ListSource([codec.encode(v) for v in views(0, 20)])
+    store = make_store(settings)
+    lease = TrainerLease(store.redis, settings.model_name, ttl_s=0.6)
+    trainer = Trainer(
+        DecayedPopularity(), store, source, codec.decode, snapshot_interval=0.1, lease=lease
+    )
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            trainer.run(threading.Event())
+        except BaseException as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    wait_for(lambda: trainer.snapshots_published >= 1, 10, "a first publish")
+    store.redis.set(lease.key, "someone-else")  # another trainer holds the lease now
+    source.values.extend(codec.encode(v) for v in views(20, 20))
+    thread.join(10)
+    assert not thread.is_alive()
+    assert len(errors) == 1 and isinstance(errors[0], LeaseLost)
+    assert store.read_meta(store.current_version()).events_seen == 20  # type: ignore[arg-type]
+    assert store.redis.get(lease.key) == b"someone-else"  # not released by the loser
+
+
+def test_resuming_with_another_model_class_is_refused(settings: Settings) -> None:
+    codec = AvroCodec.bundled(PAGE_VIEW)
+    store = make_store(settings)
+    first = Trainer(
+        DecayedPopularity(), store, _ListSource([codec.encode(views(0, 1)[0])]), codec.decode
+    )
+    first._resume(stop=threading.Event())
+    first.source.assign(first.offsets)
+    first.step()
+    assert first.publish() is not None
+    second = Trainer(Covisitation(), store, _ListSource([]), codec.decode)
+    with pytest.raises(ConfigurationError, match="holds a DecayedPopularity"):
+        second.run(threading.Event())
