@@ -31,6 +31,7 @@ MAX_K = 100
 def create_app(settings: Settings, runtime: ScorerRuntime | None = None) -> faust.App:
     """Build the scorer app for ``settings`` (one per process)."""
     session_s = settings.session_timeout_ms / 1000.0
+    Path(settings.state_dir).mkdir(parents=True, exist_ok=True)
     app = faust.App(
         settings.scorer_group,
         broker=settings.faust_broker_url(),
@@ -128,6 +129,8 @@ def create_app(settings: Settings, runtime: ScorerRuntime | None = None) -> faus
     @app.page("/metrics")
     class Metrics(View):
         async def get(self, request: Request) -> Response:
-            return self.bytes(rt.metrics.render(), content_type=CONTENT_TYPE_LATEST)
+            # aiohttp sets the charset itself and refuses it inside content_type
+            content_type = CONTENT_TYPE_LATEST.split(";")[0] + "; version=0.0.4"
+            return self.bytes(rt.metrics.render(), content_type=content_type)
 
     return app

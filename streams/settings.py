@@ -194,7 +194,6 @@ class Settings:
             "enable.idempotence": True,
             "acks": "all",
             "linger.ms": 5,
-            "compression.type": "lz4",
             "message.timeout.ms": 120_000,
         }
         config.update(overrides)
