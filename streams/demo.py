@@ -9,12 +9,15 @@ prints what a person wants to know at a glance. Stops everything it started.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import secrets
 import signal
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -128,6 +131,8 @@ def run_demo(settings: Settings, duration: float = 30.0, rate: float = 300.0,
             argv = [sys.executable, "-m", "streams.cli", name]
             processes.append(_Process(name, argv, env, log_dir / f"demo-{name}.log"))
         say(f"started trainer and scorer (logs in {log_dir}/demo-*.log)")
+        _wait_until_ready(settings, processes)
+        say("scorer ready")
         return _drive(settings, duration, rate, users, pages, say, processes)
     finally:
         for process in reversed(processes):
@@ -137,6 +142,25 @@ def run_demo(settings: Settings, duration: float = 30.0, rate: float = 300.0,
         if started_services:
             services.down(started_services)
             say(f"stopped embedded {', '.join(started_services)}")
+
+
+def _wait_until_ready(settings: Settings, processes: list[_Process], timeout: float = 90.0,
+                     ) -> None:
+    url = f"http://127.0.0.1:{settings.web_port}/healthz"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for process in processes:
+            if process.popen.poll() is not None:
+                raise RuntimeError(f"{process.name} exited at start "
+                                   f"({process.popen.returncode}); see {process.log_path}")
+        try:
+            with urllib.request.urlopen(url, timeout=1.0) as response:
+                if json.loads(response.read()).get("assigned_partitions"):
+                    return
+        except (OSError, urllib.error.URLError):
+            pass
+        time.sleep(0.3)
+    raise RuntimeError(f"scorer did not answer {url} within {timeout:.0f} s")
 
 
 def _child_env(settings: Settings) -> dict[str, str]:
@@ -165,8 +189,11 @@ def _drive(settings: Settings, duration: float, rate: float, users: int, pages: 
     rec_codec = AvroCodec.bundled(RECOMMENDATION, settings.schema_registry_url)
     producer = ReliableProducer(settings, **{"linger.ms": 1})
     consumer = Consumer(settings.consumer_config(f"streamrec-demo-{run_id}",
-                                                 **{"fetch.wait.max.ms": 10}))
+                                                 ))
     consumer.subscribe([settings.topic_recommendations, settings.topic_dlq])
+    join_deadline = time.monotonic() + 60
+    while not consumer.assignment() and time.monotonic() < join_deadline:
+        consumer.poll(0.1)  # join before producing, so latency is the pipeline's, not ours
 
     order: list[tuple[str, str, str]] = []  # (event_id, user, page) in production order
     answers: dict[str, list[str]] = {}

@@ -83,6 +83,7 @@ _ENV: dict[str, tuple[str, Any]] = {
     "web_port": ("STREAMREC_WEB_PORT", int),
     "batch_size": ("STREAMREC_BATCH_SIZE", int),
     "batch_wait_s": ("STREAMREC_BATCH_WAIT_S", float),
+    "fetch_max_wait_ms": ("STREAMREC_FETCH_MAX_WAIT_MS", int),
 }
 
 
@@ -121,6 +122,7 @@ class Settings:
     web_port: int = 6066
     batch_size: int = 500
     batch_wait_s: float = 0.01
+    fetch_max_wait_ms: int = 20
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -208,6 +210,9 @@ class Settings:
             "session.timeout.ms": self.session_timeout_ms,
             "heartbeat.interval.ms": max(500, self.session_timeout_ms // 4),
             "enable.partition.eof": False,
+            # Return a fetch after this long even with little data: bounds latency on
+            # brokers that hold fetches for the whole wait.
+            "fetch.wait.max.ms": self.fetch_max_wait_ms,
         }
         config.update(overrides)
         return config
