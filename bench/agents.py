@@ -1,0 +1,194 @@
+"""The scorers the real one is compared with, run as ``python -m bench.agents <kind>``.
+
+``naive``
+    A Faust agent doing the same work as the real scorer (same :class:`ScoringCore`,
+    same Redis history store, same model snapshot) one event at a time, with
+    ``await topic.send``: one Redis read and one write round trip per event.
+``ceiling``
+    A bare Faust agent, ``stream.take()`` + ``send_soon`` and no work: what Faust's
+    per-event machinery allows on this machine.
+``plain``
+    A confluent-kafka consume -> ScoringCore -> produce loop with the synchronous
+    history store, acknowledged per batch before committing (the same at-least-once
+    contract as the real scorer).
+
+The Faust apps use the same broker/consumer/producer settings and uvloop as
+:func:`streams.app.create_app`, so only the agent differs. Configuration comes from the
+environment, like ``streamrec scorer``.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+from streams.dlq import RawMessage
+from streams.history import HistoryStore
+from streams.model_holder import ModelHolder
+from streams.scorer_runtime import ScorerRuntime, snapshot_store
+from streams.scoring import ScoringCore
+from streams.settings import Settings
+from streams.topics import ensure_topics
+
+log = logging.getLogger(__name__)
+
+
+def faust_app(settings: Settings) -> Any:
+    """A Faust app configured like the scorer's (see :func:`streams.app.create_app`)."""
+    import faust
+
+    session_s = settings.session_timeout_ms / 1000.0
+    Path(settings.state_dir).mkdir(parents=True, exist_ok=True)
+    return faust.App(
+        settings.scorer_group,
+        broker=settings.faust_broker_url(),
+        value_serializer="raw",
+        key_serializer="raw",
+        topic_partitions=settings.partitions,
+        topic_replication_factor=settings.replication_factor,
+        store="memory://",
+        datadir=str(Path(settings.state_dir) / "faust"),
+        web_port=settings.web_port,
+        web_bind="127.0.0.1",
+        web_in_thread=False,
+        broker_session_timeout=session_s,
+        broker_heartbeat_interval=max(0.5, session_s / 4),
+        broker_request_timeout=max(30.0, session_s * 2),
+        broker_rebalance_timeout=max(30.0, session_s * 2),
+        broker_commit_interval=1.0,
+        broker_max_poll_records=max(1000, settings.batch_size * 2),
+        consumer_auto_offset_reset="earliest",
+        stream_wait_empty=False,
+        producer_linger=0.002,
+        producer_acks=-1,
+        web_metrics_enabled=False,
+    )
+
+
+def naive_app(settings: Settings) -> Any:
+    app = faust_app(settings)
+    rt = ScorerRuntime(settings)
+    if not rt.holder.refresh(rt.store):
+        raise SystemExit(f"no snapshot of model {settings.model_name} to serve")
+    page_views = app.topic(settings.topic_page_views, partitions=settings.partitions)
+    out = app.topic(settings.topic_recommendations, partitions=settings.partitions)
+
+    @app.agent(page_views, name="naive-score")
+    async def score(stream: Any) -> None:
+        async for event in stream.events():
+            views, _ = rt.core.decode([event.message])
+            state = await rt.history.read(view.user for view in views)
+            batch = rt.core.score(views, state)
+            for key, value in batch.recommendations:
+                await out.send(key=key, value=value)
+            await rt.history.write(batch.update)
+
+    return app
+
+
+def ceiling_app(settings: Settings) -> Any:
+    app = faust_app(settings)
+    page_views = app.topic(settings.topic_page_views, partitions=settings.partitions)
+    out = app.topic(settings.topic_recommendations, partitions=settings.partitions)
+
+    @app.agent(page_views, name="bare-forward")
+    async def forward(stream: Any) -> None:
+        async for values in stream.take(settings.batch_size, within=settings.batch_wait_s):
+            for value in values:
+                out.send_soon(value=value)
+
+    return app
+
+
+def run_faust(app: Any) -> None:
+    import faust
+
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:  # pragma: no cover
+        pass
+    worker = faust.Worker(
+        app, loglevel="warn", quiet=True, redirect_stdouts=False, override_logging=False
+    )
+    logging.getLogger("aiokafka").setLevel(logging.WARNING)
+    worker.execute_from_commandline()
+
+
+def run_plain(settings: Settings, stop: threading.Event) -> int:
+    """Consume, score and produce with confluent-kafka until ``stop``; return events."""
+    from confluent_kafka import Consumer, Producer
+
+    holder = ModelHolder()
+    if not holder.refresh(snapshot_store(settings)):
+        raise SystemExit(f"no snapshot of model {settings.model_name} to serve")
+    core = ScoringCore(
+        holder,
+        settings.model_name,
+        settings.k,
+        settings.history_length,
+        settings.max_event_bytes,
+        settings.schema_registry_url,
+    )
+    history = HistoryStore(
+        settings.redis_client(),
+        settings.model_name,
+        settings.history_length,
+        settings.history_ttl_s,
+    )
+    consumer = Consumer(settings.consumer_config(settings.scorer_group))
+    producer = Producer(settings.producer_config(**{"linger.ms": 2}))
+    consumer.subscribe([settings.topic_page_views])
+    topic = settings.topic_recommendations
+    done = 0
+    try:
+        while not stop.is_set():
+            msgs = [m for m in consumer.consume(settings.batch_size, 0.1) if m.error() is None]
+            if not msgs:
+                continue
+            raw = [
+                RawMessage(m.topic(), m.partition(), m.offset(), m.key(), m.value()) for m in msgs
+            ]  # type: ignore[arg-type]
+            views, _ = core.decode(raw)
+            batch = core.score(views, history.read(view.user for view in views))
+            for key, value in batch.recommendations:
+                while True:
+                    try:
+                        producer.produce(topic, value, key)
+                        break
+                    except BufferError:
+                        producer.poll(0.05)
+            history.write(batch.update)
+            producer.flush()  # acknowledged before the offsets are committed
+            consumer.commit(asynchronous=True)
+            done += len(msgs)
+    finally:
+        consumer.close()
+    return done
+
+
+def main(argv: list[str]) -> None:
+    kind = argv[0] if argv else ""
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    settings = Settings.from_env()
+    ensure_topics(settings)
+    if kind == "naive":
+        run_faust(naive_app(settings))
+    elif kind == "ceiling":
+        run_faust(ceiling_app(settings))
+    elif kind == "plain":
+        stop = threading.Event()
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        signal.signal(signal.SIGINT, lambda *_: stop.set())
+        run_plain(settings, stop)
+    else:
+        raise SystemExit("usage: python -m bench.agents naive|ceiling|plain")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

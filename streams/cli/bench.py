@@ -1,0 +1,80 @@
+"""``streamrec bench``: the pipeline benchmarks, written to ``bench/results/``.
+
+The benches live in the repository's ``bench/`` directory (they are not part of the
+installed package), so this command runs from a source checkout.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from online_model.errors import ConfigurationError
+
+SECTIONS = ("throughput", "latency", "freshness", "trainer")
+
+
+def _bench_package() -> None:
+    root = Path(__file__).resolve().parents[2]
+    if not (root / "bench" / "run.py").is_file():
+        raise ConfigurationError(
+            f"no bench/ directory next to {root / 'streams'}: "
+            "run `streamrec bench` from a source checkout"
+        )
+    if str(root) not in sys.path:
+        sys.path.insert(0, str(root))
+
+
+@click.command("bench")
+@click.option(
+    "--quick",
+    is_flag=True,
+    default=False,
+    envvar="STREAMREC_BENCH_QUICK",
+    show_envvar=True,
+    help="Smaller runs: about 5 minutes on 2 cores.",
+)
+@click.option(
+    "--only",
+    default="",
+    envvar="STREAMREC_BENCH_ONLY",
+    show_envvar=True,
+    help=f"Comma-separated sections to run ({', '.join(SECTIONS)}); "
+    "the others keep their last results in the report. [default: all]",
+)
+@click.option(
+    "--runs",
+    type=int,
+    default=None,
+    envvar="STREAMREC_BENCH_RUNS",
+    show_envvar=True,
+    help="Runs per figure (the median is reported). [default: 3, full: 5 for throughput]",
+)
+@click.option(
+    "--results-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    envvar="STREAMREC_BENCH_RESULTS",
+    show_envvar=True,
+    help="Where the JSON, REPORT.md and PNG go. [default: bench/results]",
+)
+def command(quick: bool, only: str, runs: int | None, results_dir: Path | None) -> None:
+    """Benchmark the scorer, latency, freshness, trainer, replay and memory.
+
+    Runs on the embedded broker and Redis (started on free ports, stopped after) unless
+    KAFKA_BOOTSTRAP_SERVERS and REDIS_URL are set. Writes bench/results/<section>.json,
+    bench/results/REPORT.md and bench/results/pipeline.png.
+    """
+    sections = [s.strip() for s in only.split(",") if s.strip()] or list(SECTIONS)
+    unknown = set(sections) - set(SECTIONS)
+    if unknown:
+        raise click.BadParameter(
+            f"unknown section(s) {sorted(unknown)}; choose from {SECTIONS}", param_hint="--only"
+        )
+    _bench_package()
+    from bench.run import run_benches
+
+    report = run_benches(sections, quick=quick, runs=runs, results_dir=results_dir)
+    click.echo(report)
