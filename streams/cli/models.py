@@ -1,0 +1,205 @@
+"""``streamrec models``: list, show, promote, roll back and follow model snapshots.
+
+Every move of ``current`` goes through :class:`~online_model.store.SnapshotStore`, which
+does it in one Lua script and publishes a hint on the model's channel; running scorers
+swap within a poll interval, without a restart. Only versions that verify can be
+promoted (or rolled back to).
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+import click
+
+from online_model.snapshot import SnapshotMeta
+from online_model.store import SnapshotStore
+
+from ..scorer_runtime import snapshot_store
+from ..settings import Settings
+
+
+def _store() -> SnapshotStore:
+    store: SnapshotStore = snapshot_store(Settings.from_env())
+    return store
+
+
+def _when(ts: float) -> str:
+    if not ts:
+        return "-"
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _when_ms(ms: int | None) -> str:
+    return "…" if ms is None else _when(ms / 1000)
+
+
+def _spans(spans: dict[str, list[int]]) -> str:
+    return ",".join(
+        f"{p}:{lo}-{hi}" for p, (lo, hi) in sorted(spans.items(), key=lambda i: int(i[0]))
+    )
+
+
+def range_summary(meta: SnapshotMeta) -> str:
+    """What a snapshot learned, in one short cell: time range and offsets of a replay;
+    next offsets of a trainer snapshot."""
+    replay = meta.extra.get("replay")
+    if isinstance(replay, dict):
+        window = replay.get("time_range") or {}
+        when = f"{_when_ms(window.get('from_ms'))}..{_when_ms(window.get('to_ms'))}"
+        return f"{when} {_spans(replay.get('offset_ranges') or {})}".strip()
+    parts = [f"{p}:<{o}" for parts in meta.offsets.values() for p, o in sorted(parts.items())]
+    return ",".join(parts) or "-"
+
+
+def _row(meta: SnapshotMeta, current: int | None, pinned: bool, k: int) -> dict[str, Any]:
+    is_current = meta.version == current
+    return {
+        "version": meta.version,
+        "created_at": meta.created_at,
+        "created": _when(meta.created_at),
+        "origin": meta.origin,
+        "events": meta.events_seen,
+        "range": range_summary(meta),
+        f"hit@{k}": meta.metrics.get(f"hit@{k}"),
+        "current": is_current,
+        "pinned": is_current and pinned,
+        "model_class": meta.model_class,
+        "content_hash": meta.content_hash,
+        "verified": True,
+    }
+
+
+def _table(rows: list[dict[str, Any]], k: int) -> str:
+    head = ["", "VERSION", "CREATED", "ORIGIN", "EVENTS", "RANGE", f"HIT@{k}", "PINNED", "NOTE"]
+    body = []
+    for r in rows:
+        if not r["verified"]:
+            body.append(
+                [
+                    ("*" if r["current"] else "") + "!",
+                    str(r["version"]),
+                    "-",
+                    r["origin"],
+                    "-",
+                    "-",
+                    "-",
+                    "pinned" if r["pinned"] else "",
+                    f"UNVERIFIED: {r['error']}",
+                ]
+            )
+            continue
+        hit = r[f"hit@{k}"]
+        body.append(
+            [
+                "*" if r["current"] else "",
+                str(r["version"]),
+                r["created"],
+                r["origin"],
+                str(r["events"]),
+                r["range"],
+                "-" if hit is None else f"{hit:.4f}",
+                "pinned" if r["pinned"] else "",
+                "",
+            ]
+        )
+    widths = [max(len(line[i]) for line in [head, *body]) for i in range(len(head))]
+    return "\n".join(
+        "  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip()
+        for line in [head, *body]
+    )
+
+
+@click.group("models")
+def command() -> None:
+    """Snapshots of STREAMREC_MODEL_NAME: list, show, promote, rollback, follow."""
+
+
+@command.command("list")
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    envvar="STREAMREC_MODELS_JSON",
+    show_envvar=True,
+    help="One JSON array on stdout instead of a table.",
+)
+@click.option(
+    "--k",
+    type=click.IntRange(min=1),
+    default=None,
+    envvar="STREAMREC_K",
+    show_envvar=True,
+    help="Which hit@k to show. [default: 10]",
+)
+def list_(as_json: bool, k: int | None) -> None:
+    """Kept versions, newest first; `*` marks current. Versions that do not verify are
+    listed as UNVERIFIED (and cannot be promoted)."""
+    settings = Settings.from_env(k=k)
+    store: SnapshotStore = snapshot_store(settings)
+    current, pinned = store.current_version(), store.is_pinned()
+    good, bad = store.inspect_versions()
+    rows = [_row(meta, current, pinned, settings.k) for meta in good]
+    hints = {int(v): o.decode() for v, o in store.redis.hgetall(store.prefix + "origins").items()}
+    rows += [
+        {
+            "version": v,
+            "origin": hints.get(v, "?"),
+            "current": v == current,
+            "pinned": v == current and pinned,
+            "verified": False,
+            "error": error,
+        }
+        for v, error in bad
+    ]
+    rows.sort(key=lambda r: -int(r["version"]))
+    if as_json:
+        click.echo(json.dumps(rows, sort_keys=True))
+    elif rows:
+        click.echo(_table(rows, settings.k))
+    else:
+        click.echo(f"no snapshots of model {store.model_name!r}", err=True)
+
+
+@command.command("show")
+@click.argument("version", type=int)
+def show(version: int) -> None:
+    """The full metadata of VERSION as JSON (it must verify; nothing is unpickled)."""
+    store = _store()
+    meta = store.read_meta(version)
+    out = meta.to_dict()
+    out["current"] = store.current_version() == version
+    out["pinned"] = out["current"] and store.is_pinned()
+    click.echo(json.dumps(out, sort_keys=True, indent=2))
+
+
+@command.command("promote")
+@click.argument("version", type=int)
+def promote(version: int) -> None:
+    """Serve VERSION and pin it (the trainer's publishes no longer move current).
+
+    Refused unless VERSION verifies and loads.
+    """
+    store = _store()
+    store.promote(version)
+    click.echo(f"current={version} pinned=true model={store.model_name}")
+
+
+@command.command("rollback")
+def rollback() -> None:
+    """Serve the newest verifiable version older than current, and pin it."""
+    store = _store()
+    before = store.current_version()
+    version = store.rollback()
+    click.echo(f"current={version} pinned=true previous={before} model={store.model_name}")
+
+
+@command.command("follow")
+def follow() -> None:
+    """Unpin: serve the newest trainer version, and each new one the trainer publishes."""
+    store = _store()
+    version = store.follow()
+    shown = "none-yet" if version is None else version
+    click.echo(f"current={shown} pinned=false model={store.model_name}")

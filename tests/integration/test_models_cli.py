@@ -1,0 +1,154 @@
+"""``streamrec models`` on a real Redis, and a rollback seen by a running scorer."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from click.testing import CliRunner, Result
+
+from online_model.popularity import DecayedPopularity
+from online_model.snapshot import Snapshot, SnapshotMeta
+from online_model.store import SnapshotStore
+from streams.cli import main
+from streams.scorer_runtime import snapshot_store
+from streams.settings import Settings
+from streams.topics import ensure_topics
+from tests.helpers import Proc, http_json, wait_for, wait_ready
+
+
+def popularity_on(prefix: str, n_pages: int = 5, origin: str = "trainer") -> Snapshot:
+    """A popularity model that knows only pages ``<prefix>0..`` (p0 most popular)."""
+    model = DecayedPopularity()
+    for page in range(n_pages):
+        for i in range(n_pages - page):
+            model.learn_one(f"u{i}", f"{prefix}{page}")
+    meta = SnapshotMeta(
+        model_name="ignored",
+        events_seen=model.n_events_learned,
+        origin=origin,
+        offsets={"pv": {0: model.n_events_learned}},
+        metrics={"hit@10": 0.25 if prefix == "A" else 0.5},
+    )
+    return Snapshot(meta, model)
+
+
+def models(env: dict[str, str], *args: str) -> Result:
+    return CliRunner().invoke(main, ["models", *args], env=env, catch_exceptions=False)
+
+
+def tamper(store: SnapshotStore, version: int) -> None:
+    data = bytearray(store.redis.get(store.snap_key(version)))
+    data[-40] ^= 0x01  # a body byte: the MAC no longer matches
+    store.redis.set(store.snap_key(version), bytes(data))
+
+
+def test_list_show_promote_rollback_follow(
+    settings: Settings, settings_env: dict[str, str]
+) -> None:
+    store = snapshot_store(settings)
+    empty = models(settings_env, "list")
+    assert empty.exit_code == 0 and "no snapshots" in empty.stderr
+
+    v1 = store.publish(popularity_on("A"))
+    v2 = store.publish(popularity_on("B"))
+    v3 = store.publish(popularity_on("C", origin="replay"), make_current=False)
+
+    listed = models(settings_env, "list", "--json")
+    assert listed.exit_code == 0, listed.output
+    rows = json.loads(listed.stdout)
+    assert [r["version"] for r in rows] == [v3, v2, v1]
+    assert [r["current"] for r in rows] == [False, True, False]
+    assert not any(r["pinned"] for r in rows)
+    assert rows[0]["origin"] == "replay" and rows[1]["hit@10"] == 0.5
+    assert rows[2]["range"] == "0:<15" and rows[2]["events"] == 15
+
+    table = models(settings_env, "list").stdout.splitlines()
+    assert table[0].split()[:3] == ["VERSION", "CREATED", "ORIGIN"]
+    current_line = next(line for line in table if line.startswith("*"))
+    assert current_line.split()[1] == str(v2)
+
+    shown = models(settings_env, "show", str(v3))
+    assert shown.exit_code == 0, shown.output
+    meta = json.loads(shown.stdout)
+    assert meta["version"] == v3 and meta["origin"] == "replay" and meta["current"] is False
+    assert meta["content_hash"] and meta["model_class"].endswith("DecayedPopularity")
+
+    promoted = models(settings_env, "promote", str(v1))
+    assert promoted.exit_code == 0, promoted.output
+    assert store.current_version() == v1 and store.is_pinned()
+    rows = json.loads(models(settings_env, "list", "--json").stdout)
+    assert [(r["version"], r["current"], r["pinned"]) for r in rows if r["current"]] == [
+        (v1, True, True)
+    ]
+    # A trainer publish does not move a pinned current.
+    v4 = store.publish(popularity_on("D"))
+    assert store.current_version() == v1
+
+    followed = models(settings_env, "follow")
+    assert followed.exit_code == 0, followed.output
+    assert store.current_version() == v4 and not store.is_pinned()
+
+    rolled = models(settings_env, "rollback")
+    assert rolled.exit_code == 0, rolled.output
+    assert store.current_version() == v3 and store.is_pinned()  # newest older verifiable one
+    assert f"current={v3}" in rolled.stdout
+
+    missing = models(settings_env, "show", "999")
+    assert missing.exit_code == 2 and "no snapshot" in missing.stderr
+
+
+def test_a_tampered_version_cannot_be_promoted(
+    settings: Settings, settings_env: dict[str, str]
+) -> None:
+    store = snapshot_store(settings)
+    v1 = store.publish(popularity_on("A"))
+    v2 = store.publish(popularity_on("B"))
+    v3 = store.publish(popularity_on("C"))
+    tamper(store, v2)
+
+    refused = models(settings_env, "promote", str(v2))
+    assert refused.exit_code == 2
+    assert "MAC does not match" in refused.stderr
+    assert store.current_version() == v3 and not store.is_pinned()
+
+    rows = json.loads(models(settings_env, "list", "--json").stdout)
+    bad = [r for r in rows if not r["verified"]]
+    assert [r["version"] for r in bad] == [v2] and "MAC" in bad[0]["error"]
+    assert "UNVERIFIED" in models(settings_env, "list").stdout
+
+    shown = models(settings_env, "show", str(v2))
+    assert shown.exit_code == 2 and "MAC does not match" in shown.stderr
+
+    # Rollback skips the version that does not verify.
+    assert models(settings_env, "rollback").exit_code == 0
+    assert store.current_version() == v1
+
+
+def test_rollback_changes_what_a_running_scorer_serves(
+    settings: Settings, settings_env: dict[str, str], tmp_path: Path
+) -> None:
+    ensure_topics(settings)
+    store = snapshot_store(settings)
+    scorer = Proc(["scorer"], settings_env, tmp_path / "scorer.log")
+    url = f"http://127.0.0.1:{settings.web_port}/recommendations/someone?k=3"
+    try:
+        wait_ready(settings, scorer)
+        v1 = store.publish(popularity_on("A"))
+        v2 = store.publish(popularity_on("B"))
+
+        def serving(version: int, pages: list[str]) -> bool:
+            status, body = http_json(url)
+            return (
+                status == 200
+                and body["model_version"] == version
+                and [i["page_id"] for i in body["items"]] == pages
+            )
+
+        wait_for(lambda: serving(v2, ["B0", "B1", "B2"]), 15, "the scorer serving v2")
+        rolled = models(settings_env, "rollback")
+        assert rolled.exit_code == 0, rolled.output
+        wait_for(lambda: serving(v1, ["A0", "A1", "A2"]), 5, "the scorer serving v1 again")
+        assert scorer.alive(), "the scorer restarted"
+    finally:
+        assert scorer.stop() == 0, scorer.output()[-3000:]
