@@ -1,0 +1,118 @@
+"""``streamrec batch-score``: recommendations for a file of users, as REST answers them."""
+
+from __future__ import annotations
+
+import time
+
+import click
+
+from ..batch import (
+    FORMATS,
+    format_for,
+    open_writer,
+    popularity_from_histories,
+    read_users,
+    score_users,
+    write_rows,
+)
+from ..history import HistoryStore
+from ..model_holder import ModelHolder, Served
+from ..scorer_runtime import snapshot_store
+from ..scoring import ScoringCore
+from ..settings import Settings
+
+
+@click.command("batch-score")
+@click.option(
+    "--users",
+    "users_path",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False),
+    envvar="STREAMREC_BATCH_USERS",
+    show_envvar=True,
+    help="One user_id per line, or a CSV with a user_id column.",
+)
+@click.option(
+    "--output",
+    "output_path",
+    required=True,
+    type=click.Path(dir_okay=False, writable=True),
+    envvar="STREAMREC_BATCH_OUTPUT",
+    show_envvar=True,
+    help="File to write (overwritten).",
+)
+@click.option(
+    "--k",
+    type=click.IntRange(min=1, max=100),
+    default=None,
+    envvar="STREAMREC_K",
+    show_envvar=True,
+    help="Pages per user. [default: 10]",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(FORMATS),
+    default=None,
+    envvar="STREAMREC_BATCH_FORMAT",
+    show_envvar=True,
+    help="jsonl: {user_id, items, model_name, model_version} per line; csv: one line per "
+    "(user, rank); avro: container file of schemas/batch_recommendation.avsc. "
+    "[default: from the --output suffix, else jsonl]",
+)
+@click.option(
+    "--chunk-size",
+    type=click.IntRange(min=1),
+    default=500,
+    show_default=True,
+    envvar="STREAMREC_BATCH_CHUNK_SIZE",
+    show_envvar=True,
+    help="Users whose histories are read in one pipelined Redis round trip.",
+)
+def command(
+    users_path: str, output_path: str, k: int | None, fmt: str | None, chunk_size: int
+) -> None:
+    """Score every user of --users with the CURRENT model snapshot into --output.
+
+    Same code path and exclusion rule as GET /recommendations/<user>: pages in the user's
+    Redis history are not recommended. Unknown users get the cold-start list.
+    """
+    settings = Settings.from_env(k=k)
+    fmt = format_for(output_path, fmt)
+    users = read_users(users_path)
+    history = HistoryStore(
+        settings.redis_client(),
+        settings.model_name,
+        settings.history_length,
+        settings.history_ttl_s,
+    )
+    core = ScoringCore(
+        ModelHolder(),
+        settings.model_name,
+        settings.k,
+        settings.history_length,
+        settings.max_event_bytes,
+        settings.schema_registry_url,
+    )
+    snap = snapshot_store(settings).load_current()  # refused (exit 2) if it does not verify
+    if snap is None:
+        click.echo(
+            f"model {settings.model_name!r} has no current snapshot: using cold-start "
+            f"popularity learned from the histories of these {len(users)} users (version 0)",
+            err=True,
+        )
+        model = popularity_from_histories(history, users, chunk_size)
+        served = Served(model, 0, time.time(), None, "cold-start popularity")
+    else:
+        meta = snap.meta
+        served = Served(snap.model, meta.version, time.time(), meta.created_at, meta.model_class)
+        click.echo(
+            f"model {settings.model_name!r} version {meta.version} ({meta.model_class})", err=True
+        )
+    writer = open_writer(output_path, fmt)
+    with click.progressbar(
+        length=len(users), label="scoring users", file=click.get_text_stream("stderr")
+    ) as bar:
+        rows = score_users(core, served, history, users, settings.k, chunk_size, bar.update)
+        n = write_rows(rows, writer)
+    click.echo(f"wrote {n} users to {output_path} format={fmt} model_version={served.version}")
