@@ -49,7 +49,7 @@ def tune_fetch_wait(max_wait_ms: int) -> None:
 
     create.__wrapped__ = original  # type: ignore[attr-defined]
     create.__streamrec_tuned__ = True  # type: ignore[attr-defined]
-    driver.AIOKafkaConsumerThread._create_worker_consumer = create
+    setattr(driver.AIOKafkaConsumerThread, "_create_worker_consumer", create)  # noqa: B010
 
 
 def create_app(settings: Settings, runtime: ScorerRuntime | None = None) -> faust.App:
@@ -91,7 +91,9 @@ def create_app(settings: Settings, runtime: ScorerRuntime | None = None) -> faus
 
     @app.agent(page_views, name="score-page-views")
     async def score(stream: faust.StreamT) -> None:
-        async for events in stream.take_events(settings.batch_size, within=settings.batch_wait_s):
+        batches = stream.take_events(  # type: ignore[attr-defined]  # missing from StreamT
+            settings.batch_size, within=settings.batch_wait_s)
+        async for events in batches:
             await rt.process([event.message for event in events], send)
 
     @app.timer(interval=settings.model_poll_interval, on_leader=False)

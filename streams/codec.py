@@ -98,11 +98,9 @@ class AvroCodec:
         current, every = bundled_schemas()
         if full_name not in current:
             raise SchemaViolation(f"no schema named {full_name} in schemas/")
-        registry: SchemaRegistry
-        if registry_url:
-            registry = HttpSchemaRegistry(registry_url)
-        else:
-            registry = LocalSchemaTable(every)
+        registry: SchemaRegistry = (
+            HttpSchemaRegistry(registry_url) if registry_url else LocalSchemaTable(every)
+        )
         return cls(full_name, current[full_name], registry, max_bytes)
 
     @property
@@ -145,15 +143,18 @@ class AvroCodec:
         try:
             record = fastavro.schemaless_reader(buffer, writer, reader)
         except SchemaResolutionError as exc:
-            raise SchemaViolation(f"schema id {schema_id} cannot be read as current: {exc}") from exc
+            raise SchemaViolation(
+                f"schema id {schema_id} cannot be read as current: {exc}") from exc
         except UnicodeDecodeError as exc:
             raise CorruptBody(f"invalid UTF-8 in a string: {exc.reason}") from exc
         except (EOFError, ValueError, IndexError, struct.error, MemoryError, OverflowError) as exc:
             raise CorruptBody(f"body does not decode: {exc!r}") from exc
         if buffer.tell() != len(data):
             raise CorruptBody(f"{len(data) - buffer.tell()} bytes left after the record")
+        if not isinstance(record, dict):
+            raise SchemaViolation(f"{self.full_name} body is not a record")
         self._check(record)
-        return record  # type: ignore[no-any-return]
+        return record
 
     def decode_many(self, values: Iterable[bytes | None]) -> list[dict[str, Any] | Exception]:
         """Decode each value; failures are returned in place as the exception."""
@@ -180,7 +181,8 @@ class AvroCodec:
 
     def _check(self, record: dict[str, Any]) -> None:
         if not isinstance(record, dict):
-            raise SchemaViolation(f"{self.full_name} must be a mapping, got {type(record).__name__}")
+            raise SchemaViolation(
+                f"{self.full_name} must be a mapping, got {type(record).__name__}")
         for name in self._required:
             value = record.get(name)
             if not isinstance(value, str) or not value:

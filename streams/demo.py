@@ -187,7 +187,8 @@ def _drive(settings: Settings, duration: float, rate: float, users: int, pages: 
     run_id = uuid.uuid4().hex[:8]
     pv_codec = AvroCodec.bundled(PAGE_VIEW, settings.schema_registry_url)
     rec_codec = AvroCodec.bundled(RECOMMENDATION, settings.schema_registry_url)
-    producer = ReliableProducer(settings, **{"linger.ms": 1})
+    low_linger: dict[str, Any] = {"linger.ms": 1}
+    producer = ReliableProducer(settings, **low_linger)
     consumer = Consumer(settings.consumer_config(f"streamrec-demo-{run_id}",
                                                  ))
     consumer.subscribe([settings.topic_recommendations, settings.topic_dlq])

@@ -50,7 +50,7 @@ def kafka_reachable(bootstrap_servers: str, timeout: float = 2.0) -> bool:
 
     quiet = logging.getLogger("streams.services.librdkafka")
     quiet.setLevel(logging.CRITICAL)
-    admin = AdminClient({"bootstrap.servers": bootstrap_servers, "logger": quiet})
+    admin = AdminClient({"bootstrap.servers": bootstrap_servers, "logger": quiet})  # type: ignore[dict-item]
     try:
         admin.list_topics(timeout=timeout)
         return True
@@ -270,7 +270,8 @@ class EmbeddedServices:
             if ready:
                 return
             time.sleep(0.2)
-        raise ServiceError(f"embedded {name} did not answer on port {entry.port} in {timeout:.0f} s")
+        raise ServiceError(
+            f"embedded {name} did not answer on port {entry.port} in {timeout:.0f} s")
 
     def _stop(self, entry: _Started, grace: float = 5.0) -> None:
         with contextlib.suppress(ProcessLookupError):

@@ -150,7 +150,8 @@ class Settings:
             raise ConfigurationError("snapshot_interval and model_poll_interval must be > 0")
         if self.redis_url and urlsplit(self.redis_url).scheme not in {"redis", "rediss", "unix"}:
             raise ConfigurationError(
-                f"REDIS_URL must start with redis://, rediss:// or unix://, got {self.redacted_redis_url}"
+                "REDIS_URL must start with redis://, rediss:// or unix://, "
+                f"got {self.redacted_redis_url}"
             )
 
     @staticmethod

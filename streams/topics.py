@@ -59,5 +59,6 @@ def ensure_topics(
         if len(counts) == len(names) and all(counts.values()):
             return counts
         if time.monotonic() > deadline:
-            raise ServiceError(f"topics not visible after {timeout:.0f} s: {sorted(set(names) - set(counts))}")
+            missing_now = sorted(set(names) - set(counts))
+            raise ServiceError(f"topics not visible after {timeout:.0f} s: {missing_now}")
         time.sleep(0.2)

@@ -70,7 +70,8 @@ def wait_for(condition: Callable[[], Any], timeout: float, what: str, every: flo
         except Exception as exc:  # the service may not be up yet
             last_exc = exc
         time.sleep(every)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what} (last error {last_exc!r})")
+    raise AssertionError(
+        f"timed out after {timeout} s waiting for {what} (last error {last_exc!r})")
 
 
 def wait_ready(settings: Settings, proc: Proc, timeout: float = 60.0) -> None:

@@ -32,7 +32,8 @@ def run_scorer(settings: Settings, loglevel: str = "warn") -> None:
 
 @click.command("scorer")
 @click.option("--web-port", type=int, default=None, envvar="STREAMREC_WEB_PORT",
-              show_envvar=True, help="Port of the REST API (/recommendations, /healthz, /metrics). [default: 6066]")
+              show_envvar=True,
+              help="Port of the REST API (/recommendations, /healthz, /metrics). [default: 6066]")
 @click.option("--k", type=int, default=None, envvar="STREAMREC_K", show_envvar=True,
               help="Pages per recommendation. [default: 10]")
 @click.option("--batch-size", type=int, default=None, envvar="STREAMREC_BATCH_SIZE",

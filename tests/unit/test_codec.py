@@ -107,7 +107,7 @@ def test_unknown_schema_id(pv: AvroCodec) -> None:
 def test_schema_id_of_another_record_is_refused(pv: AvroCodec, rec: AvroCodec) -> None:
     data = rec.encode({"event_id": "e", "user_id": "u", "items": [], "model_name": "m",
                        "model_version": 1, "page_view_ts": 1, "produced_at": 2})
-    with pytest.raises(UnknownSchemaId, match="not a version of streamrec.PageView"):
+    with pytest.raises(UnknownSchemaId, match=r"not a version of streamrec\.PageView"):
         pv.decode(data)
 
 
