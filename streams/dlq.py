@@ -1,14 +1,18 @@
 """Dead letters: an input the scorer could not use, carried as data with its error.
 
-The original key and value go to ``page-views.dlq`` untouched, with headers naming the
-error and where the message came from, so an operator can fix and re-produce it.
+The original key, value and headers go to ``page-views.dlq`` untouched, followed by
+headers naming the error and where the message came from, so an operator can fix and
+re-produce it (tracing or app headers included).
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
+
+_OURS = "streamrec."
 
 
 class InputMessage(Protocol):
@@ -35,6 +39,21 @@ class RawMessage:
     offset: int
     key: bytes | None
     value: bytes | None
+    headers: Sequence[tuple[str, bytes]] | None = None
+
+
+def original_headers(message: Any) -> list[tuple[str, bytes]]:
+    """The headers a message came with (a list of pairs or a mapping; absent on fakes),
+    without any earlier ``streamrec.*`` error headers, which the new ones replace."""
+    raw = getattr(message, "headers", None) or ()
+    pairs = raw.items() if isinstance(raw, Mapping) else raw
+    out = []
+    for name, value in pairs:
+        name = name.decode("utf-8", "replace") if isinstance(name, bytes) else str(name)
+        if name.startswith(_OURS):
+            continue
+        out.append((name, value if isinstance(value, bytes) else str(value or "").encode()))
+    return out
 
 
 @dataclass(frozen=True)
@@ -51,6 +70,7 @@ class DeadLetter:
     def headers(self) -> list[tuple[str, bytes]]:
         m = self.message
         return [
+            *original_headers(m),
             ("streamrec.error.class", type(self.error).__name__.encode()),
             ("streamrec.error.reason", self.reason.encode()),
             ("streamrec.error.message", str(self.error)[:1000].encode("utf-8", "replace")),
