@@ -17,6 +17,7 @@ from typing import Any
 import redis
 
 from online_model.errors import SnapshotError
+from online_model.store import StoreUnavailable
 
 from .dlq import DeadLetter, InputMessage
 from .history import AsyncHistoryStore
@@ -104,11 +105,15 @@ class ScorerRuntime:
             try:
                 return await asyncio.get_running_loop().run_in_executor(
                     None, self.holder.refresh, self.store)
-            except (redis.RedisError, OSError) as exc:
+            except (StoreUnavailable, redis.RedisError, OSError) as exc:
+                # The store wraps connection errors in StoreUnavailable; raising it out of
+                # the Faust timer would crash the whole worker.
                 log.warning("model_poll_failed error=%r kept_version=%d", exc,
                             self.holder.current.version)
             except SnapshotError as exc:  # a store-level refusal, e.g. a missing body
                 log.error("model_poll_refused error=%s", exc)
+            except Exception:  # a poll must never take the scorer down; keep the model
+                log.exception("model_poll_error kept_version=%d", self.holder.current.version)
             return False
 
     # -- REST ----------------------------------------------------------------------------
