@@ -359,11 +359,30 @@ class Trainer:
         # The lease lapsed and came back (Redis outage, partition)? If another trainer
         # published meanwhile, our model is a fork: stop, do not overwrite its progress.
         newest = self.store.newest_version_hint(self.origin)
+        if newest is None and self._expected_newest is not None:
+            self._store_lost_its_data()
+            return
         if newest != self._expected_newest:
             raise LeaseLost(
                 f"another trainer published version {newest} of {self.store.model_name} "
                 f"after version {self._expected_newest}"
             )
+
+    def _store_lost_its_data(self) -> None:
+        """No trainer snapshot is left at all: Redis restarted without persistence or was
+        flushed. Nobody published since (that would have left one), so this model is the
+        newest there is: publish it, with versions that keep moving forward."""
+        logger.warning(
+            "snapshot store lost its data model=%s last_version=%s; republishing",
+            self.store.model_name,
+            self._expected_newest,
+        )
+        # ``version_seq`` restarts at 0 in an empty store (see online_model.store).
+        try:
+            self.store.redis.set(f"{self.store.prefix}version_seq", self._expected_newest, nx=True)
+        except Exception as exc:  # redis' errors, as the store would report them
+            raise StoreUnavailable(f"redis unavailable: {exc}") from exc
+        self._expected_newest = None
 
     def _final_publish(self, attempts: int = 3) -> None:
         for attempt in range(attempts):
