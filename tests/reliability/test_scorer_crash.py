@@ -11,7 +11,7 @@ from confluent_kafka import Consumer, TopicPartition
 from streams.services import free_port
 from streams.settings import Settings
 from streams.topics import ensure_topics
-from tests.helpers import Proc, http_json, wait_for, wait_ready
+from tests.helpers import Proc, wait_ready
 from tests.reliability.conftest import Traffic, read_answers, stopping, summary, wait_assigned
 
 #: Faust commits the offsets of acknowledged events every second (broker_commit_interval).
