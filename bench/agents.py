@@ -12,8 +12,8 @@
     history store, acknowledged per batch before committing (the same at-least-once
     contract as the real scorer).
 
-The Faust apps use the same broker/consumer/producer settings and uvloop as
-:func:`streams.app.create_app`, so only the agent differs. Configuration comes from the
+The Faust apps use the same broker/consumer/producer settings, fetch-wait tuning and
+uvloop as :func:`streams.app.create_app`, so only the agent differs. Configuration comes from the
 environment, like ``streamrec scorer``.
 """
 
@@ -41,8 +41,11 @@ def faust_app(settings: Settings) -> Any:
     """A Faust app configured like the scorer's (see :func:`streams.app.create_app`)."""
     import faust
 
+    from streams.app import tune_fetch_wait
+
     session_s = settings.session_timeout_ms / 1000.0
     Path(settings.state_dir).mkdir(parents=True, exist_ok=True)
+    tune_fetch_wait(settings.fetch_max_wait_ms)
     return faust.App(
         settings.scorer_group,
         broker=settings.faust_broker_url(),

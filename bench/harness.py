@@ -109,6 +109,7 @@ class Bench:
     origin: str
     quick: bool
     tmp: Path
+    logs: Path
 
     def run_settings(self, tag: str, **overrides: Any) -> Settings:
         """Fresh topics, group, model namespace and web port for one run."""

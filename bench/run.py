@@ -49,7 +49,7 @@ def run_benches(
         bench_services(Path(tmp) / "services") as (base, origin),
     ):
         meta["services"] = origin
-        bench = Bench(base, origin, quick, Path(tmp))
+        bench = Bench(base, origin, quick, Path(tmp), results / "logs")
         world = make_world(
             _size("n_users", quick),
             _size("n_pages", quick),

@@ -55,7 +55,7 @@ def run_variant(
     reset_histories(s, histories)
     ensure_topics(s)
     tail = TopicTail(s, s.topic_recommendations)
-    child = Child(_argv(variant), child_env(s), bench.tmp / "logs" / f"{variant}.log")
+    child = Child(_argv(variant), child_env(s), bench.logs / f"{variant}.log")
     stamps: list[int] = []
     deadline = time.monotonic() + timeout
     try:

@@ -1,0 +1,259 @@
+"""Latency (page view produced -> recommendation consumed) at an offered rate, and
+freshness (page view produced -> a snapshot that learned it is the one served).
+
+Both drive the real processes (``streamrec scorer``, and ``streamrec trainer`` for
+freshness) with a paced producer thread and a consumer thread in this process, so both
+clocks are the same clock. Latency uses the wall time of the ``produce()`` call and of the
+consumer receiving the recommendation; freshness uses the partition/offset of each page
+view (delivery report), the offsets recorded in each snapshot's metadata, and the
+``model_version`` / ``produced_at`` stamped on the recommendations.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import threading
+import time
+from typing import Any
+
+from confluent_kafka import Message, Producer
+
+from streams.codec import RECOMMENDATION, AvroCodec
+from streams.settings import Settings
+from streams.topics import ensure_topics
+
+from .harness import Bench, Child, TopicTail, child_env, encode_rows, last_pages
+from .harness import seed_histories as reset_histories
+from .report import percentile, summary, target
+from .world import World, publish, store_for
+
+log = logging.getLogger(__name__)
+
+RATES = (1_000, 5_000)
+PRODUCER_LINGER_MS = 1
+READER_FETCH_WAIT_MS = 5
+
+
+class PacedRun:
+    """Produce ``events`` at ``rate``/s while a reader thread collects recommendations."""
+
+    def __init__(self, settings: Settings, tail: TopicTail, rate: float) -> None:
+        self.settings = settings
+        self.tail = tail
+        self.rate = rate
+        self.sent: dict[str, float] = {}  # event_id -> wall time of produce()
+        self.where: dict[str, tuple[int, int]] = {}  # event_id -> (partition, offset)
+        self.received: dict[str, float] = {}
+        self.versions: dict[int, int] = {}  # model_version -> first produced_at (ms)
+        self._codec = AvroCodec.bundled(RECOMMENDATION)
+        self._stop = threading.Event()
+
+    def _read(self) -> None:
+        decode = self._codec.decode
+        while not self._stop.is_set():
+            msgs = self.tail.poll(0.05)
+            now = time.time()
+            for msg in msgs:
+                rec = decode(msg.value())
+                self.received.setdefault(rec["event_id"], now)
+                v, at = rec["model_version"], rec["produced_at"]
+                if at < self.versions.get(v, at + 1):
+                    self.versions[v] = at
+
+    def run(self, events: list[tuple[str, bytes, bytes]], drain_s: float = 5.0) -> None:
+        """``events`` = (event_id, key, value); returns after the tail has drained."""
+        producer = Producer(self.settings.producer_config(**{"linger.ms": PRODUCER_LINGER_MS}))
+
+        def delivered(event_id: str, err: Any, msg: Message) -> None:
+            if err is None:
+                self.where[event_id] = (msg.partition(), msg.offset())
+
+        reader = threading.Thread(target=self._read, daemon=True)
+        reader.start()
+        topic = self.settings.topic_page_views
+        started = time.perf_counter()
+        for i, (event_id, key, value) in enumerate(events):
+            due = started + i / self.rate
+            while (delay := due - time.perf_counter()) > 0:
+                time.sleep(min(delay, 0.001))
+                producer.poll(0)
+            self.sent[event_id] = time.time()
+            producer.produce(topic, value, key, on_delivery=functools.partial(delivered, event_id))
+            producer.poll(0)
+        producer.flush(30)
+        deadline = time.monotonic() + drain_s
+        while time.monotonic() < deadline and len(self.received) < len(self.sent):
+            time.sleep(0.05)
+        self._stop.set()
+        reader.join(5)
+
+
+def _events(rows: list, prefix: str, ts_ms: int | None = None) -> list[tuple[str, bytes, bytes]]:
+    return [(f"{prefix}-{i}", k, v) for i, (k, v) in enumerate(encode_rows(rows, prefix, ts_ms))]
+
+
+def _wait_serving(
+    settings: Settings, scorer: Child, tail: TopicTail, version: int, timeout: float = 90.0
+) -> None:
+    """Warm up: produce a few events until the scorer answers them with ``version``."""
+    deadline = time.monotonic() + timeout
+    n = 0
+    while time.monotonic() < deadline:
+        scorer.check()
+        run = PacedRun(settings, tail, 200)
+        run.run(_events([("u0", "p1", 0, "s")] * 20, f"warm-{n}"), drain_s=2.0)
+        n += 1
+        log.debug(
+            "warm-up round=%d delivered=%d answered=%d versions=%s",
+            n,
+            len(run.where),
+            len(run.received),
+            run.versions,
+        )
+        if version in run.versions:
+            return
+    raise RuntimeError("scorer did not serve the snapshot in time")
+
+
+def bench_latency(bench: Bench, world: World, duration: float, runs: int) -> dict[str, Any]:
+    s = bench.run_settings("lat")
+    ensure_topics(s)
+    version = publish(s, world.model)  # type: ignore[arg-type]
+    users = {u for u, _, _, _ in world.score}
+    reset_histories(s, last_pages(world.train, users, s.history_length))
+    tail = TopicTail(s, s.topic_recommendations, READER_FETCH_WAIT_MS)
+    scorer = Child.streamrec(["scorer"], child_env(s), bench.logs / "latency-scorer.log")
+    rates: dict[str, Any] = {}
+    try:
+        _wait_serving(s, scorer, tail, version)
+        for rate in RATES:
+            n = int(rate * duration)
+            per_run: list[dict[str, float]] = []
+            for r in range(runs):
+                rows = [world.score[i % len(world.score)] for i in range(n)]
+                run = PacedRun(s, tail, rate)
+                run.run(_events(rows, f"lat{rate}-{r}"))
+                lat = [
+                    (run.received[e] - t) * 1000 for e, t in run.sent.items() if e in run.received
+                ]
+                per_run.append(
+                    {
+                        "p50": percentile(lat, 50),
+                        "p95": percentile(lat, 95),
+                        "p99": percentile(lat, 99),
+                        "max": max(lat, default=0),
+                        "lost": len(run.sent) - len(lat),
+                        "achieved_rate": len(run.sent) / duration,
+                    }
+                )
+                log.info("latency rate=%d run=%d %s", rate, r, per_run[-1])
+            rates[str(rate)] = {
+                f"{q}_ms": summary([p[q] for p in per_run]) for q in ("p50", "p95", "p99", "max")
+            } | {"unanswered": [p["lost"] for p in per_run], "n_per_run": n}
+        rss = scorer.peak_rss_mb()
+    finally:
+        tail.close()
+        scorer.stop()
+    p99 = rates[str(RATES[0])]["p99_ms"]["median"]
+    return {
+        "duration_s": duration,
+        "runs": runs,
+        "rates": rates,
+        "scorer_peak_rss_mb": rss,
+        "tuning": {
+            "scorer take_events batch_size": s.batch_size,
+            "within (batch_wait_s)": f"{s.batch_wait_s} s",
+            "scorer producer_linger": "2 ms",
+            "scorer fetch_max_wait_ms (STREAMREC_FETCH_MAX_WAIT_MS)": s.fetch_max_wait_ms,
+            "scorer fetch_min_bytes": 1,
+            "bench producer linger.ms": PRODUCER_LINGER_MS,
+            "bench reader fetch.wait.max.ms": READER_FETCH_WAIT_MS,
+            "partitions": s.partitions,
+        },
+        "notes": [
+            "latency = wall time the recommendation reached the bench's reader minus wall "
+            "time of the produce() call of its page view (same process, same clock); it "
+            "includes the bench producer's linger and the reader's fetch",
+        ],
+        "targets": [target(p99, 50.0, False, f"p99 <= 50 ms at {RATES[0]:,} ev/s")],
+    }
+
+
+def _freshness(run: PacedRun, metas: list[Any], topic: str) -> list[float]:
+    """Seconds from each event's produce() to the first recommendation stamped with a
+    version (or a later one) whose snapshot offsets include the event."""
+    metas = sorted(metas, key=lambda m: m.version)
+    versions = [m.version for m in metas]
+    served_from: dict[int, float] = {}  # version -> first time it or a later one was served
+    first = float("inf")
+    for v in reversed(versions):
+        if v in run.versions:
+            first = min(first, run.versions[v] / 1000.0)
+        served_from[v] = first
+    out = []
+    for event_id, (partition, offset) in run.where.items():
+        for m in metas:
+            if m.offsets.get(topic, {}).get(partition, 0) > offset:
+                at = served_from[m.version]
+                if at != float("inf"):
+                    out.append(at - run.sent[event_id])
+                break
+    return out
+
+
+def bench_freshness(
+    bench: Bench, world: World, duration: float, runs: int, rate: float = 1_000
+) -> dict[str, Any]:
+    s = bench.run_settings("fresh", snapshot_interval=1.0, snapshot_keep=1_000)
+    ensure_topics(s)
+    # The trainer resumes from a trained model (origin "trainer", no offsets yet), so the
+    # snapshots it publishes are of realistic size.
+    version = publish(s, world.model, origin="trainer")  # type: ignore[arg-type]
+    env = child_env(s)
+    trainer = Child.streamrec(["trainer"], env, bench.logs / "fresh-trainer.log")
+    scorer = Child.streamrec(["scorer"], env, bench.logs / "fresh-scorer.log")
+    tail = TopicTail(s, s.topic_recommendations, READER_FETCH_WAIT_MS)
+    per_run: list[dict[str, float]] = []
+    try:
+        _wait_serving(s, scorer, tail, version)
+        for r in range(runs):
+            rows = [world.score[i % len(world.score)] for i in range(int(rate * duration))]
+            run = PacedRun(s, tail, rate)
+            run.run(_events(rows, f"fresh-{r}"), drain_s=4.0)
+            time.sleep(0.5)
+            metas = store_for(s).list_versions()
+            fresh = _freshness(run, metas, s.topic_page_views)
+            per_run.append(
+                {
+                    "p50": percentile(fresh, 50),
+                    "p99": percentile(fresh, 99),
+                    "covered": len(fresh) / max(1, len(run.sent)),
+                }
+            )
+            log.info("freshness run=%d %s", r, per_run[-1])
+        trainer.check()
+        scorer.check()
+    finally:
+        tail.close()
+        scorer.stop()
+        trainer.stop()
+    p99 = summary([p["p99"] for p in per_run], 3)
+    return {
+        "snapshot_interval_s": s.snapshot_interval,
+        "model_poll_interval_s": s.model_poll_interval,
+        "offered_rate": rate,
+        "duration_s": duration,
+        "runs": runs,
+        "p50_s": summary([p["p50"] for p in per_run], 3),
+        "p99_s": p99,
+        "covered_share": [round(p["covered"], 4) for p in per_run],
+        "notes": [
+            "an event counts as served once the scorer stamps a recommendation with the "
+            "first snapshot whose offsets pass the event's offset, or any later snapshot; "
+            "events not yet covered when a run ends are left out (covered_share)",
+            "the scorer swaps on the store's pub/sub hint, with a poll every "
+            f"{s.model_poll_interval} s as the fallback",
+        ],
+        "targets": [target(p99["median"], 2.0, False, "freshness p99 <= 2 s")],
+    }

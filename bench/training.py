@@ -1,0 +1,210 @@
+"""Trainer throughput, model rebuild (replay) time and the trainer's peak memory.
+
+One topic is filled with the world's training events (1M; quick: 200k). Then, per run:
+
+* ``streamrec trainer`` starts from an empty snapshot store and catches up; its
+  snapshots (every second) carry ``events_seen`` and the offsets consumed, so the
+  learning rate *including* snapshotting is the slope of ``events_seen`` over
+  ``created_at`` between the first snapshot and the one that covers the whole topic,
+  and the catch-up time is from process start to that snapshot. Its VmHWM is read then.
+* ``streamrec replay --publish candidate`` rebuilds a fresh model from the same topic
+  (timed end to end as a process; it stops reading after ``--idle-timeout`` without a
+  record, which is subtracted and stated).
+
+The raw ``learn_one`` rate is measured in this process on the same events.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from streams.settings import Settings
+from streams.topics import ensure_topics
+
+from .harness import Bench, Child, child_env, encode_rows, produce_all
+from .report import paired_ratio, summary, target
+from .world import World, store_for
+
+log = logging.getLogger(__name__)
+
+REPLAY_IDLE_S = 1.0
+
+
+def _covers(offsets: dict[str, dict[int, int]], topic: str, ends: dict[int, int]) -> bool:
+    seen = offsets.get(topic, {})
+    return all(seen.get(p, 0) >= end for p, end in ends.items())
+
+
+def trainer_catch_up(
+    bench: Bench,
+    s: Settings,
+    ends: dict[int, int],
+    timeout: float,
+) -> dict[str, Any]:
+    store = store_for(s)
+    child = Child.streamrec(["trainer"], child_env(s), bench.logs / "trainer.log")
+    metas = []
+    seen: set[int] = set()
+    deadline = time.monotonic() + timeout
+    done = False
+    try:
+        while not done and time.monotonic() < deadline:
+            child.check()
+            current = store.current_version()
+            if current is not None and current not in seen:
+                seen.add(current)
+                meta = store.read_meta(current)
+                metas.append(meta)
+                done = _covers(meta.offsets, s.topic_page_views, ends)
+            time.sleep(0.05)
+        rss = child.peak_rss_mb()
+    finally:
+        child.stop()
+    if not done:
+        log.warning("trainer did not catch up in %.0f s", timeout)
+        return {"events_per_s": None, "catch_up_s": None, "peak_rss_mb": rss}
+    first, last = metas[0], metas[-1]
+    span = last.created_at - first.created_at
+    rate = (last.events_seen - first.events_seen) / span if span > 0 else None
+    out = {
+        "events_per_s": rate,
+        "catch_up_s": last.created_at - child.started,
+        "events_seen": last.events_seen,
+        "snapshots_seen": len(metas),
+        "peak_rss_mb": rss,
+    }
+    log.info("trainer %s", out)
+    return out
+
+
+def replay_once(bench: Bench, s: Settings, timeout: float) -> dict[str, Any]:
+    argv = [
+        sys.executable,
+        "-m",
+        "streams.cli",
+        "replay",
+        "--publish",
+        "candidate",
+        "--idle-timeout",
+        str(REPLAY_IDLE_S),
+        "--topic",
+        s.topic_page_views,
+    ]
+    started = time.monotonic()
+    done = subprocess.run(
+        argv,
+        env=child_env(s),
+        capture_output=True,
+        timeout=timeout,
+        cwd=Path(__file__).resolve().parent.parent,
+        check=False,
+    )
+    wall = time.monotonic() - started
+    if done.returncode != 0:
+        log.warning("replay failed: %s", done.stderr.decode(errors="replace")[-2000:])
+        return {"seconds": None, "wall_s": wall}
+    try:
+        out = json.loads(done.stdout.decode().strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        out = {}
+    result = {
+        "seconds": wall - REPLAY_IDLE_S,
+        "wall_s": wall,
+        "events": (out.get("replay") or {}).get("events"),
+        "version": out.get("version"),
+    }
+    log.info("replay %s", result)
+    return result
+
+
+def bench_training(bench: Bench, world: World, runs: int) -> dict[str, dict[str, Any]]:
+    base = bench.run_settings("train", snapshot_interval=1.0, snapshot_keep=1_000)
+    ensure_topics(base)
+    ends = produce_all(base, base.topic_page_views, encode_rows(world.train, "train"))
+    n = sum(ends.values())
+    timeout = 120 + n / 2_000
+    trainer_runs = []
+    for _ in range(runs):
+        s = bench.run_settings(
+            "trainer",
+            topic_page_views=base.topic_page_views,
+            snapshot_interval=1.0,
+            snapshot_keep=1_000,
+        )
+        trainer_runs.append(trainer_catch_up(bench, s, ends, timeout))
+    rates = [r["events_per_s"] for r in trainer_runs]
+    raw = [statistics.median(world.learn_runs)] * len(rates)
+    trainer = {
+        "n_events": n,
+        "events_per_s": summary(rates, 0),
+        "raw_learn_per_s": summary(world.learn_runs, 0),
+        "trainer_over_raw": paired_ratio(rates, raw),
+        "catch_up_s": summary([r["catch_up_s"] for r in trainer_runs]),
+        "peak_rss_mb": summary([r["peak_rss_mb"] for r in trainer_runs]),
+        "runs": trainer_runs,
+        "tuning": {
+            "snapshot_interval": "1 s",
+            "trainer poll": "500 records / 0.2 s",
+            "model": world.describe()["model"],
+        },
+        "notes": [
+            "trainer rate = slope of events_seen over created_at between its first "
+            "snapshot and the one covering the whole topic: learning, the rolling "
+            "hit-rate evaluator (1 user in 10 is scored before learning), Avro decode, "
+            "Kafka fetch and the snapshots (pickle + HMAC + Redis) taken every second",
+            "raw learn_one = the same model's learn_one over the same events in one "
+            "Python loop, no decode, no Kafka, no snapshots (bench process)",
+        ],
+    }
+    trainer["targets"] = [
+        target(
+            trainer["trainer_over_raw"]["median"], 0.5, True, "trainer >= 50% of raw learn_one rate"
+        )
+    ]
+    replay_cli = Path(__file__).resolve().parent.parent / "streams" / "cli" / "replay.py"
+    if replay_cli.is_file():
+        replay_runs = []
+        for _ in range(runs):
+            s = bench.run_settings("replay", topic_page_views=base.topic_page_views)
+            replay_runs.append(replay_once(bench, s, timeout))
+        seconds = summary([r["seconds"] for r in replay_runs])
+        method = "streamrec replay"
+        replay_notes = [
+            f"`streamrec replay --publish candidate --idle-timeout {REPLAY_IDLE_S}` timed as "
+            "a process (start, read, test-then-train, sign and store); the idle timeout it "
+            "waits after the last record is subtracted",
+            "trainer catch-up from an empty store on the same topic, for comparison: "
+            f"{trainer['catch_up_s']['median']} s (median)",
+        ]
+    else:
+        replay_runs = trainer_runs
+        seconds = trainer["catch_up_s"]
+        method = "trainer catch-up"
+        replay_notes = [
+            "`streamrec replay` was not available: this is the trainer catching "
+            "up from an empty snapshot store on the same topic"
+        ]
+    goal = 60.0 * n / 1_000_000
+    replay = {
+        "n_events": n,
+        "method": method,
+        "seconds": seconds,
+        "runs": replay_runs,
+        "notes": replay_notes,
+        "targets": [
+            target(
+                seconds["median"],
+                goal,
+                False,
+                f"rebuild of {n:,} events <= {goal:.0f} s (60 s per 1M)",
+            )
+        ],
+    }
+    return {"trainer": trainer, "replay": replay}
