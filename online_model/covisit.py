@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import heapq
 import logging
 from collections import OrderedDict
@@ -14,6 +15,9 @@ from online_model.decay import ForwardDecay
 from online_model.popularity import DecayedPopularity
 
 logger = logging.getLogger(__name__)
+
+#: Bounds of the popularity share of the mixture (never exactly 0 or 1: EM would stick).
+_MIN_MIXTURE = 1e-4
 
 
 class Covisitation(Recommender):
@@ -28,9 +32,19 @@ class Covisitation(Recommender):
     most ``max_users`` users (least recently active users are evicted first).
 
     Serving: for the last ``n_recent`` pages of ``history`` (weights
-    ``recency ** age``), add up the normalised transition probabilities
-    ``P(p | q) / popularity(p) ** pop_exponent`` and back off to decayed popularity
-    (``backoff * P_pop(p)``), which also fills the list for unknown histories.
+    ``recency ** age``), average the normalised transition probabilities
+    ``P(p | q) / popularity(p) ** pop_exponent`` into ``P_trans(p)`` and mix it with
+    "trending" popularity: ``(1 - m) P_trans(p) + m P_pop(p)``. Popularity decays fast
+    (``pop_half_life``) so it says what is read *now*, and it also fills the list for
+    unknown histories.
+
+    The mixture weight ``m`` starts at ``backoff`` and is learned online (deleted
+    interpolation): before each event is learned, both parts score the page the user
+    actually viewed and ``m`` takes a step of size ``backoff_rate`` towards the share
+    popularity explains. Repeats of the user's recent pages, and pages neither part
+    could rank, are skipped. So ``m`` settles high where clicks follow what is hot (news)
+    and low where they follow the previous page (shop sessions, album plays); see
+    ``bench/MODELS.md`` for the cross-world measurement.
 
     Parameters
     ----------
@@ -53,11 +67,16 @@ class Covisitation(Recommender):
         Divides transition scores by ``popularity ** pop_exponent`` (0 = no correction;
         larger values favour niche pages).
     backoff
-        Weight of decayed popularity mixed into every score.
+        Initial weight ``m`` of popularity in the mixture (fixed if ``backoff_rate=0``).
+    backoff_rate
+        Step size of the online update of ``m`` (≈ 1 / events it averages over).
     half_life
-        Half-life of evidence, in events or seconds (see ``unit``); 0 disables decay.
+        Half-life of transition evidence, in events or seconds (see ``unit``); 0
+        disables decay.
     unit
         ``"events"`` or ``"seconds"`` (reads ``x["ts"]``, epoch ms).
+    pop_half_life
+        Half-life of the popularity part (same unit); ``None`` uses ``half_life``.
     max_users
         Users whose recent pages are kept for learning transitions (LRU).
     seed
@@ -86,9 +105,11 @@ class Covisitation(Recommender):
         n_recent: int = 5,
         recency: float = 0.5,
         pop_exponent: float = 0.0,
-        backoff: float = 0.01,
+        backoff: float = 0.1,
+        backoff_rate: float = 0.001,
         half_life: float = 200_000,
         unit: str = "events",
+        pop_half_life: float | None = 1_000,
         max_users: int = 100_000,
         seed: int | None = None,
     ) -> None:
@@ -101,19 +122,24 @@ class Covisitation(Recommender):
         self.recency = recency
         self.pop_exponent = pop_exponent
         self.backoff = backoff
+        self.backoff_rate = backoff_rate
         self.half_life = half_life
         self.unit = unit
+        self.pop_half_life = pop_half_life
         self.max_users = max_users
         self.seed = seed
         self.n_events_learned = 0
         self._clock = ForwardDecay(half_life, unit)
-        self._popularity = DecayedPopularity(half_life=half_life, unit=unit)
+        self._popularity = DecayedPopularity(
+            half_life=half_life if pop_half_life is None else pop_half_life, unit=unit
+        )
         self._neighbours: dict[Hashable, dict[Hashable, float]] = {}
         self._out: dict[Hashable, float] = {}  # total outgoing weight, pruned mass included
         self._histories: OrderedDict[Hashable, list[Hashable]] = OrderedDict()
         # Derived, not pickled: normalised top neighbours per item.
         self._candidates: dict[Hashable, list[tuple[Hashable, float]]] = {}
         self._position_weights = [decay_position**d for d in range(window)]
+        self._mixture = min(max(backoff, _MIN_MIXTURE), 1.0 - _MIN_MIXTURE)
 
     @property
     def n_items(self) -> int:
@@ -121,6 +147,14 @@ class Covisitation(Recommender):
 
     def __getstate__(self) -> dict[str, Any]:
         return {**self.__dict__, "_candidates": {}}  # a cache: rebuilt on demand
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        if "_mixture" not in state:
+            # A snapshot from before the adaptive mixture: popularity shared the link
+            # clock and had a fixed weight; keep serving it that way.
+            state.update(pop_half_life=None, backoff_rate=0.0, _mixture=state["backoff"])
+            state["_popularity"]._clock = copy.deepcopy(state["_clock"])
+        self.__dict__.update(state)
 
     def user_history(self, user: Hashable) -> Sequence[Hashable]:
         return self._histories.get(user, ())
@@ -135,9 +169,10 @@ class Covisitation(Recommender):
         weight, rescale = self._clock.tick(x)
         if rescale is not None:
             self._rescale(rescale)
-        self._popularity.add(item, weight)
-
         hist = self._histories.get(user)
+        if hist and self.backoff_rate:
+            self._update_mixture(hist, item)
+        self._popularity.learn_one(user, item, x=x)
         if hist is None:
             hist = self._histories[user] = []
             if len(self._histories) > self.max_users:
@@ -157,6 +192,41 @@ class Covisitation(Recommender):
             del hist[0]
         self.n_events_learned += 1
 
+    def _update_mixture(self, hist: list[Hashable], item: Hashable) -> None:
+        """One online EM step on the weight of popularity, scored before learning ``item``.
+
+        The served score is the mixture ``(1 - m) P_transitions + m P_popularity``; here
+        both parts are asked how likely the page the user actually viewed was, and ``m``
+        moves towards the share of that likelihood popularity explains (deleted
+        interpolation, done prequentially). Repeats are skipped: serving excludes them.
+        """
+        pop = self._popularity
+        if not pop._total:
+            return
+        if item in hist:
+            return
+        num = den = 0.0
+        age_weight = 1.0
+        neighbours, out, recency = self._neighbours, self._out, self.recency
+        for n_used, prev in enumerate(reversed(hist)):
+            if n_used >= self.n_recent:
+                break
+            row = neighbours.get(prev)
+            if row:
+                num += age_weight * row.get(item, 0.0) / out[prev]
+                den += age_weight
+            age_weight *= recency
+        if not den:
+            return  # nothing to compare: serving would be popularity alone
+        p_pop = pop._counts.get(item, 0.0) / pop._total
+        if not num and item not in pop._top:
+            return  # neither part could have ranked it: no evidence about the mix
+        m = self._mixture
+        mix = m * p_pop + (1.0 - m) * num / den
+        if mix > 0.0:
+            m += self.backoff_rate * (m * p_pop / mix - m)
+            self._mixture = min(max(m, _MIN_MIXTURE), 1.0 - _MIN_MIXTURE)
+
     def _link(self, src: Hashable, dst: Hashable, w: float) -> None:
         row = self._neighbours.get(src)
         if row is None:
@@ -170,7 +240,6 @@ class Covisitation(Recommender):
             self._neighbours[src] = dict(kept)
 
     def _rescale(self, factor: float) -> None:
-        self._popularity._rescale(factor)
         self._out = {i: v * factor for i, v in self._out.items()}
         for row in self._neighbours.values():
             for j in row:
@@ -190,16 +259,19 @@ class Covisitation(Recommender):
         return cands
 
     def _scores(self, history: Sequence[Hashable]) -> dict[Hashable, float]:
-        """Transition scores from the last ``n_recent`` distinct pages of ``history``."""
+        """``(1 - m) x`` the transition distribution from the last ``n_recent`` pages."""
         scores: dict[Hashable, float] = {}
         get = scores.get
         seen: set[Hashable] = set()
         age_weight = 1.0
+        total_weight = 0.0
         for prev in reversed(history):
             if prev in seen:
                 continue
             seen.add(prev)
             cands = self._candidates_of(prev)
+            if cands:
+                total_weight += age_weight
             if age_weight == 1.0:
                 for item, p in cands:
                     scores[item] = get(item, 0.0) + p
@@ -209,23 +281,26 @@ class Covisitation(Recommender):
             age_weight *= self.recency
             if len(seen) >= self.n_recent:
                 break
-        if self.pop_exponent and scores:
+        if not scores:
+            return scores
+        if self.pop_exponent:
             counts, e = self._popularity._counts, -self.pop_exponent
             scores = {i: s * max(counts[i], 1e-300) ** e for i, s in scores.items()}
-        return scores
+        norm = (1.0 - self._mixture) / total_weight
+        return {i: s * norm for i, s in scores.items()}
 
     def score_items(
         self, user: Hashable, items: Sequence[Hashable], history: Sequence[Hashable] = ()
     ) -> list[float]:
         scores = self._scores(history)
-        prob, b = self._popularity.probability, self.backoff
+        prob, b = self._popularity.probability, self._mixture
         return [scores.get(i, 0.0) + b * prob(i) for i in items]
 
     def _recommend(
         self, user: Hashable, k: int, history: Sequence[Hashable], exclude: Collection[Hashable]
     ) -> list[tuple[Hashable, float]]:
         scores = self._scores(history)
-        b = self.backoff
+        b = self._mixture
         if b and scores:
             pop = self._popularity
             counts, scale = pop._counts, b / pop._total

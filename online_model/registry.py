@@ -65,7 +65,7 @@ _SAFE_BUILTINS = frozenset(
 
 def model_names() -> list[str]:
     """Built-in model names, the default first."""
-    return [DEFAULT_MODEL] + sorted(n for n in MODELS if n != DEFAULT_MODEL)
+    return [DEFAULT_MODEL, *sorted(n for n in MODELS if n != DEFAULT_MODEL)]
 
 
 def resolve(name: str) -> type:
