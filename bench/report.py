@@ -118,6 +118,12 @@ def results_table(sections: Mapping[str, Mapping[str, Any]]) -> list[str]:
         for rate, block in lat["rates"].items():
             for q in ("p50", "p95", "p99"):
                 rows.append((f"latency at {rate} ev/s, {q}", block[f"{q}_ms"], " ms"))
+            hop = block.get("broker_one_hop")
+            if hop:
+                for q in ("p50", "p99"):
+                    rows.append(
+                        (f"broker alone, one hop, at {rate} ev/s, {q}", hop[f"{q}_ms"], " ms")
+                    )
     fresh = sections.get("freshness")
     if fresh:
         for q in ("p50", "p99"):

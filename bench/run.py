@@ -22,7 +22,7 @@ SIZES = {
     "n_users": (100_000, 100_000),
     "n_pages": (10_000, 10_000),
     "n_train": (200_000, 1_000_000),  # also the replay / trainer catch-up topic
-    "n_score": (10_000, 40_000),
+    "n_score": (6_000, 40_000),
     "latency_s": (10.0, 30.0),
     "freshness_s": (10.0, 30.0),
 }
@@ -68,12 +68,14 @@ def run_benches(
         if "latency" in sections:
             from .latency import bench_latency
 
-            sections_out["latency"] = bench_latency(bench, world, _size("latency_s", quick), n_runs)
+            sections_out["latency"] = bench_latency(
+                bench, world, _size("latency_s", quick), runs or (2 if quick else 3)
+            )
         if "freshness" in sections:
             from .latency import bench_freshness
 
             sections_out["freshness"] = bench_freshness(
-                bench, world, _size("freshness_s", quick), n_runs
+                bench, world, _size("freshness_s", quick), runs or (2 if quick else 3)
             )
         if "trainer" in sections:
             from .training import bench_training

@@ -1,0 +1,80 @@
+"""The bench's aggregation and report writing (the benches themselves are not run here)."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from bench import render
+from bench.report import paired_ratio, percentile, results_table, summary, target, write_json
+
+
+def test_percentile_interpolates_and_handles_empty() -> None:
+    assert percentile([10, 20, 30, 40, 50], 50) == 30
+    assert percentile([0, 100], 99) == pytest.approx(99.0)
+    assert math.isnan(percentile([], 50))
+
+
+def test_summary_takes_the_median_of_the_runs_that_produced_a_value() -> None:
+    fig = summary([3.0, None, 1.0, 2.0, 100.0])
+    assert fig["median"] == 2.5 and fig["min"] == 1.0 and fig["max"] == 100.0
+    assert fig["n"] == 4 and fig["runs"][1] is None
+    assert summary([None, None])["median"] is None
+
+
+def test_paired_ratio_is_the_median_of_per_round_ratios() -> None:
+    # Round 2 ran while the machine was busy: both variants slowed, the ratio held.
+    fig = paired_ratio([300.0, 150.0, 310.0], [100.0, 50.0, 100.0])
+    assert fig["median"] == 3.0
+    assert paired_ratio([1.0, None], [2.0, 4.0])["n"] == 1
+
+
+def test_target_verdicts() -> None:
+    assert target(2.5, 2.0, True, "x")["verdict"] == "met"
+    assert target(60.0, 50.0, False, "x")["verdict"] == "missed"
+    assert target(None, 1.0, True, "x")["verdict"] == "not measured"
+
+
+def _throughput() -> dict:
+    variants = {
+        v: {"events_per_s": summary(runs, 0), "peak_rss_mb": summary([150.0, 160.0])}
+        for v, runs in {"ours": [3000.0, 3100.0], "naive": [1000.0, 1000.0],
+                        "ceiling": [6000.0, 6200.0], "plain": [7000.0, 7100.0]}.items()
+    }
+    return {
+        "meta": {"started_at": "now", "quick": True},
+        "n_events": 10_000,
+        "k": 10,
+        "users_with_history": 9_000,
+        "variants": variants,
+        "ratios": {"ours_over_naive": paired_ratio([3000.0, 3100.0], [1000.0, 1000.0])},
+        "targets": [target(3.05, 2.0, True, "scorer >= 2x naive Faust")],
+    }
+
+
+def test_report_is_rebuilt_from_the_section_files(tmp_path: Path) -> None:
+    write_json("scorer_throughput", _throughput(), tmp_path)
+    meta = {
+        "quick": True,
+        "seconds": 1.0,
+        "services": "embedded",
+        "machine": {"cores": 2, "cpu": "cpu", "python": "3.11", "load_avg_at_start": [0.1],
+                    "libraries": {"faust-streaming": "0.15"}},
+        "world": {"n_users": 10, "n_pages": 5, "model": "covisit", "n_train": 100},
+    }
+    text = render.write_report(tmp_path, meta)
+    assert (tmp_path / "REPORT.md").read_text() == text
+    block = render.quoted_block(text)
+    assert "| scorer, ours (Faust agent, batched), events/s | 3,050 |" in block
+    assert "| ours / naive | 3.05x |" in block
+    assert "**met**" in text
+    memory = json.loads((tmp_path / "memory.json").read_text())
+    assert memory["scorer"]["median"] == 155.0 and "trainer" not in memory
+
+
+def test_results_table_skips_sections_that_did_not_run() -> None:
+    lines = results_table({})
+    assert len(lines) == 2  # header only
