@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import signal
+from typing import Any
+
 import click
 
 from online_model.events_file import read_events
 
 from ..ingest import produce_log
+from ..producer import ReliableProducer
 from ..settings import Settings
 from ..topics import ensure_topics
 
@@ -27,12 +31,28 @@ def command(input_path: str, topic: str | None, rate: float, skip_bad: bool) -> 
     target = topic or settings.topic_page_views
     log = read_events(input_path, skip_bad=skip_bad)  # a bad row stops here, nothing sent
     ensure_topics(settings, [target])
-    with click.progressbar(length=len(log.events), label=f"producing to {target}",
-                           file=click.get_text_stream("stderr")) as bar:
-        report = produce_log(settings, log.events, target, rate, on_progress=bar.update)
+    producer = ReliableProducer(settings)
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        with click.progressbar(length=len(log.events), label=f"producing to {target}",
+                               file=click.get_text_stream("stderr")) as bar:
+            report = produce_log(settings, log.events, target, rate, on_progress=bar.update,
+                                 producer=producer)
+    except KeyboardInterrupt:
+        # Say what is known instead of dying with a traceback: the rows after the last
+        # delivered one may or may not be on the topic.
+        report = producer.flush(2.0)
+        click.echo(f"interrupted: delivered {report.delivered} of {report.sent} page views "
+                   f"sent to {target} ({len(log.events)} in the file); {report.failed} "
+                   f"failed {report.errors}; {report.pending} not confirmed", err=True)
+        raise SystemExit(130) from None
     click.echo(f"delivered {report.delivered} of {report.sent} page views to {target}"
                + (f"; {report.failed} FAILED {report.errors}" if report.failed else "")
                + (f"; skipped {log.n_bad} bad rows (lines {log.bad_lines[:10]})"
                   if log.n_bad else ""))
     if report.failed or report.pending:
         raise SystemExit(1)
+
+
+def _interrupt(signum: int, _frame: Any) -> None:
+    raise KeyboardInterrupt
