@@ -2,7 +2,9 @@
 
 A full local queue (``BufferError``) is waited out by serving delivery reports, never
 dropped; every message ends either delivered or reported as failed in
-:class:`DeliveryReport`.
+:class:`DeliveryReport`. A fatal producer error (the idempotent producer's guarantees
+cannot be kept, e.g. the broker forgot its producer id) fails what is queued and makes
+further :meth:`ReliableProducer.produce` calls raise :class:`ProducerFailed`.
 """
 
 from __future__ import annotations
@@ -14,9 +16,10 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from confluent_kafka import KafkaError, Message, Producer
+from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from .codec import PAGE_VIEW, AvroCodec
+from .errors import ServiceError
 from .settings import Settings
 
 log = logging.getLogger(__name__)
@@ -36,6 +39,10 @@ class DeliveryReport:
         return self.sent - self.delivered - self.failed
 
 
+class ProducerFailed(ServiceError):
+    """The producer hit a fatal error; nothing more can be sent through it."""
+
+
 class ReliableProducer:
     """A confluent-kafka producer that blocks instead of dropping when its queue is full."""
 
@@ -44,7 +51,24 @@ class ReliableProducer:
         self.settings = settings
         self.report = DeliveryReport()
         self._on_delivery = on_delivery
-        self._producer = Producer(settings.producer_config(**overrides))
+        self.fatal_error: KafkaError | None = None
+        config = settings.producer_config(**overrides)
+        config.setdefault("error_cb", self._error)
+        self._producer = Producer(config)
+
+    def _error(self, err: KafkaError) -> None:
+        if err.fatal():
+            self.fatal_error = err
+            log.error("producer fatal error=%s; queued messages are failed", err)
+        else:
+            log.debug("producer error=%s", err)
+
+    def _raise_if_fatal(self) -> None:
+        if self.fatal_error is not None:
+            r = self.report
+            raise ProducerFailed(f"producer failed fatally ({self.fatal_error.str()}): "
+                                 f"{r.delivered} delivered, {r.failed} failed, "
+                                 f"{r.pending} not confirmed of {r.sent} sent")
 
     def _delivered(self, err: KafkaError | None, msg: Message) -> None:
         if err is None:
@@ -66,12 +90,18 @@ class ReliableProducer:
         if timestamp_ms:
             kwargs["timestamp"] = timestamp_ms
         while True:
+            self._raise_if_fatal()
             try:
                 self._producer.produce(topic, **kwargs)
                 break
             except BufferError:
                 # Local queue full: serve delivery reports until there is room.
                 self._producer.poll(0.1)
+            except KafkaException as exc:
+                if exc.args and exc.args[0].fatal():
+                    self.fatal_error = self.fatal_error or exc.args[0]
+                    continue  # raised as ProducerFailed above
+                raise
         self.report.sent += 1
         self._producer.poll(0)
 
@@ -82,7 +112,14 @@ class ReliableProducer:
         """Wait for every outstanding delivery report (up to ``timeout`` seconds)."""
         deadline = time.monotonic() + timeout
         while self.report.pending > 0 and time.monotonic() < deadline:
-            self._producer.flush(min(1.0, max(0.0, deadline - time.monotonic())))
+            wait = min(1.0, max(0.0, deadline - time.monotonic()))
+            try:
+                self._producer.flush(wait)
+            except (KafkaException, SystemError):
+                # After a fatal error confluent-kafka's flush can fail ("returned NULL
+                # without setting an exception"); the purged messages' reports still
+                # arrive through poll.
+                self._producer.poll(min(wait, 0.1))
         return self.report
 
 

@@ -10,7 +10,7 @@ import click
 from online_model.events_file import read_events
 
 from ..ingest import produce_log
-from ..producer import ReliableProducer
+from ..producer import ProducerFailed, ReliableProducer
 from ..settings import Settings
 from ..topics import ensure_topics
 
@@ -38,14 +38,15 @@ def command(input_path: str, topic: str | None, rate: float, skip_bad: bool) -> 
                                file=click.get_text_stream("stderr")) as bar:
             report = produce_log(settings, log.events, target, rate, on_progress=bar.update,
                                  producer=producer)
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, ProducerFailed) as exc:
         # Say what is known instead of dying with a traceback: the rows after the last
         # delivered one may or may not be on the topic.
         report = producer.flush(2.0)
-        click.echo(f"interrupted: delivered {report.delivered} of {report.sent} page views "
+        what = "interrupted" if isinstance(exc, KeyboardInterrupt) else f"stopped ({exc})"
+        click.echo(f"{what}: delivered {report.delivered} of {report.sent} page views "
                    f"sent to {target} ({len(log.events)} in the file); {report.failed} "
                    f"failed {report.errors}; {report.pending} not confirmed", err=True)
-        raise SystemExit(130) from None
+        raise SystemExit(130 if isinstance(exc, KeyboardInterrupt) else 1) from None
     click.echo(f"delivered {report.delivered} of {report.sent} page views to {target}"
                + (f"; {report.failed} FAILED {report.errors}" if report.failed else "")
                + (f"; skipped {log.n_bad} bad rows (lines {log.bad_lines[:10]})"
