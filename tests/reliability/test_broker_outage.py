@@ -3,6 +3,7 @@ storage, so it comes back EMPTY and topics are recreated)."""
 
 from __future__ import annotations
 
+import re
 import signal
 import subprocess
 import threading
@@ -135,22 +136,25 @@ def test_streamrec_produce_reports_every_row_across_a_broker_restart(
             interrupted = True
         code = proc.stop(signal.SIGTERM, timeout=15)
     out = proc.output()
-    line = next((ln for ln in out.splitlines()
-                 if ln.startswith(("delivered", "interrupted"))), "")
+    finished = re.search(r"^delivered (\d+) of (\d+) page views to \S+(?:; (\d+) FAILED)?",
+                         out, re.MULTILINE)
+    stopped = re.search(r"^(interrupted|stopped .*?): delivered (\d+) of (\d+) page views "
+                        r".*?; (\d+) failed .*?; (\d+) not confirmed", out, re.MULTILINE)
     on_topic = count_on_topic(s, s.topic_page_views)
-    numbers = [int(w) for w in line.replace(";", " ").replace("(", " ").split() if w.isdigit()]
+    line = (finished or stopped).group(0) if (finished or stopped) else ""
     summary("produce_cli_broker_restart", rows=rows, exit_code=code, interrupted=interrupted,
-            report=repr(line), on_topic_after_restart=on_topic)
+            report=repr(line[:160]), on_topic_after_restart=on_topic)
     assert "Traceback" not in out, out[-3000:]
     assert line, out[-3000:]
-    if interrupted:
-        delivered, sent, _, failed, pending = numbers[:5]
-        assert code == 130 and delivered + failed + pending == sent <= rows
-    else:
-        delivered, sent = numbers[:2]
-        failed = numbers[2] if "FAILED" in line else 0
+    if finished:  # it got through: every row is accounted for
+        delivered, sent, failed = (int(g or 0) for g in finished.groups())
         assert sent == rows and delivered + failed == sent
         assert code == (1 if failed else 0)
+    else:  # stopped by SIGTERM (130) or by a fatal producer error (1): counts add up
+        assert stopped is not None
+        delivered, sent, failed, pending = (int(g) for g in stopped.groups()[1:])
+        assert delivered + failed + pending == sent <= rows
+        assert code == (130 if stopped.group(1) == "interrupted" else 1)
     assert on_topic <= delivered  # what the old broker held before the kill is gone
 
 
@@ -192,3 +196,25 @@ def test_scorer_survives_or_exits_cleanly_when_the_broker_goes_away(
     assert not answered_before.lost
     # The minimum: no crash loop, no hang; alive, or gone with a non-zero code.
     assert outcome["alive_after"] or code != 0
+
+
+def test_a_fatal_producer_error_stops_sending_and_says_what_was_delivered(
+        settings: Settings) -> None:
+    from confluent_kafka import KafkaError
+
+    from streams.producer import ProducerFailed
+
+    producer = ReliableProducer(settings)
+    value = PV.encode({"event_id": "e", "user_id": "u", "page_id": "p", "ts": 1})
+    producer.produce(settings.topic_page_views, value, key=b"u")
+    assert producer.flush(10).delivered == 1
+    # What librdkafka reports when, e.g., the broker forgot the idempotent producer id
+    # while messages were in flight (seen with the embedded broker restarted).
+    producer._error(KafkaError(KafkaError.UNKNOWN_PRODUCER_ID, "simulated", fatal=True))
+    try:
+        producer.produce(settings.topic_page_views, value, key=b"u")
+        raised = None
+    except ProducerFailed as exc:
+        raised = exc
+    assert raised is not None and "1 delivered, 0 failed, 0 not confirmed of 1 sent" in str(raised)
+    assert producer.report.sent == 1

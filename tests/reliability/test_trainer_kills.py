@@ -4,6 +4,7 @@ never goes backwards, and at the end the model learned exactly what was produced
 
 from __future__ import annotations
 
+import itertools
 import signal
 import threading
 import time
@@ -44,7 +45,7 @@ def test_current_only_moves_forward_across_trainer_kills_and_nothing_is_relearne
             proc = Proc(["--log-level", "info", "trainer"], env, tmp_path / f"trainer-{run}.log")
             procs.append(proc)
             seen = len(samples)
-            wait_for(lambda n=seen: len(set(samples[n:])) >= 2 or not proc.alive(), 30,
+            wait_for(lambda n=seen, p=proc: len(set(samples[n:])) >= 2 or not p.alive(), 30,
                      f"trainer run {run} publishing")
             assert proc.alive(), proc.output()[-3000:]
             if run < 2:
@@ -67,7 +68,7 @@ def test_current_only_moves_forward_across_trainer_kills_and_nothing_is_relearne
                 pass
     sampler.join(2)
     final = store.load(store.current_version())  # type: ignore[arg-type]
-    backwards = sum(1 for a, b in zip(samples, samples[1:], strict=False) if b < a)
+    backwards = sum(1 for a, b in itertools.pairwise(samples) if b < a)
     summary("trainer_kills", events_in=produced, kills=kills,
             versions_seen=len(set(samples)), went_backwards=backwards,
             learned=final.model.n_events_learned, events_seen=final.meta.events_seen,
