@@ -94,7 +94,7 @@ def create_app(settings: Settings, runtime: ScorerRuntime | None = None) -> faus
         batches = stream.take_events(  # type: ignore[attr-defined]  # missing from StreamT
             settings.batch_size, within=settings.batch_wait_s)
         async for events in batches:
-            await rt.process([event.message for event in events], send)
+            await rt.deliver([event.message for event in events], send)
 
     @app.timer(interval=settings.model_poll_interval, on_leader=False)
     async def poll_model() -> None:

@@ -63,6 +63,8 @@ class ScorerMetrics:
         self.events_scored = Counter("streamrec_events_scored", "Page views answered", registry=r)
         self.dead_letters = Counter("streamrec_dead_letters", "Inputs sent to the DLQ",
                                     ["reason"], registry=r)
+        self.send_retries = Counter("streamrec_send_retries",
+                                    "Batches sent again after the broker refused them", registry=r)
         self.redis_errors = Counter("streamrec_redis_errors",
                                     "Redis operations that failed (history degraded)", registry=r)
         self.batch_seconds = Histogram(

@@ -9,7 +9,9 @@ history store.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import os
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
@@ -27,6 +29,13 @@ from .scoring import ScoredBatch, ScoringCore
 from .settings import Settings
 
 log = logging.getLogger(__name__)
+
+EX_TEMPFAIL = 75
+
+
+def _exit_without_commit() -> None:
+    logging.shutdown()
+    os._exit(EX_TEMPFAIL)
 
 #: send(topic, key, value, headers) -> awaitable that resolves when the broker acknowledged
 Send = Callable[[str, bytes | None, bytes | None, list[tuple[str, bytes]] | None],
@@ -76,6 +85,45 @@ class ScorerRuntime:
             await asyncio.gather(*acks)
         self._account(batch, dead, started)
         return batch
+
+    async def deliver(self, messages: Sequence[InputMessage], send: Send,
+                      abandon: Callable[[], None] | None = None,
+                      grace_s: float = 8.0) -> ScoredBatch:
+        """:meth:`process` until the broker acknowledged the whole batch.
+
+        The transport acknowledges a batch's input offsets once this returns, and Faust
+        acknowledges them even when the loop body raises or is cancelled. So a failed send
+        is retried with back-off (re-scoring the batch: duplicates are possible, loss is
+        not); a stop request lets the batch in flight finish for up to ``grace_s``; and a
+        batch that still is not delivered calls ``abandon`` (default: exit the process at
+        once), so that none of its offsets is committed and it is scored again.
+        """
+        work = asyncio.ensure_future(self._deliver_with_retries(messages, send))
+        try:
+            return await asyncio.shield(work)
+        except asyncio.CancelledError:
+            with contextlib.suppress(BaseException):
+                await asyncio.wait_for(asyncio.shield(work), grace_s)
+            if not work.done() or work.cancelled() or work.exception() is not None:
+                work.cancel()
+                log.critical("batch_undelivered_at_stop events=%d: exiting without committing;"
+                             " the batch is scored again after restart", len(messages))
+                (abandon or _exit_without_commit)()
+            raise
+
+    async def _deliver_with_retries(self, messages: Sequence[InputMessage], send: Send,
+                                    ) -> ScoredBatch:
+        attempt = 0
+        while True:
+            try:
+                return await self.process(messages, send)
+            except Exception as exc:  # the broker or the producer refused the batch
+                attempt += 1
+                self.metrics.send_retries.inc()
+                delay = min(5.0, 0.1 * 2**attempt)
+                log.error("batch_send_failed attempt=%d events=%d retry_in_s=%.1f error=%r",
+                          attempt, len(messages), delay, exc)
+                await asyncio.sleep(delay)
 
     async def _dead_letter(self, letter: DeadLetter, send: Send) -> Awaitable[Any]:
         m = letter.message

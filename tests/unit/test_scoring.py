@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import struct
 from dataclasses import dataclass
 from typing import Any
@@ -140,3 +141,68 @@ def test_runtime_sends_after_scoring_and_swaps_models() -> None:
     assert 'streamrec_dead_letters_total{reason="too_short"} 1.0' in text
     assert "streamrec_snapshots_rejected 1.0" in text
     assert "streamrec_redis_errors_total" in text
+
+
+def test_deliver_retries_a_refused_batch_until_the_broker_takes_it() -> None:
+    runtime = ScorerRuntime(Settings(redis_url="redis://127.0.0.1:1/0", model_name="m"),
+                            store=FakeStore())
+    attempts: list[int] = []
+
+    async def flaky_send(topic: str, key: bytes | None, value: bytes | None, headers: Any) -> Any:
+        attempts.append(1)
+        if len(attempts) <= 2:
+            raise RuntimeError("broker unavailable")
+        fut = asyncio.get_running_loop().create_future()
+        fut.set_result(None)
+        return fut
+
+    batch = asyncio.run(runtime.deliver([view_msg(0, "u1", "a")], flaky_send))
+    assert len(batch.recommendations) == 1 and len(attempts) == 3
+    assert "streamrec_send_retries_total 2.0" in runtime.metrics.render().decode()
+
+
+def test_stop_with_an_undelivered_batch_abandons_instead_of_committing() -> None:
+    runtime = ScorerRuntime(Settings(redis_url="redis://127.0.0.1:1/0", model_name="m"),
+                            store=FakeStore())
+    abandoned: list[bool] = []
+
+    async def dead_send(topic: str, key: bytes | None, value: bytes | None, headers: Any) -> Any:
+        raise RuntimeError("broker unavailable")
+
+    async def scenario() -> None:
+        task = asyncio.ensure_future(runtime.deliver(
+            [view_msg(0, "u1", "a")], dead_send, abandon=lambda: abandoned.append(True),
+            grace_s=0.3))
+        await asyncio.sleep(0.2)
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    asyncio.run(scenario())
+    assert abandoned == [True]
+
+
+def test_stop_lets_the_batch_in_flight_finish() -> None:
+    runtime = ScorerRuntime(Settings(redis_url="redis://127.0.0.1:1/0", model_name="m"),
+                            store=FakeStore())
+    abandoned: list[bool] = []
+    acked: list[str] = []
+
+    async def slow_send(topic: str, key: bytes | None, value: bytes | None, headers: Any) -> Any:
+        await asyncio.sleep(0.2)
+        acked.append(topic)
+        fut = asyncio.get_running_loop().create_future()
+        fut.set_result(None)
+        return fut
+
+    async def scenario() -> None:
+        task = asyncio.ensure_future(runtime.deliver(
+            [view_msg(0, "u1", "a"), view_msg(1, "u2", "b")], slow_send,
+            abandon=lambda: abandoned.append(True)))
+        await asyncio.sleep(0.05)
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    asyncio.run(scenario())
+    assert acked == ["recommendations", "recommendations"] and abandoned == []
