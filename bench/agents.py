@@ -23,7 +23,6 @@ import logging
 import signal
 import sys
 import threading
-from pathlib import Path
 from typing import Any
 
 from streams.dlq import RawMessage
@@ -38,38 +37,10 @@ log = logging.getLogger(__name__)
 
 
 def faust_app(settings: Settings) -> Any:
-    """A Faust app configured like the scorer's (see :func:`streams.app.create_app`)."""
-    import faust
+    """A Faust app configured like the scorer's (see :func:`streams.app.faust_app`)."""
+    from streams.app import faust_app as scorer_faust_app
 
-    from streams.app import tune_fetch_wait
-
-    session_s = settings.session_timeout_ms / 1000.0
-    Path(settings.state_dir).mkdir(parents=True, exist_ok=True)
-    tune_fetch_wait(settings.fetch_max_wait_ms)
-    return faust.App(
-        settings.scorer_group,
-        broker=settings.faust_broker_url(),
-        value_serializer="raw",
-        key_serializer="raw",
-        topic_partitions=settings.partitions,
-        topic_replication_factor=settings.replication_factor,
-        store="memory://",
-        datadir=str(Path(settings.state_dir) / "faust"),
-        web_port=settings.web_port,
-        web_bind="127.0.0.1",
-        web_in_thread=False,
-        broker_session_timeout=session_s,
-        broker_heartbeat_interval=max(0.5, session_s / 4),
-        broker_request_timeout=max(30.0, session_s * 2),
-        broker_rebalance_timeout=max(30.0, session_s * 2),
-        broker_commit_interval=1.0,
-        broker_max_poll_records=max(1000, settings.batch_size * 2),
-        consumer_auto_offset_reset="earliest",
-        stream_wait_empty=False,
-        producer_linger=0.002,
-        producer_acks=-1,
-        web_metrics_enabled=False,
-    )
+    return scorer_faust_app(settings)
 
 
 def naive_app(settings: Settings) -> Any:

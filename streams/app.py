@@ -52,12 +52,12 @@ def tune_fetch_wait(max_wait_ms: int) -> None:
     setattr(driver.AIOKafkaConsumerThread, "_create_worker_consumer", create)  # noqa: B010
 
 
-def create_app(settings: Settings, runtime: ScorerRuntime | None = None) -> faust.App:
-    """Build the scorer app for ``settings`` (one per process)."""
+def faust_app(settings: Settings) -> faust.App:
+    """A Faust app with the scorer's tuning, and no agents yet (the bench reuses it)."""
     session_s = settings.session_timeout_ms / 1000.0
     Path(settings.state_dir).mkdir(parents=True, exist_ok=True)
     tune_fetch_wait(settings.fetch_max_wait_ms)
-    app = faust.App(
+    return faust.App(
         settings.scorer_group,
         broker=settings.faust_broker_url(),
         value_serializer="raw",
@@ -81,6 +81,11 @@ def create_app(settings: Settings, runtime: ScorerRuntime | None = None) -> faus
         producer_acks=-1,
         web_metrics_enabled=False,
     )
+
+
+def create_app(settings: Settings, runtime: ScorerRuntime | None = None) -> faust.App:
+    """Build the scorer app for ``settings`` (one per process)."""
+    app = faust_app(settings)
     rt = runtime or ScorerRuntime(settings)
     app.streamrec = rt  # type: ignore[attr-defined]
     page_views = app.topic(settings.topic_page_views, partitions=settings.partitions)
