@@ -48,7 +48,9 @@ class Recommender(base.Base, abc.ABC):
     def _recommend(
         self, user: Hashable, k: int, history: Sequence[Hashable], exclude: Collection[Hashable]
     ) -> list[tuple[Hashable, float]]:
-        """Return up to ``k`` (item, score) pairs, best first, none in ``exclude``."""
+        """Return up to ``k`` (item, score) pairs, best first, none in ``exclude``.
+
+        ``history`` and ``exclude`` may be the caller's own objects: read, never modify."""
 
     @property
     def n_items(self) -> int:
@@ -106,8 +108,13 @@ class Recommender(base.Base, abc.ABC):
         """
         if k <= 0:
             return []
-        hist = list(history)
-        if len(hist) > MAX_HISTORY:
-            hist = hist[-MAX_HISTORY:]
+        # The scorer's call (a list, a set) passes through uncopied; ``_recommend`` only
+        # reads its arguments.
+        if type(history) is list:
+            hist = history if len(history) <= MAX_HISTORY else history[-MAX_HISTORY:]
+        else:
+            hist = list(history)
+            if len(hist) > MAX_HISTORY:
+                hist = hist[-MAX_HISTORY:]
         excl = exclude if isinstance(exclude, (set, frozenset, dict)) else set(exclude)
         return self._recommend(user, k, hist, excl)

@@ -5,10 +5,13 @@ from __future__ import annotations
 import copy
 import heapq
 import logging
+import math
 from collections import OrderedDict
 from collections.abc import Collection, Hashable, Sequence
 from operator import itemgetter
 from typing import Any
+
+import numpy as np
 
 from online_model.base import Recommender
 from online_model.decay import ForwardDecay
@@ -18,6 +21,12 @@ logger = logging.getLogger(__name__)
 
 #: Bounds of the popularity share of the mixture (never exactly 0 or 1: EM would stick).
 _MIN_MIXTURE = 1e-4
+
+#: Consecutive ``recommend`` calls without learning after which the model is treated as
+#: frozen (a served snapshot) and answered from a numpy view of its state.
+_FREEZE_AFTER = 64
+
+_MISSING: Any = object()
 
 
 class Covisitation(Recommender):
@@ -145,8 +154,16 @@ class Covisitation(Recommender):
     def n_items(self) -> int:
         return self._popularity.n_items
 
+    # Derived serving state, never pickled (instance values shadow these defaults).
+    _frozen: _FrozenView | None = None
+    _serve_version = -1
+    _serve_calls = 0
+
     def __getstate__(self) -> dict[str, Any]:
-        return {**self.__dict__, "_candidates": {}}  # a cache: rebuilt on demand
+        state = {**self.__dict__, "_candidates": {}}  # a cache: rebuilt on demand
+        for derived in ("_frozen", "_serve_version", "_serve_calls"):
+            state.pop(derived, None)
+        return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         if "_mixture" not in state:
@@ -258,10 +275,19 @@ class Covisitation(Recommender):
             cands = self._candidates[item] = [(j, w * norm) for j, w in top]
         return cands
 
-    def _scores(self, history: Sequence[Hashable]) -> dict[Hashable, float]:
-        """``(1 - m) x`` the transition distribution from the last ``n_recent`` pages."""
+    def _transition_sums(
+        self, history: Sequence[Hashable]
+    ) -> tuple[dict[Hashable, float], float]:
+        """Unnormalised transition scores from the last ``n_recent`` distinct pages.
+
+        Returns ``{p: sum of recency weight x P(p | q)}`` over those pages ``q`` and the
+        sum of the recency weights of the pages that had candidates. The hot path of
+        serving: the per-item candidate lists are cached, the first list is copied in C.
+        """
         scores: dict[Hashable, float] = {}
         get = scores.get
+        cache = self._candidates
+        n_recent, recency = self.n_recent, self.recency
         seen: set[Hashable] = set()
         age_weight = 1.0
         total_weight = 0.0
@@ -269,25 +295,41 @@ class Covisitation(Recommender):
             if prev in seen:
                 continue
             seen.add(prev)
-            cands = self._candidates_of(prev)
+            cands = cache.get(prev)
+            if cands is None:
+                cands = self._candidates_of(prev)
             if cands:
                 total_weight += age_weight
-            if age_weight == 1.0:
-                for item, p in cands:
-                    scores[item] = get(item, 0.0) + p
-            else:
-                for item, p in cands:
-                    scores[item] = get(item, 0.0) + p * age_weight
-            age_weight *= self.recency
-            if len(seen) >= self.n_recent:
+                if not scores:  # 0.0 + x == x: start from a copy of the first list
+                    if age_weight == 1.0:
+                        scores = dict(cands)
+                    else:
+                        scores = {item: p * age_weight for item, p in cands}
+                    get = scores.get
+                elif age_weight == 1.0:
+                    for item, p in cands:
+                        scores[item] = get(item, 0.0) + p
+                else:
+                    for item, p in cands:
+                        scores[item] = get(item, 0.0) + p * age_weight
+            age_weight *= recency
+            if len(seen) >= n_recent:
                 break
+        return scores, total_weight
+
+    def _scores(self, history: Sequence[Hashable]) -> dict[Hashable, float]:
+        """``(1 - m) x`` the transition distribution from the last ``n_recent`` pages."""
+        scores, total_weight = self._transition_sums(history)
         if not scores:
             return scores
         if self.pop_exponent:
-            counts, e = self._popularity._counts, -self.pop_exponent
-            scores = {i: s * max(counts[i], 1e-300) ** e for i, s in scores.items()}
+            scores = self._pop_corrected(scores)
         norm = (1.0 - self._mixture) / total_weight
         return {i: s * norm for i, s in scores.items()}
+
+    def _pop_corrected(self, scores: dict[Hashable, float]) -> dict[Hashable, float]:
+        counts, e = self._popularity._counts, -self.pop_exponent
+        return {i: s * max(counts[i], 1e-300) ** e for i, s in scores.items()}
 
     def score_items(
         self, user: Hashable, items: Sequence[Hashable], history: Sequence[Hashable] = ()
@@ -299,22 +341,203 @@ class Covisitation(Recommender):
     def _recommend(
         self, user: Hashable, k: int, history: Sequence[Hashable], exclude: Collection[Hashable]
     ) -> list[tuple[Hashable, float]]:
-        scores = self._scores(history)
+        # Score = (1 - m) P_trans(p) + m P_pop(p) over the transition candidates; popular
+        # pages that are not candidates fill the list with m P_pop(p). The answer is the
+        # top k of [candidates..., fills...] by a stable sort (ties keep that order). Both
+        # paths compute exactly that, with the same float operations in the same order.
+        frozen = self._frozen_view()
+        if frozen is not None:
+            out = frozen.recommend(self, k, history, exclude)
+            if out is not None:
+                return out
+        return self._recommend_dicts(user, k, history, exclude)
+
+    def _frozen_view(self) -> _FrozenView | None:
+        """The numpy view of the model once it stopped learning, else None.
+
+        A scorer serves a snapshot that never learns; the trainer's evaluator asks between
+        two ``learn_one`` calls, so it never waits ``_FREEZE_AFTER`` calls and keeps the
+        dict path (whose cost does not depend on the model's size).
+        """
+        version = self.n_events_learned
+        frozen = self._frozen
+        if frozen is not None and frozen.version == version:
+            return frozen
+        if self._serve_version != version:
+            self._serve_version, self._serve_calls, self._frozen = version, 0, None
+            return None
+        self._serve_calls += 1
+        if self._serve_calls < _FREEZE_AFTER or self.pop_exponent:
+            return None
+        frozen = self._frozen = _FrozenView(self)
+        return frozen
+
+    def _recommend_dicts(
+        self, user: Hashable, k: int, history: Sequence[Hashable], exclude: Collection[Hashable]
+    ) -> list[tuple[Hashable, float]]:
+        """:meth:`_recommend` with dicts: for a model that is learning, and the rare cases."""
+        scores, total_weight = self._transition_sums(history)
+        pop = self._popularity
         b = self._mixture
-        if b and scores:
-            pop = self._popularity
-            counts, scale = pop._counts, b / pop._total
-            scores = {i: s + scale * counts[i] for i, s in scores.items()}
-        # Popular pages fill the list and compete through the backoff term.
-        n_fill = 0
-        for item, p in self._popularity.top():
+        fills: list[tuple[Hashable, float]] = []
+        append = fills.append
+        for item, p in pop.top():
             if item not in scores and item not in exclude:
-                scores[item] = b * p
-                n_fill += 1
-                if n_fill >= k:
+                append((item, b * p))
+                if len(fills) >= k:
                     break
-        if n_fill < k and len(scores) < k + len(exclude):
-            for item, p in self._popularity._recommend(user, k, (), exclude):
-                scores.setdefault(item, b * p)
-        candidates = ((i, s) for i, s in scores.items() if i not in exclude)
-        return heapq.nlargest(k, candidates, key=itemgetter(1))
+        if len(fills) >= k:
+            # k fills score at least ``floor``: a candidate below it cannot make the top k.
+            floor = min(score for _, score in fills)
+        else:
+            floor = -math.inf
+            if len(scores) + len(fills) < k + len(exclude):
+                # Rare: ``exclude`` swallowed the top list; look further down.
+                filled = {item for item, _ in fills}
+                fills += [(item, b * p) for item, p in pop._recommend(user, k, (), exclude)
+                          if item not in scores and item not in filled]
+        if scores:
+            if self.pop_exponent:
+                scores = self._pop_corrected(scores)
+            norm = (1.0 - b) / total_weight
+            if b:
+                counts, scale = pop._counts, b / pop._total
+                ranked = [(i, v) for i, s in scores.items()
+                          if (v := s * norm + scale * counts[i]) >= floor and i not in exclude]
+            else:
+                ranked = [(i, v) for i, s in scores.items()
+                          if (v := s * norm) >= floor and i not in exclude]
+            ranked += fills
+        else:
+            ranked = fills
+        ranked.sort(key=itemgetter(1), reverse=True)  # stable: ties keep candidates first
+        return ranked[:k]
+
+
+class _FrozenView:
+    """A model's serving state as numpy arrays, valid while it learns nothing more.
+
+    Items are numbered in the order of the popularity counts; each history page's
+    candidates become an index array and its probabilities pre-multiplied by each
+    recency weight. One ``recommend`` then sums the candidates of the recent pages with
+    ``bincount`` (in input order, so the sums are bit-for-bit those of the dict path),
+    ranks every (page, candidate) position by a stable sort of the mixed score (equal
+    scores keep the first position, as the dict's insertion order does) and walks the
+    ranking in Python, skipping repeats and excluded pages and merging in the popular
+    fills. Never pickled: :class:`Covisitation` drops it and rebuilds it on demand.
+    """
+
+    def __init__(self, model: Covisitation) -> None:
+        pop = model._popularity
+        self.version = model.n_events_learned
+        self.usable = True
+        self.items: list[Hashable] = list(pop._counts)
+        self.index = {item: i for i, item in enumerate(self.items)}
+        self.n_recent = model.n_recent
+        self.mixture = b = model._mixture
+        counts = np.fromiter(pop._counts.values(), dtype=np.float64, count=len(self.items))
+        # ``scale * counts[i]`` of the dict path, elementwise; nothing is added when b == 0.
+        self.pop_term = counts * (b / pop._total) if b and pop._total else counts * 0.0
+        self.fills = [(item, b * p) for item, p in pop.top()]
+        self.fill_index = np.array([self.index[item] for item, _ in self.fills], dtype=np.intp)
+        # The recency weight of the i-th distinct history page, multiplied as in the loop.
+        weights, w = [], 1.0
+        for _ in range(max(self.n_recent, 1)):
+            weights.append(w)
+            w *= model.recency
+        self.age_weights = weights
+        self.candidates: dict[Hashable, tuple[np.ndarray, list[np.ndarray]] | None] = {}
+
+    def _candidates_of(
+        self, model: Covisitation, item: Hashable
+    ) -> tuple[np.ndarray, list[np.ndarray]] | None:
+        cands = model._candidates_of(item)
+        entry = None
+        if cands:
+            index = self.index
+            if any(j not in index for j, _ in cands):  # not expected: every item is counted
+                self.usable = False
+                return None
+            idx = np.fromiter((index[j] for j, _ in cands), dtype=np.intp, count=len(cands))
+            p = np.fromiter((q for _, q in cands), dtype=np.float64, count=len(cands))
+            entry = (idx, [p if w == 1.0 else p * w for w in self.age_weights])
+            # While frozen, the dict path rarely needs the list: drop it (it is rebuilt on
+            # demand) so that serving does not hold every item's candidates twice.
+            model._candidates.pop(item, None)
+        self.candidates[item] = entry
+        return entry
+
+    def recommend(
+        self, model: Covisitation, k: int, history: Sequence[Hashable],
+        exclude: Collection[Hashable],
+    ) -> list[tuple[Hashable, float]] | None:
+        """The top ``k`` as the dict path computes it, or None to defer to that path."""
+        known, cache, age_weights = self.index, self.candidates, self.age_weights
+        n_recent = self.n_recent
+        idxs: list[np.ndarray] = []
+        probs: list[np.ndarray] = []
+        seen: set[Hashable] = set()
+        total_weight = 0.0
+        age = 0
+        for prev in reversed(history):
+            if prev in seen:
+                continue
+            seen.add(prev)
+            if prev in known:
+                entry = cache.get(prev, _MISSING)
+                if entry is _MISSING:
+                    entry = self._candidates_of(model, prev)
+                if entry is not None:
+                    idxs.append(entry[0])
+                    probs.append(entry[1][age])
+                    total_weight += age_weights[age]
+            age += 1
+            if age >= n_recent:
+                break
+        if not idxs or not self.usable:
+            return None  # popularity alone: the dict path is as cheap
+        if len(idxs) == 1:
+            idx, prob = idxs[0], probs[0]
+        else:
+            idx, prob = np.concatenate(idxs), np.concatenate(probs)
+        sums = np.bincount(idx, weights=prob)
+        norm = (1.0 - self.mixture) / total_weight
+        score = sums[idx] * norm + self.pop_term[idx]
+        order = np.argsort(-score, kind="stable")
+        ranked_items = idx[order].tolist()
+        ranked_scores = score[order].tolist()
+
+        present = np.bincount(idx, minlength=len(self.items))
+        fills: list[tuple[Hashable, float]] = []
+        for fill, is_candidate in zip(self.fills, present[self.fill_index].tolist(), strict=True):
+            if not is_candidate and fill[0] not in exclude:
+                fills.append(fill)
+                if len(fills) >= k:
+                    break
+        else:
+            n_candidates = int(np.count_nonzero(present))
+            if len(fills) < k and n_candidates + len(fills) < k + len(exclude):
+                return None  # ``exclude`` swallowed the top list: the dict path looks further
+
+        out: list[tuple[Hashable, float]] = []
+        items = self.items
+        placed: set[int] = set()
+        n_fills = len(fills)
+        next_fill = 0
+        for j, value in zip(ranked_items, ranked_scores, strict=True):
+            if j in placed:
+                continue  # a later position of a page already ranked
+            placed.add(j)
+            item = items[j]
+            if item in exclude:
+                continue
+            while next_fill < n_fills and fills[next_fill][1] > value:
+                out.append(fills[next_fill])
+                next_fill += 1
+                if len(out) >= k:
+                    return out
+            out.append((item, value))
+            if len(out) >= k:
+                return out
+        out += fills[next_fill:next_fill + k - len(out)]
+        return out

@@ -102,7 +102,7 @@ class ScoringCore:
                   ) -> list[tuple[str, float]]:
         """Top-k for a user with ``history`` (newest last), excluding pages already seen."""
         items = served.model.recommend(user, k or self.k, history=history, exclude=set(history))
-        return [(str(item), float(score)) for item, score in items]
+        return [(item if type(item) is str else str(item), float(score)) for item, score in items]
 
     def score(self, views: Sequence[PageViewIn], state: UserState) -> ScoredBatch:
         served_model = self.holder.current  # one model for the whole batch
