@@ -267,13 +267,18 @@ class Covisitation(Recommender):
         """The ``n_candidates`` strongest transitions of ``item`` as (next, P(next|item))."""
         cands = self._candidates.get(item)
         if cands is None:
-            row = self._neighbours.get(item)
-            if not row:
-                return []
-            norm = 1.0 / self._out[item]
-            top = heapq.nlargest(self.n_candidates, row.items(), key=itemgetter(1))
-            cands = self._candidates[item] = [(j, w * norm) for j, w in top]
+            cands = self._top_transitions(item)
+            if cands:
+                self._candidates[item] = cands
         return cands
+
+    def _top_transitions(self, item: Hashable) -> list[tuple[Hashable, float]]:
+        row = self._neighbours.get(item)
+        if not row:
+            return []
+        norm = 1.0 / self._out[item]
+        top = heapq.nlargest(self.n_candidates, row.items(), key=itemgetter(1))
+        return [(j, w * norm) for j, w in top]
 
     def _transition_sums(
         self, history: Sequence[Hashable]
@@ -418,9 +423,10 @@ class _FrozenView:
     """A model's serving state as numpy arrays, valid while it learns nothing more.
 
     Items are numbered in the order of the popularity counts; each history page's
-    candidates become an index array and its probabilities pre-multiplied by each
-    recency weight. One ``recommend`` then sums the candidates of the recent pages with
-    ``bincount`` (in input order, so the sums are bit-for-bit those of the dict path),
+    candidates become an index array and its probabilities, multiplied by each recency
+    weight the first time that age is needed. One ``recommend`` then sums the candidates
+    of the recent pages with ``bincount`` (in input order, so the sums are bit-for-bit
+    those of the dict path),
     ranks every (page, candidate) position by a stable sort of the mixed score (equal
     scores keep the first position, as the dict's insertion order does) and walks the
     ranking in Python, skipping repeats and excluded pages and merging in the popular
@@ -439,31 +445,33 @@ class _FrozenView:
         # ``scale * counts[i]`` of the dict path, elementwise; nothing is added when b == 0.
         self.pop_term = counts * (b / pop._total) if b and pop._total else counts * 0.0
         self.fills = [(item, b * p) for item, p in pop.top()]
-        self.fill_index = np.array([self.index[item] for item, _ in self.fills], dtype=np.intp)
+        # Position of each item in ``fills`` (``len(fills)`` for the others).
+        self.fill_slot = np.full(len(self.items), len(self.fills), dtype=np.intp)
+        self.fill_slot[[self.index[item] for item, _ in self.fills]] = np.arange(len(self.fills))
         # The recency weight of the i-th distinct history page, multiplied as in the loop.
         weights, w = [], 1.0
         for _ in range(max(self.n_recent, 1)):
             weights.append(w)
             w *= model.recency
         self.age_weights = weights
-        self.candidates: dict[Hashable, tuple[np.ndarray, list[np.ndarray]] | None] = {}
+        self.candidates: dict[Hashable, tuple[np.ndarray, list[np.ndarray | None]] | None] = {}
 
     def _candidates_of(
         self, model: Covisitation, item: Hashable
-    ) -> tuple[np.ndarray, list[np.ndarray]] | None:
-        cands = model._candidates_of(item)
+    ) -> tuple[np.ndarray, list[np.ndarray | None]] | None:
+        # While frozen, the dict path rarely needs its list: take it over (or compute it
+        # without caching) so that serving does not hold every item's candidates twice.
+        cands = model._candidates.pop(item, None) or model._top_transitions(item)
         entry = None
         if cands:
             index = self.index
             if any(j not in index for j, _ in cands):  # not expected: every item is counted
                 self.usable = False
                 return None
-            idx = np.fromiter((index[j] for j, _ in cands), dtype=np.intp, count=len(cands))
-            p = np.fromiter((q for _, q in cands), dtype=np.float64, count=len(cands))
-            entry = (idx, [p if w == 1.0 else p * w for w in self.age_weights])
-            # While frozen, the dict path rarely needs the list: drop it (it is rebuilt on
-            # demand) so that serving does not hold every item's candidates twice.
-            model._candidates.pop(item, None)
+            idx = np.array([index[j] for j, _ in cands], dtype=np.intp)
+            levels: list[np.ndarray | None] = [None] * len(self.age_weights)
+            levels[0] = np.array([q for _, q in cands], dtype=np.float64)  # weight 1.0
+            entry = (idx, levels)
         self.candidates[item] = entry
         return entry
 
@@ -489,7 +497,11 @@ class _FrozenView:
                     entry = self._candidates_of(model, prev)
                 if entry is not None:
                     idxs.append(entry[0])
-                    probs.append(entry[1][age])
+                    levels = entry[1]
+                    prob = levels[age]
+                    if prob is None:  # P(p | q) x the recency weight, made once per age
+                        prob = levels[age] = levels[0] * age_weights[age]
+                    probs.append(prob)
                     total_weight += age_weights[age]
             age += 1
             if age >= n_recent:
@@ -507,15 +519,16 @@ class _FrozenView:
         ranked_items = idx[order].tolist()
         ranked_scores = score[order].tolist()
 
-        present = np.bincount(idx, minlength=len(self.items))
+        is_candidate_fill = np.zeros(len(self.fills) + 1, dtype=bool)
+        is_candidate_fill[self.fill_slot[idx]] = True
         fills: list[tuple[Hashable, float]] = []
-        for fill, is_candidate in zip(self.fills, present[self.fill_index].tolist(), strict=True):
+        for fill, is_candidate in zip(self.fills, is_candidate_fill[:-1].tolist(), strict=True):
             if not is_candidate and fill[0] not in exclude:
                 fills.append(fill)
                 if len(fills) >= k:
                     break
         else:
-            n_candidates = int(np.count_nonzero(present))
+            n_candidates = len(set(ranked_items))
             if len(fills) < k and n_candidates + len(fills) < k + len(exclude):
                 return None  # ``exclude`` swallowed the top list: the dict path looks further
 
