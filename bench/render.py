@@ -142,7 +142,8 @@ def plot(sections: dict[str, dict[str, Any]], path: Path) -> bool:
             values = [lat["rates"][r][f"{q}_ms"]["median"] or 0 for r in rates]
             axes[1].bar([j + (i - 1) * width for j in range(len(rates))], values, width, label=q)
         axes[1].set_xticks(range(len(rates)), [f"{r} ev/s" for r in rates])
-        axes[1].set_ylabel("ms, page view produced → recommendation consumed")
+        axes[1].set_ylabel("ms, page view produced → recommendation consumed (log)")
+        axes[1].set_yscale("log")
         axes[1].set_title("Latency at offered rate")
         axes[1].legend()
     fig.tight_layout()
