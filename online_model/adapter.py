@@ -41,7 +41,7 @@ class RiverRanker(Recommender):
     ['x']
     """
 
-    def __init__(self, model: base.Base, implicit_rating: float = 1.0) -> None:
+    def __init__(self, model: Any, implicit_rating: float = 1.0) -> None:
         self.model = model
         self.implicit_rating = implicit_rating
         self.n_events_learned = 0

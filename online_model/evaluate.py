@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
-from collections.abc import Callable, Hashable, Iterable
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from typing import Any
 
 from online_model.base import Recommender
@@ -122,7 +122,7 @@ class PrequentialEvaluator:
 
 def evaluate(
     model: Recommender,
-    events: Iterable[tuple[Hashable, Hashable, int | None]],
+    events: Iterable[Sequence[Any]],
     k: int = 10,
     *,
     history_size: int = 50,

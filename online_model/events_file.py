@@ -101,7 +101,7 @@ def _csv_rows(path: str | os.PathLike[str]) -> Iterator[tuple[int, dict | None, 
             if len(values) != n:
                 yield line, None, f"expected {n} fields, got {len(values)}"
                 continue
-            yield line, dict(zip(header, values)), None
+            yield line, dict(zip(header, values, strict=True)), None
 
 
 def _jsonl_rows(path: str | os.PathLike[str]) -> Iterator[tuple[int, dict | None, str | None]]:
@@ -165,5 +165,6 @@ def read_events(
         raise InputError(f"{path} is not UTF-8 text: {exc}") from exc
     events.sort(key=lambda e: e.ts_ms)  # list.sort is stable: ties keep file order
     if log.n_bad:
-        logger.warning("skipped bad rows path=%s n_bad=%d first=%s", path, log.n_bad, log.bad_lines[:5])
+        logger.warning("skipped bad rows path=%s n_bad=%d first=%s",
+                       path, log.n_bad, log.bad_lines[:5])
     return log

@@ -59,7 +59,8 @@ class PageViews:
         return [
             (f"u{u}", f"p{p}", int(t), f"s{s}")
             for u, p, t, s in zip(
-                self.user.tolist(), self.page.tolist(), self.ts_ms.tolist(), self.session.tolist()
+                self.user.tolist(), self.page.tolist(), self.ts_ms.tolist(), self.session.tolist(),
+                strict=True,
             )
         ]
 
@@ -86,7 +87,7 @@ def generate(config: GeneratorConfig | None = None, **overrides: object) -> Page
     """
     cfg = config or GeneratorConfig()
     if overrides:
-        cfg = GeneratorConfig(**{**cfg.__dict__, **overrides})  # type: ignore[arg-type]
+        cfg = GeneratorConfig(**{**cfg.__dict__, **overrides})
     if min(cfg.n_users, cfg.n_pages, cfg.n_events) <= 0:
         raise ValueError("n_users, n_pages and n_events must be positive")
     rng = np.random.default_rng(cfg.seed)
@@ -183,7 +184,8 @@ def generate(config: GeneratorConfig | None = None, **overrides: object) -> Page
 def write_csv(views: PageViews, path: str | os.PathLike[str]) -> int:
     """Write ``views`` as CSV with header ``user_id,page_id,ts_ms,session_id``."""
     lines = [f"u{u},p{p},{t},s{s}" for u, p, t, s in zip(
-        views.user.tolist(), views.page.tolist(), views.ts_ms.tolist(), views.session.tolist()
+        views.user.tolist(), views.page.tolist(), views.ts_ms.tolist(), views.session.tolist(),
+        strict=True,
     )]
     with open(path, "w", encoding="utf-8", newline="") as fh:
         fh.write(HEADER + "\n")

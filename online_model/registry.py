@@ -141,7 +141,8 @@ def _coerce(value: Any, param: inspect.Parameter, name: str) -> Any:
         if target is float:
             return float(text)
     except ValueError as exc:
-        raise ModelError(f"parameter {name}={value!r}: expected {target.__name__}") from exc
+        expected = getattr(target, "__name__", str(target))
+        raise ModelError(f"parameter {name}={value!r}: expected {expected}") from exc
     return value
 
 
@@ -162,7 +163,7 @@ def make_model(name: str, params: Mapping[str, Any] | None = None) -> Recommende
     """
     cls = resolve(name)
     try:
-        signature = inspect.signature(cls.__init__)
+        signature = inspect.signature(cls)
     except (TypeError, ValueError) as exc:
         raise ModelError(f"cannot inspect the constructor of {name!r}") from exc
     accepted = {n: p for n, p in signature.parameters.items() if n != "self"}

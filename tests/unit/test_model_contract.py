@@ -17,7 +17,7 @@ EVENTS = generate(n_users=60, n_pages=80, n_events=1_500, seed=7).rows()
 class AllowListUnpickler(pickle.Unpickler):
     """What the snapshot loader does: refuse any class outside the allow-list."""
 
-    def find_class(self, module: str, name: str):  # noqa: ANN201
+    def find_class(self, module: str, name: str):
         if not is_allowed_class(module, name):
             raise pickle.UnpicklingError(f"refused {module}.{name}")
         return super().find_class(module, name)
