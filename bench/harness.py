@@ -60,7 +60,7 @@ def machine() -> dict[str, Any]:
             if line.startswith("model name"):
                 cpu = line.split(":", 1)[1].strip()
                 break
-    versions = {}
+    versions: dict[str, str | None] = {}
     for name in LIBRARIES:
         try:
             versions[name] = importlib.metadata.version(name)
@@ -114,7 +114,7 @@ class Bench:
     def run_settings(self, tag: str, **overrides: Any) -> Settings:
         """Fresh topics, group, model namespace and web port for one run."""
         u = f"{tag}-{uuid.uuid4().hex[:6]}"
-        names = dict(
+        names: dict[str, Any] = dict(
             topic_page_views=f"pv-{u}",
             topic_recommendations=f"rec-{u}",
             topic_dlq=f"pv-{u}.dlq",
@@ -182,7 +182,7 @@ class Child:
     def check(self) -> None:
         if not self.alive():
             raise RuntimeError(
-                f"{self.popen.args} exited with {self.popen.returncode}: "
+                f"{self.popen.args!r} exited with {self.popen.returncode}: "
                 f"{self.log_path.read_text(errors='replace')[-2000:]}"
             )
 

@@ -50,7 +50,7 @@ class PacedRun:
         self.tail = tail
         self.rate = rate
         self.sent: dict[str, float] = {}  # event_id -> wall time of produce()
-        self.where: dict[str, tuple[int, int]] = {}  # event_id -> (partition, offset)
+        self.where: dict[str, tuple[int | None, int | None]] = {}  # event_id -> (partition, offset)
         self.received: dict[str, float] = {}
         self.scored: dict[str, float] = {}  # event_id -> produced_at stamped by the scorer (s)
         self.versions: dict[int, int] = {}  # model_version -> first produced_at (ms)

@@ -141,7 +141,7 @@ def bench_training(bench: Bench, world: World, runs: int) -> dict[str, dict[str,
         trainer_runs.append(trainer_catch_up(bench, s, ends, timeout))
     rates = [r["events_per_s"] for r in trainer_runs]
     raw = [statistics.median(world.learn_runs)] * len(rates)
-    trainer = {
+    trainer: dict[str, Any] = {
         "n_events": n,
         "events_per_s": summary(rates, 0),
         "raw_learn_per_s": summary(world.learn_runs, 0),
