@@ -40,6 +40,10 @@ def _exit_without_commit() -> None:
 #: send(topic, key, value, headers) -> awaitable that resolves when the broker acknowledged
 Send = Callable[[str, bytes | None, bytes | None, list[tuple[str, bytes]] | None],
                 Awaitable[Awaitable[Any]]]
+#: send_many(topic, [(key, value), ...]) -> awaitable that resolves when the broker
+#: acknowledged them all (keyed like ``send``: per-key order is kept)
+SendMany = Callable[[str, Sequence[tuple[bytes | None, bytes | None]]],
+                    Awaitable[Awaitable[Any]]]
 
 
 def snapshot_store(settings: Settings) -> Any:
@@ -71,14 +75,22 @@ class ScorerRuntime:
         self.started_at = time.time()
 
     # -- the hot path --------------------------------------------------------------------
-    async def process(self, messages: Sequence[InputMessage], send: Send) -> ScoredBatch:
-        """Decode, score, send and write back one batch; return when the broker acked."""
+    async def process(self, messages: Sequence[InputMessage], send: Send,
+                      send_many: SendMany | None = None) -> ScoredBatch:
+        """Decode, score, send and write back one batch; return when the broker acked.
+
+        ``send_many``, when given, sends the recommendations in one call (the Faust app
+        builds per-partition record batches); dead letters always go through ``send``.
+        """
         started = time.perf_counter()
         views, dead = self.core.decode(messages)
         state = await self.history.read(view.user for view in views)
         batch = self.core.score(views, state)
         topic = self.settings.topic_recommendations
-        acks = [await send(topic, key, value, None) for key, value in batch.recommendations]
+        if send_many is not None:
+            acks = [await send_many(topic, batch.recommendations)] if batch.recommendations else []
+        else:
+            acks = [await send(topic, key, value, None) for key, value in batch.recommendations]
         acks += [await self._dead_letter(letter, send) for letter in dead]
         await self.history.write(batch.update)
         if acks:
@@ -88,7 +100,8 @@ class ScorerRuntime:
 
     async def deliver(self, messages: Sequence[InputMessage], send: Send,
                       abandon: Callable[[], None] | None = None,
-                      grace_s: float = 8.0) -> ScoredBatch:
+                      grace_s: float = 8.0,
+                      send_many: SendMany | None = None) -> ScoredBatch:
         """:meth:`process` until the broker acknowledged the whole batch.
 
         The transport acknowledges a batch's input offsets once this returns, and Faust
@@ -98,7 +111,7 @@ class ScorerRuntime:
         batch that still is not delivered calls ``abandon`` (default: exit the process at
         once), so that none of its offsets is committed and it is scored again.
         """
-        work = asyncio.ensure_future(self._deliver_with_retries(messages, send))
+        work = asyncio.ensure_future(self._deliver_with_retries(messages, send, send_many))
         try:
             return await asyncio.shield(work)
         except asyncio.CancelledError:
@@ -112,11 +125,11 @@ class ScorerRuntime:
             raise
 
     async def _deliver_with_retries(self, messages: Sequence[InputMessage], send: Send,
-                                    ) -> ScoredBatch:
+                                    send_many: SendMany | None = None) -> ScoredBatch:
         attempt = 0
         while True:
             try:
-                return await self.process(messages, send)
+                return await self.process(messages, send, send_many)
             except Exception as exc:  # the broker or the producer refused the batch
                 attempt += 1
                 self.metrics.send_retries.inc()

@@ -206,3 +206,91 @@ def test_stop_lets_the_batch_in_flight_finish() -> None:
 
     asyncio.run(scenario())
     assert acked == ["recommendations", "recommendations"] and abandoned == []
+
+
+def test_send_many_carries_the_recommendations_and_send_the_dead_letters() -> None:
+    runtime = ScorerRuntime(Settings(redis_url="redis://127.0.0.1:1/0", model_name="m"),
+                            store=FakeStore())
+    singles: list[str] = []
+    many: list[tuple[str, list[bytes | None]]] = []
+
+    async def send(topic: str, key: bytes | None, value: bytes | None, headers: Any) -> Any:
+        singles.append(topic)
+        fut = asyncio.get_running_loop().create_future()
+        fut.set_result(None)
+        return fut
+
+    async def send_many(topic: str, records: Any) -> Any:
+        many.append((topic, [key for key, _ in records]))
+        fut = asyncio.get_running_loop().create_future()
+        fut.set_result(None)
+        return fut
+
+    batch = asyncio.run(runtime.deliver(
+        [view_msg(0, "u1", "a"), msg(1, b"", b"u1"), view_msg(2, "u2", "b")], send,
+        send_many=send_many))
+    assert len(batch.recommendations) == 2
+    assert many == [("recommendations", [b"u1", b"u2"])]
+    assert singles == ["page-views.dlq"]
+
+
+def test_send_partitioned_keys_records_like_send_and_keeps_their_order() -> None:
+    from aiokafka.partitioner import DefaultPartitioner
+
+    from streams.app import send_partitioned
+
+    class Builder:
+        def __init__(self, room: int) -> None:
+            self.keys: list[bytes | None] = []
+            self.room = room
+
+        def append(self, *, timestamp: Any, key: bytes | None, value: bytes | None) -> Any:
+            if len(self.keys) >= self.room:
+                return None
+            self.keys.append(key)
+            return object()
+
+    class Metadata:
+        def partitions_for_topic(self, topic: str) -> set[int]:
+            return {0, 1, 2}
+
+        available_partitions_for_topic = partitions_for_topic
+
+    class Client:
+        async def _wait_on_metadata(self, topic: str) -> None:
+            return None
+
+    sent: list[tuple[int, list[bytes | None]]] = []
+
+    class Aio:
+        client = Client()
+        _metadata = Metadata()
+        _partitioner = DefaultPartitioner()
+
+        def create_batch(self) -> Builder:
+            return Builder(room=3)
+
+        async def send_batch(self, batch: Builder, topic: str, *, partition: int) -> Any:
+            sent.append((partition, batch.keys))
+            fut = asyncio.get_running_loop().create_future()
+            fut.set_result(partition)
+            return fut
+
+    class Producer:
+        def _ensure_producer(self) -> Aio:
+            return Aio()
+
+    keys = [f"user-{i % 7}".encode() for i in range(40)]
+
+    async def scenario() -> list[Any]:
+        done = await send_partitioned(Producer(), "recommendations", [(k, b"v") for k in keys])
+        return await done
+
+    asyncio.run(scenario())
+    partition_of = {k: DefaultPartitioner()(k, [0, 1, 2], [0, 1, 2]) for k in keys}
+    assert sorted(k for _, batch in sent for k in batch) == sorted(keys)
+    for partition, batch in sent:
+        assert all(partition_of[k] == partition for k in batch) and len(batch) <= 3
+    for partition in {0, 1, 2}:
+        in_order = [k for p, batch in sent if p == partition for k in batch]
+        assert in_order == [k for k in keys if partition_of[k] == partition]
