@@ -53,12 +53,18 @@ STAGES = ("decode", "recommend", "encode", "score")
 log = logging.getLogger(__name__)
 
 
-def _world(n_pages: int, n_users: int, n_train: int, n_events: int, history_length: int,
-           ) -> tuple[list[Any], dict[str, list[str]], list[Any]]:
+def _world(
+    n_pages: int,
+    n_users: int,
+    n_train: int,
+    n_events: int,
+    history_length: int,
+) -> tuple[list[Any], dict[str, list[str]], list[Any]]:
     from online_model.generate import generate
 
-    rows = generate(n_users=n_users, n_pages=n_pages, n_events=n_train + 4 * n_events,
-                    seed=7).rows()
+    rows = generate(
+        n_users=n_users, n_pages=n_pages, n_events=n_train + 4 * n_events, seed=7
+    ).rows()
     train = rows[:n_train]
     histories: dict[str, list[str]] = {}
     for user, page, _, _ in train:
@@ -80,8 +86,9 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     from streams.model_holder import ModelHolder, Served
     from streams.scoring import ScoringCore
 
-    train, histories, score_rows = _world(args.pages, args.users, args.train, args.events,
-                                          args.history)
+    train, histories, score_rows = _world(
+        args.pages, args.users, args.train, args.events, args.history
+    )
     model = make_model(DEFAULT_MODEL, {})
     learn_one = model.learn_one
     started = time.perf_counter()
@@ -94,11 +101,16 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     core = ScoringCore(holder, DEFAULT_MODEL, k=args.k, history_length=args.history)
     pv = AvroCodec.bundled(PAGE_VIEW)
     messages = [
-        RawMessage("page-views", 0, i, user.encode(),
-                   pv.encode({"event_id": f"e{i}", "user_id": user, "page_id": page, "ts": ts}))
+        RawMessage(
+            "page-views",
+            0,
+            i,
+            user.encode(),
+            pv.encode({"event_id": f"e{i}", "user_id": user, "page_id": page, "ts": ts}),
+        )
         for i, (user, page, ts, _) in enumerate(score_rows)
     ]
-    batches = [messages[i:i + args.batch] for i in range(0, len(messages), args.batch)]
+    batches = [messages[i : i + args.batch] for i in range(0, len(messages), args.batch)]
     decoded = [core.decode(b)[0] for b in batches]
 
     # The history each recommend call sees, as ``score`` builds it (batch by batch from
@@ -129,10 +141,18 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     digest_scores = hashlib.sha256(repr([r for b in recs for r in b]).encode())
     now = int(time.time() * 1000)
     records = [
-        [{"event_id": v.record["event_id"], "user_id": v.user,
-          "items": [{"page_id": i, "score": s} for i, s in r], "model_name": DEFAULT_MODEL,
-          "model_version": 1, "page_view_ts": v.record["ts"], "produced_at": now}
-         for v, r in zip(views, rs, strict=True)]
+        [
+            {
+                "event_id": v.record["event_id"],
+                "user_id": v.user,
+                "items": [{"page_id": i, "score": s} for i, s in r],
+                "model_name": DEFAULT_MODEL,
+                "model_version": 1,
+                "page_view_ts": v.record["ts"],
+                "produced_at": now,
+            }
+            for v, r in zip(views, rs, strict=True)
+        ]
         for views, rs in zip(decoded, recs, strict=True)
     ]
     n = len(messages)
@@ -164,8 +184,11 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
 
     timings: dict[str, list[float]] = {s: [] for s in STAGES}
     for _ in range(args.runs):
-        for stage, fn in (("decode", run_decode), ("recommend", run_recommend),
-                          ("encode", run_encode)):
+        for stage, fn in (
+            ("decode", run_decode),
+            ("recommend", run_recommend),
+            ("encode", run_encode),
+        ):
             t0 = time.perf_counter()
             fn()
             timings[stage].append((time.perf_counter() - t0) / n * 1e6)
@@ -183,16 +206,25 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _extract(rev: str, into: Path) -> None:
-    archive = subprocess.run(["git", "-C", str(ROOT), "archive", rev, "online_model", "streams",
-                              "schemas", "bench"], check=True, capture_output=True).stdout
+    archive = subprocess.run(
+        ["git", "-C", str(ROOT), "archive", rev, "online_model", "streams", "schemas", "bench"],
+        check=True,
+        capture_output=True,
+    ).stdout
     subprocess.run(["tar", "-x", "-C", str(into)], input=archive, check=True)
     shutil.copy(Path(__file__), into / "bench" / "hotpath.py")  # same bench on both trees
 
 
 def _child(tree: Path, argv: list[str]) -> dict[str, Any]:
     env = {**os.environ, "PYTHONPATH": str(tree)}
-    out = subprocess.run([sys.executable, "-m", "bench.hotpath", "--child", *argv], cwd=tree,
-                         env=env, check=True, capture_output=True, text=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-m", "bench.hotpath", "--child", *argv],
+        cwd=tree,
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
     return json.loads(out.strip().splitlines()[-1])
 
 
@@ -204,14 +236,14 @@ def _merge(results: list[dict[str, Any]]) -> dict[str, Any]:
         "learn_per_s": round(statistics.median(r["learn_per_s"] for r in results)),
         "learn_per_s_runs": [r["learn_per_s"] for r in results],
         "recommend_cold_us": round(statistics.median(r["recommend_cold_us"] for r in results), 2),
-        **{k: results[0][k] for k in ("n_events", "mean_history", "digest_items",
-                                      "digest_scores")},
+        **{k: results[0][k] for k in ("n_events", "mean_history", "digest_items", "digest_scores")},
     }
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--pages", type=int, default=10_000)
     parser.add_argument("--users", type=int, default=100_000)
     parser.add_argument("--train", type=int, default=200_000, help="events the model learns")
@@ -221,10 +253,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--k", type=int, default=10)
     parser.add_argument("--runs", type=int, default=5, help="timed passes per process")
     parser.add_argument("--baseline", metavar="REV", help="also run git revision REV")
-    parser.add_argument("--current", metavar="REV",
-                        help="measure git revision REV instead of the working tree")
-    parser.add_argument("--rounds", type=int, default=2,
-                        help="alternating processes per tree with --baseline")
+    parser.add_argument(
+        "--current", metavar="REV", help="measure git revision REV instead of the working tree"
+    )
+    parser.add_argument(
+        "--rounds", type=int, default=2, help="alternating processes per tree with --baseline"
+    )
     parser.add_argument("--out", type=Path, default=RESULTS / "hotpath.json")
     parser.add_argument("--no-write", action="store_true")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
@@ -232,20 +266,31 @@ def main(argv: list[str] | None = None) -> None:
     if args.child:
         print(json.dumps(measure(args)))
         return
-    child_argv = [f"--{a}={getattr(args, a)}" for a in
-                  ("pages", "users", "train", "events", "batch", "history", "k", "runs")]
-    config = {a: getattr(args, a) for a in
-              ("pages", "users", "train", "events", "batch", "history", "k", "runs")}
+    child_argv = [
+        f"--{a}={getattr(args, a)}"
+        for a in ("pages", "users", "train", "events", "batch", "history", "k", "runs")
+    ]
+    config = {
+        a: getattr(args, a)
+        for a in ("pages", "users", "train", "events", "batch", "history", "k", "runs")
+    }
     out: dict[str, Any] = {
         "config": config,
-        "machine": {"python": platform.python_version(), "cores": os.cpu_count(),
-                    "cpu": platform.processor() or platform.machine(),
-                    "loadavg_start": os.getloadavg()},
+        "machine": {
+            "python": platform.python_version(),
+            "cores": os.cpu_count(),
+            "cpu": platform.processor() or platform.machine(),
+            "loadavg_start": os.getloadavg(),
+        },
     }
-    head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
-                          capture_output=True, text=True).stdout.strip()
-    dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--",
-                            "online_model", "streams"], capture_output=True, text=True).stdout
+    head = subprocess.run(
+        ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+    ).stdout.strip()
+    dirty = subprocess.run(
+        ["git", "-C", str(ROOT), "status", "--porcelain", "--", "online_model", "streams"],
+        capture_output=True,
+        text=True,
+    ).stdout
     out["tree"] = args.current or head + ("+dirty" if dirty.strip() else "")
     with tempfile.TemporaryDirectory(prefix="hotpath-") as tmp:
         tree = ROOT
@@ -269,8 +314,9 @@ def main(argv: list[str] | None = None) -> None:
         base, new = _merge(base_results), _merge(new_results)
         out["baseline"] = {"rev": args.baseline, **base}
         out["current"] = new
-        out["speedup"] = {s: round(base["us_per_event"][s] / new["us_per_event"][s], 2)
-                          for s in STAGES}
+        out["speedup"] = {
+            s: round(base["us_per_event"][s] / new["us_per_event"][s], 2) for s in STAGES
+        }
         out["same_items"] = base["digest_items"] == new["digest_items"]
         out["same_scores"] = base["digest_scores"] == new["digest_scores"]
         out["learn_ratio"] = round(new["learn_per_s"] / base["learn_per_s"], 3)
@@ -287,15 +333,19 @@ def _table(out: dict[str, Any]) -> str:
     cur = out["current"]["us_per_event"]
     if "baseline" not in out:
         return "\n".join(f"{s:>10}: {cur[s]:8.2f} µs/event" for s in STAGES) + (
-            f"\n learn_one: {out['current']['learn_per_s']:,}/s")
+            f"\n learn_one: {out['current']['learn_per_s']:,}/s"
+        )
     base = out["baseline"]["us_per_event"]
     lines = [f"{'stage':>10} {'baseline':>10} {'current':>10} {'speedup':>8}  (µs/event)"]
-    lines += [f"{s:>10} {base[s]:10.2f} {cur[s]:10.2f} {out['speedup'][s]:7.2f}x"
-              for s in STAGES]
-    lines.append(f"{'rec. cold':>10} {out['baseline']['recommend_cold_us']:10.2f} "
-                 f"{out['current']['recommend_cold_us']:10.2f}")
-    lines.append(f"{'learn/s':>10} {out['baseline']['learn_per_s']:10,} "
-                 f"{out['current']['learn_per_s']:10,} {out['learn_ratio']:7.3f}x")
+    lines += [f"{s:>10} {base[s]:10.2f} {cur[s]:10.2f} {out['speedup'][s]:7.2f}x" for s in STAGES]
+    lines.append(
+        f"{'rec. cold':>10} {out['baseline']['recommend_cold_us']:10.2f} "
+        f"{out['current']['recommend_cold_us']:10.2f}"
+    )
+    lines.append(
+        f"{'learn/s':>10} {out['baseline']['learn_per_s']:10,} "
+        f"{out['current']['learn_per_s']:10,} {out['learn_ratio']:7.3f}x"
+    )
     lines.append(f"same items: {out['same_items']}, same scores: {out['same_scores']}")
     return "\n".join(lines)
 

@@ -27,8 +27,9 @@ RESULTS = Path(__file__).parent / "results"
 
 
 def _events(n_pages: int, n_events: int) -> list[tuple[str, str, int, str]]:
-    return generate(n_users=max(2_000, n_events // 25), n_pages=n_pages, n_events=n_events,
-                    seed=1).rows()
+    return generate(
+        n_users=max(2_000, n_events // 25), n_pages=n_pages, n_events=n_events, seed=1
+    ).rows()
 
 
 def bench_model(name: str, events: list, n_recommend: int, n_memory: int) -> dict[str, Any]:
@@ -83,7 +84,11 @@ def main(argv: list[str] | None = None) -> None:
     for n_pages in (10_000, 100_000):
         events = _events(n_pages, n_events)
         for name in sorted(MODELS):
-            row = {"n_pages": n_pages, "n_events": n_events, **bench_model(name, events, n_rec, n_mem)}
+            row = {
+                "n_pages": n_pages,
+                "n_events": n_events,
+                **bench_model(name, events, n_rec, n_mem),
+            }
             logger.info("bench %s", row)
             rows.append(row)
     meta = {"quick": args.quick, "python": platform.python_version(), "machine": platform.machine()}
@@ -99,12 +104,14 @@ def main(argv: list[str] | None = None) -> None:
         f"| {r['recommend_us']} | {r['recommend_cold_per_s']:,} | {r['mb_per_1m_events']} |"
         for r in rows
     ]
-    header = (f"# Model throughput\n\n{n_events:,} generated events per size, k=10, history "
-              f"= last 5 pages (excluded); {'quick' if args.quick else 'full'} run, "
-              f"Python {meta['python']}. Warm = second pass over the same queries (per-item "
-              f"caches filled, as in a scorer serving a frozen snapshot). Memory = tracemalloc "
-              f"growth while learning {n_mem:,} events, scaled linearly to 1M (an upper "
-              f"bound: item-side state saturates at O(items x neighbours)).\n\n")
+    header = (
+        f"# Model throughput\n\n{n_events:,} generated events per size, k=10, history "
+        f"= last 5 pages (excluded); {'quick' if args.quick else 'full'} run, "
+        f"Python {meta['python']}. Warm = second pass over the same queries (per-item "
+        f"caches filled, as in a scorer serving a frozen snapshot). Memory = tracemalloc "
+        f"growth while learning {n_mem:,} events, scaled linearly to 1M (an upper "
+        f"bound: item-side state saturates at O(items x neighbours)).\n\n"
+    )
     (RESULTS / "models.md").write_text(header + "\n".join(lines) + "\n")
     print("\n".join(lines))
 

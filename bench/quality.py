@@ -32,8 +32,10 @@ def main() -> None:
             assert result.exit_code == 0, result.output
             report = json.loads(result.stdout)
             reports.append(report)
-            print(f"{name}: hit@10={report['hit@10']:.4f} mrr@10={report['mrr@10']:.4f}",
-                  file=sys.stderr)
+            print(
+                f"{name}: hit@10={report['hit@10']:.4f} mrr@10={report['mrr@10']:.4f}",
+                file=sys.stderr,
+            )
     out = {
         "data": "streamrec generate defaults (2,000 users, 1,000 pages, 100,000 events, seed 42)",
         "default_model": DEFAULT_MODEL,

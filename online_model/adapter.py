@@ -8,8 +8,6 @@ from collections.abc import Collection, Hashable, Sequence
 from operator import itemgetter
 from typing import Any
 
-from river import base
-
 from online_model.base import Recommender
 from online_model.popularity import DecayedPopularity
 

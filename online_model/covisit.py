@@ -280,9 +280,7 @@ class Covisitation(Recommender):
         top = heapq.nlargest(self.n_candidates, row.items(), key=itemgetter(1))
         return [(j, w * norm) for j, w in top]
 
-    def _transition_sums(
-        self, history: Sequence[Hashable]
-    ) -> tuple[dict[Hashable, float], float]:
+    def _transition_sums(self, history: Sequence[Hashable]) -> tuple[dict[Hashable, float], float]:
         """Unnormalised transition scores from the last ``n_recent`` distinct pages.
 
         Returns ``{p: sum of recency weight x P(p | q)}`` over those pages ``q`` and the
@@ -399,19 +397,28 @@ class Covisitation(Recommender):
             if len(scores) + len(fills) < k + len(exclude):
                 # Rare: ``exclude`` swallowed the top list; look further down.
                 filled = {item for item, _ in fills}
-                fills += [(item, b * p) for item, p in pop._recommend(user, k, (), exclude)
-                          if item not in scores and item not in filled]
+                fills += [
+                    (item, b * p)
+                    for item, p in pop._recommend(user, k, (), exclude)
+                    if item not in scores and item not in filled
+                ]
         if scores:
             if self.pop_exponent:
                 scores = self._pop_corrected(scores)
             norm = (1.0 - b) / total_weight
             if b:
                 counts, scale = pop._counts, b / pop._total
-                ranked = [(i, v) for i, s in scores.items()
-                          if (v := s * norm + scale * counts[i]) >= floor and i not in exclude]
+                ranked = [
+                    (i, v)
+                    for i, s in scores.items()
+                    if (v := s * norm + scale * counts[i]) >= floor and i not in exclude
+                ]
             else:
-                ranked = [(i, v) for i, s in scores.items()
-                          if (v := s * norm) >= floor and i not in exclude]
+                ranked = [
+                    (i, v)
+                    for i, s in scores.items()
+                    if (v := s * norm) >= floor and i not in exclude
+                ]
             ranked += fills
         else:
             ranked = fills
@@ -476,7 +483,10 @@ class _FrozenView:
         return entry
 
     def recommend(
-        self, model: Covisitation, k: int, history: Sequence[Hashable],
+        self,
+        model: Covisitation,
+        k: int,
+        history: Sequence[Hashable],
         exclude: Collection[Hashable],
     ) -> list[tuple[Hashable, float]] | None:
         """The top ``k`` as the dict path computes it, or None to defer to that path."""
@@ -552,5 +562,5 @@ class _FrozenView:
             out.append((item, value))
             if len(out) >= k:
                 return out
-        out += fills[next_fill:next_fill + k - len(out)]
+        out += fills[next_fill : next_fill + k - len(out)]
         return out

@@ -143,7 +143,9 @@ def evaluate(
             progress(ev.report())
     report = ev.report()
     logger.info(
-        "prequential done model=%s n_events=%d hit=%.4f", report["model"], report["n_events"],
+        "prequential done model=%s n_events=%d hit=%.4f",
+        report["model"],
+        report["n_events"],
         report[f"hit@{k}"],
     )
     return report

@@ -165,6 +165,7 @@ def read_events(
         raise InputError(f"{path} is not UTF-8 text: {exc}") from exc
     events.sort(key=lambda e: e.ts_ms)  # list.sort is stable: ties keep file order
     if log.n_bad:
-        logger.warning("skipped bad rows path=%s n_bad=%d first=%s",
-                       path, log.n_bad, log.bad_lines[:5])
+        logger.warning(
+            "skipped bad rows path=%s n_bad=%d first=%s", path, log.n_bad, log.bad_lines[:5]
+        )
     return log

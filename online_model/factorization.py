@@ -214,9 +214,7 @@ class ImplicitMF(Recommender):
         if u is None:
             return self._popularity.score_items(user, items)
         factors = self._item_factors()
-        return [
-            float(factors[self._index[i]] @ u) if i in self._index else 0.0 for i in items
-        ]
+        return [float(factors[self._index[i]] @ u) if i in self._index else 0.0 for i in items]
 
     def user_history(self, user: Hashable) -> Sequence[Hashable]:
         return ()

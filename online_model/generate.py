@@ -59,7 +59,10 @@ class PageViews:
         return [
             (f"u{u}", f"p{p}", int(t), f"s{s}")
             for u, p, t, s in zip(
-                self.user.tolist(), self.page.tolist(), self.ts_ms.tolist(), self.session.tolist(),
+                self.user.tolist(),
+                self.page.tolist(),
+                self.ts_ms.tolist(),
+                self.session.tolist(),
                 strict=True,
             )
         ]
@@ -183,10 +186,16 @@ def generate(config: GeneratorConfig | None = None, **overrides: object) -> Page
 
 def write_csv(views: PageViews, path: str | os.PathLike[str]) -> int:
     """Write ``views`` as CSV with header ``user_id,page_id,ts_ms,session_id``."""
-    lines = [f"u{u},p{p},{t},s{s}" for u, p, t, s in zip(
-        views.user.tolist(), views.page.tolist(), views.ts_ms.tolist(), views.session.tolist(),
-        strict=True,
-    )]
+    lines = [
+        f"u{u},p{p},{t},s{s}"
+        for u, p, t, s in zip(
+            views.user.tolist(),
+            views.page.tolist(),
+            views.ts_ms.tolist(),
+            views.session.tolist(),
+            strict=True,
+        )
+    ]
     with open(path, "w", encoding="utf-8", newline="") as fh:
         fh.write(HEADER + "\n")
         if lines:

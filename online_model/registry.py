@@ -60,8 +60,24 @@ def is_allowed_class(module: str, name: str) -> bool:
 
 
 _SAFE_BUILTINS = frozenset(
-    {"dict", "list", "tuple", "set", "frozenset", "int", "float", "complex", "str", "bytes",
-     "bytearray", "bool", "slice", "range", "object", "NoneType"}
+    {
+        "dict",
+        "list",
+        "tuple",
+        "set",
+        "frozenset",
+        "int",
+        "float",
+        "complex",
+        "str",
+        "bytes",
+        "bytearray",
+        "bool",
+        "slice",
+        "range",
+        "object",
+        "NoneType",
+    }
 )
 
 

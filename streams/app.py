@@ -53,9 +53,11 @@ def tune_fetch_wait(max_wait_ms: int) -> None:
     setattr(driver.AIOKafkaConsumerThread, "_create_worker_consumer", create)  # noqa: B010
 
 
-async def send_partitioned(producer: Any, topic: str,
-                           records: Sequence[tuple[bytes | None, bytes | None]],
-                           ) -> Awaitable[Any]:
+async def send_partitioned(
+    producer: Any,
+    topic: str,
+    records: Sequence[tuple[bytes | None, bytes | None]],
+) -> Awaitable[Any]:
     """Enqueue ``records`` on Faust's aiokafka ``producer`` as per-partition batches.
 
     Returns an awaitable that resolves when the broker acknowledged every batch. A
@@ -128,12 +130,15 @@ def create_app(settings: Settings, runtime: ScorerRuntime | None = None) -> faus
     app.streamrec = rt  # type: ignore[attr-defined]
     page_views = app.topic(settings.topic_page_views, partitions=settings.partitions)
 
-    async def send(topic: str, key: bytes | None, value: bytes | None,
-                   headers: list[tuple[str, bytes]] | None) -> Any:
+    async def send(
+        topic: str, key: bytes | None, value: bytes | None, headers: list[tuple[str, bytes]] | None
+    ) -> Any:
         return await app.producer.send(topic, key, value, None, None, headers)
 
-    async def send_many(topic: str, records: Sequence[tuple[bytes | None, bytes | None]],
-                        ) -> Awaitable[Any]:
+    async def send_many(
+        topic: str,
+        records: Sequence[tuple[bytes | None, bytes | None]],
+    ) -> Awaitable[Any]:
         """One aiokafka record batch per partition instead of one ``send`` per record.
 
         The partition is the one ``send`` would pick (the producer's partitioner, by
@@ -144,7 +149,8 @@ def create_app(settings: Settings, runtime: ScorerRuntime | None = None) -> faus
     @app.agent(page_views, name="score-page-views")
     async def score(stream: faust.StreamT) -> None:
         batches = stream.take_events(  # type: ignore[attr-defined]  # missing from StreamT
-            settings.batch_size, within=settings.batch_wait_s)
+            settings.batch_size, within=settings.batch_wait_s
+        )
         async for events in batches:
             await rt.deliver([event.message for event in events], send, send_many=send_many)
 
@@ -182,8 +188,7 @@ def create_app(settings: Settings, runtime: ScorerRuntime | None = None) -> faus
                 if not 1 <= k <= MAX_K:
                     raise ValueError
             except ValueError:
-                return self.json({"error": f"k must be an integer from 1 to {MAX_K}"},
-                                 status=400)
+                return self.json({"error": f"k must be an integer from 1 to {MAX_K}"}, status=400)
             return self.json(await rt.recommend_for(user_id, k))
 
     @app.page("/healthz")
@@ -191,7 +196,8 @@ def create_app(settings: Settings, runtime: ScorerRuntime | None = None) -> faus
         async def get(self, request: Request) -> Response:
             loop = asyncio.get_running_loop()
             kafka_ok = await loop.run_in_executor(
-                None, kafka_reachable, settings.bootstrap_servers, 1.0)
+                None, kafka_reachable, settings.bootstrap_servers, 1.0
+            )
             redis_ok = (await rt.history.read(["__healthz__"])).degraded is False
             served = rt.holder.current
             try:

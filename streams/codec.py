@@ -73,6 +73,7 @@ def _parse(schema: dict[str, Any]) -> Any:
 # raises and the codec hands the record to fastavro, which encodes it or raises the error it
 # always raised. tests/unit/test_codec.py compares the two byte for byte.
 
+
 class _NotFast(Exception):
     """The compiled encoder does not take this record; fastavro will."""
 
@@ -99,7 +100,12 @@ _RANGES = {"int": (-(2**31), 2**31 - 1), "long": (-(2**63), 2**63 - 1)}
 
 def _type_name(schema: Any) -> Any:
     if isinstance(schema, dict) and schema.get("type") in (
-            "string", "int", "long", "double", "boolean"):
+        "string",
+        "int",
+        "long",
+        "double",
+        "boolean",
+    ):
         return schema["type"]
     return schema
 
@@ -160,7 +166,10 @@ def _compile_encoder(schema: Any, header: bytes) -> Any:
         return None
     lines.append("    return b''.join(parts)")
     namespace: dict[str, Any] = {
-        "HEADER": header, "_NotFast": _NotFast, "_SIZES": _SIZES, "_varint": _varint,
+        "HEADER": header,
+        "_NotFast": _NotFast,
+        "_SIZES": _SIZES,
+        "_varint": _varint,
         "_pack_double": struct.Struct("<d").pack,
     }
     exec(compile("\n".join(lines), f"<avro encoder {schema.get('name')}>", "exec"), namespace)
@@ -255,7 +264,8 @@ class AvroCodec:
             record = fastavro.schemaless_reader(buffer, writer, reader)
         except SchemaResolutionError as exc:
             raise SchemaViolation(
-                f"schema id {schema_id} cannot be read as current: {exc}") from exc
+                f"schema id {schema_id} cannot be read as current: {exc}"
+            ) from exc
         except UnicodeDecodeError as exc:
             raise CorruptBody(f"invalid UTF-8 in a string: {exc.reason}") from exc
         except (EOFError, ValueError, IndexError, struct.error, MemoryError, OverflowError) as exc:
@@ -273,8 +283,14 @@ class AvroCodec:
         for value in values:
             try:
                 out.append(self.decode(value))
-            except (SchemaViolation, MessageTooShort, MessageTooLarge, BadMagicByte,
-                    UnknownSchemaId, CorruptBody) as exc:
+            except (
+                SchemaViolation,
+                MessageTooShort,
+                MessageTooLarge,
+                BadMagicByte,
+                UnknownSchemaId,
+                CorruptBody,
+            ) as exc:
                 out.append(exc)
         return out
 
@@ -293,7 +309,8 @@ class AvroCodec:
     def _check(self, record: dict[str, Any]) -> None:
         if not isinstance(record, dict):
             raise SchemaViolation(
-                f"{self.full_name} must be a mapping, got {type(record).__name__}")
+                f"{self.full_name} must be a mapping, got {type(record).__name__}"
+            )
         for name in self._required:
             value = record.get(name)
             if not isinstance(value, str) or not value:

@@ -64,8 +64,11 @@ class DemoResult:
     def summary(self) -> str:
         versions = sorted(set(self.versions))
         served = [v for v in versions if v > 0]
-        version_text = (f"{len(served)} snapshots served, v{served[0]} .. v{served[-1]}"
-                        if served else "none (cold-start popularity only)")
+        version_text = (
+            f"{len(served)} snapshots served, v{served[0]} .. v{served[-1]}"
+            if served
+            else "none (cold-start popularity only)"
+        )
         lines = [
             "",
             "streamrec demo — summary",
@@ -109,9 +112,14 @@ def _malformed(i: int, good: bytes) -> bytes:
     return kinds[i % len(kinds)]
 
 
-def run_demo(settings: Settings, duration: float = 30.0, rate: float = 300.0,
-             users: int = 500, pages: int = 300, progress: Callable[[str], None] | None = None,
-             ) -> DemoResult:
+def run_demo(
+    settings: Settings,
+    duration: float = 30.0,
+    rate: float = 300.0,
+    users: int = 500,
+    pages: int = 300,
+    progress: Callable[[str], None] | None = None,
+) -> DemoResult:
     """Run the demo and return what it saw (see module docstring)."""
     say = progress or (lambda line: print(line, file=sys.stderr, flush=True))
     if not settings.snapshot_key:
@@ -144,15 +152,20 @@ def run_demo(settings: Settings, duration: float = 30.0, rate: float = 300.0,
             say(f"stopped embedded {', '.join(started_services)}")
 
 
-def _wait_until_ready(settings: Settings, processes: list[_Process], timeout: float = 90.0,
-                     ) -> None:
+def _wait_until_ready(
+    settings: Settings,
+    processes: list[_Process],
+    timeout: float = 90.0,
+) -> None:
     url = f"http://127.0.0.1:{settings.web_port}/healthz"
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         for process in processes:
             if process.popen.poll() is not None:
-                raise RuntimeError(f"{process.name} exited at start "
-                                   f"({process.popen.returncode}); see {process.log_path}")
+                raise RuntimeError(
+                    f"{process.name} exited at start "
+                    f"({process.popen.returncode}); see {process.log_path}"
+                )
         try:
             with urllib.request.urlopen(url, timeout=1.0) as response:
                 if json.loads(response.read()).get("assigned_partitions"):
@@ -165,22 +178,31 @@ def _wait_until_ready(settings: Settings, processes: list[_Process], timeout: fl
 
 def _child_env(settings: Settings) -> dict[str, str]:
     env = dict(os.environ)
-    env.update({
-        "KAFKA_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
-        "REDIS_URL": settings.effective_redis_url,
-        "STREAMREC_SNAPSHOT_KEY": settings.snapshot_key.get(),
-        "STREAMREC_STATE_DIR": str(settings.state_dir),
-        "STREAMREC_MODEL_NAME": settings.model_name,
-        "STREAMREC_TOPIC_PAGE_VIEWS": settings.topic_page_views,
-        "STREAMREC_TOPIC_RECOMMENDATIONS": settings.topic_recommendations,
-        "STREAMREC_TOPIC_DLQ": settings.topic_dlq,
-        "STREAMREC_WEB_PORT": str(settings.web_port),
-    })
+    env.update(
+        {
+            "KAFKA_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
+            "REDIS_URL": settings.effective_redis_url,
+            "STREAMREC_SNAPSHOT_KEY": settings.snapshot_key.get(),
+            "STREAMREC_STATE_DIR": str(settings.state_dir),
+            "STREAMREC_MODEL_NAME": settings.model_name,
+            "STREAMREC_TOPIC_PAGE_VIEWS": settings.topic_page_views,
+            "STREAMREC_TOPIC_RECOMMENDATIONS": settings.topic_recommendations,
+            "STREAMREC_TOPIC_DLQ": settings.topic_dlq,
+            "STREAMREC_WEB_PORT": str(settings.web_port),
+        }
+    )
     return env
 
 
-def _drive(settings: Settings, duration: float, rate: float, users: int, pages: int,
-           say: Callable[[str], None], processes: list[_Process]) -> DemoResult:
+def _drive(
+    settings: Settings,
+    duration: float,
+    rate: float,
+    users: int,
+    pages: int,
+    say: Callable[[str], None],
+    processes: list[_Process],
+) -> DemoResult:
     n_events = int(duration * rate)
     world = generate(n_users=users, n_pages=pages, n_events=max(n_events, 1), seed=7)
     rows = world.rows()
@@ -189,8 +211,11 @@ def _drive(settings: Settings, duration: float, rate: float, users: int, pages: 
     rec_codec = AvroCodec.bundled(RECOMMENDATION, settings.schema_registry_url)
     low_linger: dict[str, Any] = {"linger.ms": 1}
     producer = ReliableProducer(settings, **low_linger)
-    consumer = Consumer(settings.consumer_config(f"streamrec-demo-{run_id}",
-                                                 ))
+    consumer = Consumer(
+        settings.consumer_config(
+            f"streamrec-demo-{run_id}",
+        )
+    )
     consumer.subscribe([settings.topic_recommendations, settings.topic_dlq])
     join_deadline = time.monotonic() + 60
     while not consumer.assignment() and time.monotonic() < join_deadline:
@@ -222,15 +247,21 @@ def _drive(settings: Settings, duration: float, rate: float, users: int, pages: 
 
     def report(now: float) -> None:
         version = max(result.versions, default=0)
-        say(f"  t={now - started:5.1f}s  in={len(order):6d}  out={len(answers):6d}  "
-            f"dlq={result.dead_letters:3d}  model=v{version}")
+        say(
+            f"  t={now - started:5.1f}s  in={len(order):6d}  out={len(answers):6d}  "
+            f"dlq={result.dead_letters:3d}  model=v{version}"
+        )
         for process in processes:
             if process.popen.poll() is not None:
-                raise RuntimeError(f"{process.name} exited early ({process.popen.returncode}); "
-                                   f"see {process.log_path}")
+                raise RuntimeError(
+                    f"{process.name} exited early ({process.popen.returncode}); "
+                    f"see {process.log_path}"
+                )
 
-    say(f"producing {n_events} page views at {rate:.0f}/s for {duration:.0f} s "
-        f"({users} users, {pages} pages)")
+    say(
+        f"producing {n_events} page views at {rate:.0f}/s for {duration:.0f} s "
+        f"({users} users, {pages} pages)"
+    )
     for i, (user, page, _, session) in enumerate(rows):
         due = started + i / rate
         while (now := time.monotonic()) < due:
@@ -264,8 +295,9 @@ def _drive(settings: Settings, duration: float, rate: float, users: int, pages: 
     return result
 
 
-def _served_quality(result: DemoResult, order: list[tuple[str, str, str]],
-                    answers: dict[str, list[str]]) -> None:
+def _served_quality(
+    result: DemoResult, order: list[tuple[str, str, str]], answers: dict[str, list[str]]
+) -> None:
     """hit@10 of the list served before each view, over the first and last third."""
     last_served: dict[str, list[str]] = {}
     hits: list[tuple[int, bool]] = []
@@ -285,10 +317,14 @@ def _served_quality(result: DemoResult, order: list[tuple[str, str, str]],
 
 def result_json(result: DemoResult) -> dict[str, Any]:
     return {
-        "duration_s": round(result.duration_s, 1), "produced": result.produced,
-        "malformed": result.bad_produced, "recommendations": result.recommendations,
-        "missing": result.missing, "duplicates": result.duplicates,
-        "dead_letters": result.dead_letters, "versions_seen": len(set(result.versions)),
+        "duration_s": round(result.duration_s, 1),
+        "produced": result.produced,
+        "malformed": result.bad_produced,
+        "recommendations": result.recommendations,
+        "missing": result.missing,
+        "duplicates": result.duplicates,
+        "dead_letters": result.dead_letters,
+        "versions_seen": len(set(result.versions)),
         "max_version": max(result.versions, default=0),
         "served_hit@10_first_third": round(result.hit_first_third, 4),
         "served_hit@10_last_third": round(result.hit_last_third, 4),

@@ -120,8 +120,14 @@ class _Keys:
 class AsyncHistoryStore:
     """Pipelined history reads and writes for the asyncio scorer."""
 
-    def __init__(self, client: redis.asyncio.Redis, namespace: str, length: int = 50,
-                 ttl_s: int = 30 * 24 * 3600, backoff: float = 1.0) -> None:
+    def __init__(
+        self,
+        client: redis.asyncio.Redis,
+        namespace: str,
+        length: int = 50,
+        ttl_s: int = 30 * 24 * 3600,
+        backoff: float = 1.0,
+    ) -> None:
         self._client = client
         self._keys = _Keys(namespace, length, ttl_s)
         self._breaker = _Breaker(backoff)
@@ -167,8 +173,14 @@ class AsyncHistoryStore:
 class HistoryStore:
     """The same, synchronous: for batch scoring, the REST-free tools and other transports."""
 
-    def __init__(self, client: redis.Redis, namespace: str, length: int = 50,
-                 ttl_s: int = 30 * 24 * 3600, backoff: float = 1.0) -> None:
+    def __init__(
+        self,
+        client: redis.Redis,
+        namespace: str,
+        length: int = 50,
+        ttl_s: int = 30 * 24 * 3600,
+        backoff: float = 1.0,
+    ) -> None:
         self._client = client
         self._keys = _Keys(namespace, length, ttl_s)
         self._breaker = _Breaker(backoff)
@@ -205,4 +217,3 @@ class HistoryStore:
             return False
         self._breaker.succeeded()
         return True
-

@@ -26,10 +26,15 @@ def event_ids(views: Iterable[PageView]) -> Iterable[str]:
         yield hashlib.sha1(digest + occurrence.to_bytes(4, "big")).hexdigest()[:24]
 
 
-def produce_log(settings: Settings, views: list[PageView], topic: str, rate: float = 0.0,
-                on_progress: Callable[[int], Any] | None = None,
-                producer: ReliableProducer | None = None,
-                flush_timeout: float = 120.0) -> DeliveryReport:
+def produce_log(
+    settings: Settings,
+    views: list[PageView],
+    topic: str,
+    rate: float = 0.0,
+    on_progress: Callable[[int], Any] | None = None,
+    producer: ReliableProducer | None = None,
+    flush_timeout: float = 120.0,
+) -> DeliveryReport:
     """Send ``views`` keyed by user_id at up to ``rate`` per second (0: no limit)."""
     codec = AvroCodec.bundled(PAGE_VIEW, settings.schema_registry_url)
     producer = producer or ReliableProducer(settings)
@@ -39,10 +44,12 @@ def produce_log(settings: Settings, views: list[PageView], topic: str, rate: flo
             delay = started + i / rate - time.monotonic()
             if delay > 0:
                 producer.poll(delay)
-        record = page_view(view.user_id, view.page_id, view.ts_ms, view.session_id,
-                           event_id=event_id)
-        producer.produce(topic, codec.encode(record), key=view.user_id.encode(),
-                         timestamp_ms=view.ts_ms)
+        record = page_view(
+            view.user_id, view.page_id, view.ts_ms, view.session_id, event_id=event_id
+        )
+        producer.produce(
+            topic, codec.encode(record), key=view.user_id.encode(), timestamp_ms=view.ts_ms
+        )
         if on_progress is not None and i % 1000 == 999:
             on_progress(1000)
     if on_progress is not None:

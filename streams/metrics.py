@@ -61,33 +61,50 @@ class ScorerMetrics:
         self.quality = RollingQuality()
         r = self.registry
         self.events_scored = Counter("streamrec_events_scored", "Page views answered", registry=r)
-        self.dead_letters = Counter("streamrec_dead_letters", "Inputs sent to the DLQ",
-                                    ["reason"], registry=r)
-        self.send_retries = Counter("streamrec_send_retries",
-                                    "Batches sent again after the broker refused them", registry=r)
-        self.redis_errors = Counter("streamrec_redis_errors",
-                                    "Redis operations that failed (history degraded)", registry=r)
+        self.dead_letters = Counter(
+            "streamrec_dead_letters", "Inputs sent to the DLQ", ["reason"], registry=r
+        )
+        self.send_retries = Counter(
+            "streamrec_send_retries", "Batches sent again after the broker refused them", registry=r
+        )
+        self.redis_errors = Counter(
+            "streamrec_redis_errors", "Redis operations that failed (history degraded)", registry=r
+        )
         self.batch_seconds = Histogram(
-            "streamrec_batch_seconds", "Time to score and send one batch",
+            "streamrec_batch_seconds",
+            "Time to score and send one batch",
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
-            registry=r)
-        self.batch_size = Histogram("streamrec_batch_size", "Page views per batch",
-                                    buckets=(1, 10, 50, 100, 250, 500, 1000, 2000), registry=r)
-        Gauge("streamrec_model_version", "Snapshot version served (0 = cold start)",
-              registry=r).set_function(lambda: holder.current.version)
-        Gauge("streamrec_snapshot_age_seconds", "Age of the served snapshot",
-              registry=r).set_function(self._snapshot_age)
-        Gauge("streamrec_snapshots_rejected", "Snapshots refused (bad MAC, format, class)",
-              registry=r).set_function(lambda: holder.rejected)
-        Gauge("streamrec_model_swaps", "Snapshots swapped in since start",
-              registry=r).set_function(lambda: holder.swaps)
-        Gauge(f"streamrec_served_hit_at_{k}", "Rolling share of page views that were in the "
-              "list served to the same user just before", registry=r
-              ).set_function(lambda: self.quality.hit_rate)
-        Gauge(f"streamrec_served_mrr_at_{k}", "Rolling MRR of the served lists",
-              registry=r).set_function(lambda: self.quality.mrr)
-        Gauge("streamrec_served_judged", "Page views in the rolling quality window",
-              registry=r).set_function(lambda: self.quality.judged)
+            registry=r,
+        )
+        self.batch_size = Histogram(
+            "streamrec_batch_size",
+            "Page views per batch",
+            buckets=(1, 10, 50, 100, 250, 500, 1000, 2000),
+            registry=r,
+        )
+        Gauge(
+            "streamrec_model_version", "Snapshot version served (0 = cold start)", registry=r
+        ).set_function(lambda: holder.current.version)
+        Gauge(
+            "streamrec_snapshot_age_seconds", "Age of the served snapshot", registry=r
+        ).set_function(self._snapshot_age)
+        Gauge(
+            "streamrec_snapshots_rejected", "Snapshots refused (bad MAC, format, class)", registry=r
+        ).set_function(lambda: holder.rejected)
+        Gauge("streamrec_model_swaps", "Snapshots swapped in since start", registry=r).set_function(
+            lambda: holder.swaps
+        )
+        Gauge(
+            f"streamrec_served_hit_at_{k}",
+            "Rolling share of page views that were in the list served to the same user just before",
+            registry=r,
+        ).set_function(lambda: self.quality.hit_rate)
+        Gauge(
+            f"streamrec_served_mrr_at_{k}", "Rolling MRR of the served lists", registry=r
+        ).set_function(lambda: self.quality.mrr)
+        Gauge(
+            "streamrec_served_judged", "Page views in the rolling quality window", registry=r
+        ).set_function(lambda: self.quality.judged)
 
     def _snapshot_age(self) -> float:
         created = self.holder.current.created_at

@@ -77,13 +77,26 @@ class ModelHolder:
                 self.rejected += 1
                 self._rejected_versions.add(version)
                 self.last_error = f"version {version}: {exc}"
-                log.error("snapshot_rejected version=%d error=%s kept_version=%d",
-                          version, exc, self.current.version)
+                log.error(
+                    "snapshot_rejected version=%d error=%s kept_version=%d",
+                    version,
+                    exc,
+                    self.current.version,
+                )
                 return False
             meta = snapshot.meta
-            self.current = Served(snapshot.model, int(meta.version or version), time.time(),
-                                  meta.created_at, meta.model_class)
+            self.current = Served(
+                snapshot.model,
+                int(meta.version or version),
+                time.time(),
+                meta.created_at,
+                meta.model_class,
+            )
             self.swaps += 1
-            log.info("model_swapped version=%d class=%s events_seen=%s",
-                     self.current.version, meta.model_class, meta.events_seen)
+            log.info(
+                "model_swapped version=%d class=%s events_seen=%s",
+                self.current.version,
+                meta.model_class,
+                meta.events_seen,
+            )
             return True

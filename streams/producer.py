@@ -46,8 +46,12 @@ class ProducerFailed(ServiceError):
 class ReliableProducer:
     """A confluent-kafka producer that blocks instead of dropping when its queue is full."""
 
-    def __init__(self, settings: Settings, on_delivery: Callable[[Message], None] | None = None,
-                 **overrides: Any) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        on_delivery: Callable[[Message], None] | None = None,
+        **overrides: Any,
+    ) -> None:
         self.settings = settings
         self.report = DeliveryReport()
         self._on_delivery = on_delivery
@@ -66,9 +70,11 @@ class ReliableProducer:
     def _raise_if_fatal(self) -> None:
         if self.fatal_error is not None:
             r = self.report
-            raise ProducerFailed(f"producer failed fatally ({self.fatal_error.str()}): "
-                                 f"{r.delivered} delivered, {r.failed} failed, "
-                                 f"{r.pending} not confirmed of {r.sent} sent")
+            raise ProducerFailed(
+                f"producer failed fatally ({self.fatal_error.str()}): "
+                f"{r.delivered} delivered, {r.failed} failed, "
+                f"{r.pending} not confirmed of {r.sent} sent"
+            )
 
     def _delivered(self, err: KafkaError | None, msg: Message) -> None:
         if err is None:
@@ -81,9 +87,14 @@ class ReliableProducer:
         if self._on_delivery is not None:
             self._on_delivery(msg)
 
-    def produce(self, topic: str, value: bytes | None, key: bytes | str | None = None,
-                headers: list[tuple[str, bytes]] | None = None,
-                timestamp_ms: int | None = None) -> None:
+    def produce(
+        self,
+        topic: str,
+        value: bytes | None,
+        key: bytes | str | None = None,
+        headers: list[tuple[str, bytes]] | None = None,
+        timestamp_ms: int | None = None,
+    ) -> None:
         kwargs: dict[str, Any] = {"key": key, "value": value, "on_delivery": self._delivered}
         if headers:
             kwargs["headers"] = headers
@@ -123,8 +134,14 @@ class ReliableProducer:
         return self.report
 
 
-def page_view(user_id: str, page_id: str, ts_ms: int, session_id: str | None = None,
-              event_id: str | None = None, **extra: Any) -> dict[str, Any]:
+def page_view(
+    user_id: str,
+    page_id: str,
+    ts_ms: int,
+    session_id: str | None = None,
+    event_id: str | None = None,
+    **extra: Any,
+) -> dict[str, Any]:
     """A PageView record as apps send it."""
     return {
         "event_id": event_id or uuid.uuid4().hex,
@@ -137,14 +154,19 @@ def page_view(user_id: str, page_id: str, ts_ms: int, session_id: str | None = N
     }
 
 
-def produce_page_views(settings: Settings, views: Iterable[dict[str, Any]],
-                       topic: str | None = None, producer: ReliableProducer | None = None,
-                       flush_timeout: float = 60.0) -> DeliveryReport:
+def produce_page_views(
+    settings: Settings,
+    views: Iterable[dict[str, Any]],
+    topic: str | None = None,
+    producer: ReliableProducer | None = None,
+    flush_timeout: float = 60.0,
+) -> DeliveryReport:
     """Encode and send page views keyed by user_id, timestamped with their view time."""
     codec = AvroCodec.bundled(PAGE_VIEW, settings.schema_registry_url)
     producer = producer or ReliableProducer(settings)
     target = topic or settings.topic_page_views
     for view in views:
-        producer.produce(target, codec.encode(view), key=view["user_id"].encode(),
-                         timestamp_ms=int(view["ts"]))
+        producer.produce(
+            target, codec.encode(view), key=view["user_id"].encode(), timestamp_ms=int(view["ts"])
+        )
     return producer.flush(flush_timeout)

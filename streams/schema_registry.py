@@ -124,7 +124,8 @@ class HttpSchemaRegistry:
         except urllib.error.HTTPError as exc:
             if exc.code == 404 and path.startswith("/schemas/ids/"):
                 raise UnknownSchemaId(
-                    f"schema registry has no schema {path.rsplit('/', 1)[-1]}") from exc
+                    f"schema registry has no schema {path.rsplit('/', 1)[-1]}"
+                ) from exc
             raise SchemaRegistryError(f"schema registry {method} {path}: HTTP {exc.code}") from exc
         except (urllib.error.URLError, OSError, ValueError) as exc:
             raise SchemaRegistryError(f"schema registry {self._url} unreachable: {exc}") from exc

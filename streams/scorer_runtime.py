@@ -37,13 +37,14 @@ def _exit_without_commit() -> None:
     logging.shutdown()
     os._exit(EX_TEMPFAIL)
 
+
 #: send(topic, key, value, headers) -> awaitable that resolves when the broker acknowledged
-Send = Callable[[str, bytes | None, bytes | None, list[tuple[str, bytes]] | None],
-                Awaitable[Awaitable[Any]]]
+Send = Callable[
+    [str, bytes | None, bytes | None, list[tuple[str, bytes]] | None], Awaitable[Awaitable[Any]]
+]
 #: send_many(topic, [(key, value), ...]) -> awaitable that resolves when the broker
 #: acknowledged them all (keyed like ``send``: per-key order is kept)
-SendMany = Callable[[str, Sequence[tuple[bytes | None, bytes | None]]],
-                    Awaitable[Awaitable[Any]]]
+SendMany = Callable[[str, Sequence[tuple[bytes | None, bytes | None]]], Awaitable[Awaitable[Any]]]
 
 
 def snapshot_store(settings: Settings) -> Any:
@@ -62,21 +63,30 @@ class ScorerRuntime:
     def __init__(self, settings: Settings, store: Any | None = None) -> None:
         self.settings = settings
         self.holder = ModelHolder()
-        self.core = ScoringCore(self.holder, settings.model_name, settings.k,
-                                settings.history_length, settings.max_event_bytes,
-                                settings.schema_registry_url)
+        self.core = ScoringCore(
+            self.holder,
+            settings.model_name,
+            settings.k,
+            settings.history_length,
+            settings.max_event_bytes,
+            settings.schema_registry_url,
+        )
         self.metrics = ScorerMetrics(self.holder, settings.k)
         self.store = store if store is not None else snapshot_store(settings)
         self.history = AsyncHistoryStore(
             settings.redis_async_client(socket_timeout=0.5, socket_connect_timeout=0.5),
-            settings.model_name, settings.history_length, settings.history_ttl_s)
+            settings.model_name,
+            settings.history_length,
+            settings.history_ttl_s,
+        )
         self._refresh_lock = asyncio.Lock()
         self._redis_errors_seen = 0
         self.started_at = time.time()
 
     # -- the hot path --------------------------------------------------------------------
-    async def process(self, messages: Sequence[InputMessage], send: Send,
-                      send_many: SendMany | None = None) -> ScoredBatch:
+    async def process(
+        self, messages: Sequence[InputMessage], send: Send, send_many: SendMany | None = None
+    ) -> ScoredBatch:
         """Decode, score, send and write back one batch; return when the broker acked.
 
         ``send_many``, when given, sends the recommendations in one call (the Faust app
@@ -98,10 +108,14 @@ class ScorerRuntime:
         self._account(batch, dead, started)
         return batch
 
-    async def deliver(self, messages: Sequence[InputMessage], send: Send,
-                      abandon: Callable[[], None] | None = None,
-                      grace_s: float = 8.0,
-                      send_many: SendMany | None = None) -> ScoredBatch:
+    async def deliver(
+        self,
+        messages: Sequence[InputMessage],
+        send: Send,
+        abandon: Callable[[], None] | None = None,
+        grace_s: float = 8.0,
+        send_many: SendMany | None = None,
+    ) -> ScoredBatch:
         """:meth:`process` until the broker acknowledged the whole batch.
 
         The transport acknowledges a batch's input offsets once this returns, and Faust
@@ -119,13 +133,17 @@ class ScorerRuntime:
                 await asyncio.wait_for(asyncio.shield(work), grace_s)
             if not work.done() or work.cancelled() or work.exception() is not None:
                 work.cancel()
-                log.critical("batch_undelivered_at_stop events=%d: exiting without committing;"
-                             " the batch is scored again after restart", len(messages))
+                log.critical(
+                    "batch_undelivered_at_stop events=%d: exiting without committing;"
+                    " the batch is scored again after restart",
+                    len(messages),
+                )
                 (abandon or _exit_without_commit)()
             raise
 
-    async def _deliver_with_retries(self, messages: Sequence[InputMessage], send: Send,
-                                    send_many: SendMany | None = None) -> ScoredBatch:
+    async def _deliver_with_retries(
+        self, messages: Sequence[InputMessage], send: Send, send_many: SendMany | None = None
+    ) -> ScoredBatch:
         attempt = 0
         while True:
             try:
@@ -134,14 +152,25 @@ class ScorerRuntime:
                 attempt += 1
                 self.metrics.send_retries.inc()
                 delay = min(5.0, 0.1 * 2**attempt)
-                log.error("batch_send_failed attempt=%d events=%d retry_in_s=%.1f error=%r",
-                          attempt, len(messages), delay, exc)
+                log.error(
+                    "batch_send_failed attempt=%d events=%d retry_in_s=%.1f error=%r",
+                    attempt,
+                    len(messages),
+                    delay,
+                    exc,
+                )
                 await asyncio.sleep(delay)
 
     async def _dead_letter(self, letter: DeadLetter, send: Send) -> Awaitable[Any]:
         m = letter.message
-        log.warning("dead_letter reason=%s topic=%s partition=%d offset=%d error=%s",
-                    letter.reason, m.topic, m.partition, m.offset, letter.error)
+        log.warning(
+            "dead_letter reason=%s topic=%s partition=%d offset=%d error=%s",
+            letter.reason,
+            m.topic,
+            m.partition,
+            m.offset,
+            letter.error,
+        )
         return await send(self.settings.topic_dlq, m.key, m.value, letter.headers())
 
     def _account(self, batch: ScoredBatch, dead: list[DeadLetter], started: float) -> None:
@@ -165,12 +194,14 @@ class ScorerRuntime:
         async with self._refresh_lock:
             try:
                 return await asyncio.get_running_loop().run_in_executor(
-                    None, self.holder.refresh, self.store)
+                    None, self.holder.refresh, self.store
+                )
             except (StoreUnavailable, redis.RedisError, OSError) as exc:
                 # The store wraps connection errors in StoreUnavailable; raising it out of
                 # the Faust timer would crash the whole worker.
-                log.warning("model_poll_failed error=%r kept_version=%d", exc,
-                            self.holder.current.version)
+                log.warning(
+                    "model_poll_failed error=%r kept_version=%d", exc, self.holder.current.version
+                )
             except SnapshotError as exc:  # a store-level refusal, e.g. a missing body
                 log.error("model_poll_refused error=%s", exc)
             except Exception:  # a poll must never take the scorer down; keep the model

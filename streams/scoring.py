@@ -72,9 +72,15 @@ class ScoredBatch:
 class ScoringCore:
     """Decode, recommend and encode; stateless apart from the model holder."""
 
-    def __init__(self, holder: ModelHolder, model_name: str, k: int = 10,
-                 history_length: int = 50, max_event_bytes: int = 64 * 1024,
-                 registry_url: str | None = None) -> None:
+    def __init__(
+        self,
+        holder: ModelHolder,
+        model_name: str,
+        k: int = 10,
+        history_length: int = 50,
+        max_event_bytes: int = 64 * 1024,
+        registry_url: str | None = None,
+    ) -> None:
         self.holder = holder
         self.model_name = model_name
         self.k = k
@@ -98,8 +104,13 @@ class ScoringCore:
             good.append(PageViewIn(message, record))
         return good, dead
 
-    def recommend(self, served: Served, user: str, history: list[str], k: int | None = None,
-                  ) -> list[tuple[str, float]]:
+    def recommend(
+        self,
+        served: Served,
+        user: str,
+        history: list[str],
+        k: int | None = None,
+    ) -> list[tuple[str, float]]:
         """Top-k for a user with ``history`` (newest last), excluding pages already seen."""
         items = served.model.recommend(user, k or self.k, history=history, exclude=set(history))
         return [(item if type(item) is str else str(item), float(score)) for item, score in items]
@@ -126,15 +137,17 @@ class ScoringCore:
             last_served[user] = ranked
             out.update.appends.setdefault(user, []).append(page)
             out.update.served[user] = ranked
-            value = encode({
-                "event_id": record["event_id"],
-                "user_id": user,
-                "items": [{"page_id": item, "score": score} for item, score in items],
-                "model_name": self.model_name,
-                "model_version": served_model.version,
-                "page_view_ts": record["ts"],
-                "produced_at": now_ms,
-            })
+            value = encode(
+                {
+                    "event_id": record["event_id"],
+                    "user_id": user,
+                    "items": [{"page_id": item, "score": score} for item, score in items],
+                    "model_name": self.model_name,
+                    "model_version": served_model.version,
+                    "page_view_ts": record["ts"],
+                    "produced_at": now_ms,
+                }
+            )
             out.recommendations.append((user.encode(), value))
             out.event_ids.append(record["event_id"])
         return out

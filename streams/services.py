@@ -212,10 +212,15 @@ class EmbeddedServices:
             return "nobody"
 
         return [
-            ServiceStatus(KAFKA, s.bootstrap_servers, kafka_reachable(s.bootstrap_servers),
-                          who(KAFKA, s.embedded_kafka)),
-            ServiceStatus(REDIS, s.redacted_redis_url, redis_reachable(s),
-                          who(REDIS, s.embedded_redis)),
+            ServiceStatus(
+                KAFKA,
+                s.bootstrap_servers,
+                kafka_reachable(s.bootstrap_servers),
+                who(KAFKA, s.embedded_kafka),
+            ),
+            ServiceStatus(
+                REDIS, s.redacted_redis_url, redis_reachable(s), who(REDIS, s.embedded_redis)
+            ),
         ]
 
     # -- internals ----------------------------------------------------------------------
@@ -223,11 +228,32 @@ class EmbeddedServices:
         if name == KAFKA:
             binary = _tansu_binary()
             url = f"tcp://127.0.0.1:{port}"
-            return binary, [binary, "broker", "--listener-url", url,
-                            "--advertised-listener-url", url, "--storage-engine", "memory://tansu/"]
+            return binary, [
+                binary,
+                "broker",
+                "--listener-url",
+                url,
+                "--advertised-listener-url",
+                url,
+                "--storage-engine",
+                "memory://tansu/",
+            ]
         binary = _valkey_binary()
-        return binary, [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                        "--appendonly", "no", "--daemonize", "no", "--loglevel", "warning"]
+        return binary, [
+            binary,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--daemonize",
+            "no",
+            "--loglevel",
+            "warning",
+        ]
 
     def _start(self, name: str) -> tuple[_Started, subprocess.Popen[bytes]]:
         port = self.settings.kafka_port if name == KAFKA else self.settings.redis_port
@@ -252,15 +278,18 @@ class EmbeddedServices:
         log.info("started service=%s pid=%d port=%d log=%s", name, process.pid, port, log_path)
         return _Started(process.pid, port, binary, str(log_path), time.time()), process
 
-    def _wait_ready(self, name: str, entry: _Started, process: subprocess.Popen[bytes],
-                    timeout: float) -> None:
+    def _wait_ready(
+        self, name: str, entry: _Started, process: subprocess.Popen[bytes], timeout: float
+    ) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if process.poll() is not None:
                 time.sleep(0.2)  # let the log catch up
                 tail = Path(entry.log).read_text(errors="replace")[-2000:]
-                raise ServiceError(f"embedded {name} exited at start with code "
-                                   f"{process.returncode}; log {entry.log}:\n{tail}")
+                raise ServiceError(
+                    f"embedded {name} exited at start with code "
+                    f"{process.returncode}; log {entry.log}:\n{tail}"
+                )
             if name == KAFKA:
                 ready = kafka_reachable(f"127.0.0.1:{entry.port}", timeout=1.0)
             else:
@@ -271,7 +300,8 @@ class EmbeddedServices:
                 return
             time.sleep(0.2)
         raise ServiceError(
-            f"embedded {name} did not answer on port {entry.port} in {timeout:.0f} s")
+            f"embedded {name} did not answer on port {entry.port} in {timeout:.0f} s"
+        )
 
     def _stop(self, entry: _Started, grace: float = 5.0) -> None:
         with contextlib.suppress(ProcessLookupError):

@@ -25,8 +25,12 @@ class Proc:
         self.args = args
         self.log = log
         self._out = open(log, "ab")  # noqa: SIM115 - closed in stop()
-        self.popen = subprocess.Popen([sys.executable, "-m", "streams.cli", *args], env=env,
-                                      stdout=self._out, stderr=subprocess.STDOUT)
+        self.popen = subprocess.Popen(
+            [sys.executable, "-m", "streams.cli", *args],
+            env=env,
+            stdout=self._out,
+            stderr=subprocess.STDOUT,
+        )
 
     def alive(self) -> bool:
         return self.popen.poll() is None
@@ -71,11 +75,13 @@ def wait_for(condition: Callable[[], Any], timeout: float, what: str, every: flo
             last_exc = exc
         time.sleep(every)
     raise AssertionError(
-        f"timed out after {timeout} s waiting for {what} (last error {last_exc!r})")
+        f"timed out after {timeout} s waiting for {what} (last error {last_exc!r})"
+    )
 
 
 def wait_ready(settings: Settings, proc: Proc, timeout: float = 60.0) -> None:
     """Wait until the scorer's REST API answers /healthz."""
+
     def ready() -> bool:
         assert proc.alive(), proc.output()[-3000:]
         status, _ = http_json(f"http://127.0.0.1:{settings.web_port}/healthz")

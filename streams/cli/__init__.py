@@ -38,9 +38,15 @@ class _Group(click.Group):
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--log-level", default="warning", envvar="STREAMREC_LOG_LEVEL", show_envvar=True,
-              show_default=True, type=click.Choice(["debug", "info", "warning", "error"]),
-              help="Log level for library messages on stderr.")
+@click.option(
+    "--log-level",
+    default="warning",
+    envvar="STREAMREC_LOG_LEVEL",
+    show_envvar=True,
+    show_default=True,
+    type=click.Choice(["debug", "info", "warning", "error"]),
+    help="Log level for library messages on stderr.",
+)
 def main(log_level: str) -> None:
     """streamrec: real-time page recommendations over Kafka.
 

@@ -11,16 +11,46 @@ from ..settings import Settings
 
 
 @click.command("demo")
-@click.option("--duration", default=30.0, show_default=True, envvar="STREAMREC_DEMO_DURATION",
-              show_envvar=True, help="Seconds of page views to produce.")
-@click.option("--rate", default=300.0, show_default=True, envvar="STREAMREC_DEMO_RATE",
-              show_envvar=True, help="Page views per second.")
-@click.option("--users", default=500, show_default=True, envvar="STREAMREC_DEMO_USERS",
-              show_envvar=True, help="Synthetic users.")
-@click.option("--pages", default=300, show_default=True, envvar="STREAMREC_DEMO_PAGES",
-              show_envvar=True, help="Synthetic pages.")
-@click.option("--json", "as_json", is_flag=True, envvar="STREAMREC_DEMO_JSON", show_envvar=True,
-              help="Also print the summary as one JSON line on stdout.")
+@click.option(
+    "--duration",
+    default=30.0,
+    show_default=True,
+    envvar="STREAMREC_DEMO_DURATION",
+    show_envvar=True,
+    help="Seconds of page views to produce.",
+)
+@click.option(
+    "--rate",
+    default=300.0,
+    show_default=True,
+    envvar="STREAMREC_DEMO_RATE",
+    show_envvar=True,
+    help="Page views per second.",
+)
+@click.option(
+    "--users",
+    default=500,
+    show_default=True,
+    envvar="STREAMREC_DEMO_USERS",
+    show_envvar=True,
+    help="Synthetic users.",
+)
+@click.option(
+    "--pages",
+    default=300,
+    show_default=True,
+    envvar="STREAMREC_DEMO_PAGES",
+    show_envvar=True,
+    help="Synthetic pages.",
+)
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    envvar="STREAMREC_DEMO_JSON",
+    show_envvar=True,
+    help="Also print the summary as one JSON line on stdout.",
+)
 def command(duration: float, rate: float, users: int, pages: int, as_json: bool) -> None:
     """Run trainer + scorer on synthetic page views and print a summary."""
     result = run_demo(Settings.from_env(), duration, rate, users, pages)

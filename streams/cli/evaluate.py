@@ -26,20 +26,50 @@ def _parse_params(pairs: tuple[str, ...]) -> dict[str, str]:
 
 
 @click.command("evaluate")
-@click.option("--input", "input_path", required=True, type=click.Path(dir_okay=False),
-              envvar="STREAMREC_INPUT", show_envvar=True,
-              help="CSV (user_id,page_id,ts_ms[,session_id]) or JSONL page views.")
-@click.option("--model", "model_name", default=DEFAULT_MODEL, show_default=True,
-              envvar="STREAMREC_MODEL", show_envvar=True,
-              help="Built-in name (popularity, covisit, mf, blend) or package.module:Class.")
-@click.option("--k", default=10, show_default=True, type=click.IntRange(min=1),
-              envvar="STREAMREC_K", show_envvar=True, help="Length of each recommendation list.")
-@click.option("--param", "param_pairs", multiple=True, metavar="KEY=VALUE",
-              envvar="STREAMREC_PARAM", show_envvar=True,
-              help="Model constructor parameter; repeatable (env: space separated).")
-@click.option("--skip-bad", is_flag=True, default=False,
-              envvar="STREAMREC_SKIP_BAD", show_envvar=True,
-              help="Skip and count malformed rows instead of failing.")
+@click.option(
+    "--input",
+    "input_path",
+    required=True,
+    type=click.Path(dir_okay=False),
+    envvar="STREAMREC_INPUT",
+    show_envvar=True,
+    help="CSV (user_id,page_id,ts_ms[,session_id]) or JSONL page views.",
+)
+@click.option(
+    "--model",
+    "model_name",
+    default=DEFAULT_MODEL,
+    show_default=True,
+    envvar="STREAMREC_MODEL",
+    show_envvar=True,
+    help="Built-in name (popularity, covisit, mf, blend) or package.module:Class.",
+)
+@click.option(
+    "--k",
+    default=10,
+    show_default=True,
+    type=click.IntRange(min=1),
+    envvar="STREAMREC_K",
+    show_envvar=True,
+    help="Length of each recommendation list.",
+)
+@click.option(
+    "--param",
+    "param_pairs",
+    multiple=True,
+    metavar="KEY=VALUE",
+    envvar="STREAMREC_PARAM",
+    show_envvar=True,
+    help="Model constructor parameter; repeatable (env: space separated).",
+)
+@click.option(
+    "--skip-bad",
+    is_flag=True,
+    default=False,
+    envvar="STREAMREC_SKIP_BAD",
+    show_envvar=True,
+    help="Skip and count malformed rows instead of failing.",
+)
 def command(
     input_path: str, model_name: str, k: int, param_pairs: tuple[str, ...], skip_bad: bool
 ) -> None:
@@ -59,8 +89,9 @@ def command(
                 err=True,
             )
 
-        report = evaluate(model, log.events, k, model_name=model_name, params=params,
-                          progress=progress)
+        report = evaluate(
+            model, log.events, k, model_name=model_name, params=params, progress=progress
+        )
     except StreamrecError as exc:
         raise click.ClickException(str(exc)) from exc
     report["n_bad"] = log.n_bad

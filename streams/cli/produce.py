@@ -16,15 +16,37 @@ from ..topics import ensure_topics
 
 
 @click.command("produce")
-@click.option("--input", "input_path", required=True, envvar="STREAMREC_PRODUCE_INPUT",
-              show_envvar=True, type=click.Path(exists=True, dir_okay=False),
-              help="CSV (header user_id,page_id,ts_ms[,session_id]) or .jsonl with those fields.")
-@click.option("--topic", default=None, envvar="STREAMREC_TOPIC_PAGE_VIEWS", show_envvar=True,
-              help="Target topic. [default: page-views]")
-@click.option("--rate", default=0.0, show_default=True, envvar="STREAMREC_PRODUCE_RATE",
-              show_envvar=True, help="Page views per second; 0 sends as fast as the broker takes.")
-@click.option("--skip-bad", is_flag=True, envvar="STREAMREC_SKIP_BAD", show_envvar=True,
-              help="Skip and count malformed rows instead of stopping at the first.")
+@click.option(
+    "--input",
+    "input_path",
+    required=True,
+    envvar="STREAMREC_PRODUCE_INPUT",
+    show_envvar=True,
+    type=click.Path(exists=True, dir_okay=False),
+    help="CSV (header user_id,page_id,ts_ms[,session_id]) or .jsonl with those fields.",
+)
+@click.option(
+    "--topic",
+    default=None,
+    envvar="STREAMREC_TOPIC_PAGE_VIEWS",
+    show_envvar=True,
+    help="Target topic. [default: page-views]",
+)
+@click.option(
+    "--rate",
+    default=0.0,
+    show_default=True,
+    envvar="STREAMREC_PRODUCE_RATE",
+    show_envvar=True,
+    help="Page views per second; 0 sends as fast as the broker takes.",
+)
+@click.option(
+    "--skip-bad",
+    is_flag=True,
+    envvar="STREAMREC_SKIP_BAD",
+    show_envvar=True,
+    help="Skip and count malformed rows instead of stopping at the first.",
+)
 def command(input_path: str, topic: str | None, rate: float, skip_bad: bool) -> None:
     """Produce page views from a file, keyed by user_id, as Avro; report deliveries."""
     settings = Settings.from_env()
@@ -34,23 +56,31 @@ def command(input_path: str, topic: str | None, rate: float, skip_bad: bool) -> 
     producer = ReliableProducer(settings)
     signal.signal(signal.SIGTERM, _interrupt)
     try:
-        with click.progressbar(length=len(log.events), label=f"producing to {target}",
-                               file=click.get_text_stream("stderr")) as bar:
-            report = produce_log(settings, log.events, target, rate, on_progress=bar.update,
-                                 producer=producer)
+        with click.progressbar(
+            length=len(log.events),
+            label=f"producing to {target}",
+            file=click.get_text_stream("stderr"),
+        ) as bar:
+            report = produce_log(
+                settings, log.events, target, rate, on_progress=bar.update, producer=producer
+            )
     except (KeyboardInterrupt, ProducerFailed) as exc:
         # Say what is known instead of dying with a traceback: the rows after the last
         # delivered one may or may not be on the topic.
         report = producer.flush(2.0)
         what = "interrupted" if isinstance(exc, KeyboardInterrupt) else f"stopped ({exc})"
-        click.echo(f"{what}: delivered {report.delivered} of {report.sent} page views "
-                   f"sent to {target} ({len(log.events)} in the file); {report.failed} "
-                   f"failed {report.errors}; {report.pending} not confirmed", err=True)
+        click.echo(
+            f"{what}: delivered {report.delivered} of {report.sent} page views "
+            f"sent to {target} ({len(log.events)} in the file); {report.failed} "
+            f"failed {report.errors}; {report.pending} not confirmed",
+            err=True,
+        )
         raise SystemExit(130 if isinstance(exc, KeyboardInterrupt) else 1) from None
-    click.echo(f"delivered {report.delivered} of {report.sent} page views to {target}"
-               + (f"; {report.failed} FAILED {report.errors}" if report.failed else "")
-               + (f"; skipped {log.n_bad} bad rows (lines {log.bad_lines[:10]})"
-                  if log.n_bad else ""))
+    click.echo(
+        f"delivered {report.delivered} of {report.sent} page views to {target}"
+        + (f"; {report.failed} FAILED {report.errors}" if report.failed else "")
+        + (f"; skipped {log.n_bad} bad rows (lines {log.bad_lines[:10]})" if log.n_bad else "")
+    )
     if report.failed or report.pending:
         raise SystemExit(1)
 

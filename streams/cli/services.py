@@ -11,8 +11,14 @@ from ..settings import Settings
 
 
 @click.command("up")
-@click.option("--timeout", default=30.0, show_default=True, envvar="STREAMREC_UP_TIMEOUT",
-              show_envvar=True, help="Seconds to wait for each service to answer.")
+@click.option(
+    "--timeout",
+    default=30.0,
+    show_default=True,
+    envvar="STREAMREC_UP_TIMEOUT",
+    show_envvar=True,
+    help="Seconds to wait for each service to answer.",
+)
 def up(timeout: float) -> None:
     """Start the embedded services that are not configured externally (idempotent)."""
     services = EmbeddedServices(Settings.from_env())
@@ -33,8 +39,14 @@ def down() -> None:
 
 
 @click.command("status")
-@click.option("--json", "as_json", is_flag=True, envvar="STREAMREC_STATUS_JSON",
-              show_envvar=True, help="Print JSON instead of a table.")
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    envvar="STREAMREC_STATUS_JSON",
+    show_envvar=True,
+    help="Print JSON instead of a table.",
+)
 def status(as_json: bool) -> None:
     """Each service: address, reachable or not, and who started it. Exit 1 if any is down."""
     statuses = EmbeddedServices(Settings.from_env()).status()

@@ -23,12 +23,15 @@ PV = AvroCodec.bundled(PAGE_VIEW)
 def views(n: int, start: int = 0, users: int = 40, pages: int = 60) -> list[dict]:
     now = int(time.time() * 1000)
     # users walk through pages in order, so co-visitation has something to learn
-    return [page_view(f"u{i % users}", f"p{(i // users + i % 7) % pages}", now + i,
-                      event_id=f"ev-{i}") for i in range(start, start + n)]
+    return [
+        page_view(f"u{i % users}", f"p{(i // users + i % 7) % pages}", now + i, event_id=f"ev-{i}")
+        for i in range(start, start + n)
+    ]
 
 
 def test_every_page_view_answered_once_and_versions_advance(
-        settings: Settings, settings_env: dict[str, str], tmp_path: Path) -> None:
+    settings: Settings, settings_env: dict[str, str], tmp_path: Path
+) -> None:
     ensure_topics(settings)
     trainer = Proc(["trainer"], settings_env, tmp_path / "trainer.log")
     scorer = Proc(["scorer"], settings_env, tmp_path / "scorer.log")
@@ -42,8 +45,10 @@ def test_every_page_view_answered_once_and_versions_advance(
             produced += batch
             time.sleep(2.5)  # > snapshot interval + poll interval: the model moves on
         wanted = {v["event_id"] for v in produced}
-        reader.read_until(lambda ms: len({REC.decode(m.value())["event_id"] for m in ms})
-                          >= len(wanted), timeout=90)
+        reader.read_until(
+            lambda ms: len({REC.decode(m.value())["event_id"] for m in ms}) >= len(wanted),
+            timeout=90,
+        )
         recs = [REC.decode(m.value()) for m in reader.messages]
 
         status, body = http_json(f"http://127.0.0.1:{settings.web_port}/recommendations/u3?k=5")
@@ -69,7 +74,8 @@ def test_every_page_view_answered_once_and_versions_advance(
 
 
 def test_malformed_messages_go_to_the_dlq_and_the_rest_is_scored(
-        settings: Settings, settings_env: dict[str, str], tmp_path: Path) -> None:
+    settings: Settings, settings_env: dict[str, str], tmp_path: Path
+) -> None:
     ensure_topics(settings)
     scorer = Proc(["scorer"], settings_env, tmp_path / "scorer.log")
     good = views(20)
@@ -115,15 +121,24 @@ def _snapshot(pages: list[str]) -> Snapshot:
     model = DecayedPopularity()
     for page in pages:
         model.learn_one("someone", page)
-    meta = SnapshotMeta(model_name="x", version=0, created_at=time.time(),
-                        events_seen=len(pages), origin="test",
-                        model_class="online_model.popularity.DecayedPopularity",
-                        offsets={}, metrics={}, content_hash="", extra={})
+    meta = SnapshotMeta(
+        model_name="x",
+        version=0,
+        created_at=time.time(),
+        events_seen=len(pages),
+        origin="test",
+        model_class="online_model.popularity.DecayedPopularity",
+        offsets={},
+        metrics={},
+        content_hash="",
+        extra={},
+    )
     return Snapshot(meta=meta, model=model, trainer_state={})
 
 
 def test_snapshot_with_wrong_mac_is_rejected_and_old_version_serves(
-        settings: Settings, settings_env: dict[str, str], tmp_path: Path) -> None:
+    settings: Settings, settings_env: dict[str, str], tmp_path: Path
+) -> None:
     ensure_topics(settings)
     client = settings.redis_client()
     store = SnapshotStore(client, settings.model_name, TEST_SNAPSHOT_KEY.encode())
@@ -133,12 +148,18 @@ def test_snapshot_with_wrong_mac_is_rejected_and_old_version_serves(
     base = f"http://127.0.0.1:{settings.web_port}"
     try:
         wait_ready(settings, scorer)
-        wait_for(lambda: http_json(f"{base}/healthz")[1]["model_version"] == good_version,
-                 30, "good snapshot served")
+        wait_for(
+            lambda: http_json(f"{base}/healthz")[1]["model_version"] == good_version,
+            30,
+            "good snapshot served",
+        )
         bad_version = forger.publish(_snapshot(["evil"] * 10))
         assert store.current_version() == bad_version
-        wait_for(lambda: "streamrec_snapshots_rejected 1.0" in http_text(f"{base}/metrics"),
-                 30, "rejection counted")
+        wait_for(
+            lambda: "streamrec_snapshots_rejected 1.0" in http_text(f"{base}/metrics"),
+            30,
+            "rejection counted",
+        )
         status, body = http_json(f"{base}/recommendations/newcomer?k=2")
         produce_page_views(settings, views(5))
         recs = TopicReader(settings, settings.topic_recommendations, f"r-{settings.model_name}")

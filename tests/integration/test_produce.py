@@ -37,7 +37,8 @@ def test_rows_in_equal_events_in_topic(settings: Settings, tmp_path: Path) -> No
     assert len({r["event_id"] for r in records}) == 500
     assert all(m.key() == r["user_id"].encode() for m, r in zip(messages, records, strict=True))
     assert sorted((r["user_id"], r["page_id"], r["ts"]) for r in records) == sorted(
-        (u, p, int(t)) for u, p, t in (row.split(",") for row in rows))
+        (u, p, int(t)) for u, p, t in (row.split(",") for row in rows)
+    )
 
 
 def test_bad_row_is_reported_with_its_line_and_nothing_is_sent(tmp_path: Path) -> None:

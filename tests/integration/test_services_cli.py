@@ -13,8 +13,13 @@ from streams.services import free_port
 
 
 def run(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "streams.cli", *args], env=env,
-                          capture_output=True, text=True, timeout=90)
+    return subprocess.run(
+        [sys.executable, "-m", "streams.cli", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=90,
+    )
 
 
 def alive(pid: int) -> bool:
@@ -26,10 +31,12 @@ def alive(pid: int) -> bool:
 
 
 def test_up_status_down(tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items()
-           if k not in {"KAFKA_BOOTSTRAP_SERVERS", "REDIS_URL"}}
-    env.update(STREAMREC_STATE_DIR=str(tmp_path), STREAMREC_KAFKA_PORT=str(free_port()),
-               STREAMREC_REDIS_PORT=str(free_port()))
+    env = {k: v for k, v in os.environ.items() if k not in {"KAFKA_BOOTSTRAP_SERVERS", "REDIS_URL"}}
+    env.update(
+        STREAMREC_STATE_DIR=str(tmp_path),
+        STREAMREC_KAFKA_PORT=str(free_port()),
+        STREAMREC_REDIS_PORT=str(free_port()),
+    )
     try:
         first = run(["up"], env)
         assert first.returncode == 0, first.stderr
@@ -60,10 +67,14 @@ def test_port_in_use_is_named(tmp_path: Path) -> None:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
-        env = {k: v for k, v in os.environ.items()
-               if k not in {"KAFKA_BOOTSTRAP_SERVERS", "REDIS_URL"}}
-        env.update(STREAMREC_STATE_DIR=str(tmp_path), STREAMREC_KAFKA_PORT=str(port),
-                   STREAMREC_REDIS_PORT=str(free_port()))
+        env = {
+            k: v for k, v in os.environ.items() if k not in {"KAFKA_BOOTSTRAP_SERVERS", "REDIS_URL"}
+        }
+        env.update(
+            STREAMREC_STATE_DIR=str(tmp_path),
+            STREAMREC_KAFKA_PORT=str(port),
+            STREAMREC_REDIS_PORT=str(free_port()),
+        )
         result = run(["up"], env)
     assert result.returncode == 2
     assert f"port {port}" in result.stderr and "already in use" in result.stderr

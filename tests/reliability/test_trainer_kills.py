@@ -19,12 +19,16 @@ from tests.reliability.conftest import Traffic, stopping, summary
 
 
 def test_current_only_moves_forward_across_trainer_kills_and_nothing_is_relearned(
-        settings: Settings, settings_env: dict[str, str], tmp_path: Path) -> None:
+    settings: Settings, settings_env: dict[str, str], tmp_path: Path
+) -> None:
     ensure_topics(settings, [settings.topic_page_views])
-    env = {**settings_env, "STREAMREC_SNAPSHOT_INTERVAL": "0.3", "STREAMREC_MODEL": "covisit",
-           "STREAMREC_TRAINER_LEASE_TTL": "2"}
-    store = SnapshotStore(settings.redis_client(), settings.model_name,
-                          TEST_SNAPSHOT_KEY.encode())
+    env = {
+        **settings_env,
+        "STREAMREC_SNAPSHOT_INTERVAL": "0.3",
+        "STREAMREC_MODEL": "covisit",
+        "STREAMREC_TRAINER_LEASE_TTL": "2",
+    }
+    store = SnapshotStore(settings.redis_client(), settings.model_name, TEST_SNAPSHOT_KEY.encode())
     samples: list[int] = []
     done = threading.Event()
 
@@ -45,8 +49,11 @@ def test_current_only_moves_forward_across_trainer_kills_and_nothing_is_relearne
             proc = Proc(["--log-level", "info", "trainer"], env, tmp_path / f"trainer-{run}.log")
             procs.append(proc)
             seen = len(samples)
-            wait_for(lambda n=seen, p=proc: len(set(samples[n:])) >= 2 or not p.alive(), 30,
-                     f"trainer run {run} publishing")
+            wait_for(
+                lambda n=seen, p=proc: len(set(samples[n:])) >= 2 or not p.alive(),
+                30,
+                f"trainer run {run} publishing",
+            )
             assert proc.alive(), proc.output()[-3000:]
             if run < 2:
                 time.sleep(0.15 * (run + 1))  # somewhere between two snapshots
@@ -55,8 +62,11 @@ def test_current_only_moves_forward_across_trainer_kills_and_nothing_is_relearne
                 proc.stop()
                 kills += 1
         produced = traffic.stop()
-        wait_for(lambda: store.read_meta(store.current_version()).events_seen == produced,
-                 30, "the last trainer to catch up")
+        wait_for(
+            lambda: store.read_meta(store.current_version()).events_seen == produced,
+            30,
+            "the last trainer to catch up",
+        )
         last = procs[-1]
         started = time.monotonic()
         code = last.stop(signal.SIGTERM)
@@ -69,10 +79,17 @@ def test_current_only_moves_forward_across_trainer_kills_and_nothing_is_relearne
     sampler.join(2)
     final = store.load(store.current_version())  # type: ignore[arg-type]
     backwards = sum(1 for a, b in itertools.pairwise(samples) if b < a)
-    summary("trainer_kills", events_in=produced, kills=kills,
-            versions_seen=len(set(samples)), went_backwards=backwards,
-            learned=final.model.n_events_learned, events_seen=final.meta.events_seen,
-            sigterm_exit_code=code, sigterm_seconds=round(took, 2))
+    summary(
+        "trainer_kills",
+        events_in=produced,
+        kills=kills,
+        versions_seen=len(set(samples)),
+        went_backwards=backwards,
+        learned=final.model.n_events_learned,
+        events_seen=final.meta.events_seen,
+        sigterm_exit_code=code,
+        sigterm_seconds=round(took, 2),
+    )
     assert code == 0 and took < 10
     assert backwards == 0, samples
     assert final.model.n_events_learned == final.meta.events_seen == produced

@@ -41,8 +41,12 @@ def test_target_verdicts() -> None:
 def _throughput() -> dict:
     variants = {
         v: {"events_per_s": summary(runs, 0), "peak_rss_mb": summary([150.0, 160.0])}
-        for v, runs in {"ours": [3000.0, 3100.0], "naive": [1000.0, 1000.0],
-                        "ceiling": [6000.0, 6200.0], "plain": [7000.0, 7100.0]}.items()
+        for v, runs in {
+            "ours": [3000.0, 3100.0],
+            "naive": [1000.0, 1000.0],
+            "ceiling": [6000.0, 6200.0],
+            "plain": [7000.0, 7100.0],
+        }.items()
     }
     return {
         "meta": {"started_at": "now", "quick": True},
@@ -61,8 +65,13 @@ def test_report_is_rebuilt_from_the_section_files(tmp_path: Path) -> None:
         "quick": True,
         "seconds": 1.0,
         "services": "embedded",
-        "machine": {"cores": 2, "cpu": "cpu", "python": "3.11", "load_avg_at_start": [0.1],
-                    "libraries": {"faust-streaming": "0.15"}},
+        "machine": {
+            "cores": 2,
+            "cpu": "cpu",
+            "python": "3.11",
+            "load_avg_at_start": [0.1],
+            "libraries": {"faust-streaming": "0.15"},
+        },
         "world": {"n_users": 10, "n_pages": 5, "model": "covisit", "n_train": 100},
     }
     text = render.write_report(tmp_path, meta)

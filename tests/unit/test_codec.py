@@ -105,8 +105,17 @@ def test_unknown_schema_id(pv: AvroCodec) -> None:
 
 
 def test_schema_id_of_another_record_is_refused(pv: AvroCodec, rec: AvroCodec) -> None:
-    data = rec.encode({"event_id": "e", "user_id": "u", "items": [], "model_name": "m",
-                       "model_version": 1, "page_view_ts": 1, "produced_at": 2})
+    data = rec.encode(
+        {
+            "event_id": "e",
+            "user_id": "u",
+            "items": [],
+            "model_name": "m",
+            "model_version": 1,
+            "page_view_ts": 1,
+            "produced_at": 2,
+        }
+    )
     with pytest.raises(UnknownSchemaId, match=r"not a version of streamrec\.PageView"):
         pv.decode(data)
 
@@ -150,9 +159,19 @@ def test_empty_user_id_is_a_violation_on_decode(pv: AvroCodec) -> None:
     # Written by someone else's encoder, which did not check for empty ids.
     out = io.BytesIO()
     out.write(b"\x00" + struct.pack(">I", pv.schema_id))
-    fastavro.schemaless_writer(out, pv._writer, {"event_id": "e", "user_id": "", "page_id": "p",
-                                                 "ts": 1, "session_id": None, "referrer": None,
-                                                 "context": {}})
+    fastavro.schemaless_writer(
+        out,
+        pv._writer,
+        {
+            "event_id": "e",
+            "user_id": "",
+            "page_id": "p",
+            "ts": 1,
+            "session_id": None,
+            "referrer": None,
+            "context": {},
+        },
+    )
     with pytest.raises(SchemaViolation, match="user_id"):
         pv.decode(out.getvalue())
 
@@ -165,11 +184,21 @@ def test_older_version_read_by_current_reader(pv: AvroCodec) -> None:
     assert v1_id != pv.schema_id
     out = io.BytesIO()
     out.write(b"\x00" + struct.pack(">I", v1_id))
-    fastavro.schemaless_writer(out, _parse(v1), {"event_id": "e1", "user_id": "u1",
-                                                 "page_id": "p1", "ts": 42, "session_id": "s"})
+    fastavro.schemaless_writer(
+        out,
+        _parse(v1),
+        {"event_id": "e1", "user_id": "u1", "page_id": "p1", "ts": 42, "session_id": "s"},
+    )
     record = pv.decode(out.getvalue())
-    assert record == {"event_id": "e1", "user_id": "u1", "page_id": "p1", "ts": 42,
-                      "session_id": "s", "referrer": None, "context": {}}
+    assert record == {
+        "event_id": "e1",
+        "user_id": "u1",
+        "page_id": "p1",
+        "ts": 42,
+        "session_id": "s",
+        "referrer": None,
+        "context": {},
+    }
 
 
 def test_local_ids_are_deterministic() -> None:

@@ -19,8 +19,9 @@ recommendations = st.fixed_dictionaries(
         "event_id": ids,
         "user_id": ids,
         "items": st.lists(
-            st.fixed_dictionaries({"page_id": st.text(max_size=1_200),
-                                   "score": st.floats(allow_nan=False)}),
+            st.fixed_dictionaries(
+                {"page_id": st.text(max_size=1_200), "score": st.floats(allow_nan=False)}
+            ),
             max_size=12,
         ),
         "model_name": st.text(max_size=20),
@@ -49,9 +50,15 @@ def test_compiled_encoder_writes_fastavro_bytes(record: dict) -> None:
 
 def test_long_lists_and_strings_take_multi_byte_lengths() -> None:
     codec = AvroCodec.bundled(RECOMMENDATION)
-    record = {"event_id": "e" * 5_000, "user_id": "ü" * 700, "model_name": "m",
-              "items": [{"page_id": f"p{i}", "score": i / 7} for i in range(1_500)],
-              "model_version": 2**40, "page_view_ts": -1, "produced_at": 0}
+    record = {
+        "event_id": "e" * 5_000,
+        "user_id": "ü" * 700,
+        "model_name": "m",
+        "items": [{"page_id": f"p{i}", "score": i / 7} for i in range(1_500)],
+        "model_version": 2**40,
+        "page_view_ts": -1,
+        "produced_at": 0,
+    }
     assert codec._fast_encode(record) == _fastavro_bytes(codec, record)
 
 
@@ -65,8 +72,16 @@ def test_long_lists_and_strings_take_multi_byte_lengths() -> None:
 )
 def test_odd_but_valid_records_fall_back_to_fastavro(change: dict) -> None:
     codec = AvroCodec.bundled(RECOMMENDATION)
-    record = {"event_id": "e", "user_id": "u", "items": [], "model_name": "m",
-              "model_version": 1, "page_view_ts": 2, "produced_at": 3, **change}
+    record = {
+        "event_id": "e",
+        "user_id": "u",
+        "items": [],
+        "model_name": "m",
+        "model_version": 1,
+        "page_view_ts": 2,
+        "produced_at": 3,
+        **change,
+    }
     assert codec.encode(record) == _fastavro_bytes(codec, record)
 
 
@@ -82,8 +97,16 @@ def test_odd_but_valid_records_fall_back_to_fastavro(change: dict) -> None:
 )
 def test_invalid_records_are_still_schema_violations(change: dict) -> None:
     codec = AvroCodec.bundled(RECOMMENDATION)
-    record = {"event_id": "e", "user_id": "u", "items": [], "model_name": "m",
-              "model_version": 1, "page_view_ts": 2, "produced_at": 3, **change}
+    record = {
+        "event_id": "e",
+        "user_id": "u",
+        "items": [],
+        "model_name": "m",
+        "model_version": 1,
+        "page_view_ts": 2,
+        "produced_at": 3,
+        **change,
+    }
     with pytest.raises(SchemaViolation):
         codec.encode(record)
 
@@ -92,6 +115,13 @@ def test_page_views_keep_fastavro() -> None:
     """Unions and maps are not compiled: PageView encodes through fastavro as before."""
     codec = AvroCodec.bundled(PAGE_VIEW)
     assert codec._fast_encode is None
-    record = {"event_id": "e", "user_id": "u", "page_id": "p", "ts": 5, "session_id": None,
-              "referrer": "r", "context": {"a": "b"}}
+    record = {
+        "event_id": "e",
+        "user_id": "u",
+        "page_id": "p",
+        "ts": 5,
+        "session_id": None,
+        "referrer": "r",
+        "context": {"a": "b"},
+    }
     assert codec.encode(record) == _fastavro_bytes(codec, record)

@@ -55,7 +55,10 @@ def reference_scores(model: Covisitation, history: Sequence[Hashable]) -> dict[H
 
 
 def reference_recommend(
-    model: Covisitation, user: Hashable, k: int, history: Sequence[Hashable],
+    model: Covisitation,
+    user: Hashable,
+    k: int,
+    history: Sequence[Hashable],
     exclude: Collection[Hashable],
 ) -> list[tuple[Hashable, float]]:
     if k <= 0:
@@ -111,7 +114,7 @@ def _queries(rows: list[tuple], model: Covisitation, n: int, seed: int = 0) -> l
     out = []
     for i in range(n):
         user = rnd.choice(users)
-        hist = by_user[user][-rnd.randint(1, 60):]
+        hist = by_user[user][-rnd.randint(1, 60) :]
         kind = i % 6
         if kind == 1:  # repeats, unknown pages, pages without transitions
             hist = [*hist[:3], "never-seen", hist[-1], rnd.choice(pages), hist[-1]]
@@ -143,7 +146,8 @@ def test_frozen_model_answers_as_the_reference(rows: list[tuple]) -> None:
     assert model._frozen is not None  # most of those went through the numpy view
     for user, k, hist, exclude in queries[:500]:
         assert model._recommend_dicts(user, k, hist, exclude) == reference_recommend(
-            model, user, k, hist, exclude)
+            model, user, k, hist, exclude
+        )
 
 
 def test_learning_model_answers_as_the_reference(rows: list[tuple]) -> None:
@@ -152,7 +156,8 @@ def test_learning_model_answers_as_the_reference(rows: list[tuple]) -> None:
     queries = _queries(rows, model, 1_500, seed=1)
     for (user, page, ts, _), (_, k, hist, exclude) in zip(rows[20_000:], queries, strict=False):
         assert model.recommend(user, k, history=hist, exclude=exclude) == reference_recommend(
-            model, user, k, hist, exclude)
+            model, user, k, hist, exclude
+        )
         model.learn_one(user, page, x={"ts": ts})
     assert model._frozen is None
 
@@ -196,7 +201,7 @@ def test_ties_keep_the_reference_order() -> None:
     queries = []
     for _ in range(400):
         hist = rnd.sample(pages, rnd.randint(0, 8))
-        queries.append(("x", rnd.choice((1, 3, 12, 40)), hist, set(hist[-rnd.randint(0, 3):])))
+        queries.append(("x", rnd.choice((1, 3, 12, 40)), hist, set(hist[-rnd.randint(0, 3) :])))
     _assert_same(model, queries)
     assert model._frozen is not None
 
@@ -217,8 +222,11 @@ def test_serving_caches_stay_out_of_snapshots(rows: list[tuple]) -> None:
 def test_a_snapshot_pickled_before_the_fast_paths_loads_and_serves(rows: list[tuple]) -> None:
     """A pickle of the old class has none of the new attributes; it must serve as before."""
     model = _trained(rows[:5_000])
-    old_state = {k: v for k, v in model.__dict__.items()
-                 if k not in ("_frozen", "_serve_version", "_serve_calls")}
+    old_state = {
+        k: v
+        for k, v in model.__dict__.items()
+        if k not in ("_frozen", "_serve_version", "_serve_calls")
+    }
     old_state["_candidates"] = {}
     loaded = Covisitation.__new__(Covisitation)
     loaded.__setstate__(pickle.loads(pickle.dumps(old_state, protocol=5)))
@@ -233,7 +241,8 @@ def test_an_untrained_model_serves_popularity_alone_when_frozen() -> None:
     model.learn_one("u", "a")
     for _ in range(3 * covisit._FREEZE_AFTER):
         assert model.recommend("v", k=5, history=["a"]) == reference_recommend(
-            model, "v", 5, ["a"], ())
+            model, "v", 5, ["a"], ()
+        )
 
 
 def test_freeze_threshold_is_small_enough_for_a_scorer() -> None:

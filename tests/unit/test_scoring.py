@@ -50,8 +50,16 @@ def test_decode_sorts_good_from_bad() -> None:
     assert [v.record["event_id"] for v in views] == ["e0"]
     assert [d.message.offset for d in dead] == list(range(1, 9))
     reasons = [d.reason for d in dead]
-    assert reasons == ["too_short", "too_short", "bad_magic_byte", "unknown_schema_id",
-                       "corrupt_body", "too_large", "key_mismatch", "too_short"]
+    assert reasons == [
+        "too_short",
+        "too_short",
+        "bad_magic_byte",
+        "unknown_schema_id",
+        "corrupt_body",
+        "too_large",
+        "key_mismatch",
+        "too_short",
+    ]
     headers = dict(dead[0].headers())
     assert headers["streamrec.original.offset"] == b"1"
     assert headers["streamrec.error.class"] == b"MessageTooShort"
@@ -144,8 +152,9 @@ def test_runtime_sends_after_scoring_and_swaps_models() -> None:
 
 
 def test_deliver_retries_a_refused_batch_until_the_broker_takes_it() -> None:
-    runtime = ScorerRuntime(Settings(redis_url="redis://127.0.0.1:1/0", model_name="m"),
-                            store=FakeStore())
+    runtime = ScorerRuntime(
+        Settings(redis_url="redis://127.0.0.1:1/0", model_name="m"), store=FakeStore()
+    )
     attempts: list[int] = []
 
     async def flaky_send(topic: str, key: bytes | None, value: bytes | None, headers: Any) -> Any:
@@ -162,17 +171,23 @@ def test_deliver_retries_a_refused_batch_until_the_broker_takes_it() -> None:
 
 
 def test_stop_with_an_undelivered_batch_abandons_instead_of_committing() -> None:
-    runtime = ScorerRuntime(Settings(redis_url="redis://127.0.0.1:1/0", model_name="m"),
-                            store=FakeStore())
+    runtime = ScorerRuntime(
+        Settings(redis_url="redis://127.0.0.1:1/0", model_name="m"), store=FakeStore()
+    )
     abandoned: list[bool] = []
 
     async def dead_send(topic: str, key: bytes | None, value: bytes | None, headers: Any) -> Any:
         raise RuntimeError("broker unavailable")
 
     async def scenario() -> None:
-        task = asyncio.ensure_future(runtime.deliver(
-            [view_msg(0, "u1", "a")], dead_send, abandon=lambda: abandoned.append(True),
-            grace_s=0.3))
+        task = asyncio.ensure_future(
+            runtime.deliver(
+                [view_msg(0, "u1", "a")],
+                dead_send,
+                abandon=lambda: abandoned.append(True),
+                grace_s=0.3,
+            )
+        )
         await asyncio.sleep(0.2)
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
@@ -183,8 +198,9 @@ def test_stop_with_an_undelivered_batch_abandons_instead_of_committing() -> None
 
 
 def test_stop_lets_the_batch_in_flight_finish() -> None:
-    runtime = ScorerRuntime(Settings(redis_url="redis://127.0.0.1:1/0", model_name="m"),
-                            store=FakeStore())
+    runtime = ScorerRuntime(
+        Settings(redis_url="redis://127.0.0.1:1/0", model_name="m"), store=FakeStore()
+    )
     abandoned: list[bool] = []
     acked: list[str] = []
 
@@ -196,9 +212,13 @@ def test_stop_lets_the_batch_in_flight_finish() -> None:
         return fut
 
     async def scenario() -> None:
-        task = asyncio.ensure_future(runtime.deliver(
-            [view_msg(0, "u1", "a"), view_msg(1, "u2", "b")], slow_send,
-            abandon=lambda: abandoned.append(True)))
+        task = asyncio.ensure_future(
+            runtime.deliver(
+                [view_msg(0, "u1", "a"), view_msg(1, "u2", "b")],
+                slow_send,
+                abandon=lambda: abandoned.append(True),
+            )
+        )
         await asyncio.sleep(0.05)
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
@@ -209,8 +229,9 @@ def test_stop_lets_the_batch_in_flight_finish() -> None:
 
 
 def test_send_many_carries_the_recommendations_and_send_the_dead_letters() -> None:
-    runtime = ScorerRuntime(Settings(redis_url="redis://127.0.0.1:1/0", model_name="m"),
-                            store=FakeStore())
+    runtime = ScorerRuntime(
+        Settings(redis_url="redis://127.0.0.1:1/0", model_name="m"), store=FakeStore()
+    )
     singles: list[str] = []
     many: list[tuple[str, list[bytes | None]]] = []
 
@@ -226,9 +247,13 @@ def test_send_many_carries_the_recommendations_and_send_the_dead_letters() -> No
         fut.set_result(None)
         return fut
 
-    batch = asyncio.run(runtime.deliver(
-        [view_msg(0, "u1", "a"), msg(1, b"", b"u1"), view_msg(2, "u2", "b")], send,
-        send_many=send_many))
+    batch = asyncio.run(
+        runtime.deliver(
+            [view_msg(0, "u1", "a"), msg(1, b"", b"u1"), view_msg(2, "u2", "b")],
+            send,
+            send_many=send_many,
+        )
+    )
     assert len(batch.recommendations) == 2
     assert many == [("recommendations", [b"u1", b"u2"])]
     assert singles == ["page-views.dlq"]

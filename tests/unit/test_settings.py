@@ -35,8 +35,12 @@ def test_environment_is_read_once_and_typed() -> None:
 
 @pytest.mark.parametrize(
     ("var", "value"),
-    [("STREAMREC_PARTITIONS", "many"), ("STREAMREC_PARTITIONS", "0"),
-     ("REDIS_URL", "http://x"), ("STREAMREC_INSECURE_DEV", "maybe")],
+    [
+        ("STREAMREC_PARTITIONS", "many"),
+        ("STREAMREC_PARTITIONS", "0"),
+        ("REDIS_URL", "http://x"),
+        ("STREAMREC_INSECURE_DEV", "maybe"),
+    ],
 )
 def test_bad_values_name_the_variable(var: str, value: str) -> None:
     with pytest.raises(ConfigurationError):
