@@ -139,8 +139,6 @@ class Trainer:
         skipped (the scorer dead-letters it).
     snapshot_interval
         Seconds between snapshots (a snapshot is only made when something changed).
-    catch_up_interval
-        Seconds between snapshots while the trainer is behind (its polls come back full).
     origin
         Recorded in each snapshot and used to find the one to resume from.
     lease
@@ -164,14 +162,12 @@ class Trainer:
         max_records: int = 500,
         poll_timeout: float = 0.2,
         evaluator: RollingHitRate | None = None,
-        catch_up_interval: float = 5.0,
     ) -> None:
         self.model = model
         self.store = store
         self.source = source
         self.decode = decode
         self.snapshot_interval = snapshot_interval
-        self.catch_up_interval = max(catch_up_interval, snapshot_interval)
         self.origin = origin
         self.lease = lease
         self.max_records = max_records
@@ -304,13 +300,7 @@ class Trainer:
             self.evaluator.before_learn(self.model, user, page)
             self.model.learn_one(user, page, x={"ts": record["ts"]})
             self.events_learned += 1
-        # While the trainer is behind (a full poll), a snapshot every second would spend
-        # much of its time pickling models that scorers replace a second later: publish at
-        # the catch-up interval until it is live again.
-        interval = (
-            self.catch_up_interval if len(events) >= self.max_records else self.snapshot_interval
-        )
-        if self._dirty and time.monotonic() - self._last_publish >= interval:
+        if self._dirty and time.monotonic() - self._last_publish >= self.snapshot_interval:
             self.publish()
         return len(events)
 
