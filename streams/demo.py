@@ -277,7 +277,7 @@ def _drive(
         if i % BAD_EVERY == BAD_EVERY - 1:
             producer.produce(settings.topic_page_views, _malformed(i, value), key=user.encode())
             result.bad_produced += 1
-    producer.flush(30)
+    producer.close(30)
     deadline = time.monotonic() + 30
     while len(answers) < len(order) and time.monotonic() < deadline:
         drain(0.2)

@@ -133,6 +133,12 @@ class ReliableProducer:
                 self._producer.poll(min(wait, 0.1))
         return self.report
 
+    def close(self, timeout: float = 30.0) -> DeliveryReport:
+        """Flush, then release the client (its connections close with it)."""
+        report = self.flush(timeout)
+        del self._producer
+        return report
+
 
 def page_view(
     user_id: str,
