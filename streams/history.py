@@ -117,12 +117,12 @@ class _Keys:
             pipe.set(served_key(self.namespace, user), _encode_served(items), ex=self.ttl_s)
 
 
-class AsyncHistoryStore:
-    """Pipelined history reads and writes for the asyncio scorer."""
+class _HistoryStoreBase:
+    """What the synchronous and the asyncio store share: keys, breaker, planning."""
 
     def __init__(
         self,
-        client: redis.asyncio.Redis,
+        client: Any,
         namespace: str,
         length: int = 50,
         ttl_s: int = 30 * 24 * 3600,
@@ -140,28 +140,51 @@ class AsyncHistoryStore:
     def healthy(self) -> bool:
         return self._breaker.allows()
 
-    async def read(self, users: Iterable[str]) -> UserState:
-        users = list(dict.fromkeys(users))
+    def _read_pipe(self, users: list[str]) -> Any | UserState:
+        """A pipeline queued with the reads, or the answer when Redis is not asked."""
         if not users:
             return UserState()
         if not self._breaker.allows():
             return UserState(degraded=True)
-        try:
-            pipe = self._client.pipeline(transaction=False)
-            self._keys.queue_reads(pipe, users)
-            results = await pipe.execute()
-        except (redis.RedisError, OSError) as exc:
-            self._breaker.failed(exc, "read")
-            return UserState(degraded=True)
+        pipe = self._client.pipeline(transaction=False)
+        self._keys.queue_reads(pipe, users)
+        return pipe
+
+    def _write_pipe(self, update: HistoryUpdate) -> Any | None:
+        if not update or not self._breaker.allows():
+            return None
+        pipe = self._client.pipeline(transaction=False)
+        self._keys.queue_writes(pipe, update)
+        return pipe
+
+    def _read_failed(self, exc: Exception) -> UserState:
+        self._breaker.failed(exc, "read")
+        return UserState(degraded=True)
+
+    def _read_done(self, users: list[str], results: list[Any]) -> UserState:
         self._breaker.succeeded()
         return self._keys.parse_reads(users, results)
 
+
+class AsyncHistoryStore(_HistoryStoreBase):
+    """Pipelined history reads and writes for the asyncio scorer."""
+
+    async def read(self, users: Iterable[str]) -> UserState:
+        wanted = list(dict.fromkeys(users))
+        pipe = self._read_pipe(wanted)
+        if isinstance(pipe, UserState):
+            return pipe
+        try:
+            results = await pipe.execute()
+        except (redis.RedisError, OSError) as exc:
+            return self._read_failed(exc)
+        return self._read_done(wanted, results)
+
     async def write(self, update: HistoryUpdate) -> bool:
-        if not update or not self._breaker.allows():
+        pipe = self._write_pipe(update)
+        if pipe is None:
             return not update
         try:
-            pipe = self._client.pipeline(transaction=False)
-            self._keys.queue_writes(pipe, update)
             await pipe.execute()
         except (redis.RedisError, OSError) as exc:
             self._breaker.failed(exc, "write")
@@ -170,47 +193,25 @@ class AsyncHistoryStore:
         return True
 
 
-class HistoryStore:
-    """The same, synchronous: for batch scoring, the REST-free tools and other transports."""
-
-    def __init__(
-        self,
-        client: redis.Redis,
-        namespace: str,
-        length: int = 50,
-        ttl_s: int = 30 * 24 * 3600,
-        backoff: float = 1.0,
-    ) -> None:
-        self._client = client
-        self._keys = _Keys(namespace, length, ttl_s)
-        self._breaker = _Breaker(backoff)
-
-    @property
-    def errors(self) -> int:
-        return self._breaker.errors
+class HistoryStore(_HistoryStoreBase):
+    """The same, synchronous: for batch scoring and other transports."""
 
     def read(self, users: Iterable[str]) -> UserState:
-        users = list(dict.fromkeys(users))
-        if not users:
-            return UserState()
-        if not self._breaker.allows():
-            return UserState(degraded=True)
+        wanted = list(dict.fromkeys(users))
+        pipe = self._read_pipe(wanted)
+        if isinstance(pipe, UserState):
+            return pipe
         try:
-            pipe = self._client.pipeline(transaction=False)
-            self._keys.queue_reads(pipe, users)
             results = pipe.execute()
         except (redis.RedisError, OSError) as exc:
-            self._breaker.failed(exc, "read")
-            return UserState(degraded=True)
-        self._breaker.succeeded()
-        return self._keys.parse_reads(users, results)
+            return self._read_failed(exc)
+        return self._read_done(wanted, results)
 
     def write(self, update: HistoryUpdate) -> bool:
-        if not update or not self._breaker.allows():
+        pipe = self._write_pipe(update)
+        if pipe is None:
             return not update
         try:
-            pipe = self._client.pipeline(transaction=False)
-            self._keys.queue_writes(pipe, update)
             pipe.execute()
         except (redis.RedisError, OSError) as exc:
             self._breaker.failed(exc, "write")
