@@ -130,28 +130,8 @@ class Bench:
 
 def child_env(settings: Settings, **extra: str) -> dict[str, str]:
     """The environment a streamrec subprocess needs to see ``settings``."""
-    s = settings
-    env = dict(os.environ)
-    env.update(
-        {
-            "KAFKA_BOOTSTRAP_SERVERS": s.bootstrap_servers,
-            "REDIS_URL": s.effective_redis_url,
-            "STREAMREC_STATE_DIR": str(s.state_dir),
-            "STREAMREC_TOPIC_PAGE_VIEWS": s.topic_page_views,
-            "STREAMREC_TOPIC_RECOMMENDATIONS": s.topic_recommendations,
-            "STREAMREC_TOPIC_DLQ": s.topic_dlq,
-            "STREAMREC_MODEL_NAME": s.model_name,
-            "STREAMREC_SNAPSHOT_KEY": s.snapshot_key.get(),
-            "STREAMREC_SCORER_GROUP": s.scorer_group,
-            "STREAMREC_TRAINER_GROUP": s.trainer_group,
-            "STREAMREC_WEB_PORT": str(s.web_port),
-            "STREAMREC_SNAPSHOT_INTERVAL": str(s.snapshot_interval),
-            "STREAMREC_SNAPSHOT_KEEP": str(s.snapshot_keep),
-            "STREAMREC_K": str(s.k),
-            "STREAMREC_LOG_LEVEL": "warning",
-            "PYTHONUNBUFFERED": "1",
-        }
-    )
+    env = {**os.environ, **settings.to_env()}
+    env.update({"STREAMREC_LOG_LEVEL": "warning", "PYTHONUNBUFFERED": "1"})
     env.update(extra)
     return env
 

@@ -177,21 +177,7 @@ def _wait_until_ready(
 
 
 def _child_env(settings: Settings) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(
-        {
-            "KAFKA_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
-            "REDIS_URL": settings.effective_redis_url,
-            "STREAMREC_SNAPSHOT_KEY": settings.snapshot_key.get(),
-            "STREAMREC_STATE_DIR": str(settings.state_dir),
-            "STREAMREC_MODEL_NAME": settings.model_name,
-            "STREAMREC_TOPIC_PAGE_VIEWS": settings.topic_page_views,
-            "STREAMREC_TOPIC_RECOMMENDATIONS": settings.topic_recommendations,
-            "STREAMREC_TOPIC_DLQ": settings.topic_dlq,
-            "STREAMREC_WEB_PORT": str(settings.web_port),
-        }
-    )
-    return env
+    return {**os.environ, **settings.to_env()}
 
 
 def _drive(

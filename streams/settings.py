@@ -237,6 +237,26 @@ class Settings:
         kwargs.setdefault("socket_connect_timeout", 2.0)
         return redis.asyncio.Redis.from_url(self.effective_redis_url, **kwargs)
 
+    def to_env(self) -> dict[str, str]:
+        """These settings as the environment variables :meth:`from_env` reads back.
+
+        A child process given them sees the same services (the effective addresses, so
+        an embedded broker started by the parent is the child's too), names and key.
+        """
+        env: dict[str, str] = {}
+        for name, (var, _) in _ENV.items():
+            value = getattr(self, name)
+            if value is None:
+                continue
+            if isinstance(value, Secret):
+                value = value.get()
+            elif isinstance(value, bool):
+                value = "1" if value else "0"
+            env[var] = str(value)
+        env["KAFKA_BOOTSTRAP_SERVERS"] = self.bootstrap_servers
+        env["REDIS_URL"] = self.effective_redis_url
+        return env
+
     def describe(self) -> dict[str, Any]:
         """All settings with secrets hidden, for ``--help`` style listings and logs."""
         out = {}

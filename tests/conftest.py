@@ -119,21 +119,4 @@ def settings(services: ServiceEndpoints, unique: str, tmp_path: Path) -> Setting
 @pytest.fixture
 def settings_env(settings: Settings) -> dict[str, str]:
     """The environment a subprocess needs to see the same settings."""
-    env = dict(os.environ)
-    s = settings
-    env.update(
-        {
-            "KAFKA_BOOTSTRAP_SERVERS": s.bootstrap_servers,
-            "REDIS_URL": s.effective_redis_url,
-            "STREAMREC_STATE_DIR": str(s.state_dir),
-            "STREAMREC_TOPIC_PAGE_VIEWS": s.topic_page_views,
-            "STREAMREC_TOPIC_RECOMMENDATIONS": s.topic_recommendations,
-            "STREAMREC_TOPIC_DLQ": s.topic_dlq,
-            "STREAMREC_MODEL_NAME": s.model_name,
-            "STREAMREC_SNAPSHOT_KEY": s.snapshot_key.get(),
-            "STREAMREC_SCORER_GROUP": s.scorer_group,
-            "STREAMREC_TRAINER_GROUP": s.trainer_group,
-            "STREAMREC_WEB_PORT": str(s.web_port),
-        }
-    )
-    return env
+    return {**os.environ, **settings.to_env()}

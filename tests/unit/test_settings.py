@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from online_model.errors import ConfigurationError
@@ -57,3 +59,19 @@ def test_client_configs_built_in_one_place() -> None:
     consumer = s.consumer_config("g", **{"auto.offset.reset": "latest"})
     assert consumer["group.id"] == "g" and consumer["auto.offset.reset"] == "latest"
     assert consumer["enable.auto.commit"] is False
+
+
+def test_to_env_round_trips_through_from_env() -> None:
+    s = Settings.from_env(
+        {
+            "KAFKA_BOOTSTRAP_SERVERS": "b:1",
+            "STREAMREC_SNAPSHOT_KEY": "k",
+            "STREAMREC_INSECURE_DEV": "1",
+            "STREAMREC_PARTITIONS": "7",
+            "STREAMREC_K": "4",
+        }
+    )
+    # the child is pointed at the services the parent resolved, embedded ones included
+    assert Settings.from_env(s.to_env()) == dataclasses.replace(s, redis_url=s.effective_redis_url)
+    embedded = Settings.from_env({"STREAMREC_KAFKA_PORT": "1234"}).to_env()
+    assert embedded["KAFKA_BOOTSTRAP_SERVERS"] == "127.0.0.1:1234"  # the child sees the parent's
