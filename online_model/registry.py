@@ -37,49 +37,6 @@ MODELS: dict[str, type[Recommender]] = {
 #: than popularity on any of them, with a cheap learn_one and recommend.
 DEFAULT_MODEL = "covisit"
 
-#: Module prefixes whose classes (or reconstructors) the pickles of built-in models hold.
-#: ``builtins`` covers dict/list/tuple/set/float/...; ``collections`` covers OrderedDict and
-#: defaultdict; ``numpy`` covers arrays, dtypes, RandomState and Generator; ``river`` covers
-#: FunkMF and its optimiser, loss and initialiser; ``functools`` is NOT needed (ImplicitMF
-#: stores FunkMF's factor tables as plain dicts).
-PICKLE_MODULE_PREFIXES: tuple[str, ...] = (
-    "online_model",
-    "builtins",
-    "collections",
-    "numpy",
-    "river",
-)
-
-
-def is_allowed_class(module: str, name: str) -> bool:
-    """Whether an unpickler may resolve ``module.name`` for a streamrec model snapshot."""
-    if module == "builtins":
-        # Plain data only: never eval/exec/getattr/__import__ and friends.
-        return name in _SAFE_BUILTINS
-    return any(module == p or module.startswith(p + ".") for p in PICKLE_MODULE_PREFIXES)
-
-
-_SAFE_BUILTINS = frozenset(
-    {
-        "dict",
-        "list",
-        "tuple",
-        "set",
-        "frozenset",
-        "int",
-        "float",
-        "complex",
-        "str",
-        "bytes",
-        "bytearray",
-        "bool",
-        "slice",
-        "range",
-        "object",
-        "NoneType",
-    }
-)
-
 
 def model_names() -> list[str]:
     """Built-in model names, the default first."""

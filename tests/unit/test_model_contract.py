@@ -2,25 +2,17 @@
 
 from __future__ import annotations
 
-import io
 import pickle
 
 import pytest
 
 from online_model.base import Recommender
+from online_model.errors import SnapshotFormatError
 from online_model.generate import generate
-from online_model.registry import MODELS, is_allowed_class, make_model
+from online_model.registry import MODELS, make_model
+from online_model.snapshot import _restricted_loads, is_allowed_global
 
 EVENTS = generate(n_users=60, n_pages=80, n_events=1_500, seed=7).rows()
-
-
-class AllowListUnpickler(pickle.Unpickler):
-    """What the snapshot loader does: refuse any class outside the allow-list."""
-
-    def find_class(self, module: str, name: str):
-        if not is_allowed_class(module, name):
-            raise pickle.UnpicklingError(f"refused {module}.{name}")
-        return super().find_class(module, name)
 
 
 def trained(name: str, seed: int = 3) -> Recommender:
@@ -73,9 +65,9 @@ def test_model_contract(name: str) -> None:
     assert fresh._get_params() == model._get_params()
     assert fresh.n_events_learned == 0 and fresh.n_items == 0
 
-    # snapshot round trip through an allow-listing unpickler gives identical answers
+    # snapshot round trip through the snapshot loader's allow-listing unpickler
     blob = pickle.dumps(model, protocol=pickle.HIGHEST_PROTOCOL)
-    restored = AllowListUnpickler(io.BytesIO(blob)).load()
+    restored = _restricted_loads(blob)
     assert probes(restored) == probes(model)
     assert restored.n_events_learned == model.n_events_learned
     # ... and keeps learning identically
@@ -89,6 +81,6 @@ def test_model_contract(name: str) -> None:
 
 def test_allow_list_refuses_code_execution() -> None:
     evil = b"cos\nsystem\n(S'echo pwned'\ntR."
-    with pytest.raises(pickle.UnpicklingError):
-        AllowListUnpickler(io.BytesIO(evil)).load()
-    assert not is_allowed_class("builtins", "eval")
+    with pytest.raises(SnapshotFormatError):
+        _restricted_loads(evil)
+    assert not is_allowed_global("builtins", "eval")
