@@ -13,6 +13,7 @@ __all__ = [
     "ConfigurationError",
     "CorruptBody",
     "DecodeError",
+    "KeyMismatch",
     "MessageTooLarge",
     "MessageTooShort",
     "SchemaRegistryError",
@@ -60,6 +61,12 @@ class UnknownSchemaId(DecodeError):
 
 class CorruptBody(DecodeError):
     reason = "corrupt_body"
+
+
+class KeyMismatch(DecodeError):
+    """The message key is not the event's user_id, so per-user ordering is not kept."""
+
+    reason = "key_mismatch"
 
 
 class SchemaRegistryError(StreamrecError):

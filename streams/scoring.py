@@ -15,15 +15,9 @@ from typing import Any
 
 from .codec import PAGE_VIEW, RECOMMENDATION, AvroCodec
 from .dlq import DeadLetter, InputMessage
-from .errors import DecodeError, SchemaViolation
+from .errors import DecodeError, KeyMismatch, SchemaViolation
 from .history import HistoryUpdate, UserState
 from .model_holder import ModelHolder, Served
-
-
-class KeyMismatch(DecodeError):
-    """The message key is not the event's user_id, so per-user ordering is not kept."""
-
-    reason = "key_mismatch"
 
 
 @dataclass
@@ -63,7 +57,6 @@ class ScoredBatch:
     """Encoded recommendations (key, value), and what to write back to Redis."""
 
     recommendations: list[tuple[bytes, bytes]] = field(default_factory=list)
-    event_ids: list[str] = field(default_factory=list)
     update: HistoryUpdate = field(default_factory=HistoryUpdate)
     quality: ServedQuality = field(default_factory=ServedQuality)
     version: int = 0
@@ -149,5 +142,4 @@ class ScoringCore:
                 }
             )
             out.recommendations.append((user.encode(), value))
-            out.event_ids.append(record["event_id"])
         return out
