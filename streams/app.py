@@ -19,10 +19,10 @@ import faust
 import redis
 from faust.web import Request, Response, View
 
-from .metrics import CONTENT_TYPE_LATEST
-from .scorer_runtime import ScorerRuntime
-from .services import kafka_reachable
-from .settings import Settings
+from streams.metrics import CONTENT_TYPE_LATEST
+from streams.scorer_runtime import ScorerRuntime
+from streams.services import kafka_reachable
+from streams.settings import Settings
 
 log = logging.getLogger(__name__)
 

@@ -27,11 +27,10 @@ import fastavro
 
 from online_model.errors import InputError
 from online_model.popularity import DecayedPopularity
-
-from .errors import ServiceError
-from .history import HistoryStore
-from .model_holder import Served
-from .scoring import ScoringCore
+from streams.errors import ServiceError
+from streams.history import HistoryStore
+from streams.model_holder import Served
+from streams.scoring import ScoringCore
 
 log = logging.getLogger(__name__)
 

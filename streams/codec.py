@@ -21,7 +21,7 @@ from typing import Any
 import fastavro
 from fastavro.read import SchemaResolutionError
 
-from .errors import (
+from streams.errors import (
     BadMagicByte,
     CorruptBody,
     MessageTooLarge,
@@ -29,7 +29,7 @@ from .errors import (
     SchemaViolation,
     UnknownSchemaId,
 )
-from .schema_registry import (
+from streams.schema_registry import (
     HttpSchemaRegistry,
     LocalSchemaTable,
     SchemaRegistry,

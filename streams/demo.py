@@ -27,12 +27,11 @@ from typing import IO, Any
 from confluent_kafka import Consumer
 
 from online_model.generate import generate
-
-from .codec import PAGE_VIEW, RECOMMENDATION, AvroCodec
-from .producer import ReliableProducer, page_view
-from .services import EmbeddedServices
-from .settings import Secret, Settings
-from .topics import ensure_topics
+from streams.codec import PAGE_VIEW, RECOMMENDATION, AvroCodec
+from streams.producer import ReliableProducer, page_view
+from streams.services import EmbeddedServices
+from streams.settings import Secret, Settings
+from streams.topics import ensure_topics
 
 BAD_EVERY = 500  # one malformed message per this many page views
 

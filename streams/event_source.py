@@ -15,9 +15,8 @@ import time
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 
 from online_model.trainer import Offsets, RawEvent
-
-from .errors import ServiceError
-from .settings import Settings
+from streams.errors import ServiceError
+from streams.settings import Settings
 
 log = logging.getLogger(__name__)
 

@@ -8,10 +8,9 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from online_model.events_file import PageView
-
-from .codec import PAGE_VIEW, AvroCodec
-from .producer import DeliveryReport, ReliableProducer, page_view
-from .settings import Settings
+from streams.codec import PAGE_VIEW, AvroCodec
+from streams.producer import DeliveryReport, ReliableProducer, page_view
+from streams.settings import Settings
 
 
 def event_ids(views: Iterable[PageView]) -> Iterable[str]:

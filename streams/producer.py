@@ -18,9 +18,9 @@ from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
-from .codec import PAGE_VIEW, AvroCodec
-from .errors import ServiceError
-from .settings import Settings
+from streams.codec import PAGE_VIEW, AvroCodec
+from streams.errors import ServiceError
+from streams.settings import Settings
 
 log = logging.getLogger(__name__)
 

@@ -32,9 +32,8 @@ from confluent_kafka import (
 )
 
 from online_model.replay import LogRecord, TimeRange
-
-from .errors import ServiceError
-from .settings import Settings
+from streams.errors import ServiceError
+from streams.settings import Settings
 
 log = logging.getLogger(__name__)
 

@@ -22,7 +22,7 @@ from typing import Any, Protocol
 import fastavro
 from fastavro.schema import to_parsing_canonical_form
 
-from .errors import SchemaRegistryError, UnknownSchemaId
+from streams.errors import SchemaRegistryError, UnknownSchemaId
 
 
 @dataclass(frozen=True)

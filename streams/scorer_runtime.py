@@ -20,13 +20,12 @@ import redis
 
 from online_model.errors import SnapshotError
 from online_model.store import StoreUnavailable
-
-from .dlq import DeadLetter, InputMessage
-from .history import AsyncHistoryStore
-from .metrics import ScorerMetrics
-from .model_holder import ModelHolder
-from .scoring import ScoredBatch, ScoringCore
-from .settings import Settings
+from streams.dlq import DeadLetter, InputMessage
+from streams.history import AsyncHistoryStore
+from streams.metrics import ScorerMetrics
+from streams.model_holder import ModelHolder
+from streams.scoring import ScoredBatch, ScoringCore
+from streams.settings import Settings
 
 log = logging.getLogger(__name__)
 

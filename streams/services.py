@@ -21,8 +21,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import ServiceError
-from .settings import Settings
+from streams.errors import ServiceError
+from streams.settings import Settings
 
 log = logging.getLogger(__name__)
 

@@ -13,8 +13,8 @@ from collections.abc import Iterable
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from .errors import ServiceError
-from .settings import Settings
+from streams.errors import ServiceError
+from streams.settings import Settings
 
 log = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ import time
 
 import click
 
-from ..batch import (
+from streams.batch import (
     FORMATS,
     format_for,
     open_writer,
@@ -15,11 +15,11 @@ from ..batch import (
     score_users,
     write_rows,
 )
-from ..history import HistoryStore
-from ..model_holder import ModelHolder, Served
-from ..scorer_runtime import snapshot_store
-from ..scoring import ScoringCore
-from ..settings import Settings
+from streams.history import HistoryStore
+from streams.model_holder import ModelHolder, Served
+from streams.scorer_runtime import snapshot_store
+from streams.scoring import ScoringCore
+from streams.settings import Settings
 
 
 @click.command("batch-score")

@@ -6,8 +6,8 @@ import json
 
 import click
 
-from ..demo import result_json, run_demo
-from ..settings import Settings
+from streams.demo import result_json, run_demo
+from streams.settings import Settings
 
 
 @click.command("demo")

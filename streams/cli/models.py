@@ -16,9 +16,8 @@ import click
 
 from online_model.snapshot import SnapshotMeta
 from online_model.store import SnapshotStore
-
-from ..scorer_runtime import snapshot_store
-from ..settings import Settings
+from streams.scorer_runtime import snapshot_store
+from streams.settings import Settings
 
 
 def _store() -> SnapshotStore:

@@ -8,11 +8,10 @@ from typing import Any
 import click
 
 from online_model.events_file import read_events
-
-from ..ingest import produce_log
-from ..producer import ProducerFailed, ReliableProducer
-from ..settings import Settings
-from ..topics import ensure_topics
+from streams.ingest import produce_log
+from streams.producer import ProducerFailed, ReliableProducer
+from streams.settings import Settings
+from streams.topics import ensure_topics
 
 
 @click.command("produce")

@@ -20,12 +20,11 @@ from online_model.replay import (
     train,
 )
 from online_model.snapshot import dump_snapshot, read_meta, signing_key
-
-from ..codec import PAGE_VIEW, AvroCodec
-from ..replay_source import KafkaRangeReader
-from ..scorer_runtime import snapshot_store
-from ..settings import Settings
-from .trainer import parse_params
+from streams.cli.trainer import parse_params
+from streams.codec import PAGE_VIEW, AvroCodec
+from streams.replay_source import KafkaRangeReader
+from streams.scorer_runtime import snapshot_store
+from streams.settings import Settings
 
 log = logging.getLogger(__name__)
 

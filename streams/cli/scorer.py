@@ -6,15 +6,15 @@ import logging
 
 import click
 
-from ..settings import Settings
+from streams.settings import Settings
 
 
 def run_scorer(settings: Settings, loglevel: str = "warn") -> None:
     """Run the scorer worker until SIGTERM/SIGINT (blocks; exits the process)."""
     import faust
 
-    from ..app import create_app
-    from ..topics import ensure_topics
+    from streams.app import create_app
+    from streams.topics import ensure_topics
 
     try:
         import uvloop

@@ -6,8 +6,8 @@ import json
 
 import click
 
-from ..services import EmbeddedServices
-from ..settings import Settings
+from streams.services import EmbeddedServices
+from streams.settings import Settings
 
 
 @click.command("up")

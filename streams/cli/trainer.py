@@ -14,11 +14,10 @@ from online_model.errors import ConfigurationError
 from online_model.snapshot import signing_key
 from online_model.store import SnapshotStore, TrainerLease
 from online_model.trainer import Trainer
-
-from ..codec import PAGE_VIEW, AvroCodec
-from ..event_source import KafkaEventSource
-from ..settings import Settings
-from ..topics import ensure_topics
+from streams.codec import PAGE_VIEW, AvroCodec
+from streams.event_source import KafkaEventSource
+from streams.settings import Settings
+from streams.topics import ensure_topics
 
 log = logging.getLogger(__name__)
 
