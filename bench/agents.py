@@ -13,8 +13,8 @@
     contract as the real scorer).
 
 The Faust apps use the same broker/consumer/producer settings, fetch-wait tuning and
-uvloop as :func:`streams.app.create_app`, so only the agent differs. Configuration comes from the
-environment, like ``streamrec scorer``.
+uvloop as :func:`streams.scorer.app.create_app`, so only the agent differs. Configuration
+comes from the environment, like ``streamrec scorer``.
 """
 
 from __future__ import annotations
@@ -25,20 +25,20 @@ import sys
 import threading
 from typing import Any
 
-from streams.dlq import RawMessage
-from streams.history import HistoryStore
-from streams.model_holder import ModelHolder
-from streams.scorer_runtime import ScorerRuntime, snapshot_store
-from streams.scoring import ScoringCore
+from streams.io.dlq import RawMessage
+from streams.io.topics import ensure_topics
+from streams.scorer.core import ScoringCore
+from streams.scorer.model_holder import ModelHolder
+from streams.scorer.runtime import ScorerRuntime, snapshot_store
 from streams.settings import Settings
-from streams.topics import ensure_topics
+from streams.state.history import HistoryStore
 
 log = logging.getLogger(__name__)
 
 
 def faust_app(settings: Settings) -> Any:
-    """A Faust app configured like the scorer's (see :func:`streams.app.faust_app`)."""
-    from streams.app import faust_app as scorer_faust_app
+    """A Faust app configured like the scorer's (see :func:`streams.scorer.app.faust_app`)."""
+    from streams.scorer.app import faust_app as scorer_faust_app
 
     return scorer_faust_app(settings)
 

@@ -24,12 +24,12 @@ from typing import IO, Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, Producer, TopicPartition
 
-from streams.codec import PAGE_VIEW, AvroCodec
-from streams.history import HistoryStore, HistoryUpdate, history_key, served_key
-from streams.producer import page_view
-from streams.services import EmbeddedServices, free_port
+from streams.io.codec import PAGE_VIEW, AvroCodec
+from streams.io.producer import page_view
+from streams.io.topics import ensure_topics
+from streams.ops.embedded import EmbeddedServices, free_port
 from streams.settings import Secret, Settings
-from streams.topics import ensure_topics
+from streams.state.history import HistoryStore, HistoryUpdate, history_key, served_key
 
 log = logging.getLogger(__name__)
 

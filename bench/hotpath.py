@@ -4,7 +4,7 @@ Run ``python -m bench.hotpath``; writes ``bench/results/hotpath.json``. No broke
 Redis: the same world as the pipeline bench (``bench/world.py``: generator seed 7, 100k
 users, 10k pages) trains the default model in process on its first ``--train`` events; the
 next ``--events`` events, by users who already have a history, are framed as Kafka
-messages and scored in batches of ``--batch`` by :class:`streams.scoring.ScoringCore`,
+messages and scored in batches of ``--batch`` by :class:`streams.scorer.core.ScoringCore`,
 each user starting with their last 50 training pages as history (what Redis would hold).
 
 Stages, in µs per event (median of ``--runs`` passes over all batches):
@@ -60,7 +60,7 @@ def _world(
     n_events: int,
     history_length: int,
 ) -> tuple[list[Any], dict[str, list[str]], list[Any]]:
-    from online_model.generate import generate
+    from online_model.data.generate import generate
 
     rows = generate(
         n_users=n_users, n_pages=n_pages, n_events=n_train + 4 * n_events, seed=7
@@ -80,11 +80,11 @@ def _world(
 def measure(args: argparse.Namespace) -> dict[str, Any]:
     """Train, then time each stage; returns the figures of this tree."""
     from online_model.registry import DEFAULT_MODEL, make_model
-    from streams.codec import PAGE_VIEW, AvroCodec
-    from streams.dlq import RawMessage
-    from streams.history import UserState
-    from streams.model_holder import ModelHolder, Served
-    from streams.scoring import ScoringCore
+    from streams.io.codec import PAGE_VIEW, AvroCodec
+    from streams.io.dlq import RawMessage
+    from streams.scorer.core import ScoringCore
+    from streams.scorer.model_holder import ModelHolder, Served
+    from streams.state.history import UserState
 
     train, histories, score_rows = _world(
         args.pages, args.users, args.train, args.events, args.history

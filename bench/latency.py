@@ -19,9 +19,9 @@ from typing import Any
 
 from confluent_kafka import Message, Producer
 
-from streams.codec import RECOMMENDATION, AvroCodec
+from streams.io.codec import RECOMMENDATION, AvroCodec
+from streams.io.topics import ensure_topics
 from streams.settings import Settings
-from streams.topics import ensure_topics
 
 from .harness import Bench, Child, TopicTail, child_env, encode_rows, last_pages
 from .harness import seed_histories as reset_histories

@@ -18,7 +18,7 @@ import tracemalloc
 from pathlib import Path
 from typing import Any
 
-from online_model.generate import generate
+from online_model.data.generate import generate
 from online_model.registry import MODELS, make_model
 
 logger = logging.getLogger(__name__)

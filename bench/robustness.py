@@ -2,7 +2,7 @@
 
 Run ``python -m bench.robustness [--quick] [--jobs 2]``. Every candidate (a registry name
 plus parameters; ``default`` is whatever the registry serves with no parameters) is
-evaluated by :func:`online_model.evaluate.evaluate` (k=10, history = last 50 pages, every
+evaluated by :func:`online_model.evaluation.evaluate` (k=10, history = last 50 pages, every
 earlier page of the user excluded) on every world of :mod:`bench.worlds`. Writes
 ``bench/results/robustness.json`` and ``bench/results/robustness.md``: hit@10, MRR@10 and
 events/s per world x model, and per model the geometric mean of hit@10 and of its ratio
@@ -22,7 +22,7 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from online_model.evaluate import evaluate
+from online_model.evaluation import evaluate
 from online_model.registry import DEFAULT_MODEL, make_model
 
 from .worlds import WORLDS, World, make_world
@@ -118,7 +118,7 @@ def markdown(reports: list[dict[str, Any]], summary: dict[str, Any], meta: dict[
     lines = [
         "# Cross-world robustness",
         "",
-        f"Prequential protocol (`online_model/evaluate.py`, k=10, history = last 50, all of "
+        f"Prequential protocol (`online_model/evaluation.py`, k=10, history = last 50, all of "
         f"the user's earlier pages excluded) on the synthetic stand-ins of `bench/worlds.py` "
         f"(scale {meta['scale']}). `default` = `{meta['default_model']}` with no parameters. "
         f"Cells: hit@10 / MRR@10 / events/s of the whole evaluate loop (2 shared cores: "

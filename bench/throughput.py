@@ -17,8 +17,8 @@ import sys
 import time
 from typing import Any
 
+from streams.io.topics import ensure_topics
 from streams.settings import Settings
-from streams.topics import ensure_topics
 
 from .harness import Bench, Child, TopicTail, child_env, encode_rows, last_pages, produce_all
 from .harness import seed_histories as reset_histories

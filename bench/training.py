@@ -25,8 +25,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from streams.io.topics import ensure_topics
 from streams.settings import Settings
-from streams.topics import ensure_topics
 
 from .harness import Bench, Child, child_env, encode_rows, produce_all
 from .report import paired_ratio, summary, target

@@ -15,11 +15,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from online_model.base import Recommender
-from online_model.generate import generate
+from online_model.data.generate import generate
 from online_model.registry import DEFAULT_MODEL, make_model
 from online_model.snapshot import Snapshot, SnapshotMeta, signing_key
-from online_model.store import SnapshotStore
 from streams.settings import Settings
+from streams.state.snapshot_store import SnapshotStore
 
 from .harness import Row
 

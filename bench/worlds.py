@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from itertools import accumulate
 from typing import Any
 
-from online_model.generate import generate
+from online_model.data.generate import generate
 
 logger = logging.getLogger(__name__)
 

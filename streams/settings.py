@@ -3,7 +3,7 @@
 Every other module asks :class:`Settings` for its client configuration, so the
 librdkafka, aiokafka (Faust) and Redis dicts are built in one place. With neither
 ``KAFKA_BOOTSTRAP_SERVERS`` nor ``REDIS_URL`` set, streamrec runs against the embedded
-broker and Redis-compatible server on loopback (see :mod:`streams.services`).
+broker and Redis-compatible server on loopback (see :mod:`streams.ops.embedded`).
 """
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from streams.services import EmbeddedServices, free_port
+from streams.ops.embedded import EmbeddedServices, free_port
 from streams.settings import Secret, Settings
 
 log = logging.getLogger(__name__)

@@ -6,7 +6,7 @@ import time
 
 import click
 
-from streams.batch import (
+from streams.ops.batch_score import (
     FORMATS,
     format_for,
     open_writer,
@@ -15,11 +15,11 @@ from streams.batch import (
     score_users,
     write_rows,
 )
-from streams.history import HistoryStore
-from streams.model_holder import ModelHolder, Served
-from streams.scorer_runtime import snapshot_store
-from streams.scoring import ScoringCore
+from streams.scorer.core import ScoringCore
+from streams.scorer.model_holder import ModelHolder, Served
+from streams.scorer.runtime import snapshot_store
 from streams.settings import Settings
+from streams.state.history import HistoryStore
 
 
 @click.command("batch-score")

@@ -6,7 +6,7 @@ import json
 
 import click
 
-from streams.demo import result_json, run_demo
+from streams.ops.demo import result_json, run_demo
 from streams.settings import Settings
 
 

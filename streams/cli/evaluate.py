@@ -9,9 +9,9 @@ from typing import Any
 
 import click
 
+from online_model.data.events_file import read_events
 from online_model.errors import StreamrecError
-from online_model.evaluate import evaluate
-from online_model.events_file import read_events
+from online_model.evaluation import evaluate
 from online_model.registry import DEFAULT_MODEL, make_model
 
 

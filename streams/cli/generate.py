@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from online_model.generate import GeneratorConfig, generate, write_csv
+from online_model.data.generate import GeneratorConfig, generate, write_csv
 
 _DEFAULTS = GeneratorConfig()
 

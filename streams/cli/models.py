@@ -1,6 +1,6 @@
 """``streamrec models``: list, show, promote, roll back and follow model snapshots.
 
-Every move of ``current`` goes through :class:`~online_model.store.SnapshotStore`, which
+Every move of ``current`` goes through :class:`~streams.state.snapshot_store.SnapshotStore`, which
 does it in one Lua script and publishes a hint on the model's channel; running scorers
 swap within a poll interval, without a restart. Only versions that verify can be
 promoted (or rolled back to).
@@ -15,9 +15,9 @@ from typing import Any
 import click
 
 from online_model.snapshot import SnapshotMeta
-from online_model.store import SnapshotStore
-from streams.scorer_runtime import snapshot_store
+from streams.scorer.runtime import snapshot_store
 from streams.settings import Settings
+from streams.state.snapshot_store import SnapshotStore
 
 
 def _store() -> SnapshotStore:

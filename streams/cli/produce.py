@@ -7,11 +7,11 @@ from typing import Any
 
 import click
 
-from online_model.events_file import read_events
-from streams.ingest import produce_log
-from streams.producer import ProducerFailed, ReliableProducer
+from online_model.data.events_file import read_events
+from streams.io.producer import ProducerFailed, ReliableProducer
+from streams.io.topics import ensure_topics
+from streams.ops.ingest import produce_log
 from streams.settings import Settings
-from streams.topics import ensure_topics
 
 
 @click.command("produce")

@@ -8,7 +8,11 @@ from typing import Any
 
 import click
 
-from online_model.replay import (
+from online_model.snapshot import dump_snapshot, read_meta, signing_key
+from streams.cli.trainer import parse_params
+from streams.io.codec import PAGE_VIEW, AvroCodec
+from streams.io.range_reader import KafkaRangeReader
+from streams.replay.rebuild import (
     ReplayLog,
     TimeRange,
     Verdict,
@@ -19,11 +23,7 @@ from online_model.replay import (
     parse_time,
     train,
 )
-from online_model.snapshot import dump_snapshot, read_meta, signing_key
-from streams.cli.trainer import parse_params
-from streams.codec import PAGE_VIEW, AvroCodec
-from streams.replay_source import KafkaRangeReader
-from streams.scorer_runtime import snapshot_store
+from streams.scorer.runtime import snapshot_store
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)

@@ -13,8 +13,8 @@ def run_scorer(settings: Settings, loglevel: str = "warn") -> None:
     """Run the scorer worker until SIGTERM/SIGINT (blocks; exits the process)."""
     import faust
 
-    from streams.app import create_app
-    from streams.topics import ensure_topics
+    from streams.io.topics import ensure_topics
+    from streams.scorer.app import create_app
 
     try:
         import uvloop

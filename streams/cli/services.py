@@ -6,7 +6,7 @@ import json
 
 import click
 
-from streams.services import EmbeddedServices
+from streams.ops.embedded import EmbeddedServices
 from streams.settings import Settings
 
 

@@ -12,12 +12,12 @@ import click
 
 from online_model.errors import ConfigurationError
 from online_model.snapshot import signing_key
-from online_model.store import SnapshotStore, TrainerLease
-from online_model.trainer import Trainer
-from streams.codec import PAGE_VIEW, AvroCodec
-from streams.event_source import KafkaEventSource
+from streams.io.codec import PAGE_VIEW, AvroCodec
+from streams.io.event_source import KafkaEventSource
+from streams.io.topics import ensure_topics
 from streams.settings import Settings
-from streams.topics import ensure_topics
+from streams.state.snapshot_store import SnapshotStore, TrainerLease
+from streams.trainer.loop import Trainer
 
 log = logging.getLogger(__name__)
 

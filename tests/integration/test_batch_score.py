@@ -14,11 +14,11 @@ from click.testing import CliRunner, Result
 from online_model.covisit import Covisitation
 from online_model.snapshot import Snapshot, SnapshotMeta
 from streams.cli import main
-from streams.history import HistoryStore, HistoryUpdate
-from streams.producer import page_view, produce_page_views
-from streams.scorer_runtime import snapshot_store
+from streams.io.producer import page_view, produce_page_views
+from streams.io.topics import ensure_topics
+from streams.scorer.runtime import snapshot_store
 from streams.settings import Settings
-from streams.topics import ensure_topics
+from streams.state.history import HistoryStore, HistoryUpdate
 from tests.helpers import Proc, http_json, wait_for, wait_ready
 
 N_PAGES = 30

@@ -9,11 +9,11 @@ from click.testing import CliRunner, Result
 
 from online_model.popularity import DecayedPopularity
 from online_model.snapshot import Snapshot, SnapshotMeta
-from online_model.store import SnapshotStore
 from streams.cli import main
-from streams.scorer_runtime import snapshot_store
+from streams.io.topics import ensure_topics
+from streams.scorer.runtime import snapshot_store
 from streams.settings import Settings
-from streams.topics import ensure_topics
+from streams.state.snapshot_store import SnapshotStore
 from tests.helpers import Proc, http_json, wait_for, wait_ready
 
 

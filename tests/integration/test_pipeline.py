@@ -8,11 +8,11 @@ from pathlib import Path
 
 from online_model.popularity import DecayedPopularity
 from online_model.snapshot import Snapshot, SnapshotMeta
-from online_model.store import SnapshotStore
-from streams.codec import PAGE_VIEW, RECOMMENDATION, AvroCodec
-from streams.producer import ReliableProducer, page_view, produce_page_views
+from streams.io.codec import PAGE_VIEW, RECOMMENDATION, AvroCodec
+from streams.io.producer import ReliableProducer, page_view, produce_page_views
+from streams.io.topics import ensure_topics
 from streams.settings import Settings
-from streams.topics import ensure_topics
+from streams.state.snapshot_store import SnapshotStore
 from tests.conftest import TEST_SNAPSHOT_KEY
 from tests.helpers import Proc, TopicReader, http_json, http_text, wait_for, wait_ready
 

@@ -6,7 +6,7 @@ from pathlib import Path
 from click.testing import CliRunner
 
 from streams.cli.produce import command as produce
-from streams.codec import PAGE_VIEW, AvroCodec
+from streams.io.codec import PAGE_VIEW, AvroCodec
 from streams.settings import Settings
 from tests.helpers import TopicReader
 

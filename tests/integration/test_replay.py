@@ -8,13 +8,13 @@ from typing import Any
 
 from click.testing import CliRunner, Result
 
-from online_model.evaluate import evaluate
+from online_model.evaluation import evaluate
 from online_model.registry import make_model
 from streams.cli import main
-from streams.producer import ReliableProducer, page_view, produce_page_views
-from streams.scorer_runtime import snapshot_store
+from streams.io.producer import ReliableProducer, page_view, produce_page_views
+from streams.io.topics import ensure_topics
+from streams.scorer.runtime import snapshot_store
 from streams.settings import Settings
-from streams.topics import ensure_topics
 
 N_USERS = 30
 N_PAGES = 40

@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from streams.services import free_port
+from streams.ops.embedded import free_port
 
 
 def run(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:

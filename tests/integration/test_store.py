@@ -7,8 +7,8 @@ import pytest
 from online_model.errors import SnapshotError, SnapshotVerificationError
 from online_model.popularity import DecayedPopularity
 from online_model.snapshot import Snapshot, SnapshotMeta
-from online_model.store import SnapshotStore, TrainerLease
 from streams.settings import Settings
+from streams.state.snapshot_store import SnapshotStore, TrainerLease
 
 
 def make_store(settings: Settings, keep: int = 20) -> SnapshotStore:

@@ -16,13 +16,13 @@ from online_model.covisit import Covisitation
 from online_model.errors import ConfigurationError
 from online_model.popularity import DecayedPopularity
 from online_model.snapshot import SnapshotMeta
-from online_model.store import SnapshotStore, StoreUnavailable, TrainerLease
-from online_model.trainer import LeaseLost, RawEvent, Trainer
 from streams.cli.trainer import run_trainer
-from streams.codec import PAGE_VIEW, AvroCodec
-from streams.producer import ReliableProducer, page_view, produce_page_views
+from streams.io.codec import PAGE_VIEW, AvroCodec
+from streams.io.producer import ReliableProducer, page_view, produce_page_views
+from streams.io.topics import ensure_topics
 from streams.settings import Settings
-from streams.topics import ensure_topics
+from streams.state.snapshot_store import SnapshotStore, StoreUnavailable, TrainerLease
+from streams.trainer.loop import LeaseLost, RawEvent, Trainer
 
 T0 = 1_700_000_000_000
 

@@ -22,9 +22,9 @@ from typing import Any
 
 import pytest
 
-from streams.codec import PAGE_VIEW, RECOMMENDATION, AvroCodec
-from streams.producer import ReliableProducer, page_view
-from streams.services import (
+from streams.io.codec import PAGE_VIEW, RECOMMENDATION, AvroCodec
+from streams.io.producer import ReliableProducer, page_view
+from streams.ops.embedded import (
     KAFKA,
     REDIS,
     free_port,

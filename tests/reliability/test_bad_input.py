@@ -10,10 +10,10 @@ from pathlib import Path
 
 import fastavro
 
-from streams.codec import HEADER, MAGIC_BYTE, _parse
-from streams.producer import ReliableProducer, page_view
+from streams.io.codec import HEADER, MAGIC_BYTE, _parse
+from streams.io.producer import ReliableProducer, page_view
+from streams.io.topics import ensure_topics
 from streams.settings import Settings
-from streams.topics import ensure_topics
 from tests.helpers import Proc, TopicReader, http_json, http_text
 from tests.reliability.conftest import PV, REC, read_answers, stopping, summary, wait_assigned
 

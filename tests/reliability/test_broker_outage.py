@@ -13,9 +13,9 @@ from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
-from streams.producer import ReliableProducer
+from streams.io.producer import ReliableProducer
+from streams.io.topics import ensure_topics
 from streams.settings import Settings
-from streams.topics import ensure_topics
 from tests.helpers import Proc, http_json, wait_for
 from tests.reliability.conftest import (
     PV,
@@ -237,7 +237,7 @@ def test_a_fatal_producer_error_stops_sending_and_says_what_was_delivered(
 ) -> None:
     from confluent_kafka import KafkaError
 
-    from streams.producer import ProducerFailed
+    from streams.io.producer import ProducerFailed
 
     producer = ReliableProducer(settings)
     value = PV.encode({"event_id": "e", "user_id": "u", "page_id": "p", "ts": 1})

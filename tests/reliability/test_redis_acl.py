@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 import redis
 
-from online_model.store import SnapshotStore
+from streams.io.topics import ensure_topics
 from streams.settings import Settings
-from streams.topics import ensure_topics
+from streams.state.snapshot_store import SnapshotStore
 from tests.conftest import TEST_SNAPSHOT_KEY
 from tests.helpers import Proc, http_json, http_text, wait_for
 from tests.reliability.conftest import (

@@ -8,9 +8,9 @@ from pathlib import Path
 
 from confluent_kafka import Consumer, TopicPartition
 
-from streams.services import free_port
+from streams.io.topics import ensure_topics
+from streams.ops.embedded import free_port
 from streams.settings import Settings
-from streams.topics import ensure_topics
 from tests.helpers import Proc, wait_ready
 from tests.reliability.conftest import Traffic, read_answers, stopping, summary, wait_assigned
 

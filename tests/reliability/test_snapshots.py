@@ -13,9 +13,9 @@ from typing import Any
 
 from online_model.popularity import DecayedPopularity
 from online_model.snapshot import _PREFIX, Snapshot, SnapshotMeta, dump_snapshot
-from online_model.store import SnapshotStore
+from streams.io.topics import ensure_topics
 from streams.settings import Settings
-from streams.topics import ensure_topics
+from streams.state.snapshot_store import SnapshotStore
 from tests.conftest import TEST_SNAPSHOT_KEY
 from tests.helpers import Proc, http_json, http_text, wait_for, wait_ready
 from tests.reliability.conftest import stopping, summary

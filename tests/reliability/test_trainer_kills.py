@@ -10,9 +10,9 @@ import threading
 import time
 from pathlib import Path
 
-from online_model.store import SnapshotStore
+from streams.io.topics import ensure_topics
 from streams.settings import Settings
-from streams.topics import ensure_topics
+from streams.state.snapshot_store import SnapshotStore
 from tests.conftest import TEST_SNAPSHOT_KEY
 from tests.helpers import Proc, wait_for
 from tests.reliability.conftest import Traffic, stopping, summary

@@ -10,7 +10,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streams.codec import PAGE_VIEW, RECOMMENDATION, AvroCodec, _parse
 from streams.errors import (
     BadMagicByte,
     CorruptBody,
@@ -19,7 +18,8 @@ from streams.errors import (
     SchemaViolation,
     UnknownSchemaId,
 )
-from streams.schema_registry import LocalSchemaTable, bundled_schemas
+from streams.io.codec import PAGE_VIEW, RECOMMENDATION, AvroCodec, _parse
+from streams.io.schema_registry import LocalSchemaTable, bundled_schemas
 
 ids = st.text(min_size=1, max_size=40)
 ts = st.integers(min_value=0, max_value=2**62)

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streams.codec import PAGE_VIEW, RECOMMENDATION, AvroCodec
 from streams.errors import SchemaViolation
+from streams.io.codec import PAGE_VIEW, RECOMMENDATION, AvroCodec
 
 ids = st.text(min_size=1, max_size=40)
 longs = st.integers(min_value=-(2**63), max_value=2**63 - 1)

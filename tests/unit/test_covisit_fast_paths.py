@@ -19,7 +19,7 @@ import pytest
 
 from online_model import covisit
 from online_model.covisit import Covisitation
-from online_model.generate import generate
+from online_model.data.generate import generate
 
 
 # -- the oracle: Covisitation's serving code before the fast paths --------------------------

@@ -7,9 +7,9 @@ import json
 import pytest
 from click.testing import CliRunner
 
+from online_model.data.events_file import read_events
 from online_model.errors import InputError
-from online_model.evaluate import PrequentialEvaluator, evaluate
-from online_model.events_file import read_events
+from online_model.evaluation import PrequentialEvaluator, evaluate
 from online_model.popularity import DecayedPopularity
 from streams.cli import evaluate as evaluate_cli
 from streams.cli import generate as generate_cli

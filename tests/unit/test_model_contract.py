@@ -7,8 +7,8 @@ import pickle
 import pytest
 
 from online_model.base import Recommender
+from online_model.data.generate import generate
 from online_model.errors import SnapshotFormatError
-from online_model.generate import generate
 from online_model.registry import MODELS, make_model
 from online_model.snapshot import _restricted_loads, is_allowed_global
 

@@ -12,7 +12,7 @@ import pytest
 
 from online_model.errors import ConfigurationError, StreamrecError
 from online_model.registry import make_model
-from online_model.replay import (
+from streams.replay.rebuild import (
     LogRecord,
     ReplayEvent,
     TimeRange,
@@ -100,7 +100,7 @@ def test_gate_compares_a_fresh_clone_of_the_current_model() -> None:
 _HASH_SCRIPT = """
 import hashlib, pickle
 from online_model.registry import make_model
-from online_model.replay import ReplayEvent, train
+from streams.replay.rebuild import ReplayEvent, train
 events = [ReplayEvent(i, 0, i, f"u{i % 13}", f"p{(i * 7) % 37}") for i in range(1500)]
 for name in ("covisit", "popularity", "mf", "blend"):
     model = make_model(name, {})

@@ -9,8 +9,8 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
 
-from streams.codec import PAGE_VIEW, AvroCodec
 from streams.errors import SchemaRegistryError, UnknownSchemaId
+from streams.io.codec import PAGE_VIEW, AvroCodec
 
 
 class _Registry(BaseHTTPRequestHandler):

@@ -10,14 +10,14 @@ from typing import Any
 
 from online_model.errors import SnapshotVerificationError
 from online_model.popularity import DecayedPopularity
-from streams.codec import PAGE_VIEW, RECOMMENDATION, AvroCodec
-from streams.dlq import RawMessage
-from streams.history import UserState
-from streams.model_holder import ModelHolder
-from streams.producer import page_view
-from streams.scorer_runtime import ScorerRuntime
-from streams.scoring import ScoringCore
+from streams.io.codec import PAGE_VIEW, RECOMMENDATION, AvroCodec
+from streams.io.dlq import RawMessage
+from streams.io.producer import page_view
+from streams.scorer.core import ScoringCore
+from streams.scorer.model_holder import ModelHolder
+from streams.scorer.runtime import ScorerRuntime
 from streams.settings import Settings
+from streams.state.history import UserState
 
 PV = AvroCodec.bundled(PAGE_VIEW)
 REC = AvroCodec.bundled(RECOMMENDATION)
@@ -262,7 +262,7 @@ def test_send_many_carries_the_recommendations_and_send_the_dead_letters() -> No
 def test_send_partitioned_keys_records_like_send_and_keeps_their_order() -> None:
     from aiokafka.partitioner import DefaultPartitioner
 
-    from streams.app import send_partitioned
+    from streams.scorer.app import send_partitioned
 
     class Builder:
         def __init__(self, room: int) -> None:

@@ -1,7 +1,7 @@
 """The Faust scorer app: the agent on ``page-views``, hot-swap, and the REST views.
 
 The agent takes batches of events (``stream.take_events``) and hands them to
-:class:`~streams.scorer_runtime.ScorerRuntime`; the events are acknowledged (and so
+:class:`~streams.scorer.runtime.ScorerRuntime`; the events are acknowledged (and so
 their offsets become committable) only after every recommendation and dead letter of
 the batch was acknowledged by the broker: at-least-once end to end.
 """
@@ -19,9 +19,9 @@ import faust
 import redis
 from faust.web import Request, Response, View
 
-from streams.metrics import CONTENT_TYPE_LATEST
-from streams.scorer_runtime import ScorerRuntime
-from streams.services import kafka_reachable
+from streams.ops.embedded import kafka_reachable
+from streams.scorer.metrics import CONTENT_TYPE_LATEST
+from streams.scorer.runtime import ScorerRuntime
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)

@@ -18,8 +18,8 @@ from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
-from streams.codec import PAGE_VIEW, AvroCodec
 from streams.errors import ServiceError
+from streams.io.codec import PAGE_VIEW, AvroCodec
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)

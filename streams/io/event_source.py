@@ -1,4 +1,4 @@
-"""confluent-kafka as the trainer's :class:`~online_model.trainer.EventSource`.
+"""confluent-kafka as the trainer's :class:`~streams.trainer.loop.EventSource`.
 
 Partitions are assigned by hand, not by a group rebalance: the snapshot, not the group,
 says where to start, and a trainer needs every partition anyway (a rebalance would only
@@ -14,9 +14,9 @@ import time
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 
-from online_model.trainer import Offsets, RawEvent
 from streams.errors import ServiceError
 from streams.settings import Settings
+from streams.trainer.loop import Offsets, RawEvent
 
 log = logging.getLogger(__name__)
 

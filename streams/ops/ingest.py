@@ -7,9 +7,9 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from online_model.events_file import PageView
-from streams.codec import PAGE_VIEW, AvroCodec
-from streams.producer import DeliveryReport, ReliableProducer, page_view
+from online_model.data.events_file import PageView
+from streams.io.codec import PAGE_VIEW, AvroCodec
+from streams.io.producer import DeliveryReport, ReliableProducer, page_view
 from streams.settings import Settings
 
 

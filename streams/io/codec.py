@@ -29,7 +29,7 @@ from streams.errors import (
     SchemaViolation,
     UnknownSchemaId,
 )
-from streams.schema_registry import (
+from streams.io.schema_registry import (
     HttpSchemaRegistry,
     LocalSchemaTable,
     SchemaRegistry,

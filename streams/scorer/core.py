@@ -13,11 +13,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from streams.codec import PAGE_VIEW, RECOMMENDATION, AvroCodec
-from streams.dlq import DeadLetter, InputMessage
 from streams.errors import DecodeError, KeyMismatch, SchemaViolation
-from streams.history import HistoryUpdate, UserState
-from streams.model_holder import ModelHolder, Served
+from streams.io.codec import PAGE_VIEW, RECOMMENDATION, AvroCodec
+from streams.io.dlq import DeadLetter, InputMessage
+from streams.scorer.model_holder import ModelHolder, Served
+from streams.state.history import HistoryUpdate, UserState
 
 
 @dataclass

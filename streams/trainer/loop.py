@@ -8,12 +8,12 @@ the next run from the same offsets, so nothing is learned twice and nothing is s
 Kafka commits are made after each publish, for lag monitoring only: the snapshot is the
 truth.
 
-Only one trainer per model learns: it holds a Redis lease (:class:`~online_model.store.
+Only one trainer per model learns: it holds a Redis lease (:class:`~streams.state.snapshot_store.
 TrainerLease`); a second trainer waits for it, and a trainer that loses it stops without
 publishing (:class:`LeaseLost`).
 
 The loop reads through :class:`EventSource`, a small protocol, so it has no Kafka import;
-:mod:`streams.event_source` adapts confluent-kafka to it.
+:mod:`streams.io.event_source` adapts confluent-kafka to it.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from typing import Any, Protocol
 from online_model.base import Recommender
 from online_model.errors import ConfigurationError, StreamrecError
 from online_model.snapshot import Snapshot, SnapshotMeta
-from online_model.store import SnapshotStore, StoreUnavailable, TrainerLease
+from streams.state.snapshot_store import SnapshotStore, StoreUnavailable, TrainerLease
 
 logger = logging.getLogger(__name__)
 
@@ -377,7 +377,7 @@ class Trainer:
             self.store.model_name,
             self._expected_newest,
         )
-        # ``version_seq`` restarts at 0 in an empty store (see online_model.store).
+        # ``version_seq`` restarts at 0 in an empty store (see streams.state.snapshot_store).
         try:
             self.store.redis.set(f"{self.store.prefix}version_seq", self._expected_newest, nx=True)
         except Exception as exc:  # redis' errors, as the store would report them

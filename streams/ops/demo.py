@@ -26,12 +26,12 @@ from typing import IO, Any
 
 from confluent_kafka import Consumer
 
-from online_model.generate import generate
-from streams.codec import PAGE_VIEW, RECOMMENDATION, AvroCodec
-from streams.producer import ReliableProducer, page_view
-from streams.services import EmbeddedServices
+from online_model.data.generate import generate
+from streams.io.codec import PAGE_VIEW, RECOMMENDATION, AvroCodec
+from streams.io.producer import ReliableProducer, page_view
+from streams.io.topics import ensure_topics
+from streams.ops.embedded import EmbeddedServices
 from streams.settings import Secret, Settings
-from streams.topics import ensure_topics
 
 BAD_EVERY = 500  # one malformed message per this many page views
 

@@ -1,4 +1,4 @@
-"""confluent-kafka as replay's :class:`~online_model.replay.RangeReader`.
+"""confluent-kafka as replay's :class:`~streams.replay.rebuild.RangeReader`.
 
 Every partition is assigned by hand from its beginning. Starting at
 ``offsets_for_times(--from)`` would skip the head of the topic on Apache Kafka, but some
@@ -31,8 +31,8 @@ from confluent_kafka import (
     TopicPartition,
 )
 
-from online_model.replay import LogRecord, TimeRange
 from streams.errors import ServiceError
+from streams.replay.rebuild import LogRecord, TimeRange
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)

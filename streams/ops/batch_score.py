@@ -1,8 +1,8 @@
 """Batch scoring: recommendations for a file of users, as the REST view would answer them.
 
-Each user's list comes from :meth:`streams.scoring.ScoringCore.recommend` — the call the
+Each user's list comes from :meth:`streams.scorer.core.ScoringCore.recommend` — the call the
 REST view makes — with the user's history read from Redis by
-:class:`streams.history.HistoryStore` (same keys, same length), so the pages a user has
+:class:`streams.state.history.HistoryStore` (same keys, same length), so the pages a user has
 seen are excluded exactly as online. Histories are read in pipelined chunks.
 
 The model is the store's CURRENT snapshot. Without one, a scorer serves a popularity it
@@ -28,9 +28,9 @@ import fastavro
 from online_model.errors import InputError
 from online_model.popularity import DecayedPopularity
 from streams.errors import ServiceError
-from streams.history import HistoryStore
-from streams.model_holder import Served
-from streams.scoring import ScoringCore
+from streams.scorer.core import ScoringCore
+from streams.scorer.model_holder import Served
+from streams.state.history import HistoryStore
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """Replay: train a fresh model on a time range of the page-view log, and judge it.
 
-The log is read through :class:`RangeReader` (a small protocol; :mod:`streams.replay_source`
+The log is read through :class:`RangeReader` (a small protocol; :mod:`streams.io.range_reader`
 adapts confluent-kafka to it), so this module has no Kafka import and unit tests pass
 plain lists of :class:`LogRecord`.
 
@@ -11,7 +11,7 @@ Steps:
    stable-sorts them by the page view's own ``ts``, ties broken by (partition, offset). The
    order depends only on the log, so two replays of one range learn the same sequence.
 2. :func:`train` runs a FRESH model over them with the prequential protocol
-   (:class:`~online_model.evaluate.PrequentialEvaluator`): every event is first predicted,
+   (:class:`~online_model.evaluation.PrequentialEvaluator`): every event is first predicted,
    then learned. Same events + same class/params = same model = same ``content_hash``.
 3. :func:`build_snapshot` wraps the model as a snapshot of origin ``"replay"`` whose
    ``meta.extra`` says exactly what it was trained on.
@@ -42,7 +42,7 @@ from typing import Any, Protocol
 
 from online_model.base import Recommender
 from online_model.errors import ConfigurationError, StreamrecError
-from online_model.evaluate import PrequentialEvaluator
+from online_model.evaluation import PrequentialEvaluator
 from online_model.snapshot import Snapshot, SnapshotMeta
 
 logger = logging.getLogger(__name__)

@@ -1,6 +1,6 @@
 """Everything one scorer process holds, apart from the transport that feeds it.
 
-The Faust app (:mod:`streams.app`) calls :meth:`ScorerRuntime.process` per batch and
+The Faust app (:mod:`streams.scorer.app`) calls :meth:`ScorerRuntime.process` per batch and
 :meth:`ScorerRuntime.refresh_model` from a timer and a pub/sub listener; the REST views
 read from the same runtime, so REST and stream answers come from one model and one
 history store.
@@ -19,13 +19,13 @@ from typing import Any
 import redis
 
 from online_model.errors import SnapshotError
-from online_model.store import StoreUnavailable
-from streams.dlq import DeadLetter, InputMessage
-from streams.history import AsyncHistoryStore
-from streams.metrics import ScorerMetrics
-from streams.model_holder import ModelHolder
-from streams.scoring import ScoredBatch, ScoringCore
+from streams.io.dlq import DeadLetter, InputMessage
+from streams.scorer.core import ScoredBatch, ScoringCore
+from streams.scorer.metrics import ScorerMetrics
+from streams.scorer.model_holder import ModelHolder
 from streams.settings import Settings
+from streams.state.history import AsyncHistoryStore
+from streams.state.snapshot_store import StoreUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +49,7 @@ SendMany = Callable[[str, Sequence[tuple[bytes | None, bytes | None]]], Awaitabl
 def snapshot_store(settings: Settings) -> Any:
     """The Redis snapshot store for ``settings.model_name`` (sync client)."""
     from online_model.snapshot import signing_key
-    from online_model.store import SnapshotStore
+    from streams.state.snapshot_store import SnapshotStore
 
     key = signing_key(settings.snapshot_key.get(), settings.insecure_dev)
     client = settings.redis_client(socket_timeout=5.0)

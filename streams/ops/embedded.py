@@ -48,7 +48,7 @@ def kafka_reachable(bootstrap_servers: str, timeout: float = 2.0) -> bool:
     """True when a Kafka metadata request answers within ``timeout`` seconds."""
     from confluent_kafka.admin import AdminClient
 
-    quiet = logging.getLogger("streams.services.librdkafka")
+    quiet = logging.getLogger("streams.ops.embedded.librdkafka")
     quiet.setLevel(logging.CRITICAL)
     admin = AdminClient({"bootstrap.servers": bootstrap_servers, "logger": quiet})  # type: ignore[dict-item]
     try:

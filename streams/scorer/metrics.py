@@ -12,8 +12,8 @@ from collections import deque
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-from streams.model_holder import ModelHolder
-from streams.scoring import ServedQuality
+from streams.scorer.core import ServedQuality
+from streams.scorer.model_holder import ModelHolder
 
 __all__ = ["CONTENT_TYPE_LATEST", "RollingQuality", "ScorerMetrics"]
 
