@@ -29,9 +29,10 @@ from streams.io.dlq import RawMessage
 from streams.io.topics import ensure_topics
 from streams.scorer.core import ScoringCore
 from streams.scorer.model_holder import ModelHolder
-from streams.scorer.runtime import ScorerRuntime, snapshot_store
+from streams.scorer.runtime import ScorerRuntime
 from streams.settings import Settings
 from streams.state.history import HistoryStore
+from streams.wiring import snapshot_store
 
 log = logging.getLogger(__name__)
 

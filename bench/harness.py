@@ -14,13 +14,10 @@ import importlib.metadata
 import logging
 import os
 import platform
-import subprocess
-import sys
-import time
 import uuid
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, Producer, TopicPartition
 
@@ -29,7 +26,8 @@ from streams.io.producer import page_view
 from streams.io.topics import ensure_topics
 from streams.ops.embedded import EmbeddedServices, free_port
 from streams.settings import Secret, Settings
-from streams.state.history import HistoryStore, HistoryUpdate, history_key, served_key
+from streams.state.history import HistoryStore, HistoryUpdate
+from streams.state.keys import ModelKeys
 
 log = logging.getLogger(__name__)
 
@@ -136,62 +134,6 @@ def child_env(settings: Settings, **extra: str) -> dict[str, str]:
     return env
 
 
-class Child:
-    """A subprocess with its output in a log file, and its peak RSS."""
-
-    def __init__(self, argv: list[str], env: dict[str, str], log_path: Path) -> None:
-        log_path.parent.mkdir(parents=True, exist_ok=True)
-        self.log_path = log_path
-        self.started = time.time()
-        self._log: IO[bytes] = open(log_path, "ab")  # noqa: SIM115 - closed in stop()
-        self.popen = subprocess.Popen(
-            argv,
-            env=env,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            cwd=Path(__file__).resolve().parent.parent,
-        )
-
-    @classmethod
-    def streamrec(cls, args: list[str], env: dict[str, str], log_path: Path) -> Child:
-        return cls([sys.executable, "-m", "streams.cli", *args], env, log_path)
-
-    def alive(self) -> bool:
-        return self.popen.poll() is None
-
-    def check(self) -> None:
-        if not self.alive():
-            raise RuntimeError(
-                f"{self.popen.args!r} exited with {self.popen.returncode}: "
-                f"{self.log_path.read_text(errors='replace')[-2000:]}"
-            )
-
-    def peak_rss_mb(self) -> float | None:
-        """VmHWM (peak resident set) from /proc; read it before stopping."""
-        return peak_rss_mb(self.popen.pid)
-
-    def stop(self, timeout: float = 20.0) -> int:
-        if self.popen.poll() is None:
-            self.popen.terminate()
-            try:
-                self.popen.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.popen.kill()
-                self.popen.wait(5)
-        self._log.close()
-        return int(self.popen.returncode)
-
-
-def peak_rss_mb(pid: int) -> float | None:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return round(int(line.split()[1]) / 1024, 1)
-    except OSError:
-        return None
-    return None
-
-
 # -- events ---------------------------------------------------------------------------------
 def encode_rows(rows: Iterable[Row], id_prefix: str, ts_ms: int | None = None) -> list[Encoded]:
     """Framed Avro PageViews keyed by user; event ids ``<prefix>-<i>``."""
@@ -276,9 +218,9 @@ def seed_histories(settings: Settings, histories: dict[str, list[str]], chunk: i
     for i in range(0, len(users), chunk):
         part = users[i : i + chunk]
         pipe = client.pipeline(transaction=False)
-        ns = settings.model_name
+        keys = ModelKeys(settings.model_name)
         for user in part:
-            pipe.unlink(history_key(ns, user), served_key(ns, user))
+            pipe.unlink(keys.history(user), keys.served(user))
         pipe.execute()
         update = HistoryUpdate(appends={u: histories[u] for u in part if histories[u]})
         if update and not store.write(update):

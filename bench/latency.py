@@ -21,9 +21,10 @@ from confluent_kafka import Message, Producer
 
 from streams.io.codec import RECOMMENDATION, AvroCodec
 from streams.io.topics import ensure_topics
+from streams.ops.processes import ChildProcess
 from streams.settings import Settings
 
-from .harness import Bench, Child, TopicTail, child_env, encode_rows, last_pages
+from .harness import Bench, TopicTail, child_env, encode_rows, last_pages
 from .harness import seed_histories as reset_histories
 from .report import percentile, summary, target
 from .world import World, publish, store_for
@@ -112,7 +113,7 @@ def paced_producer(settings: Settings) -> Producer:
 def _wait_serving(
     settings: Settings,
     producer: Producer,
-    scorer: Child,
+    scorer: ChildProcess,
     tail: TopicTail,
     version: int,
     timeout: float = 90.0,
@@ -178,7 +179,7 @@ def bench_latency(bench: Bench, world: World, duration: float, runs: int) -> dic
     users = {u for u, _, _, _ in world.score}
     reset_histories(s, last_pages(world.train, users, s.history_length))
     tail = TopicTail(s, s.topic_recommendations, READER_FETCH_WAIT_MS)
-    scorer = Child.streamrec(["scorer"], child_env(s), bench.logs / "latency-scorer.log")
+    scorer = ChildProcess.streamrec(["scorer"], child_env(s), bench.logs / "latency-scorer.log")
     rates: dict[str, Any] = {}
     hop_runs = 1 if bench.quick else runs
     hops = {rate: [broker_hop(bench, rate, 3.0) for _ in range(hop_runs)] for rate in RATES}
@@ -279,8 +280,8 @@ def bench_freshness(
     # snapshots it publishes are of realistic size.
     version = publish(s, world.model, origin="trainer")  # type: ignore[arg-type]
     env = child_env(s)
-    trainer = Child.streamrec(["trainer"], env, bench.logs / "fresh-trainer.log")
-    scorer = Child.streamrec(["scorer"], env, bench.logs / "fresh-scorer.log")
+    trainer = ChildProcess.streamrec(["trainer"], env, bench.logs / "fresh-trainer.log")
+    scorer = ChildProcess.streamrec(["scorer"], env, bench.logs / "fresh-scorer.log")
     tail = TopicTail(s, s.topic_recommendations, READER_FETCH_WAIT_MS)
     per_run: list[dict[str, float]] = []
     try:

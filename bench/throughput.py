@@ -15,12 +15,14 @@ from __future__ import annotations
 import logging
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 from streams.io.topics import ensure_topics
+from streams.ops.processes import ChildProcess
 from streams.settings import Settings
 
-from .harness import Bench, Child, TopicTail, child_env, encode_rows, last_pages, produce_all
+from .harness import Bench, TopicTail, child_env, encode_rows, last_pages, produce_all
 from .harness import seed_histories as reset_histories
 from .report import paired_ratio, summary, target
 from .world import World, publish
@@ -39,6 +41,10 @@ DESCRIPTION = {
 }
 
 
+#: bench.agents is imported from the checkout, not the installed package.
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
 def _argv(variant: str) -> list[str]:
     if variant == "ours":
         return [sys.executable, "-m", "streams.cli", "scorer"]
@@ -55,7 +61,9 @@ def run_variant(
     reset_histories(s, histories)
     ensure_topics(s)
     tail = TopicTail(s, s.topic_recommendations)
-    child = Child(_argv(variant), child_env(s), bench.logs / f"{variant}.log")
+    child = ChildProcess(
+        _argv(variant), child_env(s), bench.logs / f"{variant}.log", name=variant, cwd=REPO_ROOT
+    )
     stamps: list[int] = []
     deadline = time.monotonic() + timeout
     try:

@@ -26,9 +26,10 @@ from pathlib import Path
 from typing import Any
 
 from streams.io.topics import ensure_topics
+from streams.ops.processes import ChildProcess
 from streams.settings import Settings
 
-from .harness import Bench, Child, child_env, encode_rows, produce_all
+from .harness import Bench, child_env, encode_rows, produce_all
 from .report import paired_ratio, summary, target
 from .world import World, store_for
 
@@ -49,7 +50,7 @@ def trainer_catch_up(
     timeout: float,
 ) -> dict[str, Any]:
     store = store_for(s)
-    child = Child.streamrec(["trainer"], child_env(s), bench.logs / "trainer.log")
+    child = ChildProcess.streamrec(["trainer"], child_env(s), bench.logs / "trainer.log")
     metas = []
     seen: set[int] = set()
     deadline = time.monotonic() + timeout

@@ -8,6 +8,7 @@ events are what the trainer and replay benches learn from the topic); the follow
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import statistics
 import time
@@ -17,9 +18,10 @@ from typing import Any
 from online_model.base import Recommender
 from online_model.data.generate import generate
 from online_model.registry import DEFAULT_MODEL, make_model
-from online_model.snapshot import Snapshot, SnapshotMeta, signing_key
+from online_model.snapshot import Snapshot, SnapshotMeta
 from streams.settings import Settings
 from streams.state.snapshot_store import SnapshotStore
+from streams.wiring import snapshot_store
 
 from .harness import Row
 
@@ -76,13 +78,8 @@ def train(world: World, raw_runs: int = 3, raw_events: int = 200_000) -> World:
 
 
 def store_for(settings: Settings) -> SnapshotStore:
-    key = signing_key(settings.snapshot_key.get(), settings.insecure_dev)
-    return SnapshotStore(
-        settings.redis_client(socket_timeout=30),
-        settings.model_name,
-        key,
-        keep=max(settings.snapshot_keep, 20),
-    )
+    bench_settings = dataclasses.replace(settings, snapshot_keep=max(settings.snapshot_keep, 20))
+    return snapshot_store(bench_settings, settings.redis_client(socket_timeout=30))
 
 
 def publish(

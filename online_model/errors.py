@@ -1,7 +1,8 @@
-"""The one exception hierarchy of streamrec.
+"""The root of streamrec's one exception hierarchy, and its model-facing members.
 
 Every error streamrec raises on purpose derives from :class:`StreamrecError`, so callers
-can catch the family and still tell the members apart. Library errors are wrapped with
+can catch the family and still tell the members apart; the Kafka- and Redis-facing
+members live in :mod:`streams.errors`. Library errors are wrapped with
 ``raise ... from exc`` so the cause stays visible.
 """
 

@@ -1,4 +1,5 @@
-"""Errors of the Kafka-facing half; all derive from :class:`StreamrecError`.
+"""Errors of the Kafka- and Redis-facing half; all derive from :class:`StreamrecError`
+(:mod:`online_model.errors` holds the root and the model-facing members).
 
 Each decode failure has its own class so a dead-letter record can name it, and each
 carries ``reason``: a short machine-readable tag used in DLQ headers and metrics.
@@ -14,12 +15,15 @@ __all__ = [
     "CorruptBody",
     "DecodeError",
     "KeyMismatch",
+    "LeaseLost",
     "MessageTooLarge",
     "MessageTooShort",
+    "ProducerFailed",
     "SchemaRegistryError",
     "SchemaViolation",
     "SerializationError",
     "ServiceError",
+    "StoreUnavailable",
     "StreamrecError",
     "UnknownSchemaId",
 ]
@@ -75,3 +79,15 @@ class SchemaRegistryError(StreamrecError):
 
 class ServiceError(StreamrecError):
     """An embedded or external service could not be started, reached or stopped."""
+
+
+class ProducerFailed(ServiceError):
+    """The producer hit a fatal error; nothing more can be sent through it."""
+
+
+class StoreUnavailable(StreamrecError):
+    """Redis could not be reached; the caller keeps what it has and retries later."""
+
+
+class LeaseLost(StreamrecError):
+    """Another trainer holds the lease of this model: this one must stop learning."""

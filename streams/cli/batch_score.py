@@ -17,9 +17,9 @@ from streams.ops.batch_score import (
 )
 from streams.scorer.core import ScoringCore
 from streams.scorer.model_holder import ModelHolder, Served
-from streams.scorer.runtime import snapshot_store
 from streams.settings import Settings
 from streams.state.history import HistoryStore
+from streams.wiring import snapshot_store
 
 
 @click.command("batch-score")

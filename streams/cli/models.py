@@ -15,9 +15,9 @@ from typing import Any
 import click
 
 from online_model.snapshot import SnapshotMeta
-from streams.scorer.runtime import snapshot_store
 from streams.settings import Settings
 from streams.state.snapshot_store import SnapshotStore
+from streams.wiring import snapshot_store
 
 
 def _store() -> SnapshotStore:
@@ -141,7 +141,7 @@ def list_(as_json: bool, k: int | None) -> None:
     current, pinned = store.current_version(), store.is_pinned()
     good, bad = store.inspect_versions()
     rows = [_row(meta, current, pinned, settings.k) for meta in good]
-    hints = {int(v): o.decode() for v, o in store.redis.hgetall(store.prefix + "origins").items()}
+    hints = store.origin_hints()
     rows += [
         {
             "version": v,

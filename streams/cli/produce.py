@@ -8,7 +8,8 @@ from typing import Any
 import click
 
 from online_model.data.events_file import read_events
-from streams.io.producer import ProducerFailed, ReliableProducer
+from streams.errors import ProducerFailed
+from streams.io.producer import ReliableProducer
 from streams.io.topics import ensure_topics
 from streams.ops.ingest import produce_log
 from streams.settings import Settings

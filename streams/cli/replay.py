@@ -8,9 +8,8 @@ from typing import Any
 
 import click
 
-from online_model.snapshot import dump_snapshot, read_meta, signing_key
+from online_model.snapshot import dump_snapshot, read_meta
 from streams.cli.trainer import parse_params
-from streams.io.codec import PAGE_VIEW, AvroCodec
 from streams.io.range_reader import KafkaRangeReader
 from streams.replay.rebuild import (
     ReplayLog,
@@ -23,8 +22,8 @@ from streams.replay.rebuild import (
     parse_time,
     train,
 )
-from streams.scorer.runtime import snapshot_store
 from streams.settings import Settings
+from streams.wiring import page_view_codec, snapshot_signing_key, snapshot_store
 
 log = logging.getLogger(__name__)
 
@@ -158,11 +157,9 @@ def command(
     spec_params = parse_params(params)
     name = model_name or settings.model
     model = make_model(name, spec_params)  # a bad spec fails before any reading
-    key = signing_key(settings.snapshot_key.get(), settings.insecure_dev)
+    key = snapshot_signing_key(settings)
     target = topic or settings.topic_page_views
-    codec = AvroCodec.bundled(
-        PAGE_VIEW, settings.schema_registry_url, max_bytes=settings.max_event_bytes
-    )
+    codec = page_view_codec(settings)
     reader = KafkaRangeReader(settings, target, idle_timeout, lateness)
     partitions = reader.partitions()
     with click.progressbar(

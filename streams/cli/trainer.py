@@ -11,13 +11,12 @@ from typing import Any
 import click
 
 from online_model.errors import ConfigurationError
-from online_model.snapshot import signing_key
-from streams.io.codec import PAGE_VIEW, AvroCodec
 from streams.io.event_source import KafkaEventSource
 from streams.io.topics import ensure_topics
 from streams.settings import Settings
-from streams.state.snapshot_store import SnapshotStore, TrainerLease
+from streams.state.lease import TrainerLease
 from streams.trainer.loop import Trainer
+from streams.wiring import page_view_codec, snapshot_store
 
 log = logging.getLogger(__name__)
 
@@ -53,14 +52,11 @@ def run_trainer(
     from online_model.registry import make_model  # imported late: it imports every model
 
     stop = stop_event or threading.Event()
-    key = signing_key(settings.snapshot_key.get(), settings.insecure_dev)
     model = make_model(model_name or settings.model, dict(params or {}))
     ensure_topics(settings, [settings.topic_page_views])
     client = settings.redis_client()
-    store = SnapshotStore(client, settings.model_name, key, keep=settings.snapshot_keep)
-    codec = AvroCodec.bundled(
-        PAGE_VIEW, settings.schema_registry_url, max_bytes=settings.max_event_bytes
-    )
+    store = snapshot_store(settings, client)
+    codec = page_view_codec(settings)
     trainer = Trainer(
         model,
         store,

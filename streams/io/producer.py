@@ -12,14 +12,13 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
-from streams.errors import ServiceError
-from streams.io.codec import PAGE_VIEW, AvroCodec
+from streams.errors import ProducerFailed
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -37,10 +36,6 @@ class DeliveryReport:
     @property
     def pending(self) -> int:
         return self.sent - self.delivered - self.failed
-
-
-class ProducerFailed(ServiceError):
-    """The producer hit a fatal error; nothing more can be sent through it."""
 
 
 class ReliableProducer:
@@ -158,21 +153,3 @@ def page_view(
         "referrer": extra.get("referrer"),
         "context": extra.get("context") or {},
     }
-
-
-def produce_page_views(
-    settings: Settings,
-    views: Iterable[dict[str, Any]],
-    topic: str | None = None,
-    producer: ReliableProducer | None = None,
-    flush_timeout: float = 60.0,
-) -> DeliveryReport:
-    """Encode and send page views keyed by user_id, timestamped with their view time."""
-    codec = AvroCodec.bundled(PAGE_VIEW, settings.schema_registry_url)
-    producer = producer or ReliableProducer(settings)
-    target = topic or settings.topic_page_views
-    for view in views:
-        producer.produce(
-            target, codec.encode(view), key=view["user_id"].encode(), timestamp_ms=int(view["ts"])
-        )
-    return producer.flush(flush_timeout)

@@ -13,7 +13,6 @@ import json
 import os
 import secrets
 import signal
-import subprocess
 import sys
 import time
 import urllib.error
@@ -22,16 +21,17 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from confluent_kafka import Consumer
 
 from online_model.data.generate import generate
-from streams.io.codec import PAGE_VIEW, RECOMMENDATION, AvroCodec
 from streams.io.producer import ReliableProducer, page_view
 from streams.io.topics import ensure_topics
 from streams.ops.embedded import EmbeddedServices
+from streams.ops.processes import ChildProcess
 from streams.settings import Secret, Settings
+from streams.wiring import page_view_codec, recommendation_codec
 
 BAD_EVERY = 500  # one malformed message per this many page views
 
@@ -87,25 +87,6 @@ class DemoResult:
         return "\n".join(lines)
 
 
-class _Process:
-    def __init__(self, name: str, argv: list[str], env: dict[str, str], log_path: Path) -> None:
-        self.name = name
-        self.log_path = log_path
-        self._log: IO[bytes] = open(log_path, "ab")  # noqa: SIM115 - closed in stop()
-        self.popen = subprocess.Popen(argv, env=env, stdout=self._log, stderr=subprocess.STDOUT)
-
-    def stop(self, timeout: float = 15.0) -> int | None:
-        if self.popen.poll() is None:
-            self.popen.send_signal(signal.SIGTERM)
-            try:
-                self.popen.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.popen.kill()
-                self.popen.wait(5)
-        self._log.close()
-        return self.popen.returncode
-
-
 def _malformed(i: int, good: bytes) -> bytes:
     kinds = [b"", good[:3], b"\x01" + good[1:], good[: len(good) // 2]]
     return kinds[i % len(kinds)]
@@ -128,15 +109,15 @@ def run_demo(
     started_services = services.up()
     if started_services:
         say(f"started embedded {', '.join(started_services)}")
-    processes: list[_Process] = []
+    processes: list[ChildProcess] = []
     try:
         ensure_topics(settings)
         env = _child_env(settings)
         log_dir = Path(settings.state_dir)
         log_dir.mkdir(parents=True, exist_ok=True)
         for name in ("trainer", "scorer"):
-            argv = [sys.executable, "-m", "streams.cli", name]
-            processes.append(_Process(name, argv, env, log_dir / f"demo-{name}.log"))
+            log_path = log_dir / f"demo-{name}.log"
+            processes.append(ChildProcess.streamrec([name], env, log_path))
         say(f"started trainer and scorer (logs in {log_dir}/demo-*.log)")
         _wait_until_ready(settings, processes)
         say("scorer ready")
@@ -153,7 +134,7 @@ def run_demo(
 
 def _wait_until_ready(
     settings: Settings,
-    processes: list[_Process],
+    processes: list[ChildProcess],
     timeout: float = 90.0,
 ) -> None:
     url = f"http://127.0.0.1:{settings.web_port}/healthz"
@@ -186,14 +167,14 @@ def _drive(
     users: int,
     pages: int,
     say: Callable[[str], None],
-    processes: list[_Process],
+    processes: list[ChildProcess],
 ) -> DemoResult:
     n_events = int(duration * rate)
     world = generate(n_users=users, n_pages=pages, n_events=max(n_events, 1), seed=7)
     rows = world.rows()
     run_id = uuid.uuid4().hex[:8]
-    pv_codec = AvroCodec.bundled(PAGE_VIEW, settings.schema_registry_url)
-    rec_codec = AvroCodec.bundled(RECOMMENDATION, settings.schema_registry_url)
+    pv_codec = page_view_codec(settings)
+    rec_codec = recommendation_codec(settings)
     low_linger: dict[str, Any] = {"linger.ms": 1}
     producer = ReliableProducer(settings, **low_linger)
     consumer = Consumer(

@@ -8,9 +8,9 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from online_model.data.events_file import PageView
-from streams.io.codec import PAGE_VIEW, AvroCodec
 from streams.io.producer import DeliveryReport, ReliableProducer, page_view
 from streams.settings import Settings
+from streams.wiring import page_view_codec
 
 
 def event_ids(views: Iterable[PageView]) -> Iterable[str]:
@@ -35,7 +35,7 @@ def produce_log(
     flush_timeout: float = 120.0,
 ) -> DeliveryReport:
     """Send ``views`` keyed by user_id at up to ``rate`` per second (0: no limit)."""
-    codec = AvroCodec.bundled(PAGE_VIEW, settings.schema_registry_url)
+    codec = page_view_codec(settings)
     producer = producer or ReliableProducer(settings)
     started = time.monotonic()
     for i, (view, event_id) in enumerate(zip(views, event_ids(views), strict=True)):

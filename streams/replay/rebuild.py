@@ -50,10 +50,6 @@ logger = logging.getLogger(__name__)
 ORIGIN = "replay"
 
 
-class GateRefused(StreamrecError):
-    """The replayed model does not beat the current one on the gate metric."""
-
-
 @dataclass(frozen=True)
 class TimeRange:
     """``[start_ms, end_ms)`` in epoch milliseconds; None is an open end."""

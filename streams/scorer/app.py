@@ -163,7 +163,7 @@ def create_app(settings: Settings, runtime: ScorerRuntime | None = None) -> faus
         """Pub/sub hint: refresh as soon as a snapshot is published (the timer is the
         fallback, so a lost message only costs one poll interval)."""
         client = settings.redis_async_client(socket_timeout=None)
-        channel = rt.store.channel
+        channel = rt.store.keys.published_channel
         while not app.should_stop:
             pubsub = client.pubsub(ignore_subscribe_messages=True)
             try:

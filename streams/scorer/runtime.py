@@ -19,13 +19,15 @@ from typing import Any
 import redis
 
 from online_model.errors import SnapshotError
+from streams.errors import StoreUnavailable
 from streams.io.dlq import DeadLetter, InputMessage
 from streams.scorer.core import ScoredBatch, ScoringCore
 from streams.scorer.metrics import ScorerMetrics
 from streams.scorer.model_holder import ModelHolder
 from streams.settings import Settings
 from streams.state.history import AsyncHistoryStore
-from streams.state.snapshot_store import StoreUnavailable
+from streams.state.snapshot_store import SnapshotStore
+from streams.wiring import snapshot_store
 
 log = logging.getLogger(__name__)
 
@@ -46,20 +48,10 @@ Send = Callable[
 SendMany = Callable[[str, Sequence[tuple[bytes | None, bytes | None]]], Awaitable[Awaitable[Any]]]
 
 
-def snapshot_store(settings: Settings) -> Any:
-    """The Redis snapshot store for ``settings.model_name`` (sync client)."""
-    from online_model.snapshot import signing_key
-    from streams.state.snapshot_store import SnapshotStore
-
-    key = signing_key(settings.snapshot_key.get(), settings.insecure_dev)
-    client = settings.redis_client(socket_timeout=5.0)
-    return SnapshotStore(client, settings.model_name, key, keep=settings.snapshot_keep)
-
-
 class ScorerRuntime:
     """Model holder, scoring core, history store, snapshot store and metrics of a scorer."""
 
-    def __init__(self, settings: Settings, store: Any | None = None) -> None:
+    def __init__(self, settings: Settings, store: SnapshotStore | None = None) -> None:
         self.settings = settings
         self.holder = ModelHolder()
         self.core = ScoringCore(

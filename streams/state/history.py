@@ -21,17 +21,11 @@ from typing import Any
 import redis
 import redis.asyncio
 
+from streams.state.keys import ModelKeys
+
 log = logging.getLogger(__name__)
 
 _SEP = "\x1f"  # unit separator: page ids may hold commas but not control characters
-
-
-def history_key(namespace: str, user: str) -> str:
-    return f"streamrec:{namespace}:hist:{user}"
-
-
-def served_key(namespace: str, user: str) -> str:
-    return f"streamrec:{namespace}:served:{user}"
 
 
 @dataclass
@@ -89,16 +83,18 @@ def _decode_served(raw: bytes | None) -> list[str]:
     return raw.decode().split(_SEP) if raw else []
 
 
-class _Keys:
+class _Plan:
+    """Which commands a batch's reads and writes queue on a pipeline."""
+
     def __init__(self, namespace: str, length: int, ttl_s: int) -> None:
-        self.namespace = namespace
+        self.keys = ModelKeys(namespace)
         self.length = length
         self.ttl_s = ttl_s
 
     def queue_reads(self, pipe: Any, users: list[str]) -> None:
         for user in users:
-            pipe.lrange(history_key(self.namespace, user), -self.length, -1)
-            pipe.get(served_key(self.namespace, user))
+            pipe.lrange(self.keys.history(user), -self.length, -1)
+            pipe.get(self.keys.served(user))
 
     def parse_reads(self, users: list[str], results: list[Any]) -> UserState:
         state = UserState()
@@ -109,12 +105,12 @@ class _Keys:
 
     def queue_writes(self, pipe: Any, update: HistoryUpdate) -> None:
         for user, pages in update.appends.items():
-            key = history_key(self.namespace, user)
+            key = self.keys.history(user)
             pipe.rpush(key, *pages)
             pipe.ltrim(key, -self.length, -1)
             pipe.expire(key, self.ttl_s)
         for user, items in update.served.items():
-            pipe.set(served_key(self.namespace, user), _encode_served(items), ex=self.ttl_s)
+            pipe.set(self.keys.served(user), _encode_served(items), ex=self.ttl_s)
 
 
 class _HistoryStoreBase:
@@ -129,7 +125,7 @@ class _HistoryStoreBase:
         backoff: float = 1.0,
     ) -> None:
         self._client = client
-        self._keys = _Keys(namespace, length, ttl_s)
+        self._plan = _Plan(namespace, length, ttl_s)
         self._breaker = _Breaker(backoff)
 
     @property
@@ -147,14 +143,14 @@ class _HistoryStoreBase:
         if not self._breaker.allows():
             return UserState(degraded=True)
         pipe = self._client.pipeline(transaction=False)
-        self._keys.queue_reads(pipe, users)
+        self._plan.queue_reads(pipe, users)
         return pipe
 
     def _write_pipe(self, update: HistoryUpdate) -> Any | None:
         if not update or not self._breaker.allows():
             return None
         pipe = self._client.pipeline(transaction=False)
-        self._keys.queue_writes(pipe, update)
+        self._plan.queue_writes(pipe, update)
         return pipe
 
     def _read_failed(self, exc: Exception) -> UserState:
@@ -163,7 +159,7 @@ class _HistoryStoreBase:
 
     def _read_done(self, users: list[str], results: list[Any]) -> UserState:
         self._breaker.succeeded()
-        return self._keys.parse_reads(users, results)
+        return self._plan.parse_reads(users, results)
 
 
 class AsyncHistoryStore(_HistoryStoreBase):

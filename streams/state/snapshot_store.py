@@ -19,7 +19,7 @@ Key layout, all under ``streamrec:<model_name>:``:
     Hash version -> origin (``trainer``, ``replay``, ...): an unauthenticated hint used to
     find candidates and to prune; whatever is loaded is verified.
 ``trainer-lease``
-    Token of the one trainer allowed to learn this model (:class:`TrainerLease`).
+    Token of the one trainer allowed to learn this model (:mod:`streams.state.lease`).
 channel ``published``
     Each publish and each move of ``current`` sends the version concerned (a hint only:
     listeners read ``current``).
@@ -41,18 +41,11 @@ Redis connection failures surface as :class:`StoreUnavailable`.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import logging
-import os
-import socket
 import time
-import uuid
-from collections.abc import Callable
-from typing import Any, TypeVar, cast
+from typing import Any, cast
 
-import redis as redis_lib
-
-from online_model.errors import SnapshotError, StreamrecError
+from online_model.errors import SnapshotError
 from online_model.snapshot import (
     Snapshot,
     SnapshotFormatError,
@@ -61,26 +54,10 @@ from online_model.snapshot import (
     load_snapshot,
     read_meta,
 )
+from streams.state.connection import redis_errors
+from streams.state.keys import ModelKeys
 
 logger = logging.getLogger(__name__)
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-class StoreUnavailable(StreamrecError):
-    """Redis could not be reached; the caller keeps what it has and retries later."""
-
-
-def _redis_errors(func: F) -> F:
-    @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return func(*args, **kwargs)
-        except (redis_lib.ConnectionError, redis_lib.TimeoutError) as exc:
-            raise StoreUnavailable(f"redis unavailable: {exc}") from exc
-
-    return cast(F, wrapper)
-
 
 # KEYS: snap, current, pinned, versions, origins
 # ARGV: body, version, created_at, origin, make_current ("1"/"0"), channel
@@ -145,25 +122,14 @@ class SnapshotStore:
         self.model_name = model_name
         self.keep = keep
         self._key = key
-        self.prefix = f"streamrec:{model_name}:"
+        self.keys = ModelKeys(model_name)
         self.rejected = 0  # snapshots that failed verification or loading, for metrics
         self._publish = redis.register_script(_PUBLISH)
         self._set_current = redis.register_script(_SET_CURRENT)
         self._prune = redis.register_script(_PRUNE)
 
-    # -- keys ---------------------------------------------------------------------------
-    def snap_key(self, version: int) -> str:
-        return f"{self.prefix}snap:{version}"
-
-    @property
-    def channel(self) -> str:
-        return f"{self.prefix}published"
-
-    def _k(self, name: str) -> str:
-        return self.prefix + name
-
     # -- writing ------------------------------------------------------------------------
-    @_redis_errors
+    @redis_errors
     def publish(self, snap: Snapshot, make_current: bool = True) -> int:
         """Sign and store ``snap`` under a new version; return the version.
 
@@ -171,7 +137,7 @@ class SnapshotStore:
         ``current`` is not pinned. ``snap.meta`` gets the version, the model name and a
         ``created_at`` if it had none.
         """
-        version = int(self.redis.incr(self._k("version_seq")))
+        version = int(self.redis.incr(self.keys.version_seq))
         self._store_version(snap, version, make_current)
         self._prune_old()
         return version
@@ -187,11 +153,11 @@ class SnapshotStore:
         data = dump_snapshot(Snapshot(meta, snap.model, snap.trainer_state), self._key)
         moved = self._publish(
             keys=[
-                self.snap_key(version),
-                self._k("current"),
-                self._k("pinned"),
-                self._k("versions"),
-                self._k("origins"),
+                self.keys.snapshot(version),
+                self.keys.current,
+                self.keys.pinned,
+                self.keys.versions,
+                self.keys.origins,
             ],
             args=[
                 data,
@@ -199,7 +165,7 @@ class SnapshotStore:
                 created_at,
                 meta.origin,
                 "1" if make_current else "0",
-                self.channel,
+                self.keys.published_channel,
             ],
         )
         logger.info(
@@ -214,7 +180,7 @@ class SnapshotStore:
 
     def _prune_old(self) -> None:
         members = sorted(
-            (int(v) for v in self.redis.zrange(self._k("versions"), 0, -1)), reverse=True
+            (int(v) for v in self.redis.zrange(self.keys.versions, 0, -1)), reverse=True
         )
         if len(members) <= self.keep:
             return
@@ -233,25 +199,36 @@ class SnapshotStore:
         doomed = [v for v in members if v not in kept]
         if doomed:
             n = self._prune(
-                keys=[self._k("current"), self._k("versions"), self._k("origins")],
-                args=[f"{self.prefix}snap:", *doomed],
+                keys=[self.keys.current, self.keys.versions, self.keys.origins],
+                args=[self.keys.snapshot_prefix, *doomed],
             )
             logger.info("snapshots pruned model=%s n=%d keep=%d", self.model_name, n, self.keep)
 
     # -- reading ------------------------------------------------------------------------
-    @_redis_errors
+    @redis_errors
+    def restore_version_seq(self, at_least: int) -> None:
+        """After Redis lost its data, hand out versions above ``at_least`` again (a no-op
+        while the counter exists), so versions keep moving forward."""
+        self.redis.set(self.keys.version_seq, at_least, nx=True)
+
+    @redis_errors
+    def origin_hints(self) -> dict[int, str]:
+        """Version -> origin as registered at publish (unauthenticated: a hint only)."""
+        return {int(v): o.decode() for v, o in self.redis.hgetall(self.keys.origins).items()}
+
+    @redis_errors
     def current_version(self) -> int | None:
         """The version scorers should serve, or None before the first publish."""
-        raw = self.redis.get(self._k("current"))
+        raw = self.redis.get(self.keys.current)
         return None if raw is None else int(raw)
 
-    @_redis_errors
+    @redis_errors
     def is_pinned(self) -> bool:
-        return bool(self.redis.exists(self._k("pinned")))
+        return bool(self.redis.exists(self.keys.pinned))
 
-    @_redis_errors
+    @redis_errors
     def _raw(self, version: int) -> bytes:
-        data = self.redis.get(self.snap_key(version))
+        data = self.redis.get(self.keys.snapshot(version))
         if data is None:
             raise SnapshotError(f"no snapshot {self.model_name} version {version}")
         return cast(bytes, data)
@@ -259,7 +236,7 @@ class SnapshotStore:
     def _check_identity(self, meta: SnapshotMeta, version: int) -> None:
         if meta.version != version or meta.model_name != self.model_name:
             raise SnapshotFormatError(
-                f"key {self.snap_key(version)} holds {meta.model_name} version {meta.version}"
+                f"key {self.keys.snapshot(version)} holds {meta.model_name} version {meta.version}"
             )
 
     def load(self, version: int) -> Snapshot:
@@ -286,10 +263,10 @@ class SnapshotStore:
         version = self.current_version()
         return None if version is None else self.load(version)
 
-    @_redis_errors
+    @redis_errors
     def versions(self) -> list[int]:
         """Kept versions, newest first."""
-        return sorted((int(v) for v in self.redis.zrange(self._k("versions"), 0, -1)), reverse=True)
+        return sorted((int(v) for v in self.redis.zrange(self.keys.versions, 0, -1)), reverse=True)
 
     def inspect_versions(self) -> tuple[list[SnapshotMeta], list[tuple[int, str]]]:
         """Kept versions, newest first: (metadata of those that verify, (version, error)
@@ -308,17 +285,17 @@ class SnapshotStore:
         :meth:`inspect_versions` for the ones that do not)."""
         return self.inspect_versions()[0]
 
-    @_redis_errors
+    @redis_errors
     def newest_version_hint(self, origin: str) -> int | None:
         """Newest kept version recorded as ``origin`` (unverified: a hint, one HGETALL)."""
-        hints = self.redis.hgetall(self._k("origins"))
+        hints = self.redis.hgetall(self.keys.origins)
         matching = [int(v) for v, o in hints.items() if o.decode() == origin]
         return max(matching) if matching else None
 
-    @_redis_errors
+    @redis_errors
     def latest(self, origin: str | None = None) -> Snapshot | None:
         """The newest snapshot that verifies (of ``origin`` if given), or None."""
-        hints = {int(v): o.decode() for v, o in self.redis.hgetall(self._k("origins")).items()}
+        hints = self.origin_hints()
         for version in self.versions():
             if origin is not None and hints.get(version, origin) != origin:
                 continue
@@ -333,20 +310,20 @@ class SnapshotStore:
     # -- operator actions ---------------------------------------------------------------
     def _point_current(self, version: int, pin: bool) -> None:
         ok = self._set_current(
-            keys=[self.snap_key(version), self._k("current"), self._k("pinned")],
-            args=[version, "1" if pin else "0", self.channel],
+            keys=[self.keys.snapshot(version), self.keys.current, self.keys.pinned],
+            args=[version, "1" if pin else "0", self.keys.published_channel],
         )
         if not ok:
             raise SnapshotError(f"snapshot {self.model_name} version {version} disappeared")
         logger.info("current moved model=%s version=%d pinned=%s", self.model_name, version, pin)
 
-    @_redis_errors
+    @redis_errors
     def promote(self, version: int) -> None:
         """Point ``current`` at ``version`` and pin it; refused unless it verifies and loads."""
         self.load(version)
         self._point_current(version, pin=True)
 
-    @_redis_errors
+    @redis_errors
     def rollback(self) -> int:
         """Promote the newest verifiable version older than ``current``; return it."""
         current = self.current_version()
@@ -363,7 +340,7 @@ class SnapshotStore:
             return version
         raise SnapshotError(f"{self.model_name} has no verifiable version older than {current}")
 
-    @_redis_errors
+    @redis_errors
     def follow(self) -> int | None:
         """Clear the pin; point ``current`` at the newest trainer version (if any).
 
@@ -372,69 +349,8 @@ class SnapshotStore:
         """
         snap = self.latest(origin="trainer")
         if snap is None:
-            self.redis.delete(self._k("pinned"))
+            self.redis.delete(self.keys.pinned)
             logger.info("current unpinned model=%s version=None", self.model_name)
             return None
         self._point_current(snap.meta.version, pin=False)
         return snap.meta.version
-
-
-# KEYS: lease   ARGV: token, ttl_ms. 1 = held and extended, 2 = re-acquired, 0 = lost.
-_REFRESH = """
-local holder = redis.call('GET', KEYS[1])
-if holder == ARGV[1] then
-  redis.call('PEXPIRE', KEYS[1], ARGV[2])
-  return 1
-end
-if not holder then
-  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-  return 2
-end
-return 0
-"""
-
-_RELEASE = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-"""
-
-
-class TrainerLease:
-    """The right to learn one model: a Redis key set NX with a TTL, held by a token.
-
-    A trainer that cannot refresh the lease before it expires (killed, partitioned)
-    loses it; another trainer then takes over from the newest trainer snapshot.
-    """
-
-    def __init__(self, redis: Any, model_name: str, ttl_s: float = 10.0) -> None:
-        self.redis = redis
-        self.key = f"streamrec:{model_name}:trainer-lease"
-        self.ttl_ms = max(1, int(ttl_s * 1000))
-        self.token = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-        self._refresh = redis.register_script(_REFRESH)
-        self._release = redis.register_script(_RELEASE)
-
-    @_redis_errors
-    def acquire(self) -> bool:
-        """Take the lease if free; True when this trainer holds it."""
-        return bool(self.redis.set(self.key, self.token, nx=True, px=self.ttl_ms))
-
-    @_redis_errors
-    def holder(self) -> str | None:
-        raw = self.redis.get(self.key)
-        return None if raw is None else raw.decode()
-
-    @_redis_errors
-    def refresh(self) -> bool:
-        """Extend the lease; False when another trainer holds it now.
-
-        An expired lease nobody took (e.g. Redis was down for everyone) is re-taken.
-        """
-        result = int(self._refresh(keys=[self.key], args=[self.token, self.ttl_ms]))
-        if result == 2:
-            logger.warning("trainer lease re-acquired key=%s token=%s", self.key, self.token)
-        return result != 0
-
-    @_redis_errors
-    def release(self) -> None:
-        self._release(keys=[self.key], args=[self.token])

@@ -31,7 +31,9 @@ from typing import Any, Protocol
 from online_model.base import Recommender
 from online_model.errors import ConfigurationError, StreamrecError
 from online_model.snapshot import Snapshot, SnapshotMeta
-from streams.state.snapshot_store import SnapshotStore, StoreUnavailable, TrainerLease
+from streams.errors import LeaseLost, StoreUnavailable
+from streams.state.lease import TrainerLease
+from streams.state.snapshot_store import SnapshotStore
 
 logger = logging.getLogger(__name__)
 
@@ -63,10 +65,6 @@ class EventSource(Protocol):
     def close(self) -> None: ...
 
     def partitions(self) -> dict[str, list[int]]: ...
-
-
-class LeaseLost(StreamrecError):
-    """Another trainer holds the lease of this model: this one must stop learning."""
 
 
 class RollingHitRate:
@@ -360,7 +358,7 @@ class Trainer:
         # published meanwhile, our model is a fork: stop, do not overwrite its progress.
         newest = self.store.newest_version_hint(self.origin)
         if newest is None and self._expected_newest is not None:
-            self._store_lost_its_data()
+            self._store_lost_its_data(self._expected_newest)
             return
         if newest != self._expected_newest:
             raise LeaseLost(
@@ -368,20 +366,17 @@ class Trainer:
                 f"after version {self._expected_newest}"
             )
 
-    def _store_lost_its_data(self) -> None:
+    def _store_lost_its_data(self, last_version: int) -> None:
         """No trainer snapshot is left at all: Redis restarted without persistence or was
         flushed. Nobody published since (that would have left one), so this model is the
         newest there is: publish it, with versions that keep moving forward."""
         logger.warning(
             "snapshot store lost its data model=%s last_version=%s; republishing",
             self.store.model_name,
-            self._expected_newest,
+            last_version,
         )
         # ``version_seq`` restarts at 0 in an empty store (see streams.state.snapshot_store).
-        try:
-            self.store.redis.set(f"{self.store.prefix}version_seq", self._expected_newest, nx=True)
-        except Exception as exc:  # redis' errors, as the store would report them
-            raise StoreUnavailable(f"redis unavailable: {exc}") from exc
+        self.store.restore_version_seq(last_version)
         self._expected_newest = None
 
     def _final_publish(self, attempts: int = 3) -> None:

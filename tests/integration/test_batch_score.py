@@ -14,12 +14,14 @@ from click.testing import CliRunner, Result
 from online_model.covisit import Covisitation
 from online_model.snapshot import Snapshot, SnapshotMeta
 from streams.cli import main
-from streams.io.producer import page_view, produce_page_views
+from streams.io.producer import page_view
 from streams.io.topics import ensure_topics
+from streams.ops.processes import ChildProcess, wait_for
 from streams.scorer.runtime import snapshot_store
 from streams.settings import Settings
 from streams.state.history import HistoryStore, HistoryUpdate
-from tests.helpers import Proc, http_json, wait_for, wait_ready
+from tests.support.scorer import http_json, wait_ready
+from tests.support.topics import produce_page_views
 
 N_PAGES = 30
 
@@ -50,7 +52,7 @@ def test_batch_rows_equal_rest_answers(
     ensure_topics(settings)
     store = snapshot_store(settings)
     version = store.publish(Snapshot(SnapshotMeta("x", events_seen=480), trained_covisit()))
-    scorer = Proc(["scorer"], settings_env, tmp_path / "scorer.log")
+    scorer = ChildProcess.streamrec(["scorer"], settings_env, tmp_path / "scorer.log")
     users = [f"u{i}" for i in range(8)]
     steps = {u: 2 + i % 4 for i, u in enumerate(users)}
     base = f"http://127.0.0.1:{settings.web_port}/recommendations"

@@ -5,9 +5,10 @@ import time
 from confluent_kafka import Consumer
 
 from streams.io.codec import PAGE_VIEW, AvroCodec
-from streams.io.producer import page_view, produce_page_views
+from streams.io.producer import page_view
 from streams.io.topics import ensure_topics
 from streams.settings import Settings
+from tests.support.topics import produce_page_views
 
 
 def test_thousand_avro_page_views_round_trip_through_a_consumer_group(settings: Settings) -> None:

@@ -11,10 +11,11 @@ from online_model.popularity import DecayedPopularity
 from online_model.snapshot import Snapshot, SnapshotMeta
 from streams.cli import main
 from streams.io.topics import ensure_topics
+from streams.ops.processes import ChildProcess, wait_for
 from streams.scorer.runtime import snapshot_store
 from streams.settings import Settings
 from streams.state.snapshot_store import SnapshotStore
-from tests.helpers import Proc, http_json, wait_for, wait_ready
+from tests.support.scorer import http_json, wait_ready
 
 
 def popularity_on(prefix: str, n_pages: int = 5, origin: str = "trainer") -> Snapshot:
@@ -38,9 +39,9 @@ def models(env: dict[str, str], *args: str) -> Result:
 
 
 def tamper(store: SnapshotStore, version: int) -> None:
-    data = bytearray(store.redis.get(store.snap_key(version)))
+    data = bytearray(store.redis.get(store.keys.snapshot(version)))
     data[-40] ^= 0x01  # a body byte: the MAC no longer matches
-    store.redis.set(store.snap_key(version), bytes(data))
+    store.redis.set(store.keys.snapshot(version), bytes(data))
 
 
 def test_list_show_promote_rollback_follow(
@@ -130,7 +131,7 @@ def test_rollback_changes_what_a_running_scorer_serves(
 ) -> None:
     ensure_topics(settings)
     store = snapshot_store(settings)
-    scorer = Proc(["scorer"], settings_env, tmp_path / "scorer.log")
+    scorer = ChildProcess.streamrec(["scorer"], settings_env, tmp_path / "scorer.log")
     url = f"http://127.0.0.1:{settings.web_port}/recommendations/someone?k=3"
     try:
         wait_ready(settings, scorer)

@@ -9,12 +9,14 @@ from pathlib import Path
 from online_model.popularity import DecayedPopularity
 from online_model.snapshot import Snapshot, SnapshotMeta
 from streams.io.codec import PAGE_VIEW, RECOMMENDATION, AvroCodec
-from streams.io.producer import ReliableProducer, page_view, produce_page_views
+from streams.io.producer import ReliableProducer, page_view
 from streams.io.topics import ensure_topics
+from streams.ops.processes import ChildProcess, wait_for
 from streams.settings import Settings
 from streams.state.snapshot_store import SnapshotStore
-from tests.conftest import TEST_SNAPSHOT_KEY
-from tests.helpers import Proc, TopicReader, http_json, http_text, wait_for, wait_ready
+from tests.support.fixtures import TEST_SNAPSHOT_KEY
+from tests.support.scorer import http_json, http_text, wait_ready
+from tests.support.topics import TopicReader, produce_page_views
 
 REC = AvroCodec.bundled(RECOMMENDATION)
 PV = AvroCodec.bundled(PAGE_VIEW)
@@ -33,8 +35,8 @@ def test_every_page_view_answered_once_and_versions_advance(
     settings: Settings, settings_env: dict[str, str], tmp_path: Path
 ) -> None:
     ensure_topics(settings)
-    trainer = Proc(["trainer"], settings_env, tmp_path / "trainer.log")
-    scorer = Proc(["scorer"], settings_env, tmp_path / "scorer.log")
+    trainer = ChildProcess.streamrec(["trainer"], settings_env, tmp_path / "trainer.log")
+    scorer = ChildProcess.streamrec(["scorer"], settings_env, tmp_path / "scorer.log")
     reader = TopicReader(settings, settings.topic_recommendations, f"read-{settings.model_name}")
     produced: list[dict] = []
     try:
@@ -77,7 +79,7 @@ def test_malformed_messages_go_to_the_dlq_and_the_rest_is_scored(
     settings: Settings, settings_env: dict[str, str], tmp_path: Path
 ) -> None:
     ensure_topics(settings)
-    scorer = Proc(["scorer"], settings_env, tmp_path / "scorer.log")
+    scorer = ChildProcess.streamrec(["scorer"], settings_env, tmp_path / "scorer.log")
     good = views(20)
     sample = PV.encode(good[0])
     bad = {
@@ -144,7 +146,7 @@ def test_snapshot_with_wrong_mac_is_rejected_and_old_version_serves(
     store = SnapshotStore(client, settings.model_name, TEST_SNAPSHOT_KEY.encode())
     forger = SnapshotStore(client, settings.model_name, b"not-the-key")
     good_version = store.publish(_snapshot(["alpha"] * 3 + ["beta"]))
-    scorer = Proc(["scorer"], settings_env, tmp_path / "scorer.log")
+    scorer = ChildProcess.streamrec(["scorer"], settings_env, tmp_path / "scorer.log")
     base = f"http://127.0.0.1:{settings.web_port}"
     try:
         wait_ready(settings, scorer)

@@ -8,7 +8,7 @@ from click.testing import CliRunner
 from streams.cli.produce import command as produce
 from streams.io.codec import PAGE_VIEW, AvroCodec
 from streams.settings import Settings
-from tests.helpers import TopicReader
+from tests.support.topics import TopicReader
 
 
 def env_for(settings: Settings) -> dict[str, str]:

@@ -11,10 +11,11 @@ from click.testing import CliRunner, Result
 from online_model.evaluation import evaluate
 from online_model.registry import make_model
 from streams.cli import main
-from streams.io.producer import ReliableProducer, page_view, produce_page_views
+from streams.io.producer import ReliableProducer, page_view
 from streams.io.topics import ensure_topics
 from streams.scorer.runtime import snapshot_store
 from streams.settings import Settings
+from tests.support.topics import produce_page_views
 
 N_USERS = 30
 N_PAGES = 40

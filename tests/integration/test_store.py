@@ -8,13 +8,9 @@ from online_model.errors import SnapshotError, SnapshotVerificationError
 from online_model.popularity import DecayedPopularity
 from online_model.snapshot import Snapshot, SnapshotMeta
 from streams.settings import Settings
-from streams.state.snapshot_store import SnapshotStore, TrainerLease
-
-
-def make_store(settings: Settings, keep: int = 20) -> SnapshotStore:
-    return SnapshotStore(
-        settings.redis_client(), settings.model_name, settings.snapshot_key.get().encode(), keep
-    )
+from streams.state.lease import TrainerLease
+from streams.state.snapshot_store import SnapshotStore
+from tests.support.fixtures import StoreFactory
 
 
 def snap(n_events: int, origin: str = "trainer") -> Snapshot:
@@ -27,8 +23,9 @@ def snap(n_events: int, origin: str = "trainer") -> Snapshot:
     return Snapshot(meta, model, {"n": n_events})
 
 
-def test_publish_moves_current_forward_and_loads_back(settings: Settings) -> None:
-    store = make_store(settings)
+def test_publish_moves_current_forward_and_loads_back(
+    settings: Settings, store: SnapshotStore
+) -> None:
     assert store.current_version() is None and store.load_current() is None
     v1 = store.publish(snap(1))
     v2 = store.publish(snap(2))
@@ -41,11 +38,12 @@ def test_publish_moves_current_forward_and_loads_back(settings: Settings) -> Non
     assert store.read_meta(v1).offsets == {"t": {0: 1}}
 
 
-def test_an_older_publish_does_not_move_current_back(settings: Settings) -> None:
-    store = make_store(settings)
+def test_an_older_publish_does_not_move_current_back(
+    settings: Settings, store: SnapshotStore
+) -> None:
     v1 = store.publish(snap(1))
     # A slow writer (e.g. a replay) takes its version, then a faster one publishes.
-    late = int(store.redis.incr(store._k("version_seq")))
+    late = int(store.redis.incr(store.keys.version_seq))
     fast = store.publish(snap(3))
     assert fast > late > v1 and store.current_version() == fast
     store._store_version(snap(2), late, make_current=True)
@@ -54,16 +52,18 @@ def test_an_older_publish_does_not_move_current_back(settings: Settings) -> None
     assert late in store.versions()
 
 
-def test_publish_without_make_current_keeps_current(settings: Settings) -> None:
-    store = make_store(settings)
+def test_publish_without_make_current_keeps_current(
+    settings: Settings, store: SnapshotStore
+) -> None:
     v1 = store.publish(snap(1))
     v2 = store.publish(snap(2, origin="replay"), make_current=False)
     assert store.current_version() == v1
     assert store.load(v2).meta.origin == "replay"
 
 
-def test_pinned_current_is_not_moved_by_publish_until_follow(settings: Settings) -> None:
-    store = make_store(settings)
+def test_pinned_current_is_not_moved_by_publish_until_follow(
+    settings: Settings, store: SnapshotStore
+) -> None:
     v1 = store.publish(snap(1))
     v2 = store.publish(snap(2, origin="replay"))
     store.promote(v1)
@@ -78,20 +78,21 @@ def test_pinned_current_is_not_moved_by_publish_until_follow(settings: Settings)
     assert store.current_version() == v4
 
 
-def test_unverifiable_versions_cannot_be_promoted_or_loaded(settings: Settings) -> None:
-    store = make_store(settings)
+def test_unverifiable_versions_cannot_be_promoted_or_loaded(
+    settings: Settings, store: SnapshotStore
+) -> None:
     v1 = store.publish(snap(1))
     v2 = store.publish(snap(2))
     other_key = SnapshotStore(store.redis, settings.model_name, b"not-the-key")
     forged = other_key.publish(snap(99))  # same layout, wrong key
-    store.redis.set(store._k("current"), v2)  # undo the forged publish's move
+    store.redis.set(store.keys.current, v2)  # undo the forged publish's move
     with pytest.raises(SnapshotVerificationError):
         store.promote(forged)
     assert store.current_version() == v2 and not store.is_pinned()
     with pytest.raises(SnapshotError):
         store.promote(12345)  # does not exist
     # A valid snapshot copied under another version is refused too.
-    store.redis.set(store.snap_key(v2 + 50), store.redis.get(store.snap_key(v1)))
+    store.redis.set(store.keys.snapshot(v2 + 50), store.redis.get(store.keys.snapshot(v1)))
     with pytest.raises(SnapshotError, match="holds"):
         store.load(v2 + 50)
     good, bad = store.inspect_versions()
@@ -102,12 +103,11 @@ def test_unverifiable_versions_cannot_be_promoted_or_loaded(settings: Settings) 
     assert store.rejected >= 3
 
 
-def test_rollback_skips_bad_versions_and_pins(settings: Settings) -> None:
-    store = make_store(settings)
+def test_rollback_skips_bad_versions_and_pins(settings: Settings, store: SnapshotStore) -> None:
     v1 = store.publish(snap(1))
     v2 = store.publish(snap(2))
     v3 = store.publish(snap(3))
-    store.redis.set(store.snap_key(v2), b"SRSNAP\x01garbage" + bytes(40))
+    store.redis.set(store.keys.snapshot(v2), b"SRSNAP\x01garbage" + bytes(40))
     assert store.rollback() == v1
     assert store.current_version() == v1 and store.is_pinned()
     with pytest.raises(SnapshotError):
@@ -118,8 +118,10 @@ def test_rollback_skips_bad_versions_and_pins(settings: Settings) -> None:
     assert v5 is not None and v5 > v3 and store.current_version() == v5
 
 
-def test_keep_n_prunes_but_never_current_or_newest_trainer(settings: Settings) -> None:
-    store = make_store(settings, keep=3)
+def test_keep_n_prunes_but_never_current_or_newest_trainer(
+    settings: Settings, store_factory: StoreFactory
+) -> None:
+    store = store_factory(keep=3)
     v_trainer = store.publish(snap(1))
     first = store.publish(snap(2, origin="replay"))
     store.promote(v_trainer)  # pin an old version
@@ -128,15 +130,14 @@ def test_keep_n_prunes_but_never_current_or_newest_trainer(settings: Settings) -
     assert len(kept) == 3
     assert v_trainer in kept  # current, and the newest trainer version
     assert kept[:2] == [later[-1], later[-2]]
-    assert first not in kept and store.redis.get(store.snap_key(first)) is None
+    assert first not in kept and store.redis.get(store.keys.snapshot(first)) is None
     assert store.current_version() == v_trainer
     assert store.latest(origin="trainer").meta.version == v_trainer  # type: ignore[union-attr]
 
 
-def test_publish_sends_a_pubsub_hint(settings: Settings) -> None:
-    store = make_store(settings)
+def test_publish_sends_a_pubsub_hint(settings: Settings, store: SnapshotStore) -> None:
     pubsub = store.redis.pubsub()
-    pubsub.subscribe(store.channel)
+    pubsub.subscribe(store.keys.published_channel)
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline:  # wait for the subscribe confirmation
         msg = pubsub.get_message(timeout=0.2)

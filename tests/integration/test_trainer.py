@@ -1,11 +1,9 @@
 from __future__ import annotations
 
 import signal
-import subprocess
-import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,12 +15,16 @@ from online_model.errors import ConfigurationError
 from online_model.popularity import DecayedPopularity
 from online_model.snapshot import SnapshotMeta
 from streams.cli.trainer import run_trainer
+from streams.errors import LeaseLost, StoreUnavailable
 from streams.io.codec import PAGE_VIEW, AvroCodec
-from streams.io.producer import ReliableProducer, page_view, produce_page_views
+from streams.io.producer import ReliableProducer, page_view
 from streams.io.topics import ensure_topics
+from streams.ops.processes import ChildProcess, wait_for
 from streams.settings import Settings
-from streams.state.snapshot_store import SnapshotStore, StoreUnavailable, TrainerLease
-from streams.trainer.loop import LeaseLost, RawEvent, Trainer
+from streams.state.lease import TrainerLease
+from streams.state.snapshot_store import SnapshotStore
+from streams.trainer.loop import RawEvent, Trainer
+from tests.support.topics import produce_page_views
 
 T0 = 1_700_000_000_000
 
@@ -31,22 +33,6 @@ def views(start: int, n: int) -> list[dict[str, Any]]:
     return [
         page_view(f"u{i % 23}", f"p{(i * 7) % 41}", T0 + 1000 * i) for i in range(start, start + n)
     ]
-
-
-def make_store(settings: Settings) -> SnapshotStore:
-    return SnapshotStore(
-        settings.redis_client(), settings.model_name, settings.snapshot_key.get().encode()
-    )
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 def current_meta(store: SnapshotStore) -> SnapshotMeta | None:
@@ -78,21 +64,8 @@ def topic_end_offsets(settings: Settings, expected: int) -> dict[int, int]:
     return ends
 
 
-class TrainerProcess:
-    def __init__(self, env: dict[str, str], log_path: Path, *args: str) -> None:
-        self.log_path = log_path
-        self._log = open(log_path, "ab")  # noqa: SIM115 - closed in wait()
-        argv = [sys.executable, "-m", "streams.cli", "--log-level", "info", "trainer", *args]
-        self.popen = subprocess.Popen(argv, env=env, stdout=self._log, stderr=subprocess.STDOUT)
-
-    def wait(self, timeout: float) -> int:
-        try:
-            return self.popen.wait(timeout)
-        finally:
-            self._log.close()
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
+def trainer_process(env: dict[str, str], log_path: Path) -> ChildProcess:
+    return ChildProcess.streamrec(["--log-level", "info", "trainer"], env, log_path)
 
 
 @pytest.fixture
@@ -106,8 +79,8 @@ def trainer_env(settings_env: dict[str, str]) -> dict[str, str]:
 
 
 @pytest.fixture
-def processes() -> Iterator[list[TrainerProcess]]:
-    started: list[TrainerProcess] = []
+def processes() -> Iterator[list[ChildProcess]]:
+    started: list[ChildProcess] = []
     yield started
     for proc in started:
         if proc.popen.poll() is None:
@@ -126,17 +99,17 @@ def test_sigkill_between_snapshots_then_restart_learns_each_event_exactly_once(
     settings: Settings,
     trainer_env: dict[str, str],
     tmp_path: Path,
-    processes: list[TrainerProcess],
+    processes: list[ChildProcess],
+    store: SnapshotStore,
 ) -> None:
     ensure_topics(settings, [settings.topic_page_views])
     n, m1, m2, bad = 400, 300, 200, 7
     assert produce_page_views(settings, views(0, n)).delivered == n
     produce_bad(settings, bad)
-    store = make_store(settings)
 
     # A long interval for the first run, so that the kill surely falls between snapshots.
     slow_env = {**trainer_env, "STREAMREC_SNAPSHOT_INTERVAL": "2.5"}
-    first = TrainerProcess(slow_env, tmp_path / "trainer-1.log")
+    first = trainer_process(slow_env, tmp_path / "trainer-1.log")
     processes.append(first)
     meta = wait_for(
         lambda: (m := current_meta(store)) and m.events_seen == n and m,
@@ -156,7 +129,7 @@ def test_sigkill_between_snapshots_then_restart_learns_each_event_exactly_once(
     versions_seen.append(killed_at.version)
     assert produce_page_views(settings, views(n + m1, m2)).delivered == m2
 
-    second = TrainerProcess(trainer_env, tmp_path / "trainer-2.log")
+    second = trainer_process(trainer_env, tmp_path / "trainer-2.log")
     processes.append(second)
     total = n + m1 + m2
     meta = wait_for(
@@ -165,12 +138,12 @@ def test_sigkill_between_snapshots_then_restart_learns_each_event_exactly_once(
         f"a snapshot with events_seen={total}",
     )
     versions_seen.append(meta.version)
-    assert "trainer resumed" in second.log()
+    assert "trainer resumed" in second.output()
     assert versions_seen == sorted(versions_seen) and versions_seen[0] < versions_seen[-1]
 
     started = time.monotonic()
     second.popen.send_signal(signal.SIGTERM)
-    assert second.wait(10) == 0, second.log()
+    assert second.wait(10) == 0, second.output()
     assert time.monotonic() - started < 10
 
     final = store.load(store.current_version())  # type: ignore[arg-type]
@@ -186,21 +159,21 @@ def test_sigterm_publishes_a_final_snapshot_and_exits_zero(
     settings: Settings,
     trainer_env: dict[str, str],
     tmp_path: Path,
-    processes: list[TrainerProcess],
+    processes: list[ChildProcess],
+    store: SnapshotStore,
 ) -> None:
     ensure_topics(settings, [settings.topic_page_views])
     n = 250
     assert produce_page_views(settings, views(0, n)).delivered == n
-    store = make_store(settings)
     env = {**trainer_env, "STREAMREC_SNAPSHOT_INTERVAL": "600"}  # no periodic snapshot
-    proc = TrainerProcess(env, tmp_path / "trainer.log")
+    proc = trainer_process(env, tmp_path / "trainer.log")
     processes.append(proc)
-    wait_for(lambda: "trainer learning" in proc.log(), 60, "the trainer to start learning")
+    wait_for(lambda: "trainer learning" in proc.output(), 60, "the trainer to start learning")
     time.sleep(3)  # 250 events take milliseconds; leave ample time to read them
     assert store.current_version() is None
     started = time.monotonic()
     proc.popen.send_signal(signal.SIGTERM)
-    assert proc.wait(10) == 0, proc.log()
+    assert proc.wait(10) == 0, proc.output()
     assert time.monotonic() - started < 10
     metas = store.list_versions()
     assert len(metas) == 1 and metas[0].events_seen == n
@@ -208,11 +181,12 @@ def test_sigterm_publishes_a_final_snapshot_and_exits_zero(
     assert lease is None  # released: a successor need not wait for the TTL
 
 
-def test_a_second_trainer_waits_for_the_lease_then_takes_over(settings: Settings) -> None:
+def test_a_second_trainer_waits_for_the_lease_then_takes_over(
+    settings: Settings, store: SnapshotStore
+) -> None:
     ensure_topics(settings, [settings.topic_page_views])
     n, m = 300, 150
     assert produce_page_views(settings, views(0, n)).delivered == n
-    store = make_store(settings)
     fast = Settings(**{**settings.__dict__, "snapshot_interval": 0.3})
     stop_a, stop_b = threading.Event(), threading.Event()
     results: dict[str, Any] = {}
@@ -309,10 +283,11 @@ def test_redis_outage_keeps_learning_and_publishes_when_back(settings: Settings)
     assert source.commits[-1] == {"t": {0: 100}}
 
 
-def test_a_trainer_that_loses_its_lease_stops_without_publishing(settings: Settings) -> None:
+def test_a_trainer_that_loses_its_lease_stops_without_publishing(
+    settings: Settings, store: SnapshotStore
+) -> None:
     codec = AvroCodec.bundled(PAGE_VIEW)
     source = _ListSource([codec.encode(v) for v in views(0, 20)])
-    store = make_store(settings)
     lease = TrainerLease(store.redis, settings.model_name, ttl_s=0.6)
     trainer = Trainer(
         DecayedPopularity(), store, source, codec.decode, snapshot_interval=0.1, lease=lease
@@ -337,9 +312,10 @@ def test_a_trainer_that_loses_its_lease_stops_without_publishing(settings: Setti
     assert store.redis.get(lease.key) == b"someone-else"  # not released by the loser
 
 
-def test_resuming_with_another_model_class_is_refused(settings: Settings) -> None:
+def test_resuming_with_another_model_class_is_refused(
+    settings: Settings, store: SnapshotStore
+) -> None:
     codec = AvroCodec.bundled(PAGE_VIEW)
-    store = make_store(settings)
     first = Trainer(
         DecayedPopularity(), store, _ListSource([codec.encode(views(0, 1)[0])]), codec.decode
     )

@@ -13,9 +13,11 @@ import fastavro
 from streams.io.codec import HEADER, MAGIC_BYTE, _parse
 from streams.io.producer import ReliableProducer, page_view
 from streams.io.topics import ensure_topics
+from streams.ops.processes import ChildProcess
 from streams.settings import Settings
-from tests.helpers import Proc, TopicReader, http_json, http_text
-from tests.reliability.conftest import PV, REC, read_answers, stopping, summary, wait_assigned
+from tests.support.outages import stopping, summary
+from tests.support.scorer import http_json, http_text, wait_assigned
+from tests.support.topics import PV, REC, TopicReader, read_answers
 
 MAX_BYTES = 4096
 SCHEMA = PV._registry.schema_for(PV.schema_id)  # the current PageView schema, as registered
@@ -73,7 +75,7 @@ def test_bad_page_views_are_dead_lettered_and_the_scorer_keeps_going(
 ) -> None:
     ensure_topics(settings)
     env = {**settings_env, "STREAMREC_MAX_EVENT_BYTES": str(MAX_BYTES)}
-    scorer = Proc(["scorer"], env, tmp_path / "scorer.log")
+    scorer = ChildProcess.streamrec(["scorer"], env, tmp_path / "scorer.log")
     bad = bad_inputs()
     by_key = {key: name for name, (key, _) in bad.items()}
     good_ids: list[str] = []

@@ -15,19 +15,11 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 from streams.io.producer import ReliableProducer
 from streams.io.topics import ensure_topics
+from streams.ops.processes import ChildProcess, wait_for
 from streams.settings import Settings
-from tests.helpers import Proc, http_json, wait_for
-from tests.reliability.conftest import (
-    PV,
-    PrivateKafka,
-    Traffic,
-    env_for,
-    read_answers,
-    replace,
-    stopping,
-    summary,
-    wait_assigned,
-)
+from tests.support.outages import PrivateKafka, Traffic, env_for, replace, stopping, summary
+from tests.support.scorer import http_json, wait_assigned
+from tests.support.topics import PV, read_answers
 
 
 def count_on_topic(settings: Settings, topic: str, timeout: float = 10.0) -> int:
@@ -134,7 +126,7 @@ def test_streamrec_produce_reports_every_row_across_a_broker_restart(
         "user_id,page_id,ts_ms\n"
         + "".join(f"u{i % 20},p{i % 30},{1_700_000_000_000 + i}\n" for i in range(rows))
     )
-    proc = Proc(
+    proc = ChildProcess.streamrec(
         ["produce", "--input", str(csv), "--rate", "100"],
         env_for(s, settings_env),
         tmp_path / "produce.log",
@@ -153,7 +145,7 @@ def test_streamrec_produce_reports_every_row_across_a_broker_restart(
         code = proc.stop(signal.SIGTERM, timeout=15)
     out = proc.output()
     finished = re.search(
-        r"^delivered (\d+) of (\d+) page views to \S+(?:; (\d+) FAILED)?", out, re.MULTILINE
+        r"^delivered (\d+) of (\d+) page views to [^\s;]+(?:; (\d+) FAILED)?", out, re.MULTILINE
     )
     stopped = re.search(
         r"^(interrupted|stopped .*?): delivered (\d+) of (\d+) page views "
@@ -190,7 +182,7 @@ def test_scorer_survives_or_exits_cleanly_when_the_broker_goes_away(
 ) -> None:
     s = replace(settings, kafka_bootstrap_servers=private_kafka.bootstrap)
     ensure_topics(s)
-    scorer = Proc(
+    scorer = ChildProcess.streamrec(
         ["--log-level", "info", "scorer"], env_for(s, settings_env), tmp_path / "scorer.log"
     )
     base = f"http://127.0.0.1:{s.web_port}"
@@ -237,7 +229,7 @@ def test_a_fatal_producer_error_stops_sending_and_says_what_was_delivered(
 ) -> None:
     from confluent_kafka import KafkaError
 
-    from streams.io.producer import ProducerFailed
+    from streams.errors import ProducerFailed
 
     producer = ReliableProducer(settings)
     value = PV.encode({"event_id": "e", "user_id": "u", "page_id": "p", "ts": 1})

@@ -10,20 +10,13 @@ import pytest
 import redis
 
 from streams.io.topics import ensure_topics
+from streams.ops.processes import ChildProcess, wait_for
 from streams.settings import Settings
 from streams.state.snapshot_store import SnapshotStore
-from tests.conftest import TEST_SNAPSHOT_KEY
-from tests.helpers import Proc, http_json, http_text, wait_for
-from tests.reliability.conftest import (
-    PrivateRedis,
-    Traffic,
-    env_for,
-    read_answers,
-    replace,
-    stopping,
-    summary,
-    wait_assigned,
-)
+from tests.support.fixtures import TEST_SNAPSHOT_KEY
+from tests.support.outages import PrivateRedis, Traffic, env_for, replace, stopping, summary
+from tests.support.scorer import http_json, http_text, wait_assigned
+from tests.support.topics import read_answers
 
 
 def scorer_acl(model: str, password: str) -> list[str]:
@@ -91,14 +84,16 @@ def test_restricted_scorer_user_serves_and_hot_swaps_but_cannot_publish(
     s_scorer = replace(settings, redis_url=scorer_url)
     s_trainer = replace(settings, redis_url=trainer_url)
     ensure_topics(settings)
-    trainer = Proc(
+    trainer = ChildProcess.streamrec(
         ["trainer"],
         env_for(
             s_trainer, settings_env, STREAMREC_MODEL="covisit", STREAMREC_SNAPSHOT_INTERVAL="0.5"
         ),
         tmp_path / "trainer.log",
     )
-    scorer = Proc(["scorer"], env_for(s_scorer, settings_env), tmp_path / "scorer.log")
+    scorer = ChildProcess.streamrec(
+        ["scorer"], env_for(s_scorer, settings_env), tmp_path / "scorer.log"
+    )
     store = SnapshotStore(s_scorer.redis_client(), model, TEST_SNAPSHOT_KEY.encode())
     base = f"http://127.0.0.1:{settings.web_port}"
     traffic = Traffic(settings, rate=100.0, users=10)

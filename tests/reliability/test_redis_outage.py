@@ -8,20 +8,13 @@ import time
 from pathlib import Path
 
 from streams.io.topics import ensure_topics
+from streams.ops.processes import ChildProcess, wait_for
 from streams.settings import Settings
 from streams.state.snapshot_store import SnapshotStore
-from tests.conftest import TEST_SNAPSHOT_KEY
-from tests.helpers import Proc, http_json, http_text, wait_for
-from tests.reliability.conftest import (
-    PrivateRedis,
-    Traffic,
-    env_for,
-    read_answers,
-    replace,
-    stopping,
-    summary,
-    wait_assigned,
-)
+from tests.support.fixtures import TEST_SNAPSHOT_KEY
+from tests.support.outages import PrivateRedis, Traffic, env_for, replace, stopping, summary
+from tests.support.scorer import http_json, http_text, wait_assigned
+from tests.support.topics import read_answers
 
 OUTAGE_S = 10.0
 
@@ -45,8 +38,10 @@ def test_redis_outage_scorer_degrades_and_recovers_trainer_republishes(
     ensure_topics(s)
     store = SnapshotStore(s.redis_client(), s.model_name, TEST_SNAPSHOT_KEY.encode())
     base = f"http://127.0.0.1:{s.web_port}"
-    trainer = Proc(["--log-level", "info", "trainer"], env, tmp_path / "trainer.log")
-    scorer = Proc(["scorer"], env, tmp_path / "scorer.log")
+    trainer = ChildProcess.streamrec(
+        ["--log-level", "info", "trainer"], env, tmp_path / "trainer.log"
+    )
+    scorer = ChildProcess.streamrec(["scorer"], env, tmp_path / "scorer.log")
     traffic = Traffic(s, rate=100.0, users=10)
 
     def served_version() -> int:

@@ -10,9 +10,11 @@ from confluent_kafka import Consumer, TopicPartition
 
 from streams.io.topics import ensure_topics
 from streams.ops.embedded import free_port
+from streams.ops.processes import ChildProcess
 from streams.settings import Settings
-from tests.helpers import Proc, wait_ready
-from tests.reliability.conftest import Traffic, read_answers, stopping, summary, wait_assigned
+from tests.support.outages import Traffic, stopping, summary
+from tests.support.scorer import wait_assigned, wait_ready
+from tests.support.topics import read_answers
 
 #: Faust commits the offsets of acknowledged events every second (broker_commit_interval).
 COMMIT_INTERVAL_S = 1.0
@@ -24,8 +26,8 @@ def test_scorer_sigkill_mid_stream_then_restart_loses_nothing(
     batch_size, rate = 100, 150.0
     env = {**settings_env, "STREAMREC_BATCH_SIZE": str(batch_size)}
     ensure_topics(settings)
-    first = Proc(["scorer"], env, tmp_path / "scorer-1.log")
-    second: Proc | None = None
+    first = ChildProcess.streamrec(["scorer"], env, tmp_path / "scorer-1.log")
+    second: ChildProcess | None = None
     traffic = Traffic(settings, rate=rate)
     with stopping(first):
         wait_assigned(settings, first)
@@ -35,7 +37,7 @@ def test_scorer_sigkill_mid_stream_then_restart_loses_nothing(
         assert first.popen.wait(5) == -signal.SIGKILL
         first.stop()
         killed_after = len(traffic.event_ids)
-        second = Proc(["scorer"], env, tmp_path / "scorer-2.log")
+        second = ChildProcess.streamrec(["scorer"], env, tmp_path / "scorer-2.log")
         with stopping(second):
             wait_ready(settings, second)
             time.sleep(3)
@@ -76,7 +78,7 @@ def test_scorer_sigterm_finishes_commits_and_exits_zero_within_10s(
     settings: Settings, settings_env: dict[str, str], tmp_path: Path
 ) -> None:
     ensure_topics(settings)
-    first = Proc(["scorer"], settings_env, tmp_path / "scorer-1.log")
+    first = ChildProcess.streamrec(["scorer"], settings_env, tmp_path / "scorer-1.log")
     traffic = Traffic(settings, rate=300.0)
     with stopping(first):
         wait_assigned(settings, first)
@@ -92,7 +94,7 @@ def test_scorer_sigterm_finishes_commits_and_exits_zero_within_10s(
     # Whatever was committed is answered: read the answers now, before a second scorer.
     committed_total = sum(o for o in committed.values() if o > 0)
     before = read_answers(settings, set(), timeout=20, at_least=committed_total)
-    second = Proc(["scorer"], settings_env, tmp_path / "scorer-2.log")
+    second = ChildProcess.streamrec(["scorer"], settings_env, tmp_path / "scorer-2.log")
     with stopping(second):
         wait_ready(settings, second)
         produced = traffic.stop()
@@ -121,7 +123,7 @@ def test_second_scorer_joins_then_leaves_and_every_view_is_answered(
     settings: Settings, settings_env: dict[str, str], tmp_path: Path
 ) -> None:
     ensure_topics(settings)
-    a = Proc(["scorer"], settings_env, tmp_path / "scorer-a.log")
+    a = ChildProcess.streamrec(["scorer"], settings_env, tmp_path / "scorer-a.log")
     b_port = free_port()
     b_settings = Settings(**{**settings.__dict__, "web_port": b_port})
     b_env = {**settings_env, "STREAMREC_WEB_PORT": str(b_port)}
@@ -130,7 +132,7 @@ def test_second_scorer_joins_then_leaves_and_every_view_is_answered(
         wait_assigned(settings, a)
         traffic.start()
         time.sleep(2)
-        b = Proc(["scorer"], b_env, tmp_path / "scorer-b.log")
+        b = ChildProcess.streamrec(["scorer"], b_env, tmp_path / "scorer-b.log")
         with stopping(b):
             wait_assigned(b_settings, b)
             time.sleep(2)

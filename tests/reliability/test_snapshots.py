@@ -14,11 +14,12 @@ from typing import Any
 from online_model.popularity import DecayedPopularity
 from online_model.snapshot import _PREFIX, Snapshot, SnapshotMeta, dump_snapshot
 from streams.io.topics import ensure_topics
+from streams.ops.processes import ChildProcess, wait_for
 from streams.settings import Settings
 from streams.state.snapshot_store import SnapshotStore
-from tests.conftest import TEST_SNAPSHOT_KEY
-from tests.helpers import Proc, http_json, http_text, wait_for, wait_ready
-from tests.reliability.conftest import stopping, summary
+from tests.support.fixtures import TEST_SNAPSHOT_KEY
+from tests.support.outages import stopping, summary
+from tests.support.scorer import http_json, http_text, wait_ready
 
 KEY = TEST_SNAPSHOT_KEY.encode()
 
@@ -68,10 +69,10 @@ def plant(store: SnapshotStore, version: int, data: bytes) -> None:
     """Write ``data`` as ``version`` and point ``current`` at it, as an attacker with
     write access to Redis (or a broken publisher) would; then send the usual hint."""
     r = store.redis
-    r.set(store.snap_key(version), data)
-    r.zadd(store._k("versions"), {str(version): time.time()})
-    r.set(store._k("current"), version)
-    r.publish(store.channel, version)
+    r.set(store.keys.snapshot(version), data)
+    r.zadd(store.keys.versions, {str(version): time.time()})
+    r.set(store.keys.current, version)
+    r.publish(store.keys.published_channel, version)
 
 
 def test_bad_snapshots_are_refused_and_the_old_model_keeps_serving(
@@ -103,7 +104,7 @@ def test_bad_snapshots_are_refused_and_the_old_model_keeps_serving(
             "other_version_copied": signed(store, v - 1 if v > 1 else v + 7, popularity(["evil"])),
         }
 
-    scorer = Proc(["scorer"], settings_env, tmp_path / "scorer.log")
+    scorer = ChildProcess.streamrec(["scorer"], settings_env, tmp_path / "scorer.log")
     base = f"http://127.0.0.1:{settings.web_port}"
     refused: dict[str, int] = {}
     with stopping(scorer):
@@ -115,7 +116,7 @@ def test_bad_snapshots_are_refused_and_the_old_model_keeps_serving(
         )
         kinds = list(bad_snapshots(1))
         for i, kind in enumerate(kinds):
-            version = int(store.redis.incr(store._k("version_seq")))
+            version = int(store.redis.incr(store.keys.version_seq))
             plant(store, version, bad_snapshots(version)[kind])
             wait_for(
                 lambda n=i + 1: http_json(f"{base}/healthz")[1]["snapshots_rejected"] >= n,

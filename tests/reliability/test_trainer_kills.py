@@ -11,11 +11,11 @@ import time
 from pathlib import Path
 
 from streams.io.topics import ensure_topics
+from streams.ops.processes import ChildProcess, wait_for
 from streams.settings import Settings
 from streams.state.snapshot_store import SnapshotStore
-from tests.conftest import TEST_SNAPSHOT_KEY
-from tests.helpers import Proc, wait_for
-from tests.reliability.conftest import Traffic, stopping, summary
+from tests.support.fixtures import TEST_SNAPSHOT_KEY
+from tests.support.outages import Traffic, stopping, summary
 
 
 def test_current_only_moves_forward_across_trainer_kills_and_nothing_is_relearned(
@@ -42,11 +42,13 @@ def test_current_only_moves_forward_across_trainer_kills_and_nothing_is_relearne
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
     traffic = Traffic(settings, rate=150.0).start()
-    procs: list[Proc] = []
+    procs: list[ChildProcess] = []
     kills = 0
     try:
         for run in range(3):
-            proc = Proc(["--log-level", "info", "trainer"], env, tmp_path / f"trainer-{run}.log")
+            proc = ChildProcess.streamrec(
+                ["--log-level", "info", "trainer"], env, tmp_path / f"trainer-{run}.log"
+            )
             procs.append(proc)
             seen = len(samples)
             wait_for(

@@ -1,4 +1,4 @@
-"""Fixtures for reliability tests: private servers we may kill, and traffic we can count.
+"""Reliability tests: private servers we may kill, and traffic we can count.
 
 The session's shared broker and Redis (tests/conftest.py) must never be stopped, so a
 test that takes a service away starts its own: :class:`PrivateRedis` (the Valkey binary
@@ -22,7 +22,6 @@ from typing import Any
 
 import pytest
 
-from streams.io.codec import PAGE_VIEW, RECOMMENDATION, AvroCodec
 from streams.io.producer import ReliableProducer, page_view
 from streams.ops.embedded import (
     KAFKA,
@@ -33,10 +32,7 @@ from streams.ops.embedded import (
     server_argv,
 )
 from streams.settings import Settings
-from tests.helpers import TopicReader
-
-REC = AvroCodec.bundled(RECOMMENDATION)
-PV = AvroCodec.bundled(PAGE_VIEW)
+from tests.support.topics import PV
 
 SUMMARIES: list[str] = []
 
@@ -236,56 +232,6 @@ class Traffic:
         return report.delivered
 
 
-@dataclasses.dataclass
-class Answers:
-    recommendations: list[dict[str, Any]]
-    wanted: set[str]
-
-    @property
-    def ids(self) -> list[str]:
-        return [r["event_id"] for r in self.recommendations]
-
-    @property
-    def lost(self) -> set[str]:
-        return self.wanted - set(self.ids)
-
-    @property
-    def duplicates(self) -> int:
-        ids = [i for i in self.ids if i in self.wanted]
-        return len(ids) - len(set(ids))
-
-
-def read_answers(
-    settings: Settings,
-    wanted: set[str],
-    timeout: float = 45.0,
-    group: str | None = None,
-    at_least: int = 0,
-) -> Answers:
-    """Every Recommendation on the topic, read until each of ``wanted`` is answered and
-    at least ``at_least`` were read (then a little longer, to catch late duplicates), or
-    until ``timeout``."""
-    reader = TopicReader(
-        settings,
-        settings.topic_recommendations,
-        group or f"answers-{settings.model_name}-{time.monotonic_ns()}",
-    )
-    try:
-
-        def done(messages: list[Any]) -> bool:
-            return len(messages) >= at_least and wanted <= {
-                REC.decode(m.value())["event_id"] for m in messages
-            }
-
-        reader.read_until(done, timeout)
-        extra_until = time.monotonic() + 1.0
-        while time.monotonic() < extra_until:
-            reader.read_until(lambda _: False, 0.5)
-        return Answers([REC.decode(m.value()) for m in reader.messages], wanted)
-    finally:
-        reader.close()
-
-
 @contextlib.contextmanager
 def stopping(*procs: Any) -> Iterator[None]:
     """Make sure the processes are gone at the end, whatever happened."""
@@ -296,16 +242,3 @@ def stopping(*procs: Any) -> Iterator[None]:
             with contextlib.suppress(Exception):
                 if proc.alive():
                     proc.stop(signal.SIGKILL, timeout=5)
-
-
-def wait_assigned(settings: Settings, proc: Any, timeout: float = 60.0) -> None:
-    """Wait until the scorer answers /healthz AND its consumer holds partitions (a
-    group join takes about half the session timeout on Tansu)."""
-    from tests.helpers import http_json, wait_for
-
-    def assigned() -> bool:
-        assert proc.alive(), proc.output()[-3000:]
-        status, body = http_json(f"http://127.0.0.1:{settings.web_port}/healthz")
-        return status == 200 and body["assigned_partitions"] > 0
-
-    wait_for(assigned, timeout, "scorer partitions assigned")

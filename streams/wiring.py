@@ -1,0 +1,38 @@
+"""Typed constructors of the parts every process builds from :class:`Settings`.
+
+The scorer, the trainer, replay, batch scoring and the ops commands all need the same
+snapshot store, signing key and codecs; they get them here, built one way.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from online_model.snapshot import signing_key
+from streams.io.codec import PAGE_VIEW, RECOMMENDATION, AvroCodec
+from streams.settings import Settings
+from streams.state.snapshot_store import SnapshotStore
+
+
+def snapshot_signing_key(settings: Settings) -> bytes:
+    """The HMAC key of snapshots (refuses to run without one unless insecure dev mode)."""
+    return signing_key(settings.snapshot_key.get(), settings.insecure_dev)
+
+
+def snapshot_store(settings: Settings, client: Any | None = None) -> SnapshotStore:
+    """The Redis snapshot store of ``settings.model_name`` (a sync client by default)."""
+    redis = client if client is not None else settings.redis_client(socket_timeout=5.0)
+    return SnapshotStore(
+        redis, settings.model_name, snapshot_signing_key(settings), keep=settings.snapshot_keep
+    )
+
+
+def page_view_codec(settings: Settings) -> AvroCodec:
+    """The PageView codec, refusing events over ``max_event_bytes``."""
+    return AvroCodec.bundled(
+        PAGE_VIEW, settings.schema_registry_url, max_bytes=settings.max_event_bytes
+    )
+
+
+def recommendation_codec(settings: Settings) -> AvroCodec:
+    return AvroCodec.bundled(RECOMMENDATION, settings.schema_registry_url)

@@ -1,0 +1,47 @@
+"""Talking to a running scorer over HTTP, and waiting until it serves."""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from typing import Any
+
+from streams.ops.processes import ChildProcess, wait_for
+from streams.settings import Settings
+
+
+def http_json(url: str, timeout: float = 2.0) -> tuple[int, Any]:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read() or b"null")
+
+
+def http_text(url: str, timeout: float = 2.0) -> str:
+    with urllib.request.urlopen(url, timeout=timeout) as response:
+        return str(response.read().decode())
+
+
+def wait_ready(settings: Settings, proc: ChildProcess, timeout: float = 60.0) -> None:
+    """Wait until the scorer's REST API answers /healthz."""
+
+    def ready() -> bool:
+        assert proc.alive(), proc.output()[-3000:]
+        status, _ = http_json(f"http://127.0.0.1:{settings.web_port}/healthz")
+        return status == 200
+
+    wait_for(ready, timeout, "scorer /healthz")
+
+
+def wait_assigned(settings: Settings, proc: ChildProcess, timeout: float = 60.0) -> None:
+    """Wait until the scorer answers /healthz AND its consumer holds partitions (a
+    group join takes about half the session timeout on Tansu)."""
+
+    def assigned() -> bool:
+        assert proc.alive(), proc.output()[-3000:]
+        status, body = http_json(f"http://127.0.0.1:{settings.web_port}/healthz")
+        return status == 200 and body["assigned_partitions"] > 0
+
+    wait_for(assigned, timeout, "scorer partitions assigned")
