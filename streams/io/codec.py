@@ -15,7 +15,6 @@ from __future__ import annotations
 import copy
 import io
 import struct
-from collections.abc import Iterable
 from typing import Any
 
 import fastavro
@@ -276,23 +275,6 @@ class AvroCodec:
             raise SchemaViolation(f"{self.full_name} body is not a record")
         self._check(record)
         return record
-
-    def decode_many(self, values: Iterable[bytes | None]) -> list[dict[str, Any] | Exception]:
-        """Decode each value; failures are returned in place as the exception."""
-        out: list[dict[str, Any] | Exception] = []
-        for value in values:
-            try:
-                out.append(self.decode(value))
-            except (
-                SchemaViolation,
-                MessageTooShort,
-                MessageTooLarge,
-                BadMagicByte,
-                UnknownSchemaId,
-                CorruptBody,
-            ) as exc:
-                out.append(exc)
-        return out
 
     def _resolve(self, schema_id: int) -> tuple[Any, Any]:
         writer_schema = self._registry.schema_for(schema_id)

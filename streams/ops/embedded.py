@@ -19,7 +19,6 @@ import subprocess
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
 
 from streams.errors import ServiceError
 from streams.settings import Settings
@@ -334,7 +333,3 @@ def _zombie(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z"
     except (OSError, IndexError):
         return True
-
-
-def service_summary(statuses: list[ServiceStatus]) -> dict[str, Any]:
-    return {s.name: asdict(s) for s in statuses}

@@ -132,10 +132,6 @@ class _HistoryStoreBase:
     def errors(self) -> int:
         return self._breaker.errors
 
-    @property
-    def healthy(self) -> bool:
-        return self._breaker.allows()
-
     def _read_pipe(self, users: list[str]) -> Any | UserState:
         """A pipeline queued with the reads, or the answer when Redis is not asked."""
         if not users:

@@ -206,10 +206,3 @@ def test_local_ids_are_deterministic() -> None:
     b = AvroCodec.bundled(PAGE_VIEW)
     assert a.schema_id == b.schema_id
     assert a.schema_id != AvroCodec.bundled(RECOMMENDATION).schema_id
-
-
-def test_decode_many_returns_failures_in_place(pv: AvroCodec) -> None:
-    out = pv.decode_many([good(pv), b"", b"\x05" * 10])
-    assert isinstance(out[0], dict)
-    assert isinstance(out[1], MessageTooShort)
-    assert isinstance(out[2], BadMagicByte)
