@@ -21,6 +21,7 @@ from collections.abc import Callable, Hashable, Iterable, Sequence
 from typing import Any
 
 from online_model.base import Recommender
+from online_model.quality import HitCounts, rank_of
 
 logger = logging.getLogger(__name__)
 
@@ -65,9 +66,7 @@ class PrequentialEvaluator:
         self.model_name = model_name or type(model).__name__
         self.params = dict(params or {})
         self.n_events = 0
-        self.n_scored = 0
-        self.hits = 0
-        self.rr_sum = 0.0
+        self.quality = HitCounts()
         self._recent: dict[Hashable, deque[Hashable]] = {}
         self._seen: dict[Hashable, set[Hashable]] = {}
         self._pages_seen: set[Hashable] = set()
@@ -84,15 +83,13 @@ class PrequentialEvaluator:
             seen = self._seen[user] = set()
         else:
             seen = self._seen[user]
-            recs = self.model.recommend(user, k=self.k, history=recent, exclude=seen)
-            self.n_scored += 1
-            for pos, (item, _) in enumerate(recs, 1):
-                self._pages_recommended.add(item)
-                if rank is None and item == page:
-                    rank = pos
-            if rank is not None:
-                self.hits += 1
-                self.rr_sum += 1.0 / rank
+            recs = [
+                item
+                for item, _ in self.model.recommend(user, k=self.k, history=recent, exclude=seen)
+            ]
+            self._pages_recommended.update(recs)
+            rank = rank_of(page, recs)
+            self.quality.add(rank)
         self.model.learn_one(user, page, x=None if ts_ms is None else {"ts": ts_ms})
         recent.append(page)
         seen.add(page)
@@ -104,15 +101,13 @@ class PrequentialEvaluator:
     def report(self) -> dict[str, Any]:
         """Metrics so far: hit@k, mrr@k, coverage@k, counts, throughput, model, params, k."""
         k = self.k
-        scored = self.n_scored or 1
         return {
-            f"hit@{k}": self.hits / scored if self.n_scored else 0.0,
-            f"mrr@{k}": self.rr_sum / scored if self.n_scored else 0.0,
+            **self.quality.report(k),
             f"coverage@{k}": (
                 len(self._pages_recommended) / len(self._pages_seen) if self._pages_seen else 0.0
             ),
             "n_events": self.n_events,
-            "n_scored": self.n_scored,
+            "n_scored": self.quality.judged,
             "events_per_s": self.n_events / self._elapsed if self._elapsed else 0.0,
             "model": self.model_name,
             "params": self.params,

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from online_model.quality import HitCounts, rank_of
 from streams.errors import DecodeError, KeyMismatch, SchemaViolation
 from streams.io.codec import PAGE_VIEW, RECOMMENDATION, AvroCodec
 from streams.io.dlq import DeadLetter, InputMessage
@@ -32,24 +33,12 @@ class PageViewIn:
         return str(self.record["user_id"])
 
 
-@dataclass
-class ServedQuality:
+class ServedQuality(HitCounts):
     """Online quality: was the next page a user viewed in the list served before it?"""
 
-    judged: int = 0
-    hits: int = 0
-    reciprocal_rank: float = 0.0
-
-    def add(self, served: list[str], page: str) -> None:
-        if not served:
-            return
-        self.judged += 1
-        try:
-            rank = served.index(page)
-        except ValueError:
-            return
-        self.hits += 1
-        self.reciprocal_rank += 1.0 / (rank + 1)
+    def add_served(self, served: list[str], page: str) -> None:
+        if served:
+            self.add(rank_of(page, served))
 
 
 @dataclass
@@ -119,7 +108,7 @@ class ScoringCore:
             record = view.record
             user = view.user
             page = str(record["page_id"])
-            out.quality.add(last_served.get(user, []), page)
+            out.quality.add_served(last_served.get(user, []), page)
             history = histories.setdefault(user, [])
             history.append(page)
             if len(history) > self.history_length:

@@ -30,14 +30,9 @@ class RollingQuality:
         if not batch.judged:
             return
         self._batches.append(batch)
-        self._total.judged += batch.judged
-        self._total.hits += batch.hits
-        self._total.reciprocal_rank += batch.reciprocal_rank
+        self._total += batch
         while self._batches and self._total.judged - self._batches[0].judged >= self.window:
-            old = self._batches.popleft()
-            self._total.judged -= old.judged
-            self._total.hits -= old.hits
-            self._total.reciprocal_rank -= old.reciprocal_rank
+            self._total -= self._batches.popleft()
 
     @property
     def judged(self) -> int:
@@ -45,11 +40,11 @@ class RollingQuality:
 
     @property
     def hit_rate(self) -> float:
-        return self._total.hits / self._total.judged if self._total.judged else 0.0
+        return self._total.hit_rate
 
     @property
     def mrr(self) -> float:
-        return self._total.reciprocal_rank / self._total.judged if self._total.judged else 0.0
+        return self._total.mrr
 
 
 class ScorerMetrics:

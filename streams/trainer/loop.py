@@ -30,6 +30,7 @@ from typing import Any, Protocol
 
 from online_model.base import Recommender
 from online_model.errors import ConfigurationError, StreamrecError
+from online_model.quality import rank_of
 from online_model.snapshot import Snapshot, SnapshotMeta
 from streams.errors import LeaseLost, StoreUnavailable
 from streams.state.lease import TrainerLease
@@ -104,7 +105,7 @@ class RollingHitRate:
         else:
             self._histories.move_to_end(user)
             recs = model.recommend(user, self.k, history=hist, exclude=set(hist))
-            rank = next((i for i, (item, _) in enumerate(recs, 1) if item == page), None)
+            rank = rank_of(page, (item for item, _ in recs))
             self.n_scored += 1
             # Start as a plain mean, then weight recent events more.
             a = max(self.alpha, 1.0 / self.n_scored)
