@@ -8,7 +8,7 @@ from collections.abc import Collection, Hashable, Sequence
 from operator import itemgetter
 from typing import Any
 
-from online_model.base import Recommender
+from online_model.base import Recommender, Reward
 from online_model.popularity import DecayedPopularity
 
 logger = logging.getLogger(__name__)
@@ -56,7 +56,7 @@ class RiverRanker(Recommender):
         self,
         user: Hashable,
         item: Hashable,
-        y: float | None = None,
+        y: Reward | None = None,
         x: dict[str, Any] | None = None,
     ) -> None:
         self._model.learn_one(user, item, self.implicit_rating if y is None else y)

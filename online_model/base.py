@@ -13,7 +13,10 @@ import logging
 from collections.abc import Collection, Hashable, Iterable, Sequence
 from typing import Any
 
-from river import base
+from river import reco
+from river.reco.base import Reward
+
+__all__ = ["MAX_HISTORY", "Recommender", "Reward"]
 
 logger = logging.getLogger(__name__)
 
@@ -21,7 +24,7 @@ logger = logging.getLogger(__name__)
 MAX_HISTORY = 50
 
 
-class Recommender(base.Base, abc.ABC):
+class Recommender(reco.base.Ranker, abc.ABC):
     """Base class of online page recommenders.
 
     Subclasses implement :meth:`learn_one` and :meth:`_recommend`; this class normalises
@@ -39,7 +42,7 @@ class Recommender(base.Base, abc.ABC):
         self,
         user: Hashable,
         item: Hashable,
-        y: float | None = None,
+        y: Reward | None = None,
         x: dict[str, Any] | None = None,
     ) -> None:
         """Learn that ``user`` viewed ``item``; ``x`` may carry ``{"ts": epoch_ms}``."""
@@ -61,7 +64,10 @@ class Recommender(base.Base, abc.ABC):
         """Recent items the model remembers for ``user`` (empty when it keeps none)."""
         return ()
 
-    def predict_one(self, user: Hashable, item: Hashable, x: dict[str, Any] | None = None) -> float:
+    # River types predictions as numbers.Number, which mypy does not relate to float.
+    def predict_one(  # type: ignore[override]
+        self, user: Hashable, item: Hashable, x: dict[str, Any] | None = None
+    ) -> float:
         """Score ``item`` for ``user`` from the history the model remembers for them."""
         return self.score_items(user, [item], self.user_history(user))[0]
 

@@ -8,7 +8,7 @@ from collections.abc import Collection, Hashable, Sequence
 from operator import itemgetter
 from typing import Any
 
-from online_model.base import Recommender
+from online_model.base import Recommender, Reward
 from online_model.errors import ModelError
 from online_model.popularity import DecayedPopularity
 
@@ -103,7 +103,7 @@ class Blend(Recommender):
         self,
         user: Hashable,
         item: Hashable,
-        y: float | None = None,
+        y: Reward | None = None,
         x: dict[str, Any] | None = None,
     ) -> None:
         for member, _ in self._members:

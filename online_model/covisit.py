@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from online_model.base import Recommender
+from online_model.base import Recommender, Reward
 from online_model.decay import ForwardDecay
 from online_model.popularity import DecayedPopularity
 
@@ -180,7 +180,7 @@ class Covisitation(Recommender):
         self,
         user: Hashable,
         item: Hashable,
-        y: float | None = None,
+        y: Reward | None = None,
         x: dict[str, Any] | None = None,
     ) -> None:
         weight, rescale = self._clock.tick(x)

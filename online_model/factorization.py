@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 from river import optim, reco
 
-from online_model.base import Recommender
+from online_model.base import Recommender, Reward
 from online_model.popularity import DecayedPopularity
 
 logger = logging.getLogger(__name__)
@@ -111,8 +111,8 @@ class ImplicitMF(Recommender):
         self._index: dict[Hashable, int] = {}
         self._matrix = np.zeros((0, n_factors), dtype=np.float64)
         self._dirty: set[int] = set()
-        self._rng = np.random.default_rng(seed)
-        self._uniform = self._rng.random(_RANDOM_BATCH)
+        self._generator = np.random.default_rng(seed)
+        self._uniform = self._generator.random(_RANDOM_BATCH)
         self._uniform_pos = 0
 
     @property
@@ -138,11 +138,13 @@ class ImplicitMF(Recommender):
         mf.u_latents = _factor_dict(make, mf_state["u_latents"])
         mf.i_latents = _factor_dict(make, mf_state["i_latents"])
         mf._rng = random.Random(mf.seed)  # unused by FunkMF.learn_one
+        if "_rng" in state:  # written before the generator was renamed (River's Ranker owns _rng)
+            state = {**state, "_generator": state.pop("_rng")}
         self.__dict__.update({**state, "_mf": mf})
 
     def _uniform_draw(self) -> float:
         if self._uniform_pos >= _RANDOM_BATCH:
-            self._uniform = self._rng.random(_RANDOM_BATCH)
+            self._uniform = self._generator.random(_RANDOM_BATCH)
             self._uniform_pos = 0
         u = self._uniform[self._uniform_pos]
         self._uniform_pos += 1
@@ -159,7 +161,7 @@ class ImplicitMF(Recommender):
         self,
         user: Hashable,
         item: Hashable,
-        y: float | None = None,
+        y: Reward | None = None,
         x: dict[str, Any] | None = None,
     ) -> None:
         mf = self._mf

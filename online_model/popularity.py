@@ -8,7 +8,7 @@ from collections.abc import Collection, Hashable, Sequence
 from operator import itemgetter
 from typing import Any
 
-from online_model.base import Recommender
+from online_model.base import Recommender, Reward
 from online_model.decay import ForwardDecay
 
 logger = logging.getLogger(__name__)
@@ -77,7 +77,7 @@ class DecayedPopularity(Recommender):
         self,
         user: Hashable,
         item: Hashable,
-        y: float | None = None,
+        y: Reward | None = None,
         x: dict[str, Any] | None = None,
     ) -> None:
         weight, rescale = self._clock.tick(x)

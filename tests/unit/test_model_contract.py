@@ -1,82 +1,38 @@
-"""One contract, every built-in model: what the scorer and the trainer rely on."""
+"""One contract, every built-in model: ours (online_model.checks) and River's own checks."""
 
 from __future__ import annotations
 
-import pickle
+from collections.abc import Callable
+from typing import Any
 
 import pytest
+from river import checks as river_checks
 
 from online_model.base import Recommender
-from online_model.data.generate import generate
+from online_model.checks import yield_checks
 from online_model.errors import SnapshotFormatError
 from online_model.registry import MODELS, make_model
 from online_model.snapshot import _restricted_loads, is_allowed_global
 
-EVENTS = generate(n_users=60, n_pages=80, n_events=1_500, seed=7).rows()
+
+def _cases(yield_from: Callable[[Recommender], Any]) -> list[Any]:
+    cases = []
+    for name in sorted(MODELS):
+        model = make_model(name, {"seed": "3"})
+        for check in yield_from(model):
+            cases.append(pytest.param(model, check, id=f"{name}:{check.__name__}"))
+    return cases
 
 
-def trained(name: str, seed: int = 3) -> Recommender:
-    model = make_model(name, {"seed": str(seed)})
-    for user, page, ts, _ in EVENTS:
-        model.learn_one(user, page, x={"ts": ts})
-    return model
+@pytest.mark.parametrize(("model", "check"), _cases(yield_checks))
+def test_streamrec_contract(model: Recommender, check: Callable[[Recommender], None]) -> None:
+    check(model.clone())
 
 
-def probes(model: Recommender) -> list[list[tuple[object, float]]]:
-    out = []
-    for user, page, _, _ in EVENTS[-40:]:
-        hist = [p for u, p, _, _ in EVENTS[-200:] if u == user][-5:]
-        out.append(model.recommend(user, k=10, history=hist, exclude={page}))
-    return out
-
-
-@pytest.mark.parametrize("name", sorted(MODELS))
-def test_model_contract(name: str) -> None:
-    model = trained(name)
-    assert model.n_events_learned == len(EVENTS)
-    assert 0 < model.n_items <= 80
-
-    # recommend: at most k, distinct, nothing excluded, scores sorted descending
-    history = [EVENTS[-3][1], EVENTS[-2][1], EVENTS[-1][1]]
-    exclude = set(history) | {EVENTS[0][1]}
-    for k in (1, 5, 10, 200):
-        recs = model.recommend("u0", k=k, history=history, exclude=exclude)
-        items = [i for i, _ in recs]
-        scores = [s for _, s in recs]
-        assert 0 < len(recs) <= k
-        assert len(set(items)) == len(items)
-        assert not exclude & set(items)
-        assert scores == sorted(scores, reverse=True)
-    assert len(model.recommend("u0", k=200)) == model.n_items  # nothing excluded: all items
-
-    # a user the model never saw is served from history alone
-    unknown = model.recommend("never-seen", k=10, history=history)
-    assert len(unknown) == 10
-    assert model.recommend("never-seen", k=0, history=history) == []
-
-    # River API
-    assert isinstance(model.predict_one("u0", items[0]), float)
-    ranked = model.rank("u0", items[:5])
-    assert sorted(ranked) == sorted(items[:5])
-
-    # clone: same parameters, no learned state
-    fresh = model.clone()
-    assert type(fresh) is type(model)
-    assert fresh._get_params() == model._get_params()
-    assert fresh.n_events_learned == 0 and fresh.n_items == 0
-
-    # snapshot round trip through the snapshot loader's allow-listing unpickler
-    blob = pickle.dumps(model, protocol=pickle.HIGHEST_PROTOCOL)
-    restored = _restricted_loads(blob)
-    assert probes(restored) == probes(model)
-    assert restored.n_events_learned == model.n_events_learned
-    # ... and keeps learning identically
-    model.learn_one("u1", "p1")
-    restored.learn_one("u1", "p1")
-    assert probes(restored) == probes(model)
-
-    # determinism under a seed
-    assert probes(trained(name, seed=3)) == probes(trained(name, seed=3))
+@pytest.mark.parametrize(("model", "check"), _cases(river_checks.yield_checks))
+def test_river_checks(model: Recommender, check: Callable[[Recommender], None]) -> None:
+    """River users get River rankers: River's own estimator checks pass."""
+    check(model.clone())
 
 
 def test_allow_list_refuses_code_execution() -> None:
