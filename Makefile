@@ -33,7 +33,7 @@ lint: $(STAMP) ## ruff and mypy
 	$(VENV)/bin/mypy
 
 bench: $(STAMP) ## Quick benchmarks (about 5 minutes); results in bench/results/
-	$(VENV)/bin/streamrec bench --quick
+	$(PY) -m bench --quick
 
 clean: ## Remove the virtualenv and caches
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

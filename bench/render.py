@@ -65,7 +65,7 @@ def write_report(results: Path, meta: dict[str, Any]) -> str:
     sections = _load(results)
     if "memory" in sections:
         write_json("memory", {"meta": meta, **sections["memory"]}, results)
-    command = "streamrec bench --quick" if meta["quick"] else "streamrec bench"
+    command = "python -m bench --quick" if meta["quick"] else "python -m bench"
     lines = [
         "# streamrec pipeline benchmarks",
         "",

@@ -1,4 +1,4 @@
-"""Run the pipeline benches and write the results (``streamrec bench``)."""
+"""Run the pipeline benches and write the results (``python -m bench``)."""
 
 from __future__ import annotations
 

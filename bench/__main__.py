@@ -1,33 +1,19 @@
-"""``streamrec bench``: the pipeline benchmarks, written to ``bench/results/``.
+"""``python -m bench``: the pipeline benchmarks, written to ``bench/results/``.
 
-The benches live in the repository's ``bench/`` directory (they are not part of the
-installed package), so this command runs from a source checkout.
+The benches live in the repository's ``bench/`` directory, not in the installed package:
+run them from a source checkout (``make bench`` = ``python -m bench --quick``).
 """
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import click
 
-from online_model.errors import ConfigurationError
-
 SECTIONS = ("throughput", "latency", "freshness", "trainer")
 
 
-def _bench_package() -> None:
-    root = Path(__file__).resolve().parents[2]
-    if not (root / "bench" / "run.py").is_file():
-        raise ConfigurationError(
-            f"no bench/ directory next to {root / 'streams'}: "
-            "run `streamrec bench` from a source checkout"
-        )
-    if str(root) not in sys.path:
-        sys.path.insert(0, str(root))
-
-
-@click.command("bench")
+@click.command("bench", context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "--quick",
     is_flag=True,
@@ -73,8 +59,11 @@ def command(quick: bool, only: str, runs: int | None, results_dir: Path | None) 
         raise click.BadParameter(
             f"unknown section(s) {sorted(unknown)}; choose from {SECTIONS}", param_hint="--only"
         )
-    _bench_package()
     from bench.run import run_benches
 
     report = run_benches(sections, quick=quick, runs=runs, results_dir=results_dir)
     click.echo(report)
+
+
+if __name__ == "__main__":
+    command(prog_name="python -m bench")
