@@ -17,7 +17,7 @@ from streams.io.producer import ReliableProducer
 from streams.io.topics import ensure_topics
 from streams.ops.processes import ChildProcess, wait_for
 from streams.settings import Settings
-from tests.support.outages import PrivateKafka, Traffic, env_for, replace, stopping, summary
+from tests.support.outages import PrivateServer, Traffic, env_for, replace, stopping, summary
 from tests.support.scorer import http_json, wait_assigned
 from tests.support.topics import PV, read_answers
 
@@ -52,9 +52,9 @@ def high_watermarks(settings: Settings) -> int:
 
 
 def test_producer_with_a_tiny_queue_blocks_while_the_broker_is_gone_and_accounts_for_all(
-    settings: Settings, private_kafka: PrivateKafka
+    settings: Settings, private_kafka: PrivateServer
 ) -> None:
-    s = replace(settings, kafka_bootstrap_servers=private_kafka.bootstrap)
+    s = replace(settings, kafka_bootstrap_servers=private_kafka.address)
     ensure_topics(s)
     timeout_ms = 6000
     producer = ReliableProducer(
@@ -116,9 +116,9 @@ def test_producer_with_a_tiny_queue_blocks_while_the_broker_is_gone_and_accounts
 
 
 def test_streamrec_produce_reports_every_row_across_a_broker_restart(
-    settings: Settings, settings_env: dict[str, str], tmp_path: Path, private_kafka: PrivateKafka
+    settings: Settings, settings_env: dict[str, str], tmp_path: Path, private_kafka: PrivateServer
 ) -> None:
-    s = replace(settings, kafka_bootstrap_servers=private_kafka.bootstrap)
+    s = replace(settings, kafka_bootstrap_servers=private_kafka.address)
     ensure_topics(s)
     rows = 300
     csv = tmp_path / "views.csv"
@@ -178,9 +178,9 @@ def test_streamrec_produce_reports_every_row_across_a_broker_restart(
 
 
 def test_scorer_survives_or_exits_cleanly_when_the_broker_goes_away(
-    settings: Settings, settings_env: dict[str, str], tmp_path: Path, private_kafka: PrivateKafka
+    settings: Settings, settings_env: dict[str, str], tmp_path: Path, private_kafka: PrivateServer
 ) -> None:
-    s = replace(settings, kafka_bootstrap_servers=private_kafka.bootstrap)
+    s = replace(settings, kafka_bootstrap_servers=private_kafka.address)
     ensure_topics(s)
     scorer = ChildProcess.streamrec(
         ["--log-level", "info", "scorer"], env_for(s, settings_env), tmp_path / "scorer.log"

@@ -14,7 +14,7 @@ from streams.ops.processes import ChildProcess, wait_for
 from streams.settings import Settings
 from streams.state.snapshot_store import SnapshotStore
 from tests.support.fixtures import TEST_SNAPSHOT_KEY
-from tests.support.outages import PrivateRedis, Traffic, env_for, replace, stopping, summary
+from tests.support.outages import PrivateServer, Traffic, env_for, replace, stopping, summary
 from tests.support.scorer import http_json, http_text, wait_assigned
 from tests.support.topics import read_answers
 
@@ -68,14 +68,14 @@ def trainer_acl(model: str, password: str) -> list[str]:
     ]
 
 
-def user_url(server: PrivateRedis, user: str, password: str) -> str:
+def user_url(server: PrivateServer, user: str, password: str) -> str:
     return f"redis://{user}:{password}@127.0.0.1:{server.port}/0"
 
 
 def test_restricted_scorer_user_serves_and_hot_swaps_but_cannot_publish(
-    settings: Settings, settings_env: dict[str, str], tmp_path: Path, private_redis: PrivateRedis
+    settings: Settings, settings_env: dict[str, str], tmp_path: Path, private_redis: PrivateServer
 ) -> None:
-    admin = redis.Redis.from_url(private_redis.url)
+    admin = redis.Redis.from_url(private_redis.address)
     model = settings.model_name
     admin.execute_command("ACL", "SETUSER", *scorer_acl(model, "scorer-secret"))
     admin.execute_command("ACL", "SETUSER", *trainer_acl(model, "trainer-secret"))

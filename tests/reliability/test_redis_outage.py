@@ -12,7 +12,7 @@ from streams.ops.processes import ChildProcess, wait_for
 from streams.settings import Settings
 from streams.state.snapshot_store import SnapshotStore
 from tests.support.fixtures import TEST_SNAPSHOT_KEY
-from tests.support.outages import PrivateRedis, Traffic, env_for, replace, stopping, summary
+from tests.support.outages import PrivateServer, Traffic, env_for, replace, stopping, summary
 from tests.support.scorer import http_json, http_text, wait_assigned
 from tests.support.topics import read_answers
 
@@ -25,9 +25,9 @@ def _metric(text: str, name: str) -> float:
 
 
 def test_redis_outage_scorer_degrades_and_recovers_trainer_republishes(
-    settings: Settings, settings_env: dict[str, str], tmp_path: Path, private_redis: PrivateRedis
+    settings: Settings, settings_env: dict[str, str], tmp_path: Path, private_redis: PrivateServer
 ) -> None:
-    s = replace(settings, redis_url=private_redis.url)
+    s = replace(settings, redis_url=private_redis.address)
     env = env_for(
         s,
         settings_env,

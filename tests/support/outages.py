@@ -53,22 +53,32 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
 
 
 # -- private servers ------------------------------------------------------------------------
-class _PrivateServer:
-    name = "server"
+class PrivateServer:
+    """An embedded server of the test's own (``kind`` is REDIS or KAFKA) on a fixed port.
 
-    def __init__(self, state_dir: Path) -> None:
+    ``address`` is what clients are given: a ``redis://`` URL, or Kafka bootstrap servers.
+    """
+
+    def __init__(self, kind: str, state_dir: Path) -> None:
+        self.kind = kind
+        self.name = {REDIS: "valkey", KAFKA: "tansu"}[kind]
         self.port = free_port()
         self.state_dir = state_dir
         state_dir.mkdir(parents=True, exist_ok=True)
         self.log = state_dir / f"{self.name}.log"
         self.process: subprocess.Popen[bytes] | None = None
         self.starts = 0
+        redis = kind == REDIS
+        self.address = f"redis://127.0.0.1:{self.port}/0" if redis else f"127.0.0.1:{self.port}"
 
     def argv(self) -> list[str]:
-        raise NotImplementedError
+        argv = server_argv(self.kind, self.port)
+        return [*argv, "--dir", str(self.state_dir)] if self.kind == REDIS else argv
 
     def reachable(self) -> bool:
-        raise NotImplementedError
+        if self.kind == REDIS:
+            return redis_reachable(Settings(redis_url=self.address), timeout=0.5)
+        return kafka_reachable(self.address, timeout=1.0)
 
     def start(self, timeout: float = 30.0) -> None:
         assert self.process is None or self.process.poll() is not None, "already running"
@@ -103,48 +113,27 @@ class _PrivateServer:
                 self.process.wait(5)
 
 
-class PrivateRedis(_PrivateServer):
-    name = "valkey"
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def argv(self) -> list[str]:
-        return [*server_argv(REDIS, self.port), "--dir", str(self.state_dir)]
-
-    def reachable(self) -> bool:
-        return redis_reachable(Settings(redis_url=self.url), timeout=0.5)
-
-
-class PrivateKafka(_PrivateServer):
-    name = "tansu"
-
-    @property
-    def bootstrap(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
-    def argv(self) -> list[str]:
-        return server_argv(KAFKA, self.port)
-
-    def reachable(self) -> bool:
-        return kafka_reachable(self.bootstrap, timeout=1.0)
+@contextlib.contextmanager
+def running(kind: str, state_dir: Path) -> Iterator[PrivateServer]:
+    """A private server for the length of the block (killed at the end)."""
+    server = PrivateServer(kind, state_dir)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 @pytest.fixture
-def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
-    server = PrivateRedis(tmp_path / "redis")
-    server.start()
-    yield server
-    server.stop()
+def private_redis(tmp_path: Path) -> Iterator[PrivateServer]:
+    with running(REDIS, tmp_path / "redis") as server:
+        yield server
 
 
 @pytest.fixture
-def private_kafka(tmp_path: Path) -> Iterator[PrivateKafka]:
-    server = PrivateKafka(tmp_path / "kafka")
-    server.start()
-    yield server
-    server.stop()
+def private_kafka(tmp_path: Path) -> Iterator[PrivateServer]:
+    with running(KAFKA, tmp_path / "kafka") as server:
+        yield server
 
 
 def env_for(settings: Settings, base: dict[str, str], **extra: str) -> dict[str, str]:
