@@ -44,6 +44,31 @@ class Secret:
         return hash(self._value)
 
 
+#: The longest list anything serves (topic, REST, batch); ``STREAMREC_K`` must not exceed it.
+MAX_K = 100
+#: Fewest bytes of snapshot key material (HMAC-SHA256 wants a key as long as its output).
+MIN_SNAPSHOT_KEY_BYTES = 32
+
+
+def parse_count(text: str) -> int:
+    """A whole number written with ASCII digits only.
+
+    ``int()`` also takes ``"5_0"``, ``" 5"`` and non-ASCII (e.g. fullwidth) digits; a
+    setting or a query parameter that looks like one number but reads as another is a
+    mistake to report, not to guess at.
+
+    >>> parse_count("50")
+    50
+    >>> parse_count("5_0")
+    Traceback (most recent call last):
+    ...
+    ValueError: not a whole number: '5_0'
+    """
+    if not (text.isascii() and text.isdigit()):
+        raise ValueError(f"not a whole number: {text!r}")
+    return int(text)
+
+
 def _env_bool(value: str) -> bool:
     lowered = value.strip().lower()
     if lowered in {"1", "true", "yes", "on"}:
@@ -58,32 +83,32 @@ _ENV: dict[str, tuple[str, Any]] = {
     "kafka_bootstrap_servers": ("KAFKA_BOOTSTRAP_SERVERS", str),
     "redis_url": ("REDIS_URL", str),
     "schema_registry_url": ("SCHEMA_REGISTRY_URL", str),
-    "kafka_port": ("STREAMREC_KAFKA_PORT", int),
-    "redis_port": ("STREAMREC_REDIS_PORT", int),
+    "kafka_port": ("STREAMREC_KAFKA_PORT", parse_count),
+    "redis_port": ("STREAMREC_REDIS_PORT", parse_count),
     "state_dir": ("STREAMREC_STATE_DIR", Path),
     "topic_page_views": ("STREAMREC_TOPIC_PAGE_VIEWS", str),
     "topic_recommendations": ("STREAMREC_TOPIC_RECOMMENDATIONS", str),
     "topic_dlq": ("STREAMREC_TOPIC_DLQ", str),
-    "partitions": ("STREAMREC_PARTITIONS", int),
-    "replication_factor": ("STREAMREC_REPLICATION_FACTOR", int),
+    "partitions": ("STREAMREC_PARTITIONS", parse_count),
+    "replication_factor": ("STREAMREC_REPLICATION_FACTOR", parse_count),
     "model_name": ("STREAMREC_MODEL_NAME", str),
     "model": ("STREAMREC_MODEL", str),
     "snapshot_key": ("STREAMREC_SNAPSHOT_KEY", Secret),
     "insecure_dev": ("STREAMREC_INSECURE_DEV", _env_bool),
     "snapshot_interval": ("STREAMREC_SNAPSHOT_INTERVAL", float),
-    "snapshot_keep": ("STREAMREC_SNAPSHOT_KEEP", int),
+    "snapshot_keep": ("STREAMREC_SNAPSHOT_KEEP", parse_count),
     "model_poll_interval": ("STREAMREC_MODEL_POLL_INTERVAL", float),
-    "k": ("STREAMREC_K", int),
-    "history_length": ("STREAMREC_HISTORY_LENGTH", int),
-    "history_ttl_s": ("STREAMREC_HISTORY_TTL_S", int),
-    "max_event_bytes": ("STREAMREC_MAX_EVENT_BYTES", int),
-    "session_timeout_ms": ("STREAMREC_SESSION_TIMEOUT_MS", int),
+    "k": ("STREAMREC_K", parse_count),
+    "history_length": ("STREAMREC_HISTORY_LENGTH", parse_count),
+    "history_ttl_s": ("STREAMREC_HISTORY_TTL_S", parse_count),
+    "max_event_bytes": ("STREAMREC_MAX_EVENT_BYTES", parse_count),
+    "session_timeout_ms": ("STREAMREC_SESSION_TIMEOUT_MS", parse_count),
     "scorer_group": ("STREAMREC_SCORER_GROUP", str),
     "trainer_group": ("STREAMREC_TRAINER_GROUP", str),
-    "web_port": ("STREAMREC_WEB_PORT", int),
-    "batch_size": ("STREAMREC_BATCH_SIZE", int),
+    "web_port": ("STREAMREC_WEB_PORT", parse_count),
+    "batch_size": ("STREAMREC_BATCH_SIZE", parse_count),
     "batch_wait_s": ("STREAMREC_BATCH_WAIT_S", float),
-    "fetch_max_wait_ms": ("STREAMREC_FETCH_MAX_WAIT_MS", int),
+    "fetch_max_wait_ms": ("STREAMREC_FETCH_MAX_WAIT_MS", parse_count),
 }
 
 
@@ -146,6 +171,14 @@ class Settings:
         for name in ("partitions", "replication_factor", "k", "history_length", "batch_size"):
             if getattr(self, name) < 1:
                 raise ConfigurationError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.k > MAX_K:
+            raise ConfigurationError(f"k must be at most {MAX_K}, got {self.k}")
+        key = self.snapshot_key.get().encode()
+        if key and len(key) < MIN_SNAPSHOT_KEY_BYTES:
+            raise ConfigurationError(
+                f"STREAMREC_SNAPSHOT_KEY holds {len(key)} bytes; use at least "
+                f"{MIN_SNAPSHOT_KEY_BYTES} random bytes, e.g. `openssl rand -hex 32`"
+            )
         if self.snapshot_interval <= 0 or self.model_poll_interval <= 0:
             raise ConfigurationError("snapshot_interval and model_poll_interval must be > 0")
         if self.redis_url and urlsplit(self.redis_url).scheme not in {"redis", "rediss", "unix"}:

@@ -22,6 +22,9 @@ logger = logging.getLogger(__name__)
 
 REQUIRED_FIELDS = ("user_id", "page_id", "ts_ms")
 
+#: Timestamps are Avro longs (signed 64-bit) downstream.
+_TS_MIN, _TS_MAX = -(2**63), 2**63 - 1
+
 
 class PageView(NamedTuple):
     """One page view: who, what, when (epoch ms) and, optionally, in which session."""
@@ -48,6 +51,13 @@ class EventLog:
 
 
 def _parse_ts(value: object) -> int:
+    ts = _ts_number(value)
+    if not _TS_MIN <= ts <= _TS_MAX:
+        raise ValueError("ts_ms does not fit in a signed 64-bit integer")
+    return ts
+
+
+def _ts_number(value: object) -> int:
     if isinstance(value, bool):
         raise ValueError("ts_ms is a boolean")
     if isinstance(value, int):
@@ -73,7 +83,7 @@ def _row_to_view(row: dict, line: int) -> PageView:
     try:
         ts = _parse_ts(row["ts_ms"])
     except (TypeError, ValueError) as exc:
-        raise InputError(f"line {line}: ts_ms {row['ts_ms']!r} is not an integer") from exc
+        raise InputError(f"line {line}: ts_ms {row['ts_ms']!r} is not valid: {exc}") from exc
     session = row.get("session_id")
     return PageView(
         str(row["user_id"]).strip(),
@@ -84,7 +94,8 @@ def _row_to_view(row: dict, line: int) -> PageView:
 
 
 def _csv_rows(path: str | os.PathLike[str]) -> Iterator[tuple[int, dict | None, str | None]]:
-    with open(path, newline="", encoding="utf-8") as fh:
+    # utf-8-sig: a byte-order mark (spreadsheet exports write one) is not part of the header
+    with open(path, newline="", encoding="utf-8-sig") as fh:
         reader = csv.reader(fh)
         try:
             header = [h.strip() for h in next(reader)]
@@ -105,7 +116,7 @@ def _csv_rows(path: str | os.PathLike[str]) -> Iterator[tuple[int, dict | None, 
 
 
 def _jsonl_rows(path: str | os.PathLike[str]) -> Iterator[tuple[int, dict | None, str | None]]:
-    with open(path, encoding="utf-8") as fh:
+    with open(path, encoding="utf-8-sig") as fh:
         for line, text in enumerate(fh, 1):
             if not text.strip():
                 continue
@@ -139,7 +150,8 @@ def read_events(
     ------
     InputError
         On the first malformed row (naming its line) unless ``skip_bad``; on a missing
-        file or a CSV header without the required columns.
+        file, a CSV header without the required columns, or a file with no page view in
+        it (empty, a header only, or every row skipped): an empty input is a mistake.
     """
     if fmt is None:
         lower = str(path).lower()
@@ -163,6 +175,9 @@ def read_events(
         raise InputError(f"cannot read {path}: {exc}") from exc
     except UnicodeDecodeError as exc:
         raise InputError(f"{path} is not UTF-8 text: {exc}") from exc
+    if not events:
+        skipped = f" ({log.n_bad} bad rows skipped)" if log.n_bad else ""
+        raise InputError(f"{path} holds no page views{skipped}")
     events.sort(key=lambda e: e.ts_ms)  # list.sort is stable: ties keep file order
     if log.n_bad:
         logger.warning(

@@ -8,6 +8,7 @@ import click
 
 from streams.ops.batch_score import (
     FORMATS,
+    check_distinct,
     format_for,
     open_writer,
     popularity_from_histories,
@@ -56,7 +57,8 @@ from streams.wiring import snapshot_store
     default=None,
     envvar="STREAMREC_BATCH_FORMAT",
     show_envvar=True,
-    help="jsonl: {user_id, items, model_name, model_version} per line; csv: one line per "
+    help="jsonl: {user_id, items, model_name, model_version, history_length} per line; "
+    "csv: one line per "
     "(user, rank); avro: container file of schemas/batch_recommendation.avsc. "
     "[default: from the --output suffix, else jsonl]",
 )
@@ -79,6 +81,7 @@ def command(
     """
     settings = Settings.from_env(k=k)
     fmt = format_for(output_path, fmt)
+    check_distinct(users_path, output_path)
     users = read_users(users_path)
     history = HistoryStore(
         settings.redis_client(),

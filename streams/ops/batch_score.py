@@ -63,7 +63,7 @@ def read_users(path: str | Path) -> list[str]:
     column. Blank lines are skipped; duplicates keep their first place."""
     path = Path(path)
     try:
-        with path.open(newline="", encoding="utf-8") as fh:
+        with path.open(newline="", encoding="utf-8-sig") as fh:
             first = fh.readline()
             fh.seek(0)
             header = [c.strip() for c in next(csv.reader([first]), [])]
@@ -78,7 +78,17 @@ def read_users(path: str | Path) -> list[str]:
         raise InputError(f"cannot read users file {path}: {exc}") from exc
     except (UnicodeDecodeError, csv.Error) as exc:
         raise InputError(f"{path} is not a UTF-8 text or CSV file: {exc}") from exc
-    return list(dict.fromkeys(u for u in users if u))
+    unique = list(dict.fromkeys(u for u in users if u))
+    if not unique:
+        raise InputError(f"{path} holds no user ids")
+    return unique
+
+
+def check_distinct(input_path: str | Path, output_path: str | Path) -> None:
+    """Refuse to write the output over the input (it is truncated before it is read)."""
+    output = Path(output_path)
+    if output.exists() and output.resolve() == Path(input_path).resolve():
+        raise InputError(f"--output {output_path} is the --users file; choose another file")
 
 
 def _chunks(items: list[str], size: int) -> Iterator[list[str]]:

@@ -22,11 +22,9 @@ from faust.web import Request, Response, View
 from streams.ops.embedded import kafka_reachable
 from streams.scorer.metrics import CONTENT_TYPE_LATEST
 from streams.scorer.runtime import ScorerRuntime
-from streams.settings import Settings
+from streams.settings import MAX_K, Settings, parse_count
 
 log = logging.getLogger(__name__)
-
-MAX_K = 100
 
 
 def tune_fetch_wait(max_wait_ms: int) -> None:
@@ -184,7 +182,8 @@ def create_app(settings: Settings, runtime: ScorerRuntime | None = None) -> faus
     class Recommendations(View):
         async def get(self, request: Request, user_id: str) -> Response:
             try:
-                k = int(request.query.get("k", settings.k))
+                raw_k = request.query.get("k")
+                k = settings.k if raw_k is None else parse_count(raw_k)
                 if not 1 <= k <= MAX_K:
                     raise ValueError
             except ValueError:

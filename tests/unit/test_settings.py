@@ -21,13 +21,13 @@ def test_environment_is_read_once_and_typed() -> None:
             "KAFKA_BOOTSTRAP_SERVERS": "k1:9092,k2:9092",
             "REDIS_URL": "rediss://scorer:hunter2@redis.internal:6380/1",
             "STREAMREC_PARTITIONS": "6",
-            "STREAMREC_SNAPSHOT_KEY": "s3cret",
+            "STREAMREC_SNAPSHOT_KEY": "s3cret-s3cret-s3cret-s3cret-s3cret",
             "STREAMREC_INSECURE_DEV": "yes",
         }
     )
     assert not s.embedded_kafka and s.partitions == 6 and s.insecure_dev
     assert s.faust_broker_url() == "kafka://k1:9092,kafka://k2:9092"
-    assert s.snapshot_key.get() == "s3cret"
+    assert s.snapshot_key.get().startswith("s3cret")
     assert "s3cret" not in repr(s) and "hunter2" not in repr(s.describe())
     assert s.redacted_redis_url == "rediss://scorer:***@redis.internal:6380/1"
     client = s.redis_client()
@@ -42,6 +42,11 @@ def test_environment_is_read_once_and_typed() -> None:
         ("STREAMREC_PARTITIONS", "0"),
         ("REDIS_URL", "http://x"),
         ("STREAMREC_INSECURE_DEV", "maybe"),
+        ("STREAMREC_K", "5_0"),
+        ("STREAMREC_K", "\uff15"),  # a fullwidth 5
+        ("STREAMREC_K", " 5"),
+        ("STREAMREC_K", "500"),  # more than any path serves
+        ("STREAMREC_SNAPSHOT_KEY", "short"),
     ],
 )
 def test_bad_values_name_the_variable(var: str, value: str) -> None:
@@ -65,7 +70,7 @@ def test_to_env_round_trips_through_from_env() -> None:
     s = Settings.from_env(
         {
             "KAFKA_BOOTSTRAP_SERVERS": "b:1",
-            "STREAMREC_SNAPSHOT_KEY": "k",
+            "STREAMREC_SNAPSHOT_KEY": "k" * 32,
             "STREAMREC_INSECURE_DEV": "1",
             "STREAMREC_PARTITIONS": "7",
             "STREAMREC_K": "4",
