@@ -12,6 +12,7 @@ import logging
 import os
 import pkgutil
 import sys
+from typing import Any
 
 import click
 
@@ -29,12 +30,43 @@ def _configure_logging(level: str) -> None:
 
 
 class _Group(click.Group):
+    """Every failure a user can cause ends the same way: ``error: ...`` on stderr, exit 2.
+
+    Click's own usage errors (``Error: ...``, exit 2) and an operating system's refusal
+    (a file that cannot be written, a port in use) are reported the same way instead of
+    as click's wording or a traceback.
+    """
+
     def invoke(self, ctx: click.Context) -> object:
         try:
             return super().invoke(ctx)
         except StreamrecError as exc:
             click.echo(f"error: {exc}", err=True)
             ctx.exit(2)
+        except OSError as exc:
+            where = f" ({exc.filename})" if exc.filename else ""
+            click.echo(f"error: {exc.strerror or exc}{where}", err=True)
+            ctx.exit(2)
+
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        kwargs.setdefault("standalone_mode", True)
+        if not kwargs["standalone_mode"]:
+            return super().main(*args, **kwargs)
+        try:
+            result = super().main(*args, **{**kwargs, "standalone_mode": False})
+        except click.UsageError as exc:
+            if exc.ctx is not None:
+                click.echo(exc.ctx.get_usage(), err=True)
+            click.echo(f"error: {exc.format_message()}", err=True)
+            sys.exit(2)
+        except click.ClickException as exc:
+            click.echo(f"error: {exc.format_message()}", err=True)
+            sys.exit(2)
+        except click.Abort:
+            click.echo("interrupted", err=True)
+            sys.exit(130)
+        # Without standalone mode click returns ctx.exit()'s code instead of exiting.
+        sys.exit(result if isinstance(result, int) else 0)
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})

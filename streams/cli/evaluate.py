@@ -10,90 +10,54 @@ from typing import Any
 import click
 
 from online_model.data.events_file import read_events
-from online_model.errors import StreamrecError
 from online_model.evaluation import evaluate
 from online_model.registry import DEFAULT_MODEL, make_model
-
-
-def _parse_params(pairs: tuple[str, ...]) -> dict[str, str]:
-    params: dict[str, str] = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key.strip():
-            raise click.BadParameter(f"{pair!r} is not key=value", param_hint="--param")
-        params[key.strip()] = value
-    return params
+from streams.cli.options import env_option, k_option, model_option, param_option, parse_params
 
 
 @click.command("evaluate")
-@click.option(
+@env_option(
     "--input",
     "input_path",
+    env="STREAMREC_EVALUATE_INPUT",
+    renamed_from="STREAMREC_INPUT",
     required=True,
     type=click.Path(dir_okay=False),
-    envvar="STREAMREC_INPUT",
-    show_envvar=True,
     help="CSV (user_id,page_id,ts_ms[,session_id]) or JSONL page views.",
 )
-@click.option(
-    "--model",
-    "model_name",
-    default=DEFAULT_MODEL,
-    show_default=True,
-    envvar="STREAMREC_MODEL",
-    show_envvar=True,
-    help="Built-in name (popularity, covisit, mf, blend) or package.module:Class.",
-)
-@click.option(
-    "--k",
-    default=10,
-    show_default=True,
-    type=click.IntRange(min=1),
-    envvar="STREAMREC_K",
-    show_envvar=True,
-    help="Length of each recommendation list.",
-)
-@click.option(
-    "--param",
-    "param_pairs",
-    multiple=True,
-    metavar="KEY=VALUE",
-    envvar="STREAMREC_PARAM",
-    show_envvar=True,
-    help="Model constructor parameter; repeatable (env: space separated).",
-)
-@click.option(
+@model_option()
+@k_option("Length of each recommendation list.", default=10)
+@param_option(renamed_from="STREAMREC_PARAM")
+@env_option(
     "--skip-bad",
+    env="STREAMREC_EVALUATE_SKIP_BAD",
+    renamed_from="STREAMREC_SKIP_BAD",
     is_flag=True,
     default=False,
-    envvar="STREAMREC_SKIP_BAD",
-    show_envvar=True,
     help="Skip and count malformed rows instead of failing.",
 )
 def command(
-    input_path: str, model_name: str, k: int, param_pairs: tuple[str, ...], skip_bad: bool
+    input_path: str, model_spec: str | None, k: int, params: tuple[str, ...], skip_bad: bool
 ) -> None:
     """Replay a page-view file test-then-train and print one JSON report on stdout."""
-    params = _parse_params(param_pairs)
-    try:
-        model = make_model(model_name, params)
-        click.echo(f"reading {input_path}", err=True)
-        log = read_events(input_path, skip_bad=skip_bad)
-        click.echo(f"events={len(log)} bad={log.n_bad} model={model_name}", err=True)
-        started = time.monotonic()
+    model_name = model_spec or DEFAULT_MODEL
+    spec_params = parse_params(params)
+    model = make_model(model_name, spec_params)
+    click.echo(f"reading {input_path}", err=True)
+    log = read_events(input_path, skip_bad=skip_bad)
+    click.echo(f"events={len(log)} bad={log.n_bad} model={model_name}", err=True)
+    started = time.monotonic()
 
-        def progress(report: dict[str, Any]) -> None:
-            click.echo(
-                f"progress events={report['n_events']} hit@{k}={report[f'hit@{k}']:.4f} "
-                f"elapsed_s={time.monotonic() - started:.1f}",
-                err=True,
-            )
-
-        report = evaluate(
-            model, log.events, k, model_name=model_name, params=params, progress=progress
+    def progress(report: dict[str, Any]) -> None:
+        click.echo(
+            f"progress events={report['n_events']} hit@{k}={report[f'hit@{k}']:.4f} "
+            f"elapsed_s={time.monotonic() - started:.1f}",
+            err=True,
         )
-    except StreamrecError as exc:
-        raise click.ClickException(str(exc)) from exc
+
+    report = evaluate(
+        model, log.events, k, model_name=model_name, params=spec_params, progress=progress
+    )
     report["n_bad"] = log.n_bad
     click.echo(json.dumps(report, sort_keys=False))
     sys.stdout.flush()

@@ -5,53 +5,54 @@ from __future__ import annotations
 import click
 
 from online_model.data.generate import GeneratorConfig, generate, write_csv
+from streams.cli.options import Count, env_option
 
 _DEFAULTS = GeneratorConfig()
 
 
 @click.command("generate")
-@click.option(
+@env_option(
     "--users",
     default=_DEFAULTS.n_users,
     show_default=True,
-    type=click.IntRange(min=1),
-    envvar="STREAMREC_USERS",
-    show_envvar=True,
+    type=Count(1),
+    env="STREAMREC_GENERATE_USERS",
+    renamed_from="STREAMREC_USERS",
     help="Number of users.",
 )
-@click.option(
+@env_option(
     "--pages",
     default=_DEFAULTS.n_pages,
     show_default=True,
-    type=click.IntRange(min=1),
-    envvar="STREAMREC_PAGES",
-    show_envvar=True,
+    type=Count(1),
+    env="STREAMREC_GENERATE_PAGES",
+    renamed_from="STREAMREC_PAGES",
     help="Number of pages.",
 )
-@click.option(
+@env_option(
     "--events",
     default=_DEFAULTS.n_events,
     show_default=True,
-    type=click.IntRange(min=1),
-    envvar="STREAMREC_EVENTS",
-    show_envvar=True,
+    type=Count(1),
+    env="STREAMREC_GENERATE_EVENTS",
+    renamed_from="STREAMREC_EVENTS",
     help="Number of page views.",
 )
-@click.option(
+@env_option(
     "--seed",
     default=_DEFAULTS.seed,
     show_default=True,
-    type=int,
-    envvar="STREAMREC_SEED",
-    show_envvar=True,
+    type=Count(0),
+    env="STREAMREC_GENERATE_SEED",
+    renamed_from="STREAMREC_SEED",
     help="Random seed (same seed, same file).",
 )
-@click.option(
+@env_option(
     "--output",
     required=True,
     type=click.Path(dir_okay=False, writable=True),
-    envvar="STREAMREC_OUTPUT",
-    show_envvar=True,
+    env="STREAMREC_GENERATE_OUTPUT",
+    renamed_from="STREAMREC_OUTPUT",
     help="CSV to write (user_id,page_id,ts_ms,session_id).",
 )
 def command(users: int, pages: int, events: int, seed: int, output: str) -> None:

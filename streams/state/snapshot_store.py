@@ -240,9 +240,12 @@ class SnapshotStore:
             )
 
     def load(self, version: int) -> Snapshot:
-        """Verify and load ``version``; :class:`SnapshotError` if missing or untrusted."""
+        """Verify and load ``version``; :class:`SnapshotError` if missing or untrusted.
+
+        A missing version is an error, not a rejection: nothing was there to refuse."""
+        data = self._raw(version)
         try:
-            snap = load_snapshot(self._raw(version), self._key)
+            snap = load_snapshot(data, self._key)
             self._check_identity(snap.meta, version)
         except SnapshotError as exc:
             self.rejected += 1

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner, Result
 
 from online_model.popularity import DecayedPopularity
@@ -45,7 +46,7 @@ def tamper(store: SnapshotStore, version: int) -> None:
 
 
 def test_list_show_promote_rollback_follow(
-    settings: Settings, settings_env: dict[str, str]
+    settings: Settings, settings_env: dict[str, str], caplog: pytest.LogCaptureFixture
 ) -> None:
     store = snapshot_store(settings)
     empty = models(settings_env, "list")
@@ -97,6 +98,12 @@ def test_list_show_promote_rollback_follow(
 
     missing = models(settings_env, "show", "999")
     assert missing.exit_code == 2 and "no snapshot" in missing.stderr
+    caplog.clear()
+    absent = models(settings_env, "promote", "999999")
+    assert absent.exit_code == 2 and "no snapshot" in absent.stderr
+    assert store.current_version() == v3
+    # nothing was there to reject: no "snapshot rejected" warning for an absent version
+    assert not [r for r in caplog.records if "rejected" in r.getMessage()]
 
 
 def test_a_tampered_version_cannot_be_promoted(

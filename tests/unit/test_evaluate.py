@@ -13,6 +13,7 @@ from online_model.evaluation import PrequentialEvaluator, evaluate
 from online_model.popularity import DecayedPopularity
 from streams.cli import evaluate as evaluate_cli
 from streams.cli import generate as generate_cli
+from streams.cli import main as cli
 
 # Popularity without decay, k=2. Counts before each event and what is served:
 #  1 a p1  a new: not scored                                  -> p1=1
@@ -159,14 +160,18 @@ def test_evaluate_command_prints_one_json_object(tmp_path) -> None:
 
 def test_evaluate_command_env_fallback_and_skip_bad(tmp_path) -> None:
     path = write(tmp_path, "bad.csv", BAD_CSV)
-    env = {"STREAMREC_INPUT": str(path), "STREAMREC_K": "3", "STREAMREC_SKIP_BAD": "1"}
+    env = {
+        "STREAMREC_EVALUATE_INPUT": str(path),
+        "STREAMREC_K": "3",
+        "STREAMREC_EVALUATE_SKIP_BAD": "1",
+    }
     result = CliRunner().invoke(evaluate_cli.command, [], env=env)
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     assert report["k"] == 3 and report["n_bad"] == 3 and report["n_events"] == 2
 
-    failed = CliRunner().invoke(evaluate_cli.command, ["--input", str(path)])
-    assert failed.exit_code != 0 and "line 3" in failed.output
+    failed = CliRunner().invoke(cli, ["evaluate", "--input", str(path)])
+    assert failed.exit_code == 2 and "error: line 3" in failed.output
 
 
 @pytest.mark.parametrize(
@@ -180,8 +185,8 @@ def test_evaluate_command_env_fallback_and_skip_bad(tmp_path) -> None:
 )
 def test_evaluate_command_rejects_bad_model_args(tmp_path, args, message) -> None:
     path = write(tmp_path, "v.csv", "user_id,page_id,ts_ms\nu1,p1,1\n")
-    result = CliRunner().invoke(evaluate_cli.command, ["--input", str(path), *args])
-    assert result.exit_code != 0
+    result = CliRunner().invoke(cli, ["evaluate", "--input", str(path), *args])
+    assert result.exit_code == 2
     assert message in result.output
 
 

@@ -1,0 +1,126 @@
+"""Options every command spells the same way, and the one ``key=value`` parser.
+
+``--model``, ``--param``, ``--k`` and ``--json`` mean the same thing in every command that
+takes them, read the same environment variables and reject the same bad values. Numbers
+are :class:`Count` (ASCII digits only: ``5_0`` or a fullwidth ``5`` is refused, as in the
+settings and the REST API).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+import click
+from click.core import ParameterSource
+
+from streams.errors import ConfigurationError
+from streams.settings import MAX_K, parse_count
+
+log = logging.getLogger(__name__)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def parse_params(pairs: Sequence[str]) -> dict[str, str]:
+    """``["window=3", "half_life=100"]`` -> ``{"window": "3", "half_life": "100"}``.
+
+    >>> parse_params(["window=3", " recency = 0.5"])
+    {'window': '3', 'recency': '0.5'}
+    """
+    out: dict[str, str] = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name.strip():
+            raise ConfigurationError(f"--param must look like key=value, got {pair!r}")
+        out[name.strip()] = value.strip()
+    return out
+
+
+class Count(click.ParamType):
+    """A whole number in ``[low, high]`` written with ASCII digits only."""
+
+    name = "integer"
+
+    def __init__(self, low: int = 0, high: int | None = None) -> None:
+        self.low, self.high = low, high
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            number = value
+        else:
+            try:
+                number = parse_count(str(value))
+            except ValueError:
+                self.fail(f"{value!r} is not a whole number (digits 0-9 only)", param, ctx)
+        if number < self.low or (self.high is not None and number > self.high):
+            upper = "" if self.high is None else f" to {self.high}"
+            self.fail(f"{number} is not in the range {self.low}{upper}", param, ctx)
+        return number
+
+    def __repr__(self) -> str:
+        return f"Count({self.low}, {self.high})"
+
+
+def env_option(*decls: str, env: str, renamed_from: str | None = None, **kwargs: Any) -> Any:
+    """``click.option`` reading ``env``; ``renamed_from`` is an older variable name that
+    still works, with a deprecation warning, when ``env`` is not set."""
+    names = [env] if renamed_from is None else [env, renamed_from]
+
+    def warn(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+        if (
+            renamed_from
+            and param.name
+            and ctx.get_parameter_source(param.name) is ParameterSource.ENVIRONMENT
+            and env not in os.environ
+            and renamed_from in os.environ
+        ):
+            click.echo(f"warning: {renamed_from} is deprecated; set {env} instead", err=True)
+        return value
+
+    # The variable goes into the help text by hand: click's show_envvar would also name it
+    # in every error about the option, even when the value came from the command line.
+    shown = env if renamed_from is None else f"{env}; formerly {renamed_from}"
+    kwargs["help"] = f"{kwargs.get('help', '')}  [env var: {shown}]".strip()
+    return click.option(*decls, envvar=names, callback=warn, **kwargs)
+
+
+def model_option(help_suffix: str = "") -> Any:
+    return env_option(
+        "--model",
+        "model_spec",
+        env="STREAMREC_MODEL",
+        default=None,
+        help="Model: covisit, popularity, mf, blend, or package.module:Class. "
+        f"[default: covisit]{help_suffix}",
+    )
+
+
+def param_option(renamed_from: str | None = None) -> Any:
+    return env_option(
+        "--param",
+        "params",
+        env="STREAMREC_MODEL_PARAMS",
+        renamed_from=renamed_from,
+        multiple=True,
+        metavar="KEY=VALUE",
+        help="Model constructor parameter; repeat it (the variable is space-separated).",
+    )
+
+
+def k_option(help_text: str = "Pages per list.", default: int | None = None) -> Any:
+    """``--k``; ``default=None`` leaves the default to the settings (``STREAMREC_K``)."""
+    return env_option(
+        "--k",
+        env="STREAMREC_K",
+        type=Count(1, MAX_K),
+        default=default,
+        show_default=default is not None,
+        help=help_text if default is not None else f"{help_text} [default: 10]",
+    )
+
+
+def json_option(env: str) -> Any:
+    return env_option("--json", "as_json", env=env, is_flag=True, default=False, help="Print JSON.")
