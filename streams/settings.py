@@ -171,6 +171,11 @@ class Settings:
         for name in ("partitions", "replication_factor", "k", "history_length", "batch_size"):
             if getattr(self, name) < 1:
                 raise ConfigurationError(f"{name} must be at least 1, got {getattr(self, name)}")
+        for name in ("web_port", "kafka_port", "redis_port"):
+            if not 1 <= getattr(self, name) <= 65535:
+                raise ConfigurationError(
+                    f"{name} must be a TCP port (1-65535), got {getattr(self, name)}"
+                )
         if self.k > MAX_K:
             raise ConfigurationError(f"k must be at most {MAX_K}, got {self.k}")
         key = self.snapshot_key.get().encode()

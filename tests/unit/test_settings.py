@@ -47,6 +47,7 @@ def test_environment_is_read_once_and_typed() -> None:
         ("STREAMREC_K", " 5"),
         ("STREAMREC_K", "500"),  # more than any path serves
         ("STREAMREC_SNAPSHOT_KEY", "short"),
+        ("STREAMREC_WEB_PORT", "99999"),
     ],
 )
 def test_bad_values_name_the_variable(var: str, value: str) -> None:
