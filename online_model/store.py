@@ -138,13 +138,24 @@ class SnapshotStore:
         HMAC key (see :func:`online_model.snapshot.signing_key`).
     keep
         How many versions to keep (current and the newest trainer version always are).
+    allow_pickle
+        Whether snapshots may hold pickles (user River models, format 1); default from
+        ``STREAMREC_ALLOW_PICKLE`` (see :func:`online_model.snapshot.pickle_allowed`).
     """
 
-    def __init__(self, redis: Any, model_name: str, key: bytes, keep: int = 20) -> None:
+    def __init__(
+        self,
+        redis: Any,
+        model_name: str,
+        key: bytes,
+        keep: int = 20,
+        allow_pickle: bool | None = None,
+    ) -> None:
         self.redis = redis
         self.model_name = model_name
         self.keep = keep
         self._key = key
+        self.allow_pickle = allow_pickle
         self.prefix = f"streamrec:{model_name}:"
         self.rejected = 0  # snapshots that failed verification or loading, for metrics
         self._publish = redis.register_script(_PUBLISH)
@@ -184,7 +195,11 @@ class SnapshotStore:
         meta = dataclasses.replace(
             meta, version=version, model_name=self.model_name, created_at=created_at
         )
-        data = dump_snapshot(Snapshot(meta, snap.model, snap.trainer_state), self._key)
+        data = dump_snapshot(
+            Snapshot(meta, snap.model, snap.trainer_state),
+            self._key,
+            allow_pickle=self.allow_pickle,
+        )
         moved = self._publish(
             keys=[
                 self.snap_key(version),
@@ -265,7 +280,7 @@ class SnapshotStore:
     def load(self, version: int) -> Snapshot:
         """Verify and load ``version``; :class:`SnapshotError` if missing or untrusted."""
         try:
-            snap = load_snapshot(self._raw(version), self._key)
+            snap = load_snapshot(self._raw(version), self._key, self.allow_pickle)
             self._check_identity(snap.meta, version)
         except SnapshotError as exc:
             self.rejected += 1
@@ -276,7 +291,7 @@ class SnapshotStore:
         return snap
 
     def read_meta(self, version: int) -> SnapshotMeta:
-        """Verify ``version`` and return its metadata (nothing is unpickled)."""
+        """Verify ``version`` and return its metadata (the model is not decoded)."""
         meta = read_meta(self._raw(version), self._key)
         self._check_identity(meta, version)
         return meta

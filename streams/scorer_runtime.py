@@ -54,7 +54,13 @@ def snapshot_store(settings: Settings) -> Any:
 
     key = signing_key(settings.snapshot_key.get(), settings.insecure_dev)
     client = settings.redis_client(socket_timeout=5.0)
-    return SnapshotStore(client, settings.model_name, key, keep=settings.snapshot_keep)
+    return SnapshotStore(
+        client,
+        settings.model_name,
+        key,
+        keep=settings.snapshot_keep,
+        allow_pickle=settings.allow_pickle,
+    )
 
 
 class ScorerRuntime:

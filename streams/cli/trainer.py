@@ -11,7 +11,7 @@ from typing import Any
 import click
 
 from online_model.errors import ConfigurationError
-from online_model.snapshot import signing_key
+from online_model.snapshot import check_storable, signing_key
 from online_model.store import SnapshotStore, TrainerLease
 from online_model.trainer import Trainer
 
@@ -56,9 +56,16 @@ def run_trainer(
     stop = stop_event or threading.Event()
     key = signing_key(settings.snapshot_key.get(), settings.insecure_dev)
     model = make_model(model_name or settings.model, dict(params or {}))
+    check_storable(model, settings.allow_pickle)  # fail now, not at the first publish
     ensure_topics(settings, [settings.topic_page_views])
     client = settings.redis_client()
-    store = SnapshotStore(client, settings.model_name, key, keep=settings.snapshot_keep)
+    store = SnapshotStore(
+        client,
+        settings.model_name,
+        key,
+        keep=settings.snapshot_keep,
+        allow_pickle=settings.allow_pickle,
+    )
     codec = AvroCodec.bundled(
         PAGE_VIEW, settings.schema_registry_url, max_bytes=settings.max_event_bytes
     )
