@@ -203,27 +203,32 @@ class Covisitation(Recommender):
         pages = id_table(pop._counts, "page")
         index: dict[Hashable, int] = {page: i for i, page in enumerate(pages)}
         neighbours, out = self._neighbours, self._out
-        lengths: list[int] = []
-        dst: list[int] = []
-        weights: list[float] = []
-        out_weight = np.zeros(len(pages), dtype=np.float64)
+        rows = [neighbours.get(page) for page in pages]
+        lengths = [len(row) if row else 0 for row in rows]
+        present = [row for row in rows if row]
+        nnz = sum(lengths)
+        if len(present) != len(neighbours):
+            raise ModelError("co-visitation rows of pages outside the page table")
         try:
-            for i, page in enumerate(pages):
-                row = neighbours.get(page)
-                if not row:
-                    lengths.append(0)
-                    continue
-                lengths.append(len(row))
-                dst.extend(map(index.__getitem__, row))
-                weights.extend(row.values())
-                out_weight[i] = out[page]
+            # Keys then values of each row, in the row's own order (ties depend on it).
+            dst = np.fromiter(
+                map(index.__getitem__, itertools.chain.from_iterable(present)), np.int32, nnz
+            )
             users = id_table(self._histories, "user")
             histories = list(self._histories.values())
-            history_pages = [index[p] for hist in histories for p in hist]
+            history_pages = np.fromiter(
+                map(index.__getitem__, itertools.chain.from_iterable(histories)), np.int32
+            )
         except KeyError as exc:  # every learned page is counted: this is a bug
             raise ModelError(f"co-visitation page {exc} is missing from its table") from exc
-        if len(neighbours) != sum(1 for n in lengths if n):
-            raise ModelError("co-visitation rows of pages outside the page table")
+        weights = np.fromiter(
+            itertools.chain.from_iterable(row.values() for row in present), np.float64, nnz
+        )
+        out_weight = np.fromiter(
+            (out[page] if row else 0.0 for page, row in zip(pages, rows, strict=True)),
+            np.float64,
+            len(pages),
+        )
         state = ModelState(
             values={
                 "n_events_learned": self.n_events_learned,
@@ -233,10 +238,10 @@ class Covisitation(Recommender):
             arrays={
                 "out": out_weight,
                 "neighbours.indptr": indptr_of(lengths),
-                "neighbours.page": np.array(dst, dtype=np.int32),
-                "neighbours.weight": np.array(weights, dtype=np.float64),
+                "neighbours.page": dst,
+                "neighbours.weight": weights,
                 "histories.indptr": indptr_of([len(h) for h in histories]),
-                "histories.page": np.array(history_pages, dtype=np.int32),
+                "histories.page": history_pages,
             },
             strings={"pages": pages, "users": users},
         )
