@@ -189,6 +189,19 @@ def decode_model(
     return model
 
 
+#: Key of the safetensors metadata that carries the manifest in an exported file.
+MANIFEST_METADATA_KEY = "streamrec.manifest"
+
+
+def standalone_safetensors(manifest: dict[str, Any], tensors: bytes) -> bytes:
+    """One plain ``.safetensors`` file: the tensors, and the manifest (canonical JSON) as
+    the string ``streamrec.manifest`` of the file's ``__metadata__``. Unsigned: for
+    tools that read safetensors, not for a scorer."""
+    arrays = _parse_tensors(tensors)
+    metadata = {MANIFEST_METADATA_KEY: canonical_json(manifest).decode("utf-8")}
+    return save_tensors({name: arrays[name] for name in sorted(arrays)}, metadata=metadata)
+
+
 def _parse_tensors(tensors: bytes) -> dict[str, np.ndarray]:
     try:
         return load_tensors(tensors)

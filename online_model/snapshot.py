@@ -69,6 +69,7 @@ from online_model.model_file import (
     canonical_json,
     decode_model,
     encode_model,
+    standalone_safetensors,
 )
 
 logger = logging.getLogger(__name__)
@@ -505,3 +506,31 @@ def _load_v1(header: dict[str, Any], body: memoryview, meta: SnapshotMeta) -> Sn
     if not isinstance(state, dict):
         raise SnapshotFormatError("snapshot trainer_state is not a dict")
     return Snapshot(meta=meta, model=model, trainer_state=state)
+
+
+def export_safetensors(data: bytes, key: bytes, allow_pickle: bool | None = None) -> bytes:
+    """The model of a verified snapshot as one plain ``.safetensors`` file (manifest in its
+    metadata, see :func:`online_model.model_file.standalone_safetensors`).
+
+    A format-1 snapshot is loaded (which needs ``allow_pickle``) and converted first.
+
+    Raises
+    ------
+    SnapshotError
+        The snapshot does not verify, or its model has no pickle-free form.
+    """
+    version, header, body = _verified_parts(data, key)
+    if version == LEGACY_FORMAT_VERSION:
+        snap = load_snapshot(data, key, allow_pickle)
+        try:
+            data = dump_snapshot(snap, key, allow_pickle=False)
+        except ConfigurationError as exc:
+            raise SnapshotFormatError(f"cannot export: {exc}") from exc
+        version, header, body = _verified_parts(data, key)
+    model = header.get("model")
+    if not isinstance(model, dict) or model.get("encoding") != "arrays":
+        cls = model.get("class") if isinstance(model, dict) else None
+        raise SnapshotFormatError(
+            f"cannot export: the snapshot holds a pickled {cls}, which has no arrays"
+        )
+    return standalone_safetensors(header, bytes(body))

@@ -58,6 +58,7 @@ from online_model.snapshot import (
     SnapshotFormatError,
     SnapshotMeta,
     dump_snapshot,
+    export_safetensors,
     load_snapshot,
     read_meta,
 )
@@ -295,6 +296,17 @@ class SnapshotStore:
         meta = read_meta(self._raw(version), self._key)
         self._check_identity(meta, version)
         return meta
+
+    def verified_bytes(self, version: int) -> bytes:
+        """The stored bytes of ``version``, once they verify as that version."""
+        data = self._raw(version)
+        self._check_identity(read_meta(data, self._key), version)
+        return data
+
+    def export_safetensors(self, version: int) -> bytes:
+        """``version``'s model as a plain ``.safetensors`` file (see
+        :func:`online_model.snapshot.export_safetensors`)."""
+        return export_safetensors(self.verified_bytes(version), self._key, self.allow_pickle)
 
     def load_current(self) -> Snapshot | None:
         """The snapshot ``current`` points at, or None when there is none yet."""

@@ -379,3 +379,24 @@ def test_a_model_that_opts_in_is_stored_without_pickle(no_pickle: None) -> None:
 
 def test_state_not_exportable_is_a_model_error() -> None:
     assert issubclass(StateNotExportable, ModelError)
+
+
+def test_export_to_safetensors_carries_the_manifest_and_refuses_pickles() -> None:
+    from safetensors.numpy import load as load_tensors
+
+    from online_model.snapshot import export_safetensors
+
+    model = trained("mf")
+    data = dump_snapshot(snap_of(model), KEY)
+    out = export_safetensors(data, KEY, allow_pickle=False)
+    header_len = int.from_bytes(out[:8], "little")
+    metadata = json.loads(out[8 : 8 + header_len])["__metadata__"]
+    manifest = json.loads(metadata["streamrec.manifest"])
+    assert manifest["meta"] == read_meta(data, KEY).to_dict()
+    tensors = load_tensors(out)
+    assert tensors["item_factors"].shape == (model.n_items, model.n_factors)
+    with pytest.raises(SnapshotVerificationError):
+        export_safetensors(data[:-1] + bytes([data[-1] ^ 1]), KEY)
+    pickled = dump_snapshot(snap_of(river_ranker()), KEY, allow_pickle=True)
+    with pytest.raises(SnapshotFormatError, match=r"pickled .*RiverRanker"):
+        export_safetensors(pickled, KEY, allow_pickle=True)
