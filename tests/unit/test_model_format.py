@@ -400,3 +400,15 @@ def test_export_to_safetensors_carries_the_manifest_and_refuses_pickles() -> Non
     pickled = dump_snapshot(snap_of(river_ranker()), KEY, allow_pickle=True)
     with pytest.raises(SnapshotFormatError, match=r"pickled .*RiverRanker"):
         export_safetensors(pickled, KEY, allow_pickle=True)
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_an_untrained_model_round_trips_and_then_learns(name: str) -> None:
+    # What a trainer publishes before the first event, and resumes from.
+    fresh = make_model(name, {"seed": "5"})
+    loaded = load_snapshot(dump_snapshot(snap_of(fresh), KEY), KEY).model
+    assert loaded.n_items == 0 and loaded.recommend("u", 10) == []
+    for m in (fresh, loaded):
+        for user, page, ts, _ in EVENTS[:200]:
+            m.learn_one(user, page, x={"ts": ts})
+    assert top10s(loaded) == top10s(fresh)
