@@ -10,6 +10,14 @@ from typing import Any
 
 from online_model.base import Recommender, Reward
 from online_model.errors import ModelError
+from online_model.model_state import (
+    ModelState,
+    StateNotExportable,
+    class_name,
+    exports_state,
+    registered_class,
+    stores_state,
+)
 from online_model.popularity import DecayedPopularity
 
 logger = logging.getLogger(__name__)
@@ -18,6 +26,7 @@ logger = logging.getLogger(__name__)
 DEFAULT_MEMBERS = "covisit:1.0,mf:0.2"
 
 
+@stores_state
 class Blend(Recommender):
     """Weighted sum of member scores, each scaled so its best candidate scores 1.
 
@@ -91,6 +100,53 @@ class Blend(Recommender):
     @property
     def n_items(self) -> int:
         return self._popularity.n_items
+
+    # -- pickle-free state (online_model.model_state) ------------------------------------
+    def state_arrays(self) -> ModelState:
+        """Each member's own state under ``member<i>``, its class, parameters and weight
+        in ``values["members"]``, and the popularity backoff under ``popularity``."""
+        from online_model.model_file import json_params  # the file format imports models
+
+        state = ModelState(values={"n_events_learned": self.n_events_learned, "members": []})
+        for i, (member, weight) in enumerate(self._members):
+            if not exports_state(member):
+                raise StateNotExportable(
+                    f"blend member {type(member).__name__} has no pickle-free state"
+                )
+            state.values["members"].append(
+                {
+                    "class": class_name(type(member)),
+                    "params": json_params(member),
+                    "weight": weight,
+                }
+            )
+            state.nest(f"member{i}", member.state_arrays())  # type: ignore[attr-defined]
+        state.nest("popularity", self._popularity.state_arrays())
+        return state
+
+    @classmethod
+    def from_state(cls, params: dict[str, Any], state: ModelState) -> Blend:
+        """Inverse of :meth:`state_arrays`."""
+        entries = state.values["members"]
+        members: list[tuple[Recommender, float]] = []
+        for i, entry in enumerate(entries):
+            member_cls = registered_class(entry["class"])
+            if member_cls is None:
+                raise ModelError(f"blend member class {entry['class']!r} is not known")
+            member = member_cls.from_state(entry["params"], state.sub(f"member{i}"))  # type: ignore[attr-defined]
+            members.append((member, float(entry["weight"])))
+        models = params.get("models", DEFAULT_MEMBERS)
+        if not isinstance(models, str):
+            # Members given as objects: templates of the same classes and parameters,
+            # which is all that clone() reads from them.
+            models = [(m.clone(), w) for m, w in members]
+        model = cls(**{**params, "models": models})
+        if [type(m) for m, _ in model._members] != [type(m) for m, _ in members]:
+            raise ModelError("blend state: members do not match the blend's parameters")
+        model._members = members
+        model._popularity.restore(state.sub("popularity"))
+        model.n_events_learned = int(state.values["n_events_learned"])
+        return model
 
     def user_history(self, user: Hashable) -> Sequence[Hashable]:
         for member, _ in self._members:

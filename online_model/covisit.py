@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import heapq
+import itertools
 import logging
 import math
 from collections import OrderedDict
@@ -15,6 +16,15 @@ import numpy as np
 
 from online_model.base import Recommender, Reward
 from online_model.decay import ForwardDecay
+from online_model.errors import ModelError
+from online_model.model_state import (
+    ModelState,
+    check_indptr,
+    id_table,
+    indptr_of,
+    rows_of,
+    stores_state,
+)
 from online_model.popularity import DecayedPopularity
 
 logger = logging.getLogger(__name__)
@@ -29,6 +39,7 @@ _FREEZE_AFTER = 64
 _MISSING: Any = object()
 
 
+@stores_state
 class Covisitation(Recommender):
     """Recommend pages that followed (or preceded) the user's recent pages.
 
@@ -155,13 +166,16 @@ class Covisitation(Recommender):
         return self._popularity.n_items
 
     # Derived serving state, never pickled (instance values shadow these defaults).
+    _stored: _StoredGraph | None = None
     _frozen: _FrozenView | None = None
     _serve_version = -1
     _serve_calls = 0
 
     def __getstate__(self) -> dict[str, Any]:
+        if self._stored is not None:
+            self.__getattr__(_STORED[0])  # build the dicts a pickle holds
         state = {**self.__dict__, "_candidates": {}}  # a cache: rebuilt on demand
-        for derived in ("_frozen", "_serve_version", "_serve_calls"):
+        for derived in ("_frozen", "_serve_version", "_serve_calls", "_stored"):
             state.pop(derived, None)
         return state
 
@@ -172,6 +186,103 @@ class Covisitation(Recommender):
             state.update(pop_half_life=None, backoff_rate=0.0, _mixture=state["backoff"])
             state["_popularity"]._clock = copy.deepcopy(state["_clock"])
         self.__dict__.update(state)
+
+    # -- pickle-free state (online_model.model_state) ------------------------------------
+    def state_arrays(self) -> ModelState:
+        """The transition graph in CSR form over one page table, and the user buffers.
+
+        ``pages`` lists every page in popularity's first-seen order (every page the model
+        learned is counted there). Row ``i`` of the graph, ``neighbours.page[a:b]`` with
+        ``a, b = neighbours.indptr[i:i+2]``, holds the pages that followed page ``i`` and
+        ``neighbours.weight[a:b]`` their decayed weights, in the order they were first
+        linked; ``out[i]`` is page ``i``'s total outgoing weight (pruned mass included,
+        0 without a row). ``users`` and ``histories.*`` hold the recent pages of each
+        user in least-recently-active-first order. See docs/model-format.md.
+        """
+        pop = self._popularity
+        pages = id_table(pop._counts, "page")
+        index: dict[Hashable, int] = {page: i for i, page in enumerate(pages)}
+        neighbours, out = self._neighbours, self._out
+        rows = [neighbours.get(page) for page in pages]
+        lengths = [len(row) if row else 0 for row in rows]
+        present = [row for row in rows if row]
+        nnz = sum(lengths)
+        if len(present) != len(neighbours):
+            raise ModelError("co-visitation rows of pages outside the page table")
+        try:
+            # Keys then values of each row, in the row's own order (ties depend on it).
+            dst = np.fromiter(
+                map(index.__getitem__, itertools.chain.from_iterable(present)), np.int32, nnz
+            )
+            users = id_table(self._histories, "user")
+            histories = list(self._histories.values())
+            history_pages = np.fromiter(
+                map(index.__getitem__, itertools.chain.from_iterable(histories)), np.int32
+            )
+        except KeyError as exc:  # every learned page is counted: this is a bug
+            raise ModelError(f"co-visitation page {exc} is missing from its table") from exc
+        weights = np.fromiter(
+            itertools.chain.from_iterable(row.values() for row in present), np.float64, nnz
+        )
+        out_weight = np.fromiter(
+            (out[page] if row else 0.0 for page, row in zip(pages, rows, strict=True)),
+            np.float64,
+            len(pages),
+        )
+        state = ModelState(
+            values={
+                "n_events_learned": self.n_events_learned,
+                "clock": self._clock.state(),
+                "mixture": self._mixture,
+            },
+            arrays={
+                "out": out_weight,
+                "neighbours.indptr": indptr_of(lengths),
+                "neighbours.page": dst,
+                "neighbours.weight": weights,
+                "histories.indptr": indptr_of([len(h) for h in histories]),
+                "histories.page": history_pages,
+            },
+            strings={"pages": pages, "users": users},
+        )
+        state.nest("popularity", pop.state_arrays(index))
+        return state
+
+    @classmethod
+    def from_state(cls, params: dict[str, Any], state: ModelState) -> Covisitation:
+        """Inverse of :meth:`state_arrays`; the model serves from the arrays right away.
+
+        A scorer loads a snapshot to serve it, not to learn: the transition graph and the
+        user buffers stay in the arrays (:class:`_StoredGraph`) until something needs
+        them as dicts (learning, pickling); serving reads candidates from the arrays.
+        """
+        model = cls(**params)
+        pages = state.table("pages")
+        model._popularity.restore(state.sub("popularity"), pages)
+        if list(model._popularity._counts) != pages:
+            raise ModelError("co-visitation state: page table is not popularity's order")
+        stored = _StoredGraph(state, pages)
+        values = state.values
+        model.n_events_learned = int(values["n_events_learned"])
+        model._clock.restore(values["clock"])
+        model._mixture = float(values["mixture"])
+        for name in _STORED:
+            del model.__dict__[name]  # found by __getattr__, which builds them once
+        model._stored = stored
+        if not model.pop_exponent:
+            model._frozen = _FrozenView(model, stored)
+            model._serve_version = model.n_events_learned
+        return model
+
+    def __getattr__(self, name: str) -> Any:
+        # Only called for attributes missing from the instance: the dicts a model
+        # loaded from arrays has not built yet.
+        stored = self.__dict__.get("_stored")
+        if stored is None or name not in _STORED:
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+        self.__dict__.update(stored.as_dicts())
+        del self.__dict__["_stored"]
+        return self.__dict__[name]
 
     def user_history(self, user: Hashable) -> Sequence[Hashable]:
         return self._histories.get(user, ())
@@ -273,6 +384,9 @@ class Covisitation(Recommender):
         return cands
 
     def _top_transitions(self, item: Hashable) -> list[tuple[Hashable, float]]:
+        stored = self._stored
+        if stored is not None:
+            return stored.top_transitions(item, self.n_candidates)
         row = self._neighbours.get(item)
         if not row:
             return []
@@ -426,6 +540,79 @@ class Covisitation(Recommender):
         return ranked[:k]
 
 
+#: The state a model loaded from arrays builds as dicts only on first use.
+_STORED = ("_neighbours", "_out", "_histories")
+
+
+class _StoredGraph:
+    """The transition graph and user buffers of :meth:`Covisitation.state_arrays`, read
+    back and checked, answering candidate queries until they are needed as dicts."""
+
+    def __init__(self, state: ModelState, pages: list[str]) -> None:
+        n_pages = len(pages)
+        self.pages = pages
+        self.out = state.array("out", np.float64)
+        self.dst = state.array("neighbours.page", np.int32)
+        self.weight = state.array("neighbours.weight", np.float64)
+        if len(self.out) != n_pages or len(self.dst) != len(self.weight):
+            raise ModelError("co-visitation state: graph arrays differ in length")
+        self.indptr = check_indptr(
+            state.array("neighbours.indptr", np.int64), n_pages, len(self.dst), "neighbours"
+        )
+        rows_of(self.dst, n_pages, "neighbours.page")  # checked once, used many times
+        self.users = state.table("users")
+        self.history_pages = state.array("histories.page", np.int32)
+        self.history_indptr = check_indptr(
+            state.array("histories.indptr", np.int64),
+            len(self.users),
+            len(self.history_pages),
+            "histories",
+        )
+        rows_of(self.history_pages, n_pages, "histories.page")
+        self._index: dict[Hashable, int] | None = None
+
+    def candidates(self, i: int, n: int) -> tuple[np.ndarray, np.ndarray] | None:
+        """Page ``i``'s ``n`` strongest successors (rows) and P(successor | page) -
+        :meth:`Covisitation._top_transitions` on the arrays, with the same floats: a
+        stable sort by decreasing weight is ``heapq.nlargest``'s order, and each weight
+        is multiplied by the same ``1.0 / out``."""
+        a, b = self.indptr[i], self.indptr[i + 1]
+        if a == b:
+            return None
+        row = self.weight[a:b]
+        top = np.argsort(-row, kind="stable")[:n]
+        return self.dst[a:b][top].astype(np.intp), row[top] * (1.0 / float(self.out[i]))
+
+    def top_transitions(self, item: Hashable, n: int) -> list[tuple[Hashable, float]]:
+        if self._index is None:
+            self._index = {page: i for i, page in enumerate(self.pages)}
+        i = self._index.get(item)
+        found = None if i is None else self.candidates(i, n)
+        if found is None:
+            return []
+        pages = self.pages
+        return [(pages[j], p) for j, p in zip(found[0].tolist(), found[1].tolist(), strict=True)]
+
+    def as_dicts(self) -> dict[str, Any]:
+        """``_neighbours``, ``_out`` and ``_histories`` as the learning code keeps them."""
+        pages, indptr = self.pages, self.indptr
+        dst_pages = [pages[j] for j in self.dst.tolist()]
+        weights, out = self.weight.tolist(), self.out.tolist()
+        neighbours: dict[Hashable, dict[Hashable, float]] = {}
+        out_weight: dict[Hashable, float] = {}
+        for i, (a, b) in enumerate(itertools.pairwise(indptr)):
+            if b > a:
+                page = pages[i]
+                neighbours[page] = dict(zip(dst_pages[a:b], weights[a:b], strict=True))
+                out_weight[page] = out[i]
+        flat = [pages[j] for j in self.history_pages.tolist()]
+        hptr = self.history_indptr
+        histories = OrderedDict(
+            (user, flat[a:b]) for user, a, b in zip(self.users, hptr, hptr[1:], strict=False)
+        )
+        return {"_neighbours": neighbours, "_out": out_weight, "_histories": histories}
+
+
 class _FrozenView:
     """A model's serving state as numpy arrays, valid while it learns nothing more.
 
@@ -440,7 +627,10 @@ class _FrozenView:
     fills. Never pickled: :class:`Covisitation` drops it and rebuilds it on demand.
     """
 
-    def __init__(self, model: Covisitation) -> None:
+    def __init__(self, model: Covisitation, stored: _StoredGraph | None = None) -> None:
+        # ``stored``: the arrays of a model loaded from a snapshot, whose page table is
+        # ``pop._counts``'s order, i.e. this view's item numbering.
+        self.stored = stored
         pop = model._popularity
         self.version = model.n_events_learned
         self.usable = True
@@ -466,6 +656,15 @@ class _FrozenView:
     def _candidates_of(
         self, model: Covisitation, item: Hashable
     ) -> tuple[np.ndarray, list[np.ndarray | None]] | None:
+        if self.stored is not None:
+            found = self.stored.candidates(self.index[item], model.n_candidates)
+            entry = None
+            if found is not None:
+                stored_levels: list[np.ndarray | None] = [None] * len(self.age_weights)
+                stored_levels[0] = found[1]
+                entry = (found[0], stored_levels)
+            self.candidates[item] = entry
+            return entry
         # While frozen, the dict path rarely needs its list: take it over (or compute it
         # without caching) so that serving does not hold every item's candidates twice.
         cands = model._candidates.pop(item, None) or model._top_transitions(item)

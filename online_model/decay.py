@@ -73,3 +73,13 @@ class ForwardDecay:
             exponent -= shift
             logger.debug("decay rescale shift=%s", shift)
         return math.pow(2.0, exponent), rescale
+
+    def state(self) -> dict[str, Any]:
+        """The clock's position as JSON values (for pickle-free snapshots)."""
+        return {"n": self._n, "origin": self._origin}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        """Move the clock to a position returned by :meth:`state`."""
+        self._n = int(state["n"])
+        origin = state["origin"]
+        self._origin = None if origin is None else float(origin)

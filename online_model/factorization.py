@@ -13,6 +13,8 @@ import numpy as np
 from river import optim, reco
 
 from online_model.base import Recommender, Reward
+from online_model.errors import ModelError
+from online_model.model_state import ModelState, id_table, stores_state
 from online_model.popularity import DecayedPopularity
 
 logger = logging.getLogger(__name__)
@@ -20,6 +22,7 @@ logger = logging.getLogger(__name__)
 _RANDOM_BATCH = 4096
 
 
+@stores_state
 class ImplicitMF(Recommender):
     """River :class:`~river.reco.FunkMF` trained on views with negative sampling.
 
@@ -141,6 +144,108 @@ class ImplicitMF(Recommender):
         if "_rng" in state:  # written before the generator was renamed (River's Ranker owns _rng)
             state = {**state, "_generator": state.pop("_rng")}
         self.__dict__.update({**state, "_mf": mf})
+
+    # -- pickle-free state (online_model.model_state) ------------------------------------
+    def state_arrays(self) -> ModelState:
+        """Factor matrices over the page and user tables, plus every random state.
+
+        ``item_factors[i]`` belongs to ``pages[i]`` (first-seen order, the order negatives
+        are drawn from), ``user_factors[u]`` to ``users[u]`` (least recently active
+        first). The negative sampler's PCG64 state, its pre-drawn uniforms and the
+        factor initialiser's MT19937 state are stored too, so a resumed trainer draws
+        exactly what this one would have.
+        """
+        mf = self._mf
+        pages = id_table(self._items, "page")
+        users = id_table(self._users, "user")
+        # Membership first: looking a missing id up in River's defaultdict would add it.
+        if (
+            len(mf.i_latents) != len(pages)
+            or len(mf.u_latents) != len(users)
+            or not all(p in mf.i_latents for p in pages)
+            or not all(u in mf.u_latents for u in users)
+        ):
+            raise ModelError("factorisation state: latent vectors and id tables disagree")
+        item_factors = np.array([mf.i_latents[p] for p in pages], dtype=np.float64)
+        user_factors = np.array([mf.u_latents[u] for u in users], dtype=np.float64)
+        rng = self._generator.bit_generator.state
+        init_name, init_keys, init_pos, has_gauss, gauss = mf.initializer._rng.get_state()  # type: ignore[attr-defined]
+        state = ModelState(
+            values={
+                "n_events_learned": self.n_events_learned,
+                "uniform_pos": self._uniform_pos,
+                # 128-bit integers as decimal strings: JSON readers keep them exact.
+                "sampler": {
+                    "bit_generator": rng["bit_generator"],
+                    "state": str(rng["state"]["state"]),
+                    "inc": str(rng["state"]["inc"]),
+                    "has_uint32": int(rng["has_uint32"]),
+                    "uinteger": int(rng["uinteger"]),
+                },
+                "initializer": {
+                    "bit_generator": init_name,
+                    "pos": int(init_pos),
+                    "has_gauss": int(has_gauss),
+                    "cached_gaussian": float(gauss),
+                },
+                "optimizer_iterations": [mf.u_optimizer.n_iterations, mf.i_optimizer.n_iterations],
+            },
+            arrays={
+                "item_factors": item_factors.reshape(len(pages), self.n_factors),
+                "user_factors": user_factors.reshape(len(users), self.n_factors),
+                "uniform": np.asarray(self._uniform, dtype=np.float64),
+                "initializer.keys": np.asarray(init_keys, dtype=np.uint32),
+            },
+            strings={"pages": pages, "users": users},
+        )
+        state.nest("popularity", self._popularity.state_arrays())
+        return state
+
+    @classmethod
+    def from_state(cls, params: dict[str, Any], state: ModelState) -> ImplicitMF:
+        """Inverse of :meth:`state_arrays`."""
+        model = cls(**params)
+        mf = model._mf
+        pages, users = state.table("pages"), state.table("users")
+        items = state.array("item_factors", np.float64, ndim=2)
+        user_rows = state.array("user_factors", np.float64, ndim=2)
+        n = model.n_factors
+        if items.shape != (len(pages), n) or user_rows.shape != (len(users), n):
+            raise ModelError("factorisation state: factor matrices do not fit the id tables")
+        model._items = list(pages)
+        model._index = {page: i for i, page in enumerate(pages)}
+        model._users = OrderedDict.fromkeys(users)
+        # Own copies: River's optimiser updates latent vectors in place.
+        mf.i_latents.update(zip(pages, items.copy(), strict=True))
+        mf.u_latents.update(zip(users, user_rows.copy(), strict=True))
+        model._matrix = items.copy()
+        model._dirty = set()
+        values = state.values
+        sampler = values["sampler"]
+        model._generator.bit_generator.state = {
+            "bit_generator": sampler["bit_generator"],
+            "state": {"state": int(sampler["state"]), "inc": int(sampler["inc"])},
+            "has_uint32": int(sampler["has_uint32"]),
+            "uinteger": int(sampler["uinteger"]),
+        }
+        model._uniform = state.array("uniform", np.float64).copy()
+        model._uniform_pos = int(values["uniform_pos"])
+        init = values["initializer"]
+        mf.initializer._rng.set_state(  # type: ignore[attr-defined]
+            (
+                init["bit_generator"],
+                state.array("initializer.keys", np.uint32),
+                int(init["pos"]),
+                int(init["has_gauss"]),
+                float(init["cached_gaussian"]),
+            )
+        )
+        mf.u_optimizer.n_iterations, mf.i_optimizer.n_iterations = map(
+            int, values["optimizer_iterations"]
+        )
+        model._popularity.restore(state.sub("popularity"))
+        model.n_events_learned = int(values["n_events_learned"])
+        return model
 
     def _uniform_draw(self) -> float:
         if self._uniform_pos >= _RANDOM_BATCH:

@@ -8,12 +8,17 @@ from collections.abc import Collection, Hashable, Sequence
 from operator import itemgetter
 from typing import Any
 
+import numpy as np
+
 from online_model.base import Recommender, Reward
 from online_model.decay import ForwardDecay
+from online_model.errors import ModelError
+from online_model.model_state import ModelState, id_table, rows_of, stores_state
 
 logger = logging.getLogger(__name__)
 
 
+@stores_state
 class DecayedPopularity(Recommender):
     """Recommend the most viewed pages, with old views fading exponentially.
 
@@ -48,6 +53,9 @@ class DecayedPopularity(Recommender):
     ['p3', 'p2']
     >>> model.n_events_learned, model.n_items
     (5, 3)
+    >>> copy = DecayedPopularity.from_state(model._get_params(), model.state_arrays())
+    >>> copy.recommend("new-user", k=3) == model.recommend("new-user", k=3)
+    True
     """
 
     def __init__(
@@ -113,6 +121,65 @@ class DecayedPopularity(Recommender):
         self._top = {item: c * factor for item, c in self._top.items()}
         self._top_min *= factor
         self._total *= factor
+        self._top_sorted = None
+
+    # -- pickle-free state (online_model.model_state) ------------------------------------
+    def state_arrays(self, pages: dict[Hashable, int] | None = None) -> ModelState:
+        """Counts in first-seen order, the top list as positions, the clock as values.
+
+        An owner that keeps its own page table passes ``pages`` (page -> row of that
+        table); the items are then stored as rows of it instead of in a table of their own.
+        """
+        items = list(self._counts)
+        state = ModelState(
+            values={
+                "n_events_learned": self.n_events_learned,
+                "total": self._total,
+                "top_min": self._top_min,
+                "clock": self._clock.state(),
+            },
+            arrays={
+                "counts": np.fromiter(self._counts.values(), np.float64, len(items)),
+            },
+        )
+        # The top list's own order matters for ties: store it, not just membership.
+        position = {item: i for i, item in enumerate(items)}
+        state.arrays["top"] = np.fromiter(
+            (position[t] for t in self._top), np.int64, len(self._top)
+        )
+        if pages is None:
+            state.strings["pages"] = id_table(items, "page")
+        else:
+            state.arrays["pages"] = np.fromiter((pages[i] for i in items), np.int64, len(items))
+        return state
+
+    @classmethod
+    def from_state(
+        cls, params: dict[str, Any], state: ModelState, pages: list[str] | None = None
+    ) -> DecayedPopularity:
+        """Inverse of :meth:`state_arrays` (``pages``: the owner's table, if it passed one)."""
+        model = cls(**params)
+        model.restore(state, pages)
+        return model
+
+    def restore(self, state: ModelState, pages: list[str] | None = None) -> None:
+        """Take over ``state`` (see :meth:`state_arrays`) in place."""
+        if pages is None:
+            items: list[Any] = state.table("pages")
+        else:
+            rows = rows_of(state.array("pages", np.int64), len(pages), "popularity pages")
+            items = [pages[i] for i in rows]
+        counts = state.array("counts", np.float64)
+        if len(counts) != len(items):
+            raise ModelError("popularity state: counts and pages differ in length")
+        self._counts = dict(zip(items, counts.tolist(), strict=True))
+        top = rows_of(state.array("top", np.int64), len(items), "popularity top")
+        self._top = {items[i]: self._counts[items[i]] for i in top}
+        values = state.values
+        self.n_events_learned = int(values["n_events_learned"])
+        self._total = float(values["total"])
+        self._top_min = float(values["top_min"])
+        self._clock.restore(values["clock"])
         self._top_sorted = None
 
     def probability(self, item: Hashable) -> float:

@@ -1,26 +1,40 @@
 """The signed snapshot format: a model, the trainer's state and the offsets it consumed.
 
-Layout (all of it covered by the MAC)::
+Layout (all of it covered by the MAC; docs/model-format.md has every byte)::
 
     b"SRSNAP" | format version (1 byte) | header length (4 bytes, big endian)
-    | header (UTF-8 JSON: {"meta": ..., "body_encoding": "raw"|"zlib", "body_length": n})
-    | body (pickle protocol 5 of {"model": <model pickle>, "trainer_state": {...}})
-    | HMAC-SHA256 (32 bytes) over everything before it
+    | [format 2: body length (8 bytes, big endian)]
+    | header (UTF-8 JSON) | body | HMAC-SHA256 (32 bytes) over everything before it
+
+Format 2, written by default: the header is the manifest ``{"meta", "model",
+"trainer_state"}`` (all JSON) and the body a safetensors file of the model's named
+arrays and string tables (:mod:`online_model.model_file`). The fixed-size prefix gives
+every length, so a file is checked to be complete without parsing any of it. Built-in models
+load without ``pickle``. Models without a pickle-free form (user River models) are stored
+as a pickle inside the tensors, and both writing and reading those need the operator's
+``STREAMREC_ALLOW_PICKLE=1``.
+
+Format 1, read for upgrades (and written only on request): the header is
+``{"meta", "body_encoding": "raw"|"zlib", "body_length"}`` and the body a pickle of
+``{"model": <model pickle>, "trainer_state": {...}}``. Loading one needs
+``STREAMREC_ALLOW_PICKLE=1``; its metadata can be read without.
 
 Trust rules, in order: the fixed prefix is checked (magic, format version, lengths), then
 the MAC is compared with :func:`hmac.compare_digest`; only then is the header parsed and,
-for :func:`load_snapshot`, the body unpickled, and even then by an unpickler that refuses
-every class outside a short allow-list (defence in depth: a leaked key must not mean
-remote code execution).
+for :func:`load_snapshot`, the body decoded. A pickle, where allowed, goes through an
+unpickler that refuses every class outside a short allow-list (defence in depth: a leaked
+key must not mean remote code execution).
 
-The model is pickled on its own, so ``content_hash`` (its sha256) is equal for equal
-models within one process; across processes it can differ when a model holds sets of
-strings (Python randomises string hashes, hence set order).
+``content_hash`` is the SHA-256 of the model's canonical bytes (format 2: equal models
+give equal hashes in every process; format 1 hashed the pickle, which could differ across
+processes for models holding sets).
 
 >>> from online_model.popularity import DecayedPopularity
 >>> model = DecayedPopularity()
 >>> model.learn_one("u1", "p1")
 >>> data = dump_snapshot(Snapshot(SnapshotMeta("demo", events_seen=1), model), b"key")
+>>> data[:7]
+b'SRSNAP\\x02'
 >>> load_snapshot(data, b"key").model.n_events_learned
 1
 >>> load_snapshot(data, b"other-key")  # doctest: +ELLIPSIS
@@ -37,6 +51,7 @@ import hmac
 import io
 import json
 import logging
+import os
 import pickle
 import struct
 import zlib
@@ -49,12 +64,27 @@ from online_model.errors import (
     SnapshotFormatError,
     SnapshotVerificationError,
 )
+from online_model.model_file import (
+    ALLOW_PICKLE_HINT,
+    canonical_json,
+    decode_model,
+    encode_model,
+    standalone_safetensors,
+)
 
 logger = logging.getLogger(__name__)
 
 MAGIC = b"SRSNAP"
-FORMAT_VERSION = 1
+#: What :func:`dump_snapshot` writes: a JSON manifest and safetensors, no pickle.
+FORMAT_VERSION = 2
+#: The pickle format of earlier releases, still read (behind STREAMREC_ALLOW_PICKLE).
+LEGACY_FORMAT_VERSION = 1
+READABLE_VERSIONS = (LEGACY_FORMAT_VERSION, FORMAT_VERSION)
+#: Environment variable that lets snapshots hold (and load) pickles.
+ALLOW_PICKLE_ENV = "STREAMREC_ALLOW_PICKLE"
 _PREFIX = struct.Struct(">6sBI")  # magic, format version, header length
+_LENGTHS_V2 = struct.Struct(">IQ")  # after magic and version: manifest and tensors length
+_PREFIX_V2_SIZE = 7 + _LENGTHS_V2.size
 _MAC_SIZE = 32
 _MIN_SIZE = _PREFIX.size + _MAC_SIZE
 #: Compress the body with zlib level 1 only when it saves at least this share of bytes.
@@ -228,13 +258,82 @@ def signing_key(key: str, insecure_dev: bool) -> bytes:
     )
 
 
+def pickle_allowed(allow_pickle: bool | None = None) -> bool:
+    """``allow_pickle`` if given, else whether ``STREAMREC_ALLOW_PICKLE`` is on.
+
+    Raises
+    ------
+    ConfigurationError
+        The variable holds something other than a boolean.
+    """
+    if allow_pickle is not None:
+        return allow_pickle
+    raw = os.environ.get(ALLOW_PICKLE_ENV, "").strip().lower()
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("", "0", "false", "no", "off"):
+        return False
+    raise ConfigurationError(f"{ALLOW_PICKLE_ENV}={raw!r} is not a boolean")
+
+
 def _mac(key: bytes, data: bytes | memoryview) -> bytes:
     return hmac.new(key, data, hashlib.sha256).digest()
 
 
 # -- write ----------------------------------------------------------------------------------
-def dump_snapshot(snap: Snapshot, key: bytes) -> bytes:
-    """Serialise and sign ``snap``; ``model_class`` and ``content_hash`` are filled in."""
+def dump_snapshot(
+    snap: Snapshot,
+    key: bytes,
+    *,
+    format_version: int = FORMAT_VERSION,
+    allow_pickle: bool | None = None,
+) -> bytes:
+    """Serialise and sign ``snap``; ``model_class`` and ``content_hash`` are filled in.
+
+    Parameters
+    ----------
+    format_version
+        2 (default), or 1 to write the legacy pickle format (for compatibility tests).
+    allow_pickle
+        Whether a model without a pickle-free form may be stored as a pickle; default
+        from ``STREAMREC_ALLOW_PICKLE``.
+
+    Raises
+    ------
+    ConfigurationError
+        The model needs pickle and pickle is not allowed.
+    SnapshotFormatError
+        ``trainer_state`` is not JSON, or ``format_version`` is unknown.
+    """
+    if format_version == LEGACY_FORMAT_VERSION:
+        return _dump_v1(snap, key)
+    if format_version != FORMAT_VERSION:
+        raise SnapshotFormatError(f"cannot write snapshot format version {format_version}")
+    encoded = encode_model(snap.model, pickle_allowed(allow_pickle))
+    meta = dataclasses.replace(
+        snap.meta, model_class=encoded.model_class, content_hash=encoded.content_hash
+    )
+    try:
+        trainer_state = json.loads(canonical_json(snap.trainer_state))
+    except (TypeError, ValueError) as exc:
+        raise SnapshotFormatError(f"trainer state must be JSON: {exc}") from exc
+    manifest = canonical_json(
+        {"meta": meta.to_dict(), "model": encoded.section, "trainer_state": trainer_state}
+    )
+    prefix = MAGIC + bytes([FORMAT_VERSION])
+    prefix += _LENGTHS_V2.pack(len(manifest), len(encoded.tensors))
+    unsigned = b"".join((prefix, manifest, encoded.tensors))
+    return unsigned + _mac(key, unsigned)
+
+
+def check_storable(model: Recommender, allow_pickle: bool | None = None) -> None:
+    """Raise :class:`ConfigurationError` now if ``model`` could only be stored as a pickle
+    and pickle is not allowed (a trainer checks before it learns anything)."""
+    encode_model(model, pickle_allowed(allow_pickle))
+
+
+def _dump_v1(snap: Snapshot, key: bytes) -> bytes:
+    """Format 1: the model pickled on its own, inside a pickled body."""
     model_bytes = pickle.dumps(snap.model, protocol=5)
     cls = type(snap.model)
     meta = dataclasses.replace(
@@ -252,25 +351,57 @@ def dump_snapshot(snap: Snapshot, key: bytes) -> bytes:
         sort_keys=True,
         separators=(",", ":"),
     ).encode("utf-8")
-    unsigned = _PREFIX.pack(MAGIC, FORMAT_VERSION, len(header)) + header + body
+    unsigned = _PREFIX.pack(MAGIC, LEGACY_FORMAT_VERSION, len(header)) + header + body
     return unsigned + _mac(key, unsigned)
 
 
 # -- read -----------------------------------------------------------------------------------
-def _verified_parts(data: bytes, key: bytes) -> tuple[dict[str, Any], memoryview]:
-    """Check the prefix and the MAC; return the parsed header and the (encoded) body."""
+def _verified_parts(data: bytes, key: bytes) -> tuple[int, dict[str, Any], memoryview]:
+    """Check the prefix and the MAC; return the format version, the parsed header and
+    the body."""
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise SnapshotFormatError(f"a snapshot is bytes, got {type(data).__name__}")
     view = memoryview(data)
     if len(view) < _MIN_SIZE:
         raise SnapshotFormatError(f"truncated: {len(view)} bytes is shorter than any snapshot")
-    magic, version, header_len = _PREFIX.unpack_from(view)
-    if magic != MAGIC:
+    if bytes(view[:6]) != MAGIC:
         raise SnapshotFormatError("not a streamrec snapshot (bad magic)")
-    if version != FORMAT_VERSION:
+    version = view[6]
+    if version == FORMAT_VERSION:
+        return version, *_verified_v2(view, key)
+    if version == LEGACY_FORMAT_VERSION:
+        return version, *_verified_v1(view, key)
+    raise SnapshotFormatError(
+        f"unknown snapshot format version {version} (this streamrec reads "
+        f"{', '.join(map(str, READABLE_VERSIONS))})"
+    )
+
+
+def _verified_v2(view: memoryview, key: bytes) -> tuple[dict[str, Any], memoryview]:
+    """Format 2: lengths from the fixed prefix, then the MAC, and only then any parsing."""
+    if len(view) < _PREFIX_V2_SIZE + _MAC_SIZE:
+        raise SnapshotFormatError(f"truncated: {len(view)} bytes is shorter than any snapshot")
+    manifest_len, tensors_len = _LENGTHS_V2.unpack_from(view, 7)
+    body_start = _PREFIX_V2_SIZE + manifest_len
+    expected = body_start + tensors_len + _MAC_SIZE
+    if len(view) != expected:
         raise SnapshotFormatError(
-            f"unknown snapshot format version {version} (this streamrec reads {FORMAT_VERSION})"
+            f"truncated or padded: {len(view)} bytes, the prefix declares {expected}"
         )
+    signed, mac = view[:-_MAC_SIZE], view[-_MAC_SIZE:]
+    if not hmac.compare_digest(_mac(key, signed), bytes(mac)):
+        raise SnapshotVerificationError("snapshot MAC does not match: wrong key or altered bytes")
+    try:
+        header = json.loads(bytes(view[_PREFIX_V2_SIZE:body_start]))
+    except ValueError as exc:
+        raise SnapshotFormatError(f"bad snapshot manifest: {exc!r}") from exc
+    if not isinstance(header, dict) or not isinstance(header.get("meta"), dict):
+        raise SnapshotFormatError("bad snapshot manifest: no meta object")
+    return header, signed[body_start:]
+
+
+def _verified_v1(view: memoryview, key: bytes) -> tuple[dict[str, Any], memoryview]:
+    _, _, header_len = _PREFIX.unpack_from(view)
     body_start = _PREFIX.size + header_len
     if body_start > len(view) - _MAC_SIZE:
         raise SnapshotFormatError(f"truncated: header of {header_len} bytes does not fit")
@@ -296,10 +427,9 @@ def _verified_parts(data: bytes, key: bytes) -> tuple[dict[str, Any], memoryview
 
 
 def _raise_if_truncated(view: memoryview, body_start: int) -> None:
-    """After a MAC mismatch, say "truncated" when the (untrusted) header shows it.
-
-    Only a diagnostic: the bytes are refused either way, and nothing is unpickled.
-    """
+    """Format 1, after a MAC mismatch: say "truncated" when the (untrusted) header shows
+    it. Only a diagnostic: the bytes are refused either way, and nothing is unpickled.
+    Format 2 needs no such guess: its prefix declares every length."""
     try:
         declared = int(json.loads(bytes(view[_PREFIX.size : body_start]))["body_length"])
     except Exception:
@@ -319,23 +449,47 @@ def _meta_from(header: dict[str, Any]) -> SnapshotMeta:
 
 
 def read_meta(data: bytes, key: bytes) -> SnapshotMeta:
-    """Verify ``data`` and return its metadata without unpickling anything."""
-    header, _ = _verified_parts(data, key)
+    """Verify ``data`` and return its metadata without decoding the model."""
+    _, header, _ = _verified_parts(data, key)
     return _meta_from(header)
 
 
-def load_snapshot(data: bytes, key: bytes) -> Snapshot:
-    """Verify ``data``, then unpickle it with the allow-listed unpickler.
+def load_snapshot(data: bytes, key: bytes, allow_pickle: bool | None = None) -> Snapshot:
+    """Verify ``data``, then decode it.
+
+    Parameters
+    ----------
+    allow_pickle
+        Whether a pickled model (format 1, or a format 2 user model) may be unpickled,
+        with the allow-listed unpickler; default from ``STREAMREC_ALLOW_PICKLE``.
 
     Raises
     ------
     SnapshotVerificationError
         The MAC does not match (wrong key, altered bytes).
     SnapshotFormatError
-        Truncated, bad magic, unknown format version, bad header, or a refused class.
+        Truncated, bad magic, unknown format version, bad header, tensors that do not
+        fit the model, a refused class, or a pickle while pickle is not allowed.
     """
-    header, body = _verified_parts(data, key)
+    version, header, body = _verified_parts(data, key)
     meta = _meta_from(header)
+    allowed = pickle_allowed(allow_pickle)
+    if version == LEGACY_FORMAT_VERSION:
+        if not allowed:
+            raise SnapshotFormatError(
+                f"snapshot {meta.model_name} version {meta.version} is in format 1, a "
+                "pickle; refused. Republish it in format 2 (streamrec replay), or "
+                + ALLOW_PICKLE_HINT
+            )
+        return _load_v1(header, body, meta)
+    model = decode_model(header.get("model"), bytes(body), allowed, _restricted_loads)
+    state = header.get("trainer_state") or {}
+    if not isinstance(state, dict):
+        raise SnapshotFormatError("snapshot trainer_state is not an object")
+    return Snapshot(meta=meta, model=model, trainer_state=state)
+
+
+def _load_v1(header: dict[str, Any], body: memoryview, meta: SnapshotMeta) -> Snapshot:
     raw = bytes(body)
     if header["body_encoding"] == "zlib":
         try:
@@ -352,3 +506,31 @@ def load_snapshot(data: bytes, key: bytes) -> Snapshot:
     if not isinstance(state, dict):
         raise SnapshotFormatError("snapshot trainer_state is not a dict")
     return Snapshot(meta=meta, model=model, trainer_state=state)
+
+
+def export_safetensors(data: bytes, key: bytes, allow_pickle: bool | None = None) -> bytes:
+    """The model of a verified snapshot as one plain ``.safetensors`` file (manifest in its
+    metadata, see :func:`online_model.model_file.standalone_safetensors`).
+
+    A format-1 snapshot is loaded (which needs ``allow_pickle``) and converted first.
+
+    Raises
+    ------
+    SnapshotError
+        The snapshot does not verify, or its model has no pickle-free form.
+    """
+    version, header, body = _verified_parts(data, key)
+    if version == LEGACY_FORMAT_VERSION:
+        snap = load_snapshot(data, key, allow_pickle)
+        try:
+            data = dump_snapshot(snap, key, allow_pickle=False)
+        except ConfigurationError as exc:
+            raise SnapshotFormatError(f"cannot export: {exc}") from exc
+        version, header, body = _verified_parts(data, key)
+    model = header.get("model")
+    if not isinstance(model, dict) or model.get("encoding") != "arrays":
+        cls = model.get("class") if isinstance(model, dict) else None
+        raise SnapshotFormatError(
+            f"cannot export: the snapshot holds a pickled {cls}, which has no arrays"
+        )
+    return standalone_safetensors(header, bytes(body))

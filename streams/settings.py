@@ -95,6 +95,7 @@ _ENV: dict[str, tuple[str, Any]] = {
     "model": ("STREAMREC_MODEL", str),
     "snapshot_key": ("STREAMREC_SNAPSHOT_KEY", Secret),
     "insecure_dev": ("STREAMREC_INSECURE_DEV", _env_bool),
+    "allow_pickle": ("STREAMREC_ALLOW_PICKLE", _env_bool),
     "snapshot_interval": ("STREAMREC_SNAPSHOT_INTERVAL", float),
     "snapshot_keep": ("STREAMREC_SNAPSHOT_KEEP", parse_count),
     "model_poll_interval": ("STREAMREC_MODEL_POLL_INTERVAL", float),
@@ -134,6 +135,7 @@ class Settings:
     model: str = "default"
     snapshot_key: Secret = field(default_factory=lambda: Secret(""))
     insecure_dev: bool = False
+    allow_pickle: bool = False
     snapshot_interval: float = 1.0
     snapshot_keep: int = 20
     model_poll_interval: float = 0.5

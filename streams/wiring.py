@@ -23,7 +23,11 @@ def snapshot_store(settings: Settings, client: Any | None = None) -> SnapshotSto
     """The Redis snapshot store of ``settings.model_name`` (a sync client by default)."""
     redis = client if client is not None else settings.redis_client(socket_timeout=5.0)
     return SnapshotStore(
-        redis, settings.model_name, snapshot_signing_key(settings), keep=settings.snapshot_keep
+        redis,
+        settings.model_name,
+        snapshot_signing_key(settings),
+        keep=settings.snapshot_keep,
+        allow_pickle=settings.allow_pickle,
     )
 
 

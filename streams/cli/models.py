@@ -1,4 +1,4 @@
-"""``streamrec models``: list, show, promote, roll back and follow model snapshots.
+"""``streamrec models``: list, show, export, promote, roll back and follow model snapshots.
 
 Every move of ``current`` goes through :class:`~streams.state.snapshot_store.SnapshotStore`, which
 does it in one Lua script and publishes a hint on the model's channel; running scorers
@@ -9,11 +9,14 @@ promoted (or rolled back to).
 from __future__ import annotations
 
 import json
+import os
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import click
 
+from online_model.errors import InputError
 from online_model.snapshot import SnapshotMeta
 from streams.settings import Settings
 from streams.state.snapshot_store import SnapshotStore
@@ -113,7 +116,7 @@ def _table(rows: list[dict[str, Any]], k: int) -> str:
 
 @click.group("models")
 def command() -> None:
-    """Snapshots of STREAMREC_MODEL_NAME: list, show, promote, rollback, follow."""
+    """Snapshots of STREAMREC_MODEL_NAME: list, show, export, promote, rollback, follow."""
 
 
 @command.command("list")
@@ -172,6 +175,56 @@ def show(version: int) -> None:
     out["current"] = store.current_version() == version
     out["pinned"] = out["current"] and store.is_pinned()
     click.echo(json.dumps(out, sort_keys=True, indent=2))
+
+
+@command.command("export")
+@click.argument("version", type=int)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["safetensors", "snapshot"]),
+    default="safetensors",
+    envvar="STREAMREC_EXPORT_FORMAT",
+    show_envvar=True,
+    show_default=True,
+    help="safetensors: a plain .safetensors file, the manifest in its metadata (unsigned). "
+    "snapshot: the signed snapshot bytes as stored (docs/model-format.md).",
+)
+@click.option(
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    required=True,
+    envvar="STREAMREC_EXPORT_OUTPUT",
+    show_envvar=True,
+    help="File to write; '-' for stdout.",
+)
+def export(version: int, fmt: str, output: Path) -> None:
+    """Write the model of VERSION to a file other tools can read.
+
+    VERSION is verified first (HMAC); nothing is unpickled unless STREAMREC_ALLOW_PICKLE=1
+    and VERSION is a format-1 snapshot, which is then converted.
+    """
+    store = _store()
+    if fmt == "safetensors":
+        out = store.export_safetensors(version)
+    else:
+        out = store.verified_bytes(version)
+    if str(output) == "-":
+        click.get_binary_stream("stdout").write(out)
+        return
+    # Written beside the target and renamed: a reader never sees half a file.
+    partial = output.with_name(f".{output.name}.partial")
+    try:
+        partial.write_bytes(out)
+        os.replace(partial, output)
+    except OSError as exc:
+        partial.unlink(missing_ok=True)
+        raise InputError(f"cannot write {output}: {exc.strerror or exc}") from exc
+    click.echo(
+        f"exported model={store.model_name} version={version} format={fmt} "
+        f"bytes={len(out)} output={output}",
+        err=True,
+    )
 
 
 @command.command("promote")

@@ -11,6 +11,7 @@ from typing import Any
 import click
 
 from online_model.errors import ConfigurationError
+from online_model.snapshot import check_storable
 from streams.io.event_source import KafkaEventSource
 from streams.io.topics import ensure_topics
 from streams.settings import Settings
@@ -53,6 +54,7 @@ def run_trainer(
 
     stop = stop_event or threading.Event()
     model = make_model(model_name or settings.model, dict(params or {}))
+    check_storable(model, settings.allow_pickle)  # fail now, not at the first publish
     ensure_topics(settings, [settings.topic_page_views])
     client = settings.redis_client()
     store = snapshot_store(settings, client)

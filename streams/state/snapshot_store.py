@@ -51,6 +51,7 @@ from online_model.snapshot import (
     SnapshotFormatError,
     SnapshotMeta,
     dump_snapshot,
+    export_safetensors,
     load_snapshot,
     read_meta,
 )
@@ -115,14 +116,25 @@ class SnapshotStore:
         HMAC key (see :func:`online_model.snapshot.signing_key`).
     keep
         How many versions to keep (current and the newest trainer version always are).
+    allow_pickle
+        Whether snapshots may hold pickles (user River models, format 1); default from
+        ``STREAMREC_ALLOW_PICKLE`` (see :func:`online_model.snapshot.pickle_allowed`).
     """
 
-    def __init__(self, redis: Any, model_name: str, key: bytes, keep: int = 20) -> None:
+    def __init__(
+        self,
+        redis: Any,
+        model_name: str,
+        key: bytes,
+        keep: int = 20,
+        allow_pickle: bool | None = None,
+    ) -> None:
         self.redis = redis
         self.model_name = model_name
         self.keep = keep
         self._key = key
         self.keys = ModelKeys(model_name)
+        self.allow_pickle = allow_pickle
         self.rejected = 0  # snapshots that failed verification or loading, for metrics
         self._publish = redis.register_script(_PUBLISH)
         self._set_current = redis.register_script(_SET_CURRENT)
@@ -150,7 +162,11 @@ class SnapshotStore:
         meta = dataclasses.replace(
             meta, version=version, model_name=self.model_name, created_at=created_at
         )
-        data = dump_snapshot(Snapshot(meta, snap.model, snap.trainer_state), self._key)
+        data = dump_snapshot(
+            Snapshot(meta, snap.model, snap.trainer_state),
+            self._key,
+            allow_pickle=self.allow_pickle,
+        )
         moved = self._publish(
             keys=[
                 self.keys.snapshot(version),
@@ -245,7 +261,7 @@ class SnapshotStore:
         A missing version is an error, not a rejection: nothing was there to refuse."""
         data = self._raw(version)
         try:
-            snap = load_snapshot(data, self._key)
+            snap = load_snapshot(data, self._key, self.allow_pickle)
             self._check_identity(snap.meta, version)
         except SnapshotError as exc:
             self.rejected += 1
@@ -256,10 +272,21 @@ class SnapshotStore:
         return snap
 
     def read_meta(self, version: int) -> SnapshotMeta:
-        """Verify ``version`` and return its metadata (nothing is unpickled)."""
+        """Verify ``version`` and return its metadata (the model is not decoded)."""
         meta = read_meta(self._raw(version), self._key)
         self._check_identity(meta, version)
         return meta
+
+    def verified_bytes(self, version: int) -> bytes:
+        """The stored bytes of ``version``, once they verify as that version."""
+        data = self._raw(version)
+        self._check_identity(read_meta(data, self._key), version)
+        return data
+
+    def export_safetensors(self, version: int) -> bytes:
+        """``version``'s model as a plain ``.safetensors`` file (see
+        :func:`online_model.snapshot.export_safetensors`)."""
+        return export_safetensors(self.verified_bytes(version), self._key, self.allow_pickle)
 
     def load_current(self) -> Snapshot | None:
         """The snapshot ``current`` points at, or None when there is none yet."""

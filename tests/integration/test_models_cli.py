@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
+from safetensors import safe_open
 
 from online_model.popularity import DecayedPopularity
 from online_model.snapshot import Snapshot, SnapshotMeta
@@ -160,3 +161,78 @@ def test_rollback_changes_what_a_running_scorer_serves(
         assert scorer.alive(), "the scorer restarted"
     finally:
         assert scorer.stop() == 0, scorer.output()[-3000:]
+
+
+def test_export_writes_a_model_other_tools_read(
+    settings: Settings, settings_env: dict[str, str], tmp_path: Path
+) -> None:
+    from online_model.covisit import Covisitation
+    from online_model.data.generate import generate
+
+    store = snapshot_store(settings)
+    model = Covisitation()
+    for user, page, ts, _ in generate(n_users=50, n_pages=40, n_events=1_000, seed=2).rows():
+        model.learn_one(user, page, x={"ts": ts})
+    version = store.publish(Snapshot(SnapshotMeta("ignored", offsets={"pv": {0: 1000}}), model))
+
+    out = tmp_path / "model.safetensors"
+    exported = models(settings_env, "export", str(version), "--output", str(out))
+    assert exported.exit_code == 0, exported.output
+    with safe_open(str(out), "np") as f:
+        manifest = json.loads(f.metadata()["streamrec.manifest"])
+        weights = f.get_tensor("neighbours.weight")
+        offsets = f.get_tensor("pages.offsets")
+    assert manifest["meta"]["version"] == version
+    assert manifest["meta"]["offsets"] == {"pv": {"0": 1000}}
+    assert manifest["model"]["class"] == "online_model.covisit.Covisitation"
+    assert len(offsets) == model.n_items + 1
+    assert sorted(weights.tolist()) == sorted(
+        w for row in model._neighbours.values() for w in row.values()
+    )
+
+    raw = tmp_path / "model.bin"
+    assert (
+        models(
+            settings_env, "export", str(version), "--format", "snapshot", "--output", str(raw)
+        ).exit_code
+        == 0
+    )
+    assert raw.read_bytes() == store.redis.get(store.snap_key(version))
+
+    missing = models(settings_env, "export", "999", "--output", str(tmp_path / "x"))
+    assert missing.exit_code == 2 and "no snapshot" in missing.stderr
+    tamper(store, version)
+    refused = models(settings_env, "export", str(version), "--output", str(tmp_path / "y"))
+    assert refused.exit_code == 2 and "MAC does not match" in refused.stderr
+    assert not (tmp_path / "y").exists()
+
+
+def test_export_of_a_format_1_snapshot_needs_the_pickle_flag(
+    settings: Settings, settings_env: dict[str, str], tmp_path: Path
+) -> None:
+    from online_model.snapshot import dump_snapshot
+    from tests.conftest import TEST_SNAPSHOT_KEY
+
+    store = snapshot_store(settings)
+    snap = popularity_on("A")
+    version = int(store.redis.incr(store._k("version_seq")))
+    meta = SnapshotMeta(settings.model_name, version=version, events_seen=15)
+    old = dump_snapshot(Snapshot(meta, snap.model), TEST_SNAPSHOT_KEY.encode(), format_version=1)
+    store.redis.set(store.snap_key(version), old)
+
+    out = tmp_path / "model.safetensors"
+    refused = models(settings_env, "export", str(version), "--output", str(out))
+    assert refused.exit_code == 2 and "STREAMREC_ALLOW_PICKLE=1" in refused.stderr
+    assert not out.exists()
+
+    allowed = models(
+        {**settings_env, "STREAMREC_ALLOW_PICKLE": "1"},
+        "export",
+        str(version),
+        "--output",
+        str(out),
+    )
+    assert allowed.exit_code == 0, allowed.output
+    with safe_open(str(out), "np") as f:
+        assert json.loads(f.metadata()["streamrec.manifest"])["meta"]["version"] == version
+        assert f.get_tensor("counts").tolist() == list(snap.model._counts.values())

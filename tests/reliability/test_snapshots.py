@@ -1,5 +1,8 @@
 """Bad snapshots moved into ``current`` behind a running scorer's back are refused; the
-old model keeps serving, and a good snapshot afterwards is still picked up."""
+old model keeps serving, and a good snapshot afterwards is still picked up.
+
+The scorer runs as deployed by default: without ``STREAMREC_ALLOW_PICKLE``, so every
+pickle (format 1, or a format 2 file holding one) is refused before it is unpickled."""
 
 from __future__ import annotations
 
@@ -47,6 +50,7 @@ def signed(
     model: Any,
     key: bytes = KEY,
     trainer_state: dict[str, Any] | None = None,
+    format_version: int = 2,
 ) -> bytes:
     meta = SnapshotMeta(
         model_name=store.model_name,
@@ -55,7 +59,9 @@ def signed(
         events_seen=1,
         origin="trainer",
     )
-    return dump_snapshot(Snapshot(meta, model, trainer_state or {}), key)
+    # allow_pickle: an attacker writes whatever bytes it likes; the scorer must refuse them.
+    snap = Snapshot(meta, model, trainer_state or {})
+    return dump_snapshot(snap, key, format_version=format_version, allow_pickle=True)
 
 
 def resigned_with_format(data: bytes, format_version: int) -> bytes:
@@ -96,8 +102,12 @@ def test_bad_snapshots_are_refused_and_the_old_model_keeps_serving(
         return {
             "wrong_mac": signed(store, v, popularity(["evil"]), key=b"not-the-key"),
             "valid_mac_os_system_model": signed(store, v, payload),
-            "valid_mac_os_system_state": signed(
-                store, v, popularity(["evil"]), trainer_state={"x": payload}
+            "valid_mac_format_1_os_system_model": signed(store, v, payload, format_version=1),
+            "valid_mac_format_1_os_system_state": signed(
+                store, v, popularity(["evil"]), trainer_state={"x": payload}, format_version=1
+            ),
+            "valid_mac_format_1_without_the_flag": signed(
+                store, v, popularity(["evil"]), format_version=1
             ),
             "truncated": valid[: len(valid) // 2],
             "unknown_format_version": resigned_with_format(valid, 99),

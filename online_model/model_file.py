@@ -1,0 +1,224 @@
+"""Format v2 model files: a JSON manifest and the model's arrays in safetensors.
+
+The layout, byte by byte, is specified in docs/model-format.md; :mod:`online_model.snapshot`
+adds the prefix and the MAC and checks them before anything here parses a byte. This
+module turns a model into the manifest's ``model`` section plus a safetensors buffer and
+back:
+
+* ``encoding: "arrays"`` - a class registered with
+  :func:`~online_model.model_state.stores_state`: its parameters and JSON values in the
+  manifest, its arrays and string tables in the tensors. Nothing is unpickled to load it.
+* ``encoding: "pickle"`` - any other model (a River model behind
+  :class:`~online_model.adapter.RiverRanker`, a plug-in class): one ``uint8`` tensor
+  ``model.pickle``, written and read only when the operator allows pickle.
+
+The content hash is the SHA-256 of the canonical JSON of the ``model`` section followed
+by the tensor bytes: equal models give equal hashes in every process (for ``arrays``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import pickle
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from river import base as river_base
+from safetensors import SafetensorError
+from safetensors.numpy import load as load_tensors
+from safetensors.numpy import save as save_tensors
+
+from online_model.base import Recommender
+from online_model.errors import ConfigurationError, ModelError, SnapshotFormatError
+from online_model.model_state import (
+    ModelState,
+    StateNotExportable,
+    check_array,
+    class_name,
+    decode_strings,
+    encode_strings,
+    exports_state,
+    registered_class,
+)
+
+logger = logging.getLogger(__name__)
+
+#: Tensor names of a string table ``name``: its UTF-8 bytes and its offsets.
+STRING_BYTES, STRING_OFFSETS = ".utf8", ".offsets"
+PICKLE_TENSOR = "model.pickle"
+ALLOW_PICKLE_HINT = (
+    "set STREAMREC_ALLOW_PICKLE=1 on the trainer and the scorers to store and load such "
+    "models (only for code you trust)"
+)
+
+
+def canonical_json(value: Any) -> bytes:
+    """The one byte form of ``value`` that is hashed and signed: sorted keys, no spaces."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":")).encode("utf-8")
+
+
+def json_params(model: Any) -> dict[str, Any]:
+    """``model``'s constructor parameters as JSON values (nested models as class+params).
+
+    Raises
+    ------
+    StateNotExportable
+        A parameter is neither a JSON value nor a model.
+    """
+    return {name: _json_param(name, value) for name, value in model._get_params().items()}
+
+
+def _json_param(name: str, value: Any) -> Any:
+    if value is None or isinstance(value, (str, bool, int, float)):
+        return value
+    if isinstance(value, river_base.Base):
+        return {"class": class_name(type(value)), "params": json_params(value)}
+    if isinstance(value, tuple) and len(value) == 2 and isinstance(value[0], type):
+        # River's own spelling of a nested estimator: (class, its parameters).
+        params = {k: _json_param(k, v) for k, v in value[1].items()}
+        return {"class": class_name(value[0]), "params": params}
+    if isinstance(value, (list, tuple)):
+        return [_json_param(name, v) for v in value]
+    raise StateNotExportable(f"parameter {name}={value!r} is not a JSON value")
+
+
+@dataclass(frozen=True)
+class EncodedModel:
+    """A model as the manifest's ``model`` section and the tensor bytes."""
+
+    section: dict[str, Any]
+    tensors: bytes
+    content_hash: str
+    model_class: str
+
+
+def encode_model(model: Recommender, allow_pickle: bool) -> EncodedModel:
+    """Encode ``model`` (see the module docstring).
+
+    Raises
+    ------
+    ConfigurationError
+        The model has no pickle-free form and pickle is not allowed.
+    """
+    name = class_name(type(model))
+    reason = ""
+    if exports_state(model):
+        try:
+            params = json_params(model)
+            state = model.state_arrays()  # type: ignore[attr-defined]
+            tensors = _tensor_bytes(state)
+        except StateNotExportable as exc:
+            reason = str(exc)
+        else:
+            section = {"class": name, "encoding": "arrays", "params": params, "state": state.values}
+            return _encoded(section, tensors, name)
+    else:
+        reason = f"{name} does not implement state_arrays()/from_state()"
+    if not allow_pickle:
+        raise ConfigurationError(
+            f"model {type(model).__name__} can only be stored as a pickle ({reason}); "
+            + ALLOW_PICKLE_HINT
+        )
+    blob = pickle.dumps(model, protocol=5)
+    tensors = save_tensors({PICKLE_TENSOR: np.frombuffer(blob, dtype=np.uint8)})
+    return _encoded({"class": name, "encoding": "pickle"}, tensors, name)
+
+
+def _encoded(section: dict[str, Any], tensors: bytes, name: str) -> EncodedModel:
+    digest = hashlib.sha256(canonical_json(section))
+    digest.update(tensors)
+    return EncodedModel(section, tensors, digest.hexdigest(), name)
+
+
+def _tensor_bytes(state: ModelState) -> bytes:
+    arrays: dict[str, np.ndarray] = {}
+    for name, array in state.arrays.items():
+        arrays[name] = check_array(name, array)
+    for name, table in state.strings.items():
+        data, offsets = encode_strings(table)
+        arrays[name + STRING_BYTES], arrays[name + STRING_OFFSETS] = data, offsets
+    if len(arrays) != len(state.arrays) + 2 * len(state.strings):
+        raise ModelError("a string table's tensor names collide with an array's")
+    # Sorted names: the same state gives the same bytes whatever order it was built in.
+    return save_tensors({name: arrays[name] for name in sorted(arrays)})
+
+
+def decode_model(
+    section: Any,
+    tensors: bytes,
+    allow_pickle: bool,
+    unpickle: Callable[[bytes], Any],
+) -> Recommender:
+    """Rebuild the model of a verified file (``unpickle``: the allow-listing unpickler).
+
+    Raises
+    ------
+    SnapshotFormatError
+        Unknown class or encoding, tensors that do not parse or do not fit the model,
+        or a pickled model while pickle is not allowed.
+    """
+    if not isinstance(section, dict) or not isinstance(section.get("class"), str):
+        raise SnapshotFormatError("bad manifest: model section has no class")
+    name, encoding = section["class"], section.get("encoding")
+    if encoding == "pickle":
+        if not allow_pickle:
+            raise SnapshotFormatError(
+                f"snapshot holds a pickled {name}; refused. " + ALLOW_PICKLE_HINT
+            )
+        model = unpickle(bytes(_parse_tensors(tensors).get(PICKLE_TENSOR, b"")))
+    elif encoding == "arrays":
+        cls = registered_class(name)
+        if cls is None:
+            raise SnapshotFormatError(f"snapshot model class {name} is not a known model class")
+        arrays = _parse_tensors(tensors)
+        try:
+            state = _state_from(arrays, section["state"])
+            model = cls.from_state(dict(section["params"]), state)  # type: ignore[attr-defined]
+        except SnapshotFormatError:
+            raise
+        except Exception as exc:  # the arrays do not fit the model: not usable
+            raise SnapshotFormatError(f"snapshot state does not fit {name}: {exc!r}") from exc
+    else:
+        raise SnapshotFormatError(f"unknown model encoding {encoding!r}")
+    if not isinstance(model, Recommender):
+        raise SnapshotFormatError(f"snapshot model is a {type(model).__name__}, not a Recommender")
+    return model
+
+
+#: Key of the safetensors metadata that carries the manifest in an exported file.
+MANIFEST_METADATA_KEY = "streamrec.manifest"
+
+
+def standalone_safetensors(manifest: dict[str, Any], tensors: bytes) -> bytes:
+    """One plain ``.safetensors`` file: the tensors, and the manifest (canonical JSON) as
+    the string ``streamrec.manifest`` of the file's ``__metadata__``. Unsigned: for
+    tools that read safetensors, not for a scorer."""
+    arrays = _parse_tensors(tensors)
+    metadata = {MANIFEST_METADATA_KEY: canonical_json(manifest).decode("utf-8")}
+    return save_tensors({name: arrays[name] for name in sorted(arrays)}, metadata=metadata)
+
+
+def _parse_tensors(tensors: bytes) -> dict[str, np.ndarray]:
+    try:
+        return load_tensors(tensors)
+    except (SafetensorError, ValueError, TypeError) as exc:
+        raise SnapshotFormatError(f"snapshot tensors do not parse: {exc}") from exc
+
+
+def _state_from(arrays: dict[str, np.ndarray], values: Any) -> ModelState:
+    if not isinstance(values, dict):
+        raise SnapshotFormatError("bad manifest: model state is not an object")
+    state = ModelState(values=values)
+    tables = {n[: -len(STRING_BYTES)] for n in arrays if n.endswith(STRING_BYTES)}
+    for table in tables:
+        data = arrays.pop(table + STRING_BYTES)
+        offsets = arrays.pop(table + STRING_OFFSETS, None)
+        if offsets is None or data.dtype != np.uint8 or offsets.dtype != np.int64:
+            raise SnapshotFormatError(f"string table {table!r} is malformed")
+        state.strings[table] = decode_strings(data, offsets)
+    state.arrays = arrays
+    return state
