@@ -9,8 +9,8 @@ broker and Redis-compatible server on loopback (see :mod:`streams.ops.embedded`)
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from collections.abc import Callable, Mapping
+from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -78,38 +78,22 @@ def _env_bool(value: str) -> bool:
     raise ValueError(f"not a boolean: {value!r}")
 
 
-# name -> (environment variable, parser); the order is the order of --help and the README.
-_ENV: dict[str, tuple[str, Any]] = {
-    "kafka_bootstrap_servers": ("KAFKA_BOOTSTRAP_SERVERS", str),
-    "redis_url": ("REDIS_URL", str),
-    "schema_registry_url": ("SCHEMA_REGISTRY_URL", str),
-    "kafka_port": ("STREAMREC_KAFKA_PORT", parse_count),
-    "redis_port": ("STREAMREC_REDIS_PORT", parse_count),
-    "state_dir": ("STREAMREC_STATE_DIR", Path),
-    "topic_page_views": ("STREAMREC_TOPIC_PAGE_VIEWS", str),
-    "topic_recommendations": ("STREAMREC_TOPIC_RECOMMENDATIONS", str),
-    "topic_dlq": ("STREAMREC_TOPIC_DLQ", str),
-    "partitions": ("STREAMREC_PARTITIONS", parse_count),
-    "replication_factor": ("STREAMREC_REPLICATION_FACTOR", parse_count),
-    "model_name": ("STREAMREC_MODEL_NAME", str),
-    "model": ("STREAMREC_MODEL", str),
-    "snapshot_key": ("STREAMREC_SNAPSHOT_KEY", Secret),
-    "insecure_dev": ("STREAMREC_INSECURE_DEV", _env_bool),
-    "allow_pickle": ("STREAMREC_ALLOW_PICKLE", _env_bool),
-    "snapshot_interval": ("STREAMREC_SNAPSHOT_INTERVAL", float),
-    "snapshot_keep": ("STREAMREC_SNAPSHOT_KEEP", parse_count),
-    "model_poll_interval": ("STREAMREC_MODEL_POLL_INTERVAL", float),
-    "k": ("STREAMREC_K", parse_count),
-    "history_length": ("STREAMREC_HISTORY_LENGTH", parse_count),
-    "history_ttl_s": ("STREAMREC_HISTORY_TTL_S", parse_count),
-    "max_event_bytes": ("STREAMREC_MAX_EVENT_BYTES", parse_count),
-    "session_timeout_ms": ("STREAMREC_SESSION_TIMEOUT_MS", parse_count),
-    "scorer_group": ("STREAMREC_SCORER_GROUP", str),
-    "trainer_group": ("STREAMREC_TRAINER_GROUP", str),
-    "web_port": ("STREAMREC_WEB_PORT", parse_count),
-    "batch_size": ("STREAMREC_BATCH_SIZE", parse_count),
-    "batch_wait_s": ("STREAMREC_BATCH_WAIT_S", float),
-    "fetch_max_wait_ms": ("STREAMREC_FETCH_MAX_WAIT_MS", parse_count),
+def _env(var: str, default: Any = MISSING, factory: Any = MISSING) -> Any:
+    """A settings field read from environment variable ``var`` (parsed by its type)."""
+    if factory is not MISSING:
+        return field(default_factory=factory, metadata={"env": var})
+    return field(default=default, metadata={"env": var})
+
+
+#: How a variable's text becomes a field's value, by the field's annotation.
+_PARSERS: dict[str, Callable[[str], Any]] = {
+    "str": str,
+    "str | None": str,
+    "int": parse_count,
+    "float": float,
+    "bool": _env_bool,
+    "Path": Path,
+    "Secret": Secret,
 }
 
 
@@ -120,36 +104,39 @@ class Settings:
     Build it with :meth:`from_env`; tests build it directly with keyword arguments.
     """
 
-    kafka_bootstrap_servers: str | None = None
-    redis_url: str | None = None
-    schema_registry_url: str | None = None
-    kafka_port: int = 19092
-    redis_port: int = 16379
-    state_dir: Path = field(default_factory=lambda: Path.home() / ".streamrec")
-    topic_page_views: str = "page-views"
-    topic_recommendations: str = "recommendations"
-    topic_dlq: str = "page-views.dlq"
-    partitions: int = 3
-    replication_factor: int = 1
-    model_name: str = "default"
-    model: str = "default"
-    snapshot_key: Secret = field(default_factory=lambda: Secret(""))
-    insecure_dev: bool = False
-    allow_pickle: bool = False
-    snapshot_interval: float = 1.0
-    snapshot_keep: int = 20
-    model_poll_interval: float = 0.5
-    k: int = 10
-    history_length: int = 50
-    history_ttl_s: int = 30 * 24 * 3600
-    max_event_bytes: int = 64 * 1024
-    session_timeout_ms: int = 6000
-    scorer_group: str = "streamrec-scorer"
-    trainer_group: str = "streamrec-trainer"
-    web_port: int = 6066
-    batch_size: int = 500
-    batch_wait_s: float = 0.01
-    fetch_max_wait_ms: int = 20
+    kafka_bootstrap_servers: str | None = _env("KAFKA_BOOTSTRAP_SERVERS", None)
+    redis_url: str | None = _env("REDIS_URL", None)
+    schema_registry_url: str | None = _env("SCHEMA_REGISTRY_URL", None)
+    kafka_port: int = _env("STREAMREC_KAFKA_PORT", 19092)
+    redis_port: int = _env("STREAMREC_REDIS_PORT", 16379)
+    # _env returns a dataclasses.field, as field() itself would (ruff cannot tell).
+    state_dir: Path = _env("STREAMREC_STATE_DIR", factory=lambda: Path.home() / ".streamrec")  # noqa: RUF009
+    topic_page_views: str = _env("STREAMREC_TOPIC_PAGE_VIEWS", "page-views")
+    topic_recommendations: str = _env("STREAMREC_TOPIC_RECOMMENDATIONS", "recommendations")
+    topic_dlq: str = _env("STREAMREC_TOPIC_DLQ", "page-views.dlq")
+    partitions: int = _env("STREAMREC_PARTITIONS", 3)
+    replication_factor: int = _env("STREAMREC_REPLICATION_FACTOR", 1)
+    #: The Redis namespace of one model's snapshots, lease and histories.
+    model_name: str = _env("STREAMREC_MODEL_NAME", "default")
+    #: What the trainer builds: a built-in model name or ``package.module:Class``.
+    model_spec: str = _env("STREAMREC_MODEL", "default")
+    snapshot_key: Secret = _env("STREAMREC_SNAPSHOT_KEY", factory=lambda: Secret(""))  # noqa: RUF009
+    insecure_dev: bool = _env("STREAMREC_INSECURE_DEV", False)
+    allow_pickle: bool = _env("STREAMREC_ALLOW_PICKLE", False)
+    snapshot_interval: float = _env("STREAMREC_SNAPSHOT_INTERVAL", 1.0)
+    snapshot_keep: int = _env("STREAMREC_SNAPSHOT_KEEP", 20)
+    model_poll_interval: float = _env("STREAMREC_MODEL_POLL_INTERVAL", 0.5)
+    k: int = _env("STREAMREC_K", 10)
+    history_length: int = _env("STREAMREC_HISTORY_LENGTH", 50)
+    history_ttl_s: int = _env("STREAMREC_HISTORY_TTL_S", 30 * 24 * 3600)
+    max_event_bytes: int = _env("STREAMREC_MAX_EVENT_BYTES", 64 * 1024)
+    session_timeout_ms: int = _env("STREAMREC_SESSION_TIMEOUT_MS", 6000)
+    scorer_group: str = _env("STREAMREC_SCORER_GROUP", "streamrec-scorer")
+    trainer_group: str = _env("STREAMREC_TRAINER_GROUP", "streamrec-trainer")
+    web_port: int = _env("STREAMREC_WEB_PORT", 6066)
+    batch_size: int = _env("STREAMREC_BATCH_SIZE", 500)
+    batch_wait_s: float = _env("STREAMREC_BATCH_WAIT_S", 0.01)
+    fetch_max_wait_ms: int = _env("STREAMREC_FETCH_MAX_WAIT_MS", 20)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -306,3 +293,10 @@ class Settings:
                 value = self.redacted_redis_url
             out[f.name] = value if not isinstance(value, Path) else str(value)
         return out
+
+
+# name -> (environment variable, parser), derived from the fields; the order is the order
+# of the fields, which is the order of the README's table.
+_ENV: dict[str, tuple[str, Callable[[str], Any]]] = {
+    f.name: (f.metadata["env"], _PARSERS[str(f.type)]) for f in fields(Settings)
+}

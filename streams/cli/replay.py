@@ -155,7 +155,7 @@ def command(
     if gate:
         check_gate_metric(gate, k)
     spec_params = parse_params(params)
-    name = model_name or settings.model
+    name = model_name or settings.model_spec
     model = make_model(name, spec_params)  # a bad spec fails before any reading
     key = snapshot_signing_key(settings)
     target = topic or settings.topic_page_views

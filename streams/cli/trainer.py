@@ -41,7 +41,7 @@ def run_trainer(
         and the signing key.
     model_name
         Registry name of the model to build when no snapshot exists (default
-        ``settings.model``).
+        ``settings.model_spec``).
     params
         Constructor parameters (strings are coerced to the constructor's types).
     stop_event
@@ -53,7 +53,7 @@ def run_trainer(
     from online_model.registry import make_model  # imported late: it imports every model
 
     stop = stop_event or threading.Event()
-    model = make_model(model_name or settings.model, dict(params or {}))
+    model = make_model(model_name or settings.model_spec, dict(params or {}))
     check_storable(model, settings.allow_pickle)  # fail now, not at the first publish
     ensure_topics(settings, [settings.topic_page_views])
     client = settings.redis_client()
@@ -70,7 +70,7 @@ def run_trainer(
     log.info(
         "trainer starting model_name=%s model=%s params=%s topic=%s redis=%s interval=%s",
         settings.model_name,
-        model_name or settings.model,
+        model_name or settings.model_spec,
         dict(params or {}),
         settings.topic_page_views,
         settings.redacted_redis_url,

@@ -81,3 +81,18 @@ def test_to_env_round_trips_through_from_env() -> None:
     assert Settings.from_env(s.to_env()) == dataclasses.replace(s, redis_url=s.effective_redis_url)
     embedded = Settings.from_env({"STREAMREC_KAFKA_PORT": "1234"}).to_env()
     assert embedded["KAFKA_BOOTSTRAP_SERVERS"] == "127.0.0.1:1234"  # the child sees the parent's
+
+
+def test_every_setting_is_in_the_readme_table_and_nothing_else() -> None:
+    import re
+    from dataclasses import fields
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    table = readme.split("## Configuration", 1)[1].split("\n## ", 1)[0]
+    documented = set(re.findall(r"^\| `([A-Z_]+)`", table, re.MULTILINE))
+    documented |= set(re.findall(r"`(STREAMREC_[A-Z_]+_PORT)`", table))
+    variables = {f.metadata["env"] for f in fields(Settings)}
+    assert variables - documented == set(), "settings missing from README's table"
+    read_by_the_cli = {"STREAMREC_LOG_LEVEL", "STREAMREC_MODEL_PARAMS"}
+    assert documented - variables - read_by_the_cli == set(), "documented, not read"
