@@ -197,7 +197,7 @@ def test_export_writes_a_model_other_tools_read(
         ).exit_code
         == 0
     )
-    assert raw.read_bytes() == store.redis.get(store.snap_key(version))
+    assert raw.read_bytes() == store.redis.get(store.keys.snapshot(version))
 
     missing = models(settings_env, "export", "999", "--output", str(tmp_path / "x"))
     assert missing.exit_code == 2 and "no snapshot" in missing.stderr
@@ -211,14 +211,14 @@ def test_export_of_a_format_1_snapshot_needs_the_pickle_flag(
     settings: Settings, settings_env: dict[str, str], tmp_path: Path
 ) -> None:
     from online_model.snapshot import dump_snapshot
-    from tests.conftest import TEST_SNAPSHOT_KEY
+    from tests.support.fixtures import TEST_SNAPSHOT_KEY
 
     store = snapshot_store(settings)
     snap = popularity_on("A")
-    version = int(store.redis.incr(store._k("version_seq")))
+    version = int(store.redis.incr(store.keys.version_seq))
     meta = SnapshotMeta(settings.model_name, version=version, events_seen=15)
     old = dump_snapshot(Snapshot(meta, snap.model), TEST_SNAPSHOT_KEY.encode(), format_version=1)
-    store.redis.set(store.snap_key(version), old)
+    store.redis.set(store.keys.snapshot(version), old)
 
     out = tmp_path / "model.safetensors"
     refused = models(settings_env, "export", str(version), "--output", str(out))
