@@ -22,6 +22,7 @@ from online_model.replay import (
 from online_model.snapshot import dump_snapshot, read_meta, signing_key
 from streams.cli.trainer import parse_params
 from streams.codec import PAGE_VIEW, AvroCodec
+from streams.ops.probes import require
 from streams.replay_source import KafkaRangeReader
 from streams.scorer_runtime import snapshot_store
 from streams.settings import Settings
@@ -160,6 +161,7 @@ def command(
     model = make_model(name, spec_params)  # a bad spec fails before any reading
     key = signing_key(settings.snapshot_key.get(), settings.insecure_dev)
     target = topic or settings.topic_page_views
+    require(settings, kafka=True, redis=publish != "none" or bool(gate))
     codec = AvroCodec.bundled(
         PAGE_VIEW, settings.schema_registry_url, max_bytes=settings.max_event_bytes
     )

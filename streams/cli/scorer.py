@@ -14,6 +14,7 @@ def run_scorer(settings: Settings, loglevel: str = "warn") -> None:
     import faust
 
     from streams.app import create_app
+    from streams.ops.probes import require
     from streams.topics import ensure_topics
 
     try:
@@ -22,6 +23,7 @@ def run_scorer(settings: Settings, loglevel: str = "warn") -> None:
         uvloop.install()  # measured: ~25% more events/s through Faust's per-event machinery
     except ImportError:  # pragma: no cover - optional on non-Linux
         pass
+    require(settings, kafka=True, redis=True)
     ensure_topics(settings)
     app = create_app(settings)
     worker = faust.Worker(

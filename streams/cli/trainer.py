@@ -16,6 +16,7 @@ from online_model.store import SnapshotStore, TrainerLease
 from online_model.trainer import Trainer
 from streams.codec import PAGE_VIEW, AvroCodec
 from streams.event_source import KafkaEventSource
+from streams.ops.probes import require
 from streams.settings import Settings
 from streams.topics import ensure_topics
 
@@ -55,6 +56,7 @@ def run_trainer(
     stop = stop_event or threading.Event()
     key = signing_key(settings.snapshot_key.get(), settings.insecure_dev)
     model = make_model(model_name or settings.model, dict(params or {}))
+    require(settings, kafka=True, redis=True)
     ensure_topics(settings, [settings.topic_page_views])
     client = settings.redis_client()
     store = SnapshotStore(client, settings.model_name, key, keep=settings.snapshot_keep)
