@@ -115,9 +115,7 @@ def _counts(report: DeliveryReport, target: str, in_file: int) -> str:
     )
 
 
-def _report_interrupted(
-    producer: ReliableProducer | None, target: str, in_file: int
-) -> NoReturn:
+def _report_interrupted(producer: ReliableProducer | None, target: str, in_file: int) -> NoReturn:
     """Print what is known and exit 128 + the signal number (130 Ctrl-C, 143 SIGTERM)."""
     signum = _signals.received()
     assert signum is not None
