@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import sys
-import time
 from typing import Any
 
 import click
@@ -13,6 +12,7 @@ from online_model.errors import StreamrecError
 from online_model.evaluate import evaluate
 from online_model.events_file import read_events
 from online_model.registry import DEFAULT_MODEL, make_model
+from streams.cli._progress import Progress
 
 
 def _parse_params(pairs: tuple[str, ...]) -> dict[str, str]:
@@ -80,18 +80,20 @@ def command(
         click.echo(f"reading {input_path}", err=True)
         log = read_events(input_path, skip_bad=skip_bad)
         click.echo(f"events={len(log)} bad={log.n_bad} model={model_name}", err=True)
-        started = time.monotonic()
+        with Progress(f"evaluating {model_name}", len(log.events), "page views") as bar:
 
-        def progress(report: dict[str, Any]) -> None:
-            click.echo(
-                f"progress events={report['n_events']} hit@{k}={report[f'hit@{k}']:.4f} "
-                f"elapsed_s={time.monotonic() - started:.1f}",
-                err=True,
+            def progress(report: dict[str, Any]) -> None:
+                bar.update(int(report["n_events"]) - bar.done)
+
+            report = evaluate(
+                model,
+                log.events,
+                k,
+                model_name=model_name,
+                params=params,
+                progress=progress,
+                progress_every=1000,
             )
-
-        report = evaluate(
-            model, log.events, k, model_name=model_name, params=params, progress=progress
-        )
     except StreamrecError as exc:
         raise click.ClickException(str(exc)) from exc
     report["n_bad"] = log.n_bad

@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import logging
+import sys
+from typing import TYPE_CHECKING
 
 import click
 
 from streams.settings import Settings
+from streams.topics import ensure_topics
+
+if TYPE_CHECKING:
+    from streams.scorer_runtime import ScorerRuntime
 
 
 def run_scorer(settings: Settings, loglevel: str = "warn") -> None:
@@ -15,7 +21,7 @@ def run_scorer(settings: Settings, loglevel: str = "warn") -> None:
 
     from streams.app import create_app
     from streams.ops.probes import require
-    from streams.topics import ensure_topics
+    from streams.scorer_runtime import ScorerRuntime
 
     try:
         import uvloop
@@ -25,12 +31,38 @@ def run_scorer(settings: Settings, loglevel: str = "warn") -> None:
         pass
     require(settings, kafka=True, redis=True)
     ensure_topics(settings)
-    app = create_app(settings)
+    runtime = ScorerRuntime(settings)
+    runtime.load_model()  # the REST API opens with the stored model, not the cold start
+    app = create_app(settings, runtime)
     worker = faust.Worker(
         app, loglevel=loglevel, quiet=True, redirect_stdouts=False, override_logging=False
     )
+    if not sys.stdout.isatty():
+        worker.spinner = None  # it writes cursor escape codes even into a log file
+    started = worker.on_startup_finished
+
+    async def say_ready() -> None:
+        await started()
+        click.echo(ready_line(settings, runtime), err=True)
+
+    worker.on_startup_finished = say_ready  # type: ignore[method-assign]
     logging.getLogger("aiokafka").setLevel(logging.WARNING)
     worker.execute_from_commandline()
+
+
+def ready_line(settings: Settings, runtime: ScorerRuntime) -> str:
+    """The one line a scorer prints when its REST API is up."""
+    served = runtime.holder.current
+    model = (
+        f"version {served.version} ({served.model_class})"
+        if not served.is_fallback
+        else "version 0 (cold-start popularity: no snapshot yet)"
+    )
+    return (
+        f"scorer ready: http://0.0.0.0:{settings.web_port} (/recommendations/<user>, "
+        f"/readyz, /livez, /metrics); model {settings.model_name} {model}; "
+        f"consuming {settings.topic_page_views} at {settings.bootstrap_servers}"
+    )
 
 
 @click.command("scorer")
