@@ -92,11 +92,14 @@ class Progress:
     def line(self) -> str:
         elapsed = time.monotonic() - self.started
         rate = self.done / elapsed if elapsed > 0 else 0.0
-        of = ""
+        of, share = "", ""
         if self.total:
-            of = f" of {self.total:,} ({100.0 * self.done / self.total:.0f}%)"
-        return f"{self.label}: {self.done:,}{of}{self.unit} after {elapsed:.0f} s ({rate:,.0f}/s)"
+            of, share = f" of {self.total:,}", f" ({100.0 * self.done / self.total:.0f}%)"
+        return (
+            f"{self.label}: {self.done:,}{of}{self.unit}{share} after {elapsed:.0f} s "
+            f"({rate:,.0f}/s)"
+        )
 
     def _report(self) -> None:
         while not self._stop.wait(_interval_s):
-            click.echo(self.line(), err=True)
+            click.echo(self.line(), file=_stderr())
