@@ -8,7 +8,10 @@ broker and Redis-compatible server on loopback (see :mod:`streams.ops.embedded`)
 
 from __future__ import annotations
 
+import logging
 import os
+import re
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
@@ -76,6 +79,34 @@ def _env_bool(value: str) -> bool:
     if lowered in {"0", "false", "no", "off", ""}:
         return False
     raise ValueError(f"not a boolean: {value!r}")
+
+
+class _OncePerMinute(logging.Filter):
+    """Let a librdkafka message through once per minute per kind.
+
+    While a broker is away librdkafka logs every reconnect attempt (hundreds of
+    ``Connection refused`` lines a minute); one line per minute says the same.
+    """
+
+    def __init__(self, period_s: float = 60.0) -> None:
+        super().__init__()
+        self.period_s = period_s
+        self._last: dict[str, float] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        kind = re.sub(r"\d+", "#", str(record.args))  # same message, other counters/ports
+        now = time.monotonic()
+        if now - self._last.get(kind, -self.period_s) < self.period_s:
+            return False
+        if len(self._last) > 1000:
+            self._last.clear()
+        self._last[kind] = now
+        return True
+
+
+#: Where librdkafka's own log lines go (through Python logging, so --log-level applies).
+librdkafka_log = logging.getLogger("streams.librdkafka")
+librdkafka_log.addFilter(_OncePerMinute())
 
 
 def _env(var: str, default: Any = MISSING, factory: Any = MISSING) -> Any:
@@ -216,7 +247,12 @@ class Settings:
 
     # -- client configuration, built in one place -------------------------------------
     def kafka_common(self) -> dict[str, Any]:
-        return {"bootstrap.servers": self.bootstrap_servers}
+        return {
+            "bootstrap.servers": self.bootstrap_servers,
+            "logger": librdkafka_log,
+            # Idle connections closed by the broker are normal, not worth a line each.
+            "log.connection.close": False,
+        }
 
     def producer_config(self, **overrides: Any) -> dict[str, Any]:
         config = {

@@ -7,6 +7,14 @@ environment fallback, shown in ``--help``.
 
 from __future__ import annotations
 
+# First of all, when this is the `streamrec` program: from here on a Ctrl-C or SIGTERM is
+# recorded, never raised in the middle of an import or a librdkafka call (see _signals);
+# commands that do not check the flag get the usual handlers back before they run.
+from streams.cli import _signals  # isort: skip
+
+if _signals.starting_the_program():
+    _signals.defer()
+
 import importlib
 import logging
 import os
@@ -17,6 +25,7 @@ from typing import Any
 import click
 
 from online_model.errors import StreamrecError
+from streams.cli import _progress
 
 
 def _configure_logging(level: str) -> None:
@@ -79,13 +88,27 @@ class _Group(click.Group):
     type=click.Choice(["debug", "info", "warning", "error"]),
     help="Log level for library messages on stderr.",
 )
-def main(log_level: str) -> None:
+@click.option(
+    "--progress-interval",
+    default=_progress.DEFAULT_INTERVAL_S,
+    envvar="STREAMREC_PROGRESS_INTERVAL",
+    show_envvar=True,
+    show_default=True,
+    type=click.FloatRange(min=0, min_open=True),
+    help="Seconds between progress lines of long commands when stderr is not a terminal.",
+)
+@click.pass_context
+def main(ctx: click.Context, log_level: str, progress_interval: float) -> None:
     """streamrec: real-time page recommendations over Kafka.
 
     Services: KAFKA_BOOTSTRAP_SERVERS and REDIS_URL point at real ones; without them,
     the embedded broker and Redis-compatible server on loopback are used (`streamrec up`).
     """
     _configure_logging(log_level)
+    _progress.configure(progress_interval)
+    sub = main.get_command(ctx, ctx.invoked_subcommand) if ctx.invoked_subcommand else None
+    if not _signals.wants_flag(sub):
+        _signals.restore()
 
 
 def _register() -> None:

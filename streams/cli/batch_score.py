@@ -6,6 +6,7 @@ import time
 
 import click
 
+from streams.cli._progress import Progress
 from streams.ops.batch_score import (
     FORMATS,
     check_distinct,
@@ -113,9 +114,7 @@ def command(
             f"model {settings.model_name!r} version {meta.version} ({meta.model_class})", err=True
         )
     writer = open_writer(output_path, fmt)
-    with click.progressbar(
-        length=len(users), label="scoring users", file=click.get_text_stream("stderr")
-    ) as bar:
+    with Progress("scoring users", len(users), "users") as bar:
         rows = score_users(core, served, history, users, settings.k, chunk_size, bar.update)
         n = write_rows(rows, writer)
     click.echo(f"wrote {n} users to {output_path} format={fmt} model_version={served.version}")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import sys
-import time
 from typing import Any
 
 import click
@@ -12,6 +11,7 @@ import click
 from online_model.data.events_file import read_events
 from online_model.evaluation import evaluate
 from online_model.registry import DEFAULT_MODEL, make_model
+from streams.cli._progress import Progress
 from streams.cli.options import env_option, k_option, model_option, param_option, parse_params
 
 
@@ -46,18 +46,20 @@ def command(
     click.echo(f"reading {input_path}", err=True)
     log = read_events(input_path, skip_bad=skip_bad)
     click.echo(f"events={len(log)} bad={log.n_bad} model={model_name}", err=True)
-    started = time.monotonic()
+    with Progress(f"evaluating {model_name}", len(log.events), "page views") as bar:
 
-    def progress(report: dict[str, Any]) -> None:
-        click.echo(
-            f"progress events={report['n_events']} hit@{k}={report[f'hit@{k}']:.4f} "
-            f"elapsed_s={time.monotonic() - started:.1f}",
-            err=True,
+        def progress(report: dict[str, Any]) -> None:
+            bar.update(int(report["n_events"]) - bar.done)
+
+        report = evaluate(
+            model,
+            log.events,
+            k,
+            model_name=model_name,
+            params=spec_params,
+            progress=progress,
+            progress_every=1000,
         )
-
-    report = evaluate(
-        model, log.events, k, model_name=model_name, params=spec_params, progress=progress
-    )
     report["n_bad"] = log.n_bad
     click.echo(json.dumps(report, sort_keys=False))
     sys.stdout.flush()

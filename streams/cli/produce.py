@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
-import signal
-from typing import Any
+from typing import NoReturn
 
 import click
 
 from online_model.data.events_file import read_events
+from streams.cli import _signals
+from streams.cli._progress import Progress
 from streams.errors import ProducerFailed
-from streams.io.producer import ReliableProducer
+from streams.io.producer import DeliveryReport, ReliableProducer
 from streams.io.topics import ensure_topics
 from streams.ops.ingest import produce_log
+from streams.ops.probes import require
 from streams.settings import Settings
 
 
+@_signals.handles_signals
 @click.command("produce")
 @click.option(
     "--input",
@@ -48,34 +51,54 @@ from streams.settings import Settings
     help="Skip and count malformed rows instead of stopping at the first.",
 )
 def command(input_path: str, topic: str | None, rate: float, skip_bad: bool) -> None:
-    """Produce page views from a file, keyed by user_id, as Avro; report deliveries."""
+    """Produce page views from a file, keyed by user_id, as Avro; report deliveries.
+
+    Ctrl-C (exit 130) or SIGTERM (exit 143) stops sending; what was delivered, failed
+    and not confirmed is reported in any case.
+    """
+    _signals.defer()  # already so when run as `streamrec`; here for in-process callers
+    try:
+        _produce(input_path, topic, rate, skip_bad)
+    finally:
+        _signals.release()
+
+
+def _produce(input_path: str, topic: str | None, rate: float, skip_bad: bool) -> None:
     settings = Settings.from_env()
     target = topic or settings.topic_page_views
+    producer: ReliableProducer | None = None
+
+    def stop_if_asked() -> None:
+        # Checked between steps that each take at most a few seconds.
+        if _signals.received() is not None:
+            _report_interrupted(producer, target, in_file)
+
     log = read_events(input_path, skip_bad=skip_bad)  # a bad row stops here, nothing sent
+    in_file = len(log.events)  # a signal that came meanwhile is seen just below
+    stop_if_asked()
+    require(settings, kafka=True)
+    stop_if_asked()
     ensure_topics(settings, [target])
-    producer = ReliableProducer(settings)
-    signal.signal(signal.SIGTERM, _interrupt)
+    stop_if_asked()
+    producer = ReliableProducer(settings, stop=_signals.received)
     try:
-        with click.progressbar(
-            length=len(log.events),
-            label=f"producing to {target}",
-            file=click.get_text_stream("stderr"),
-        ) as bar:
+        with Progress(f"producing to {target}", len(log.events), "page views") as bar:
             report = produce_log(
-                settings, log.events, target, rate, on_progress=bar.update, producer=producer
+                settings,
+                log.events,
+                target,
+                rate,
+                on_progress=bar.update,
+                producer=producer,
+                stop=_signals.received,
             )
-    except (KeyboardInterrupt, ProducerFailed) as exc:
+    except ProducerFailed as exc:
         # Say what is known instead of dying with a traceback: the rows after the last
         # delivered one may or may not be on the topic.
-        report = producer.flush(2.0)
-        what = "interrupted" if isinstance(exc, KeyboardInterrupt) else f"stopped ({exc})"
-        click.echo(
-            f"{what}: delivered {report.delivered} of {report.sent} page views "
-            f"sent to {target} ({len(log.events)} in the file); {report.failed} "
-            f"failed {report.errors}; {report.pending} not confirmed",
-            err=True,
-        )
-        raise SystemExit(130 if isinstance(exc, KeyboardInterrupt) else 1) from None
+        report = producer.flush(2.0, stop=_signals.received)
+        click.echo(f"stopped ({exc}): {_counts(report, target, in_file)}", err=True)
+        raise SystemExit(1) from None
+    stop_if_asked()
     click.echo(
         f"delivered {report.delivered} of {report.sent} page views to {target}"
         + (f"; {report.failed} FAILED {report.errors}" if report.failed else "")
@@ -85,5 +108,23 @@ def command(input_path: str, topic: str | None, rate: float, skip_bad: bool) -> 
         raise SystemExit(1)
 
 
-def _interrupt(signum: int, _frame: Any) -> None:
-    raise KeyboardInterrupt
+def _counts(report: DeliveryReport, target: str, in_file: int) -> str:
+    return (
+        f"delivered {report.delivered} of {report.sent} page views sent to {target} "
+        f"({in_file} in the file); {report.failed} failed {report.errors}; "
+        f"{report.pending} not confirmed"
+    )
+
+
+def _report_interrupted(producer: ReliableProducer | None, target: str, in_file: int) -> NoReturn:
+    """Print what is known and exit 128 + the signal number (130 Ctrl-C, 143 SIGTERM)."""
+    signum = _signals.received()
+    assert signum is not None
+    report = DeliveryReport()
+    if producer is not None:
+        # Messages in flight get a short grace; a second Ctrl-C ends it at once.
+        report = producer.flush(2.0, stop=lambda: _signals.count() > 1)
+    click.echo(
+        f"interrupted by {_signals.name(signum)}: {_counts(report, target, in_file)}", err=True
+    )
+    raise SystemExit(_signals.exit_code(signum))

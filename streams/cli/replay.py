@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import json
 import logging
+from datetime import UTC, datetime
 from typing import Any
 
 import click
 
 from online_model.snapshot import dump_snapshot, read_meta
+from streams.cli._progress import Progress
 from streams.cli.trainer import parse_params
 from streams.io.range_reader import KafkaRangeReader
+from streams.ops.probes import require
 from streams.replay.rebuild import (
     ReplayLog,
     TimeRange,
@@ -29,14 +32,12 @@ log = logging.getLogger(__name__)
 
 #: Exit status when ``--gate`` refuses the candidate (2 is any other error).
 EXIT_GATE_REFUSED = 3
+#: Exit status when no page view of the topic lies in the range: nothing to train on.
+EXIT_EMPTY_RANGE = 4
 
 
 def _json_safe(value: Any) -> Any:
     return json.loads(json.dumps(value, default=repr, sort_keys=True))
-
-
-def _stderr() -> Any:
-    return click.get_text_stream("stderr")
 
 
 @click.command("replay")
@@ -159,22 +160,26 @@ def command(
     model = make_model(name, spec_params)  # a bad spec fails before any reading
     key = snapshot_signing_key(settings)
     target = topic or settings.topic_page_views
+    require(settings, kafka=True, redis=publish != "none" or bool(gate))
     codec = page_view_codec(settings)
     reader = KafkaRangeReader(settings, target, idle_timeout, lateness)
     partitions = reader.partitions()
-    with click.progressbar(
-        reader.read(time_range), label=f"reading {target}", file=_stderr()
-    ) as records:
-        replay_log = collect(records, codec.decode, time_range, target, partitions)
+    with Progress(f"reading {target}", unit="records") as bar:
+        replay_log = collect(
+            bar.iterate(reader.read(time_range)), codec.decode, time_range, target, partitions
+        )
     click.echo(
         f"replay events={len(replay_log.events)} bad={replay_log.n_bad} "
         f"scanned={reader.scanned} partitions={replay_log.partitions}",
         err=True,
     )
+    if not replay_log.events:
+        # A model trained on nothing, judged against another trained on nothing, would
+        # be "0.0000 does not beat 0.0000": say what happened instead.
+        click.echo(f"error: {_empty_range(time_range, target, reader, replay_log)}", err=True)
+        click.get_current_context().exit(EXIT_EMPTY_RANGE)
 
-    with click.progressbar(
-        length=len(replay_log.events), label=f"training {name}", file=_stderr()
-    ) as bar:
+    with Progress(f"training {name}", len(replay_log.events), "page views") as bar:
         report = train(
             model,
             replay_log.events,
@@ -227,15 +232,41 @@ def command(
     click.echo(json.dumps(out, sort_keys=True))
 
 
+def _iso(ms: int) -> str:
+    return (
+        datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    )
+
+
+def _empty_range(
+    time_range: TimeRange, topic: str, reader: KafkaRangeReader, replay_log: ReplayLog
+) -> str:
+    start = _iso(time_range.start_ms) if time_range.start_ms is not None else "the beginning"
+    end = _iso(time_range.end_ms) if time_range.end_ms is not None else "the end"
+    if reader.first_ts_ms is None or reader.last_ts_ms is None:
+        found = "the topic has no records"
+    else:
+        found = (
+            f"its {reader.scanned} records read are stamped {_iso(reader.first_ts_ms)} .. "
+            f"{_iso(reader.last_ts_ms)}"
+        )
+    if replay_log.n_bad:
+        found += f"; {replay_log.n_bad} records of the range did not decode"
+    return (
+        f"no page view on topic {topic} has a record timestamp in [{start}, {end}) "
+        f"({found}); nothing was trained, judged or published"
+    )
+
+
 def _judge(
     settings: Settings, gate: str, report: dict[str, Any], replay_log: ReplayLog, k: int
 ) -> Verdict:
     store = snapshot_store(settings)
     current = store.load_current()  # refused (exit 2) if it does not verify
-    with click.progressbar(
-        length=len(replay_log.events) if current else 0,
-        label="evaluating the current model's spec",
-        file=_stderr(),
+    with Progress(
+        "evaluating the current model's spec",
+        len(replay_log.events) if current else 0,
+        "page views",
     ) as bar:
         return judge(
             gate,

@@ -3,18 +3,25 @@
 from __future__ import annotations
 
 import logging
+import sys
+from typing import TYPE_CHECKING
 
 import click
 
+from streams.io.topics import ensure_topics
 from streams.settings import Settings
+
+if TYPE_CHECKING:
+    from streams.scorer.runtime import ScorerRuntime
 
 
 def run_scorer(settings: Settings, loglevel: str = "warn") -> None:
     """Run the scorer worker until SIGTERM/SIGINT (blocks; exits the process)."""
     import faust
 
-    from streams.io.topics import ensure_topics
+    from streams.ops.probes import require
     from streams.scorer.app import create_app
+    from streams.scorer.runtime import ScorerRuntime
 
     try:
         import uvloop
@@ -22,13 +29,40 @@ def run_scorer(settings: Settings, loglevel: str = "warn") -> None:
         uvloop.install()  # measured: ~25% more events/s through Faust's per-event machinery
     except ImportError:  # pragma: no cover - optional on non-Linux
         pass
+    require(settings, kafka=True, redis=True)
     ensure_topics(settings)
-    app = create_app(settings)
+    runtime = ScorerRuntime(settings)
+    runtime.load_model()  # the REST API opens with the stored model, not the cold start
+    app = create_app(settings, runtime)
     worker = faust.Worker(
         app, loglevel=loglevel, quiet=True, redirect_stdouts=False, override_logging=False
     )
+    if not sys.stdout.isatty():
+        worker.spinner = None  # it writes cursor escape codes even into a log file
+    started = worker.on_startup_finished
+
+    async def say_ready() -> None:
+        await started()
+        click.echo(ready_line(settings, runtime), err=True)
+
+    worker.on_startup_finished = say_ready  # type: ignore[method-assign]
     logging.getLogger("aiokafka").setLevel(logging.WARNING)
     worker.execute_from_commandline()
+
+
+def ready_line(settings: Settings, runtime: ScorerRuntime) -> str:
+    """The one line a scorer prints when its REST API is up."""
+    served = runtime.holder.current
+    model = (
+        f"version {served.version} ({served.model_class})"
+        if not served.is_fallback
+        else "version 0 (cold-start popularity: no snapshot yet)"
+    )
+    return (
+        f"scorer ready: http://0.0.0.0:{settings.web_port} (/recommendations/<user>, "
+        f"/readyz, /livez, /metrics); model {settings.model_name} {model}; "
+        f"consuming {settings.topic_page_views} at {settings.bootstrap_servers}"
+    )
 
 
 @click.command("scorer")

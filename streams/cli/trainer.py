@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import signal
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import click
@@ -14,6 +14,7 @@ from online_model.errors import ConfigurationError
 from online_model.snapshot import check_storable
 from streams.io.event_source import KafkaEventSource
 from streams.io.topics import ensure_topics
+from streams.ops.probes import require
 from streams.settings import Settings
 from streams.state.lease import TrainerLease
 from streams.trainer.loop import Trainer
@@ -31,6 +32,7 @@ def run_trainer(
     params: Mapping[str, Any] | None = None,
     stop_event: threading.Event | None = None,
     lease_ttl: float = DEFAULT_LEASE_TTL,
+    on_ready: Callable[[Trainer], None] | None = None,
 ) -> Trainer:
     """Run a trainer until ``stop_event`` is set; return it (its counters) when done.
 
@@ -49,12 +51,15 @@ def run_trainer(
         one the trainer runs until its thread or process ends.
     lease_ttl
         Seconds of the Redis lease that keeps a second trainer from learning the same model.
+    on_ready
+        Called once the trainer holds the lease, has resumed and is about to learn.
     """
     from online_model.registry import make_model  # imported late: it imports every model
 
     stop = stop_event or threading.Event()
     model = make_model(model_name or settings.model_spec, dict(params or {}))
     check_storable(model, settings.allow_pickle)  # fail now, not at the first publish
+    require(settings, kafka=True, redis=True)
     ensure_topics(settings, [settings.topic_page_views])
     client = settings.redis_client()
     store = snapshot_store(settings, client)
@@ -76,8 +81,22 @@ def run_trainer(
         settings.redacted_redis_url,
         settings.snapshot_interval,
     )
-    trainer.run(stop)
+    trainer.run(stop, on_ready)
     return trainer
+
+
+def ready_line(settings: Settings, trainer: Trainer) -> str:
+    """The one line a trainer prints when it starts learning."""
+    since = (
+        f"resumed from version {trainer.resumed_from}"
+        if trainer.resumed_from is not None
+        else "no snapshot yet: learning from the start of the topic"
+    )
+    return (
+        f"trainer ready: model {settings.model_name} ({type(trainer.model).__name__}), "
+        f"{since}; reading {settings.topic_page_views} at {settings.bootstrap_servers}; "
+        f"a snapshot to {settings.redacted_redis_url} every {settings.snapshot_interval:g} s"
+    )
 
 
 def parse_params(pairs: tuple[str, ...] | list[str]) -> dict[str, str]:
@@ -144,7 +163,14 @@ def command(
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
-    trainer = run_trainer(settings, model, parse_params(params), stop, lease_ttl)
+    trainer = run_trainer(
+        settings,
+        model,
+        parse_params(params),
+        stop,
+        lease_ttl,
+        on_ready=lambda t: click.echo(ready_line(settings, t), err=True),
+    )
     click.echo(
         f"trainer stopped: learned {trainer.events_learned} events, skipped "
         f"{trainer.bad_events} bad, published {trainer.snapshots_published} snapshots "

@@ -45,9 +45,13 @@ class ReliableProducer:
         self,
         settings: Settings,
         on_delivery: Callable[[Message], None] | None = None,
+        stop: Callable[[], object] | None = None,
         **overrides: Any,
     ) -> None:
         self.settings = settings
+        # Checked while a full queue is waited out, so a stop request is not ignored
+        # for as long as the broker is away.
+        self._stop = stop
         self.report = DeliveryReport()
         self._on_delivery = on_delivery
         self.fatal_error: KafkaError | None = None
@@ -89,7 +93,8 @@ class ReliableProducer:
         key: bytes | str | None = None,
         headers: list[tuple[str, bytes]] | None = None,
         timestamp_ms: int | None = None,
-    ) -> None:
+    ) -> bool:
+        """Queue one message; False if ``stop`` was requested while the queue was full."""
         kwargs: dict[str, Any] = {"key": key, "value": value, "on_delivery": self._delivered}
         if headers:
             kwargs["headers"] = headers
@@ -102,6 +107,8 @@ class ReliableProducer:
                 break
             except BufferError:
                 # Local queue full: serve delivery reports until there is room.
+                if self._stop is not None and self._stop():
+                    return False
                 self._producer.poll(0.1)
             except KafkaException as exc:
                 if exc.args and exc.args[0].fatal():
@@ -110,14 +117,23 @@ class ReliableProducer:
                 raise
         self.report.sent += 1
         self._producer.poll(0)
+        return True
 
     def poll(self, timeout: float = 0.0) -> int:
         return int(self._producer.poll(timeout))
 
-    def flush(self, timeout: float = 30.0) -> DeliveryReport:
-        """Wait for every outstanding delivery report (up to ``timeout`` seconds)."""
+    def flush(
+        self, timeout: float = 30.0, stop: Callable[[], object] | None = None
+    ) -> DeliveryReport:
+        """Wait for every outstanding delivery report (up to ``timeout`` seconds).
+
+        ``stop`` is checked at least once a second; when it returns true the wait ends
+        early (what is still pending is reported as such).
+        """
         deadline = time.monotonic() + timeout
         while self.report.pending > 0 and time.monotonic() < deadline:
+            if stop is not None and stop():
+                break
             wait = min(1.0, max(0.0, deadline - time.monotonic()))
             try:
                 self._producer.flush(wait)

@@ -58,6 +58,9 @@ class KafkaRangeReader:
     ----------
     scanned, no_timestamp
         Records read from the broker, and those without a timestamp (skipped).
+    first_ts_ms, last_ts_ms
+        Lowest and highest record timestamp scanned (None before any): what the topic
+        holds, for telling a user why a range came back empty.
     stopped
         partition -> why reading it ended (``"idle"`` or ``"passed_to"``).
     """
@@ -93,6 +96,8 @@ class KafkaRangeReader:
         self._partitions: list[int] | None = None
         self.scanned = 0
         self.no_timestamp = 0
+        self.first_ts_ms: int | None = None
+        self.last_ts_ms: int | None = None
         self.stopped: dict[int, str] = {}
 
     def partitions(self) -> list[int]:
@@ -167,6 +172,10 @@ class KafkaRangeReader:
                 if ts_type == TIMESTAMP_NOT_AVAILABLE:
                     self.no_timestamp += 1
                     continue
+                if self.first_ts_ms is None or ts < self.first_ts_ms:
+                    self.first_ts_ms = ts
+                if self.last_ts_ms is None or ts > self.last_ts_ms:
+                    self.last_ts_ms = ts
                 if time_range.passed(ts, self.lateness_ms):
                     self.stopped[partition] = "passed_to"
                     consumer.pause([TopicPartition(self.topic, partition)])

@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from streams.errors import ServiceError
+from streams.ops.probes import kafka_reachable, redis_reachable
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -41,33 +42,6 @@ class ServiceStatus:
     def line(self) -> str:
         state = "reachable" if self.reachable else "NOT reachable"
         return f"{self.name:<6} {self.address:<28} {state:<14} started by {self.started_by}"
-
-
-def kafka_reachable(bootstrap_servers: str, timeout: float = 2.0) -> bool:
-    """True when a Kafka metadata request answers within ``timeout`` seconds."""
-    from confluent_kafka.admin import AdminClient
-
-    quiet = logging.getLogger("streams.ops.embedded.librdkafka")
-    quiet.setLevel(logging.CRITICAL)
-    admin = AdminClient({"bootstrap.servers": bootstrap_servers, "logger": quiet})  # type: ignore[dict-item]
-    try:
-        admin.list_topics(timeout=timeout)
-        return True
-    except Exception:  # KafkaException for every kind of "not there"
-        return False
-
-
-def redis_reachable(settings: Settings, timeout: float = 2.0) -> bool:
-    """True when a Redis PING answers within ``timeout`` seconds."""
-    import redis
-
-    client = settings.redis_client(socket_timeout=timeout, socket_connect_timeout=timeout)
-    try:
-        return bool(client.ping())
-    except (redis.RedisError, OSError):
-        return False
-    finally:
-        client.close()
 
 
 def port_in_use(port: int, host: str = "127.0.0.1") -> bool:

@@ -33,24 +33,38 @@ def produce_log(
     on_progress: Callable[[int], Any] | None = None,
     producer: ReliableProducer | None = None,
     flush_timeout: float = 120.0,
+    stop: Callable[[], object] | None = None,
 ) -> DeliveryReport:
-    """Send ``views`` keyed by user_id at up to ``rate`` per second (0: no limit)."""
+    """Send ``views`` keyed by user_id at up to ``rate`` per second (0: no limit).
+
+    ``stop`` is checked before each view and during the final flush; when it returns
+    true, sending ends and the report says what was delivered, failed and not confirmed.
+    Every librdkafka call made here is bounded (at most a second), so it is checked
+    often.
+    """
     codec = page_view_codec(settings)
     producer = producer or ReliableProducer(settings)
     started = time.monotonic()
+    stopped = stop or (lambda: False)
+    sent = 0
     for i, (view, event_id) in enumerate(zip(views, event_ids(views), strict=True)):
-        if rate > 0:
+        while rate > 0 and not stopped():
             delay = started + i / rate - time.monotonic()
-            if delay > 0:
-                producer.poll(delay)
+            if delay <= 0:
+                break
+            producer.poll(min(delay, 0.2))  # short waits: a stop request is seen quickly
+        if stopped():
+            break
         record = page_view(
             view.user_id, view.page_id, view.ts_ms, view.session_id, event_id=event_id
         )
-        producer.produce(
+        if not producer.produce(
             topic, codec.encode(record), key=view.user_id.encode(), timestamp_ms=view.ts_ms
-        )
-        if on_progress is not None and i % 1000 == 999:
-            on_progress(1000)
+        ):
+            break
+        sent += 1
+        if on_progress is not None and sent % 100 == 0:
+            on_progress(100)
     if on_progress is not None:
-        on_progress(len(views) % 1000)
-    return producer.flush(flush_timeout)
+        on_progress(sent % 100)
+    return producer.flush(flush_timeout, stop=stop)

@@ -73,6 +73,10 @@ class ScorerRuntime:
         self._refresh_lock = asyncio.Lock()
         self._redis_errors_seen = 0
         self.started_at = time.time()
+        #: Set once the first attempt to load the current snapshot has finished (loaded,
+        #: none there, or refused): until then the scorer is not ready, since it would
+        #: serve the cold-start model while a snapshot may be waiting in Redis.
+        self.model_load_attempted = False
 
     # -- the hot path --------------------------------------------------------------------
     async def process(
@@ -183,21 +187,29 @@ class ScorerRuntime:
         if self._refresh_lock.locked():
             return False
         async with self._refresh_lock:
-            try:
-                return await asyncio.get_running_loop().run_in_executor(
-                    None, self.holder.refresh, self.store
-                )
-            except (StoreUnavailable, redis.RedisError, OSError) as exc:
-                # The store wraps connection errors in StoreUnavailable; raising it out of
-                # the Faust timer would crash the whole worker.
-                log.warning(
-                    "model_poll_failed error=%r kept_version=%d", exc, self.holder.current.version
-                )
-            except SnapshotError as exc:  # a store-level refusal, e.g. a missing body
-                log.error("model_poll_refused error=%s", exc)
-            except Exception:  # a poll must never take the scorer down; keep the model
-                log.exception("model_poll_error kept_version=%d", self.holder.current.version)
-            return False
+            return await asyncio.get_running_loop().run_in_executor(None, self.load_model)
+
+    def load_model(self) -> bool:
+        """One blocking attempt to swap in the current snapshot; never raises.
+
+        Called from a worker thread by :meth:`refresh_model`, and once before the Faust
+        worker starts, so that the REST API opens with the stored model.
+        """
+        try:
+            return self.holder.refresh(self.store)
+        except (StoreUnavailable, redis.RedisError, OSError) as exc:
+            # The store wraps connection errors in StoreUnavailable; raising it out of
+            # the Faust timer would crash the whole worker.
+            log.warning(
+                "model_poll_failed error=%r kept_version=%d", exc, self.holder.current.version
+            )
+        except SnapshotError as exc:  # a store-level refusal, e.g. a missing body
+            log.error("model_poll_refused error=%s", exc)
+        except Exception:  # a poll must never take the scorer down; keep the model
+            log.exception("model_poll_error kept_version=%d", self.holder.current.version)
+        finally:
+            self.model_load_attempted = True
+        return False
 
     # -- REST ----------------------------------------------------------------------------
     async def recommend_for(self, user: str, k: int) -> dict[str, Any]:

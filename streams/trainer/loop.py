@@ -187,8 +187,11 @@ class Trainer:
         self._expected_newest: int | None = None
 
     # -- lifecycle ----------------------------------------------------------------------
-    def run(self, stop: threading.Event) -> None:
+    def run(self, stop: threading.Event, on_ready: Callable[[Trainer], None] | None = None) -> None:
         """Learn until ``stop`` is set; then publish a final snapshot, commit and close.
+
+        ``on_ready`` is called once the lease is held, the newest snapshot is loaded and
+        the partitions are assigned: from then on events are learned.
 
         Raises
         ------
@@ -207,6 +210,8 @@ class Trainer:
                 self.resumed_from,
                 self.offsets,
             )
+            if on_ready is not None:
+                on_ready(self)
             while not stop.is_set():
                 self.step()
             self._final_publish()

@@ -94,5 +94,9 @@ def test_every_setting_is_in_the_readme_table_and_nothing_else() -> None:
     documented |= set(re.findall(r"`(STREAMREC_[A-Z_]+_PORT)`", table))
     variables = {f.metadata["env"] for f in fields(Settings)}
     assert variables - documented == set(), "settings missing from README's table"
-    read_by_the_cli = {"STREAMREC_LOG_LEVEL", "STREAMREC_MODEL_PARAMS"}
+    read_by_the_cli = {
+        "STREAMREC_LOG_LEVEL",
+        "STREAMREC_MODEL_PARAMS",
+        "STREAMREC_PROGRESS_INTERVAL",
+    }
     assert documented - variables - read_by_the_cli == set(), "documented, not read"
