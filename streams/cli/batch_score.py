@@ -7,6 +7,7 @@ import time
 import click
 
 from streams.cli._progress import Progress
+from streams.cli.options import Count
 from streams.ops.batch_score import (
     FORMATS,
     check_distinct,
@@ -19,7 +20,7 @@ from streams.ops.batch_score import (
 )
 from streams.scorer.core import ScoringCore
 from streams.scorer.model_holder import ModelHolder, Served
-from streams.settings import Settings
+from streams.settings import MAX_K, Settings
 from streams.state.history import HistoryStore
 from streams.wiring import snapshot_store
 
@@ -45,7 +46,7 @@ from streams.wiring import snapshot_store
 )
 @click.option(
     "--k",
-    type=click.IntRange(min=1, max=100),
+    type=Count(1, MAX_K),
     default=None,
     envvar="STREAMREC_K",
     show_envvar=True,
@@ -65,7 +66,7 @@ from streams.wiring import snapshot_store
 )
 @click.option(
     "--chunk-size",
-    type=click.IntRange(min=1),
+    type=Count(1),
     default=500,
     show_default=True,
     envvar="STREAMREC_BATCH_CHUNK_SIZE",

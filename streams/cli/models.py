@@ -18,6 +18,7 @@ import click
 
 from online_model.errors import InputError
 from online_model.snapshot import SnapshotMeta
+from streams.cli.options import Count
 from streams.settings import Settings
 from streams.state.snapshot_store import SnapshotStore
 from streams.wiring import snapshot_store
@@ -130,7 +131,7 @@ def command() -> None:
 )
 @click.option(
     "--k",
-    type=click.IntRange(min=1),
+    type=Count(1),
     default=None,
     envvar="STREAMREC_K",
     show_envvar=True,
@@ -166,7 +167,7 @@ def list_(as_json: bool, k: int | None) -> None:
 
 
 @command.command("show")
-@click.argument("version", type=int)
+@click.argument("version", type=Count(1))
 def show(version: int) -> None:
     """The full metadata of VERSION as JSON (it must verify; nothing is unpickled)."""
     store = _store()
@@ -178,7 +179,7 @@ def show(version: int) -> None:
 
 
 @command.command("export")
-@click.argument("version", type=int)
+@click.argument("version", type=Count(1))
 @click.option(
     "--format",
     "fmt",
@@ -228,7 +229,7 @@ def export(version: int, fmt: str, output: Path) -> None:
 
 
 @command.command("promote")
-@click.argument("version", type=int)
+@click.argument("version", type=Count(1))
 def promote(version: int) -> None:
     """Serve VERSION and pin it (the trainer's publishes no longer move current).
 

@@ -11,7 +11,7 @@ import click
 
 from online_model.snapshot import dump_snapshot, read_meta
 from streams.cli._progress import Progress
-from streams.cli.trainer import parse_params
+from streams.cli.options import Count, parse_params
 from streams.io.range_reader import KafkaRangeReader
 from streams.ops.probes import require
 from streams.replay.rebuild import (
@@ -124,7 +124,7 @@ def _json_safe(value: Any) -> Any:
 )
 @click.option(
     "--k",
-    type=click.IntRange(min=1),
+    type=Count(1),
     default=None,
     envvar="STREAMREC_K",
     show_envvar=True,

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 import click
 
+from streams.cli.options import Count
 from streams.io.topics import ensure_topics
 from streams.settings import Settings
 
@@ -68,7 +69,7 @@ def ready_line(settings: Settings, runtime: ScorerRuntime) -> str:
 @click.command("scorer")
 @click.option(
     "--web-port",
-    type=int,
+    type=Count(1),
     default=None,
     envvar="STREAMREC_WEB_PORT",
     show_envvar=True,
@@ -76,7 +77,7 @@ def ready_line(settings: Settings, runtime: ScorerRuntime) -> str:
 )
 @click.option(
     "--k",
-    type=int,
+    type=Count(1),
     default=None,
     envvar="STREAMREC_K",
     show_envvar=True,
@@ -84,7 +85,7 @@ def ready_line(settings: Settings, runtime: ScorerRuntime) -> str:
 )
 @click.option(
     "--batch-size",
-    type=int,
+    type=Count(1),
     default=None,
     envvar="STREAMREC_BATCH_SIZE",
     show_envvar=True,

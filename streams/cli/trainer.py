@@ -5,130 +5,20 @@ from __future__ import annotations
 import logging
 import signal
 import threading
-from collections.abc import Callable, Mapping
 from typing import Any
 
 import click
 
-from online_model.errors import ConfigurationError
-from online_model.snapshot import check_storable
-from streams.io.event_source import KafkaEventSource
-from streams.io.topics import ensure_topics
-from streams.ops.probes import require
+from streams.cli.options import model_option, param_option, parse_params
 from streams.settings import Settings
-from streams.state.lease import TrainerLease
-from streams.trainer.loop import Trainer
-from streams.wiring import page_view_codec, snapshot_store
+from streams.trainer.run import DEFAULT_LEASE_TTL, ready_line, run_trainer
 
 log = logging.getLogger(__name__)
 
-#: Seconds a killed trainer blocks its successor; refreshed every third of it.
-DEFAULT_LEASE_TTL = 10.0
-
-
-def run_trainer(
-    settings: Settings,
-    model_name: str | None = None,
-    params: Mapping[str, Any] | None = None,
-    stop_event: threading.Event | None = None,
-    lease_ttl: float = DEFAULT_LEASE_TTL,
-    on_ready: Callable[[Trainer], None] | None = None,
-) -> Trainer:
-    """Run a trainer until ``stop_event`` is set; return it (its counters) when done.
-
-    Parameters
-    ----------
-    settings
-        Services, topic, ``model_name`` (the snapshot namespace), snapshot interval/keep
-        and the signing key.
-    model_name
-        Registry name of the model to build when no snapshot exists (default
-        ``settings.model_spec``).
-    params
-        Constructor parameters (strings are coerced to the constructor's types).
-    stop_event
-        Set it to stop; the trainer then publishes a final snapshot and returns. Without
-        one the trainer runs until its thread or process ends.
-    lease_ttl
-        Seconds of the Redis lease that keeps a second trainer from learning the same model.
-    on_ready
-        Called once the trainer holds the lease, has resumed and is about to learn.
-    """
-    from online_model.registry import make_model  # imported late: it imports every model
-
-    stop = stop_event or threading.Event()
-    model = make_model(model_name or settings.model_spec, dict(params or {}))
-    check_storable(model, settings.allow_pickle)  # fail now, not at the first publish
-    require(settings, kafka=True, redis=True)
-    ensure_topics(settings, [settings.topic_page_views])
-    client = settings.redis_client()
-    store = snapshot_store(settings, client)
-    codec = page_view_codec(settings)
-    trainer = Trainer(
-        model,
-        store,
-        KafkaEventSource(settings),
-        codec.decode,
-        snapshot_interval=settings.snapshot_interval,
-        lease=TrainerLease(client, settings.model_name, ttl_s=lease_ttl),
-    )
-    log.info(
-        "trainer starting model_name=%s model=%s params=%s topic=%s redis=%s interval=%s",
-        settings.model_name,
-        model_name or settings.model_spec,
-        dict(params or {}),
-        settings.topic_page_views,
-        settings.redacted_redis_url,
-        settings.snapshot_interval,
-    )
-    trainer.run(stop, on_ready)
-    return trainer
-
-
-def ready_line(settings: Settings, trainer: Trainer) -> str:
-    """The one line a trainer prints when it starts learning."""
-    since = (
-        f"resumed from version {trainer.resumed_from}"
-        if trainer.resumed_from is not None
-        else "no snapshot yet: learning from the start of the topic"
-    )
-    return (
-        f"trainer ready: model {settings.model_name} ({type(trainer.model).__name__}), "
-        f"{since}; reading {settings.topic_page_views} at {settings.bootstrap_servers}; "
-        f"a snapshot to {settings.redacted_redis_url} every {settings.snapshot_interval:g} s"
-    )
-
-
-def parse_params(pairs: tuple[str, ...] | list[str]) -> dict[str, str]:
-    """``["window=3", "half_life=100"]`` -> ``{"window": "3", "half_life": "100"}``."""
-    out: dict[str, str] = {}
-    for pair in pairs:
-        name, sep, value = pair.partition("=")
-        if not sep or not name.strip():
-            raise ConfigurationError(f"--param must look like key=value, got {pair!r}")
-        out[name.strip()] = value.strip()
-    return out
-
 
 @click.command("trainer")
-@click.option(
-    "--model",
-    "model",
-    default=None,
-    envvar="STREAMREC_MODEL",
-    show_envvar=True,
-    help="Model to build when no snapshot exists (e.g. covisit, popularity, mf, "
-    "blend, or package.module:Class). [default: the registry's default]",
-)
-@click.option(
-    "--param",
-    "params",
-    multiple=True,
-    envvar="STREAMREC_MODEL_PARAMS",
-    show_envvar=True,
-    metavar="KEY=VALUE",
-    help="Model constructor parameter; repeat it (the env var is space-separated).",
-)
+@model_option(" Built when no snapshot exists.")
+@param_option()
 @click.option(
     "--snapshot-interval",
     type=float,
@@ -147,7 +37,10 @@ def parse_params(pairs: tuple[str, ...] | list[str]) -> dict[str, str]:
     help="Seconds a killed trainer keeps its successor waiting.",
 )
 def command(
-    model: str | None, params: tuple[str, ...], snapshot_interval: float | None, lease_ttl: float
+    model_spec: str | None,
+    params: tuple[str, ...],
+    snapshot_interval: float | None,
+    lease_ttl: float,
 ) -> None:
     """Learn from page views; publish signed snapshots to Redis until SIGTERM/SIGINT.
 
@@ -165,7 +58,7 @@ def command(
     signal.signal(signal.SIGINT, _stop)
     trainer = run_trainer(
         settings,
-        model,
+        model_spec,
         parse_params(params),
         stop,
         lease_ttl,

@@ -14,7 +14,6 @@ from online_model.covisit import Covisitation
 from online_model.errors import ConfigurationError
 from online_model.popularity import DecayedPopularity
 from online_model.snapshot import SnapshotMeta
-from streams.cli.trainer import run_trainer
 from streams.errors import LeaseLost, StoreUnavailable
 from streams.io.codec import PAGE_VIEW, AvroCodec
 from streams.io.producer import ReliableProducer, page_view
@@ -24,6 +23,7 @@ from streams.settings import Settings
 from streams.state.lease import TrainerLease
 from streams.state.snapshot_store import SnapshotStore
 from streams.trainer.loop import RawEvent, Trainer
+from streams.trainer.run import run_trainer
 from tests.support.topics import produce_page_views
 
 T0 = 1_700_000_000_000

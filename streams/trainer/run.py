@@ -1,0 +1,99 @@
+"""Run one online trainer process: build its parts from the settings and learn until stopped.
+
+The loop itself (learn, snapshot, resume from offsets, the lease) is
+:class:`streams.trainer.loop.Trainer`; this module wires it to Kafka and Redis.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from online_model.snapshot import check_storable
+from streams.io.event_source import KafkaEventSource
+from streams.io.topics import ensure_topics
+from streams.ops.probes import require
+from streams.settings import Settings
+from streams.state.lease import TrainerLease
+from streams.trainer.loop import Trainer
+from streams.wiring import page_view_codec, snapshot_store
+
+log = logging.getLogger(__name__)
+
+#: Seconds a killed trainer blocks its successor; refreshed every third of it.
+DEFAULT_LEASE_TTL = 10.0
+
+
+def run_trainer(
+    settings: Settings,
+    model_spec: str | None = None,
+    params: Mapping[str, Any] | None = None,
+    stop_event: threading.Event | None = None,
+    lease_ttl: float = DEFAULT_LEASE_TTL,
+    on_ready: Callable[[Trainer], None] | None = None,
+) -> Trainer:
+    """Run a trainer until ``stop_event`` is set; return it (its counters) when done.
+
+    Parameters
+    ----------
+    settings
+        Services, topic, ``model_name`` (the snapshot namespace), snapshot interval/keep
+        and the signing key.
+    model_spec
+        Registry name or ``package.module:Class`` of the model to build when no snapshot
+        exists (default ``settings.model_spec``).
+    params
+        Constructor parameters (strings are coerced to the constructor's types).
+    stop_event
+        Set it to stop; the trainer then publishes a final snapshot and returns. Without
+        one the trainer runs until its thread or process ends.
+    lease_ttl
+        Seconds of the Redis lease that keeps a second trainer from learning the same model.
+    on_ready
+        Called once the trainer holds the lease, has resumed and is about to learn.
+    """
+    from online_model.registry import make_model  # imported late: it imports every model
+
+    stop = stop_event or threading.Event()
+    model = make_model(model_spec or settings.model_spec, dict(params or {}))
+    check_storable(model, settings.allow_pickle)  # fail now, not at the first publish
+    require(settings, kafka=True, redis=True)
+    ensure_topics(settings, [settings.topic_page_views])
+    client = settings.redis_client()
+    store = snapshot_store(settings, client)
+    codec = page_view_codec(settings)
+    trainer = Trainer(
+        model,
+        store,
+        KafkaEventSource(settings),
+        codec.decode,
+        snapshot_interval=settings.snapshot_interval,
+        lease=TrainerLease(client, settings.model_name, ttl_s=lease_ttl),
+    )
+    log.info(
+        "trainer starting model_name=%s model=%s params=%s topic=%s redis=%s interval=%s",
+        settings.model_name,
+        model_spec or settings.model_spec,
+        dict(params or {}),
+        settings.topic_page_views,
+        settings.redacted_redis_url,
+        settings.snapshot_interval,
+    )
+    trainer.run(stop, on_ready)
+    return trainer
+
+
+def ready_line(settings: Settings, trainer: Trainer) -> str:
+    """The one line a trainer prints when it starts learning."""
+    since = (
+        f"resumed from version {trainer.resumed_from}"
+        if trainer.resumed_from is not None
+        else "no snapshot yet: learning from the start of the topic"
+    )
+    return (
+        f"trainer ready: model {settings.model_name} ({type(trainer.model).__name__}), "
+        f"{since}; reading {settings.topic_page_views} at {settings.bootstrap_servers}; "
+        f"a snapshot to {settings.redacted_redis_url} every {settings.snapshot_interval:g} s"
+    )
