@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 import click
 
 from streams.cli.options import Count
+from streams.errors import ConfigurationError
 from streams.io.topics import ensure_topics
 from streams.settings import Settings
 
@@ -20,6 +21,7 @@ def run_scorer(settings: Settings, loglevel: str = "warn") -> None:
     """Run the scorer worker until SIGTERM/SIGINT (blocks; exits the process)."""
     import faust
 
+    from streams.ops.embedded import port_in_use
     from streams.ops.probes import require
     from streams.scorer.app import create_app
     from streams.scorer.runtime import ScorerRuntime
@@ -30,6 +32,11 @@ def run_scorer(settings: Settings, loglevel: str = "warn") -> None:
         uvloop.install()  # measured: ~25% more events/s through Faust's per-event machinery
     except ImportError:  # pragma: no cover - optional on non-Linux
         pass
+    if port_in_use(settings.web_port, "0.0.0.0"):
+        raise ConfigurationError(
+            f"port {settings.web_port} is in use (another scorer?): give each scorer on a "
+            "host its own STREAMREC_WEB_PORT"
+        )
     require(settings, kafka=True, redis=True)
     ensure_topics(settings)
     runtime = ScorerRuntime(settings)

@@ -62,3 +62,16 @@ def test_renamed_variables_still_work_with_a_warning(tmp_path: Path) -> None:
         "evaluate", "--input", str(out), env={"STREAMREC_MODEL_PARAMS": "no_such_param=1"}
     )
     assert bad.returncode == 2 and "no_such_param" in bad.stderr, bad.stderr
+
+
+def test_a_busy_web_port_is_one_line_not_a_traceback(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as held:
+        held.bind(("0.0.0.0", 0))
+        held.listen()
+        port = held.getsockname()[1]
+        result = streamrec("scorer", "--web-port", str(port))
+    assert result.returncode == 2, result.stderr
+    assert f"error: port {port} is in use" in result.stderr
+    assert "Traceback" not in result.stderr
