@@ -90,6 +90,27 @@ async def send_partitioned(
     return asyncio.gather(*futures)
 
 
+class _BadRequestsInOneLine(logging.Filter):
+    """aiohttp answers a malformed request (e.g. a request line over 8190 bytes, a 10 KB
+    user id) with a plain 400 and logs a traceback for it; a client's mistake is worth one
+    warning line, not a traceback per request."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from aiohttp.http_exceptions import BadHttpMessage
+
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, BadHttpMessage):
+            record.msg = "bad_http_request status=400 error=%r"
+            record.args = (str(exc.message)[:200],)
+            record.exc_info = None
+            record.exc_text = None
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True
+
+
+logging.getLogger("aiohttp.server").addFilter(_BadRequestsInOneLine())
+
+
 def faust_app(settings: Settings) -> faust.App:
     """A Faust app with the scorer's tuning, and no agents yet (the bench reuses it)."""
     session_s = settings.session_timeout_ms / 1000.0
