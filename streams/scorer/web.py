@@ -1,0 +1,91 @@
+"""The scorer's HTTP API: recommendations, readiness, liveness and metrics.
+
+Views are registered on the scorer's Faust app (its aiohttp server) by :func:`add_views`;
+they read what the scorer runtime holds and never block the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import faust
+from faust.web import Request, Response, View
+
+from streams.ops.probes import kafka_reachable
+from streams.scorer.metrics import CONTENT_TYPE_LATEST
+from streams.scorer.runtime import ScorerRuntime
+from streams.settings import MAX_K, Settings, parse_count
+
+
+def assigned_partitions(app: faust.App, topic: str) -> int:
+    """Partitions of ``topic`` this worker consumes (Faust's own topics not counted)."""
+    try:
+        return sum(1 for tp in app.consumer.assignment() if tp.topic == topic)
+    except Exception:  # consumer not started yet
+        return 0
+
+
+def add_views(app: faust.App, settings: Settings, rt: ScorerRuntime) -> None:
+    """Register the REST endpoints of one scorer on ``app``."""
+
+    @app.page("/recommendations/{user_id}")
+    class Recommendations(View):
+        async def get(self, request: Request, user_id: str) -> Response:
+            try:
+                raw_k = request.query.get("k")
+                k = settings.k if raw_k is None else parse_count(raw_k)
+                if not 1 <= k <= MAX_K:
+                    raise ValueError
+            except ValueError:
+                return self.json({"error": f"k must be an integer from 1 to {MAX_K}"}, status=400)
+            return self.json(await rt.recommend_for(user_id, k))
+
+    async def readiness() -> tuple[dict[str, Any], int]:
+        """Ready = the first model load attempt has finished and Kafka answers."""
+        served = rt.holder.current
+        body: dict[str, Any] = {
+            "model_version": served.version,
+            "model_class": served.model_class,
+            "snapshot_created_at": served.created_at,
+            "snapshots_rejected": rt.holder.rejected,
+            "assigned_partitions": assigned_partitions(app, settings.topic_page_views),
+        }
+        if not rt.model_load_attempted:
+            return {"status": "starting", **body}, 503
+        loop = asyncio.get_running_loop()
+        kafka_ok = await loop.run_in_executor(
+            None, kafka_reachable, settings.bootstrap_servers, 1.0
+        )
+        redis_ok = (await rt.history.read(["__healthz__"])).degraded is False
+        status = "ok" if kafka_ok and redis_ok else "degraded"
+        body = {"status": status, **body, "kafka": kafka_ok, "redis": redis_ok}
+        return body, 200 if kafka_ok else 503
+
+    @app.page("/readyz")
+    class Ready(View):
+        async def get(self, request: Request) -> Response:
+            body, status = await readiness()
+            return self.json(body, status=status)
+
+    @app.page("/healthz")
+    class Health(View):
+        """The same as /readyz (kept: it was the only health endpoint)."""
+
+        async def get(self, request: Request) -> Response:
+            body, status = await readiness()
+            return self.json(body, status=status)
+
+    @app.page("/livez")
+    class Live(View):
+        """200 while the process and its event loop run: restart it only when this fails."""
+
+        async def get(self, request: Request) -> Response:
+            return self.json({"status": "alive"})
+
+    @app.page("/metrics")
+    class Metrics(View):
+        async def get(self, request: Request) -> Response:
+            # aiohttp sets the charset itself and refuses it inside content_type
+            content_type = CONTENT_TYPE_LATEST.split(";")[0] + "; version=0.0.4"
+            return self.bytes(rt.metrics.render(), content_type=content_type)
