@@ -21,8 +21,9 @@ What differs from learning the same events online, in order
   strongest half, and a pruned neighbour that comes back starts again from zero. Here every
   row holds the exact ``2 * max_neighbours`` strongest of the *full* sums (the most an
   unpruned online row holds). Rows that never exceeded ``2 * max_neighbours`` distinct
-  neighbours are identical; the others hold what lossless pruning would have kept. ``P(next | page)`` is normalised by the total outgoing
-  weight (pruned mass included) in both, and that total is exact here.
+  neighbours are identical; the others hold what lossless pruning would have kept.
+  ``P(next | page)`` is normalised by the total outgoing weight (pruned mass included) in
+  both, and that total is exact here.
 - **Users' LRU.** Online, at most ``max_users`` users' recent pages are kept and a user
   evicted between two views does not link them. Here every user's whole sequence links
   (as if ``max_users`` were unbounded); the model then keeps the last ``window`` pages of
@@ -264,7 +265,7 @@ def statistics_in_memory(
             row = sums.setdefault(src, {})
             row[dst] = row.get(dst, 0.0) + w
     kept = row_length(params)
-    last = sorted(recent_pages(seq, params) + (user,) for user, seq in by_user.items())
+    last = sorted((*recent_pages(seq, params), user) for user, seq in by_user.items())
     return CovisitStatistics(
         n_events=n,
         link_origin=link_origin,
