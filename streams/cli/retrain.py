@@ -112,7 +112,7 @@ def parse_duration(text: str | None) -> float | None:
 @click.option(
     "--tail",
     type=click.IntRange(min=0),
-    default=20_000,
+    default=5_000,
     show_default=True,
     envvar="STREAMREC_RETRAIN_TAIL",
     show_envvar=True,

@@ -116,21 +116,20 @@ def read_kafka(
         partition, offset = (row[1][1], row[1][2]) if row[0] == "E" else row[1][:2]
         return offset < cutoff.get(partition, math.inf)
 
-    records = tagged.filter(kept).persist(StorageLevel.MEMORY_AND_DISK)
-    spans = dict(
-        records.map(lambda row: (row[1][1], row[1][2]) if row[0] == "E" else row[1][:2])
-        .mapValues(lambda offset: (offset, offset, 1))
-        .reduceByKey(lambda a, b: (min(a[0], b[0]), max(a[1], b[1]), a[2] + b[2]))
-        .collect()
-    )
-    bad = dict(
-        records.filter(lambda row: row[0] == "B").map(lambda row: (row[1][2], 1)).countByKey()
-    )
+    records = tagged.filter(kept)
+    spans: dict[int, list[int]] = {}  # partition -> [first offset, last offset, records]
+    bad: dict[str, int] = {}
+    for part_spans, part_bad in records.mapPartitions(_summarise).collect():
+        for p, (first, last, count) in part_spans.items():
+            span = spans.setdefault(p, [first, last, 0])
+            span[0], span[1], span[2] = min(span[0], first), max(span[1], last), span[2] + count
+        for reason, count in part_bad.items():
+            bad[reason] = bad.get(reason, 0) + count
     events = records.filter(lambda row: row[0] == "E").values()
     ordered = _number(events.sortBy(lambda e: (e[0], e[1], e[2])))
-    n = ordered.count()
+    n = sum(s[2] for s in spans.values()) - sum(bad.values())
+    ordered.count()  # materialise the ordered events before the raw rows are dropped
     tagged.unpersist()
-    records.unpersist()
     source = {
         "kind": "kafka",
         "topic": topic,
@@ -147,7 +146,24 @@ def read_kafka(
         },
     }
     offsets = {topic: {p: s[1] + 1 for p, s in sorted(spans.items())}} if spans else {}
-    return LogRead(ordered, n, source, {str(k): int(v) for k, v in bad.items()}, offsets)
+    return LogRead(ordered, n, source, bad, offsets)
+
+
+def _summarise(rows: Iterable[tuple[str, Any]]) -> Iterator[Any]:
+    """Per Spark partition: {partition: (first, last, records)} and {reason: bad records}."""
+    spans: dict[int, tuple[int, int, int]] = {}
+    bad: dict[str, int] = {}
+    for tag, row in rows:
+        partition, offset = (row[1], row[2]) if tag == "E" else (row[0], row[1])
+        if tag == "B":
+            bad[row[2]] = bad.get(row[2], 0) + 1
+        old = spans.get(partition)
+        spans[partition] = (
+            (offset, offset, 1)
+            if old is None
+            else (min(old[0], offset), max(old[1], offset), old[2] + 1)
+        )
+    yield spans, bad
 
 
 def read_file(sc: Any, path: str, time_range: TimeRange, slices: int | None = None) -> LogRead:

@@ -49,7 +49,7 @@ class RetrainSpec:
     time_range: TimeRange
     topic: str | None = None
     input_path: str | None = None
-    tail: int = 20_000
+    tail: int = 5_000
     gate: str | None = None
     idle_timeout: float = 5.0
     lateness: float = 0.0
