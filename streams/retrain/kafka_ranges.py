@@ -40,6 +40,9 @@ from ..settings import Settings
 
 log = logging.getLogger(__name__)
 
+#: Extra seconds of silence allowed before a range's first record (connect + first fetch).
+CONNECT_GRACE_S = 5.0
+
 #: A decoded page view: (ts_ms, partition, offset, user_id, page_id).
 Event = tuple[int, int, int, str, str]
 
@@ -167,11 +170,12 @@ def read_range(spec: ReadSpec, rng: OffsetRange) -> Iterator[tuple[str, Any]]:
     consumer = Consumer(spec.consumer_config)
     try:
         consumer.assign([TopicPartition(rng.topic, rng.partition, rng.start)])
-        last_seen = time.monotonic()
+        # Until the first record arrives, connecting and the first fetch may take a while
+        # on a loaded machine: that silence must not end the range as "idle".
+        last_seen = time.monotonic() + CONNECT_GRACE_S
         while True:
             messages = consumer.consume(spec.max_records, spec.poll_timeout)
-            now = time.monotonic()
-            done = False
+            done = got = False
             for msg in messages:
                 err = msg.error()
                 if err is not None:
@@ -185,7 +189,7 @@ def read_range(spec: ReadSpec, rng: OffsetRange) -> Iterator[tuple[str, Any]]:
                 if rng.end is not None and offset >= rng.end:
                     done = True
                     break
-                last_seen = now
+                got = True
                 report.scanned += 1
                 row = _row(msg, codec, spec, rng.partition, report)
                 if row is _PASSED:
@@ -198,7 +202,12 @@ def read_range(spec: ReadSpec, rng: OffsetRange) -> Iterator[tuple[str, Any]]:
                     break
             if done:
                 break
-            if now - last_seen >= spec.idle_timeout:
+            # Silence counts from the end of the last batch handled: decoding a large batch
+            # on a busy executor must not look like an idle partition.
+            now = time.monotonic()
+            if got:
+                last_seen = now
+            elif now - last_seen >= spec.idle_timeout:
                 report.stopped = "idle"
                 break
     finally:
