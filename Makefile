@@ -13,7 +13,7 @@ help: ## List the targets
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[embedded,dev,bench]'
+	$(PY) -m pip install --quiet -e '.[embedded,dev,bench,spark]'
 	touch $(STAMP)
 
 install: $(STAMP) ## Create .venv and install streamrec with its dev extras

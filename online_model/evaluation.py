@@ -73,6 +73,16 @@ class PrequentialEvaluator:
         self._pages_recommended: set[Hashable] = set()
         self._elapsed = 0.0
 
+    def remember(self, user: Hashable, pages: Sequence[Hashable]) -> None:
+        """Start ``user`` with ``pages`` (oldest first) already viewed, unscored.
+
+        For a model that learned the start of a log in bulk: the rest is scored with the
+        history and exclusions it would have had if every event had gone through here.
+        """
+        self._recent[user] = deque(pages, maxlen=self.history_size)
+        self._seen[user] = set(pages)
+        self._pages_seen.update(pages)
+
     def update(self, user: Hashable, page: Hashable, ts_ms: int | None = None) -> int | None:
         """Score then learn one event; returns the 1-based rank of ``page`` (or None)."""
         start = time.perf_counter()

@@ -9,11 +9,11 @@ from typing import Any
 
 import click
 
-from online_model.snapshot import dump_snapshot, read_meta
 from streams.cli._progress import Progress
 from streams.cli.options import Count, parse_params
 from streams.io.range_reader import KafkaRangeReader
 from streams.ops.probes import require
+from streams.replay.publish import EXIT_GATE_REFUSED, publish
 from streams.replay.rebuild import (
     ReplayLog,
     TimeRange,
@@ -30,8 +30,6 @@ from streams.wiring import page_view_codec, snapshot_signing_key, snapshot_store
 
 log = logging.getLogger(__name__)
 
-#: Exit status when ``--gate`` refuses the candidate (2 is any other error).
-EXIT_GATE_REFUSED = 3
 #: Exit status when no page view of the topic lies in the range: nothing to train on.
 EXIT_EMPTY_RANGE = 4
 
@@ -78,6 +76,7 @@ def _json_safe(value: Any) -> Any:
 )
 @click.option(
     "--publish",
+    "publish_mode",
     type=click.Choice(["none", "candidate", "live"]),
     default="none",
     show_default=True,
@@ -135,7 +134,7 @@ def command(
     end: str | None,
     model_name: str | None,
     params: tuple[str, ...],
-    publish: str,
+    publish_mode: str,
     gate: str | None,
     idle_timeout: float,
     lateness: float,
@@ -201,35 +200,12 @@ def command(
         "metrics": report,
         "replay": replay_log.summary(),
         "model": spec,
-        "gate": verdict.to_dict() if verdict else None,
-        "publish": publish,
-        "version": None,
-        "current": False,
     }
-    if verdict is not None:
-        click.echo(verdict.message(), err=True)
-    if verdict is not None and not verdict.passed:
-        out["content_hash"] = read_meta(dump_snapshot(snap, key), key).content_hash
-        click.echo(json.dumps(out, sort_keys=True))
-        click.echo(f"refused: not published ({verdict.message()})", err=True)
-        click.get_current_context().exit(EXIT_GATE_REFUSED)
-
-    if publish == "none":
-        out["content_hash"] = read_meta(dump_snapshot(snap, key), key).content_hash
-    else:
-        store = snapshot_store(settings)
-        version = store.publish(snap, make_current=False)
-        if publish == "live":
-            store.promote(version)
-        out["version"] = version
-        out["current"] = store.current_version() == version
-        out["content_hash"] = store.read_meta(version).content_hash
-        click.echo(
-            f"published model={settings.model_name} version={version} "
-            f"mode={publish} current={out['current']}",
-            err=True,
-        )
+    published, refused = publish(settings, snap, key, publish_mode, verdict)
+    out.update(published)
     click.echo(json.dumps(out, sort_keys=True))
+    if refused:
+        click.get_current_context().exit(EXIT_GATE_REFUSED)
 
 
 def _iso(ms: int) -> str:

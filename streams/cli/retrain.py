@@ -1,0 +1,266 @@
+"""``streamrec retrain``: rebuild a model from the whole log on Apache Spark; maybe publish it."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import signal
+import threading
+from typing import Any
+
+import click
+
+from online_model.errors import ConfigurationError
+from online_model.snapshot import signing_key
+from streams.cli.options import parse_params
+from streams.replay.publish import EXIT_GATE_REFUSED, publish
+from streams.replay.rebuild import TimeRange, check_gate_metric, parse_time
+from streams.settings import Settings
+from streams.wiring import snapshot_store
+
+log = logging.getLogger(__name__)
+
+_UNITS = {"": 1.0, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def parse_duration(text: str | None) -> float | None:
+    """Seconds from ``"90"``, ``"90s"``, ``"15m"``, ``"1h"``, ``"1d"``; None/"" = one shot.
+
+    >>> parse_duration("15m"), parse_duration("1.5h"), parse_duration("")
+    (900.0, 5400.0, None)
+    """
+    if text is None or not text.strip():
+        return None
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*", text.lower())
+    if not match or float(match.group(1)) <= 0:
+        raise ConfigurationError(
+            f"--every {text!r} is not a positive duration (e.g. 90s, 15m, 1h, 1d)"
+        )
+    return float(match.group(1)) * _UNITS[match.group(2)]
+
+
+@click.command("retrain")
+@click.option(
+    "--from",
+    "start",
+    default=None,
+    envvar="STREAMREC_RETRAIN_FROM",
+    show_envvar=True,
+    help="Start of the range by record time (inclusive): ISO-8601 (UTC if no zone) or "
+    "epoch ms. [default: the beginning of the topic]",
+)
+@click.option(
+    "--to",
+    "end",
+    default=None,
+    envvar="STREAMREC_RETRAIN_TO",
+    show_envvar=True,
+    help="End of the range (exclusive), same formats. [default: the job's start: "
+    "everything up to now]",
+)
+@click.option(
+    "--input",
+    "input_path",
+    default=None,
+    type=click.Path(dir_okay=False),
+    envvar="STREAMREC_RETRAIN_INPUT",
+    show_envvar=True,
+    help="Read this CSV/JSONL file of page views (as `streamrec produce` takes) "
+    "instead of the topic; malformed rows are counted and skipped.",
+)
+@click.option(
+    "--model",
+    "model_name",
+    default=None,
+    envvar="STREAMREC_MODEL",
+    show_envvar=True,
+    help="Model to rebuild (covisit; the only one that learns in bulk so far). "
+    "[default: the registry's default]",
+)
+@click.option(
+    "--param",
+    "params",
+    multiple=True,
+    metavar="KEY=VALUE",
+    envvar="STREAMREC_MODEL_PARAMS",
+    show_envvar=True,
+    help="Model constructor parameter; repeat it (the env var is space-separated).",
+)
+@click.option(
+    "--publish",
+    "publish_mode",
+    type=click.Choice(["none", "candidate", "live"]),
+    default="none",
+    show_default=True,
+    envvar="STREAMREC_RETRAIN_PUBLISH",
+    show_envvar=True,
+    help="none: only print; candidate: store it, current unchanged; live: store "
+    "and promote it (pinned).",
+)
+@click.option(
+    "--gate",
+    default=None,
+    metavar="METRIC",
+    envvar="STREAMREC_RETRAIN_GATE",
+    show_envvar=True,
+    help="e.g. hit@10: publish only if the candidate beats the current model's class and "
+    "params rebuilt from the same events, scored on the tail; else exit "
+    f"{EXIT_GATE_REFUSED} (one-shot) or skip this round (--every).",
+)
+@click.option(
+    "--tail",
+    type=click.IntRange(min=0),
+    default=5_000,
+    show_default=True,
+    envvar="STREAMREC_RETRAIN_TAIL",
+    show_envvar=True,
+    help="Newest events learned online on the driver, test-then-train: they learn the "
+    "popularity weight and give the metrics (and the gate's score).",
+)
+@click.option(
+    "--master",
+    default=None,
+    envvar="STREAMREC_SPARK_MASTER",
+    show_envvar=True,
+    help="Spark master URL (e.g. spark://host:7077). [default: spark-submit's, else local[*]]",
+)
+@click.option(
+    "--every",
+    default=None,
+    metavar="DURATION",
+    envvar="STREAMREC_RETRAIN_EVERY",
+    show_envvar=True,
+    help="Repeat the job every DURATION (90s, 15m, 1h, 1d), one JSON line per run, until "
+    "interrupted. [default: run once]",
+)
+@click.option(
+    "--records-per-task",
+    type=click.IntRange(min=1),
+    default=250_000,
+    show_default=True,
+    envvar="STREAMREC_RETRAIN_RECORDS_PER_TASK",
+    show_envvar=True,
+    help="Offsets of a partition read by one Spark task.",
+)
+@click.option(
+    "--idle-timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    default=5.0,
+    show_default=True,
+    envvar="STREAMREC_RETRAIN_IDLE_TIMEOUT",
+    show_envvar=True,
+    help="Seconds without a record after which a partition counts as read.",
+)
+@click.option(
+    "--lateness",
+    type=click.FloatRange(min=0),
+    default=0.0,
+    show_default=True,
+    envvar="STREAMREC_RETRAIN_LATENESS",
+    show_envvar=True,
+    help="Seconds past --to a record must be stamped before its partition counts as read.",
+)
+@click.option(
+    "--topic",
+    default=None,
+    envvar="STREAMREC_TOPIC_PAGE_VIEWS",
+    show_envvar=True,
+    help="Topic to read. [default: page-views]",
+)
+def command(
+    start: str | None,
+    end: str | None,
+    input_path: str | None,
+    model_name: str | None,
+    params: tuple[str, ...],
+    publish_mode: str,
+    gate: str | None,
+    tail: int,
+    master: str | None,
+    every: str | None,
+    records_per_task: int,
+    idle_timeout: float,
+    lateness: float,
+    topic: str | None,
+) -> None:
+    """Rebuild a FRESH model from the page-view log on Apache Spark (see README).
+
+    Executors read offset ranges of the topic (or the --input file) and compute the
+    co-visitation statistics; the driver builds the model, learns the newest --tail events
+    online and prints a JSON summary (events, bad records by reason, offsets covered,
+    seconds, metrics, snapshot version and content hash) on stdout.
+    """
+    from streams.retrain.job import spark_context  # imported late: pyspark is an optional extra
+    from streams.retrain.run import RetrainSpec, make_bulk_model
+
+    settings = Settings.from_env()
+    period = parse_duration(every)
+    base_range = TimeRange(parse_time(start), parse_time(end))
+    spec_params = parse_params(params)
+    name = model_name or settings.model_spec
+    make_bulk_model(name, spec_params)  # a bad spec fails before Spark starts
+    key = signing_key(settings.snapshot_key.get(), settings.insecure_dev)
+    spec = RetrainSpec(
+        model=name,
+        params=spec_params,
+        time_range=base_range,
+        topic=topic,
+        input_path=input_path,
+        tail=tail,
+        gate=gate,
+        idle_timeout=idle_timeout,
+        lateness=lateness,
+        records_per_task=records_per_task,
+    )
+    if gate:
+        check_gate_metric(gate, settings.k)
+        if tail <= 0:
+            raise ConfigurationError("--gate scores the tail: it needs --tail > 0")
+    try:
+        sc = spark_context(master)
+    except ImportError as exc:
+        raise ConfigurationError(
+            "retrain needs pyspark: pip install 'streamrec[spark]' (and Java 17)"
+        ) from exc
+    stop = threading.Event()
+    if period is not None:
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        while True:
+            refused = _run(sc, settings, spec, key, publish_mode)
+            if period is None:
+                if refused:
+                    click.get_current_context().exit(EXIT_GATE_REFUSED)
+                return
+            click.echo(f"next retrain in {period:g}s", err=True)
+            if stop.wait(period):
+                return
+    except KeyboardInterrupt:
+        return
+    finally:
+        sc.stop()
+
+
+def _run(sc: Any, settings: Settings, spec: Any, key: bytes, publish_mode: str) -> bool:
+    from streams.retrain.run import retrain_once
+
+    # "Everything up to now" means up to this run's start, decided on the driver.
+    time_range = spec.time_range
+    if time_range.end_ms is None and spec.input_path is None:
+        import dataclasses
+        import time
+
+        time_range = TimeRange(time_range.start_ms, int(time.time() * 1000))
+        spec = dataclasses.replace(spec, time_range=time_range)
+    current = snapshot_store(settings).load_current() if spec.gate else None
+    outcome = retrain_once(sc, settings, spec, current)
+    summary = outcome.summary
+    click.echo(
+        f"retrain events={summary['events']} bad={summary['bad_records']} "
+        f"seconds={summary['seconds']['total']}",
+        err=True,
+    )
+    published, refused = publish(settings, outcome.snapshot, key, publish_mode, outcome.verdict)
+    click.echo(json.dumps({**summary, **published}, sort_keys=True, default=repr))
+    return refused

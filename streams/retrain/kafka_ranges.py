@@ -1,0 +1,248 @@
+"""Offset ranges of the page-view log: planned on the driver, read by Spark tasks.
+
+No Spark-Kafka connector: the driver lists the partitions and their watermarks and cuts
+each partition into offset ranges of about ``records_per_task``; every task reads one range
+with a plain confluent-kafka consumer (``assign`` at the start offset, no consumer group,
+nothing committed) and decodes it with our Avro codec.
+
+Watermarks only decide where to *cut*, never where to *stop*: some brokers (Tansu)
+report the base offset of the last batch + 1 as the high watermark, so the last range of
+every partition is open-ended and reads until a record stamped at or after ``to`` +
+``lateness`` (``to`` defaults to the job's start time: "everything up to now") or until the
+partition delivers nothing for ``idle_timeout`` seconds. Ranges start at the low watermark
+and filter by record timestamp: ``offsets_for_times`` can answer 0 (Tansu) and producer
+timestamps are not ordered, so seeking to ``--from`` could skip records of the range.
+
+As in ``streamrec replay``, a partition ends at its first record stamped past ``to`` +
+``lateness``: each range reports the offset of that record (``passed_at``) and records
+after the smallest one of the partition are dropped by the job, so cutting a partition
+into ranges does not change what is read.
+
+A task returns tagged rows (plain tuples, cheap to pickle): ``("E", event)`` for a decoded
+page view, ``("B", (partition, offset, reason))`` for a record that does not decode, and one
+``("M", RangeReport)`` at the end.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from streams.errors import ServiceError, StreamrecError
+from streams.io.codec import PAGE_VIEW, AvroCodec
+from streams.replay.rebuild import TimeRange
+from streams.settings import Settings
+
+log = logging.getLogger(__name__)
+
+#: Extra seconds of silence allowed before a range's first record (connect + first fetch).
+CONNECT_GRACE_S = 5.0
+
+#: A decoded page view: (ts_ms, partition, offset, user_id, page_id).
+Event = tuple[int, int, int, str, str]
+
+
+@dataclass(frozen=True)
+class OffsetRange:
+    """Offsets ``[start, end)`` of one partition; ``end=None`` reads to the end of the log."""
+
+    topic: str
+    partition: int
+    start: int
+    end: int | None
+
+
+@dataclass
+class RangeReport:
+    """What one task read: how many records, why it stopped, where the partition passed."""
+
+    partition: int
+    start: int
+    end: int | None
+    scanned: int = 0
+    no_timestamp: int = 0
+    passed_at: int | None = None  # offset of the first record stamped past to + lateness
+    stopped: str = "end"  # "end" (reached ``end``), "passed_to" or "idle"
+
+
+@dataclass(frozen=True)
+class ReadSpec:
+    """Everything a task needs, picklable: consumer config, codec and time bounds."""
+
+    consumer_config: dict[str, Any]
+    time_range: TimeRange
+    lateness_ms: int = 0
+    idle_timeout: float = 5.0
+    registry_url: str | None = None
+    max_event_bytes: int = 64 * 1024
+    max_records: int = 5_000
+    poll_timeout: float = 0.25
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_settings(
+        cls, settings: Settings, time_range: TimeRange, idle_timeout: float, lateness: float
+    ) -> ReadSpec:
+        if idle_timeout <= 0:
+            raise ServiceError(f"idle timeout must be > 0 seconds, got {idle_timeout}")
+        config = settings.consumer_config(
+            f"streamrec-retrain-{uuid.uuid4().hex[:12]}",  # never joined, never committed
+            **{"enable.auto.commit": False, "enable.auto.offset.store": False},
+        )
+        config["fetch.wait.max.ms"] = 100
+        return cls(
+            consumer_config=config,
+            time_range=time_range,
+            lateness_ms=int(lateness * 1000),
+            idle_timeout=idle_timeout,
+            registry_url=settings.schema_registry_url,
+            max_event_bytes=settings.max_event_bytes,
+        )
+
+
+def plan_ranges(
+    settings: Settings, topic: str, records_per_task: int = 250_000
+) -> tuple[list[int], list[OffsetRange]]:
+    """The topic's partitions and the ranges that cover them, open-ended last ones."""
+    from confluent_kafka import Consumer, KafkaException, TopicPartition
+
+    if records_per_task < 1:
+        raise ServiceError(f"records per task must be >= 1, got {records_per_task}")
+    consumer = Consumer(settings.consumer_config(f"streamrec-retrain-plan-{uuid.uuid4().hex}"))
+    try:
+        try:
+            meta = consumer.list_topics(topic, timeout=10.0).topics.get(topic)
+        except KafkaException as exc:
+            raise ServiceError(
+                f"cannot read metadata of topic {topic} at {settings.bootstrap_servers}: {exc}"
+            ) from exc
+        if meta is None or meta.error is not None or not meta.partitions:
+            raise ServiceError(
+                f"topic {topic} is not available: {(meta and meta.error) or 'no partitions'}"
+            )
+        partitions = sorted(meta.partitions)
+        ranges: list[OffsetRange] = []
+        for p in partitions:
+            try:
+                low, high = consumer.get_watermark_offsets(
+                    TopicPartition(topic, p), timeout=10.0, cached=False
+                )
+            except KafkaException as exc:
+                raise ServiceError(f"cannot read offsets of {topic}[{p}]: {exc}") from exc
+            ranges += split_partition(topic, p, max(low, 0), max(high, 0), records_per_task)
+    finally:
+        consumer.close()
+    log.info("retrain plan topic=%s partitions=%s ranges=%d", topic, partitions, len(ranges))
+    return partitions, ranges
+
+
+def split_partition(
+    topic: str, partition: int, low: int, high: int, records_per_task: int
+) -> list[OffsetRange]:
+    """Cut ``[low, high)`` into ranges of ``records_per_task``; the last one is open-ended.
+
+    >>> [(r.start, r.end) for r in split_partition("t", 0, 0, 5, 2)]
+    [(0, 2), (2, 4), (4, None)]
+    >>> [(r.start, r.end) for r in split_partition("t", 0, 7, 7, 2)]
+    [(7, None)]
+    """
+    starts = list(range(low, max(high, low + 1), records_per_task))
+    ends: list[int | None] = [*starts[1:], None]
+    return [OffsetRange(topic, partition, s, e) for s, e in zip(starts, ends, strict=True)]
+
+
+def read_range(spec: ReadSpec, rng: OffsetRange) -> Iterator[tuple[str, Any]]:
+    """Read one range (runs in a Spark task); yields the tagged rows of the module docstring.
+
+    A record that does not decode is counted by its error's ``reason``, never raised; a
+    broker that cannot be reached is a :class:`ServiceError` (the task fails, Spark retries
+    it, and the job fails after its retries).
+    """
+    from confluent_kafka import Consumer, KafkaError, TopicPartition
+
+    codec = AvroCodec.bundled(PAGE_VIEW, spec.registry_url, max_bytes=spec.max_event_bytes)
+    report = RangeReport(rng.partition, rng.start, rng.end)
+    consumer = Consumer(spec.consumer_config)
+    try:
+        consumer.assign([TopicPartition(rng.topic, rng.partition, rng.start)])
+        # Until the first record arrives, connecting and the first fetch may take a while
+        # on a loaded machine: that silence must not end the range as "idle".
+        last_seen = time.monotonic() + CONNECT_GRACE_S
+        while True:
+            messages = consumer.consume(spec.max_records, spec.poll_timeout)
+            done = got = False
+            for msg in messages:
+                err = msg.error()
+                if err is not None:
+                    if err.fatal():
+                        raise ServiceError(f"fatal consumer error: {err}")
+                    if err.code() != KafkaError._PARTITION_EOF:
+                        log.warning("retrain consumer error=%s", err)
+                    continue
+                offset = msg.offset()
+                assert offset is not None
+                if rng.end is not None and offset >= rng.end:
+                    done = True
+                    break
+                got = True
+                report.scanned += 1
+                row = _row(msg, codec, spec, rng.partition, report)
+                if row is _PASSED:
+                    report.passed_at, report.stopped, done = offset, "passed_to", True
+                    break
+                if row is not None:
+                    yield row
+                if rng.end is not None and offset >= rng.end - 1:
+                    done = True
+                    break
+            if done:
+                break
+            # Silence counts from the end of the last batch handled: decoding a large batch
+            # on a busy executor must not look like an idle partition.
+            now = time.monotonic()
+            if got:
+                last_seen = now
+            elif now - last_seen >= spec.idle_timeout:
+                report.stopped = "idle"
+                break
+    finally:
+        consumer.close()
+    yield "M", report
+
+
+_PASSED: Any = ("passed",)
+
+
+def _row(msg: Any, codec: AvroCodec, spec: ReadSpec, partition: int, report: RangeReport) -> Any:
+    """The tagged row of one record, None to skip it, or ``_PASSED`` past the range."""
+    from confluent_kafka import TIMESTAMP_NOT_AVAILABLE
+
+    ts_type, ts = msg.timestamp()
+    if ts_type == TIMESTAMP_NOT_AVAILABLE:
+        report.no_timestamp += 1
+        return None
+    if spec.time_range.passed(ts, spec.lateness_ms):
+        return _PASSED
+    if ts not in spec.time_range:
+        return None
+    try:
+        view = codec.decode(msg.value())
+    except StreamrecError as exc:
+        return "B", (partition, msg.offset(), getattr(exc, "reason", type(exc).__name__))
+    return "E", (
+        int(view["ts"]),
+        partition,
+        msg.offset(),
+        str(view["user_id"]),
+        str(view["page_id"]),
+    )
+
+
+def read_ranges(spec: ReadSpec, ranges: Iterator[OffsetRange]) -> Iterator[tuple[str, Any]]:
+    """:func:`read_range` over every range of one Spark partition."""
+    for rng in ranges:
+        yield from read_range(spec, rng)
