@@ -15,8 +15,9 @@ import time
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 
 from streams.errors import ServiceError
+from streams.records import LogRecord
 from streams.settings import Settings
-from streams.trainer.loop import Offsets, RawEvent
+from streams.trainer.loop import Offsets
 
 log = logging.getLogger(__name__)
 
@@ -98,10 +99,10 @@ class KafkaEventSource:
                 self._assigned.setdefault(tp.topic, set()).add(tp.partition)
             log.info("trainer source new partitions=%s", [(tp.topic, tp.partition) for tp in new])
 
-    def poll(self, max_records: int, timeout: float) -> list[RawEvent]:
+    def poll(self, max_records: int, timeout: float) -> list[LogRecord]:
         if time.monotonic() >= self._next_refresh:
             self._pick_up_new_partitions()
-        out: list[RawEvent] = []
+        out: list[LogRecord] = []
         for msg in self._consumer.consume(max_records, timeout):
             err = msg.error()
             if err is not None:
@@ -112,7 +113,7 @@ class KafkaEventSource:
                 continue
             topic, partition, offset = msg.topic(), msg.partition(), msg.offset()
             assert topic is not None and partition is not None and offset is not None
-            out.append(RawEvent(topic, partition, offset, msg.value()))
+            out.append(LogRecord(topic, partition, offset, msg.value()))
         return out
 
     def commit(self, offsets: Offsets) -> None:

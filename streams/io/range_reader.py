@@ -32,7 +32,8 @@ from confluent_kafka import (
 )
 
 from streams.errors import ServiceError
-from streams.replay.rebuild import LogRecord, TimeRange
+from streams.records import LogRecord
+from streams.replay.rebuild import TimeRange
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -181,7 +182,7 @@ class KafkaRangeReader:
                     consumer.pause([TopicPartition(self.topic, partition)])
                     continue
                 if ts in time_range:
-                    yield LogRecord(self.topic, partition, offset, ts, msg.value())
+                    yield LogRecord(self.topic, partition, offset, msg.value(), timestamp_ms=ts)
             for p in parts:
                 if p not in self.stopped and now - last_seen[p] >= self.idle_timeout:
                     self.stopped[p] = "idle"

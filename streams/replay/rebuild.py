@@ -44,6 +44,7 @@ from online_model.base import Recommender
 from online_model.errors import ConfigurationError, StreamrecError
 from online_model.evaluation import PrequentialEvaluator
 from online_model.snapshot import Snapshot, SnapshotMeta
+from streams.records import LogRecord
 
 logger = logging.getLogger(__name__)
 
@@ -102,17 +103,6 @@ def parse_time(text: str | None) -> int | None:
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)
     return round(parsed.timestamp() * 1000)
-
-
-@dataclass(frozen=True)
-class LogRecord:
-    """One record of the page-view log: where it is, its record timestamp, its value."""
-
-    topic: str
-    partition: int
-    offset: int
-    timestamp_ms: int
-    value: bytes | None
 
 
 class RangeReader(Protocol):

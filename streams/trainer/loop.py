@@ -25,7 +25,6 @@ import threading
 import time
 from collections import OrderedDict, deque
 from collections.abc import Callable, Hashable
-from dataclasses import dataclass
 from typing import Any, Protocol
 
 from online_model.base import Recommender
@@ -33,6 +32,7 @@ from online_model.errors import ConfigurationError, StreamrecError
 from online_model.quality import rank_of
 from online_model.snapshot import Snapshot, SnapshotMeta
 from streams.errors import LeaseLost, StoreUnavailable
+from streams.records import LogRecord
 from streams.state.lease import TrainerLease
 from streams.state.snapshot_store import SnapshotStore
 
@@ -41,23 +41,13 @@ logger = logging.getLogger(__name__)
 Offsets = dict[str, dict[int, int]]
 
 
-@dataclass(frozen=True)
-class RawEvent:
-    """One record as read from the log: where it is, and its undecoded value."""
-
-    topic: str
-    partition: int
-    offset: int
-    value: bytes | None
-
-
 class EventSource(Protocol):
     """What the trainer needs from a log (Kafka, or a fake in tests)."""
 
     def assign(self, offsets: Offsets) -> None:
         """Read every partition; from ``offsets`` (next offset) where given, else the start."""
 
-    def poll(self, max_records: int, timeout: float) -> list[RawEvent]:
+    def poll(self, max_records: int, timeout: float) -> list[LogRecord]:
         """Up to ``max_records`` events, waiting at most ``timeout`` seconds for the first."""
 
     def commit(self, offsets: Offsets) -> None:

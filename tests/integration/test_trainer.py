@@ -19,10 +19,11 @@ from streams.io.codec import PAGE_VIEW, AvroCodec
 from streams.io.producer import ReliableProducer, page_view
 from streams.io.topics import ensure_topics
 from streams.ops.processes import ChildProcess, wait_for
+from streams.records import LogRecord
 from streams.settings import Settings
 from streams.state.lease import TrainerLease
 from streams.state.snapshot_store import SnapshotStore
-from streams.trainer.loop import RawEvent, Trainer
+from streams.trainer.loop import Trainer
 from streams.trainer.run import run_trainer
 from tests.support.topics import produce_page_views
 
@@ -226,9 +227,9 @@ class _ListSource:
     def assign(self, offsets: dict[str, dict[int, int]]) -> None:
         self.position = offsets.get("t", {}).get(0, 0)
 
-    def poll(self, max_records: int, timeout: float) -> list[RawEvent]:
+    def poll(self, max_records: int, timeout: float) -> list[LogRecord]:
         batch = self.values[self.position : self.position + max_records]
-        events = [RawEvent("t", 0, self.position + i, v) for i, v in enumerate(batch)]
+        events = [LogRecord("t", 0, self.position + i, v) for i, v in enumerate(batch)]
         self.position += len(batch)
         if not events:
             time.sleep(timeout)

@@ -12,8 +12,8 @@ import pytest
 
 from online_model.errors import ConfigurationError, StreamrecError
 from online_model.registry import make_model
+from streams.records import LogRecord
 from streams.replay.rebuild import (
-    LogRecord,
     ReplayEvent,
     TimeRange,
     build_snapshot,
@@ -37,7 +37,7 @@ def record(
     partition: int, offset: int, record_ts: int, user: str, page: str, event_ts: int | None = None
 ) -> LogRecord:
     body = {"user_id": user, "page_id": page, "ts": record_ts if event_ts is None else event_ts}
-    return LogRecord("pv", partition, offset, record_ts, json.dumps(body).encode())
+    return LogRecord("pv", partition, offset, json.dumps(body).encode(), record_ts)
 
 
 def test_collect_keeps_the_range_and_orders_by_event_time_then_partition_offset() -> None:
@@ -48,7 +48,7 @@ def test_collect_keeps_the_range_and_orders_by_event_time_then_partition_offset(
         record(1, 2, 99, "c", "early"),
         record(0, 9, 200, "a", "late"),  # end is exclusive
         record(1, 5, 120, "c", "w", event_ts=90),  # ordered by its own ts
-        LogRecord("pv", 2, 4, 130, b"garbage"),
+        LogRecord("pv", 2, 4, b"garbage", 130),
     ]
     log = collect(records, decode, TimeRange(100, 200), "pv", [2, 0, 1])
     assert [(e.page, e.partition, e.offset) for e in log.events] == [

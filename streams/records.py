@@ -1,0 +1,21 @@
+"""One record as read from the page-view log, before it is decoded.
+
+The trainer (from a consumer group) and replay (from a time range) both read these; the
+scorer's input, which also carries a key and headers for dead letters, is
+:class:`streams.io.dlq.InputMessage`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class LogRecord:
+    """Where a record is in the log, its undecoded value and, when read, its timestamp."""
+
+    topic: str
+    partition: int
+    offset: int
+    value: bytes | None
+    timestamp_ms: int | None = None
