@@ -25,7 +25,7 @@ from typing import Any
 import click
 
 from online_model.errors import StreamrecError
-from streams.cli import _progress
+from streams.ops import progress as _progress
 
 
 def _configure_logging(level: str) -> None:

@@ -6,7 +6,6 @@ import time
 
 import click
 
-from streams.cli._progress import Progress
 from streams.cli.options import Count
 from streams.ops.batch_score import (
     FORMATS,
@@ -18,6 +17,7 @@ from streams.ops.batch_score import (
     score_users,
     write_rows,
 )
+from streams.ops.progress import Progress
 from streams.scorer.core import ScoringCore
 from streams.scorer.model_holder import ModelHolder, Served
 from streams.settings import MAX_K, Settings

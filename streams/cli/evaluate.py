@@ -11,8 +11,8 @@ import click
 from online_model.data.events_file import read_events
 from online_model.evaluation import evaluate
 from online_model.registry import DEFAULT_MODEL, make_model
-from streams.cli._progress import Progress
 from streams.cli.options import env_option, k_option, model_option, param_option, parse_params
+from streams.ops.progress import Progress
 
 
 @click.command("evaluate")

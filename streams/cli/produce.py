@@ -8,12 +8,12 @@ import click
 
 from online_model.data.events_file import read_events
 from streams.cli import _signals
-from streams.cli._progress import Progress
 from streams.errors import ProducerFailed
 from streams.io.producer import DeliveryReport, ReliableProducer
 from streams.io.topics import ensure_topics
 from streams.ops.ingest import produce_log
 from streams.ops.probes import require
+from streams.ops.progress import Progress
 from streams.settings import Settings
 
 

@@ -3,39 +3,14 @@
 from __future__ import annotations
 
 import json
-import logging
-from datetime import UTC, datetime
-from typing import Any
 
 import click
 
-from streams.cli._progress import Progress
 from streams.cli.options import Count, parse_params
-from streams.io.range_reader import KafkaRangeReader
-from streams.ops.probes import require
-from streams.replay.publish import EXIT_GATE_REFUSED, publish
-from streams.replay.rebuild import (
-    ReplayLog,
-    TimeRange,
-    Verdict,
-    build_snapshot,
-    check_gate_metric,
-    collect,
-    judge,
-    parse_time,
-    train,
-)
+from streams.replay.publish import EXIT_GATE_REFUSED
+from streams.replay.rebuild import TimeRange, parse_time
+from streams.replay.run import EmptyRange, ReplayRequest, run_replay
 from streams.settings import Settings
-from streams.wiring import page_view_codec, snapshot_signing_key, snapshot_store
-
-log = logging.getLogger(__name__)
-
-#: Exit status when no page view of the topic lies in the range: nothing to train on.
-EXIT_EMPTY_RANGE = 4
-
-
-def _json_safe(value: Any) -> Any:
-    return json.loads(json.dumps(value, default=repr, sort_keys=True))
 
 
 @click.command("replay")
@@ -147,110 +122,24 @@ def command(
     metrics JSON, the snapshot's content hash and where it went are printed on stdout.
     Two replays of one range with one model spec give the same content hash.
     """
-    from online_model.registry import make_model  # imported late: it imports every model
-
     settings = Settings.from_env(k=k)
-    k = settings.k
-    time_range = TimeRange(parse_time(start), parse_time(end))
-    if gate:
-        check_gate_metric(gate, k)
-    spec_params = parse_params(params)
-    name = model_name or settings.model_spec
-    model = make_model(name, spec_params)  # a bad spec fails before any reading
-    key = snapshot_signing_key(settings)
-    target = topic or settings.topic_page_views
-    require(settings, kafka=True, redis=publish != "none" or bool(gate))
-    codec = page_view_codec(settings)
-    reader = KafkaRangeReader(settings, target, idle_timeout, lateness)
-    partitions = reader.partitions()
-    with Progress(f"reading {target}", unit="records") as bar:
-        replay_log = collect(
-            bar.iterate(reader.read(time_range)), codec.decode, time_range, target, partitions
-        )
-    click.echo(
-        f"replay events={len(replay_log.events)} bad={replay_log.n_bad} "
-        f"scanned={reader.scanned} partitions={replay_log.partitions}",
-        err=True,
+    request = ReplayRequest(
+        TimeRange(parse_time(start), parse_time(end)),
+        model_name,
+        parse_params(params),
+        publish_mode,
+        gate,
+        idle_timeout,
+        lateness,
+        topic,
     )
-    if not replay_log.events:
-        # A model trained on nothing, judged against another trained on nothing, would
-        # be "0.0000 does not beat 0.0000": say what happened instead.
-        click.echo(f"error: {_empty_range(time_range, target, reader, replay_log)}", err=True)
-        click.get_current_context().exit(EXIT_EMPTY_RANGE)
-
-    with Progress(f"training {name}", len(replay_log.events), "page views") as bar:
-        report = train(
-            model,
-            replay_log.events,
-            k,
-            settings.history_length,
-            name,
-            spec_params,
-            on_event=lambda: bar.update(1),
-        )
-
-    verdict = _judge(settings, gate, report, replay_log, k) if gate else None
-    spec = {
-        "name": name,
-        "class": f"{type(model).__module__}.{type(model).__qualname__}",
-        "params": _json_safe(model._get_params()),
-    }
-    snap = build_snapshot(model, replay_log, report, settings.model_name, spec)
-    out: dict[str, Any] = {
-        "metrics": report,
-        "replay": replay_log.summary(),
-        "model": spec,
-    }
-    published, refused = publish(settings, snap, key, publish_mode, verdict)
-    out.update(published)
+    try:
+        out, status = run_replay(settings, request)
+    except EmptyRange as exc:
+        # A model trained on nothing, judged against another trained on nothing, would be
+        # "0.0000 does not beat 0.0000": say what happened instead.
+        click.echo(f"error: {exc}", err=True)
+        click.get_current_context().exit(exc.exit_code)
     click.echo(json.dumps(out, sort_keys=True))
-    if refused:
-        click.get_current_context().exit(EXIT_GATE_REFUSED)
-
-
-def _iso(ms: int) -> str:
-    return (
-        datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
-    )
-
-
-def _empty_range(
-    time_range: TimeRange, topic: str, reader: KafkaRangeReader, replay_log: ReplayLog
-) -> str:
-    start = _iso(time_range.start_ms) if time_range.start_ms is not None else "the beginning"
-    end = _iso(time_range.end_ms) if time_range.end_ms is not None else "the end"
-    if reader.first_ts_ms is None or reader.last_ts_ms is None:
-        found = "the topic has no records"
-    else:
-        found = (
-            f"its {reader.scanned} records read are stamped {_iso(reader.first_ts_ms)} .. "
-            f"{_iso(reader.last_ts_ms)}"
-        )
-    if replay_log.n_bad:
-        found += f"; {replay_log.n_bad} records of the range did not decode"
-    return (
-        f"no page view on topic {topic} has a record timestamp in [{start}, {end}) "
-        f"({found}); nothing was trained, judged or published"
-    )
-
-
-def _judge(
-    settings: Settings, gate: str, report: dict[str, Any], replay_log: ReplayLog, k: int
-) -> Verdict:
-    store = snapshot_store(settings)
-    current = store.load_current()  # refused (exit 2) if it does not verify
-    with Progress(
-        "evaluating the current model's spec",
-        len(replay_log.events) if current else 0,
-        "page views",
-    ) as bar:
-        return judge(
-            gate,
-            report,
-            current.model if current else None,
-            current.meta.version if current else None,
-            replay_log.events,
-            k,
-            settings.history_length,
-            on_event=lambda: bar.update(1),
-        )
+    if status:
+        click.get_current_context().exit(status)

@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-from streams.cli import _progress
 from streams.ops import probes
+from streams.ops import progress as _progress
 from streams.ops.embedded import free_port
 from streams.settings import Settings
 
