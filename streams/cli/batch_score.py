@@ -6,7 +6,7 @@ import time
 
 import click
 
-from streams.cli.options import Count
+from streams.cli.options import Count, k_option
 from streams.ops.batch_score import (
     FORMATS,
     check_distinct,
@@ -20,7 +20,7 @@ from streams.ops.batch_score import (
 from streams.ops.progress import Progress
 from streams.scorer.core import ScoringCore
 from streams.scorer.model_holder import ModelHolder, Served
-from streams.settings import MAX_K, Settings
+from streams.settings import Settings
 from streams.state.history import HistoryStore
 from streams.wiring import snapshot_store
 
@@ -44,14 +44,7 @@ from streams.wiring import snapshot_store
     show_envvar=True,
     help="File to write (overwritten).",
 )
-@click.option(
-    "--k",
-    type=Count(1, MAX_K),
-    default=None,
-    envvar="STREAMREC_K",
-    show_envvar=True,
-    help="Pages per user. [default: 10]",
-)
+@k_option("Pages per user.")
 @click.option(
     "--format",
     "fmt",

@@ -18,7 +18,7 @@ import click
 
 from online_model.errors import InputError
 from online_model.snapshot import SnapshotMeta
-from streams.cli.options import Count
+from streams.cli.options import Count, k_option
 from streams.settings import Settings
 from streams.state.snapshot_store import SnapshotStore
 from streams.wiring import snapshot_store
@@ -129,14 +129,7 @@ def command() -> None:
     show_envvar=True,
     help="One JSON array on stdout instead of a table.",
 )
-@click.option(
-    "--k",
-    type=Count(1),
-    default=None,
-    envvar="STREAMREC_K",
-    show_envvar=True,
-    help="Which hit@k to show. [default: 10]",
-)
+@k_option("Which hit@k to show.")
 def list_(as_json: bool, k: int | None) -> None:
     """Kept versions, newest first; `*` marks current. Versions that do not verify are
     listed as UNVERIFIED (and cannot be promoted)."""

@@ -124,3 +124,95 @@ def k_option(help_text: str = "Pages per list.", default: int | None = None) -> 
 
 def json_option(env: str) -> Any:
     return env_option("--json", "as_json", env=env, is_flag=True, default=False, help="Print JSON.")
+
+
+def _stack(*decorators: Any) -> Callable[[F], F]:
+    def apply(func: F) -> F:
+        for decorator in reversed(decorators):
+            func = decorator(func)
+        return func
+
+    return apply
+
+
+def range_options(command: str, to_default: str) -> Callable[[F], F]:
+    """``--from``/``--to``: the record-time range a command reads (``start``, ``end``)."""
+    env = f"STREAMREC_{command.upper()}"
+    return _stack(
+        click.option(
+            "--from",
+            "start",
+            default=None,
+            envvar=f"{env}_FROM",
+            show_envvar=True,
+            help="Start of the range (inclusive): ISO-8601 (UTC if no zone) or epoch ms. "
+            "[default: the beginning of the topic]",
+        ),
+        click.option(
+            "--to",
+            "end",
+            default=None,
+            envvar=f"{env}_TO",
+            show_envvar=True,
+            help=f"End of the range (exclusive), same formats. [default: {to_default}]",
+        ),
+    )
+
+
+def publish_options(command: str, gate_help: str) -> Callable[[F], F]:
+    """``--publish none|candidate|live`` (``publish_mode``) and ``--gate METRIC``."""
+    env = f"STREAMREC_{command.upper()}"
+    return _stack(
+        click.option(
+            "--publish",
+            "publish_mode",
+            type=click.Choice(["none", "candidate", "live"]),
+            default="none",
+            show_default=True,
+            envvar=f"{env}_PUBLISH",
+            show_envvar=True,
+            help="none: only print; candidate: store it, current unchanged; live: store "
+            "and promote it (pinned).",
+        ),
+        click.option(
+            "--gate",
+            default=None,
+            metavar="METRIC",
+            envvar=f"{env}_GATE",
+            show_envvar=True,
+            help=gate_help,
+        ),
+    )
+
+
+def reading_options(command: str, lateness_help: str = "") -> Callable[[F], F]:
+    """How a command reads the topic: ``--idle-timeout``, ``--lateness``, ``--topic``."""
+    env = f"STREAMREC_{command.upper()}"
+    return _stack(
+        click.option(
+            "--idle-timeout",
+            type=click.FloatRange(min=0, min_open=True),
+            default=5.0,
+            show_default=True,
+            envvar=f"{env}_IDLE_TIMEOUT",
+            show_envvar=True,
+            help="Seconds without a record after which a partition counts as read.",
+        ),
+        click.option(
+            "--lateness",
+            type=click.FloatRange(min=0),
+            default=0.0,
+            show_default=True,
+            envvar=f"{env}_LATENESS",
+            show_envvar=True,
+            help="Seconds past --to a record must be stamped before its partition counts "
+            f"as read.{lateness_help}",
+        ),
+        click.option(
+            "--topic",
+            default=None,
+            envvar="STREAMREC_TOPIC_PAGE_VIEWS",
+            show_envvar=True,
+            help="Topic to read. [default: page-views]",
+        ),
+    )

@@ -6,7 +6,15 @@ import json
 
 import click
 
-from streams.cli.options import Count, parse_params
+from streams.cli.options import (
+    k_option,
+    model_option,
+    param_option,
+    parse_params,
+    publish_options,
+    range_options,
+    reading_options,
+)
 from streams.replay.publish import EXIT_GATE_REFUSED
 from streams.replay.rebuild import TimeRange, parse_time
 from streams.replay.run import EmptyRange, ReplayRequest, run_replay
@@ -14,100 +22,20 @@ from streams.settings import Settings
 
 
 @click.command("replay")
-@click.option(
-    "--from",
-    "start",
-    default=None,
-    envvar="STREAMREC_REPLAY_FROM",
-    show_envvar=True,
-    help="Start of the range (inclusive): ISO-8601 (UTC if no zone) or epoch ms. "
-    "[default: the beginning of the topic]",
+@range_options("replay", "until the topic goes idle")
+@model_option(" Trained fresh.")
+@param_option()
+@publish_options(
+    "replay",
+    "e.g. hit@10: publish only if the candidate beats a fresh instance of the current "
+    f"model's class and params on the same events; else exit {EXIT_GATE_REFUSED}.",
 )
-@click.option(
-    "--to",
-    "end",
-    default=None,
-    envvar="STREAMREC_REPLAY_TO",
-    show_envvar=True,
-    help="End of the range (exclusive), same formats. [default: until the topic goes idle]",
-)
-@click.option(
-    "--model",
-    "model_name",
-    default=None,
-    envvar="STREAMREC_MODEL",
-    show_envvar=True,
-    help="Model to train fresh: covisit, popularity, mf, blend, or "
-    "package.module:Class. [default: the registry's default]",
-)
-@click.option(
-    "--param",
-    "params",
-    multiple=True,
-    metavar="KEY=VALUE",
-    envvar="STREAMREC_MODEL_PARAMS",
-    show_envvar=True,
-    help="Model constructor parameter; repeat it (the env var is space-separated).",
-)
-@click.option(
-    "--publish",
-    "publish_mode",
-    type=click.Choice(["none", "candidate", "live"]),
-    default="none",
-    show_default=True,
-    envvar="STREAMREC_REPLAY_PUBLISH",
-    show_envvar=True,
-    help="none: only print; candidate: store it, current unchanged; live: store "
-    "and promote it (pinned).",
-)
-@click.option(
-    "--gate",
-    default=None,
-    metavar="METRIC",
-    envvar="STREAMREC_REPLAY_GATE",
-    show_envvar=True,
-    help="e.g. hit@10: publish only if the candidate beats a fresh instance of the "
-    f"current model's class and params on the same events; else exit "
-    f"{EXIT_GATE_REFUSED}.",
-)
-@click.option(
-    "--idle-timeout",
-    type=click.FloatRange(min=0, min_open=True),
-    default=5.0,
-    show_default=True,
-    envvar="STREAMREC_REPLAY_IDLE_TIMEOUT",
-    show_envvar=True,
-    help="Seconds without a record after which a partition counts as read.",
-)
-@click.option(
-    "--lateness",
-    type=click.FloatRange(min=0),
-    default=0.0,
-    show_default=True,
-    envvar="STREAMREC_REPLAY_LATENESS",
-    show_envvar=True,
-    help="Seconds past --to a record must be stamped before its partition counts as "
-    "read; raise it when producers send late (out-of-order) events.",
-)
-@click.option(
-    "--topic",
-    default=None,
-    envvar="STREAMREC_TOPIC_PAGE_VIEWS",
-    show_envvar=True,
-    help="Topic to replay. [default: page-views]",
-)
-@click.option(
-    "--k",
-    type=Count(1),
-    default=None,
-    envvar="STREAMREC_K",
-    show_envvar=True,
-    help="List length of the prequential metrics. [default: 10]",
-)
+@reading_options("replay", " Raise it when producers send late (out-of-order) events.")
+@k_option("List length of the prequential metrics.")
 def command(
     start: str | None,
     end: str | None,
-    model_name: str | None,
+    model_spec: str | None,
     params: tuple[str, ...],
     publish_mode: str,
     gate: str | None,
@@ -125,7 +53,7 @@ def command(
     settings = Settings.from_env(k=k)
     request = ReplayRequest(
         TimeRange(parse_time(start), parse_time(end)),
-        model_name,
+        model_spec,
         parse_params(params),
         publish_mode,
         gate,

@@ -13,7 +13,14 @@ import click
 
 from online_model.errors import ConfigurationError
 from online_model.snapshot import signing_key
-from streams.cli.options import parse_params
+from streams.cli.options import (
+    model_option,
+    param_option,
+    parse_params,
+    publish_options,
+    range_options,
+    reading_options,
+)
 from streams.replay.publish import EXIT_GATE_REFUSED, publish
 from streams.replay.rebuild import TimeRange, check_gate_metric, parse_time
 from streams.settings import Settings
@@ -41,24 +48,7 @@ def parse_duration(text: str | None) -> float | None:
 
 
 @click.command("retrain")
-@click.option(
-    "--from",
-    "start",
-    default=None,
-    envvar="STREAMREC_RETRAIN_FROM",
-    show_envvar=True,
-    help="Start of the range by record time (inclusive): ISO-8601 (UTC if no zone) or "
-    "epoch ms. [default: the beginning of the topic]",
-)
-@click.option(
-    "--to",
-    "end",
-    default=None,
-    envvar="STREAMREC_RETRAIN_TO",
-    show_envvar=True,
-    help="End of the range (exclusive), same formats. [default: the job's start: "
-    "everything up to now]",
-)
+@range_options("retrain", "when the job starts")
 @click.option(
     "--input",
     "input_path",
@@ -69,42 +59,11 @@ def parse_duration(text: str | None) -> float | None:
     help="Read this CSV/JSONL file of page views (as `streamrec produce` takes) "
     "instead of the topic; malformed rows are counted and skipped.",
 )
-@click.option(
-    "--model",
-    "model_name",
-    default=None,
-    envvar="STREAMREC_MODEL",
-    show_envvar=True,
-    help="Model to rebuild (covisit; the only one that learns in bulk so far). "
-    "[default: the registry's default]",
-)
-@click.option(
-    "--param",
-    "params",
-    multiple=True,
-    metavar="KEY=VALUE",
-    envvar="STREAMREC_MODEL_PARAMS",
-    show_envvar=True,
-    help="Model constructor parameter; repeat it (the env var is space-separated).",
-)
-@click.option(
-    "--publish",
-    "publish_mode",
-    type=click.Choice(["none", "candidate", "live"]),
-    default="none",
-    show_default=True,
-    envvar="STREAMREC_RETRAIN_PUBLISH",
-    show_envvar=True,
-    help="none: only print; candidate: store it, current unchanged; live: store "
-    "and promote it (pinned).",
-)
-@click.option(
-    "--gate",
-    default=None,
-    metavar="METRIC",
-    envvar="STREAMREC_RETRAIN_GATE",
-    show_envvar=True,
-    help="e.g. hit@10: publish only if the candidate beats the current model's class and "
+@model_option(" Rebuilt in bulk (covisit, the only one so far).")
+@param_option()
+@publish_options(
+    "retrain",
+    "e.g. hit@10: publish only if the candidate beats the current model's class and "
     "params rebuilt from the same events, scored on the tail; else exit "
     f"{EXIT_GATE_REFUSED} (one-shot) or skip this round (--every).",
 )
@@ -143,36 +102,12 @@ def parse_duration(text: str | None) -> float | None:
     show_envvar=True,
     help="Offsets of a partition read by one Spark task.",
 )
-@click.option(
-    "--idle-timeout",
-    type=click.FloatRange(min=0, min_open=True),
-    default=5.0,
-    show_default=True,
-    envvar="STREAMREC_RETRAIN_IDLE_TIMEOUT",
-    show_envvar=True,
-    help="Seconds without a record after which a partition counts as read.",
-)
-@click.option(
-    "--lateness",
-    type=click.FloatRange(min=0),
-    default=0.0,
-    show_default=True,
-    envvar="STREAMREC_RETRAIN_LATENESS",
-    show_envvar=True,
-    help="Seconds past --to a record must be stamped before its partition counts as read.",
-)
-@click.option(
-    "--topic",
-    default=None,
-    envvar="STREAMREC_TOPIC_PAGE_VIEWS",
-    show_envvar=True,
-    help="Topic to read. [default: page-views]",
-)
+@reading_options("retrain")
 def command(
     start: str | None,
     end: str | None,
     input_path: str | None,
-    model_name: str | None,
+    model_spec: str | None,
     params: tuple[str, ...],
     publish_mode: str,
     gate: str | None,
@@ -198,7 +133,7 @@ def command(
     period = parse_duration(every)
     base_range = TimeRange(parse_time(start), parse_time(end))
     spec_params = parse_params(params)
-    name = model_name or settings.model_spec
+    name = model_spec or settings.model_spec
     make_bulk_model(name, spec_params)  # a bad spec fails before Spark starts
     key = signing_key(settings.snapshot_key.get(), settings.insecure_dev)
     spec = RetrainSpec(

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from streams.cli.options import Count
+from streams.cli.options import Count, k_option
 from streams.errors import ConfigurationError
 from streams.io.topics import ensure_topics
 from streams.settings import Settings
@@ -82,14 +82,7 @@ def ready_line(settings: Settings, runtime: ScorerRuntime) -> str:
     show_envvar=True,
     help="Port of the REST API (/recommendations, /healthz, /metrics). [default: 6066]",
 )
-@click.option(
-    "--k",
-    type=Count(1),
-    default=None,
-    envvar="STREAMREC_K",
-    show_envvar=True,
-    help="Pages per recommendation. [default: 10]",
-)
+@k_option("Pages per recommendation.")
 @click.option(
     "--batch-size",
     type=Count(1),

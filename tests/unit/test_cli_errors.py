@@ -30,7 +30,10 @@ def streamrec(*args: str, env: dict[str, str] | None = None) -> subprocess.Compl
         (["generate", "--output", "/nonexistent/g.csv"], "No such file or directory"),
         (["generate", "--output", "g.csv", "--users", "0"], "0 is not in the range 1"),
         (["no-such-command"], "No such command"),
-        (["scorer", "--k", "500"], "k must be at most 100"),  # REST's cap is the one limit
+        (
+            ["scorer", "--k", "500"],
+            "500 is not in the range 1 to 100",
+        ),  # REST's cap is the one limit
         (["scorer", "--web-port", "99999"], "web_port must be a TCP port"),
         (["models", "show", "x1"], "'x1' is not a whole number"),
     ],
