@@ -15,10 +15,14 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
 from online_model.errors import ConfigurationError
+
+if TYPE_CHECKING:
+    import redis as redis_sync
+    import redis.asyncio as redis_async
 
 
 class Secret:
@@ -284,7 +288,7 @@ class Settings:
     def faust_broker_url(self) -> str:
         return ",".join(f"kafka://{server}" for server in self.bootstrap_servers.split(","))
 
-    def redis_client(self, **kwargs: Any) -> Any:
+    def redis_client(self, **kwargs: Any) -> redis_sync.Redis:
         """A ``redis.Redis`` for :attr:`effective_redis_url` (username/password/TLS from it)."""
         import redis
 
@@ -293,7 +297,7 @@ class Settings:
         kwargs.setdefault("health_check_interval", 10)
         return redis.Redis.from_url(self.effective_redis_url, **kwargs)
 
-    def redis_async_client(self, **kwargs: Any) -> Any:
+    def redis_async_client(self, **kwargs: Any) -> redis_async.Redis:
         import redis.asyncio
 
         kwargs.setdefault("socket_timeout", 2.0)
