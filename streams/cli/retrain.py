@@ -12,7 +12,6 @@ from typing import Any
 import click
 
 from online_model.errors import ConfigurationError
-from online_model.snapshot import signing_key
 from streams.cli.options import (
     model_option,
     param_option,
@@ -24,7 +23,7 @@ from streams.cli.options import (
 from streams.replay.publish import EXIT_GATE_REFUSED, publish
 from streams.replay.rebuild import TimeRange, check_gate_metric, parse_time
 from streams.settings import Settings
-from streams.wiring import snapshot_store
+from streams.wiring import snapshot_signing_key, snapshot_store
 
 log = logging.getLogger(__name__)
 
@@ -135,7 +134,7 @@ def command(
     spec_params = parse_params(params)
     name = model_spec or settings.model_spec
     make_bulk_model(name, spec_params)  # a bad spec fails before Spark starts
-    key = signing_key(settings.snapshot_key.get(), settings.insecure_dev)
+    key = snapshot_signing_key(settings)
     spec = RetrainSpec(
         model=name,
         params=spec_params,
