@@ -66,7 +66,12 @@ def _produce_with_bad_records(settings: Settings, views: list[dict[str, Any]]) -
         ts = views[len(views) // 2]["ts"] + i
         producer.produce(settings.topic_page_views, value, key=f"u{i}".encode(), timestamp_ms=ts)
     assert producer.flush().delivered == len(BAD)
-    assert produce_page_views(settings, views, producer=producer).delivered == len(views) + 3
+    # Flushed in chunks: the driver cuts partitions where the broker's watermarks say, and
+    # a broker may report only the base offset of a partition's last batch (the embedded
+    # one does), so one big batch per partition would leave nothing to cut.
+    for start in range(0, len(views), 50):
+        produce_page_views(settings, views[start : start + 50], producer=producer)
+    assert producer.report.delivered == len(views) + len(BAD)
 
 
 def test_offset_ranges_read_every_record_once_and_count_bad_ones(
