@@ -100,7 +100,7 @@ class Hybrid(Recommender):
 
     def __init__(
         self,
-        batch_weight: float = 0.3,
+        batch_weight: float = 0.1,
         batch_rate: float = 0.001,
         history_length: int = HISTORY_LENGTH,
         max_pages: int = MAX_PAGES,
