@@ -207,7 +207,7 @@ class ItemItem:
 
     def score_vector(self, history: Sequence[Hashable]) -> np.ndarray | None:
         """``s_j`` for every page from the last ``history_length`` distinct pages, or None
-        when none of them is known."""
+        when none of them is known with a neighbour."""
         index, bounds = self.index, self._bounds
         parts_idx: list[np.ndarray] = []
         parts_w: list[np.ndarray] = []
@@ -217,7 +217,7 @@ class ItemItem:
                 continue
             seen.add(page)
             row = index.get(page)
-            if row is not None:
+            if row is not None and bounds[row] < bounds[row + 1]:  # a page with neighbours
                 a, b = bounds[row], bounds[row + 1]
                 parts_idx.append(self.neighbour[a:b])
                 parts_w.append(self.weight[a:b])

@@ -105,6 +105,14 @@ def test_fit_caps_pages_and_scores_co_held_pages() -> None:
     assert layer.distribution(["never-seen"]) is None
 
 
+def test_a_page_without_positive_neighbours_scores_nothing() -> None:
+    # "c" is held by one user alone with a page nobody else holds: no positive weights.
+    events = [("a", "x", 1), ("a", "y", 2), ("b", "x", 3), ("b", "y", 4), ("c", "z", 5)]
+    layer = fit_item_item(events, l2=0.5)
+    assert layer.distribution(["z"]) is None
+    assert layer.probabilities(["z"]) == {}
+
+
 # -- the hybrid ------------------------------------------------------------------------------
 def _learn(model: Any, events: Sequence[Event]) -> Any:
     for user, page, ts in events:
