@@ -10,6 +10,12 @@ Protocol, for each event ``(user, page, ts_ms)`` in time order:
 
 Every event is learned exactly once, after it was predicted: the scores are honest
 estimates of what a live scorer would have served.
+
+Periodic retraining (``retrain_every=N``, for models with a batch layer such as
+:class:`~online_model.hybrid.Hybrid`): before the events numbered N, 2N, 3N, ... are
+scored, the batch layer is refit on exactly the events before them and swapped in, as a
+batch job that reads the log up to "now" would be; the online part keeps learning every
+event once. A batch layer is thus never fit on an event it is then judged on.
 """
 
 from __future__ import annotations
@@ -18,12 +24,37 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable, Hashable, Iterable, Sequence
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from online_model.base import Recommender
+from online_model.errors import ModelError
 from online_model.quality import HitCounts, rank_of
 
 logger = logging.getLogger(__name__)
+
+
+@runtime_checkable
+class Retrainable(Protocol):
+    """A model with a batch layer that can be refit on a prefix of the log."""
+
+    retrain_every: int
+
+    def fit_batch_layer(self, events: Sequence[Sequence[Any]], position: Any = None) -> Any: ...
+
+    def set_batch_layer(self, layer: Any) -> None: ...
+
+
+def retrain_cadence(model: Recommender, retrain_every: int | None) -> int:
+    """Events between refits for ``model``: ``retrain_every``, else the model's own
+    default; 0 for a model without a batch layer (asking one to retrain is an error)."""
+    if not isinstance(model, Retrainable):
+        if retrain_every:
+            raise ModelError(f"{type(model).__name__} has no batch layer to retrain")
+        return 0
+    cadence = model.retrain_every if retrain_every is None else retrain_every
+    if cadence < 0:
+        raise ModelError(f"retrain_every must be >= 0 events, got {cadence}")
+    return cadence
 
 
 class PrequentialEvaluator:
@@ -39,6 +70,9 @@ class PrequentialEvaluator:
         Newest pages passed as ``history``.
     model_name, params
         Echoed in the report.
+    retrain_every
+        Refit the model's batch layer every this many events (see the module docstring);
+        ``None`` takes the model's own default, 0 never refits.
 
     Examples
     --------
@@ -59,8 +93,12 @@ class PrequentialEvaluator:
         history_size: int = 50,
         model_name: str | None = None,
         params: dict[str, Any] | None = None,
+        retrain_every: int | None = None,
     ) -> None:
         self.model = model
+        self.retrain_every = retrain_cadence(model, retrain_every)
+        self.n_refits = 0
+        self._log: list[tuple[Hashable, Hashable, int | None]] = []
         self.k = k
         self.history_size = history_size
         self.model_name = model_name or type(model).__name__
@@ -86,6 +124,10 @@ class PrequentialEvaluator:
     def update(self, user: Hashable, page: Hashable, ts_ms: int | None = None) -> int | None:
         """Score then learn one event; returns the 1-based rank of ``page`` (or None)."""
         start = time.perf_counter()
+        if self.retrain_every:
+            if self.n_events and self.n_events % self.retrain_every == 0:
+                self._refit()
+            self._log.append((user, page, ts_ms))
         rank = None
         recent = self._recent.get(user)
         if recent is None:
@@ -108,6 +150,12 @@ class PrequentialEvaluator:
         self._elapsed += time.perf_counter() - start
         return rank
 
+    def _refit(self) -> None:
+        """Refit the batch layer on every event so far (none of the events to come)."""
+        model: Any = self.model
+        model.set_batch_layer(model.fit_batch_layer(self._log, position=len(self._log)))
+        self.n_refits += 1
+
     def report(self) -> dict[str, Any]:
         """Metrics so far: hit@k, mrr@k, coverage@k, counts, throughput, model, params, k."""
         k = self.k
@@ -122,6 +170,11 @@ class PrequentialEvaluator:
             "model": self.model_name,
             "params": self.params,
             "k": k,
+            **(
+                {"retrain_every": self.retrain_every, "n_refits": self.n_refits}
+                if self.retrain_every
+                else {}
+            ),
         }
 
 
@@ -135,13 +188,15 @@ def evaluate(
     params: dict[str, Any] | None = None,
     progress: Callable[[dict[str, Any]], None] | None = None,
     progress_every: int = 100_000,
+    retrain_every: int | None = None,
 ) -> dict[str, Any]:
     """Run the prequential protocol over time-ordered ``(user, page, ts_ms)`` events.
 
     ``progress`` (if given) receives the running report every ``progress_every`` events.
-    Extra tuple fields (e.g. a session id) are ignored.
+    Extra tuple fields (e.g. a session id) are ignored. ``retrain_every``: see
+    :class:`PrequentialEvaluator`.
     """
-    ev = PrequentialEvaluator(model, k, history_size, model_name, params)
+    ev = PrequentialEvaluator(model, k, history_size, model_name, params, retrain_every)
     for event in events:
         ev.update(event[0], event[1], event[2])
         if progress is not None and ev.n_events % progress_every == 0:

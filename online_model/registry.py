@@ -20,6 +20,7 @@ from online_model.blend import Blend
 from online_model.covisit import Covisitation
 from online_model.errors import ModelError
 from online_model.factorization import ImplicitMF
+from online_model.hybrid import Hybrid
 from online_model.popularity import DecayedPopularity
 
 logger = logging.getLogger(__name__)
@@ -29,6 +30,7 @@ MODELS: dict[str, type[Recommender]] = {
     "covisit": Covisitation,
     "mf": ImplicitMF,
     "blend": Blend,
+    "hybrid": Hybrid,
 }
 
 #: Chosen by prequential measurement (bench/MODELS.md): best geometric-mean hit@10 and

@@ -9,9 +9,18 @@ from typing import Any
 import click
 
 from online_model.data.events_file import read_events
-from online_model.evaluation import evaluate
+from online_model.errors import ModelError
+from online_model.evaluation import evaluate, retrain_cadence
 from online_model.registry import DEFAULT_MODEL, make_model
-from streams.cli.options import env_option, k_option, model_option, param_option, parse_params
+from streams.cli.options import (
+    Count,
+    env_option,
+    k_option,
+    model_option,
+    param_option,
+    parse_params,
+)
+from streams.errors import ConfigurationError
 from streams.ops.progress import Progress
 
 
@@ -36,13 +45,31 @@ from streams.ops.progress import Progress
     default=False,
     help="Skip and count malformed rows instead of failing.",
 )
+@env_option(
+    "--retrain-every",
+    env="STREAMREC_EVALUATE_RETRAIN_EVERY",
+    type=Count(0),
+    default=None,
+    help="Refit the model's batch layer every N events, on the events before the refit "
+    "only (models with a batch layer, e.g. hybrid; 0 = never). "
+    "[default: the model's own cadence, hybrid: 10000]",
+)
 def command(
-    input_path: str, model_spec: str | None, k: int, params: tuple[str, ...], skip_bad: bool
+    input_path: str,
+    model_spec: str | None,
+    k: int,
+    params: tuple[str, ...],
+    skip_bad: bool,
+    retrain_every: int | None,
 ) -> None:
     """Replay a page-view file test-then-train and print one JSON report on stdout."""
     model_name = model_spec or DEFAULT_MODEL
     spec_params = parse_params(params)
     model = make_model(model_name, spec_params)
+    try:
+        retrain_every = retrain_cadence(model, retrain_every)
+    except ModelError as exc:
+        raise ConfigurationError(f"--retrain-every: {exc}") from exc
     click.echo(f"reading {input_path}", err=True)
     log = read_events(input_path, skip_bad=skip_bad)
     click.echo(f"events={len(log)} bad={log.n_bad} model={model_name}", err=True)
@@ -59,6 +86,7 @@ def command(
             params=spec_params,
             progress=progress,
             progress_every=1000,
+            retrain_every=retrain_every,
         )
     report["n_bad"] = log.n_bad
     click.echo(json.dumps(report, sort_keys=False))

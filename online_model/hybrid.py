@@ -1,0 +1,297 @@
+"""The hybrid model: a periodically refit batch layer mixed with the online ``covisit``."""
+
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict
+from collections.abc import Collection, Hashable, Sequence
+from operator import itemgetter
+from typing import Any
+
+import numpy as np
+
+from online_model.base import Recommender, Reward
+from online_model.covisit import Covisitation
+from online_model.errors import ModelError
+from online_model.itemitem import (
+    HISTORY_LENGTH,
+    L2,
+    MAX_PAGES,
+    N_NEIGHBOURS,
+    ItemItem,
+    fit_item_item,
+)
+from online_model.model_state import (
+    ModelState,
+    check_indptr,
+    id_table,
+    indptr_of,
+    rows_of,
+    stores_state,
+)
+
+logger = logging.getLogger(__name__)
+
+#: Bounds of the batch share of the mixture (never exactly 0 or 1: EM would stick).
+_MIN_WEIGHT = 1e-4
+
+
+@stores_state
+class Hybrid(Recommender):
+    """``(1 - w) · P_online(p | history) + w · P_batch(p | history)``, ``w`` learned online.
+
+    The **online layer** is today's default, :class:`~online_model.covisit.Covisitation`
+    with its default parameters: it learns every event it is given, one at a time. The
+    **batch layer** is an :class:`~online_model.itemitem.ItemItem` model (EASE over each
+    user's last ``history_length`` pages) fit by :func:`~online_model.itemitem.fit_item_item`
+    on a prefix of the log, by a batch job or by :meth:`fit_batch_layer`, and swapped in
+    with :meth:`set_batch_layer`; it scores a history by summing its pages' item-item
+    weights, normalised to a distribution over pages.
+
+    The mix weight ``w`` is learned the way covisit learns its popularity share: before
+    the online layer learns an event, both layers score the page the user actually viewed
+    from the user's previous pages, and ``w`` takes a step of size ``batch_rate`` towards
+    the share of that likelihood the batch layer explains. Repeats of the user's recent
+    pages, and pages neither layer could rank, are skipped. ``w`` falls towards 0 where
+    whole histories say little (short anonymous sessions, news) and rises where they do.
+
+    Events and layers: each statistic has one owner and counts each event once. The
+    transition and popularity statistics (and ``w``) belong to the online layer, which
+    learns every event after its own start exactly once (the trainer's offsets guarantee
+    it across restarts). The item-item weights belong to the batch layer, which covers
+    the log's first ``batch_layer.n_events`` events (``batch_layer.position``: where they
+    end, e.g. Kafka offsets). A swap replaces the item-item weights only: nothing the
+    online layer learned is touched or relearned, and no item-item weight is learned
+    online, so no event is counted twice in a statistic and none is left out of one.
+
+    With no batch layer the model is exactly ``covisit``: same lists, same scores.
+
+    Parameters
+    ----------
+    batch_weight
+        Initial ``w`` (taken when the first batch layer arrives).
+    batch_rate
+        Step size of the online update of ``w`` (0: fixed weight).
+    history_length, max_pages, l2, n_neighbours
+        How :meth:`fit_batch_layer` fits the batch layer (see :mod:`online_model.itemitem`).
+    retrain_every
+        Events between refits of the batch layer in ``streamrec evaluate`` when
+        ``--retrain-every`` is not given: the cadence the measurements assume.
+    oversample
+        Candidates taken from each layer, as a multiple of ``k``.
+    max_users
+        Users whose recent pages are kept for learning ``w`` (LRU).
+    seed
+        Unused (the model is deterministic); kept for a uniform constructor.
+
+    Examples
+    --------
+    >>> model = Hybrid()
+    >>> events = [(u, p, t) for t, (u, p) in enumerate(
+    ...     [("a", "x"), ("a", "y"), ("b", "x"), ("b", "y"), ("c", "x"), ("c", "z")])]
+    >>> for user, page, ts in events:
+    ...     model.learn_one(user, page, x={"ts": ts})
+    >>> model.set_batch_layer(model.fit_batch_layer(events))
+    >>> model.batch_layer.n_events, model.n_events_learned
+    (6, 6)
+    >>> [page for page, _ in model.recommend("d", k=2, history=["x"])]
+    ['y', 'z']
+    """
+
+    def __init__(
+        self,
+        batch_weight: float = 0.1,
+        batch_rate: float = 0.001,
+        history_length: int = HISTORY_LENGTH,
+        max_pages: int = MAX_PAGES,
+        l2: float = L2,
+        n_neighbours: int = N_NEIGHBOURS,
+        retrain_every: int = 10_000,
+        oversample: int = 3,
+        max_users: int = 100_000,
+        seed: int | None = None,
+    ) -> None:
+        self.batch_weight = batch_weight
+        self.batch_rate = batch_rate
+        self.history_length = history_length
+        self.max_pages = max_pages
+        self.l2 = l2
+        self.n_neighbours = n_neighbours
+        self.retrain_every = retrain_every
+        self.oversample = oversample
+        self.max_users = max_users
+        self.seed = seed
+        self.online = Covisitation(max_users=max_users)
+        self.batch_layer: ItemItem | None = None
+        self._weight = min(max(batch_weight, _MIN_WEIGHT), 1.0 - _MIN_WEIGHT)
+        # Each user's last ``history_length`` distinct pages, oldest first: what the batch
+        # layer reads when ``w`` is learned (serving passes the history instead).
+        self._recent: OrderedDict[Hashable, list[Hashable]] = OrderedDict()
+
+    @property
+    def n_events_learned(self) -> int:  # type: ignore[override]
+        """Events the online layer learned."""
+        return self.online.n_events_learned
+
+    @property
+    def n_items(self) -> int:
+        return self.online.n_items
+
+    @property
+    def weight(self) -> float:
+        """The learned batch share ``w`` (0 while there is no batch layer)."""
+        return self._weight if self.batch_layer is not None else 0.0
+
+    def user_history(self, user: Hashable) -> Sequence[Hashable]:
+        return self.online.user_history(user)
+
+    # -- the batch layer ---------------------------------------------------------------------
+    def fit_batch_layer(self, events: Sequence[Sequence[Any]], position: Any = None) -> ItemItem:
+        """A batch layer fit on ``events`` (the log's first events, in time order)."""
+        return fit_item_item(
+            events,
+            history_length=self.history_length,
+            max_pages=self.max_pages,
+            l2=self.l2,
+            n_neighbours=self.n_neighbours,
+            position=position,
+        )
+
+    def set_batch_layer(self, layer: ItemItem) -> None:
+        """Serve ``layer`` from now on; the online layer and ``w`` carry on unchanged.
+
+        Refuses a layer that covers fewer events than the one it replaces (an older fit)
+        or more events than the online layer has learned (a fit of a different log).
+        """
+        current = self.batch_layer
+        if current is not None and layer.n_events < current.n_events:
+            raise ModelError(
+                f"batch layer covers {layer.n_events} events, fewer than the "
+                f"{current.n_events} of the layer it would replace"
+            )
+        if layer.n_events > self.n_events_learned:
+            raise ModelError(
+                f"batch layer covers {layer.n_events} events; the online layer has only "
+                f"learned {self.n_events_learned}"
+            )
+        self.batch_layer = layer
+
+    # -- learning -------------------------------------------------------------------------------
+    def learn_one(
+        self,
+        user: Hashable,
+        item: Hashable,
+        y: Reward | None = None,
+        x: dict[str, Any] | None = None,
+    ) -> None:
+        recent = self._recent.get(user)
+        if recent is None:
+            recent = self._recent[user] = []
+            if len(self._recent) > self.max_users:
+                self._recent.popitem(last=False)
+        else:
+            self._recent.move_to_end(user)
+            if self.batch_layer is not None and self.batch_rate:
+                self._update_weight(user, recent, item)
+        self.online.learn_one(user, item, y, x)
+        if item in recent:
+            recent.remove(item)
+        recent.append(item)
+        if len(recent) > self.history_length:
+            del recent[0]
+
+    def _update_weight(self, user: Hashable, recent: list[Hashable], item: Hashable) -> None:
+        """One online EM step on ``w``, scored before the online layer learns ``item``."""
+        if item in recent[-self.online.window :]:
+            return  # a repeat of a recent page: serving excludes it
+        layer = self.batch_layer
+        assert layer is not None
+        batch = layer.distribution(recent)
+        if batch is None:
+            return  # nothing to compare: serving would be the online layer alone
+        p_batch = batch.get(item)
+        p_online = self.online.score_items(user, [item], recent)[0]
+        w = self._weight
+        mix = w * p_batch + (1.0 - w) * p_online
+        if mix > 0.0:
+            w += self.batch_rate * (w * p_batch / mix - w)
+            self._weight = min(max(w, _MIN_WEIGHT), 1.0 - _MIN_WEIGHT)
+
+    # -- serving ----------------------------------------------------------------------------------
+    def _recommend(
+        self, user: Hashable, k: int, history: Sequence[Hashable], exclude: Collection[Hashable]
+    ) -> list[tuple[Hashable, float]]:
+        online = self.online
+        layer = self.batch_layer
+        if layer is None:
+            return online._recommend(user, k, history, exclude)
+        batch = layer.distribution(history)
+        if batch is None:
+            return online._recommend(user, k, history, exclude)
+        n = k * self.oversample
+        online_recs = online._recommend(user, n, history, exclude)
+        w = self._weight
+        scores = {item: (1.0 - w) * p for item, p in online_recs}
+        extra = [item for item, _ in batch.top(n, exclude) if item not in scores]
+        if extra:
+            for item, p in zip(extra, online.score_items(user, extra, history), strict=True):
+                scores[item] = (1.0 - w) * p
+        get = batch.get
+        ranked = [(item, s + w * get(item)) for item, s in scores.items()]
+        ranked.sort(key=itemgetter(1), reverse=True)  # stable: online order breaks ties
+        return ranked[:k]
+
+    def score_items(
+        self, user: Hashable, items: Sequence[Hashable], history: Sequence[Hashable] = ()
+    ) -> list[float]:
+        online = self.online.score_items(user, items, history)
+        layer = self.batch_layer
+        batch = None if layer is None else layer.distribution(history)
+        if batch is None:
+            return online
+        w = self._weight
+        return [(1.0 - w) * p + w * batch.get(i) for i, p in zip(items, online, strict=True)]
+
+    # -- pickle-free state (online_model.model_state) ------------------------------------
+    def state_arrays(self) -> ModelState:
+        """The online layer under ``online``, the batch layer (if any) under ``batch``,
+        ``w``, and each user's recent pages as CSR rows of the ``recent.pages`` table."""
+        users = id_table(self._recent, "user")
+        lists = list(self._recent.values())
+        table: dict[Hashable, int] = {}
+        for pages in lists:
+            for page in pages:
+                table.setdefault(page, len(table))
+        state = ModelState(
+            values={"weight": self._weight, "has_batch": self.batch_layer is not None},
+            arrays={
+                "recent.indptr": indptr_of([len(p) for p in lists]),
+                "recent.page": np.fromiter((table[p] for pages in lists for p in pages), np.int32),
+            },
+            strings={"recent.users": users, "recent.pages": id_table(table, "page")},
+        )
+        state.nest("online", self.online.state_arrays())
+        if self.batch_layer is not None:
+            state.nest("batch", self.batch_layer.state_arrays())
+        return state
+
+    @classmethod
+    def from_state(cls, params: dict[str, Any], state: ModelState) -> Hybrid:
+        """Inverse of :meth:`state_arrays`."""
+        model = cls(**params)
+        model.online = Covisitation.from_state(model.online._get_params(), state.sub("online"))
+        if state.values["has_batch"]:
+            model.batch_layer = ItemItem.from_state(state.sub("batch"))
+        model._weight = float(state.values["weight"])
+        users = state.table("recent.users")
+        pages = state.table("recent.pages")
+        flat = state.array("recent.page", np.int32)
+        bounds = check_indptr(
+            state.array("recent.indptr", np.int64), len(users), len(flat), "recent"
+        )
+        rows = rows_of(flat, len(pages), "recent pages")
+        model._recent = OrderedDict(
+            (user, [pages[r] for r in rows[bounds[i] : bounds[i + 1]]])
+            for i, user in enumerate(users)
+        )
+        return model

@@ -1,0 +1,238 @@
+"""The batch layer (Gram matrix, EASE) and the hybrid model: swaps, accounting, format 2."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import random
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from online_model.covisit import Covisitation
+from online_model.data.generate import generate
+from online_model.errors import ModelError
+from online_model.evaluation import PrequentialEvaluator, evaluate
+from online_model.hybrid import Hybrid
+from online_model.itemitem import (
+    ease_weights,
+    fit_item_item,
+    neighbour_table,
+    page_pair_counts,
+    recent_page_sets,
+)
+from online_model.snapshot import Snapshot, SnapshotMeta, dump_snapshot, load_snapshot
+from streams.cli import main as cli
+
+Event = tuple[str, str, int]
+
+
+def _events(n: int = 3_000, seed: int = 5) -> list[Event]:
+    rows = generate(n_users=80, n_pages=60, n_events=n, seed=seed).rows()
+    return [(str(u), str(p), int(t)) for u, p, t, _ in rows]
+
+
+def _probes(model: Any, events: Sequence[Event]) -> list[list[tuple[Any, float]]]:
+    out = []
+    for user, page, _ in events[-60:]:
+        history = [p for u, p, _ in events[-400:] if u == user][-8:]
+        out.append(model.recommend(user, k=10, history=history, exclude={page}))
+    return out
+
+
+# -- the batch layer ------------------------------------------------------------------------
+def test_recent_page_sets_keep_the_last_distinct_pages_oldest_first() -> None:
+    events = [("u", p, t) for t, p in enumerate(["a", "b", "c", "a", "d", "b"])]
+    assert recent_page_sets(events, history_length=3) == {"u": ["a", "d", "b"]}
+    assert recent_page_sets(events, history_length=10) == {"u": ["c", "a", "d", "b"]}
+    with pytest.raises(ModelError):
+        recent_page_sets(events, history_length=0)
+
+
+def test_pair_counts_are_the_gram_matrix_of_the_user_page_matrix() -> None:
+    rnd = random.Random(1)
+    n_pages = 12
+    sets = [rnd.sample(range(n_pages), rnd.randint(0, 6)) for _ in range(40)]
+    x = np.zeros((len(sets), n_pages))
+    for user, pages in enumerate(sets):
+        x[user, pages] = 1.0
+    counts = page_pair_counts(sets, n_pages)
+    assert np.array_equal(counts.dense(), x.T @ x)
+    assert bool(np.all(counts.row <= counts.col))
+    with pytest.raises(ModelError):
+        page_pair_counts([[1, 1]], n_pages)  # a set holds each page once
+
+
+def test_ease_matches_its_defining_regression_column_by_column() -> None:
+    """EASE's closed form equals ridge regressions of each page on the others."""
+    rnd = random.Random(2)
+    n_pages, l2 = 9, 3.0
+    sets = [rnd.sample(range(n_pages), rnd.randint(1, 5)) for _ in range(50)]
+    x = np.zeros((len(sets), n_pages))
+    for user, pages in enumerate(sets):
+        x[user, pages] = 1.0
+    weights = ease_weights(page_pair_counts(sets, n_pages), l2)
+    for j in range(n_pages):
+        others = [i for i in range(n_pages) if i != j]
+        xo = x[:, others]
+        ridge = np.linalg.solve(xo.T @ xo + l2 * np.eye(len(others)), xo.T @ x[:, j])
+        assert np.allclose(weights[others, j], ridge)
+        assert weights[j, j] == 0.0
+
+
+def test_neighbour_table_keeps_the_strongest_positive_weights_in_order() -> None:
+    weights = np.array(
+        [[0.0, 0.5, -1.0, 0.2], [0.1, 0.0, 0.3, 0.3], [0.0, 0.0, 0.0, -2.0], [1, 2, 3, 0]]
+    )
+    indptr, page, weight = neighbour_table(weights, n_neighbours=2)
+    rows = [
+        list(zip(page[a:b].tolist(), weight[a:b].tolist(), strict=True))
+        for a, b in itertools.pairwise(indptr)
+    ]
+    assert rows == [[(1, 0.5), (3, 0.2)], [(2, 0.3), (3, 0.3)], [], [(2, 3.0), (1, 2.0)]]
+
+
+def test_fit_caps_pages_and_scores_co_held_pages() -> None:
+    events = _events()
+    layer = fit_item_item(events, max_pages=20, l2=10.0)
+    assert layer.n_pages == 20 and layer.n_events == len(events)
+    dist = layer.distribution([layer.pages[0]])
+    assert dist is not None
+    assert sum(p for _, p in dist.top(layer.n_pages)) == pytest.approx(1.0)
+    assert layer.distribution(["never-seen"]) is None
+
+
+def test_a_page_without_positive_neighbours_scores_nothing() -> None:
+    # "c" is held by one user alone with a page nobody else holds: no positive weights.
+    events = [("a", "x", 1), ("a", "y", 2), ("b", "x", 3), ("b", "y", 4), ("c", "z", 5)]
+    layer = fit_item_item(events, l2=0.5)
+    assert layer.distribution(["z"]) is None
+    assert layer.probabilities(["z"]) == {}
+
+
+# -- the hybrid ------------------------------------------------------------------------------
+def _learn(model: Any, events: Sequence[Event]) -> Any:
+    for user, page, ts in events:
+        model.learn_one(user, page, x={"ts": ts})
+    return model
+
+
+def test_without_a_batch_layer_it_is_exactly_covisit() -> None:
+    events = _events()
+    hybrid, covisit = _learn(Hybrid(), events), _learn(Covisitation(), events)
+    assert _probes(hybrid, events) == _probes(covisit, events)
+    assert hybrid.n_events_learned == covisit.n_events_learned == len(events)
+    assert hybrid.weight == 0.0
+    report_h = evaluate(Hybrid(), events, retrain_every=0)
+    report_c = evaluate(Covisitation(), events)
+    assert (report_h["hit@10"], report_h["mrr@10"]) == (report_c["hit@10"], report_c["mrr@10"])
+
+
+def test_a_swap_keeps_what_the_online_layer_learned() -> None:
+    events = _events()
+    model = _learn(Hybrid(batch_weight=0.5), events[:2_000])
+    model.set_batch_layer(model.fit_batch_layer(events[:1_000]))
+    _learn(model, events[2_000:2_500])
+    online_before = model.online.state_arrays()
+    weight_before = model.weight
+    served_before = _probes(model, events[:2_500])
+
+    model.set_batch_layer(model.fit_batch_layer(events[:2_500]))
+
+    online_after = model.online.state_arrays()
+    assert online_after.values == online_before.values
+    assert all(np.array_equal(online_after.arrays[n], a) for n, a in online_before.arrays.items())
+    assert model.weight == weight_before and model.n_events_learned == 2_500
+    assert _probes(model, events[:2_500]) != served_before  # the new layer serves
+    # ...and the online layer learns on from where it was, as if no swap had happened.
+    reference = _learn(Covisitation(), events)
+    _learn(model, events[2_500:])
+    assert _probes(model.online, events) == _probes(reference, events)
+
+
+def test_no_event_counted_in_both_or_in_neither() -> None:
+    events = _events()
+    model = _learn(Hybrid(), events[:1_500])
+    with pytest.raises(ModelError, match="only learned 1500"):
+        model.set_batch_layer(model.fit_batch_layer(events[:1_600]))  # beyond the online layer
+    model.set_batch_layer(model.fit_batch_layer(events[:1_200]))
+    with pytest.raises(ModelError, match="fewer than"):
+        model.set_batch_layer(model.fit_batch_layer(events[:1_000]))  # an older fit
+    layer = model.batch_layer
+    assert layer is not None and layer.n_events == 1_200 and layer.position == 1_200
+    # Item-item weights come from the batch layer alone: learning online leaves them be.
+    arrays = {n: a.copy() for n, a in layer.state_arrays().arrays.items()}
+    _learn(model, events[1_500:])
+    assert all(np.array_equal(layer.state_arrays().arrays[n], a) for n, a in arrays.items())
+    assert model.online.n_events_learned == len(events)
+
+
+class _RecordingRetrain(Covisitation):
+    """A covisit that records the events each batch refit is given."""
+
+    retrain_every = 0
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fits: list[list[Any]] = []
+
+    def fit_batch_layer(self, events: Sequence[Sequence[Any]], position: Any = None) -> Any:
+        self.fits.append([tuple(e) for e in events])
+        return position
+
+    def set_batch_layer(self, layer: Any) -> None:
+        assert layer == len(self.fits[-1])
+
+
+def test_evaluation_refits_only_on_events_before_each_refit() -> None:
+    events = _events(1_000)
+    model = _RecordingRetrain()
+    ev = PrequentialEvaluator(model, retrain_every=300)
+    for user, page, ts in events:
+        ev.update(user, page, ts)
+    assert [len(f) for f in model.fits] == [300, 600, 900]
+    assert all(f == [tuple(e) for e in events[: len(f)]] for f in model.fits)
+    assert ev.report()["n_refits"] == 3 and ev.report()["retrain_every"] == 300
+    with pytest.raises(ModelError, match="no batch layer"):
+        PrequentialEvaluator(Covisitation(), retrain_every=10)
+
+
+def test_retraining_uses_the_models_own_cadence_by_default() -> None:
+    events = _events(1_000)
+    report = evaluate(Hybrid(retrain_every=400), events)
+    assert report["n_refits"] == 2 and report["retrain_every"] == 400
+
+
+def test_format_2_round_trip_with_a_batch_layer() -> None:
+    events = _events()
+    model = _learn(Hybrid(batch_weight=0.4), events[:2_000])
+    model.set_batch_layer(model.fit_batch_layer(events[:1_800]))
+    _learn(model, events[2_000:2_400])
+    data = dump_snapshot(Snapshot(SnapshotMeta("hybrid"), model), b"k" * 32, allow_pickle=False)
+    restored = load_snapshot(data, b"k" * 32, allow_pickle=False).model
+    assert isinstance(restored, Hybrid) and restored.batch_layer is not None
+    assert restored.batch_layer.position == 1_800 and restored.weight == model.weight
+    assert _probes(restored, events[:2_400]) == _probes(model, events[:2_400])
+    for m in (model, restored):
+        _learn(m, events[2_400:])
+    assert restored.weight == model.weight
+    assert _probes(restored, events) == _probes(model, events)
+
+
+def test_evaluate_command_retrains_the_hybrid_and_refuses_other_models(tmp_path) -> None:
+    path = tmp_path / "views.csv"
+    path.write_text(
+        "user_id,page_id,ts_ms\n" + "".join(f"{u},{p},{t}\n" for u, p, t in _events(900))
+    )
+    runner = CliRunner()
+    args = ["evaluate", "--input", str(path), "--model", "hybrid", "--retrain-every", "250"]
+    result = runner.invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["retrain_every"] == 250 and report["n_refits"] == 3
+    refused = runner.invoke(cli, [*args[:4], "covisit", *args[5:]])
+    assert refused.exit_code == 2
+    assert "error: --retrain-every: Covisitation has no batch layer" in refused.stderr
