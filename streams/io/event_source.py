@@ -12,9 +12,10 @@ from __future__ import annotations
 import logging
 import time
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
 
 from streams.errors import ServiceError
+from streams.io.consumer_errors import is_record
 from streams.records import LogRecord
 from streams.settings import Settings
 from streams.trainer.loop import Offsets
@@ -104,12 +105,7 @@ class KafkaEventSource:
             self._pick_up_new_partitions()
         out: list[LogRecord] = []
         for msg in self._consumer.consume(max_records, timeout):
-            err = msg.error()
-            if err is not None:
-                if err.fatal():
-                    raise ServiceError(f"fatal consumer error: {err}")
-                if err.code() != KafkaError._PARTITION_EOF:
-                    log.warning("consumer error=%s", err)
+            if not is_record(msg, "trainer"):
                 continue
             topic, partition, offset = msg.topic(), msg.partition(), msg.offset()
             assert topic is not None and partition is not None and offset is not None

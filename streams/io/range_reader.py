@@ -26,12 +26,12 @@ from confluent_kafka import (
     OFFSET_BEGINNING,
     TIMESTAMP_NOT_AVAILABLE,
     Consumer,
-    KafkaError,
     KafkaException,
     TopicPartition,
 )
 
 from streams.errors import ServiceError
+from streams.io.consumer_errors import is_record
 from streams.records import LogRecord
 from streams.replay.rebuild import TimeRange
 from streams.settings import Settings
@@ -154,12 +154,7 @@ class KafkaRangeReader:
             if last_seen is None:
                 last_seen = dict.fromkeys(parts, now)
             for msg in messages:
-                err = msg.error()
-                if err is not None:
-                    if err.fatal():
-                        raise ServiceError(f"fatal consumer error: {err}")
-                    if err.code() != KafkaError._PARTITION_EOF:
-                        log.warning("replay consumer error=%s", err)
+                if not is_record(msg, "replay"):
                     continue
                 partition, offset = msg.partition(), msg.offset()
                 assert partition is not None and offset is not None

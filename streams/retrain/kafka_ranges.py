@@ -34,6 +34,7 @@ from typing import Any
 
 from streams.errors import ServiceError, StreamrecError
 from streams.io.codec import PAGE_VIEW, AvroCodec
+from streams.io.consumer_errors import is_record
 from streams.replay.rebuild import TimeRange
 from streams.settings import Settings
 
@@ -162,7 +163,7 @@ def read_range(spec: ReadSpec, rng: OffsetRange) -> Iterator[tuple[str, Any]]:
     broker that cannot be reached is a :class:`ServiceError` (the task fails, Spark retries
     it, and the job fails after its retries).
     """
-    from confluent_kafka import Consumer, KafkaError, TopicPartition
+    from confluent_kafka import Consumer, TopicPartition
 
     codec = AvroCodec.bundled(PAGE_VIEW, spec.registry_url, max_bytes=spec.max_event_bytes)
     report = RangeReport(rng.partition, rng.start, rng.end)
@@ -176,12 +177,7 @@ def read_range(spec: ReadSpec, rng: OffsetRange) -> Iterator[tuple[str, Any]]:
             messages = consumer.consume(spec.max_records, spec.poll_timeout)
             done = got = False
             for msg in messages:
-                err = msg.error()
-                if err is not None:
-                    if err.fatal():
-                        raise ServiceError(f"fatal consumer error: {err}")
-                    if err.code() != KafkaError._PARTITION_EOF:
-                        log.warning("retrain consumer error=%s", err)
+                if not is_record(msg, "retrain"):
                     continue
                 offset = msg.offset()
                 assert offset is not None
