@@ -19,10 +19,10 @@ from streams.io.codec import PAGE_VIEW, AvroCodec
 from streams.io.producer import ReliableProducer, page_view
 from streams.io.topics import ensure_topics
 from streams.ops.processes import ChildProcess, wait_for
-from streams.records import LogRecord
 from streams.settings import Settings
 from streams.state.lease import TrainerLease
 from streams.state.snapshot_store import SnapshotStore
+from streams.testing import ListEventSource
 from streams.trainer.loop import Trainer
 from streams.trainer.run import run_trainer
 from tests.support.topics import produce_page_views
@@ -216,35 +216,6 @@ def test_a_second_trainer_waits_for_the_lease_then_takes_over(
     assert store.load_current().model.n_events_learned == n + 2 * m  # type: ignore[union-attr]
 
 
-class _ListSource:
-    """An in-memory log: one topic, one partition."""
-
-    def __init__(self, values: list[bytes]) -> None:
-        self.values = values
-        self.position = 0
-        self.commits: list[dict[str, dict[int, int]]] = []
-
-    def assign(self, offsets: dict[str, dict[int, int]]) -> None:
-        self.position = offsets.get("t", {}).get(0, 0)
-
-    def poll(self, max_records: int, timeout: float) -> list[LogRecord]:
-        batch = self.values[self.position : self.position + max_records]
-        events = [LogRecord("t", 0, self.position + i, v) for i, v in enumerate(batch)]
-        self.position += len(batch)
-        if not events:
-            time.sleep(timeout)
-        return events
-
-    def commit(self, offsets: dict[str, dict[int, int]]) -> None:
-        self.commits.append(offsets)
-
-    def close(self) -> None:
-        pass
-
-    def partitions(self) -> dict[str, list[int]]:
-        return {"t": [0]}
-
-
 class _FlakyStore(SnapshotStore):
     down = False
 
@@ -257,7 +228,7 @@ class _FlakyStore(SnapshotStore):
 def test_redis_outage_keeps_learning_and_publishes_when_back(settings: Settings) -> None:
     codec = AvroCodec.bundled(PAGE_VIEW)
     values = [codec.encode(v) for v in views(0, 100)]
-    source = _ListSource(values[:50])
+    source = ListEventSource(values[:50])
     store = _FlakyStore(
         settings.redis_client(), settings.model_name, settings.snapshot_key.get().encode()
     )
@@ -288,7 +259,7 @@ def test_a_trainer_that_loses_its_lease_stops_without_publishing(
     settings: Settings, store: SnapshotStore
 ) -> None:
     codec = AvroCodec.bundled(PAGE_VIEW)
-    source = _ListSource([codec.encode(v) for v in views(0, 20)])
+    source = ListEventSource([codec.encode(v) for v in views(0, 20)])
     lease = TrainerLease(store.redis, settings.model_name, ttl_s=0.6)
     trainer = Trainer(
         DecayedPopularity(), store, source, codec.decode, snapshot_interval=0.1, lease=lease
@@ -318,12 +289,12 @@ def test_resuming_with_another_model_class_is_refused(
 ) -> None:
     codec = AvroCodec.bundled(PAGE_VIEW)
     first = Trainer(
-        DecayedPopularity(), store, _ListSource([codec.encode(views(0, 1)[0])]), codec.decode
+        DecayedPopularity(), store, ListEventSource([codec.encode(views(0, 1)[0])]), codec.decode
     )
     first._resume(stop=threading.Event())
     first.source.assign(first.offsets)
     first.step()
     assert first.publish() is not None
-    second = Trainer(Covisitation(), store, _ListSource([]), codec.decode)
+    second = Trainer(Covisitation(), store, ListEventSource([]), codec.decode)
     with pytest.raises(ConfigurationError, match="holds a DecayedPopularity"):
         second.run(threading.Event())
