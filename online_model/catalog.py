@@ -18,7 +18,7 @@ asks again for more until k are eligible or the model has no more to give.
 from __future__ import annotations
 
 import threading
-from collections.abc import Hashable, Iterable, Mapping
+from collections.abc import Hashable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -139,11 +139,7 @@ class CandidateSource(Protocol):
     """What :func:`recommend_eligible` needs of a model: ``Recommender.recommend``."""
 
     def recommend(
-        self,
-        user: Hashable,
-        k: int = 10,
-        history: Iterable[Hashable] = (),
-        exclude: Iterable[Hashable] = (),
+        self, user: Hashable, k: int, history: Any, exclude: Any
     ) -> list[tuple[Hashable, float]]: ...
 
 

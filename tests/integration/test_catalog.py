@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 import time
 import uuid
 from pathlib import Path
@@ -15,18 +14,13 @@ from streams.catalog.follower import read_catalog
 from streams.io.topics import ensure_topics
 from streams.ops.processes import ChildProcess, wait_for
 from streams.settings import Settings
+from tests.integration.test_readme_examples import commands, run, section
 from tests.support.scorer import http_json, wait_assigned
 from tests.support.topics import produce_page_views, read_answers
 
 
 def streamrec(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "streams.cli", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    return run(["streamrec", *args], env, Path.cwd())
 
 
 def test_the_pages_topic_is_created_compacted(settings: Settings) -> None:
@@ -140,3 +134,46 @@ def test_a_hidden_page_leaves_rest_and_the_topic_and_comes_back_when_shown(
     assert code == 0, log[-3000:]
     assert "Traceback" not in log, log[-3000:]
     print(f"hidden page gone from REST {gone_after_s:.2f} s after the record was acknowledged")
+
+
+def test_batch_score_leaves_hidden_pages_out_and_keeps_lists_full(
+    settings: Settings, settings_env: dict[str, str], tmp_path: Path
+) -> None:
+    from online_model.popularity import DecayedPopularity
+    from online_model.snapshot import Snapshot, SnapshotMeta
+    from streams.catalog.publish import publish_pages
+    from streams.wiring import snapshot_store
+
+    model = DecayedPopularity()
+    for i in range(40):
+        for _ in range(40 - i):
+            model.learn_one("someone", f"p{i}")
+    snapshot_store(settings).publish(Snapshot(SnapshotMeta("x"), model))
+    users = tmp_path / "users.txt"
+    users.write_text("a\nb\n")
+
+    def lists() -> list[list[str]]:
+        out = tmp_path / "out.jsonl"
+        done = streamrec(["batch-score", "--users", str(users), "--output", str(out)], settings_env)
+        assert done.returncode == 0, done.stderr
+        rows = [json.loads(line) for line in out.read_text().splitlines()]
+        return [[item["page_id"] for item in row["items"]] for row in rows]
+
+    before = lists()
+    top = set(before[0][:5])
+    publish_pages(settings, [{"page_id": p, "available": False} for p in top])
+    after = lists()
+    assert all(len(row) == 10 and not top & set(row) for row in after), (top, after)
+    assert after[0][:5] == [p for p in before[0] if p not in top]  # same order otherwise
+
+
+def test_the_readme_catalog_commands_work_as_written(
+    settings: Settings, settings_env: dict[str, str], tmp_path: Path
+) -> None:
+    load, hide, show = commands(section("Operations"), "catalog")
+    (tmp_path / load[3]).write_text("page_id,categories\np42,news\n")
+    now = int(time.time() * 1000)
+    for args, eligible in ((load, True), (hide, False), (show, True)):
+        done = run(args, settings_env, tmp_path)
+        assert done.returncode == 0, (args, done.stderr)
+        assert read_catalog(settings).eligible("p42", now) is eligible, args

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Iterable
+from collections.abc import Hashable
 
 import pytest
 
@@ -21,14 +21,10 @@ class Ranked:
         self.asks: list[int] = []
 
     def recommend(
-        self,
-        user: Hashable,
-        k: int = 10,
-        history: Iterable[Hashable] = (),
-        exclude: Iterable[Hashable] = (),
+        self, user: Hashable, k: int, history: object, exclude: set[Hashable]
     ) -> list[tuple[Hashable, float]]:
         self.asks.append(k)
-        left = [p for p in self.pages if p not in set(exclude)]
+        left = [p for p in self.pages if p not in exclude]
         return [(p, 1.0 / (1 + i)) for i, p in enumerate(left[:k])]
 
 
