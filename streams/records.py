@@ -12,10 +12,12 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class LogRecord:
-    """Where a record is in the log, its undecoded value and, when read, its timestamp."""
+    """Where a record is in the log, its undecoded value and, when read, its timestamp
+    and key (the catalog needs the key: a tombstone carries nothing else)."""
 
     topic: str
     partition: int
     offset: int
     value: bytes | None
     timestamp_ms: int | None = None
+    key: bytes | None = None

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
+from online_model.catalog import UNKNOWN_POLICIES
 from online_model.errors import ConfigurationError
 
 if TYPE_CHECKING:
@@ -149,6 +150,8 @@ class Settings:
     topic_page_views: str = _env("STREAMREC_TOPIC_PAGE_VIEWS", "page-views")
     topic_recommendations: str = _env("STREAMREC_TOPIC_RECOMMENDATIONS", "recommendations")
     topic_dlq: str = _env("STREAMREC_TOPIC_DLQ", "page-views.dlq")
+    #: The compacted catalog topic (Avro ``Page`` keyed by page_id).
+    topic_pages: str = _env("STREAMREC_TOPIC_PAGES", "pages")
     partitions: int = _env("STREAMREC_PARTITIONS", 3)
     replication_factor: int = _env("STREAMREC_REPLICATION_FACTOR", 1)
     #: The Redis namespace of one model's snapshots, lease and histories.
@@ -172,6 +175,8 @@ class Settings:
     batch_size: int = _env("STREAMREC_BATCH_SIZE", 500)
     batch_wait_s: float = _env("STREAMREC_BATCH_WAIT_S", 0.01)
     fetch_max_wait_ms: int = _env("STREAMREC_FETCH_MAX_WAIT_MS", 20)
+    #: What scorers do with a page the catalog has no record of: ``allow`` or ``deny``.
+    catalog_unknown: str = _env("STREAMREC_CATALOG_UNKNOWN", "allow")
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -200,6 +205,10 @@ class Settings:
                 raise ConfigurationError(
                     f"{name} must be a TCP port (1-65535), got {getattr(self, name)}"
                 )
+        if self.catalog_unknown not in UNKNOWN_POLICIES:
+            raise ConfigurationError(
+                f"STREAMREC_CATALOG_UNKNOWN must be allow or deny, got {self.catalog_unknown!r}"
+            )
         if self.k > MAX_K:
             raise ConfigurationError(f"k must be at most {MAX_K}, got {self.k}")
         key = self.snapshot_key.get().encode()

@@ -93,7 +93,9 @@ def _row_to_view(row: dict, line: int) -> PageView:
     )
 
 
-def _csv_rows(path: str | os.PathLike[str]) -> Iterator[tuple[int, dict | None, str | None]]:
+def _csv_rows(
+    path: str | os.PathLike[str], required: tuple[str, ...] = REQUIRED_FIELDS
+) -> Iterator[tuple[int, dict | None, str | None]]:
     # utf-8-sig: a byte-order mark (spreadsheet exports write one) is not part of the header
     with open(path, newline="", encoding="utf-8-sig") as fh:
         reader = csv.reader(fh)
@@ -101,7 +103,7 @@ def _csv_rows(path: str | os.PathLike[str]) -> Iterator[tuple[int, dict | None, 
             header = [h.strip() for h in next(reader)]
         except StopIteration:
             return
-        absent = [f for f in REQUIRED_FIELDS if f not in header]
+        absent = [f for f in required if f not in header]
         if absent:
             raise InputError(f"line 1: header lacks {', '.join(absent)} (got {header})")
         n = len(header)
@@ -131,6 +133,17 @@ def _jsonl_rows(path: str | os.PathLike[str]) -> Iterator[tuple[int, dict | None
             yield line, row, None
 
 
+def file_rows(
+    path: str | os.PathLike[str], required: tuple[str, ...], fmt: str | None = None
+) -> Iterator[tuple[int, dict | None, str | None]]:
+    """``(line, row, problem)`` for each row of a CSV (with a header naming ``required``)
+    or JSONL file: the reading every events-like file shares (page views, the catalog)."""
+    if fmt is None:
+        lower = str(path).lower()
+        fmt = "jsonl" if lower.endswith((".jsonl", ".json", ".ndjson")) else "csv"
+    return _jsonl_rows(path) if fmt == "jsonl" else _csv_rows(path, required)
+
+
 def read_events(
     path: str | os.PathLike[str], *, skip_bad: bool = False, fmt: str | None = None
 ) -> EventLog:
@@ -153,10 +166,7 @@ def read_events(
         file, a CSV header without the required columns, or a file with no page view in
         it (empty, a header only, or every row skipped): an empty input is a mistake.
     """
-    if fmt is None:
-        lower = str(path).lower()
-        fmt = "jsonl" if lower.endswith((".jsonl", ".json", ".ndjson")) else "csv"
-    rows = _jsonl_rows(path) if fmt == "jsonl" else _csv_rows(path)
+    rows = file_rows(path, REQUIRED_FIELDS, fmt)
     events: list[PageView] = []
     log = EventLog(events)
     try:

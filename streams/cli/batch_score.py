@@ -6,7 +6,9 @@ import time
 
 import click
 
+from streams.catalog.follower import read_catalog
 from streams.cli.options import Count, k_option
+from streams.io.topics import ensure_topics
 from streams.ops.batch_score import (
     FORMATS,
     check_distinct,
@@ -17,6 +19,7 @@ from streams.ops.batch_score import (
     score_users,
     write_rows,
 )
+from streams.ops.probes import require
 from streams.ops.progress import Progress
 from streams.scorer.core import ScoringCore
 from streams.scorer.model_holder import ModelHolder, Served
@@ -78,6 +81,9 @@ def command(
     fmt = format_for(output_path, fmt)
     check_distinct(users_path, output_path)
     users = read_users(users_path)
+    # The catalog lives on Kafka: a missing broker is said at once, not after a timeout.
+    require(settings, kafka=True)
+    ensure_topics(settings, [settings.topic_pages])
     history = HistoryStore(
         settings.redis_client(),
         settings.model_name,
@@ -91,6 +97,7 @@ def command(
         settings.history_length,
         settings.max_event_bytes,
         settings.schema_registry_url,
+        read_catalog(settings),  # the lists REST would serve now: hidden pages left out
     )
     snap = snapshot_store(settings).load_current()  # refused (exit 2) if it does not verify
     if snap is None:

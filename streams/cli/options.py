@@ -216,3 +216,14 @@ def reading_options(command: str, lateness_help: str = "") -> Callable[[F], F]:
             help="Topic to read. [default: page-views]",
         ),
     )
+
+
+def pages_topic_option() -> Any:
+    """``--topic`` of the catalog commands (``pages_topic``): the compacted catalog topic."""
+    return env_option(
+        "--topic",
+        "pages_topic",
+        env="STREAMREC_TOPIC_PAGES",
+        default=None,
+        help="Catalog topic. [default: pages]",
+    )

@@ -41,6 +41,7 @@ def run_scorer(settings: Settings, loglevel: str = "warn") -> None:
     ensure_topics(settings)
     runtime = ScorerRuntime(settings)
     runtime.load_model()  # the REST API opens with the stored model, not the cold start
+    runtime.follow_catalog()  # and never serves a hidden page it has not read yet
     app = create_app(settings, runtime)
     worker = faust.Worker(
         app, loglevel=loglevel, quiet=True, redirect_stdouts=False, override_logging=False

@@ -40,11 +40,13 @@ MAGIC_BYTE = 0
 HEADER = struct.Struct(">bI")
 PAGE_VIEW = "streamrec.PageView"
 RECOMMENDATION = "streamrec.Recommendation"
+PAGE = "streamrec.Page"
 
 # String fields that must not be empty, per record: an empty id cannot be answered.
 _REQUIRED_TEXT = {
     PAGE_VIEW: ("event_id", "user_id", "page_id"),
     RECOMMENDATION: ("event_id", "user_id"),
+    PAGE: ("page_id",),
 }
 
 

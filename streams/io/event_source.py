@@ -109,7 +109,23 @@ class KafkaEventSource:
                 continue
             topic, partition, offset = msg.topic(), msg.partition(), msg.offset()
             assert topic is not None and partition is not None and offset is not None
-            out.append(LogRecord(topic, partition, offset, msg.value()))
+            out.append(LogRecord(topic, partition, offset, msg.value(), key=msg.key()))
+        return out
+
+    def end_offsets(self) -> Offsets:
+        """The high watermark of every assigned partition (where reading "to the end" stops)."""
+        out: Offsets = {}
+        for topic, parts in self._assigned.items():
+            for partition in parts:
+                try:
+                    _, high = self._consumer.get_watermark_offsets(
+                        TopicPartition(topic, partition), timeout=10.0
+                    )
+                except KafkaException as exc:
+                    raise ServiceError(
+                        f"cannot read the end of {topic}/{partition}: {exc}"
+                    ) from exc
+                out.setdefault(topic, {})[partition] = high
         return out
 
     def commit(self, offsets: Offsets) -> None:

@@ -20,7 +20,23 @@ log = logging.getLogger(__name__)
 
 
 def pipeline_topics(settings: Settings) -> list[str]:
-    return [settings.topic_page_views, settings.topic_recommendations, settings.topic_dlq]
+    return [
+        settings.topic_page_views,
+        settings.topic_recommendations,
+        settings.topic_dlq,
+        settings.topic_pages,
+    ]
+
+
+def topic_config(settings: Settings, topic: str) -> dict[str, str]:
+    """Broker configuration of a topic streamrec creates.
+
+    The catalog is a table, not a log: compaction keeps the latest record per page_id,
+    so a scorer reading it from the start reads each page once, however often it changed.
+    """
+    if topic == settings.topic_pages:
+        return {"cleanup.policy": "compact"}
+    return {}
 
 
 def ensure_topics(
@@ -41,7 +57,10 @@ def ensure_topics(
     missing = [t for t in names if t not in existing]
     if missing:
         futures = admin.create_topics(
-            [NewTopic(t, wanted, settings.replication_factor) for t in missing],
+            [
+                NewTopic(t, wanted, settings.replication_factor, config=topic_config(settings, t))
+                for t in missing
+            ],
             operation_timeout=timeout,
         )
         for topic, future in futures.items():

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from online_model.catalog import Catalog, recommend_eligible
 from online_model.quality import HitCounts, rank_of
 from streams.errors import DecodeError, KeyMismatch, SchemaViolation
 from streams.io.codec import PAGE_VIEW, RECOMMENDATION, AvroCodec
@@ -62,8 +63,11 @@ class ScoringCore:
         history_length: int = 50,
         max_event_bytes: int = 64 * 1024,
         registry_url: str | None = None,
+        catalog: Catalog | None = None,
     ) -> None:
         self.holder = holder
+        #: Pages that may be served; None serves every page the model ranks.
+        self.catalog = catalog
         self.model_name = model_name
         self.k = k
         self.history_length = history_length
@@ -92,9 +96,19 @@ class ScoringCore:
         user: str,
         history: list[str],
         k: int | None = None,
+        now_ms: int | None = None,
     ) -> list[tuple[str, float]]:
-        """Top-k for a user with ``history`` (newest last), excluding pages already seen."""
-        items = served.model.recommend(user, k or self.k, history=history, exclude=set(history))
+        """Top-k for a user with ``history`` (newest last), excluding pages already seen
+        and pages the catalog does not allow at ``now_ms`` (default: now)."""
+        items = recommend_eligible(
+            served.model,
+            user,
+            k or self.k,
+            history,
+            set(history),
+            self.catalog,
+            int(time.time() * 1000) if now_ms is None else now_ms,
+        )
         return [(item if type(item) is str else str(item), float(score)) for item, score in items]
 
     def score(self, views: Sequence[PageViewIn], state: UserState) -> ScoredBatch:
@@ -114,7 +128,7 @@ class ScoringCore:
             if len(history) > self.history_length:
                 del history[: len(history) - self.history_length]
             self.holder.observe(user, page, record["ts"])
-            items = self.recommend(served_model, user, history)
+            items = self.recommend(served_model, user, history, now_ms=now_ms)
             ranked = [item for item, _ in items]
             last_served[user] = ranked
             out.update.appends.setdefault(user, []).append(page)

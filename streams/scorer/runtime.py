@@ -18,7 +18,9 @@ from typing import Any
 
 import redis
 
+from online_model.catalog import Catalog
 from online_model.errors import SnapshotError
+from streams.catalog.follower import CatalogFollower
 from streams.errors import StoreUnavailable
 from streams.io.dlq import DeadLetter, InputMessage
 from streams.scorer.core import ScoredBatch, ScoringCore
@@ -54,6 +56,8 @@ class ScorerRuntime:
     def __init__(self, settings: Settings, store: SnapshotStore | None = None) -> None:
         self.settings = settings
         self.holder = ModelHolder()
+        self.catalog = Catalog(settings.catalog_unknown)
+        self.catalog_follower: CatalogFollower | None = None
         self.core = ScoringCore(
             self.holder,
             settings.model_name,
@@ -61,6 +65,7 @@ class ScorerRuntime:
             settings.history_length,
             settings.max_event_bytes,
             settings.schema_registry_url,
+            self.catalog,
         )
         self.metrics = ScorerMetrics(self.holder, settings.k)
         self.store = store if store is not None else snapshot_store(settings)
@@ -180,6 +185,21 @@ class ScorerRuntime:
         metrics.quality.add(batch.quality)
         metrics.batch_size.observe(len(batch.recommendations) + len(dead))
         metrics.batch_seconds.observe(time.perf_counter() - started)
+
+    # -- the catalog ---------------------------------------------------------------------
+    def follow_catalog(self, load_timeout: float = 30.0) -> bool:
+        """Start following the ``pages`` topic; wait until it was read to its end (True)
+        or ``load_timeout`` passed (False: serving starts, the catalog catches up)."""
+        if self.catalog_follower is None:
+            self.catalog_follower = CatalogFollower(self.settings, self.catalog).start()
+        loaded = self.catalog_follower.wait_loaded(load_timeout)
+        if not loaded:
+            log.warning(
+                "catalog_not_loaded topic=%s waited_s=%.0f: serving while it catches up",
+                self.settings.topic_pages,
+                load_timeout,
+            )
+        return loaded
 
     # -- hot swap ------------------------------------------------------------------------
     async def refresh_model(self) -> bool:

@@ -110,6 +110,7 @@ def settings(services: ServiceEndpoints, unique: str, tmp_path: Path) -> Setting
         topic_page_views=f"pv-{unique}",
         topic_recommendations=f"rec-{unique}",
         topic_dlq=f"pv-{unique}.dlq",
+        topic_pages=f"pages-{unique}",
         model_name=f"m-{unique}",
         snapshot_key=Secret(TEST_SNAPSHOT_KEY),
         scorer_group=f"scorer-{unique}",

@@ -1,0 +1,182 @@
+"""The page catalog: which pages may be recommended now, and a filter that keeps lists full.
+
+A :class:`Catalog` is the table the compacted ``pages`` topic describes: the latest record
+per page id, with tombstones deleting. It knows nothing of Kafka; a reader applies the
+records it consumes (:meth:`Catalog.apply`) and scorers ask :meth:`Catalog.eligible`.
+
+A page is eligible when the catalog's record says it is available, it is published
+(``published_at`` absent or not in the future) and not expired (``expires_at`` absent or
+in the future). A deleted page is never eligible. A page with no record follows the
+``unknown`` policy: ``allow`` (the default: the model's pages are served until the
+catalog says otherwise) or ``deny`` (only pages the catalog lists are served).
+
+:func:`recommend_eligible` filters after candidate generation and before the top k: it
+asks the model for more candidates than k and, when filtering still leaves fewer than k,
+asks again for more until k are eligible or the model has no more to give.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Hashable, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from online_model.errors import ConfigurationError, InputError
+
+#: What a catalog does with pages it has no record of.
+UNKNOWN_POLICIES = ("allow", "deny")
+#: Candidates asked for per page served, and how much the ask grows when filtering left
+#: fewer than k (geometric, so the total work is at most ~4/3 of the last ask).
+OVER_FETCH = 4
+
+
+@dataclass(frozen=True)
+class PageEntry:
+    """What the catalog holds of one page (times in epoch milliseconds)."""
+
+    available: bool = True
+    published_at: int | None = None
+    expires_at: int | None = None
+
+    def eligible(self, now_ms: int) -> bool:
+        if not self.available:
+            return False
+        if self.published_at is not None and self.published_at > now_ms:
+            return False
+        return self.expires_at is None or now_ms < self.expires_at
+
+
+def _optional_ms(record: Mapping[str, Any], name: str) -> int | None:
+    value = record.get(name)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InputError(f"page {name} must be epoch milliseconds, got {value!r}")
+    return value
+
+
+class Catalog:
+    """The latest catalog record of every page, and the eligibility rule.
+
+    >>> catalog = Catalog()
+    >>> catalog.apply("p1", {"page_id": "p1", "available": False})
+    >>> catalog.apply("p2", {"page_id": "p2", "expires_at": 1_000})
+    >>> catalog.apply("p3", None)  # a tombstone: deleted
+    >>> [catalog.eligible(p, now_ms=500) for p in ("p1", "p2", "p3", "unknown")]
+    [False, True, False, True]
+    >>> catalog.eligible("p2", now_ms=1_000)
+    False
+    >>> Catalog(unknown="deny").eligible("unknown", now_ms=0)
+    False
+    """
+
+    def __init__(self, unknown: str = "allow") -> None:
+        if unknown not in UNKNOWN_POLICIES:
+            raise ConfigurationError(f"unknown-page policy must be allow or deny, got {unknown!r}")
+        self.unknown = unknown
+        self._allow_unknown = unknown == "allow"
+        self._pages: dict[str, PageEntry] = {}
+        self._records: dict[str, dict[str, Any]] = {}
+        self._deleted: set[str] = set()
+        # Pages whose record can make them ineligible; none and unknown=allow means no
+        # filtering is needed at all (the common case before any page is hidden).
+        self._restricting: set[str] = set()
+        self._lock = threading.Lock()  # a reader thread applies while scorers read
+
+    def apply(self, page_id: str, record: Mapping[str, Any] | None) -> None:
+        """Apply one record of the ``pages`` topic: a Page, or ``None`` (a tombstone)."""
+        with self._lock:
+            if record is None:
+                self._pages.pop(page_id, None)
+                self._records.pop(page_id, None)
+                self._restricting.discard(page_id)
+                # Remembered: under allow, forgetting it would make a deleted page
+                # servable again as an unknown one.
+                self._deleted.add(page_id)
+                return
+            entry = PageEntry(
+                bool(record.get("available", True)),
+                _optional_ms(record, "published_at"),
+                _optional_ms(record, "expires_at"),
+            )
+            self._pages[page_id] = entry
+            self._records[page_id] = dict(record)
+            self._deleted.discard(page_id)
+            if entry == PageEntry():
+                self._restricting.discard(page_id)
+            else:
+                self._restricting.add(page_id)
+
+    def eligible(self, page_id: Hashable, now_ms: int) -> bool:
+        """May ``page_id`` be recommended at ``now_ms``?"""
+        entry = self._pages.get(page_id)  # type: ignore[call-overload]
+        if entry is not None:
+            return entry.eligible(now_ms)
+        if page_id in self._deleted:
+            return False
+        return self._allow_unknown
+
+    @property
+    def filters_nothing(self) -> bool:
+        """True when every page is eligible whatever the time (no filtering needed)."""
+        return self._allow_unknown and not self._restricting and not self._deleted
+
+    def record(self, page_id: str) -> dict[str, Any] | None:
+        """The latest record of ``page_id`` (a copy), or None if there is none."""
+        with self._lock:
+            found = self._records.get(page_id)
+            return dict(found) if found is not None else None
+
+    def __len__(self) -> int:
+        return len(self._pages)
+
+    def __contains__(self, page_id: object) -> bool:
+        return page_id in self._pages
+
+
+class CandidateSource(Protocol):
+    """What :func:`recommend_eligible` needs of a model: ``Recommender.recommend``."""
+
+    def recommend(
+        self, user: Hashable, k: int, history: Any, exclude: Any
+    ) -> list[tuple[Hashable, float]]: ...
+
+
+def recommend_eligible(
+    model: CandidateSource,
+    user: Hashable,
+    k: int,
+    history: list[Hashable] | list[str],
+    exclude: set[Hashable] | set[str],
+    catalog: Catalog | None,
+    now_ms: int,
+    over_fetch: int = OVER_FETCH,
+) -> list[tuple[Hashable, float]]:
+    """The model's top ``k`` eligible pages: as many as k when the model can rank that
+    many eligible pages, fewer only when it has no more candidates.
+
+    >>> from online_model.popularity import DecayedPopularity
+    >>> model = DecayedPopularity()
+    >>> for n, page in enumerate("abcdefghij"):
+    ...     for _ in range(10 - n):
+    ...         model.learn_one("u", page)
+    >>> catalog = Catalog()
+    >>> for page in "abcdefgh":
+    ...     catalog.apply(page, {"page_id": page, "available": False})
+    >>> [page for page, _ in recommend_eligible(model, "v", 2, [], set(), catalog, 0)]
+    ['i', 'j']
+    """
+    if k <= 0:
+        return []
+    if catalog is None or catalog.filters_nothing:
+        return model.recommend(user, k, history=history, exclude=exclude)
+    if over_fetch < 2:
+        raise ConfigurationError(f"over_fetch must be at least 2, got {over_fetch}")
+    ask = k * over_fetch
+    while True:
+        candidates = model.recommend(user, ask, history=history, exclude=exclude)
+        kept = [(page, score) for page, score in candidates if catalog.eligible(page, now_ms)]
+        if len(kept) >= k or len(candidates) < ask:  # enough, or the model is exhausted
+            return kept[:k]
+        ask *= over_fetch

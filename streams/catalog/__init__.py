@@ -1,0 +1,1 @@
+"""The page catalog: reading and writing the compacted ``pages`` topic."""
