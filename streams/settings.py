@@ -125,6 +125,8 @@ class Settings:
     allow_pickle: bool = _env("STREAMREC_ALLOW_PICKLE", False)
     snapshot_interval: float = _env("STREAMREC_SNAPSHOT_INTERVAL", 1.0)
     snapshot_keep: int = _env("STREAMREC_SNAPSHOT_KEEP", 20)
+    #: Delta snapshots the trainer publishes between two full ones (0: only full ones).
+    snapshot_full_every: int = _env("STREAMREC_SNAPSHOT_FULL_EVERY", 20)
     model_poll_interval: float = _env("STREAMREC_MODEL_POLL_INTERVAL", 0.5)
     k: int = _env("STREAMREC_K", 10)
     history_length: int = _env("STREAMREC_HISTORY_LENGTH", 50)

@@ -23,8 +23,9 @@ from streams.ops.processes import ChildProcess, wait_for
 from streams.settings import Settings
 from streams.state.lease import TrainerLease
 from streams.state.snapshot_store import SnapshotStore
-from streams.trainer.loop import RawEvent, Trainer
+from streams.trainer.loop import Trainer
 from tests.support.topics import produce_page_views
+from tests.support.trainer import ListSource
 
 T0 = 1_700_000_000_000
 
@@ -215,48 +216,26 @@ def test_a_second_trainer_waits_for_the_lease_then_takes_over(
     assert store.load_current().model.n_events_learned == n + 2 * m  # type: ignore[union-attr]
 
 
-class _ListSource:
-    """An in-memory log: one topic, one partition."""
-
-    def __init__(self, values: list[bytes]) -> None:
-        self.values = values
-        self.position = 0
-        self.commits: list[dict[str, dict[int, int]]] = []
-
-    def assign(self, offsets: dict[str, dict[int, int]]) -> None:
-        self.position = offsets.get("t", {}).get(0, 0)
-
-    def poll(self, max_records: int, timeout: float) -> list[RawEvent]:
-        batch = self.values[self.position : self.position + max_records]
-        events = [RawEvent("t", 0, self.position + i, v) for i, v in enumerate(batch)]
-        self.position += len(batch)
-        if not events:
-            time.sleep(timeout)
-        return events
-
-    def commit(self, offsets: dict[str, dict[int, int]]) -> None:
-        self.commits.append(offsets)
-
-    def close(self) -> None:
-        pass
-
-    def partitions(self) -> dict[str, list[int]]:
-        return {"t": [0]}
-
-
 class _FlakyStore(SnapshotStore):
     down = False
 
-    def publish(self, snap: Any, make_current: bool = True) -> int:
+    def _check_up(self) -> None:
         if self.down:
             raise StoreUnavailable("redis unavailable: simulated outage")
-        return super().publish(snap, make_current)
+
+    def publish_full(self, snap: Any, make_current: bool = True) -> Any:
+        self._check_up()
+        return super().publish_full(snap, make_current)
+
+    def publish_delta(self, *args: Any, **kwargs: Any) -> Any:
+        self._check_up()
+        return super().publish_delta(*args, **kwargs)
 
 
 def test_redis_outage_keeps_learning_and_publishes_when_back(settings: Settings) -> None:
     codec = AvroCodec.bundled(PAGE_VIEW)
     values = [codec.encode(v) for v in views(0, 100)]
-    source = _ListSource(values[:50])
+    source = ListSource(values[:50])
     store = _FlakyStore(
         settings.redis_client(), settings.model_name, settings.snapshot_key.get().encode()
     )
@@ -287,7 +266,7 @@ def test_a_trainer_that_loses_its_lease_stops_without_publishing(
     settings: Settings, store: SnapshotStore
 ) -> None:
     codec = AvroCodec.bundled(PAGE_VIEW)
-    source = _ListSource([codec.encode(v) for v in views(0, 20)])
+    source = ListSource([codec.encode(v) for v in views(0, 20)])
     lease = TrainerLease(store.redis, settings.model_name, ttl_s=0.6)
     trainer = Trainer(
         DecayedPopularity(), store, source, codec.decode, snapshot_interval=0.1, lease=lease
@@ -317,12 +296,12 @@ def test_resuming_with_another_model_class_is_refused(
 ) -> None:
     codec = AvroCodec.bundled(PAGE_VIEW)
     first = Trainer(
-        DecayedPopularity(), store, _ListSource([codec.encode(views(0, 1)[0])]), codec.decode
+        DecayedPopularity(), store, ListSource([codec.encode(views(0, 1)[0])]), codec.decode
     )
     first._resume(stop=threading.Event())
     first.source.assign(first.offsets)
     first.step()
     assert first.publish() is not None
-    second = Trainer(Covisitation(), store, _ListSource([]), codec.decode)
+    second = Trainer(Covisitation(), store, ListSource([]), codec.decode)
     with pytest.raises(ConfigurationError, match="holds a DecayedPopularity"):
         second.run(threading.Event())
