@@ -16,7 +16,8 @@ from typing import Any
 
 import click
 
-from online_model.errors import InputError
+from online_model.errors import InputError, ModelError
+from online_model.pmml import covisit_pmml
 from online_model.snapshot import SnapshotMeta
 from streams.settings import Settings
 from streams.state.snapshot_store import SnapshotStore
@@ -182,13 +183,24 @@ def show(version: int) -> None:
 @click.option(
     "--format",
     "fmt",
-    type=click.Choice(["safetensors", "snapshot"]),
+    type=click.Choice(["safetensors", "snapshot", "pmml"]),
     default="safetensors",
     envvar="STREAMREC_EXPORT_FORMAT",
     show_envvar=True,
     show_default=True,
     help="safetensors: a plain .safetensors file, the manifest in its metadata (unsigned). "
-    "snapshot: the signed snapshot bytes as stored (docs/model-format.md).",
+    "snapshot: the signed snapshot bytes (a delta version materialised as a full "
+    "snapshot; docs/model-format.md). pmml: a co-visitation model's transitions as a "
+    "PMML 4.4 AssociationModel (page -> next page, confidence = P(next | page)).",
+)
+@click.option(
+    "--top-n",
+    type=click.IntRange(min=1),
+    default=10,
+    envvar="STREAMREC_EXPORT_TOP_N",
+    show_envvar=True,
+    show_default=True,
+    help="pmml: rules per page (its strongest transitions).",
 )
 @click.option(
     "--output",
@@ -198,7 +210,7 @@ def show(version: int) -> None:
     show_envvar=True,
     help="File to write; '-' for stdout.",
 )
-def export(version: int, fmt: str, output: Path) -> None:
+def export(version: int, fmt: str, output: Path, top_n: int) -> None:
     """Write the model of VERSION to a file other tools can read.
 
     VERSION is verified first (HMAC); nothing is unpickled unless STREAMREC_ALLOW_PICKLE=1
@@ -207,8 +219,14 @@ def export(version: int, fmt: str, output: Path) -> None:
     store = _store()
     if fmt == "safetensors":
         out = store.export_safetensors(version)
+    elif fmt == "pmml":
+        snap = store.load(version)
+        try:
+            out = covisit_pmml(snap.model, top_n, f"streamrec {store.model_name} version {version}")
+        except ModelError as exc:
+            raise InputError(f"cannot export version {version} as PMML: {exc}") from exc
     else:
-        out = store.verified_bytes(version)
+        out = store.full_bytes(version)
     if str(output) == "-":
         click.get_binary_stream("stdout").write(out)
         return
