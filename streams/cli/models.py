@@ -57,9 +57,12 @@ def range_summary(meta: SnapshotMeta) -> str:
     return ",".join(parts) or "-"
 
 
-def _row(meta: SnapshotMeta, current: int | None, pinned: bool, k: int) -> dict[str, Any]:
+def _row(
+    meta: SnapshotMeta, current: int | None, pinned: bool, k: int, delta_of: int | None = None
+) -> dict[str, Any]:
     is_current = meta.version == current
     return {
+        "delta_of": delta_of,
         "version": meta.version,
         "created_at": meta.created_at,
         "created": _when(meta.created_at),
@@ -105,7 +108,7 @@ def _table(rows: list[dict[str, Any]], k: int) -> str:
                 r["range"],
                 "-" if hit is None else f"{hit:.4f}",
                 "pinned" if r["pinned"] else "",
-                "",
+                "" if r.get("delta_of") is None else f"delta of {r['delta_of']}",
             ]
         )
     widths = [max(len(line[i]) for line in [head, *body]) for i in range(len(head))]
@@ -144,7 +147,8 @@ def list_(as_json: bool, k: int | None) -> None:
     store: SnapshotStore = snapshot_store(settings)
     current, pinned = store.current_version(), store.is_pinned()
     good, bad = store.inspect_versions()
-    rows = [_row(meta, current, pinned, settings.k) for meta in good]
+    deltas = store.delta_hints()
+    rows = [_row(meta, current, pinned, settings.k, deltas.get(meta.version)) for meta in good]
     hints = store.origin_hints()
     rows += [
         {

@@ -7,14 +7,17 @@ from a delta version exactly."""
 from __future__ import annotations
 
 import contextlib
+import json
 import threading
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 
 from online_model.covisit import Covisitation
 from online_model.model_file import _tensor_bytes
+from streams.cli import main
 from streams.io.codec import PAGE_VIEW, AvroCodec
 from streams.io.producer import page_view
 from streams.ops.processes import wait_for
@@ -208,3 +211,21 @@ def test_a_delta_nearly_as_large_as_the_model_is_published_full(
     trainer = train(store, source, 200, full_every=50)
     assert trainer.snapshots_published > 3 and trainer.deltas_published == 0
     assert store.delta_hints() == {}
+
+
+def test_models_list_names_delta_versions(
+    store: SnapshotStore, settings_env: dict[str, str]
+) -> None:
+    source = ListSource([])
+    fill(source, 0, 100)
+    train(store, source, 100, full_every=50)
+    deltas = store.delta_hints()
+    listed = CliRunner().invoke(main, ["models", "list", "--json"], env=settings_env)
+    assert listed.exit_code == 0, listed.output
+    rows = {row["version"]: row for row in json.loads(listed.stdout)}
+    assert deltas and set(rows) == set(store.versions())
+    for version, row in rows.items():
+        assert row["delta_of"] == deltas.get(version)
+    table = CliRunner().invoke(main, ["models", "list"], env=settings_env).stdout
+    newest = max(deltas)
+    assert f"delta of {deltas[newest]}" in table
