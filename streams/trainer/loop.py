@@ -199,6 +199,7 @@ class Trainer:
         self.resumed_from: int | None = None
         self._dirty = False
         self._last_publish = time.monotonic()
+        self._publish_seconds = 0.0  # how long the last publish took
         self._last_refresh = 0.0
         # Newest trainer version in the store as far as we know: the one we resumed next
         # to, then each of ours. Anything else appearing means a second trainer.
@@ -320,9 +321,19 @@ class Trainer:
             self.evaluator.before_learn(self.model, user, page)
             self.model.learn_one(user, page, x={"ts": record["ts"]})
             self.events_learned += 1
-        if self._dirty and time.monotonic() - self._last_publish >= self.snapshot_interval:
+        if self._dirty and time.monotonic() - self._last_publish >= self._publish_gap():
             self.publish()
         return len(events)
+
+    #: Publishing takes at most this share of the trainer's time: when a publish takes
+    #: long (a full snapshot of a large model while catching up, deltas as large as the
+    #: model) the next one waits longer than ``snapshot_interval``, so learning keeps up.
+    MAX_PUBLISH_SHARE = 0.2
+
+    def _publish_gap(self) -> float:
+        """Seconds from one publish's start to the next: ``snapshot_interval``, or more
+        when publishing would otherwise take over ``MAX_PUBLISH_SHARE`` of the time."""
+        return max(self.snapshot_interval, self._publish_seconds / self.MAX_PUBLISH_SHARE)
 
     def _keep_lease(self) -> None:
         if self.lease is None:
@@ -344,7 +355,7 @@ class Trainer:
 
         Returns the version, or None when Redis is unavailable (retried next interval).
         """
-        self._last_publish = time.monotonic()
+        started = self._last_publish = time.monotonic()
         meta = SnapshotMeta(
             model_name=self.store.model_name,
             created_at=time.time(),
@@ -364,6 +375,7 @@ class Trainer:
                 self.deltas_published += 1
         except StoreUnavailable as exc:
             # Changes keep accumulating: the next delta covers this interval too.
+            self._publish_seconds = 0.0
             self.publish_failures += 1
             logger.warning(
                 "snapshot publish failed failures=%d error=%r", self.publish_failures, str(exc)
@@ -371,6 +383,7 @@ class Trainer:
             return None
         if tracks_deltas(self.model):
             self.model.mark_published()  # type: ignore[attr-defined]
+        self._publish_seconds = time.monotonic() - started
         self._chain = published
         version = published.version
         self.last_version = self._expected_newest = version
