@@ -199,7 +199,7 @@ class Trainer:
         self.resumed_from: int | None = None
         self._dirty = False
         self._last_publish = time.monotonic()
-        self._publish_seconds = 0.0  # how long the last publish took
+        self._publish_seconds = 0.0  # how long a publish takes, averaged (see _publish_gap)
         self._last_refresh = 0.0
         # Newest trainer version in the store as far as we know: the one we resumed next
         # to, then each of ours. Anything else appearing means a second trainer.
@@ -325,10 +325,13 @@ class Trainer:
             self.publish()
         return len(events)
 
-    #: Publishing takes at most this share of the trainer's time: when a publish takes
-    #: long (a full snapshot of a large model while catching up, deltas as large as the
+    #: Publishing takes at most this share of the trainer's time: when publishes take
+    #: long (full snapshots of a large model while catching up, deltas as large as the
     #: model) the next one waits longer than ``snapshot_interval``, so learning keeps up.
+    #: The cost is averaged over about five publishes, so that the periodic full snapshot
+    #: between cheap deltas does not delay the next delta.
     MAX_PUBLISH_SHARE = 0.2
+    _COST_SMOOTHING = 0.2
 
     def _publish_gap(self) -> float:
         """Seconds from one publish's start to the next: ``snapshot_interval``, or more
@@ -375,7 +378,6 @@ class Trainer:
                 self.deltas_published += 1
         except StoreUnavailable as exc:
             # Changes keep accumulating: the next delta covers this interval too.
-            self._publish_seconds = 0.0
             self.publish_failures += 1
             logger.warning(
                 "snapshot publish failed failures=%d error=%r", self.publish_failures, str(exc)
@@ -383,7 +385,8 @@ class Trainer:
             return None
         if tracks_deltas(self.model):
             self.model.mark_published()  # type: ignore[attr-defined]
-        self._publish_seconds = time.monotonic() - started
+        cost = time.monotonic() - started
+        self._publish_seconds += self._COST_SMOOTHING * (cost - self._publish_seconds)
         self._chain = published
         version = published.version
         self.last_version = self._expected_newest = version
