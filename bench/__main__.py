@@ -49,7 +49,7 @@ SECTIONS = ("throughput", "latency", "freshness", "trainer")
 @click.option(
     "--snapshot-interval",
     type=click.FloatRange(min=0.01),
-    default=1.0,
+    default=0.5,
     show_default=True,
     envvar="STREAMREC_BENCH_SNAPSHOT_INTERVAL",
     show_envvar=True,

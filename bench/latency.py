@@ -277,7 +277,7 @@ def bench_freshness(
     duration: float,
     runs: int,
     rate: float = 1_000,
-    snapshot_interval: float = 1.0,
+    snapshot_interval: float = 0.5,
 ) -> dict[str, Any]:
     s = bench.run_settings("fresh", snapshot_interval=snapshot_interval, snapshot_keep=1_000)
     ensure_topics(s)

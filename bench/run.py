@@ -37,7 +37,7 @@ def run_benches(
     quick: bool,
     runs: int | None = None,
     results_dir: Path | None = None,
-    snapshot_interval: float = 1.0,
+    snapshot_interval: float = 0.5,
 ) -> str:
     """Run ``sections``; write JSON per section, REPORT.md and the plot; return the report."""
     results = results_dir or RESULTS

@@ -28,8 +28,6 @@ import json
 import os
 import platform
 import statistics
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -41,14 +39,10 @@ from online_model.registry import DEFAULT_MODEL, make_model
 from online_model.snapshot import Snapshot, SnapshotMeta, dump_snapshot, load_snapshot
 from online_model.snapshot_delta import ChainPosition, apply_delta, dump_delta, read_delta
 
+from .snapshot_format import _timed
+
 RESULTS = Path(__file__).parent / "results"
 KEY = b"bench-key-bench-key-bench-key-32"
-
-
-def _timed(fn: Callable[[], Any]) -> tuple[float, Any]:
-    started = time.perf_counter()
-    out = fn()
-    return time.perf_counter() - started, out
 
 
 def _stats(values: list[float], digits: int = 4) -> dict[str, float]:
@@ -103,6 +97,7 @@ def run(pages: int, train: int, interval_events: int, runs: int) -> dict[str, An
         ):
             out[name].append(value)
     result: dict[str, Any] = {
+        "catalogue_pages": pages,
         "n_pages": model.n_items,
         "n_users_buffered": len(model._histories),
         "n_train": train,
@@ -128,6 +123,10 @@ def report(out: dict[str, Any]) -> str:
         f"snapshots (1 s at 1k ev/s), median of {out['runs']} intervals, one process, "
         "no Redis. Publish = build + sign the file; scorer = verify + parse + build the "
         "next model.",
+        "",
+        "Generator catalogues of "
+        + " and ".join(f"{r['catalogue_pages']:,}" for r in out["sizes"])
+        + f" pages; {out['sizes'][0]['n_train']:,} training events reach the page counts below.",
         "",
         "| pages | full bytes | delta bytes | full publish | delta publish | "
         "scorer: load full | scorer: apply delta | exact |",

@@ -143,12 +143,7 @@ class DecayedPopularity(Recommender):
         """
         items = list(self._counts)
         state = ModelState(
-            values={
-                "n_events_learned": self.n_events_learned,
-                "total": self._total,
-                "top_min": self._top_min,
-                "clock": self._clock.state(),
-            },
+            values=self._scalars(),
             arrays={
                 "counts": np.fromiter(self._counts.values(), np.float64, len(items)),
             },
@@ -163,6 +158,14 @@ class DecayedPopularity(Recommender):
         else:
             state.arrays["pages"] = np.fromiter((pages[i] for i in items), np.int64, len(items))
         return state
+
+    def _scalars(self) -> dict[str, Any]:
+        return {
+            "n_events_learned": self.n_events_learned,
+            "total": self._total,
+            "top_min": self._top_min,
+            "clock": self._clock.state(),
+        }
 
     @classmethod
     def from_state(
@@ -233,13 +236,7 @@ class DecayedPopularity(Recommender):
         by_row = {row[item]: item for item in dirty}
         counts = self._counts
         state = ModelState(
-            values={
-                "n_events_learned": self.n_events_learned,
-                "total": self._total,
-                "top_min": self._top_min,
-                "clock": self._clock.state(),
-                "n_items": len(counts),
-            },
+            values={**self._scalars(), "n_items": len(counts)},
             arrays={
                 "changed": np.array(changed, dtype=np.int64),
                 "counts": np.array([counts[by_row[r]] for r in changed], dtype=np.float64),

@@ -117,7 +117,7 @@ def parse_params(pairs: tuple[str, ...] | list[str]) -> dict[str, str]:
     default=None,
     envvar="STREAMREC_SNAPSHOT_INTERVAL",
     show_envvar=True,
-    help="Seconds between snapshots. [default: 1.0]",
+    help="Seconds between snapshots. [default: 0.5]",
 )
 @click.option(
     "--lease-ttl",

@@ -170,7 +170,7 @@ class Trainer:
         store: SnapshotStore,
         source: EventSource,
         decode: Callable[[bytes | None], dict[str, Any]],
-        snapshot_interval: float = 1.0,
+        snapshot_interval: float = 0.5,
         origin: str = "trainer",
         lease: TrainerLease | None = None,
         max_records: int = 500,

@@ -93,10 +93,12 @@ def fill(source: ListSource, start: int, n: int) -> None:
 
 
 @pytest.fixture(autouse=True)
-def deltas_of_any_size(monkeypatch: pytest.MonkeyPatch) -> None:
+def deltas_of_any_size_after_every_poll(monkeypatch: pytest.MonkeyPatch) -> None:
     # Each poll of these small logs changes much of the model: keep publishing deltas
     # (the size rule is checked on its own below).
     monkeypatch.setattr(Trainer, "MAX_DELTA_SHARE", 1.0)
+    # And publish after every poll, however long the previous publish took.
+    monkeypatch.setattr(Trainer, "MAX_PUBLISH_SHARE", 1.0)
 
 
 def test_trainer_publishes_deltas_that_load_as_exactly_its_model(store: SnapshotStore) -> None:

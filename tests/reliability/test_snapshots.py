@@ -13,6 +13,7 @@ import hmac
 import os
 import pickle
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -85,6 +86,33 @@ def plant(store: SnapshotStore, version: int, data: bytes) -> None:
     r.publish(store.keys.published_channel, version)
 
 
+def plant_each_and_see_it_refused(
+    store: SnapshotStore,
+    base: str,
+    kinds: list[str],
+    make: Callable[[int], dict[str, bytes]],
+    kept: int,
+    expected: list[str],
+) -> dict[str, int]:
+    """Plant each kind of bad file as a new current version; the scorer must refuse it,
+    count it and keep serving version ``kept`` (``expected``: its top pages for a
+    newcomer). Returns kind -> the version it was planted as."""
+    refused = {}
+    for i, kind in enumerate(kinds):
+        version = int(store.redis.incr(store.keys.version_seq))
+        plant(store, version, make(version)[kind])
+        wait_for(
+            lambda n=i + 1: http_json(f"{base}/healthz")[1]["snapshots_rejected"] >= n,
+            20,
+            f"{kind} refused",
+        )
+        status, body = http_json(f"{base}/recommendations/newcomer?k={len(expected)}")
+        assert status == 200 and body["model_version"] == kept, (kind, body)
+        assert [item["page_id"] for item in body["items"]] == expected, kind
+        refused[kind] = version
+    return refused
+
+
 def test_bad_snapshots_are_refused_and_the_old_model_keeps_serving(
     settings: Settings, settings_env: dict[str, str], tmp_path: Path
 ) -> None:
@@ -120,7 +148,6 @@ def test_bad_snapshots_are_refused_and_the_old_model_keeps_serving(
 
     scorer = ChildProcess.streamrec(["scorer"], settings_env, tmp_path / "scorer.log")
     base = f"http://127.0.0.1:{settings.web_port}"
-    refused: dict[str, int] = {}
     with stopping(scorer):
         wait_ready(settings, scorer)
         wait_for(
@@ -129,18 +156,9 @@ def test_bad_snapshots_are_refused_and_the_old_model_keeps_serving(
             "the good snapshot served",
         )
         kinds = list(bad_snapshots(1))
-        for i, kind in enumerate(kinds):
-            version = int(store.redis.incr(store.keys.version_seq))
-            plant(store, version, bad_snapshots(version)[kind])
-            wait_for(
-                lambda n=i + 1: http_json(f"{base}/healthz")[1]["snapshots_rejected"] >= n,
-                20,
-                f"{kind} refused",
-            )
-            status, body = http_json(f"{base}/recommendations/newcomer?k=2")
-            assert status == 200 and body["model_version"] == good, (kind, body)
-            assert [item["page_id"] for item in body["items"]] == ["alpha", "beta"], kind
-            refused[kind] = version
+        refused = plant_each_and_see_it_refused(
+            store, base, kinds, bad_snapshots, good, ["alpha", "beta"]
+        )
         time.sleep(1.5)  # a few more polls of the same bad current: counted once each
         metrics = http_text(f"{base}/metrics")
         # The scorer still follows the trainer: a good snapshot afterwards is served.
@@ -223,7 +241,6 @@ def test_bad_deltas_are_refused_and_the_old_model_keeps_serving(
 
     scorer = ChildProcess.streamrec(["scorer"], settings_env, tmp_path / "scorer.log")
     base_url = f"http://127.0.0.1:{settings.web_port}"
-    refused: dict[str, int] = {}
     with stopping(scorer):
         wait_ready(settings, scorer)
         wait_for(
@@ -232,18 +249,9 @@ def test_bad_deltas_are_refused_and_the_old_model_keeps_serving(
             "the good delta served",
         )
         kinds = list(bad_deltas(1))
-        for i, kind in enumerate(kinds):
-            version = int(store.redis.incr(store.keys.version_seq))
-            plant(store, version, bad_deltas(version)[kind])
-            wait_for(
-                lambda n=i + 1: http_json(f"{base_url}/healthz")[1]["snapshots_rejected"] >= n,
-                20,
-                f"{kind} refused",
-            )
-            status, body = http_json(f"{base_url}/recommendations/newcomer?k=3")
-            assert status == 200 and body["model_version"] == good.version, (kind, body)
-            assert [item["page_id"] for item in body["items"]] == expected, kind
-            refused[kind] = version
+        refused = plant_each_and_see_it_refused(
+            store, base_url, kinds, bad_deltas, good.version, expected
+        )
         metrics = http_text(f"{base_url}/metrics")
         # The next good delta still applies to the model held.
         newer = store.publish_delta(SnapshotMeta(settings.model_name), model, changes, good, {})
