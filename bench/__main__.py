@@ -46,7 +46,18 @@ SECTIONS = ("throughput", "latency", "freshness", "trainer")
     show_envvar=True,
     help="Where the JSON, REPORT.md and PNG go. [default: bench/results]",
 )
-def command(quick: bool, only: str, runs: int | None, results_dir: Path | None) -> None:
+@click.option(
+    "--snapshot-interval",
+    type=click.FloatRange(min=0.01),
+    default=0.5,
+    show_default=True,
+    envvar="STREAMREC_BENCH_SNAPSHOT_INTERVAL",
+    show_envvar=True,
+    help="The trainer's snapshot interval in the freshness bench, seconds.",
+)
+def command(
+    quick: bool, only: str, runs: int | None, results_dir: Path | None, snapshot_interval: float
+) -> None:
     """Benchmark the scorer, latency, freshness, trainer, replay and memory.
 
     Runs on the embedded broker and Redis (started on free ports, stopped after) unless
@@ -61,7 +72,13 @@ def command(quick: bool, only: str, runs: int | None, results_dir: Path | None) 
         )
     from bench.run import run_benches
 
-    report = run_benches(sections, quick=quick, runs=runs, results_dir=results_dir)
+    report = run_benches(
+        sections,
+        quick=quick,
+        runs=runs,
+        results_dir=results_dir,
+        snapshot_interval=snapshot_interval,
+    )
     click.echo(report)
 
 

@@ -272,9 +272,14 @@ def _freshness(run: PacedRun, metas: list[Any], topic: str) -> list[float]:
 
 
 def bench_freshness(
-    bench: Bench, world: World, duration: float, runs: int, rate: float = 1_000
+    bench: Bench,
+    world: World,
+    duration: float,
+    runs: int,
+    rate: float = 1_000,
+    snapshot_interval: float = 0.5,
 ) -> dict[str, Any]:
-    s = bench.run_settings("fresh", snapshot_interval=1.0, snapshot_keep=1_000)
+    s = bench.run_settings("fresh", snapshot_interval=snapshot_interval, snapshot_keep=1_000)
     ensure_topics(s)
     # The trainer resumes from a trained model (origin "trainer", no offsets yet), so the
     # snapshots it publishes are of realistic size.
@@ -334,5 +339,5 @@ def bench_freshness(
             "the scorer swaps on the store's pub/sub hint, with a poll every "
             f"{s.model_poll_interval} s as the fallback",
         ],
-        "targets": [target(p99["median"], 2.0, False, "freshness p99 <= 2 s")],
+        "targets": [target(p99["median"], 1.0, False, "freshness p99 <= 1 s")],
     }

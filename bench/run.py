@@ -33,7 +33,11 @@ def _size(name: str, quick: bool) -> Any:
 
 
 def run_benches(
-    sections: Sequence[str], quick: bool, runs: int | None = None, results_dir: Path | None = None
+    sections: Sequence[str],
+    quick: bool,
+    runs: int | None = None,
+    results_dir: Path | None = None,
+    snapshot_interval: float = 0.5,
 ) -> str:
     """Run ``sections``; write JSON per section, REPORT.md and the plot; return the report."""
     results = results_dir or RESULTS
@@ -75,7 +79,11 @@ def run_benches(
             from .latency import bench_freshness
 
             sections_out["freshness"] = bench_freshness(
-                bench, world, _size("freshness_s", quick), runs or (2 if quick else 3)
+                bench,
+                world,
+                _size("freshness_s", quick),
+                runs or (2 if quick else 3),
+                snapshot_interval=snapshot_interval,
             )
         if "trainer" in sections:
             from .training import bench_training

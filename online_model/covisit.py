@@ -23,7 +23,10 @@ from online_model.model_state import (
     id_table,
     indptr_of,
     rows_of,
+    stack_rows,
     stores_state,
+    take_rows,
+    tracks_changes,
 )
 from online_model.popularity import DecayedPopularity
 
@@ -39,6 +42,7 @@ _FREEZE_AFTER = 64
 _MISSING: Any = object()
 
 
+@tracks_changes
 @stores_state
 class Covisitation(Recommender):
     """Recommend pages that followed (or preceded) the user's recent pages.
@@ -170,6 +174,12 @@ class Covisitation(Recommender):
     _frozen: _FrozenView | None = None
     _serve_version = -1
     _serve_calls = 0
+    # Change tracking for delta snapshots, off until mark_published(): pages whose row
+    # of successors changed, users whose buffer changed, and whether a rescale touched
+    # every weight (then only a full snapshot will do).
+    _dirty_rows: set[Hashable] | None = None
+    _dirty_users: set[Hashable] | None = None
+    _delta_broken = False
 
     def __getstate__(self) -> dict[str, Any]:
         if self._stored is not None:
@@ -274,6 +284,152 @@ class Covisitation(Recommender):
             model._serve_version = model.n_events_learned
         return model
 
+    # -- delta snapshots (online_model.model_delta) ---------------------------------------
+    def mark_published(self) -> None:
+        """The state as it is now was published: track changes from here on."""
+        self._popularity.mark_published()
+        self._dirty_rows, self._dirty_users = set(), set()
+        self._delta_broken = False
+
+    def state_delta(self) -> ModelState | None:
+        """What changed since :meth:`mark_published`, in O(change) (docs/model-format.md):
+
+        new ``pages``; the whole rows (``rows``, ``neighbours.*``, ``out``) of pages whose
+        successors changed; the buffers of the users active since (``users``,
+        ``histories.*``, in recency order: they are the tail of the LRU order, and
+        ``n_users`` says how many users are kept in all, so the evicted ones follow);
+        popularity's delta and the scalars. None when only a full state will do.
+        """
+        dirty_rows, dirty_users = self._dirty_rows, self._dirty_users
+        pop = self._popularity
+        position = pop._position
+        if dirty_rows is None or dirty_users is None or position is None or self._delta_broken:
+            return None
+        popularity = None
+        new_pages = pop.new_items()
+        new_rows = {page: i for i, page in enumerate(new_pages, len(position))}
+
+        def row(page: Hashable) -> int:
+            r = position.get(page)
+            return new_rows[page] if r is None else r
+
+        try:
+            popularity = pop.state_delta(owner_rows=new_rows)
+            ordered = sorted((row(page), page) for page in dirty_rows)
+            neighbours, out = self._neighbours, self._out
+            rows = [neighbours.get(page) for _, page in ordered]
+            lengths = [len(r) if r else 0 for r in rows]
+            nnz = sum(lengths)
+            dst = np.fromiter((row(j) for r in rows if r for j in r), np.int32, nnz)
+            histories = self._histories
+            n_active = sum(1 for user in dirty_users if user in histories)
+            users = list(itertools.islice(reversed(histories), n_active))[::-1]
+            buffers = [histories[user] for user in users]
+            history_pages = np.fromiter((row(p) for h in buffers for p in h), np.int32)
+        except KeyError as exc:  # every learned page is counted: this is a bug
+            raise ModelError(f"co-visitation page {exc} is missing from its table") from exc
+        if popularity is None:
+            return None
+        weights = np.fromiter((w for r in rows if r for w in r.values()), np.float64, nnz)
+        out_weight = [out[page] if r else 0.0 for (_, page), r in zip(ordered, rows, strict=True)]
+        state = ModelState(
+            values={
+                "n_events_learned": self.n_events_learned,
+                "clock": self._clock.state(),
+                "mixture": self._mixture,
+                "n_pages": len(position) + len(new_pages),
+                "n_users": len(histories),
+            },
+            arrays={
+                "rows": np.array([r for r, _ in ordered], dtype=np.int64),
+                "out": np.array(out_weight, dtype=np.float64),
+                "neighbours.indptr": indptr_of(lengths),
+                "neighbours.page": dst,
+                "neighbours.weight": weights,
+                "histories.indptr": indptr_of([len(h) for h in buffers]),
+                "histories.page": history_pages,
+            },
+            strings={"pages": id_table(new_pages, "page"), "users": id_table(users, "user")},
+        )
+        state.nest("popularity", popularity)
+        return state
+
+    @staticmethod
+    def apply_state_delta(base: ModelState, delta: ModelState) -> ModelState:
+        """:meth:`state_arrays` as it is after ``delta`` (see :meth:`state_delta`), built
+        with numpy gathers over the base arrays; ``base`` is not modified."""
+        pages, new_pages = base.table("pages"), delta.table("pages")
+        values = dict(delta.values)
+        n_pages, n_users = int(values.pop("n_pages")), int(values.pop("n_users"))
+        n = len(pages)
+        if n + len(new_pages) != n_pages:
+            raise ModelError(f"co-visitation delta: {n} + {len(new_pages)} pages is not {n_pages}")
+        # Rows of successors: changed rows from the delta, new pages without one empty.
+        rows = delta.array("rows", np.int64)
+        rows_of(rows, n_pages, "co-visitation delta rows")
+        if len(rows) > 1 and bool(np.any(np.diff(rows) <= 0)):
+            raise ModelError("co-visitation delta: rows are not in increasing order")
+        dst = delta.array("neighbours.page", np.int32)
+        weight = delta.array("neighbours.weight", np.float64)
+        out = delta.array("out", np.float64)
+        indptr = delta.array("neighbours.indptr", np.int64)
+        check_indptr(indptr, len(rows), len(dst), "co-visitation delta neighbours")
+        if len(weight) != len(dst) or len(out) != len(rows):
+            raise ModelError("co-visitation delta: graph arrays differ in length")
+        rows_of(dst, n_pages, "co-visitation delta neighbours.page")
+        base_indptr = base.array("neighbours.indptr", np.int64)
+        stacked, graph = stack_rows(
+            base_indptr,
+            [base.array("neighbours.page", np.int32), base.array("neighbours.weight", np.float64)],
+            indptr,
+            [dst, weight],
+        )
+        source = np.arange(n_pages, dtype=np.int64)
+        source[n:] = n + len(rows)  # the empty row
+        source[rows] = n + np.arange(len(rows))
+        new_indptr, (new_dst, new_weight) = take_rows(stacked, graph, source)
+        new_out = np.concatenate([base.array("out", np.float64), np.zeros(len(new_pages))])
+        new_out[rows] = out
+        # User buffers: the untouched users in their order, less the evicted (the least
+        # recently active, i.e. the first ones), then the active users of the delta.
+        users, active = base.table("users"), delta.table("users")
+        active_set = set(active)
+        h_pages = delta.array("histories.page", np.int32)
+        h_indptr = delta.array("histories.indptr", np.int64)
+        check_indptr(h_indptr, len(active), len(h_pages), "co-visitation delta histories")
+        rows_of(h_pages, n_pages, "co-visitation delta histories.page")
+        kept = [i for i, user in enumerate(users) if user not in active_set]
+        evicted = len(kept) + len(active) - n_users
+        if len(active_set) != len(active) or not 0 <= evicted <= len(kept):
+            raise ModelError(f"co-visitation delta: users do not add up to {n_users}")
+        kept = kept[evicted:]
+        stacked, buffers = stack_rows(
+            base.array("histories.indptr", np.int64),
+            [base.array("histories.page", np.int32)],
+            h_indptr,
+            [h_pages],
+        )
+        order = np.array(kept + list(range(len(users), len(users) + len(active))), np.int64)
+        new_h_indptr, (new_h_pages,) = take_rows(stacked, buffers, order)
+        state = ModelState(
+            values=values,
+            arrays={
+                "out": new_out,
+                "neighbours.indptr": new_indptr,
+                "neighbours.page": new_dst,
+                "neighbours.weight": new_weight,
+                "histories.indptr": new_h_indptr,
+                "histories.page": new_h_pages,
+            },
+            strings={"pages": pages + new_pages, "users": [users[i] for i in kept] + active},
+        )
+        state.values.pop("popularity", None)
+        state.nest(
+            "popularity",
+            DecayedPopularity.apply_state_delta(base.sub("popularity"), delta.sub("popularity")),
+        )
+        return state
+
     def __getattr__(self, name: str) -> Any:
         # Only called for attributes missing from the instance: the dicts a model
         # loaded from arrays has not built yet.
@@ -298,6 +454,12 @@ class Covisitation(Recommender):
         if rescale is not None:
             self._rescale(rescale)
         hist = self._histories.get(user)
+        dirty = self._dirty_rows
+        if dirty is not None:
+            self._dirty_users.add(user)  # type: ignore[union-attr]
+            if hist:  # the rows _link touches: the previous pages' and this page's
+                dirty.update(hist)
+                dirty.add(item)
         if hist and self.backoff_rate:
             self._update_mixture(hist, item)
         self._popularity.learn_one(user, item, x=x)
@@ -368,6 +530,7 @@ class Covisitation(Recommender):
             self._neighbours[src] = dict(kept)
 
     def _rescale(self, factor: float) -> None:
+        self._delta_broken = True
         self._out = {i: v * factor for i, v in self._out.items()}
         for row in self._neighbours.values():
             for j in row:

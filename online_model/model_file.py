@@ -40,6 +40,7 @@ from online_model.model_state import (
     check_array,
     class_name,
     decode_strings,
+    delta_class,
     encode_strings,
     exports_state,
     registered_class,
@@ -147,6 +148,74 @@ def _tensor_bytes(state: ModelState) -> bytes:
     return save_tensors({name: arrays[name] for name in sorted(arrays)})
 
 
+def encode_delta(model: Recommender, delta: ModelState) -> EncodedModel:
+    """A delta (:meth:`~online_model.model_state.TracksChanges.state_delta`) as the
+    manifest's ``model`` section (``encoding: "delta"``) and its tensors. Its
+    ``content_hash`` is the hash of this section and these tensors only."""
+    name = class_name(type(model))
+    section = {
+        "class": name,
+        "encoding": "delta",
+        "params": json_params(model),
+        "state": delta.values,
+    }
+    return _encoded(section, _tensor_bytes(delta), name)
+
+
+@dataclass(frozen=True)
+class ModelImage:
+    """A model as its class, parameters and :class:`ModelState`: what a delta applies to."""
+
+    cls: type
+    params: dict[str, Any]
+    state: ModelState
+
+    @property
+    def class_name(self) -> str:
+        return class_name(self.cls)
+
+    def build(self) -> Recommender:
+        """The model this image describes (:meth:`from_state`)."""
+        name = self.class_name
+        try:
+            model = self.cls.from_state(dict(self.params), self.state)  # type: ignore[attr-defined]
+        except SnapshotFormatError:
+            raise
+        except Exception as exc:  # the arrays do not fit the model: not usable
+            raise SnapshotFormatError(f"snapshot state does not fit {name}: {exc!r}") from exc
+        if not isinstance(model, Recommender):
+            raise SnapshotFormatError(
+                f"snapshot model is a {type(model).__name__}, not a Recommender"
+            )
+        return model
+
+
+def decode_image(section: Any, tensors: bytes, encoding: str = "arrays") -> ModelImage:
+    """The class, parameters and state of a verified file whose model section has
+    ``encoding`` (``arrays``: a full state; ``delta``: a delta's changes).
+
+    Raises
+    ------
+    SnapshotFormatError
+        Another encoding, an unknown class (or one without deltas), tensors that do not
+        parse.
+    """
+    if not isinstance(section, dict) or not isinstance(section.get("class"), str):
+        raise SnapshotFormatError("bad manifest: model section has no class")
+    name = section["class"]
+    if section.get("encoding") != encoding:
+        raise SnapshotFormatError(
+            f"model encoding {section.get('encoding')!r} where {encoding!r} was expected"
+        )
+    cls = registered_class(name) if encoding == "arrays" else delta_class(name)
+    if cls is None:
+        raise SnapshotFormatError(f"snapshot model class {name} is not a known model class")
+    params = section.get("params")
+    if not isinstance(params, dict):
+        raise SnapshotFormatError("bad manifest: model params is not an object")
+    return ModelImage(cls, params, _state_from(_parse_tensors(tensors), section.get("state")))
+
+
 def decode_model(
     section: Any,
     tensors: bytes,
@@ -171,17 +240,12 @@ def decode_model(
             )
         model = unpickle(bytes(_parse_tensors(tensors).get(PICKLE_TENSOR, b"")))
     elif encoding == "arrays":
-        cls = registered_class(name)
-        if cls is None:
-            raise SnapshotFormatError(f"snapshot model class {name} is not a known model class")
-        arrays = _parse_tensors(tensors)
-        try:
-            state = _state_from(arrays, section["state"])
-            model = cls.from_state(dict(section["params"]), state)  # type: ignore[attr-defined]
-        except SnapshotFormatError:
-            raise
-        except Exception as exc:  # the arrays do not fit the model: not usable
-            raise SnapshotFormatError(f"snapshot state does not fit {name}: {exc!r}") from exc
+        model = decode_image(section, tensors).build()
+    elif encoding == "delta":
+        raise SnapshotFormatError(
+            f"this file holds a delta of a {name}, not a model: the snapshot store applies "
+            "it to its base (docs/model-format.md)"
+        )
     else:
         raise SnapshotFormatError(f"unknown model encoding {encoding!r}")
     if not isinstance(model, Recommender):

@@ -132,6 +132,53 @@ def stores_state(cls: T) -> T:
     return cls
 
 
+@runtime_checkable
+class TracksChanges(Protocol):
+    """A model that can describe what changed since its last publish (delta snapshots).
+
+    ``mark_published()``
+        The model's state as it is now was published: start (or restart) tracking.
+    ``state_delta() -> ModelState | None``
+        What changed since, at a cost that grows with the change, not with the model;
+        None when only a full state will do (tracking not started, or a change that
+        touched everything, such as a decay rescale).
+    ``apply_state_delta(base, delta) -> ModelState`` (a staticmethod)
+        The full state (as :meth:`StoresState.state_arrays` would give it) after
+        applying ``delta`` to ``base``; pure, ``base`` is left as it is.
+    """
+
+    def mark_published(self) -> None: ...
+
+    def state_delta(self) -> ModelState | None: ...
+
+    @staticmethod
+    def apply_state_delta(base: ModelState, delta: ModelState) -> ModelState: ...
+
+
+_DELTA_CLASSES: set[str] = set()
+
+
+def tracks_changes(cls: T) -> T:
+    """Class decorator: ``cls`` (already :func:`stores_state`) publishes delta snapshots."""
+    methods = ("mark_published", "state_delta", "apply_state_delta")
+    if not all(callable(getattr(cls, m, None)) for m in methods):
+        raise TypeError(f"{cls.__name__} must define {', '.join(methods)}")
+    _DELTA_CLASSES.add(class_name(cls))
+    return cls
+
+
+def tracks_deltas(model: object) -> bool:
+    """Whether ``model``'s own class publishes deltas (a subclass must opt in itself)."""
+    name = class_name(type(model))
+    return name in _DELTA_CLASSES and _CLASSES.get(name) is type(model)
+
+
+def delta_class(name: str) -> type | None:
+    """The registered class ``name`` if it applies deltas, else None."""
+    cls = registered_class(name)
+    return cls if cls is not None and name in _DELTA_CLASSES else None
+
+
 def registered_class(name: str) -> type | None:
     """The class registered under ``name``, or None.
 
@@ -225,3 +272,34 @@ def check_indptr(indptr: np.ndarray, n_rows: int, n_values: int, what: str) -> l
     ):
         raise ModelError(f"{what}: row pointers do not fit {n_rows} rows of {n_values} values")
     return indptr.tolist()
+
+
+def take_rows(
+    indptr: np.ndarray, values: Sequence[np.ndarray], rows: np.ndarray
+) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Rows ``rows`` (in that order, repeats allowed) of ragged arrays sharing ``indptr``:
+    the new row pointers and the new arrays, in numpy (no Python loop over rows).
+
+    >>> indptr, (v,) = take_rows(np.array([0, 2, 2, 3]), [np.array([5, 6, 7])], np.array([2, 0, 1]))
+    >>> indptr.tolist(), v.tolist()
+    ([0, 1, 3, 3], [7, 5, 6])
+    """
+    starts = indptr[:-1][rows]
+    lengths = (indptr[1:] - indptr[:-1])[rows]
+    new_indptr = np.zeros(len(rows) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=new_indptr[1:])
+    index = np.repeat(starts - new_indptr[:-1], lengths) + np.arange(new_indptr[-1])
+    return new_indptr, [v[index] for v in values]
+
+
+def stack_rows(
+    indptr: np.ndarray,
+    values: Sequence[np.ndarray],
+    more_indptr: np.ndarray,
+    more_values: Sequence[np.ndarray],
+) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Two sets of ragged rows as one: the rows of the second follow those of the first,
+    and one empty row comes last (for :func:`take_rows` to pick where nothing is stored)."""
+    end = indptr[-1]
+    stacked = np.concatenate([indptr, more_indptr[1:] + end, more_indptr[-1:] + end])
+    return stacked, [np.concatenate([a, b]) for a, b in zip(values, more_values, strict=True)]

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import heapq
+import itertools
 import logging
-from collections.abc import Collection, Hashable, Sequence
+from collections.abc import Collection, Hashable, Mapping, Sequence
 from operator import itemgetter
 from typing import Any
 
@@ -13,11 +14,12 @@ import numpy as np
 from online_model.base import Recommender, Reward
 from online_model.decay import ForwardDecay
 from online_model.errors import ModelError
-from online_model.model_state import ModelState, id_table, rows_of, stores_state
+from online_model.model_state import ModelState, id_table, rows_of, stores_state, tracks_changes
 
 logger = logging.getLogger(__name__)
 
 
+@tracks_changes
 @stores_state
 class DecayedPopularity(Recommender):
     """Recommend the most viewed pages, with old views fading exponentially.
@@ -77,6 +79,12 @@ class DecayedPopularity(Recommender):
         self._top_min = 0.0
         self._top_sorted: list[tuple[Hashable, float]] | None = None
 
+    # Change tracking for delta snapshots (off until :meth:`mark_published`; class
+    # defaults, so models loaded from any snapshot start without it).
+    _dirty: set[Hashable] | None = None
+    _position: dict[Hashable, int] | None = None  # item -> row, for the published items
+    _delta_broken = False  # a rescale changed every count: only a full state will do
+
     @property
     def n_items(self) -> int:
         return len(self._counts)
@@ -98,6 +106,8 @@ class DecayedPopularity(Recommender):
         """Add an already decayed ``weight`` to ``item`` (used by models that embed this one)."""
         count = self._counts.get(item, 0.0) + weight
         self._counts[item] = count
+        if self._dirty is not None:
+            self._dirty.add(item)
         self._total += weight
         top = self._top
         if item in top:
@@ -122,6 +132,7 @@ class DecayedPopularity(Recommender):
         self._top_min *= factor
         self._total *= factor
         self._top_sorted = None
+        self._delta_broken = True
 
     # -- pickle-free state (online_model.model_state) ------------------------------------
     def state_arrays(self, pages: dict[Hashable, int] | None = None) -> ModelState:
@@ -132,12 +143,7 @@ class DecayedPopularity(Recommender):
         """
         items = list(self._counts)
         state = ModelState(
-            values={
-                "n_events_learned": self.n_events_learned,
-                "total": self._total,
-                "top_min": self._top_min,
-                "clock": self._clock.state(),
-            },
+            values=self._scalars(),
             arrays={
                 "counts": np.fromiter(self._counts.values(), np.float64, len(items)),
             },
@@ -152,6 +158,14 @@ class DecayedPopularity(Recommender):
         else:
             state.arrays["pages"] = np.fromiter((pages[i] for i in items), np.int64, len(items))
         return state
+
+    def _scalars(self) -> dict[str, Any]:
+        return {
+            "n_events_learned": self.n_events_learned,
+            "total": self._total,
+            "top_min": self._top_min,
+            "clock": self._clock.state(),
+        }
 
     @classmethod
     def from_state(
@@ -181,6 +195,95 @@ class DecayedPopularity(Recommender):
         self._top_min = float(values["top_min"])
         self._clock.restore(values["clock"])
         self._top_sorted = None
+
+    # -- delta snapshots (online_model.model_delta) ---------------------------------------
+    def mark_published(self) -> None:
+        """The state as it is now was published: track changes from here on.
+
+        The first call indexes every item (O(items), once: it follows a full snapshot,
+        which cost that anyway); later calls index only the items added since.
+        """
+        if self._position is None:
+            self._position = {item: i for i, item in enumerate(self._counts)}
+        else:
+            position = self._position
+            n = len(position)
+            for i, item in enumerate(itertools.islice(self._counts, n, None), n):
+                position[item] = i
+        self._dirty = set()
+        self._delta_broken = False
+
+    def new_items(self) -> list[Hashable]:
+        """Items learned since :meth:`mark_published`, in first-seen order."""
+        n = 0 if self._position is None else len(self._position)
+        return list(itertools.islice(self._counts, n, None))
+
+    def state_delta(self, owner_rows: Mapping[Hashable, int] | None = None) -> ModelState | None:
+        """What changed since :meth:`mark_published`, or None when only a full state will do.
+
+        ``counts`` of the ``changed`` rows (sorted), the whole top list and the scalars;
+        new items as a ``pages`` table (or, embedded, their rows in the owner's table,
+        ``owner_rows``). Cost: O(items changed), not O(items).
+        """
+        position, dirty = self._position, self._dirty
+        if position is None or dirty is None or self._delta_broken:
+            return None
+        new = self.new_items()
+        n = len(position)
+        row = {item: i for i, item in enumerate(new, n)}
+        row.update((item, position[item]) for item in dirty if item in position)
+        changed = sorted(row[item] for item in dirty)
+        by_row = {row[item]: item for item in dirty}
+        counts = self._counts
+        state = ModelState(
+            values={**self._scalars(), "n_items": len(counts)},
+            arrays={
+                "changed": np.array(changed, dtype=np.int64),
+                "counts": np.array([counts[by_row[r]] for r in changed], dtype=np.float64),
+                "top": np.array([row.get(t, position.get(t, -1)) for t in self._top], np.int64),
+            },
+        )
+        if owner_rows is None:
+            state.strings["pages"] = id_table(new, "page")
+        else:
+            state.arrays["pages"] = np.array([owner_rows[i] for i in new], dtype=np.int64)
+        return state
+
+    @staticmethod
+    def apply_state_delta(base: ModelState, delta: ModelState) -> ModelState:
+        """The state :meth:`state_arrays` gives after the changes ``delta`` describes.
+
+        Pure: ``base`` is not modified (a scorer may be serving from its arrays).
+        """
+        counts = base.array("counts", np.float64)
+        values = dict(delta.values)
+        n_items = int(values.pop("n_items"))
+        embedded = "pages" in base.arrays
+        if embedded:
+            new_rows = delta.array("pages", np.int64)
+            n_new = len(new_rows)
+        else:
+            new_pages = delta.table("pages")
+            n_new = len(new_pages)
+        if n_items != len(counts) + n_new:
+            raise ModelError(
+                f"popularity delta: {len(counts)} + {n_new} new items is not {n_items}"
+            )
+        changed = delta.array("changed", np.int64)
+        changed_counts = delta.array("counts", np.float64)
+        if len(changed) != len(changed_counts):
+            raise ModelError("popularity delta: changed rows and counts differ in length")
+        rows_of(changed, n_items, "popularity delta rows")
+        counts = np.concatenate([counts, np.zeros(n_new)])
+        counts[changed] = changed_counts
+        top = delta.array("top", np.int64)
+        rows_of(top, n_items, "popularity delta top")
+        state = ModelState(values=values, arrays={"counts": counts, "top": top})
+        if embedded:
+            state.arrays["pages"] = np.concatenate([base.array("pages", np.int64), new_rows])
+        else:
+            state.strings["pages"] = base.table("pages") + new_pages
+        return state
 
     def probability(self, item: Hashable) -> float:
         """Share of the decayed views that went to ``item``."""

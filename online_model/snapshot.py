@@ -66,7 +66,9 @@ from online_model.errors import (
 )
 from online_model.model_file import (
     ALLOW_PICKLE_HINT,
+    ModelImage,
     canonical_json,
+    decode_image,
     decode_model,
     encode_model,
     standalone_safetensors,
@@ -144,11 +146,18 @@ class SnapshotMeta:
 
 @dataclass
 class Snapshot:
-    """A model with its metadata and whatever else the trainer needs to resume."""
+    """A model with its metadata and whatever else the trainer needs to resume.
+
+    A loaded snapshot of a built-in model also keeps ``image``, the state it was built
+    from (what a delta applies to), and, when it was materialised from deltas, ``link``
+    (:class:`online_model.snapshot_delta.DeltaLink`: its base and position in the chain).
+    """
 
     meta: SnapshotMeta
     model: Recommender
     trainer_state: dict[str, Any] = field(default_factory=dict)
+    image: ModelImage | None = field(default=None, compare=False, repr=False)
+    link: Any = None
 
 
 # -- allow-list -----------------------------------------------------------------------------
@@ -317,12 +326,18 @@ def dump_snapshot(
         trainer_state = json.loads(canonical_json(snap.trainer_state))
     except (TypeError, ValueError) as exc:
         raise SnapshotFormatError(f"trainer state must be JSON: {exc}") from exc
-    manifest = canonical_json(
-        {"meta": meta.to_dict(), "model": encoded.section, "trainer_state": trainer_state}
+    return sign_v2(
+        {"meta": meta.to_dict(), "model": encoded.section, "trainer_state": trainer_state},
+        encoded.tensors,
+        key,
     )
-    prefix = MAGIC + bytes([FORMAT_VERSION])
-    prefix += _LENGTHS_V2.pack(len(manifest), len(encoded.tensors))
-    unsigned = b"".join((prefix, manifest, encoded.tensors))
+
+
+def sign_v2(manifest: dict[str, Any], tensors: bytes, key: bytes) -> bytes:
+    """A format 2 file: prefix, canonical JSON ``manifest``, ``tensors``, and the MAC."""
+    text = canonical_json(manifest)
+    prefix = MAGIC + bytes([FORMAT_VERSION]) + _LENGTHS_V2.pack(len(text), len(tensors))
+    unsigned = b"".join((prefix, text, tensors))
     return unsigned + _mac(key, unsigned)
 
 
@@ -356,7 +371,7 @@ def _dump_v1(snap: Snapshot, key: bytes) -> bytes:
 
 
 # -- read -----------------------------------------------------------------------------------
-def _verified_parts(data: bytes, key: bytes) -> tuple[int, dict[str, Any], memoryview]:
+def verified_parts(data: bytes, key: bytes) -> tuple[int, dict[str, Any], memoryview]:
     """Check the prefix and the MAC; return the format version, the parsed header and
     the body."""
     if not isinstance(data, (bytes, bytearray, memoryview)):
@@ -441,7 +456,7 @@ def _raise_if_truncated(view: memoryview, body_start: int) -> None:
         )
 
 
-def _meta_from(header: dict[str, Any]) -> SnapshotMeta:
+def meta_from(header: dict[str, Any]) -> SnapshotMeta:
     try:
         return SnapshotMeta.from_dict(header["meta"])
     except (ValueError, KeyError, TypeError) as exc:
@@ -450,8 +465,8 @@ def _meta_from(header: dict[str, Any]) -> SnapshotMeta:
 
 def read_meta(data: bytes, key: bytes) -> SnapshotMeta:
     """Verify ``data`` and return its metadata without decoding the model."""
-    _, header, _ = _verified_parts(data, key)
-    return _meta_from(header)
+    _, header, _ = verified_parts(data, key)
+    return meta_from(header)
 
 
 def load_snapshot(data: bytes, key: bytes, allow_pickle: bool | None = None) -> Snapshot:
@@ -471,8 +486,8 @@ def load_snapshot(data: bytes, key: bytes, allow_pickle: bool | None = None) -> 
         Truncated, bad magic, unknown format version, bad header, tensors that do not
         fit the model, a refused class, or a pickle while pickle is not allowed.
     """
-    version, header, body = _verified_parts(data, key)
-    meta = _meta_from(header)
+    version, header, body = verified_parts(data, key)
+    meta = meta_from(header)
     allowed = pickle_allowed(allow_pickle)
     if version == LEGACY_FORMAT_VERSION:
         if not allowed:
@@ -482,11 +497,22 @@ def load_snapshot(data: bytes, key: bytes, allow_pickle: bool | None = None) -> 
                 + ALLOW_PICKLE_HINT
             )
         return _load_v1(header, body, meta)
-    model = decode_model(header.get("model"), bytes(body), allowed, _restricted_loads)
+    section = header.get("model")
+    image = None
+    if isinstance(section, dict) and section.get("encoding") == "arrays":
+        image = decode_image(section, bytes(body))
+        model = image.build()
+    else:
+        model = decode_model(section, bytes(body), allowed, _restricted_loads)
+    return Snapshot(meta=meta, model=model, trainer_state=trainer_state_of(header), image=image)
+
+
+def trainer_state_of(header: dict[str, Any]) -> dict[str, Any]:
+    """The ``trainer_state`` object of a verified manifest."""
     state = header.get("trainer_state") or {}
     if not isinstance(state, dict):
         raise SnapshotFormatError("snapshot trainer_state is not an object")
-    return Snapshot(meta=meta, model=model, trainer_state=state)
+    return state
 
 
 def _load_v1(header: dict[str, Any], body: memoryview, meta: SnapshotMeta) -> Snapshot:
@@ -519,14 +545,14 @@ def export_safetensors(data: bytes, key: bytes, allow_pickle: bool | None = None
     SnapshotError
         The snapshot does not verify, or its model has no pickle-free form.
     """
-    version, header, body = _verified_parts(data, key)
+    version, header, body = verified_parts(data, key)
     if version == LEGACY_FORMAT_VERSION:
         snap = load_snapshot(data, key, allow_pickle)
         try:
             data = dump_snapshot(snap, key, allow_pickle=False)
         except ConfigurationError as exc:
             raise SnapshotFormatError(f"cannot export: {exc}") from exc
-        version, header, body = _verified_parts(data, key)
+        version, header, body = verified_parts(data, key)
     model = header.get("model")
     if not isinstance(model, dict) or model.get("encoding") != "arrays":
         cls = model.get("class") if isinstance(model, dict) else None

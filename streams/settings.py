@@ -161,8 +161,10 @@ class Settings:
     snapshot_key: Secret = _env("STREAMREC_SNAPSHOT_KEY", factory=lambda: Secret(""))  # noqa: RUF009
     insecure_dev: bool = _env("STREAMREC_INSECURE_DEV", False)
     allow_pickle: bool = _env("STREAMREC_ALLOW_PICKLE", False)
-    snapshot_interval: float = _env("STREAMREC_SNAPSHOT_INTERVAL", 1.0)
+    snapshot_interval: float = _env("STREAMREC_SNAPSHOT_INTERVAL", 0.5)
     snapshot_keep: int = _env("STREAMREC_SNAPSHOT_KEEP", 20)
+    #: Delta snapshots the trainer publishes between two full ones (0: only full ones).
+    snapshot_full_every: int = _env("STREAMREC_SNAPSHOT_FULL_EVERY", 20)
     model_poll_interval: float = _env("STREAMREC_MODEL_POLL_INTERVAL", 0.5)
     k: int = _env("STREAMREC_K", 10)
     history_length: int = _env("STREAMREC_HISTORY_LENGTH", 50)

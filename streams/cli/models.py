@@ -16,7 +16,8 @@ from typing import Any
 
 import click
 
-from online_model.errors import InputError
+from online_model.errors import InputError, ModelError
+from online_model.pmml import covisit_pmml
 from online_model.snapshot import SnapshotMeta
 from streams.cli.options import Count, k_option
 from streams.settings import Settings
@@ -57,9 +58,12 @@ def range_summary(meta: SnapshotMeta) -> str:
     return ",".join(parts) or "-"
 
 
-def _row(meta: SnapshotMeta, current: int | None, pinned: bool, k: int) -> dict[str, Any]:
+def _row(
+    meta: SnapshotMeta, current: int | None, pinned: bool, k: int, delta_of: int | None = None
+) -> dict[str, Any]:
     is_current = meta.version == current
     return {
+        "delta_of": delta_of,
         "version": meta.version,
         "created_at": meta.created_at,
         "created": _when(meta.created_at),
@@ -105,7 +109,7 @@ def _table(rows: list[dict[str, Any]], k: int) -> str:
                 r["range"],
                 "-" if hit is None else f"{hit:.4f}",
                 "pinned" if r["pinned"] else "",
-                "",
+                "" if r.get("delta_of") is None else f"delta of {r['delta_of']}",
             ]
         )
     widths = [max(len(line[i]) for line in [head, *body]) for i in range(len(head))]
@@ -137,7 +141,8 @@ def list_(as_json: bool, k: int | None) -> None:
     store: SnapshotStore = snapshot_store(settings)
     current, pinned = store.current_version(), store.is_pinned()
     good, bad = store.inspect_versions()
-    rows = [_row(meta, current, pinned, settings.k) for meta in good]
+    deltas = store.delta_hints()
+    rows = [_row(meta, current, pinned, settings.k, deltas.get(meta.version)) for meta in good]
     hints = store.origin_hints()
     rows += [
         {
@@ -176,13 +181,24 @@ def show(version: int) -> None:
 @click.option(
     "--format",
     "fmt",
-    type=click.Choice(["safetensors", "snapshot"]),
+    type=click.Choice(["safetensors", "snapshot", "pmml"]),
     default="safetensors",
     envvar="STREAMREC_EXPORT_FORMAT",
     show_envvar=True,
     show_default=True,
     help="safetensors: a plain .safetensors file, the manifest in its metadata (unsigned). "
-    "snapshot: the signed snapshot bytes as stored (docs/model-format.md).",
+    "snapshot: the signed snapshot bytes (a delta version materialised as a full "
+    "snapshot; docs/model-format.md). pmml: a co-visitation model's transitions as a "
+    "PMML 4.4 AssociationModel (page -> next page, confidence = P(next | page)).",
+)
+@click.option(
+    "--top-n",
+    type=click.IntRange(min=1),
+    default=10,
+    envvar="STREAMREC_EXPORT_TOP_N",
+    show_envvar=True,
+    show_default=True,
+    help="pmml: rules per page (its strongest transitions).",
 )
 @click.option(
     "--output",
@@ -192,7 +208,7 @@ def show(version: int) -> None:
     show_envvar=True,
     help="File to write; '-' for stdout.",
 )
-def export(version: int, fmt: str, output: Path) -> None:
+def export(version: int, fmt: str, output: Path, top_n: int) -> None:
     """Write the model of VERSION to a file other tools can read.
 
     VERSION is verified first (HMAC); nothing is unpickled unless STREAMREC_ALLOW_PICKLE=1
@@ -201,8 +217,14 @@ def export(version: int, fmt: str, output: Path) -> None:
     store = _store()
     if fmt == "safetensors":
         out = store.export_safetensors(version)
+    elif fmt == "pmml":
+        snap = store.load(version)
+        try:
+            out = covisit_pmml(snap.model, top_n, f"streamrec {store.model_name} version {version}")
+        except ModelError as exc:
+            raise InputError(f"cannot export version {version} as PMML: {exc}") from exc
     else:
-        out = store.verified_bytes(version)
+        out = store.full_bytes(version)
     if str(output) == "-":
         click.get_binary_stream("stdout").write(out)
         return

@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
     default=None,
     envvar="STREAMREC_SNAPSHOT_INTERVAL",
     show_envvar=True,
-    help="Seconds between snapshots. [default: 1.0]",
+    help="Seconds between snapshots. [default: 0.5]",
 )
 @click.option(
     "--lease-ttl",

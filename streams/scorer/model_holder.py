@@ -3,8 +3,11 @@
 Swapping is one reference assignment of an immutable (model, version) pair, done between
 batches on the event loop; a batch picks the pair up once, so it is scored and stamped by
 one model. A snapshot that fails verification or loading is rejected and counted; the
-model already held keeps serving. Before any snapshot exists the holder serves a decayed
-popularity it learns from the stream itself, so a new deployment answers at once.
+model already held keeps serving. A delta version is applied to the snapshot held when
+it follows it (the store reads only the deltas after it), else materialised from its
+base (:meth:`~streams.state.snapshot_store.SnapshotStore.load`). Before any snapshot
+exists the holder serves a decayed popularity it learns from the stream itself, so a
+new deployment answers at once.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ log = logging.getLogger(__name__)
 class SnapshotSource(Protocol):
     def current_version(self) -> int | None: ...
 
-    def load(self, version: int) -> Any: ...
+    def load(self, version: int, held: Any = None) -> Any: ...
 
 
 @dataclass(frozen=True)
@@ -37,6 +40,8 @@ class Served:
     loaded_at: float
     created_at: float | None = None
     model_class: str = ""
+    #: The loaded snapshot, which the next delta applies to (None for the fallback).
+    snapshot: Any = None
 
     @property
     def is_fallback(self) -> bool:
@@ -72,7 +77,7 @@ class ModelHolder:
             if version in self._rejected_versions:
                 return False
             try:
-                snapshot = source.load(version)
+                snapshot = source.load(version, held=self.current.snapshot)
             except SnapshotError as exc:
                 self.rejected += 1
                 self._rejected_versions.add(version)
@@ -91,12 +96,14 @@ class ModelHolder:
                 time.time(),
                 meta.created_at,
                 meta.model_class,
+                snapshot,
             )
             self.swaps += 1
             log.info(
-                "model_swapped version=%d class=%s events_seen=%s",
+                "model_swapped version=%d class=%s events_seen=%s delta=%s",
                 self.current.version,
                 meta.model_class,
                 meta.events_seen,
+                getattr(snapshot, "link", None) is not None,
             )
             return True

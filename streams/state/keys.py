@@ -55,6 +55,10 @@ class ModelKeys:
         return f"{self.prefix}origins"
 
     @property
+    def delta_links(self) -> str:
+        return f"{self.prefix}deltas"
+
+    @property
     def published_channel(self) -> str:
         return f"{self.prefix}published"
 

@@ -18,6 +18,10 @@ Key layout, all under ``streamrec:<model_name>:``:
 ``origins``
     Hash version -> origin (``trainer``, ``replay``, ...): an unauthenticated hint used to
     find candidates and to prune; whatever is loaded is verified.
+``deltas``
+    Hash version -> the version it applies to, for delta versions only
+    (:mod:`online_model.snapshot_delta`): an unauthenticated hint that pruning follows so
+    that it never deletes what a kept delta builds on.
 ``trainer-lease``
     Token of the one trainer allowed to learn this model (:mod:`streams.state.lease`).
 channel ``published``
@@ -32,8 +36,15 @@ Semantics:
   and pins it, so the trainer's next publishes do not undo an operator's choice;
   :meth:`rollback` promotes the newest verifiable version below ``current``;
   :meth:`follow` clears the pin and points ``current`` at the newest trainer version.
-* At most ``keep`` versions are kept; ``current`` and the newest trainer version (which a
+* At most ``keep`` versions are kept, plus what the kept deltas build on (their chain
+  back to a full snapshot); ``current`` and the newest trainer version (which a
   restarting trainer resumes from) are never pruned.
+* A delta version is a version like the others: :meth:`load` materialises it (its full
+  base plus the deltas up to it, each verified, each applied only to the version it
+  names), so loading, promoting, rolling back to or following a delta version serves
+  exactly the model the trainer had when it published it. A scorer passes the snapshot
+  it holds, and only the deltas after it are read and applied; after a gap (what it
+  holds is not on the chain) it is materialised from the base.
 
 Redis connection failures surface as :class:`StoreUnavailable`.
 """
@@ -45,7 +56,9 @@ import logging
 import time
 from typing import Any, cast
 
+from online_model.base import Recommender
 from online_model.errors import SnapshotError
+from online_model.model_state import ModelState
 from online_model.snapshot import (
     Snapshot,
     SnapshotFormatError,
@@ -54,18 +67,29 @@ from online_model.snapshot import (
     export_safetensors,
     load_snapshot,
     read_meta,
+    verified_parts,
+)
+from online_model.snapshot_delta import (
+    ChainPosition,
+    SnapshotDelta,
+    apply_delta,
+    dump_delta,
+    is_delta,
+    read_delta,
 )
 from streams.state.connection import redis_errors
 from streams.state.keys import ModelKeys
 
 logger = logging.getLogger(__name__)
 
-# KEYS: snap, current, pinned, versions, origins
-# ARGV: body, version, created_at, origin, make_current ("1"/"0"), channel
+# KEYS: snap, current, pinned, versions, origins, deltas
+# ARGV: body, version, created_at, origin, make_current ("1"/"0"), channel,
+#       the version a delta applies to ("" for a full snapshot)
 _PUBLISH = """
 redis.call('SET', KEYS[1], ARGV[1])
 redis.call('ZADD', KEYS[4], ARGV[3], ARGV[2])
 redis.call('HSET', KEYS[5], ARGV[2], ARGV[4])
+if ARGV[7] ~= '' then redis.call('HSET', KEYS[6], ARGV[2], ARGV[7]) end
 local moved = 0
 if ARGV[5] == '1' and redis.call('EXISTS', KEYS[3]) == 0 then
   local cur = tonumber(redis.call('GET', KEYS[2]) or '0')
@@ -87,7 +111,7 @@ redis.call('PUBLISH', ARGV[3], ARGV[1])
 return 1
 """
 
-# KEYS: current, versions, origins   ARGV: snap key prefix, versions to delete...
+# KEYS: current, versions, origins, deltas   ARGV: snap key prefix, versions to delete...
 _PRUNE = """
 local cur = redis.call('GET', KEYS[1])
 local n = 0
@@ -96,6 +120,7 @@ for i = 2, #ARGV do
     redis.call('DEL', ARGV[1] .. ARGV[i])
     redis.call('ZREM', KEYS[2], ARGV[i])
     redis.call('HDEL', KEYS[3], ARGV[i])
+    redis.call('HDEL', KEYS[4], ARGV[i])
     n = n + 1
   end
 end
@@ -136,6 +161,7 @@ class SnapshotStore:
         self.keys = ModelKeys(model_name)
         self.allow_pickle = allow_pickle
         self.rejected = 0  # snapshots that failed verification or loading, for metrics
+        self.last_published_bytes = 0  # size of the newest publish, for the trainer
         self._publish = redis.register_script(_PUBLISH)
         self._set_current = redis.register_script(_SET_CURRENT)
         self._prune = redis.register_script(_PRUNE)
@@ -149,24 +175,61 @@ class SnapshotStore:
         ``current`` is not pinned. ``snap.meta`` gets the version, the model name and a
         ``created_at`` if it had none.
         """
-        version = int(self.redis.incr(self.keys.version_seq))
-        self._store_version(snap, version, make_current)
-        self._prune_old()
-        return version
+        return self.publish_full(snap, make_current).version
 
-    def _store_version(self, snap: Snapshot, version: int, make_current: bool) -> None:
-        # Between INCR and this script another writer may publish a newer version; the
-        # script then leaves ``current`` alone (versions only move forward).
-        meta = snap.meta
-        created_at = meta.created_at or time.time()
-        meta = dataclasses.replace(
-            meta, version=version, model_name=self.model_name, created_at=created_at
-        )
+    @redis_errors
+    def publish_full(self, snap: Snapshot, make_current: bool = True) -> ChainPosition:
+        """:meth:`publish`, returning where the next delta chains to."""
+        version = int(self.redis.incr(self.keys.version_seq))
+        position = self._store_version(snap, version, make_current)
+        self._prune_old()
+        return position
+
+    def _store_version(self, snap: Snapshot, version: int, make_current: bool) -> ChainPosition:
+        meta = self._stamped(snap.meta, version)
         data = dump_snapshot(
             Snapshot(meta, snap.model, snap.trainer_state),
             self._key,
             allow_pickle=self.allow_pickle,
         )
+        self._put(data, meta, make_current, previous=None)
+        return ChainPosition.after(read_meta(data, self._key), None)
+
+    @redis_errors
+    def publish_delta(
+        self,
+        meta: SnapshotMeta,
+        model: Recommender,
+        changes: ModelState,
+        after: ChainPosition,
+        trainer_state: dict[str, Any],
+        make_current: bool = True,
+    ) -> ChainPosition:
+        """Sign and store the delta ``changes`` of ``model`` (its
+        :meth:`~online_model.model_state.TracksChanges.state_delta`) as a new version that
+        applies to ``after``'s version; ``current`` moves as in :meth:`publish`."""
+        version = int(self.redis.incr(self.keys.version_seq))
+        meta = self._stamped(meta, version)
+        link = after.next_link()
+        data = dump_delta(meta, model, changes, link, trainer_state, self._key)
+        self._put(data, meta, make_current, previous=after.version)
+        self._prune_old()
+        return ChainPosition.after(read_meta(data, self._key), link)
+
+    def _stamped(self, meta: SnapshotMeta, version: int) -> SnapshotMeta:
+        return dataclasses.replace(
+            meta,
+            version=version,
+            model_name=self.model_name,
+            created_at=meta.created_at or time.time(),
+        )
+
+    def _put(
+        self, data: bytes, meta: SnapshotMeta, make_current: bool, previous: int | None
+    ) -> None:
+        # Between INCR and this script another writer may publish a newer version; the
+        # script then leaves ``current`` alone (versions only move forward).
+        version = meta.version
         moved = self._publish(
             keys=[
                 self.keys.snapshot(version),
@@ -174,21 +237,26 @@ class SnapshotStore:
                 self.keys.pinned,
                 self.keys.versions,
                 self.keys.origins,
+                self.keys.delta_links,
             ],
             args=[
                 data,
                 version,
-                created_at,
+                meta.created_at,
                 meta.origin,
                 "1" if make_current else "0",
                 self.keys.published_channel,
+                "" if previous is None else previous,
             ],
         )
+        self.last_published_bytes = len(data)
         logger.info(
-            "snapshot published model=%s version=%d origin=%s events_seen=%d bytes=%d current=%s",
+            "snapshot published model=%s version=%d origin=%s kind=%s events_seen=%d "
+            "bytes=%d current=%s",
             self.model_name,
             version,
             meta.origin,
+            "full" if previous is None else f"delta-of-{previous}",
             meta.events_seen,
             len(data),
             bool(moved),
@@ -212,10 +280,21 @@ class SnapshotStore:
             if len(kept) >= self.keep:
                 break
             kept.add(v)
+        # A kept delta needs every version it builds on, back to its full snapshot.
+        links = self.delta_hints()
+        for v in list(kept):
+            while v in links:
+                v = links[v]
+                kept.add(v)
         doomed = [v for v in members if v not in kept]
         if doomed:
             n = self._prune(
-                keys=[self.keys.current, self.keys.versions, self.keys.origins],
+                keys=[
+                    self.keys.current,
+                    self.keys.versions,
+                    self.keys.origins,
+                    self.keys.delta_links,
+                ],
                 args=[self.keys.snapshot_prefix, *doomed],
             )
             logger.info("snapshots pruned model=%s n=%d keep=%d", self.model_name, n, self.keep)
@@ -231,6 +310,12 @@ class SnapshotStore:
     def origin_hints(self) -> dict[int, str]:
         """Version -> origin as registered at publish (unauthenticated: a hint only)."""
         return {int(v): o.decode() for v, o in self.redis.hgetall(self.keys.origins).items()}
+
+    @redis_errors
+    def delta_hints(self) -> dict[int, int]:
+        """Delta version -> the version it applies to (unauthenticated: a hint only)."""
+        raw = self.redis.hgetall(self.keys.delta_links)
+        return {int(v): int(p) for v, p in raw.items()}
 
     @redis_errors
     def current_version(self) -> int | None:
@@ -255,21 +340,63 @@ class SnapshotStore:
                 f"key {self.keys.snapshot(version)} holds {meta.model_name} version {meta.version}"
             )
 
-    def load(self, version: int) -> Snapshot:
+    def load(self, version: int, held: Snapshot | None = None) -> Snapshot:
         """Verify and load ``version``; :class:`SnapshotError` if missing or untrusted.
 
+        A delta version is materialised: its chain is read back (each file verified)
+        to a full snapshot, or to ``held`` when that is on the chain (a scorer passes the
+        snapshot it serves, so only the newer deltas are read), and applied in order.
         A missing version is an error, not a rejection: nothing was there to refuse."""
         data = self._raw(version)
         try:
-            snap = load_snapshot(data, self._key, self.allow_pickle)
-            self._check_identity(snap.meta, version)
+            try:
+                return self._materialise(version, data, held)
+            except SnapshotError:
+                if held is None:
+                    raise
+                # ``held`` did not fit the chain after all: build it from its base.
+                return self._materialise(version, data, None)
         except SnapshotError as exc:
             self.rejected += 1
             logger.warning(
                 "snapshot rejected model=%s version=%d error=%r", self.model_name, version, str(exc)
             )
             raise
-        return snap
+
+    #: Longest chain of deltas read back (the trainer writes a full one every
+    #: ``STREAMREC_SNAPSHOT_FULL_EVERY`` deltas); a bound against a planted loop.
+    MAX_CHAIN = 10_000
+
+    def _materialise(self, version: int, data: bytes, held: Snapshot | None) -> Snapshot:
+        chain: list[SnapshotDelta] = []
+        start: Snapshot | None = None
+        while True:
+            _, header, _ = verified_parts(data, self._key)
+            if not is_delta(header):
+                start = load_snapshot(data, self._key, self.allow_pickle)
+                self._check_identity(start.meta, version)
+                break
+            delta = read_delta(data, self._key)
+            self._check_identity(delta.meta, version)
+            chain.append(delta)
+            previous = delta.link.previous_version
+            if previous >= version or len(chain) > self.MAX_CHAIN:
+                raise SnapshotFormatError(
+                    f"delta version {version} names version {previous} as its previous"
+                )
+            if held is not None and held.meta.version == previous:
+                start = held
+                break
+            version = previous
+            try:
+                data = self._raw(version)
+            except SnapshotError as exc:
+                raise SnapshotFormatError(
+                    f"delta version {delta.meta.version} builds on version {version}, which is gone"
+                ) from exc
+        for delta in reversed(chain):
+            start = apply_delta(start, delta)
+        return start
 
     def read_meta(self, version: int) -> SnapshotMeta:
         """Verify ``version`` and return its metadata (the model is not decoded)."""
@@ -283,10 +410,18 @@ class SnapshotStore:
         self._check_identity(read_meta(data, self._key), version)
         return data
 
+    def full_bytes(self, version: int) -> bytes:
+        """The signed bytes of ``version`` as a full snapshot: as stored for a full one,
+        materialised and signed as a full snapshot for a delta."""
+        data = self.verified_bytes(version)
+        if is_delta(verified_parts(data, self._key)[1]):
+            data = dump_snapshot(self.load(version), self._key, allow_pickle=self.allow_pickle)
+        return data
+
     def export_safetensors(self, version: int) -> bytes:
         """``version``'s model as a plain ``.safetensors`` file (see
         :func:`online_model.snapshot.export_safetensors`)."""
-        return export_safetensors(self.verified_bytes(version), self._key, self.allow_pickle)
+        return export_safetensors(self.full_bytes(version), self._key, self.allow_pickle)
 
     def load_current(self) -> Snapshot | None:
         """The snapshot ``current`` points at, or None when there is none yet."""

@@ -8,6 +8,12 @@ the next run from the same offsets, so nothing is learned twice and nothing is s
 Kafka commits are made after each publish, for lag monitoring only: the snapshot is the
 truth.
 
+Snapshots are full or deltas (:mod:`online_model.snapshot_delta`): a model that tracks
+its changes (co-visitation, popularity) publishes only what changed since its previous
+snapshot, so a publish costs O(change); a full snapshot is published first after each
+start, every ``full_every`` deltas, after a change that touched everything (a decay
+rescale), when a delta would be more than half a full one, and when Redis lost the chain.
+
 Only one trainer per model learns: it holds a Redis lease (:class:`~streams.state.snapshot_store.
 TrainerLease`); a second trainer waits for it, and a trainer that loses it stops without
 publishing (:class:`LeaseLost`).
@@ -29,8 +35,10 @@ from typing import Any, Protocol
 
 from online_model.base import Recommender
 from online_model.errors import ConfigurationError, StreamrecError
+from online_model.model_state import TracksChanges, tracks_deltas
 from online_model.quality import rank_of
 from online_model.snapshot import Snapshot, SnapshotMeta
+from online_model.snapshot_delta import ChainPosition
 from streams.errors import LeaseLost, StoreUnavailable
 from streams.records import LogRecord
 from streams.state.lease import TrainerLease
@@ -132,12 +140,19 @@ class Trainer:
         Recorded in each snapshot and used to find the one to resume from.
     lease
         Exclusive right to learn this model; None for tests and single-process tools.
+    full_every
+        Deltas published between two full snapshots; 0 publishes only full ones.
 
     Attributes
     ----------
-    events_learned, bad_events, snapshots_published, publish_failures, last_version
+    events_learned, bad_events, snapshots_published, deltas_published, publish_failures,
+    last_version
         Counters for metrics (``bad_events`` is cumulative across restarts).
     """
+
+    #: A delta larger than this share of the last full snapshot is published as a full
+    #: one instead: it would cost scorers nearly as much to apply, and it ends the chain.
+    MAX_DELTA_SHARE = 0.5
 
     def __init__(
         self,
@@ -145,12 +160,13 @@ class Trainer:
         store: SnapshotStore,
         source: EventSource,
         decode: Callable[[bytes | None], dict[str, Any]],
-        snapshot_interval: float = 1.0,
+        snapshot_interval: float = 0.5,
         origin: str = "trainer",
         lease: TrainerLease | None = None,
         max_records: int = 500,
         poll_timeout: float = 0.2,
         evaluator: RollingHitRate | None = None,
+        full_every: int = 20,
     ) -> None:
         self.model = model
         self.store = store
@@ -162,19 +178,25 @@ class Trainer:
         self.max_records = max_records
         self.poll_timeout = poll_timeout
         self.evaluator = evaluator if evaluator is not None else RollingHitRate()
+        self.full_every = full_every
         self.offsets: Offsets = {}
         self.events_learned = 0
         self.bad_events = 0
         self.snapshots_published = 0
+        self.deltas_published = 0
         self.publish_failures = 0
         self.last_version: int | None = None
         self.resumed_from: int | None = None
         self._dirty = False
         self._last_publish = time.monotonic()
+        self._publish_seconds = 0.0  # how long a publish takes, averaged (see _publish_gap)
         self._last_refresh = 0.0
         # Newest trainer version in the store as far as we know: the one we resumed next
         # to, then each of ours. Anything else appearing means a second trainer.
         self._expected_newest: int | None = None
+        # Our newest publish, which the next delta applies to (None: publish a full one).
+        self._chain: ChainPosition | None = None
+        self._full_bytes = 0
 
     # -- lifecycle ----------------------------------------------------------------------
     def run(self, stop: threading.Event, on_ready: Callable[[Trainer], None] | None = None) -> None:
@@ -294,9 +316,22 @@ class Trainer:
             self.evaluator.before_learn(self.model, user, page)
             self.model.learn_one(user, page, x={"ts": record["ts"]})
             self.events_learned += 1
-        if self._dirty and time.monotonic() - self._last_publish >= self.snapshot_interval:
+        if self._dirty and time.monotonic() - self._last_publish >= self._publish_gap():
             self.publish()
         return len(events)
+
+    #: Publishing takes at most this share of the trainer's time: when publishes take
+    #: long (full snapshots of a large model while catching up, deltas as large as the
+    #: model) the next one waits longer than ``snapshot_interval``, so learning keeps up.
+    #: The cost is averaged over about five publishes, so that the periodic full snapshot
+    #: between cheap deltas does not delay the next delta.
+    MAX_PUBLISH_SHARE = 0.2
+    _COST_SMOOTHING = 0.2
+
+    def _publish_gap(self) -> float:
+        """Seconds from one publish's start to the next: ``snapshot_interval``, or more
+        when publishing would otherwise take over ``MAX_PUBLISH_SHARE`` of the time."""
+        return max(self.snapshot_interval, self._publish_seconds / self.MAX_PUBLISH_SHARE)
 
     def _keep_lease(self) -> None:
         if self.lease is None:
@@ -318,7 +353,7 @@ class Trainer:
 
         Returns the version, or None when Redis is unavailable (retried next interval).
         """
-        self._last_publish = time.monotonic()
+        started = self._last_publish = time.monotonic()
         meta = SnapshotMeta(
             model_name=self.store.model_name,
             created_at=time.time(),
@@ -327,22 +362,52 @@ class Trainer:
             offsets=copy.deepcopy(self.offsets),
             metrics=self.evaluator.report(),
         )
+        trainer_state = {"bad_events": self.bad_events}
         try:
             self._check_still_owner()
-            version = self.store.publish(
-                Snapshot(meta, self.model, {"bad_events": self.bad_events})
-            )
+            published = self._publish_delta(meta, trainer_state)
+            if published is None:
+                published = self.store.publish_full(Snapshot(meta, self.model, trainer_state))
+                self._full_bytes = self.store.last_published_bytes
+            else:
+                self.deltas_published += 1
         except StoreUnavailable as exc:
+            # Changes keep accumulating: the next delta covers this interval too.
             self.publish_failures += 1
             logger.warning(
                 "snapshot publish failed failures=%d error=%r", self.publish_failures, str(exc)
             )
             return None
+        if tracks_deltas(self.model):
+            self.model.mark_published()  # type: ignore[attr-defined]
+        cost = time.monotonic() - started
+        self._publish_seconds += self._COST_SMOOTHING * (cost - self._publish_seconds)
+        self._chain = published
+        version = published.version
         self.last_version = self._expected_newest = version
         self.snapshots_published += 1
         self._dirty = False
         self.source.commit(meta.offsets)
         return version
+
+    def _publish_delta(
+        self, meta: SnapshotMeta, trainer_state: dict[str, Any]
+    ) -> ChainPosition | None:
+        """Publish the model's changes since our previous publish, or return None when a
+        full snapshot is due (see the module docstring)."""
+        chain, model = self._chain, self.model
+        if chain is None or chain.sequence >= self.full_every or not tracks_deltas(model):
+            return None
+        assert isinstance(model, TracksChanges)
+        changes = model.state_delta()
+        if changes is None:
+            return None
+        # A delta's size is known only once encoded; the store encodes it, so estimate
+        # from its arrays (strings are small next to them) and fall back to a full one.
+        size = sum(a.nbytes for a in changes.arrays.values())
+        if size > self._full_bytes * self.MAX_DELTA_SHARE:
+            return None
+        return self.store.publish_delta(meta, model, changes, chain, trainer_state)
 
     def _check_still_owner(self) -> None:
         if self.lease is None:
@@ -374,6 +439,7 @@ class Trainer:
         # ``version_seq`` restarts at 0 in an empty store (see streams.state.snapshot_store).
         self.store.restore_version_seq(last_version)
         self._expected_newest = None
+        self._chain = None  # the versions deltas would build on are gone: publish a full one
 
     def _final_publish(self, attempts: int = 3) -> None:
         for attempt in range(attempts):
@@ -390,12 +456,13 @@ class Trainer:
                     self.last_version,
                 )
         logger.info(
-            "trainer stopped model=%s events_learned=%d bad_events=%d snapshots=%d "
+            "trainer stopped model=%s events_learned=%d bad_events=%d snapshots=%d deltas=%d "
             "publish_failures=%d last_version=%s",
             self.store.model_name,
             self.events_learned,
             self.bad_events,
             self.snapshots_published,
+            self.deltas_published,
             self.publish_failures,
             self.last_version,
         )

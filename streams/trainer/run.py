@@ -70,6 +70,7 @@ def run_trainer(
         KafkaEventSource(settings),
         codec.decode,
         snapshot_interval=settings.snapshot_interval,
+        full_every=settings.snapshot_full_every,
         lease=TrainerLease(client, settings.model_name, ttl_s=lease_ttl),
     )
     log.info(

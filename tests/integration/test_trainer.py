@@ -219,10 +219,17 @@ def test_a_second_trainer_waits_for_the_lease_then_takes_over(
 class _FlakyStore(SnapshotStore):
     down = False
 
-    def publish(self, snap: Any, make_current: bool = True) -> int:
+    def _check_up(self) -> None:
         if self.down:
             raise StoreUnavailable("redis unavailable: simulated outage")
-        return super().publish(snap, make_current)
+
+    def publish_full(self, snap: Any, make_current: bool = True) -> Any:
+        self._check_up()
+        return super().publish_full(snap, make_current)
+
+    def publish_delta(self, *args: Any, **kwargs: Any) -> Any:
+        self._check_up()
+        return super().publish_delta(*args, **kwargs)
 
 
 def test_redis_outage_keeps_learning_and_publishes_when_back(settings: Settings) -> None:

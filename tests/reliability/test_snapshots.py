@@ -2,20 +2,25 @@
 old model keeps serving, and a good snapshot afterwards is still picked up.
 
 The scorer runs as deployed by default: without ``STREAMREC_ALLOW_PICKLE``, so every
-pickle (format 1, or a format 2 file holding one) is refused before it is unpickled."""
+pickle (format 1, or a format 2 file holding one) is refused before it is unpickled.
+Deltas are refused the same way, and also when they do not apply to the model held."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import hmac
 import os
 import pickle
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from online_model.covisit import Covisitation
 from online_model.popularity import DecayedPopularity
 from online_model.snapshot import _PREFIX, Snapshot, SnapshotMeta, dump_snapshot
+from online_model.snapshot_delta import DeltaLink, dump_delta
 from streams.io.topics import ensure_topics
 from streams.ops.processes import ChildProcess, wait_for
 from streams.settings import Settings
@@ -81,6 +86,33 @@ def plant(store: SnapshotStore, version: int, data: bytes) -> None:
     r.publish(store.keys.published_channel, version)
 
 
+def plant_each_and_see_it_refused(
+    store: SnapshotStore,
+    base: str,
+    kinds: list[str],
+    make: Callable[[int], dict[str, bytes]],
+    kept: int,
+    expected: list[str],
+) -> dict[str, int]:
+    """Plant each kind of bad file as a new current version; the scorer must refuse it,
+    count it and keep serving version ``kept`` (``expected``: its top pages for a
+    newcomer). Returns kind -> the version it was planted as."""
+    refused = {}
+    for i, kind in enumerate(kinds):
+        version = int(store.redis.incr(store.keys.version_seq))
+        plant(store, version, make(version)[kind])
+        wait_for(
+            lambda n=i + 1: http_json(f"{base}/healthz")[1]["snapshots_rejected"] >= n,
+            20,
+            f"{kind} refused",
+        )
+        status, body = http_json(f"{base}/recommendations/newcomer?k={len(expected)}")
+        assert status == 200 and body["model_version"] == kept, (kind, body)
+        assert [item["page_id"] for item in body["items"]] == expected, kind
+        refused[kind] = version
+    return refused
+
+
 def test_bad_snapshots_are_refused_and_the_old_model_keeps_serving(
     settings: Settings, settings_env: dict[str, str], tmp_path: Path
 ) -> None:
@@ -116,7 +148,6 @@ def test_bad_snapshots_are_refused_and_the_old_model_keeps_serving(
 
     scorer = ChildProcess.streamrec(["scorer"], settings_env, tmp_path / "scorer.log")
     base = f"http://127.0.0.1:{settings.web_port}"
-    refused: dict[str, int] = {}
     with stopping(scorer):
         wait_ready(settings, scorer)
         wait_for(
@@ -125,18 +156,9 @@ def test_bad_snapshots_are_refused_and_the_old_model_keeps_serving(
             "the good snapshot served",
         )
         kinds = list(bad_snapshots(1))
-        for i, kind in enumerate(kinds):
-            version = int(store.redis.incr(store.keys.version_seq))
-            plant(store, version, bad_snapshots(version)[kind])
-            wait_for(
-                lambda n=i + 1: http_json(f"{base}/healthz")[1]["snapshots_rejected"] >= n,
-                20,
-                f"{kind} refused",
-            )
-            status, body = http_json(f"{base}/recommendations/newcomer?k=2")
-            assert status == 200 and body["model_version"] == good, (kind, body)
-            assert [item["page_id"] for item in body["items"]] == ["alpha", "beta"], kind
-            refused[kind] = version
+        refused = plant_each_and_see_it_refused(
+            store, base, kinds, bad_snapshots, good, ["alpha", "beta"]
+        )
         time.sleep(1.5)  # a few more polls of the same bad current: counted once each
         metrics = http_text(f"{base}/metrics")
         # The scorer still follows the trainer: a good snapshot afterwards is served.
@@ -161,6 +183,92 @@ def test_bad_snapshots_are_refused_and_the_old_model_keeps_serving(
     assert not marker.exists(), "a snapshot ran a command in the scorer"
     assert f"streamrec_snapshots_rejected {float(len(kinds))}" in metrics, metrics
     assert pid_alive
+    log = scorer.output()
+    for kind, version in refused.items():
+        assert f"snapshot_rejected version={version}" in log, (kind, log[-3000:])
+
+
+def test_bad_deltas_are_refused_and_the_old_model_keeps_serving(
+    settings: Settings, settings_env: dict[str, str], tmp_path: Path
+) -> None:
+    ensure_topics(settings)
+    store = SnapshotStore(settings.redis_client(), settings.model_name, KEY)
+    model = Covisitation()
+    for i in range(300):
+        model.learn_one(f"u{i % 17}", f"p{(i * 7) % 23}")
+    base = store.publish_full(Snapshot(SnapshotMeta(settings.model_name), model))
+    model.mark_published()
+    for i in range(40):
+        model.learn_one(f"u{i % 5}", f"q{i % 4}")
+    good = store.publish_delta(
+        SnapshotMeta(settings.model_name),
+        model,
+        model.state_delta(),
+        base,
+        {},  # type: ignore[arg-type]
+    )
+    model.mark_published()
+    expected = [p for p, _ in model.recommend("newcomer", 3, [], exclude=())]
+    for i in range(40):
+        model.learn_one(f"u{i % 5}", f"r{i % 3}")
+    changes = model.state_delta()
+    assert changes is not None
+    other = SnapshotStore(settings.redis_client(), f"{settings.model_name}-other", KEY)
+    other_base = other.publish_full(Snapshot(SnapshotMeta(other.model_name), model))
+
+    def delta(version: int, link: DeltaLink, key: bytes = KEY, name: str = "") -> bytes:
+        meta = SnapshotMeta(name or settings.model_name, version=version, origin="trainer")
+        return dump_delta(meta, model, changes, link, {}, key)  # type: ignore[arg-type]
+
+    def bad_deltas(v: int) -> dict[str, bytes]:
+        after_good = good.next_link()
+        valid = delta(v, after_good)
+        return {
+            "delta_wrong_mac": delta(v, after_good, key=b"not-the-key" * 3),
+            "delta_truncated": valid[: len(valid) - 40],
+            # Valid MACs, wrong places in the chain:
+            "delta_out_of_order": delta(
+                v, dataclasses.replace(after_good, sequence=after_good.sequence + 1)
+            ),
+            "delta_skips_a_version": delta(
+                v, dataclasses.replace(after_good, previous_version=good.version + 1)
+            ),
+            "delta_for_another_base": delta(v, other_base.next_link()),
+            "delta_copied_from_another_model": delta(
+                v, other_base.next_link(), name=other.model_name
+            ),
+        }
+
+    scorer = ChildProcess.streamrec(["scorer"], settings_env, tmp_path / "scorer.log")
+    base_url = f"http://127.0.0.1:{settings.web_port}"
+    with stopping(scorer):
+        wait_ready(settings, scorer)
+        wait_for(
+            lambda: http_json(f"{base_url}/healthz")[1]["model_version"] == good.version,
+            30,
+            "the good delta served",
+        )
+        kinds = list(bad_deltas(1))
+        refused = plant_each_and_see_it_refused(
+            store, base_url, kinds, bad_deltas, good.version, expected
+        )
+        metrics = http_text(f"{base_url}/metrics")
+        # The next good delta still applies to the model held.
+        newer = store.publish_delta(SnapshotMeta(settings.model_name), model, changes, good, {})
+        wait_for(
+            lambda: http_json(f"{base_url}/healthz")[1]["model_version"] == newer.version,
+            20,
+            "a good delta after the bad ones",
+        )
+        assert scorer.stop() == 0, scorer.output()[-3000:]
+    summary(
+        "bad_deltas",
+        planted=len(kinds),
+        refused=len(refused),
+        kept_version=good.version,
+        then_served=newer.version,
+    )
+    assert f"streamrec_snapshots_rejected {float(len(kinds))}" in metrics, metrics
     log = scorer.output()
     for kind, version in refused.items():
         assert f"snapshot_rejected version={version}" in log, (kind, log[-3000:])

@@ -96,7 +96,7 @@ class FakeStore:
     def current_version(self) -> int | None:
         return self.version
 
-    def load(self, version: int) -> Any:
+    def load(self, version: int, held: Any = None) -> Any:
         snap = self.snapshots[version]
         if isinstance(snap, Exception):
             raise snap

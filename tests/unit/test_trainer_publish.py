@@ -1,0 +1,74 @@
+"""The trainer bounds the time it spends publishing: slow publishes (full snapshots of a
+large model while catching up) push the next one back, fast ones do not, and one slow
+publish among fast ones (the periodic full snapshot between deltas) hardly does."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+import streams.trainer.loop as loop
+from online_model.popularity import DecayedPopularity
+from online_model.snapshot_delta import ChainPosition
+from streams.testing import ListEventSource
+from streams.trainer.loop import Trainer
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+
+class SlowStore:
+    """Publishing takes ``cost`` seconds of the fake clock."""
+
+    model_name = "m"
+    last_published_bytes = 1_000
+
+    def __init__(self, clock: Clock, cost: float) -> None:
+        self.clock, self.cost, self.published = clock, cost, 0
+
+    def publish_full(self, snap: Any, make_current: bool = True) -> ChainPosition:
+        self.clock.now += self.cost
+        self.published += 1
+        return ChainPosition(self.published, "00", self.published, "00", 0)
+
+
+@pytest.mark.parametrize(
+    ("costs", "gap"),
+    [
+        ([0.05] * 10, 1.0),  # cheap deltas: every snapshot_interval
+        ([1.0] * 30, 5.0),  # full snapshots taking 1 s: one every 5 s
+        ([0.05] * 20 + [1.0], 1.21),  # one full snapshot among deltas: barely later
+    ],
+)
+def test_the_next_publish_waits_for_publishing_to_stay_a_fifth_of_the_time(
+    monkeypatch: pytest.MonkeyPatch, costs: list[float], gap: float
+) -> None:
+    clock = Clock()
+    monkeypatch.setattr(loop.time, "monotonic", clock.monotonic)
+    store = SlowStore(clock, costs[0])
+    trainer = Trainer(
+        DecayedPopularity(),
+        store,  # type: ignore[arg-type]
+        ListEventSource([]),
+        lambda b: {},
+        snapshot_interval=1.0,
+        full_every=0,
+    )
+    for cost in costs:
+        store.cost = cost
+        trainer._dirty = True
+        trainer.publish()
+    started = clock.now - costs[-1]
+    trainer._dirty = True
+    clock.now = started + gap - 0.02
+    trainer.step()
+    assert store.published == len(costs)  # not due yet
+    clock.now = started + gap + 0.02
+    trainer.step()
+    assert store.published == len(costs) + 1
