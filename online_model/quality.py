@@ -20,6 +20,11 @@ from typing import Self
 
 def rank_of(page: Hashable, ranked: Iterable[Hashable]) -> int | None:
     """1-based position of ``page`` in ``ranked``, or None when it is absent."""
+    if isinstance(ranked, list):  # the scorer's served lists: list.index runs in C
+        try:
+            return ranked.index(page) + 1
+        except ValueError:
+            return None
     for position, item in enumerate(ranked, 1):
         if item == page:
             return position
