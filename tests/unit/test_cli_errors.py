@@ -10,12 +10,15 @@ from pathlib import Path
 import pytest
 
 
-def streamrec(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def streamrec(
+    *args: str, env: dict[str, str] | None = None, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "streams.cli", *args],
         capture_output=True,
         text=True,
         env={**os.environ, **(env or {})},
+        cwd=cwd,
         timeout=60,
     )
 
@@ -39,13 +42,7 @@ def streamrec(*args: str, env: dict[str, str] | None = None) -> subprocess.Compl
     ],
 )
 def test_user_errors_are_one_line_and_exit_2(tmp_path: Path, args: list[str], says: str) -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "streams.cli", *args],
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-        timeout=60,
-    )
+    result = streamrec(*args, cwd=tmp_path)
     assert result.returncode == 2, result.stderr
     errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
     assert len(errors) == 1 and says in errors[0], result.stderr
