@@ -8,6 +8,7 @@ broker and Redis-compatible server on loopback (see :mod:`streams.ops.embedded`)
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import os
 import re
@@ -20,6 +21,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from online_model.catalog import UNKNOWN_POLICIES
 from online_model.errors import ConfigurationError
+from streams.scorer.auth import parse_api_tokens
 
 if TYPE_CHECKING:
     import redis as redis_sync
@@ -75,6 +77,14 @@ def parse_count(text: str) -> int:
     if not (text.isascii() and text.isdigit()):
         raise ValueError(f"not a whole number: {text!r}")
     return int(text)
+
+
+def _is_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _env_bool(value: str) -> bool:
@@ -174,6 +184,11 @@ class Settings:
     scorer_group: str = _env("STREAMREC_SCORER_GROUP", "streamrec-scorer")
     trainer_group: str = _env("STREAMREC_TRAINER_GROUP", "streamrec-trainer")
     web_port: int = _env("STREAMREC_WEB_PORT", 6066)
+    #: Address the scorer's REST API listens on: loopback unless told (compose: 0.0.0.0).
+    web_bind: str = _env("STREAMREC_WEB_BIND", "127.0.0.1")
+    #: ``name:role:token,...`` (role ``read`` or ``admin``); when set, the REST API wants
+    #: ``Authorization: Bearer <token>`` (streams/scorer/auth.py).
+    api_tokens: Secret = _env("STREAMREC_API_TOKENS", factory=lambda: Secret(""))  # noqa: RUF009
     batch_size: int = _env("STREAMREC_BATCH_SIZE", 500)
     batch_wait_s: float = _env("STREAMREC_BATCH_WAIT_S", 0.01)
     fetch_max_wait_ms: int = _env("STREAMREC_FETCH_MAX_WAIT_MS", 20)
@@ -219,6 +234,12 @@ class Settings:
                 f"STREAMREC_SNAPSHOT_KEY holds {len(key)} bytes; use at least "
                 f"{MIN_SNAPSHOT_KEY_BYTES} random bytes, e.g. `openssl rand -hex 32`"
             )
+        if not (self.web_bind == "localhost" or _is_ip(self.web_bind)):
+            raise ConfigurationError(
+                f"STREAMREC_WEB_BIND must be an IP address (e.g. 127.0.0.1, 0.0.0.0, ::) or "
+                f"localhost, got {self.web_bind!r}"
+            )
+        parse_api_tokens(self.api_tokens.get())  # a bad entry stops every command at start
         if self.snapshot_interval <= 0 or self.model_poll_interval <= 0:
             raise ConfigurationError("snapshot_interval and model_poll_interval must be > 0")
         if self.redis_url and urlsplit(self.redis_url).scheme not in {"redis", "rediss", "unix"}:

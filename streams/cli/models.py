@@ -20,6 +20,8 @@ from online_model.errors import InputError, ModelError
 from online_model.pmml import covisit_pmml
 from online_model.snapshot import SnapshotMeta
 from streams.cli.options import Count, k_option
+from streams.ops import model_actions
+from streams.ops.model_actions import cli_line
 from streams.settings import Settings
 from streams.state.snapshot_store import SnapshotStore
 from streams.wiring import snapshot_store
@@ -250,24 +252,16 @@ def promote(version: int) -> None:
 
     Refused unless VERSION verifies and loads.
     """
-    store = _store()
-    store.promote(version)
-    click.echo(f"current={version} pinned=true model={store.model_name}")
+    click.echo(cli_line(model_actions.promote(_store(), version, by="cli")))
 
 
 @command.command("rollback")
 def rollback() -> None:
     """Serve the newest verifiable version older than current, and pin it."""
-    store = _store()
-    before = store.current_version()
-    version = store.rollback()
-    click.echo(f"current={version} pinned=true previous={before} model={store.model_name}")
+    click.echo(cli_line(model_actions.rollback(_store(), by="cli")))
 
 
 @command.command("follow")
 def follow() -> None:
     """Unpin: serve the newest trainer version, and each new one the trainer publishes."""
-    store = _store()
-    version = store.follow()
-    shown = "none-yet" if version is None else version
-    click.echo(f"current={shown} pinned=false model={store.model_name}")
+    click.echo(cli_line(model_actions.follow(_store(), by="cli")))

@@ -24,6 +24,7 @@ def run_scorer(settings: Settings, loglevel: str = "warn") -> None:
     from streams.ops.embedded import port_in_use
     from streams.ops.probes import require
     from streams.scorer.app import create_app
+    from streams.scorer.auth import check_bind
     from streams.scorer.runtime import ScorerRuntime
 
     try:
@@ -32,7 +33,8 @@ def run_scorer(settings: Settings, loglevel: str = "warn") -> None:
         uvloop.install()  # measured: ~25% more events/s through Faust's per-event machinery
     except ImportError:  # pragma: no cover - optional on non-Linux
         pass
-    if port_in_use(settings.web_port, "0.0.0.0"):
+    check_bind(settings)
+    if port_in_use(settings.web_port, settings.web_bind):
         raise ConfigurationError(
             f"port {settings.web_port} is in use (another scorer?): give each scorer on a "
             "host its own STREAMREC_WEB_PORT"
@@ -67,9 +69,12 @@ def ready_line(settings: Settings, runtime: ScorerRuntime) -> str:
         if not served.is_fallback
         else "version 0 (cold-start popularity: no snapshot yet)"
     )
+    host = f"[{settings.web_bind}]" if ":" in settings.web_bind else settings.web_bind
+    access = "bearer token required" if settings.api_tokens else "no token"
     return (
-        f"scorer ready: http://0.0.0.0:{settings.web_port} (/recommendations/<user>, "
-        f"/readyz, /livez, /metrics); model {settings.model_name} {model}; "
+        f"scorer ready: http://{host}:{settings.web_port} (/recommendations/<user>, "
+        f"/readyz, /livez, /metrics, /openapi.json; {access}); "
+        f"model {settings.model_name} {model}; "
         f"consuming {settings.topic_page_views} at {settings.bootstrap_servers}"
     )
 

@@ -18,6 +18,8 @@ from typing import Any
 import faust
 import redis
 
+from streams.scorer import auth
+from streams.scorer.openapi import roles
 from streams.scorer.runtime import ScorerRuntime
 from streams.scorer.web import add_views
 from streams.settings import Settings
@@ -124,8 +126,15 @@ def faust_app(settings: Settings) -> faust.App:
         store="memory://",
         datadir=str(Path(settings.state_dir) / "faust"),
         web_port=settings.web_port,
-        web_bind="0.0.0.0",
+        web_bind=settings.web_bind,
         web_in_thread=False,
+        # Every request passes the token check first (a no-op without tokens).
+        web_application_options={
+            "middlewares": [auth.middleware(auth.ApiTokens.from_settings(settings), roles())]
+        },
+        # Faust's /router and /table views would expose routing and table contents.
+        web_router_enabled=False,
+        web_tables_enabled=False,
         broker_session_timeout=session_s,
         broker_heartbeat_interval=max(0.5, session_s / 4),
         broker_request_timeout=max(30.0, session_s * 2),

@@ -1,18 +1,27 @@
-"""The scorer's HTTP API: recommendations, readiness, liveness and metrics.
+"""The scorer's HTTP API: recommendations, readiness, liveness, metrics and model actions.
 
 Views are registered on the scorer's Faust app (its aiohttp server) by :func:`add_views`;
-they read what the scorer runtime holds and never block the event loop.
+they read what the scorer runtime holds and never block the event loop. Which token
+each needs, and what each answers, is in :mod:`streams.scorer.openapi`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
+from collections.abc import Callable
 from typing import Any
 
 import faust
+import redis
 from faust.web import Request, Response, View
 
+from online_model.errors import SnapshotError
+from streams.errors import StoreUnavailable
+from streams.ops import model_actions
 from streams.ops.probes import kafka_reachable
+from streams.scorer import openapi
+from streams.scorer.auth import CALLER
 from streams.scorer.metrics import CONTENT_TYPE_LATEST
 from streams.scorer.runtime import ScorerRuntime
 from streams.settings import MAX_K, Settings, parse_count
@@ -89,3 +98,55 @@ def add_views(app: faust.App, settings: Settings, rt: ScorerRuntime) -> None:
             # aiohttp sets the charset itself and refuses it inside content_type
             content_type = CONTENT_TYPE_LATEST.split(";")[0] + "; version=0.0.4"
             return self.bytes(rt.metrics.render(), content_type=content_type)
+
+    @app.page("/openapi.json")
+    class OpenApi(View):
+        async def get(self, request: Request) -> Response:
+            return self.json(openapi.DOCUMENT)
+
+    async def act(
+        view: View, request: Request, action: Callable[[str], dict[str, Any]]
+    ) -> Response:
+        """Run an operator action on the store (blocking Redis calls: in a thread), then
+        swap at once; the other scorers swap on the store's pub/sub hint."""
+        # Without tokens nobody is named: the API then only listens on loopback.
+        caller = request.get(CALLER, "local")  # type: ignore[attr-defined]
+        loop = asyncio.get_running_loop()
+        try:
+            outcome = await loop.run_in_executor(None, action, f"api:{caller}")
+        except (StoreUnavailable, redis.RedisError) as exc:
+            return view.json({"error": f"Redis is not reachable: {exc}"}, status=503)
+        except LookupError as exc:
+            return view.json({"error": str(exc.args[0])}, status=404)
+        except SnapshotError as exc:
+            return view.json({"error": str(exc)}, status=409)
+        await rt.refresh_model()
+        return view.json(outcome)
+
+    @app.page("/models/promote")
+    class Promote(View):
+        async def post(self, request: Request) -> Response:
+            try:
+                body = json.loads(await self.read_request_content(request) or b"null")
+            except ValueError:  # also UnicodeDecodeError
+                body = None
+            version = body.get("version") if isinstance(body, dict) and len(body) == 1 else None
+            if type(version) is not int or version < 1:
+                return self.json({"error": 'the body must be {"version": <n >= 1>}'}, status=400)
+
+            def promote(by: str) -> dict[str, Any]:
+                if version not in rt.store.versions():
+                    raise LookupError(f"no snapshot {settings.model_name} version {version}")
+                return model_actions.promote(rt.store, version, by)
+
+            return await act(self, request, promote)
+
+    @app.page("/models/rollback")
+    class Rollback(View):
+        async def post(self, request: Request) -> Response:
+            return await act(self, request, lambda by: model_actions.rollback(rt.store, by))
+
+    @app.page("/models/follow")
+    class Follow(View):
+        async def post(self, request: Request) -> Response:
+            return await act(self, request, lambda by: model_actions.follow(rt.store, by))

@@ -1,0 +1,215 @@
+"""Who may call the scorer's REST API: bearer tokens with a read or an admin role.
+
+``STREAMREC_API_TOKENS`` holds ``name:role:token`` entries separated by commas. When it
+is set, every endpoint but the orchestrator probes (``/livez``, ``/readyz``, ``/healthz``)
+needs ``Authorization: Bearer <token>``: 401 without one or with a wrong one, 403 when
+the token's role is below the endpoint's. Which role an endpoint needs is written in
+the OpenAPI description (:mod:`streams.scorer.openapi`), the one place that lists them.
+
+A token is compared with every configured token in constant time (SHA-256 digests
+through :func:`hmac.compare_digest`, no early exit), and never logged: logs and the
+audit trail name the token's ``name``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import ipaddress
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from enum import IntEnum
+from typing import TYPE_CHECKING, Any
+
+from online_model.errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from aiohttp import web
+
+    from streams.settings import Settings
+
+log = logging.getLogger(__name__)
+
+#: Fewest characters of a token (``secrets.token_urlsafe(32)`` gives 43).
+MIN_TOKEN_CHARS = 16
+#: The request key under which the authenticated token's name is kept for handlers.
+CALLER = "streamrec.caller"
+
+
+class Role(IntEnum):
+    """What a token may do; a higher role may do everything a lower one may."""
+
+    OPEN = 0  # no token needed (probes)
+    READ = 1  # recommendations, metrics, the API description
+    ADMIN = 2  # operator actions: promote, rollback, follow
+
+    @classmethod
+    def named(cls, text: str) -> Role:
+        if text not in {"read", "admin"}:
+            raise ValueError(text)
+        return cls[text.upper()]
+
+
+@dataclass(frozen=True)
+class ApiToken:
+    name: str
+    role: Role
+    digest: bytes = field(repr=False)  # SHA-256 of the token: what requests are compared to
+
+
+def _digest(token: str) -> bytes:
+    return hashlib.sha256(token.encode()).digest()
+
+
+def parse_api_tokens(text: str) -> tuple[ApiToken, ...]:
+    """``"ops:admin:<token>,grafana:read:<token>"`` -> tokens; errors never show a token.
+
+    >>> [(t.name, t.role.name) for t in parse_api_tokens("ops:admin:" + "a" * 16)]
+    [('ops', 'ADMIN')]
+    >>> try:
+    ...     parse_api_tokens("ops:owner:" + "a" * 16)
+    ... except ConfigurationError as exc:
+    ...     print(exc)
+    STREAMREC_API_TOKENS entry 1 (ops): role must be read or admin, got 'owner'
+    """
+    tokens: list[ApiToken] = []
+    names: set[str] = set()
+    digests: set[bytes] = set()
+    entries = [entry.strip() for entry in text.split(",")] if text.strip() else []
+    for i, entry in enumerate(entries, 1):
+        name, role_text, token = (part.strip() for part in [*entry.split(":", 2), "", ""][:3])
+        where = f"STREAMREC_API_TOKENS entry {i}" + (f" ({name})" if name else "")
+        if entry.count(":") < 2 or not name or not token:
+            raise ConfigurationError(f"{where}: write it as name:role:token (role read or admin)")
+        try:
+            role = Role.named(role_text)
+        except ValueError:
+            raise ConfigurationError(
+                f"{where}: role must be read or admin, got {role_text!r}"
+            ) from None
+        if len(token) < MIN_TOKEN_CHARS or any(c.isspace() for c in token):
+            raise ConfigurationError(
+                f"{where}: a token needs at least {MIN_TOKEN_CHARS} characters and no spaces, "
+                "e.g. `python -c 'import secrets; print(secrets.token_urlsafe(32))'`"
+            )
+        digest = _digest(token)
+        if name in names or digest in digests:
+            raise ConfigurationError(f"{where}: names and tokens must each be unique")
+        names.add(name)
+        digests.add(digest)
+        tokens.append(ApiToken(name, role, digest))
+    return tuple(tokens)
+
+
+class ApiTokens:
+    """The configured tokens; empty means the API is open (loopback only, see below)."""
+
+    def __init__(self, tokens: tuple[ApiToken, ...]) -> None:
+        self.tokens = tokens
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ApiTokens:
+        return cls(parse_api_tokens(settings.api_tokens.get()))
+
+    def __bool__(self) -> bool:
+        return bool(self.tokens)
+
+    def authenticate(self, authorization: str | None) -> ApiToken | None:
+        """The token an ``Authorization`` header carries, or None.
+
+        Every configured token is compared, whatever matched earlier, so the time taken
+        does not tell how many tokens exist or which one came close.
+        """
+        scheme, _, presented = (authorization or "").partition(" ")
+        if scheme.lower() != "bearer" or not presented.strip():
+            return None
+        candidate = _digest(presented.strip())
+        found: ApiToken | None = None
+        for token in self.tokens:
+            if hmac.compare_digest(candidate, token.digest):
+                found = token
+        return found
+
+
+def is_loopback(host: str) -> bool:
+    """``127.0.0.1``, ``::1``, ``localhost``: only this machine can connect."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_bind(settings: Settings) -> None:
+    """Refuse to listen beyond loopback with no tokens, unless ``STREAMREC_INSECURE_DEV=1``.
+
+    Recommendations reveal what a user viewed, and promote/rollback change what every
+    user is served: an open API is only acceptable where nobody else can reach it.
+    """
+    if settings.api_tokens or is_loopback(settings.web_bind):
+        return
+    if settings.insecure_dev:
+        log.warning(
+            "rest_api_open bind=%s reason=STREAMREC_API_TOKENS_unset msg='anyone who reaches "
+            "this address can read recommendations and move models. Development only.'",
+            settings.web_bind,
+        )
+        return
+    raise ConfigurationError(
+        f"STREAMREC_WEB_BIND={settings.web_bind} is not a loopback address and "
+        "STREAMREC_API_TOKENS is not set: set tokens (name:role:token,...), bind 127.0.0.1, "
+        "or set STREAMREC_INSECURE_DEV=1 for a development machine"
+    )
+
+
+Handler = Callable[["web.Request"], Awaitable["web.StreamResponse"]]
+
+
+def middleware(tokens: ApiTokens, roles: Mapping[tuple[str, str], Role]) -> Any:
+    """An aiohttp middleware enforcing ``roles`` ((path pattern, METHOD) -> role).
+
+    A route missing from ``roles`` needs an admin token (a test keeps every route
+    described, so this only guards against an endpoint added without a description);
+    a request matching no route (404, 405) needs a read token, so an anonymous client
+    cannot map the API.
+    """
+    from aiohttp import web
+
+    def refuse(status: int, message: str) -> web.Response:
+        headers = {"WWW-Authenticate": 'Bearer realm="streamrec"'} if status == 401 else None
+        return web.json_response({"error": message}, status=status, headers=headers)
+
+    @web.middleware
+    async def authorize(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if not tokens:
+            return await handler(request)
+        resource = request.match_info.route.resource
+        method = "GET" if request.method == "HEAD" else request.method
+        if resource is None:
+            needed = Role.READ
+        else:
+            needed = roles.get((resource.canonical, method), Role.ADMIN)
+        if needed is Role.OPEN:
+            return await handler(request)
+        token = tokens.authenticate(request.headers.get("Authorization"))
+        if token is None:
+            log.debug("api_refused status=401 method=%s path=%s", request.method, request.path)
+            return refuse(401, "a bearer token is required: Authorization: Bearer <token>")
+        if token.role < needed:
+            log.warning(
+                "api_refused status=403 caller=%s method=%s path=%s",
+                token.name,
+                request.method,
+                request.path,
+            )
+            return refuse(
+                403,
+                f"token {token.name!r} has role {token.role.name.lower()}; "
+                f"{request.method} {request.path} needs {needed.name.lower()}",
+            )
+        request[CALLER] = token.name
+        return await handler(request)
+
+    return authorize

@@ -1,0 +1,290 @@
+"""The OpenAPI 3 description of a scorer's REST API, served at ``/openapi.json``.
+
+One dict, the one place that lists the endpoints: each operation names the role it
+needs (``x-streamrec-role``: open, read or admin), which is what the auth middleware
+enforces (:func:`roles`). A test checks that every route the scorer registers is
+described here, and schemathesis checks a running scorer against it.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from streams.scorer.auth import Role
+from streams.settings import MAX_K
+
+_ERROR = {
+    "type": "object",
+    "required": ["error"],
+    "properties": {"error": {"type": "string"}},
+}
+
+
+def _json(description: str, schema: dict[str, Any]) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+_REFUSED = {
+    "401": {
+        "description": "No bearer token, or not one of STREAMREC_API_TOKENS (only when "
+        "tokens are set).",
+        "headers": {"WWW-Authenticate": {"schema": {"type": "string"}}},
+        "content": {"application/json": {"schema": _ref("Error")}},
+    },
+}
+_ADMIN_REFUSED = {
+    **_REFUSED,
+    "403": _json("The token's role is read; this needs admin.", _ref("Error")),
+}
+_PROBE = {
+    "200": _json("Ready (`ok`, or `degraded` while Redis is away).", _ref("Readiness")),
+    "503": _json(
+        "Starting (no model load attempted yet) or the broker is away.", _ref("Readiness")
+    ),
+}
+_READ = {"security": [{"bearer": []}], "x-streamrec-role": "read"}
+_ADMIN = {"security": [{"bearer": []}], "x-streamrec-role": "admin"}
+_OPEN = {"security": [], "x-streamrec-role": "open"}
+
+
+def _action(summary: str, description: str, extra: dict[str, Any]) -> dict[str, Any]:
+    return {
+        **_ADMIN,
+        "summary": summary,
+        "description": description,
+        **extra,
+    }
+
+
+_MOVED = _json("Where current points now.", _ref("ModelAction"))
+_NOT_NOW = _json(
+    "Refused by the store: the version does not verify or load, or nothing to roll back to.",
+    _ref("Error"),
+)
+_REDIS_AWAY = _json("Redis is not reachable; nothing changed.", _ref("Error"))
+
+DOCUMENT: dict[str, Any] = {
+    "openapi": "3.0.3",
+    "info": {
+        "title": "streamrec scorer",
+        "version": "1",
+        "description": "Recommendations, probes, metrics and model actions of one scorer. "
+        "With STREAMREC_API_TOKENS set, every operation but the probes needs "
+        "`Authorization: Bearer <token>`; actions that move models need an admin token.",
+    },
+    "components": {
+        "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        "schemas": {
+            "Error": _ERROR,
+            "Recommendations": {
+                "type": "object",
+                "required": [
+                    "user_id",
+                    "items",
+                    "model_name",
+                    "model_version",
+                    "history_length",
+                    "history_available",
+                ],
+                "properties": {
+                    "user_id": {"type": "string"},
+                    "items": {
+                        "type": "array",
+                        "maxItems": MAX_K,
+                        "items": {
+                            "type": "object",
+                            "required": ["page_id", "score"],
+                            "properties": {
+                                "page_id": {"type": "string"},
+                                "score": {"type": "number"},
+                            },
+                        },
+                    },
+                    "model_name": {"type": "string"},
+                    "model_version": {"type": "integer", "minimum": 0},
+                    "history_length": {"type": "integer", "minimum": 0},
+                    "history_available": {"type": "boolean"},
+                },
+            },
+            "Readiness": {
+                "type": "object",
+                "required": ["status", "model_version", "assigned_partitions"],
+                "properties": {
+                    "status": {"type": "string", "enum": ["starting", "ok", "degraded"]},
+                    "model_version": {"type": "integer", "minimum": 0},
+                    "model_class": {"type": "string", "nullable": True},
+                    "snapshot_created_at": {"type": "number", "nullable": True},
+                    "snapshots_rejected": {"type": "integer", "minimum": 0},
+                    "assigned_partitions": {"type": "integer", "minimum": 0},
+                    "kafka": {"type": "boolean"},
+                    "redis": {"type": "boolean"},
+                },
+            },
+            "ModelAction": {
+                "type": "object",
+                "required": ["model", "current", "pinned"],
+                "properties": {
+                    "model": {"type": "string"},
+                    "current": {"type": "integer", "minimum": 1, "nullable": True},
+                    "pinned": {"type": "boolean"},
+                    "previous": {"type": "integer", "minimum": 1, "nullable": True},
+                },
+            },
+        },
+    },
+    "paths": {
+        "/recommendations/{user_id}": {
+            "get": {
+                **_READ,
+                "summary": "The top k pages for a user, from the served model and the "
+                "user's Redis history (pages already viewed are left out).",
+                "parameters": [
+                    {
+                        "name": "user_id",
+                        "in": "path",
+                        "required": True,
+                        "schema": {"type": "string", "minLength": 1},
+                    },
+                    {
+                        "name": "k",
+                        "in": "query",
+                        "required": False,
+                        "schema": {"type": "integer", "minimum": 1, "maximum": MAX_K},
+                    },
+                ],
+                "responses": {
+                    "200": _json("The list, best first.", _ref("Recommendations")),
+                    "400": _json(f"k is not a whole number from 1 to {MAX_K}.", _ref("Error")),
+                    **_REFUSED,
+                },
+            }
+        },
+        "/readyz": {"get": {**_OPEN, "summary": "Readiness probe.", "responses": _PROBE}},
+        "/healthz": {"get": {**_OPEN, "summary": "The same as /readyz.", "responses": _PROBE}},
+        "/livez": {
+            "get": {
+                **_OPEN,
+                "summary": "Liveness probe: 200 while the process and its event loop run.",
+                "responses": {
+                    "200": _json(
+                        "Alive.",
+                        {
+                            "type": "object",
+                            "required": ["status"],
+                            "properties": {"status": {"type": "string", "enum": ["alive"]}},
+                        },
+                    )
+                },
+            }
+        },
+        "/metrics": {
+            "get": {
+                **_READ,
+                "summary": "Prometheus text exposition.",
+                "responses": {
+                    "200": {
+                        "description": "Counters, gauges and histograms of this scorer.",
+                        "content": {"text/plain": {"schema": {"type": "string"}}},
+                    },
+                    **_REFUSED,
+                },
+            }
+        },
+        "/openapi.json": {
+            "get": {
+                **_READ,
+                "summary": "This description.",
+                "responses": {"200": _json("OpenAPI 3 document.", {"type": "object"}), **_REFUSED},
+            }
+        },
+        "/": {
+            "get": {
+                **_READ,
+                "summary": "Faust's worker index (kept by Faust; says the worker is up).",
+                "responses": {
+                    "200": _json(
+                        "OK.",
+                        {
+                            "type": "object",
+                            "required": ["status"],
+                            "properties": {"status": {"type": "string"}},
+                        },
+                    ),
+                    **_REFUSED,
+                },
+            }
+        },
+        "/models/promote": {
+            "post": _action(
+                "Serve a version and pin it (as `streamrec models promote`).",
+                "The trainer's publishes no longer move current until follow. Refused "
+                "unless the version verifies and loads.",
+                {
+                    "requestBody": {
+                        "required": True,
+                        "content": {
+                            "application/json": {
+                                "schema": {
+                                    "type": "object",
+                                    "required": ["version"],
+                                    "additionalProperties": False,
+                                    "properties": {"version": {"type": "integer", "minimum": 1}},
+                                }
+                            }
+                        },
+                    },
+                    "responses": {
+                        "200": _MOVED,
+                        "400": _json('The body is not {"version": <n >= 1>}.', _ref("Error")),
+                        "404": _json("No such version is kept.", _ref("Error")),
+                        "409": _NOT_NOW,
+                        "503": _REDIS_AWAY,
+                        **_ADMIN_REFUSED,
+                    },
+                },
+            )
+        },
+        "/models/rollback": {
+            "post": _action(
+                "Serve the newest verifiable version older than current, and pin it "
+                "(as `streamrec models rollback`).",
+                "`previous` is the version served before.",
+                {
+                    "responses": {
+                        "200": _MOVED,
+                        "409": _NOT_NOW,
+                        "503": _REDIS_AWAY,
+                        **_ADMIN_REFUSED,
+                    }
+                },
+            )
+        },
+        "/models/follow": {
+            "post": _action(
+                "Unpin: serve the newest trainer version and each new one (as "
+                "`streamrec models follow`).",
+                "`current` is null when the trainer has published nothing yet.",
+                {"responses": {"200": _MOVED, "503": _REDIS_AWAY, **_ADMIN_REFUSED}},
+            )
+        },
+    },
+}
+
+
+def document() -> dict[str, Any]:
+    """A copy of :data:`DOCUMENT` (callers may change theirs)."""
+    return copy.deepcopy(DOCUMENT)
+
+
+def roles() -> dict[tuple[str, str], Role]:
+    """(path pattern, METHOD) -> the role it needs, as the document says."""
+    return {
+        (path, method.upper()): Role[operation["x-streamrec-role"].upper()]
+        for path, operations in DOCUMENT["paths"].items()
+        for method, operation in operations.items()
+    }
