@@ -13,6 +13,7 @@ audit trail name the token's ``name``.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import ipaddress
@@ -33,8 +34,16 @@ log = logging.getLogger(__name__)
 
 #: Fewest characters of a token (``secrets.token_urlsafe(32)`` gives 43).
 MIN_TOKEN_CHARS = 16
-#: The request key under which the authenticated token's name is kept for handlers.
-CALLER = "streamrec.caller"
+
+
+@functools.cache
+def caller_key() -> Any:
+    """The request key under which the authenticated token's name is kept for handlers
+    (made on first use: aiohttp is imported only where a web server runs)."""
+    from aiohttp import web
+
+    request_key = getattr(web, "RequestKey", None)  # aiohttp >= 3.11
+    return request_key("streamrec_caller", str) if request_key else "streamrec_caller"
 
 
 class Role(IntEnum):
@@ -209,7 +218,7 @@ def middleware(tokens: ApiTokens, roles: Mapping[tuple[str, str], Role]) -> Any:
                 f"token {token.name!r} has role {token.role.name.lower()}; "
                 f"{request.method} {request.path} needs {needed.name.lower()}",
             )
-        request[CALLER] = token.name
+        request[caller_key()] = token.name
         return await handler(request)
 
     return authorize

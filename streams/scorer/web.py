@@ -21,7 +21,7 @@ from streams.errors import StoreUnavailable
 from streams.ops import model_actions
 from streams.ops.probes import kafka_reachable
 from streams.scorer import openapi
-from streams.scorer.auth import CALLER
+from streams.scorer.auth import caller_key
 from streams.scorer.metrics import CONTENT_TYPE_LATEST
 from streams.scorer.runtime import ScorerRuntime
 from streams.settings import MAX_K, Settings, parse_count
@@ -110,7 +110,7 @@ def add_views(app: faust.App, settings: Settings, rt: ScorerRuntime) -> None:
         """Run an operator action on the store (blocking Redis calls: in a thread), then
         swap at once; the other scorers swap on the store's pub/sub hint."""
         # Without tokens nobody is named: the API then only listens on loopback.
-        caller = request.get(CALLER, "local")  # type: ignore[attr-defined]
+        caller = request.get(caller_key(), "local")  # type: ignore[attr-defined]
         loop = asyncio.get_running_loop()
         try:
             outcome = await loop.run_in_executor(None, action, f"api:{caller}")

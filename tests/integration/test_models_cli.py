@@ -9,7 +9,6 @@ import pytest
 from click.testing import CliRunner, Result
 from safetensors import safe_open
 
-from online_model.popularity import DecayedPopularity
 from online_model.snapshot import Snapshot, SnapshotMeta
 from streams.cli import main
 from streams.io.topics import ensure_topics
@@ -18,22 +17,7 @@ from streams.scorer.runtime import snapshot_store
 from streams.settings import Settings
 from streams.state.snapshot_store import SnapshotStore
 from tests.support.scorer import http_json, wait_ready
-
-
-def popularity_on(prefix: str, n_pages: int = 5, origin: str = "trainer") -> Snapshot:
-    """A popularity model that knows only pages ``<prefix>0..`` (p0 most popular)."""
-    model = DecayedPopularity()
-    for page in range(n_pages):
-        for i in range(n_pages - page):
-            model.learn_one(f"u{i}", f"{prefix}{page}")
-    meta = SnapshotMeta(
-        model_name="ignored",
-        events_seen=model.n_events_learned,
-        origin=origin,
-        offsets={"pv": {0: model.n_events_learned}},
-        metrics={"hit@10": 0.25 if prefix == "A" else 0.5},
-    )
-    return Snapshot(meta, model)
+from tests.support.snapshots import popularity_on
 
 
 def models(env: dict[str, str], *args: str) -> Result:

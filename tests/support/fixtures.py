@@ -100,9 +100,9 @@ def unique() -> str:
     return uuid.uuid4().hex[:10]
 
 
-@pytest.fixture
-def settings(services: ServiceEndpoints, unique: str, tmp_path: Path) -> Settings:
-    """Settings pointing at the shared services, with this test's own names."""
+def settings_for(services: ServiceEndpoints, unique: str, tmp_path: Path) -> Settings:
+    """Settings pointing at the shared services, with names of their own (``unique``);
+    for fixtures of a wider scope than ``settings``."""
     return Settings(
         kafka_bootstrap_servers=services.bootstrap_servers,
         redis_url=services.redis_url,
@@ -117,6 +117,12 @@ def settings(services: ServiceEndpoints, unique: str, tmp_path: Path) -> Setting
         trainer_group=f"trainer-{unique}",
         web_port=free_port(),
     )
+
+
+@pytest.fixture
+def settings(services: ServiceEndpoints, unique: str, tmp_path: Path) -> Settings:
+    """Settings pointing at the shared services, with this test's own names."""
+    return settings_for(services, unique, tmp_path)
 
 
 @pytest.fixture

@@ -11,9 +11,19 @@ from streams.ops.processes import ChildProcess, wait_for
 from streams.settings import Settings
 
 
-def http_json(url: str, timeout: float = 2.0) -> tuple[int, Any]:
+def http_json(
+    url: str, timeout: float = 2.0, token: str | None = None, post: Any = None
+) -> tuple[int, Any]:
+    """GET ``url`` (POST ``post`` as JSON when given) -> (status, decoded body);
+    ``token`` goes in ``Authorization: Bearer``."""
+    request = urllib.request.Request(url)
+    if token is not None:
+        request.add_header("Authorization", f"Bearer {token}")
+    if post is not None:
+        request.data = json.dumps(post).encode()
+        request.add_header("Content-Type", "application/json")
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
             return response.status, json.loads(response.read())
     except urllib.error.HTTPError as exc:
         return exc.code, json.loads(exc.read() or b"null")
