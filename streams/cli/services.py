@@ -7,6 +7,7 @@ import json
 import click
 
 from streams.ops.embedded import EmbeddedServices
+from streams.scorer.auth import curl_example, new_token
 from streams.settings import Settings
 
 
@@ -21,7 +22,8 @@ from streams.settings import Settings
 )
 def up(timeout: float) -> None:
     """Start the embedded services that are not configured externally (idempotent)."""
-    services = EmbeddedServices(Settings.from_env())
+    settings = Settings.from_env()
+    services = EmbeddedServices(settings)
     started = services.up(timeout=timeout)
     for status in services.status():
         click.echo(status.line())
@@ -29,6 +31,14 @@ def up(timeout: float) -> None:
         click.echo("external services configured; nothing to start")
     elif not started:
         click.echo("already running; nothing started")
+    if not settings.api_tokens:
+        # Scorers started without tokens answer anyone who reaches them (on loopback only).
+        token = new_token()
+        click.echo(
+            "scorers' REST API: no STREAMREC_API_TOKENS set; to require a token (one made "
+            f"now, admin role):\n  export STREAMREC_API_TOKENS=ops:admin:{token}\n"
+            f"  then, with a scorer running: {curl_example(settings, token)}"
+        )
 
 
 @click.command("down")

@@ -30,6 +30,7 @@ from streams.io.producer import ReliableProducer, page_view
 from streams.io.topics import ensure_topics
 from streams.ops.embedded import EmbeddedServices
 from streams.ops.processes import ChildProcess
+from streams.scorer.auth import curl_example, new_token
 from streams.settings import Secret, Settings
 from streams.wiring import page_view_codec, recommendation_codec
 
@@ -105,6 +106,11 @@ def run_demo(
     if not settings.snapshot_key:
         # The demo signs its snapshots with a key of its own, made for this run.
         settings = dataclasses.replace(settings, snapshot_key=Secret(secrets.token_hex(32)))
+    token: str | None = None
+    if not settings.api_tokens:
+        # And its scorer's REST API wants a token of its own, made for this run.
+        token = new_token()
+        settings = dataclasses.replace(settings, api_tokens=Secret(f"demo:admin:{token}"))
     services = EmbeddedServices(settings)
     started_services = services.up()
     if started_services:
@@ -121,6 +127,9 @@ def run_demo(
         say(f"started trainer and scorer (logs in {log_dir}/demo-*.log)")
         _wait_until_ready(settings, processes)
         say("scorer ready")
+        shown = token or "<a token of STREAMREC_API_TOKENS>"
+        made = "made for this run, admin role" if token else "yours"
+        say(f"REST API while the demo runs (token {made}):\n  {curl_example(settings, shown)}")
         return _drive(settings, duration, rate, users, pages, say, processes)
     finally:
         for process in reversed(processes):

@@ -18,6 +18,7 @@ import hashlib
 import hmac
 import ipaddress
 import logging
+import secrets
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from enum import IntEnum
@@ -139,6 +140,19 @@ class ApiTokens:
             if hmac.compare_digest(candidate, token.digest):
                 found = token
         return found
+
+
+def new_token() -> str:
+    """A fresh random token (43 URL-safe characters, 256 bits)."""
+    return secrets.token_urlsafe(32)
+
+
+def curl_example(settings: Settings, token: str) -> str:
+    """A curl line asking this machine's scorer for recommendations with ``token``."""
+    host = "127.0.0.1" if settings.web_bind in {"0.0.0.0", "::"} else settings.web_bind
+    host = f"[{host}]" if ":" in host else host
+    url = f"http://{host}:{settings.web_port}/recommendations/u1?k=5"
+    return f"curl -H 'Authorization: Bearer {token}' '{url}'"
 
 
 def is_loopback(host: str) -> bool:

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from streams.ops.embedded import free_port
+from streams.settings import Settings
 
 
 def run(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -40,6 +41,10 @@ def test_up_status_down(tmp_path: Path) -> None:
     try:
         first = run(["up"], env)
         assert first.returncode == 0, first.stderr
+        # no tokens set: it offers one, in the format the scorer reads
+        offered = first.stdout.split("export STREAMREC_API_TOKENS=", 1)[1].split()[0]
+        assert Settings.from_env({"STREAMREC_API_TOKENS": offered}).api_tokens
+        assert f"Bearer {offered.split(':')[2]}" in first.stdout
         again = run(["up"], env)
         assert again.returncode == 0 and "nothing started" in again.stdout
 

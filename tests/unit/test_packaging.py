@@ -24,6 +24,11 @@ def test_compose_builds_one_image_and_keeps_its_data() -> None:
     assert services["kafka"]["environment"]["KAFKA_LOG_DIRS"] == "/var/lib/kafka/data"
     assert any(v.endswith(":/data") for v in services["redis"]["volumes"])
     assert set(compose["volumes"]) == {"kafka-data", "redis-data"}
+    # scorers listen beyond their container's loopback, so they want tokens
+    for scorer in ("scorer-1", "scorer-2"):
+        env = services[scorer]["environment"]
+        assert env["STREAMREC_WEB_BIND"] == "0.0.0.0"
+        assert env["STREAMREC_API_TOKENS"].startswith("${STREAMREC_API_TOKENS:?")
     # roles without a web port do not run the scorer's health check
     assert services["trainer"]["healthcheck"] == {"disable": True}
 
