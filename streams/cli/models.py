@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +17,6 @@ import click
 
 from online_model.errors import InputError, ModelError
 from online_model.pmml import covisit_pmml
-from online_model.snapshot import SnapshotMeta
 from streams.cli.options import Count, k_option
 from streams.ops import model_actions
 from streams.ops.model_actions import cli_line
@@ -30,55 +28,6 @@ from streams.wiring import snapshot_store
 def _store() -> SnapshotStore:
     store: SnapshotStore = snapshot_store(Settings.from_env())
     return store
-
-
-def _when(ts: float) -> str:
-    if not ts:
-        return "-"
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _when_ms(ms: int | None) -> str:
-    return "…" if ms is None else _when(ms / 1000)
-
-
-def _spans(spans: dict[str, list[int]]) -> str:
-    return ",".join(
-        f"{p}:{lo}-{hi}" for p, (lo, hi) in sorted(spans.items(), key=lambda i: int(i[0]))
-    )
-
-
-def range_summary(meta: SnapshotMeta) -> str:
-    """What a snapshot learned, in one short cell: time range and offsets of a replay;
-    next offsets of a trainer snapshot."""
-    replay = meta.extra.get("replay")
-    if isinstance(replay, dict):
-        window = replay.get("time_range") or {}
-        when = f"{_when_ms(window.get('from_ms'))}..{_when_ms(window.get('to_ms'))}"
-        return f"{when} {_spans(replay.get('offset_ranges') or {})}".strip()
-    parts = [f"{p}:<{o}" for parts in meta.offsets.values() for p, o in sorted(parts.items())]
-    return ",".join(parts) or "-"
-
-
-def _row(
-    meta: SnapshotMeta, current: int | None, pinned: bool, k: int, delta_of: int | None = None
-) -> dict[str, Any]:
-    is_current = meta.version == current
-    return {
-        "delta_of": delta_of,
-        "version": meta.version,
-        "created_at": meta.created_at,
-        "created": _when(meta.created_at),
-        "origin": meta.origin,
-        "events": meta.events_seen,
-        "range": range_summary(meta),
-        f"hit@{k}": meta.metrics.get(f"hit@{k}"),
-        "current": is_current,
-        "pinned": is_current and pinned,
-        "model_class": meta.model_class,
-        "content_hash": meta.content_hash,
-        "verified": True,
-    }
 
 
 def _table(rows: list[dict[str, Any]], k: int) -> str:
@@ -141,23 +90,7 @@ def list_(as_json: bool, k: int | None) -> None:
     listed as UNVERIFIED (and cannot be promoted)."""
     settings = Settings.from_env(k=k)
     store: SnapshotStore = snapshot_store(settings)
-    current, pinned = store.current_version(), store.is_pinned()
-    good, bad = store.inspect_versions()
-    deltas = store.delta_hints()
-    rows = [_row(meta, current, pinned, settings.k, deltas.get(meta.version)) for meta in good]
-    hints = store.origin_hints()
-    rows += [
-        {
-            "version": v,
-            "origin": hints.get(v, "?"),
-            "current": v == current,
-            "pinned": v == current and pinned,
-            "verified": False,
-            "error": error,
-        }
-        for v, error in bad
-    ]
-    rows.sort(key=lambda r: -int(r["version"]))
+    rows = model_actions.version_rows(store, settings.k)
     if as_json:
         click.echo(json.dumps(rows, sort_keys=True))
     elif rows:

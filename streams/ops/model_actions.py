@@ -1,7 +1,7 @@
-"""What an operator does to a model: promote, roll back, follow.
+"""What an operator does to a model: list its versions, promote, roll back, follow.
 
-``streamrec models promote|rollback|follow`` and the scorer's ``POST /models/...`` both
-call these, so both check, move ``current`` and log the same way. Each returns where
+``streamrec models list|promote|rollback|follow`` and the scorer's ``/models`` endpoints
+both call these, so both list, check, move ``current`` and log the same way. Each returns where
 ``current`` points afterwards; the store does the work in one Lua script and publishes
 the hint running scorers swap on.
 """
@@ -9,11 +9,85 @@ the hint running scorers swap on.
 from __future__ import annotations
 
 import logging
+from datetime import UTC, datetime
 from typing import Any
 
+from online_model.snapshot import SnapshotMeta
 from streams.state.snapshot_store import SnapshotStore
 
 log = logging.getLogger(__name__)
+
+
+def _when(ts: float) -> str:
+    if not ts:
+        return "-"
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _when_ms(ms: int | None) -> str:
+    return "…" if ms is None else _when(ms / 1000)
+
+
+def _spans(spans: dict[str, list[int]]) -> str:
+    return ",".join(
+        f"{p}:{lo}-{hi}" for p, (lo, hi) in sorted(spans.items(), key=lambda i: int(i[0]))
+    )
+
+
+def range_summary(meta: SnapshotMeta) -> str:
+    """What a snapshot learned, in one short cell: time range and offsets of a replay;
+    next offsets of a trainer snapshot."""
+    replay = meta.extra.get("replay")
+    if isinstance(replay, dict):
+        window = replay.get("time_range") or {}
+        when = f"{_when_ms(window.get('from_ms'))}..{_when_ms(window.get('to_ms'))}"
+        return f"{when} {_spans(replay.get('offset_ranges') or {})}".strip()
+    parts = [f"{p}:<{o}" for parts in meta.offsets.values() for p, o in sorted(parts.items())]
+    return ",".join(parts) or "-"
+
+
+def _row(
+    meta: SnapshotMeta, current: int | None, pinned: bool, k: int, delta_of: int | None = None
+) -> dict[str, Any]:
+    is_current = meta.version == current
+    return {
+        "delta_of": delta_of,
+        "version": meta.version,
+        "created_at": meta.created_at,
+        "created": _when(meta.created_at),
+        "origin": meta.origin,
+        "events": meta.events_seen,
+        "range": range_summary(meta),
+        f"hit@{k}": meta.metrics.get(f"hit@{k}"),
+        "current": is_current,
+        "pinned": is_current and pinned,
+        "model_class": meta.model_class,
+        "content_hash": meta.content_hash,
+        "verified": True,
+    }
+
+
+def version_rows(store: SnapshotStore, k: int) -> list[dict[str, Any]]:
+    """Kept versions, newest first, as ``streamrec models list --json`` prints them;
+    versions that do not verify come with ``verified: false`` and their ``error``."""
+    current, pinned = store.current_version(), store.is_pinned()
+    good, bad = store.inspect_versions()
+    deltas = store.delta_hints()
+    rows = [_row(meta, current, pinned, k, deltas.get(meta.version)) for meta in good]
+    hints = store.origin_hints()
+    rows += [
+        {
+            "version": v,
+            "origin": hints.get(v, "?"),
+            "current": v == current,
+            "pinned": v == current and pinned,
+            "verified": False,
+            "error": error,
+        }
+        for v, error in bad
+    ]
+    rows.sort(key=lambda r: -int(r["version"]))
+    return rows
 
 
 def _outcome(

@@ -125,6 +125,30 @@ DOCUMENT: dict[str, Any] = {
                     "redis": {"type": "boolean"},
                 },
             },
+            "ModelVersion": {
+                "type": "object",
+                "required": ["version", "origin", "current", "pinned", "verified"],
+                "properties": {
+                    "version": {"type": "integer", "minimum": 1},
+                    "origin": {"type": "string"},
+                    "current": {"type": "boolean"},
+                    "pinned": {"type": "boolean"},
+                    "verified": {"type": "boolean"},
+                    "error": {"type": "string"},
+                    "delta_of": {"type": "integer", "nullable": True},
+                    "created_at": {"type": "number"},
+                    "created": {"type": "string"},
+                    "events": {"type": "integer", "minimum": 0},
+                    "range": {"type": "string"},
+                    "model_class": {"type": "string"},
+                    "content_hash": {"type": "string"},
+                },
+                "additionalProperties": {
+                    "description": "hit@k of the version's own evaluation (k = STREAMREC_K)",
+                    "type": "number",
+                    "nullable": True,
+                },
+            },
             "ModelAction": {
                 "type": "object",
                 "required": ["model", "current", "pinned"],
@@ -215,6 +239,22 @@ DOCUMENT: dict[str, Any] = {
                             "properties": {"status": {"type": "string"}},
                         },
                     ),
+                    **_REFUSED,
+                },
+            }
+        },
+        "/models": {
+            "get": {
+                **_READ,
+                "summary": "Kept versions of the served model, newest first (as `streamrec "
+                "models list --json`).",
+                "responses": {
+                    "200": _json(
+                        "One object per version; those that do not verify have "
+                        "`verified: false` and an `error`.",
+                        {"type": "array", "items": _ref("ModelVersion")},
+                    ),
+                    "503": _REDIS_AWAY,
                     **_REFUSED,
                 },
             }

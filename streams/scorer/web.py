@@ -123,6 +123,18 @@ def add_views(app: faust.App, settings: Settings, rt: ScorerRuntime) -> None:
         await rt.refresh_model()
         return view.json(outcome)
 
+    @app.page("/models")
+    class Models(View):
+        async def get(self, request: Request) -> Response:
+            loop = asyncio.get_running_loop()
+            try:
+                rows = await loop.run_in_executor(
+                    None, model_actions.version_rows, rt.store, settings.k
+                )
+            except (StoreUnavailable, redis.RedisError) as exc:
+                return self.json({"error": f"Redis is not reachable: {exc}"}, status=503)
+            return self.json(rows)
+
     @app.page("/models/promote")
     class Promote(View):
         async def post(self, request: Request) -> Response:

@@ -57,6 +57,11 @@ def test_no_token_401_read_token_cannot_promote_admin_token_can(
         assert refused.value.headers["WWW-Authenticate"].startswith("Bearer")
         status, body = http_json(recommendations, token=READ_TOKEN)
         assert status == 200 and body["model_version"] == v2
+        status, versions = http_json(f"{base}/models", token=READ_TOKEN)
+        assert status == 200 and [(v["version"], v["current"]) for v in versions] == [
+            (v2, True),
+            (v1, False),
+        ]
 
         # A read token moves nothing.
         for action, post in (("promote", {"version": v1}), ("rollback", {}), ("follow", {})):
