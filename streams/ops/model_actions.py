@@ -12,6 +12,7 @@ import logging
 from datetime import UTC, datetime
 from typing import Any
 
+from online_model.errors import SnapshotError
 from online_model.snapshot import SnapshotMeta
 from streams.state.snapshot_store import SnapshotStore
 
@@ -104,8 +105,14 @@ def _outcome(
     return {"model": store.model_name, "current": current, "pinned": pinned, **extra}
 
 
+class VersionNotKept(SnapshotError):
+    """The version asked for is not (or no longer) in the store."""
+
+
 def promote(store: SnapshotStore, version: int, by: str) -> dict[str, Any]:
     """Serve ``version`` and pin it; refused (SnapshotError) unless it verifies and loads."""
+    if version not in store.versions():
+        raise VersionNotKept(f"no snapshot {store.model_name} version {version}")
     store.promote(version)
     return _outcome(store, "promote", by, version, True)
 

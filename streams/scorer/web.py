@@ -104,36 +104,29 @@ def add_views(app: faust.App, settings: Settings, rt: ScorerRuntime) -> None:
         async def get(self, request: Request) -> Response:
             return self.json(openapi.DOCUMENT)
 
-    async def act(
-        view: View, request: Request, action: Callable[[str], dict[str, Any]]
-    ) -> Response:
-        """Run an operator action on the store (blocking Redis calls: in a thread), then
-        swap at once; the other scorers swap on the store's pub/sub hint."""
-        # Without tokens nobody is named: the API then only listens on loopback.
-        caller = request.get(caller_key(), "local")  # type: ignore[attr-defined]
-        loop = asyncio.get_running_loop()
+    def caller(request: Request) -> str:
+        """Who asks, for the record: the token's name (no tokens: the API is loopback only)."""
+        return f"api:{request.get(caller_key(), 'local')}"  # type: ignore[attr-defined]
+
+    async def on_store(view: View, work: Callable[[], Any], swap: bool = False) -> Response:
+        """Run blocking store work in a thread; answer its refusals with a status. After
+        an action (``swap``) this scorer swaps at once, the others on the pub/sub hint."""
         try:
-            outcome = await loop.run_in_executor(None, action, f"api:{caller}")
+            result = await asyncio.get_running_loop().run_in_executor(None, work)
         except (StoreUnavailable, redis.RedisError) as exc:
             return view.json({"error": f"Redis is not reachable: {exc}"}, status=503)
-        except LookupError as exc:
-            return view.json({"error": str(exc.args[0])}, status=404)
+        except model_actions.VersionNotKept as exc:
+            return view.json({"error": str(exc)}, status=404)
         except SnapshotError as exc:
             return view.json({"error": str(exc)}, status=409)
-        await rt.refresh_model()
-        return view.json(outcome)
+        if swap:
+            await rt.refresh_model()
+        return view.json(result)
 
     @app.page("/models")
     class Models(View):
         async def get(self, request: Request) -> Response:
-            loop = asyncio.get_running_loop()
-            try:
-                rows = await loop.run_in_executor(
-                    None, model_actions.version_rows, rt.store, settings.k
-                )
-            except (StoreUnavailable, redis.RedisError) as exc:
-                return self.json({"error": f"Redis is not reachable: {exc}"}, status=503)
-            return self.json(rows)
+            return await on_store(self, lambda: model_actions.version_rows(rt.store, settings.k))
 
     @app.page("/models/promote")
     class Promote(View):
@@ -145,20 +138,17 @@ def add_views(app: faust.App, settings: Settings, rt: ScorerRuntime) -> None:
             version = body.get("version") if isinstance(body, dict) and len(body) == 1 else None
             if type(version) is not int or version < 1:
                 return self.json({"error": 'the body must be {"version": <n >= 1>}'}, status=400)
-
-            def promote(by: str) -> dict[str, Any]:
-                if version not in rt.store.versions():
-                    raise LookupError(f"no snapshot {settings.model_name} version {version}")
-                return model_actions.promote(rt.store, version, by)
-
-            return await act(self, request, promote)
+            by = caller(request)
+            return await on_store(self, lambda: model_actions.promote(rt.store, version, by), True)
 
     @app.page("/models/rollback")
     class Rollback(View):
         async def post(self, request: Request) -> Response:
-            return await act(self, request, lambda by: model_actions.rollback(rt.store, by))
+            by = caller(request)
+            return await on_store(self, lambda: model_actions.rollback(rt.store, by), True)
 
     @app.page("/models/follow")
     class Follow(View):
         async def post(self, request: Request) -> Response:
-            return await act(self, request, lambda by: model_actions.follow(rt.store, by))
+            by = caller(request)
+            return await on_store(self, lambda: model_actions.follow(rt.store, by), True)
