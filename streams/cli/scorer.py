@@ -58,6 +58,8 @@ def run_scorer(settings: Settings, loglevel: str = "warn") -> None:
 
     worker.on_startup_finished = say_ready  # type: ignore[method-assign]
     logging.getLogger("aiokafka").setLevel(logging.WARNING)
+    # Promote, rollback and follow over REST are an audit trail: logged at any log level.
+    logging.getLogger("streams.ops.model_actions").setLevel(logging.INFO)
     worker.execute_from_commandline()
 
 

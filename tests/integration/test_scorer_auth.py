@@ -37,7 +37,7 @@ def test_no_token_401_read_token_cannot_promote_admin_token_can(
     s = dataclasses.replace(
         settings, api_tokens=Secret(f"grafana:read:{READ_TOKEN},ops:admin:{ADMIN_TOKEN}")
     )
-    env = {**os.environ, **s.to_env(), "STREAMREC_LOG_LEVEL": "info"}
+    env = {**os.environ, **s.to_env(), "STREAMREC_LOG_LEVEL": "warning"}
     store = snapshot_store(s)
     v1 = store.publish(popularity_on("A"))
     v2 = store.publish(popularity_on("B"))
