@@ -100,6 +100,10 @@ def ready_line(settings: Settings, runtime: ScorerRuntime) -> str:
     help="Most page views scored per batch. [default: 500]",
 )
 def command(web_port: int | None, k: int | None, batch_size: int | None) -> None:
-    """Score page views into recommendations (a Faust worker; scale by running more)."""
+    """Score page views into recommendations (a Faust worker; scale by running more).
+
+    Its REST API listens on STREAMREC_WEB_BIND (127.0.0.1 unless told); with
+    STREAMREC_API_TOKENS (name:role:token,...) it wants a bearer token.
+    """
     settings = Settings.from_env(web_port=web_port, k=k, batch_size=batch_size)
     run_scorer(settings)
