@@ -47,3 +47,13 @@ def test_a_version_1_record_reads_as_version_2_with_an_empty_arm() -> None:
     out.write(b"\x00" + struct.pack(">I", v1_id))
     fastavro.schemaless_writer(out, _parse(V1), RECORD)
     assert codec.decode(out.getvalue()) == {**RECORD, "arm": ""}
+
+
+def test_a_record_without_the_arm_takes_the_fast_encoder_and_the_default() -> None:
+    # Producers written before version 2 leave the field out; the compiled encoder must
+    # write the default itself rather than fall back to the slower generic writer.
+    codec = AvroCodec.bundled(RECOMMENDATION)
+    assert codec._fast_encode is not None
+    data = codec._fast_encode(RECORD)
+    assert codec.decode(data) == {**RECORD, "arm": ""}
+    assert data == codec._fast_encode({**RECORD, "arm": ""})
