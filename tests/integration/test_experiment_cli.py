@@ -102,3 +102,23 @@ def test_bad_requests_are_refused_with_a_message(settings_env: dict[str, str]) -
         assert result.exit_code == 2, (args, result.output)
         assert message in result.output, (args, result.output)
         assert "Traceback" not in result.output
+
+
+def test_an_ensemble_challenger_by_name_and_weights(
+    settings: Settings, settings_env: dict[str, str]
+) -> None:
+    bad = run(settings_env, "experiment", "start", "--challenger", "blend", "--param", "models=x:1")
+    assert bad.exit_code == 2 and "unknown model 'x'" in bad.output, bad.output
+    started = run(
+        settings_env,
+        "experiment",
+        "start",
+        "--challenger",
+        "blend",
+        "--param",
+        "models=covisit:1.0,mf:0.5",
+        "--shadow",
+    )
+    assert started.exit_code == 0, started.output
+    _, model, params = challenger_training(settings)
+    assert (model, params) == ("blend", {"models": "covisit:1.0,mf:0.5"})
