@@ -133,30 +133,50 @@ class ScoringCore:
             user = view.user
             page = str(record["page_id"])
             out.quality.add_served(last_served.get(user, []), page)
-            history = histories.setdefault(user, [])
-            history.append(page)
-            if len(history) > self.history_length:
-                del history[: len(history) - self.history_length]
-            self.holder.observe(user, page, record["ts"])
+            history = self._viewed(histories, user, page, record["ts"])
             items = self.recommend(served_model, user, history, now_ms=now_ms)
             ranked = [item for item, _ in items]
             last_served[user] = ranked
             out.update.appends.setdefault(user, []).append(page)
             out.update.served[user] = ranked
             value = encode(
-                {
-                    "event_id": record["event_id"],
-                    "user_id": user,
-                    "items": [{"page_id": item, "score": score} for item, score in items],
-                    "model_name": self.model_name,
-                    "model_version": served_model.version,
-                    "page_view_ts": record["ts"],
-                    "produced_at": now_ms,
-                    "arm": "",
-                }
+                self._answer(record, items, self.model_name, served_model.version, now_ms, "")
             )
             out.recommendations.append((user.encode(), value))
         return out
+
+    def _viewed(
+        self, histories: dict[str, list[str]], user: str, page: str, ts_ms: int
+    ) -> list[str]:
+        """Append ``page`` to the user's bounded history (returned); the cold-start model
+        learns it."""
+        history = histories.setdefault(user, [])
+        history.append(page)
+        if len(history) > self.history_length:
+            del history[: len(history) - self.history_length]
+        self.holder.observe(user, page, ts_ms)
+        return history
+
+    @staticmethod
+    def _answer(
+        record: dict[str, Any],
+        items: list[tuple[str, float]],
+        model_name: str,
+        version: int,
+        now_ms: int,
+        arm: str,
+    ) -> dict[str, Any]:
+        """The Recommendation answering page view ``record``."""
+        return {
+            "event_id": record["event_id"],
+            "user_id": record["user_id"],
+            "items": [{"page_id": item, "score": score} for item, score in items],
+            "model_name": model_name,
+            "model_version": version,
+            "page_view_ts": record["ts"],
+            "produced_at": now_ms,
+            "arm": arm,
+        }
 
     def _score_arms(
         self, views: Sequence[PageViewIn], state: UserState, routing: ArmRouting
@@ -189,11 +209,7 @@ class ScoringCore:
                 unsent = last_shadow.get(user, [])
                 if unsent:
                     arms[CHALLENGER].add(rank_of(page, unsent))
-            history = histories.setdefault(user, [])
-            history.append(page)
-            if len(history) > self.history_length:
-                del history[: len(history) - self.history_length]
-            self.holder.observe(user, page, record["ts"])
+            history = self._viewed(histories, user, page, record["ts"])
             serving_arm = CHAMPION if shadow else arm
             served_model = models[serving_arm]
             items = self.recommend(served_model, user, history, now_ms=now_ms)
@@ -205,16 +221,9 @@ class ScoringCore:
                 unsent_items = self.recommend(models[CHALLENGER], user, history, now_ms=now_ms)
                 last_shadow[user] = out.update.shadow_served[user] = [i for i, _ in unsent_items]
             value = encode(
-                {
-                    "event_id": record["event_id"],
-                    "user_id": user,
-                    "items": [{"page_id": item, "score": score} for item, score in items],
-                    "model_name": names[serving_arm],
-                    "model_version": served_model.version,
-                    "page_view_ts": record["ts"],
-                    "produced_at": now_ms,
-                    "arm": serving_arm,
-                }
+                self._answer(
+                    record, items, names[serving_arm], served_model.version, now_ms, serving_arm
+                )
             )
             out.recommendations.append((user.encode(), value))
         return out

@@ -56,8 +56,9 @@ def start_experiment(
     tmp_path: Path,
     champion_model: str,
     *start_args: str,
-) -> tuple[list[ChildProcess], Experiment]:
-    """Trainers of both arms learning the first wave, then the experiment running."""
+) -> tuple[list[ChildProcess], Experiment, ExperimentStore]:
+    """Trainers of both arms learning the first wave, the experiment running, and a
+    scorer serving it (the last of the processes)."""
     ensure_topics(settings)
     procs = [
         ChildProcess.streamrec(
@@ -72,7 +73,8 @@ def start_experiment(
     )
     wait_for(lambda: has_version(store_factory()), 60, "champion snapshot")
     wait_for(lambda: has_version(store_factory(running.challenger)), 60, "challenger snapshot")
-    return procs, running
+    procs.append(ChildProcess.streamrec(["scorer"], env, tmp_path / "scorer.log"))
+    return procs, running, ExperimentStore(settings.redis_client(), settings.model_name)
 
 
 def stop_all(procs: list[ChildProcess]) -> None:
@@ -95,7 +97,7 @@ def test_the_gate_promotes_a_better_and_stops_a_worse_challenger(
 ) -> None:
     first, rest = traffic(12_000, seed=5)[:3000], traffic(12_000, seed=5)[3000:]
     assert produce_page_views(settings, first).delivered == len(first)
-    procs, running = start_experiment(
+    procs, running, experiments = start_experiment(
         settings,
         settings_env,
         store_factory,
@@ -109,9 +111,7 @@ def test_the_gate_promotes_a_better_and_stops_a_worse_challenger(
         "--min-judged",
         "300",
     )
-    experiments = ExperimentStore(settings.redis_client(), settings.model_name)
-    scorer = ChildProcess.streamrec(["scorer"], settings_env, tmp_path / "scorer.log")
-    procs.append(scorer)
+    scorer = procs[-1]
     try:
         wait_ready(settings, scorer)
         for start in range(0, len(rest), 1500):
@@ -165,7 +165,7 @@ def test_shadow_mode_sends_only_champion_lists(
 ) -> None:
     views = traffic(6000, seed=8)
     assert produce_page_views(settings, views[:2000]).delivered == 2000
-    procs, running = start_experiment(
+    procs, running, experiments = start_experiment(
         settings,
         settings_env,
         store_factory,
@@ -177,9 +177,7 @@ def test_shadow_mode_sends_only_champion_lists(
         "0.5",
         "--shadow",
     )
-    experiments = ExperimentStore(settings.redis_client(), settings.model_name)
-    scorer = ChildProcess.streamrec(["scorer"], settings_env, tmp_path / "scorer.log")
-    procs.append(scorer)
+    scorer = procs[-1]
 
     def judged(arm: str) -> int:
         return experiments.counts(running.id)[arm].judged
