@@ -20,10 +20,10 @@ import redis
 
 from online_model.errors import ConfigurationError
 from online_model.snapshot import Snapshot
-from streams.errors import StoreUnavailable
 from streams.experiment.assignment import ARMS
 from streams.experiment.record import Experiment
 from streams.experiment.statistics import ArmCounts
+from streams.state.connection import redis_errors
 from streams.state.keys import ModelKeys
 from streams.state.snapshot_store import SnapshotStore
 
@@ -44,14 +44,10 @@ class ExperimentStore:
         self.keys = ModelKeys(namespace)
 
     # -- what scorers read every poll ---------------------------------------------------
+    @redis_errors
     def read(self) -> tuple[str, Experiment | None]:
         """(namespace to serve as champion, running experiment or None), one round trip."""
-        try:
-            serving, raw = self.redis.mget([self.keys.serving, self.keys.experiment])
-        except (redis.RedisError, OSError) as exc:
-            raise StoreUnavailable(
-                f"cannot read the experiment of {self.namespace}: {exc}"
-            ) from exc
+        serving, raw = self.redis.mget([self.keys.serving, self.keys.experiment])
         namespace = serving.decode() if serving else self.namespace
         return namespace, Experiment.from_json(raw) if raw else None
 
@@ -62,6 +58,7 @@ class ExperimentStore:
         return self.read()[1]
 
     # -- starting and ending ------------------------------------------------------------
+    @redis_errors
     def start(self, experiment: Experiment) -> None:
         """Store ``experiment`` as the running one; refuse if one runs already."""
         if not self.redis.set(self.keys.experiment, experiment.to_json(), nx=True):
@@ -80,6 +77,7 @@ class ExperimentStore:
             experiment.auto,
         )
 
+    @redis_errors
     def finish(
         self, experiment: Experiment, action: str, reason: str, figures: dict[str, Any], by: str
     ) -> Experiment | None:
@@ -125,6 +123,7 @@ class ExperimentStore:
         )
         return finished
 
+    @redis_errors
     def history(self, limit: int = 10) -> list[Experiment]:
         return [
             Experiment.from_json(raw)
@@ -132,6 +131,7 @@ class ExperimentStore:
         ]
 
     # -- per-arm counts -----------------------------------------------------------------
+    @redis_errors
     def add_counts(self, experiment_id: str, arms: dict[str, ArmCounts]) -> None:
         """Add one scorer's new judged views to the experiment's totals."""
         key = self.keys.experiment_counts(experiment_id)
@@ -142,6 +142,7 @@ class ExperimentStore:
                     pipe.hincrbyfloat(key, f"{arm}:{name}", value)
         pipe.execute()
 
+    @redis_errors
     def counts(self, experiment_id: str) -> dict[str, ArmCounts]:
         raw = self.redis.hgetall(self.keys.experiment_counts(experiment_id))
         fields: dict[str, dict[str, float]] = {arm: {} for arm in ARMS}

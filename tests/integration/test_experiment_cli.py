@@ -122,3 +122,10 @@ def test_an_ensemble_challenger_by_name_and_weights(
     assert started.exit_code == 0, started.output
     _, model, params = challenger_training(settings)
     assert (model, params) == ("blend", {"models": "covisit:1.0,mf:0.5"})
+
+
+def test_redis_down_is_one_line_not_a_traceback(settings_env: dict[str, str]) -> None:
+    env = {**settings_env, "REDIS_URL": "redis://127.0.0.1:1/0"}
+    for args in (("experiment", "status"), ("experiment", "stop")):
+        result = run(env, *args)
+        assert result.exit_code == 2 and "error: redis unavailable" in result.output, result.output
