@@ -7,6 +7,7 @@ decides on the judged views it sums in Redis.
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,14 @@ def traffic(n_events: int, seed: int) -> list[dict[str, Any]]:
         page_view(user, page, now + i, event_id=f"ev-{seed}-{i}")
         for i, (user, page, _, _) in enumerate(rows)
     ]
+
+
+def metric(settings: Settings, name: str) -> float:
+    """One sample of a scorer's /metrics."""
+    for line in http_text(f"http://127.0.0.1:{settings.web_port}/metrics").splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[-1])
+    raise AssertionError(f"{name} not in /metrics")
 
 
 def cli(env: dict[str, str], *args: str) -> str:
@@ -188,6 +197,12 @@ def test_shadow_mode_sends_only_champion_lists(
         wait_for(lambda: judged("challenger") >= 500, 90, "challenger lists judged")
         answers = read_answers(settings, {v["event_id"] for v in views}, timeout=90)
         counts = experiments.counts(running.id)
+        wait_for(
+            lambda: metric(settings, 'streamrec_experiment_judged{arm="challenger"}') >= 500,
+            10,
+            "the scorer's /metrics to show the judged views",
+        )
+        status = cli(settings_env, "experiment", "status", "--json")
     finally:
         stop_all(procs)
     assert not answers.lost
@@ -198,3 +213,6 @@ def test_shadow_mode_sends_only_champion_lists(
     assert counts["champion"].judged > counts["challenger"].judged >= 500
     assert counts["challenger"].hit_rate > counts["champion"].hit_rate
     assert experiments.running() is not None  # shadow without --auto: nothing decided
+    figures = json.loads(status)["experiment"]["figures"]
+    assert figures["challenger"]["judged"] >= 500
+    assert figures["difference_hit@10"]["difference"] > 0
