@@ -69,7 +69,10 @@ class ModelHolder:
         """Serve what ``other`` holds from now on (a promoted challenger's model), and
         follow its namespace: versions it refused stay refused."""
         with self._lock:
-            self.current = other.current
+            if other.current.is_fallback:  # nothing there yet: our own cold start serves
+                self.current = Served(self.fallback, 0, time.time(), None, "cold-start popularity")
+            else:
+                self.current = other.current
             self._rejected_versions = set(other._rejected_versions)
             self.swaps += 1
         log.info(

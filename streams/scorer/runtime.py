@@ -234,10 +234,14 @@ class ScorerRuntime:
         try:
             serving, adopted = self.experiments.poll()
             if serving != self.serving:
-                self.serving = serving
-                self.store = snapshot_store(dataclasses.replace(self.settings, model_name=serving))
-                if adopted is not None:
-                    self.holder.adopt(adopted)
+                store = snapshot_store(dataclasses.replace(self.settings, model_name=serving))
+                if adopted is None:
+                    # Not this scorer's challenger: load it before serving it. Versions of
+                    # two namespaces are not comparable, so the model held now is dropped.
+                    adopted = ModelHolder()
+                    adopted.refresh(store)
+                self.holder.adopt(adopted)
+                self.serving, self.store = serving, store
                 self.core.model_name = serving
         except (StoreUnavailable, redis.RedisError, OSError) as exc:
             log.warning("experiment_poll_failed error=%r", exc)
