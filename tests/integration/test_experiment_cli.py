@@ -71,20 +71,21 @@ def test_a_stored_version_as_challenger_and_promotion(
     version = champion.publish(
         Snapshot(SnapshotMeta("x", origin="replay", offsets={"pv": {0: 7}}), model)
     )
-    started = run(settings_env, "experiment", "start", "--version", str(version), "--name", "cand")
+    cand = f"{settings.model_name}.cand"  # the test's own namespace
+    started = run(settings_env, "experiment", "start", "--version", str(version), "--name", cand)
     assert started.exit_code == 0, started.output
-    challenger = store_factory(model_name="cand")
+    challenger = store_factory(model_name=cand)
     copied = challenger.latest(origin="trainer")  # what the challenger's trainer resumes from
     assert copied is not None and copied.meta.offsets == {"pv": {0: 7}}
 
     promoted = run(settings_env, "experiment", "stop", "--promote")
     assert promoted.exit_code == 0, promoted.output
     experiments = ExperimentStore(settings.redis_client(), settings.model_name)
-    assert experiments.serving() == "cand"
+    assert experiments.serving() == cand
     # The next experiment challenges what is served now.
     assert run(settings_env, "experiment", "start", "--challenger", "covisit").exit_code == 0
     nxt = experiments.running()
-    assert nxt is not None and nxt.champion == "cand"
+    assert nxt is not None and nxt.champion == cand
 
 
 def test_bad_requests_are_refused_with_a_message(settings_env: dict[str, str]) -> None:

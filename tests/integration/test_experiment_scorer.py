@@ -29,26 +29,27 @@ def test_a_scorer_that_never_held_the_challenger_serves_it_once_promoted(
 ) -> None:
     # Both namespaces are at version 1: versions of two namespaces say nothing about
     # which model is held, so the promoted one must be loaded, not compared.
+    cand = f"{settings.model_name}.cand"  # the test's own namespace
     assert store_factory().publish(knowing("A")) == 1
-    assert store_factory("cand").publish(knowing("B")) == 1
+    assert store_factory(cand).publish(knowing("B")) == 1
     runtime = ScorerRuntime(settings)
     runtime.follow_experiment()
     runtime.load_model()
     assert served_pages(runtime) == {f"A{i}" for i in range(5)}
 
     experiments = ExperimentStore(settings.redis_client(), settings.model_name)
-    experiment = Experiment(new_id(), settings.model_name, "cand", share=0.5)
+    experiment = Experiment(new_id(), settings.model_name, cand, share=0.5)
     experiments.start(experiment)
     # Promoted before this scorer's next poll: it never held the challenger.
     assert experiments.finish(experiment, "promote", "test", {}, by="operator") is not None
     runtime.follow_experiment()
     runtime.load_model()
     assert served_pages(runtime) == {f"B{i}" for i in range(5)}
-    assert (runtime.core.model_name, runtime.store.model_name) == ("cand", "cand")
+    assert (runtime.core.model_name, runtime.store.model_name) == (cand, cand)
     assert runtime.core.routing is None
 
     # The promoted namespace moves on; the scorer follows it.
-    assert store_factory("cand").publish(knowing("C")) == 2
+    assert store_factory(cand).publish(knowing("C")) == 2
     runtime.follow_experiment()
     assert runtime.load_model()
     assert served_pages(runtime) == {f"C{i}" for i in range(5)}

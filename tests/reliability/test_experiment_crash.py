@@ -31,9 +31,10 @@ def test_scorer_sigkill_during_an_experiment(
     settings: Settings, settings_env: dict[str, str], store_factory: StoreFactory, tmp_path: Path
 ) -> None:
     ensure_topics(settings)
-    experiment = Experiment(id=new_id(), champion=settings.model_name, challenger="chal", share=0.5)
+    challenger = f"{settings.model_name}.chal"  # the test's own namespace
+    experiment = Experiment(new_id(), settings.model_name, challenger, share=0.5)
     store_factory().publish(popularity([f"p{i}" for i in range(50)]))
-    store_factory("chal").publish(popularity([f"p{i}" for i in reversed(range(50))]))
+    store_factory(challenger).publish(popularity([f"p{i}" for i in reversed(range(50))]))
     experiments = ExperimentStore(settings.redis_client(), settings.model_name)
     experiments.start(experiment)
     env = {**settings_env, "STREAMREC_BATCH_SIZE": "100"}
