@@ -10,6 +10,7 @@ restart.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from typing import Any
 
@@ -17,7 +18,7 @@ import click
 
 from online_model.errors import ConfigurationError
 from online_model.registry import make_model
-from streams.cli.options import Count, json_option, param_option, parse_params
+from streams.cli.options import Count, env_option, json_option, parse_params
 from streams.experiment.gate import PROMOTE, STOP, figures, judge
 from streams.experiment.record import (
     DEFAULT_ALPHA,
@@ -39,9 +40,7 @@ def _settings_and_store() -> tuple[Settings, ExperimentStore]:
 
 
 def _store_of(settings: Settings, namespace: str) -> SnapshotStore:
-    from dataclasses import replace
-
-    return snapshot_store(replace(settings, model_name=namespace))
+    return snapshot_store(dataclasses.replace(settings, model_name=namespace))
 
 
 @click.group("experiment")
@@ -53,15 +52,26 @@ def command() -> None:
 @click.option(
     "--challenger",
     "challenger_text",
+    envvar="STREAMREC_EXPERIMENT_CHALLENGER",
+    show_envvar=True,
     default=None,
     metavar="MODEL[:KEY=VALUE,...]",
     help="The challenger: a model the challenger's trainer builds and keeps learning, "
     "e.g. covisit or covisit:window=3 or blend with --param models=covisit:1,mf:0.5.",
 )
-@param_option()
+@env_option(
+    "--param",
+    "params",
+    env="STREAMREC_EXPERIMENT_PARAMS",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="A challenger constructor parameter; repeat it (the variable is space-separated).",
+)
 @click.option(
     "--version",
     "from_version",
+    envvar="STREAMREC_EXPERIMENT_VERSION",
+    show_envvar=True,
     type=Count(1),
     default=None,
     help="The challenger: this version of the champion's namespace (e.g. a replay "
@@ -69,6 +79,8 @@ def command() -> None:
 )
 @click.option(
     "--share",
+    envvar="STREAMREC_EXPERIMENT_SHARE",
+    show_envvar=True,
     type=click.FloatRange(0.0, 1.0, min_open=True),
     default=0.1,
     show_default=True,
@@ -76,16 +88,25 @@ def command() -> None:
 )
 @click.option(
     "--shadow",
+    envvar="STREAMREC_EXPERIMENT_SHADOW",
+    show_envvar=True,
     is_flag=True,
     default=False,
     help="Serve every user the champion; compute and judge the challenger's list for the "
     "challenger arm's users without sending it.",
 )
 @click.option(
-    "--auto", is_flag=True, default=False, help="Let the gate promote or stop the challenger."
+    "--auto",
+    envvar="STREAMREC_EXPERIMENT_AUTO",
+    show_envvar=True,
+    is_flag=True,
+    default=False,
+    help="Let the gate promote or stop the challenger.",
 )
 @click.option(
     "--min-judged",
+    envvar="STREAMREC_EXPERIMENT_MIN_JUDGED",
+    show_envvar=True,
     type=Count(1),
     default=DEFAULT_MIN_JUDGED,
     show_default=True,
@@ -93,6 +114,8 @@ def command() -> None:
 )
 @click.option(
     "--alpha",
+    envvar="STREAMREC_EXPERIMENT_ALPHA",
+    show_envvar=True,
     type=click.FloatRange(0.0, 1.0, min_open=True, max_open=True),
     default=DEFAULT_ALPHA,
     show_default=True,
@@ -100,6 +123,8 @@ def command() -> None:
 )
 @click.option(
     "--tau",
+    envvar="STREAMREC_EXPERIMENT_TAU",
+    show_envvar=True,
     type=click.FloatRange(0.0, min_open=True),
     default=DEFAULT_TAU,
     show_default=True,
@@ -108,6 +133,8 @@ def command() -> None:
 @click.option(
     "--name",
     "namespace",
+    envvar="STREAMREC_EXPERIMENT_NAME",
+    show_envvar=True,
     default=None,
     help="Namespace of the challenger's snapshots. [default: <champion>.x<id>]",
 )
@@ -238,7 +265,12 @@ def status(as_json: bool) -> None:
 
 @command.command("stop")
 @click.option(
-    "--promote", is_flag=True, default=False, help="Make the challenger the served model."
+    "--promote",
+    envvar="STREAMREC_EXPERIMENT_PROMOTE",
+    show_envvar=True,
+    is_flag=True,
+    default=False,
+    help="Make the challenger the served model.",
 )
 def stop(promote: bool) -> None:
     """End the running experiment; with --promote the challenger serves everyone."""

@@ -39,6 +39,8 @@ log = logging.getLogger(__name__)
 @click.option(
     "--challenger",
     is_flag=True,
+    envvar="STREAMREC_TRAINER_CHALLENGER",
+    show_envvar=True,
     default=False,
     help="Train the challenger of the experiment running on STREAMREC_MODEL_NAME (its "
     "namespace, model and parameters come from the experiment record).",
