@@ -150,6 +150,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
                 "model_version": 1,
                 "page_view_ts": v.record["ts"],
                 "produced_at": now,
+                "arm": "",
             }
             for v, r in zip(views, rs, strict=True)
         ]

@@ -42,6 +42,7 @@ def run_scorer(settings: Settings, loglevel: str = "warn") -> None:
     require(settings, kafka=True, redis=True)
     ensure_topics(settings)
     runtime = ScorerRuntime(settings)
+    runtime.follow_experiment()  # a running experiment's arms apply from the first batch
     runtime.load_model()  # the REST API opens with the stored model, not the cold start
     runtime.follow_catalog()  # and never serves a hidden page it has not read yet
     app = create_app(settings, runtime)

@@ -11,7 +11,7 @@ import click
 
 from streams.cli.options import model_option, param_option, parse_params
 from streams.settings import Settings
-from streams.trainer.run import DEFAULT_LEASE_TTL, ready_line, run_trainer
+from streams.trainer.run import DEFAULT_LEASE_TTL, challenger_training, ready_line, run_trainer
 
 log = logging.getLogger(__name__)
 
@@ -36,11 +36,21 @@ log = logging.getLogger(__name__)
     show_envvar=True,
     help="Seconds a killed trainer keeps its successor waiting.",
 )
+@click.option(
+    "--challenger",
+    is_flag=True,
+    envvar="STREAMREC_TRAINER_CHALLENGER",
+    show_envvar=True,
+    default=False,
+    help="Train the challenger of the experiment running on STREAMREC_MODEL_NAME (its "
+    "namespace, model and parameters come from the experiment record).",
+)
 def command(
     model_spec: str | None,
     params: tuple[str, ...],
     snapshot_interval: float | None,
     lease_ttl: float,
+    challenger: bool,
 ) -> None:
     """Learn from page views; publish signed snapshots to Redis until SIGTERM/SIGINT.
 
@@ -48,6 +58,9 @@ def command(
     trainer per STREAMREC_MODEL_NAME learns; others wait for its lease.
     """
     settings = Settings.from_env(snapshot_interval=snapshot_interval)
+    model_params = parse_params(params)
+    if challenger:
+        settings, model_spec, model_params = challenger_training(settings)
     stop = threading.Event()
 
     def _stop(signum: int, _frame: Any) -> None:
@@ -59,7 +72,7 @@ def command(
     trainer = run_trainer(
         settings,
         model_spec,
-        parse_params(params),
+        model_params,
         stop,
         lease_ttl,
         on_ready=lambda t: click.echo(ready_line(settings, t), err=True),

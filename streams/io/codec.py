@@ -99,6 +99,9 @@ _SIZES = [_varint(n) for n in range(1024)]  # length prefixes of short strings a
 _RANGES = {"int": (-(2**31), 2**31 - 1), "long": (-(2**63), 2**63 - 1)}
 
 
+_NO_DEFAULT = object()
+
+
 def _type_name(schema: Any) -> Any:
     if isinstance(schema, dict) and schema.get("type") in (
         "string",
@@ -156,7 +159,12 @@ def _compile_encoder(schema: Any, header: bytes) -> Any:
             if not isinstance(name, str):
                 return False
             field_var = f"f{depth}_{i}"
-            emit(depth, f"{field_var} = {var}[{name!r}]")
+            default = fld.get("default", _NO_DEFAULT)
+            if type(default) in (str, int, float, bool):
+                # A field added later with a default: writers that predate it leave it out.
+                emit(depth, f"{field_var} = {var}.get({name!r}, {default!r})")
+            else:
+                emit(depth, f"{field_var} = {var}[{name!r}]")
             if not value(fld.get("type"), field_var, depth):
                 return False
         return True

@@ -16,6 +16,9 @@ from typing import Any
 from online_model.catalog import Catalog, recommend_eligible
 from online_model.quality import HitCounts, rank_of
 from streams.errors import DecodeError, KeyMismatch, SchemaViolation
+from streams.experiment.assignment import CHALLENGER, CHAMPION
+from streams.experiment.routing import ArmRouting
+from streams.experiment.statistics import ArmCounts
 from streams.io.codec import PAGE_VIEW, RECOMMENDATION, AvroCodec
 from streams.io.dlq import DeadLetter, InputMessage
 from streams.scorer.model_holder import ModelHolder, Served
@@ -50,6 +53,8 @@ class ScoredBatch:
     update: HistoryUpdate = field(default_factory=HistoryUpdate)
     quality: ServedQuality = field(default_factory=ServedQuality)
     version: int = 0
+    #: Judged views per arm while an experiment runs (None outside one).
+    arms: dict[str, ArmCounts] | None = None
 
 
 class ScoringCore:
@@ -73,6 +78,8 @@ class ScoringCore:
         self.history_length = history_length
         self.page_views = AvroCodec.bundled(PAGE_VIEW, registry_url, max_bytes=max_event_bytes)
         self.recommendations = AvroCodec.bundled(RECOMMENDATION, registry_url)
+        #: The running experiment, set between batches by the scorer's poll (None: none).
+        self.routing: ArmRouting | None = None
 
     def decode(self, messages: Sequence[InputMessage]) -> tuple[list[PageViewIn], list[DeadLetter]]:
         good: list[PageViewIn] = []
@@ -112,6 +119,9 @@ class ScoringCore:
         return [(item if type(item) is str else str(item), float(score)) for item, score in items]
 
     def score(self, views: Sequence[PageViewIn], state: UserState) -> ScoredBatch:
+        routing = self.routing
+        if routing is not None:
+            return self._score_arms(views, state, routing)
         served_model = self.holder.current  # one model for the whole batch
         out = ScoredBatch(version=served_model.version)
         histories = state.histories
@@ -123,26 +133,97 @@ class ScoringCore:
             user = view.user
             page = str(record["page_id"])
             out.quality.add_served(last_served.get(user, []), page)
-            history = histories.setdefault(user, [])
-            history.append(page)
-            if len(history) > self.history_length:
-                del history[: len(history) - self.history_length]
-            self.holder.observe(user, page, record["ts"])
+            history = self._viewed(histories, user, page, record["ts"])
             items = self.recommend(served_model, user, history, now_ms=now_ms)
             ranked = [item for item, _ in items]
             last_served[user] = ranked
             out.update.appends.setdefault(user, []).append(page)
             out.update.served[user] = ranked
             value = encode(
-                {
-                    "event_id": record["event_id"],
-                    "user_id": user,
-                    "items": [{"page_id": item, "score": score} for item, score in items],
-                    "model_name": self.model_name,
-                    "model_version": served_model.version,
-                    "page_view_ts": record["ts"],
-                    "produced_at": now_ms,
-                }
+                self._answer(record, items, self.model_name, served_model.version, now_ms, "")
+            )
+            out.recommendations.append((user.encode(), value))
+        return out
+
+    def _viewed(
+        self, histories: dict[str, list[str]], user: str, page: str, ts_ms: int
+    ) -> list[str]:
+        """Append ``page`` to the user's bounded history (returned); the cold-start model
+        learns it."""
+        history = histories.setdefault(user, [])
+        history.append(page)
+        if len(history) > self.history_length:
+            del history[: len(history) - self.history_length]
+        self.holder.observe(user, page, ts_ms)
+        return history
+
+    @staticmethod
+    def _answer(
+        record: dict[str, Any],
+        items: list[tuple[str, float]],
+        model_name: str,
+        version: int,
+        now_ms: int,
+        arm: str,
+    ) -> dict[str, Any]:
+        """The Recommendation answering page view ``record``."""
+        return {
+            "event_id": record["event_id"],
+            "user_id": record["user_id"],
+            "items": [{"page_id": item, "score": score} for item, score in items],
+            "model_name": model_name,
+            "model_version": version,
+            "page_view_ts": record["ts"],
+            "produced_at": now_ms,
+            "arm": arm,
+        }
+
+    def _score_arms(
+        self, views: Sequence[PageViewIn], state: UserState, routing: ArmRouting
+    ) -> ScoredBatch:
+        """:meth:`score` during an experiment: each user's arm picks the model (split),
+        or the champion serves and the challenger's list is kept unsent (shadow)."""
+        experiment = routing.experiment
+        models = {CHAMPION: self.holder.current, CHALLENGER: routing.challenger.current}
+        names = {CHAMPION: experiment.champion, CHALLENGER: experiment.challenger}
+        shadow = routing.shadow
+        out = ScoredBatch(version=models[CHAMPION].version)
+        arms = out.arms = {CHAMPION: ArmCounts(), CHALLENGER: ArmCounts()}
+        histories = state.histories
+        last_served = state.served
+        last_shadow = state.shadow_served
+        encode = self.recommendations.encode
+        now_ms = int(time.time() * 1000)
+        for view in views:
+            record = view.record
+            user = view.user
+            page = str(record["page_id"])
+            arm = routing.arm(user)
+            before = last_served.get(user, [])
+            if before:
+                rank = rank_of(page, before)
+                out.quality.add(rank)
+                # In shadow mode every served list is the champion's.
+                arms[CHAMPION if shadow else arm].add(rank)
+            if shadow and arm == CHALLENGER:
+                unsent = last_shadow.get(user, [])
+                if unsent:
+                    arms[CHALLENGER].add(rank_of(page, unsent))
+            history = self._viewed(histories, user, page, record["ts"])
+            serving_arm = CHAMPION if shadow else arm
+            served_model = models[serving_arm]
+            items = self.recommend(served_model, user, history, now_ms=now_ms)
+            ranked = [item for item, _ in items]
+            last_served[user] = ranked
+            out.update.appends.setdefault(user, []).append(page)
+            out.update.served[user] = ranked
+            if shadow and arm == CHALLENGER:
+                unsent_items = self.recommend(models[CHALLENGER], user, history, now_ms=now_ms)
+                last_shadow[user] = out.update.shadow_served[user] = [i for i, _ in unsent_items]
+            value = encode(
+                self._answer(
+                    record, items, names[serving_arm], served_model.version, now_ms, serving_arm
+                )
             )
             out.recommendations.append((user.encode(), value))
         return out

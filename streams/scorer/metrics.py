@@ -8,12 +8,17 @@ from __future__ import annotations
 
 import time
 from collections import deque
+from functools import partial
+from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from streams.scorer.core import ServedQuality
 from streams.scorer.model_holder import ModelHolder
+
+if TYPE_CHECKING:
+    from streams.experiment.routing import ExperimentFollower
 
 __all__ = ["CONTENT_TYPE_LATEST", "RollingQuality", "ScorerMetrics"]
 
@@ -50,7 +55,9 @@ class RollingQuality:
 class ScorerMetrics:
     """Counters, gauges and the batch latency histogram of one scorer."""
 
-    def __init__(self, holder: ModelHolder, k: int) -> None:
+    def __init__(
+        self, holder: ModelHolder, k: int, experiments: ExperimentFollower | None = None
+    ) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         self.holder = holder
         self.quality = RollingQuality()
@@ -100,6 +107,46 @@ class ScorerMetrics:
         Gauge(
             "streamrec_served_judged", "Page views in the rolling quality window", registry=r
         ).set_function(lambda: self.quality.judged)
+
+        if experiments is not None:
+            self._experiment_gauges(experiments, k)
+
+    def _experiment_gauges(self, experiments: ExperimentFollower, k: int) -> None:
+        """Per-arm served quality of the running experiment, summed over every scorer
+        (as of this scorer's last poll; NaN when none runs), and the difference."""
+        r = self.registry
+        for name, help_text in (
+            ("judged", "Judged page views per arm of the running experiment"),
+            (f"hit@{k}", "Served hit rate per arm of the running experiment"),
+            (f"mrr@{k}", "Served MRR per arm of the running experiment"),
+        ):
+            metric = name.replace("@", "_at_")
+            gauge = Gauge(f"streamrec_experiment_{metric}", help_text, ["arm"], registry=r)
+            for arm in ("champion", "challenger"):
+                gauge.labels(arm).set_function(partial(experiments.arm_figure, arm, name))
+        for name in (f"hit@{k}", f"mrr@{k}"):
+            metric = name.replace("@", "_at_")
+            gauge = Gauge(
+                f"streamrec_experiment_difference_{metric}",
+                f"Challenger minus champion {name}: estimate, 95 % CI and always-valid CI bounds",
+                ["bound"],
+                registry=r,
+            )
+            for bound in (
+                "difference",
+                "ci95_low",
+                "ci95_high",
+                "always_valid_low",
+                "always_valid_high",
+            ):
+                gauge.labels(bound).set_function(
+                    partial(experiments.difference_figure, name, bound)
+                )
+        Gauge(
+            "streamrec_experiment_gate_decisions",
+            "Experiments this scorer's gate promoted or stopped",
+            registry=r,
+        ).set_function(lambda: experiments.decisions)
 
     def _snapshot_age(self) -> float:
         created = self.holder.current.created_at

@@ -65,6 +65,20 @@ class ModelHolder:
         if self.current.is_fallback:
             self.fallback.learn_one(user, page, x={"ts": ts_ms})
 
+    def adopt(self, other: ModelHolder) -> None:
+        """Serve what ``other`` holds from now on (a promoted challenger's model), and
+        follow its namespace: versions it refused stay refused."""
+        with self._lock:
+            if other.current.is_fallback:  # nothing there yet: our own cold start serves
+                self.current = Served(self.fallback, 0, time.time(), None, "cold-start popularity")
+            else:
+                self.current = other.current
+            self._rejected_versions = set(other._rejected_versions)
+            self.swaps += 1
+        log.info(
+            "model_adopted version=%d class=%s", self.current.version, self.current.model_class
+        )
+
     def refresh(self, source: SnapshotSource) -> bool:
         """Load the store's current version if it differs from ours; True if swapped.
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 import time
@@ -22,6 +23,8 @@ from online_model.catalog import Catalog
 from online_model.errors import SnapshotError
 from streams.catalog.follower import CatalogFollower
 from streams.errors import StoreUnavailable
+from streams.experiment.routing import ExperimentFollower
+from streams.experiment.store import ExperimentStore
 from streams.io.dlq import DeadLetter, InputMessage
 from streams.scorer.core import ScoredBatch, ScoringCore
 from streams.scorer.metrics import ScorerMetrics
@@ -67,8 +70,15 @@ class ScorerRuntime:
             settings.schema_registry_url,
             self.catalog,
         )
-        self.metrics = ScorerMetrics(self.holder, settings.k)
         self.store = store if store is not None else snapshot_store(settings)
+        #: The namespace whose snapshots are served (another after a promotion).
+        self.serving = settings.model_name
+        self.experiments = ExperimentFollower(
+            ExperimentStore(settings.redis_client(), settings.model_name),
+            lambda namespace: snapshot_store(dataclasses.replace(settings, model_name=namespace)),
+            settings.k,
+        )
+        self.metrics = ScorerMetrics(self.holder, settings.k, self.experiments)
         self.history = AsyncHistoryStore(
             settings.redis_async_client(socket_timeout=0.5, socket_connect_timeout=0.5),
             settings.model_name,
@@ -94,7 +104,9 @@ class ScorerRuntime:
         """
         started = time.perf_counter()
         views, dead = self.core.decode(messages)
-        state = await self.history.read(view.user for view in views)
+        routing = self.core.routing
+        shadow = routing is not None and routing.shadow
+        state = await self.history.read((view.user for view in views), shadow)
         batch = self.core.score(views, state)
         topic = self.settings.topic_recommendations
         if send_many is not None:
@@ -183,6 +195,8 @@ class ScorerRuntime:
             metrics.redis_errors.inc(new_errors)
             self._redis_errors_seen = self.history.errors
         metrics.quality.add(batch.quality)
+        if batch.arms is not None:
+            self.experiments.count(batch.arms)
         metrics.batch_size.observe(len(batch.recommendations) + len(dead))
         metrics.batch_seconds.observe(time.perf_counter() - started)
 
@@ -207,7 +221,34 @@ class ScorerRuntime:
         if self._refresh_lock.locked():
             return False
         async with self._refresh_lock:
-            return await asyncio.get_running_loop().run_in_executor(None, self.load_model)
+            loop = asyncio.get_running_loop()
+            await loop.run_in_executor(None, self.follow_experiment)
+            return await loop.run_in_executor(None, self.load_model)
+
+    def follow_experiment(self) -> None:
+        """Follow the experiment record and the served namespace; never raises.
+
+        A promoted challenger is served at once: the champion holder takes the model the
+        challenger holder already holds, and follows the challenger's namespace from here.
+        """
+        try:
+            serving, adopted = self.experiments.poll()
+            if serving != self.serving:
+                store = snapshot_store(dataclasses.replace(self.settings, model_name=serving))
+                if adopted is None:
+                    # Not this scorer's challenger: load it before serving it. Versions of
+                    # two namespaces are not comparable, so the model held now is dropped.
+                    adopted = ModelHolder()
+                    adopted.refresh(store)
+                self.holder.adopt(adopted)
+                self.serving, self.store = serving, store
+                self.core.model_name = serving
+        except (StoreUnavailable, redis.RedisError, OSError) as exc:
+            log.warning("experiment_poll_failed error=%r", exc)
+        except Exception:  # following an experiment must never take the scorer down
+            log.exception("experiment_poll_error")
+        # Set even after a failure: the routing the follower has is still the last known.
+        self.core.routing = self.experiments.routing
 
     def load_model(self) -> bool:
         """One blocking attempt to swap in the current snapshot; never raises.
@@ -235,12 +276,20 @@ class ScorerRuntime:
     async def recommend_for(self, user: str, k: int) -> dict[str, Any]:
         state = await self.history.read([user])
         history = state.histories.get(user, [])
-        served = self.holder.current
+        served, name, arm = self.holder.current, self.core.model_name, ""
+        routing = self.core.routing
+        if routing is not None:
+            arm = "champion" if routing.shadow else routing.arm(user)
+            if arm == "challenger":
+                served, name = routing.challenger.current, routing.experiment.challenger
+            else:
+                name = routing.experiment.champion
         items = self.core.recommend(served, user, history, k)
         return {
             "user_id": user,
             "items": [{"page_id": page, "score": score} for page, score in items],
-            "model_name": self.settings.model_name,
+            "model_name": name,
+            "arm": arm,
             "model_version": served.version,
             "history_length": len(history),
             "history_available": not state.degraded,

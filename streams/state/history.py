@@ -35,6 +35,8 @@ class UserState:
     histories: dict[str, list[str]] = field(default_factory=dict)
     served: dict[str, list[str]] = field(default_factory=dict)
     degraded: bool = False
+    #: The challenger's last unsent list per user (read only in a shadow experiment).
+    shadow_served: dict[str, list[str]] = field(default_factory=dict)
 
 
 @dataclass
@@ -43,9 +45,10 @@ class HistoryUpdate:
 
     appends: dict[str, list[str]] = field(default_factory=dict)
     served: dict[str, list[str]] = field(default_factory=dict)
+    shadow_served: dict[str, list[str]] = field(default_factory=dict)
 
     def __bool__(self) -> bool:
-        return bool(self.appends or self.served)
+        return bool(self.appends or self.served or self.shadow_served)
 
 
 class _Breaker:
@@ -91,16 +94,23 @@ class _Plan:
         self.length = length
         self.ttl_s = ttl_s
 
-    def queue_reads(self, pipe: Any, users: list[str]) -> None:
+    def queue_reads(self, pipe: Any, users: list[str], shadow: bool = False) -> None:
         for user in users:
             pipe.lrange(self.keys.history(user), -self.length, -1)
             pipe.get(self.keys.served(user))
+        if shadow:
+            for user in users:
+                pipe.get(self.keys.shadow_served(user))
 
     def parse_reads(self, users: list[str], results: list[Any]) -> UserState:
         state = UserState()
         for i, user in enumerate(users):
             state.histories[user] = _decode_list(results[2 * i])
             state.served[user] = _decode_served(results[2 * i + 1])
+        if len(results) > 2 * len(users):
+            tail = 2 * len(users)
+            for i, user in enumerate(users):
+                state.shadow_served[user] = _decode_served(results[tail + i])
         return state
 
     def queue_writes(self, pipe: Any, update: HistoryUpdate) -> None:
@@ -111,6 +121,8 @@ class _Plan:
             pipe.expire(key, self.ttl_s)
         for user, items in update.served.items():
             pipe.set(self.keys.served(user), _encode_served(items), ex=self.ttl_s)
+        for user, items in update.shadow_served.items():
+            pipe.set(self.keys.shadow_served(user), _encode_served(items), ex=self.ttl_s)
 
 
 class _HistoryStoreBase:
@@ -132,14 +144,14 @@ class _HistoryStoreBase:
     def errors(self) -> int:
         return self._breaker.errors
 
-    def _read_pipe(self, users: list[str]) -> Any | UserState:
+    def _read_pipe(self, users: list[str], shadow: bool = False) -> Any | UserState:
         """A pipeline queued with the reads, or the answer when Redis is not asked."""
         if not users:
             return UserState()
         if not self._breaker.allows():
             return UserState(degraded=True)
         pipe = self._client.pipeline(transaction=False)
-        self._plan.queue_reads(pipe, users)
+        self._plan.queue_reads(pipe, users, shadow)
         return pipe
 
     def _write_pipe(self, update: HistoryUpdate) -> Any | None:
@@ -161,9 +173,10 @@ class _HistoryStoreBase:
 class AsyncHistoryStore(_HistoryStoreBase):
     """Pipelined history reads and writes for the asyncio scorer."""
 
-    async def read(self, users: Iterable[str]) -> UserState:
+    async def read(self, users: Iterable[str], shadow: bool = False) -> UserState:
+        """Histories and served lists of ``users`` (and shadow lists when ``shadow``)."""
         wanted = list(dict.fromkeys(users))
-        pipe = self._read_pipe(wanted)
+        pipe = self._read_pipe(wanted, shadow)
         if isinstance(pipe, UserState):
             return pipe
         try:

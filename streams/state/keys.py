@@ -73,3 +73,28 @@ class ModelKeys:
 
     def served(self, user: str) -> str:
         return f"{self.prefix}served:{user}"
+
+    # -- live experiments on this namespace (streams.experiment) ------------------------
+    @property
+    def experiment(self) -> str:
+        """The running experiment whose champion this namespace serves (JSON)."""
+        return f"{self.prefix}experiment"
+
+    def experiment_counts(self, experiment_id: str) -> str:
+        """Per-arm judged views of one experiment, summed over every scorer (hash)."""
+        return f"{self.prefix}experiment:{experiment_id}:counts"
+
+    @property
+    def experiment_log(self) -> str:
+        """Finished experiments with their decision and figures, newest first (list)."""
+        return f"{self.prefix}experiments"
+
+    @property
+    def serving(self) -> str:
+        """The namespace whose snapshots this namespace's scorers serve, once a challenger
+        was promoted (absent: this namespace's own)."""
+        return f"{self.prefix}serving"
+
+    def shadow_served(self, user: str) -> str:
+        """The challenger's list computed for a user in shadow mode (never sent)."""
+        return f"{self.prefix}shadow:{user}"

@@ -6,11 +6,13 @@ The loop itself (learn, snapshot, resume from offsets, the lease) is
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from online_model.errors import ConfigurationError
 from online_model.snapshot import check_storable
 from streams.io.event_source import KafkaEventSource
 from streams.io.topics import ensure_topics
@@ -84,6 +86,23 @@ def run_trainer(
     )
     trainer.run(stop, on_ready)
     return trainer
+
+
+def challenger_training(settings: Settings) -> tuple[Settings, str | None, dict[str, str]]:
+    """Settings, model and parameters of the challenger of the experiment running on
+    ``settings.model_name``: its own namespace (snapshots, lease) and its own commit group,
+    so it learns under the same exactly-once rules as any trainer."""
+    from streams.experiment.store import ExperimentStore
+
+    running = ExperimentStore(settings.redis_client(), settings.model_name).running()
+    if running is None:
+        raise ConfigurationError(f"no experiment is running on {settings.model_name}")
+    trained = dataclasses.replace(
+        settings,
+        model_name=running.challenger,
+        trainer_group=f"{settings.trainer_group}.{running.challenger}",
+    )
+    return trained, running.model or None, dict(running.params)
 
 
 def ready_line(settings: Settings, trainer: Trainer) -> str:

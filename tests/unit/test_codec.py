@@ -49,6 +49,7 @@ recommendations = st.fixed_dictionaries(
         "model_version": st.integers(min_value=0, max_value=2**62),
         "page_view_ts": ts,
         "produced_at": ts,
+        "arm": st.sampled_from(["", "champion", "challenger"]),
     }
 )
 

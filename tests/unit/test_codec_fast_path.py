@@ -28,6 +28,7 @@ recommendations = st.fixed_dictionaries(
         "model_version": longs,
         "page_view_ts": longs,
         "produced_at": longs,
+        "arm": st.text(max_size=12),
     }
 )
 
@@ -58,6 +59,7 @@ def test_long_lists_and_strings_take_multi_byte_lengths() -> None:
         "model_version": 2**40,
         "page_view_ts": -1,
         "produced_at": 0,
+        "arm": "challenger",
     }
     assert codec._fast_encode(record) == _fastavro_bytes(codec, record)
 
@@ -80,6 +82,7 @@ def test_odd_but_valid_records_fall_back_to_fastavro(change: dict) -> None:
         "model_version": 1,
         "page_view_ts": 2,
         "produced_at": 3,
+        "arm": "",
         **change,
     }
     assert codec.encode(record) == _fastavro_bytes(codec, record)
@@ -105,6 +108,7 @@ def test_invalid_records_are_still_schema_violations(change: dict) -> None:
         "model_version": 1,
         "page_view_ts": 2,
         "produced_at": 3,
+        "arm": "",
         **change,
     }
     with pytest.raises(SchemaViolation):
