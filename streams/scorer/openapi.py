@@ -106,6 +106,11 @@ DOCUMENT: dict[str, Any] = {
                         },
                     },
                     "model_name": {"type": "string"},
+                    "arm": {
+                        "type": "string",
+                        "enum": ["", "champion", "challenger"],
+                        "description": "experiment arm that served the list; empty with no experiment",
+                    },
                     "model_version": {"type": "integer", "minimum": 0},
                     "history_length": {"type": "integer", "minimum": 0},
                     "history_available": {"type": "boolean"},
