@@ -18,9 +18,9 @@ As in ``streamrec replay``, a partition ends at its first record stamped past ``
 after the smallest one of the partition are dropped by the job, so cutting a partition
 into ranges does not change what is read.
 
-A task returns tagged rows (plain tuples, cheap to pickle): ``("E", event)`` for a decoded
-page view, ``("B", (partition, offset, reason))`` for a record that does not decode, and one
-``("M", RangeReport)`` at the end.
+A task returns one :class:`RangeRead` per range: numpy columns of the decoded page views
+(a few bytes per event to pickle, not a Python object per record), the records that did
+not decode with their reason, and a :class:`RangeReport`.
 """
 
 from __future__ import annotations
@@ -42,9 +42,6 @@ log = logging.getLogger(__name__)
 
 #: Extra seconds of silence allowed before a range's first record (connect + first fetch).
 CONNECT_GRACE_S = 5.0
-
-#: A decoded page view: (ts_ms, partition, offset, user_id, page_id).
-Event = tuple[int, int, int, str, str]
 
 
 @dataclass(frozen=True)
@@ -156,17 +153,24 @@ def split_partition(
     return [OffsetRange(topic, partition, s, e) for s, e in zip(starts, ends, strict=True)]
 
 
-def read_range(spec: ReadSpec, rng: OffsetRange) -> Iterator[tuple[str, Any]]:
-    """Read one range (runs in a Spark task); yields the tagged rows of the module docstring.
+def read_range(spec: ReadSpec, rng: OffsetRange) -> RangeRead:
+    """Read one range (runs in a Spark task) into columns (see :class:`RangeRead`).
 
     A record that does not decode is counted by its error's ``reason``, never raised; a
     broker that cannot be reached is a :class:`ServiceError` (the task fails, Spark retries
     it, and the job fails after its retries).
     """
-    from confluent_kafka import Consumer, TopicPartition
+    from confluent_kafka import TIMESTAMP_NOT_AVAILABLE, Consumer, TopicPartition
 
     codec = AvroCodec.bundled(PAGE_VIEW, spec.registry_url, max_bytes=spec.max_event_bytes)
+    decode, time_range, lateness = codec.decode, spec.time_range, spec.lateness_ms
     report = RangeReport(rng.partition, rng.start, rng.end)
+    out = RangeRead(report)
+    # Column lists filled per record; user and page ids become codes into per-range tables.
+    times, offsets, users, pages = out.ts, out.offset, out.user, out.page
+    user_index: dict[str, int] = {}
+    page_index: dict[str, int] = {}
+    end = rng.end
     consumer = Consumer(spec.consumer_config)
     try:
         consumer.assign([TopicPartition(rng.topic, rng.partition, rng.start)])
@@ -177,22 +181,38 @@ def read_range(spec: ReadSpec, rng: OffsetRange) -> Iterator[tuple[str, Any]]:
             messages = consumer.consume(spec.max_records, spec.poll_timeout)
             done = got = False
             for msg in messages:
-                if not is_record(msg, "retrain"):
+                if msg.error() is not None and not is_record(msg, "retrain"):
                     continue
                 offset = msg.offset()
-                assert offset is not None
-                if rng.end is not None and offset >= rng.end:
+                if end is not None and offset >= end:
                     done = True
                     break
                 got = True
                 report.scanned += 1
-                row = _row(msg, codec, spec, rng.partition, report)
-                if row is _PASSED:
+                ts_type, ts = msg.timestamp()
+                if ts_type == TIMESTAMP_NOT_AVAILABLE:
+                    report.no_timestamp += 1
+                elif time_range.passed(ts, lateness):
                     report.passed_at, report.stopped, done = offset, "passed_to", True
                     break
-                if row is not None:
-                    yield row
-                if rng.end is not None and offset >= rng.end - 1:
+                elif ts in time_range:
+                    try:
+                        view = decode(msg.value())
+                    except StreamrecError as exc:
+                        out.bad.append((offset, getattr(exc, "reason", type(exc).__name__)))
+                    else:
+                        times.append(view["ts"])
+                        offsets.append(offset)
+                        user, page = view["user_id"], view["page_id"]
+                        code = user_index.get(user)
+                        if code is None:
+                            code = user_index[user] = len(user_index)
+                        users.append(code)
+                        code = page_index.get(page)
+                        if code is None:
+                            code = page_index[page] = len(page_index)
+                        pages.append(code)
+                if end is not None and offset >= end - 1:
                     done = True
                     break
             if done:
@@ -207,38 +227,40 @@ def read_range(spec: ReadSpec, rng: OffsetRange) -> Iterator[tuple[str, Any]]:
                 break
     finally:
         consumer.close()
-    yield "M", report
+    return out.packed(list(user_index), list(page_index))
 
 
-_PASSED: Any = ("passed",)
+@dataclass
+class RangeRead:
+    """What one task read, compact to ship to the driver: the decoded page views as
+    columns (event time, offset, and codes into this range's ``users`` and ``pages``
+    tables), the records that did not decode as ``(offset, reason)``, and the report."""
+
+    report: RangeReport
+    ts: Any = field(default_factory=list)  # int64 array once packed
+    offset: Any = field(default_factory=list)  # int64
+    user: Any = field(default_factory=list)  # int32 codes into users
+    page: Any = field(default_factory=list)  # int32 codes into pages
+    users: list[str] = field(default_factory=list)
+    pages: list[str] = field(default_factory=list)
+    bad: list[tuple[int, str]] = field(default_factory=list)
+
+    def packed(self, users: list[str], pages: list[str]) -> RangeRead:
+        import numpy as np
+
+        return RangeRead(
+            self.report,
+            np.asarray(self.ts, dtype=np.int64),
+            np.asarray(self.offset, dtype=np.int64),
+            np.asarray(self.user, dtype=np.int32),
+            np.asarray(self.page, dtype=np.int32),
+            users,
+            pages,
+            self.bad,
+        )
 
 
-def _row(msg: Any, codec: AvroCodec, spec: ReadSpec, partition: int, report: RangeReport) -> Any:
-    """The tagged row of one record, None to skip it, or ``_PASSED`` past the range."""
-    from confluent_kafka import TIMESTAMP_NOT_AVAILABLE
-
-    ts_type, ts = msg.timestamp()
-    if ts_type == TIMESTAMP_NOT_AVAILABLE:
-        report.no_timestamp += 1
-        return None
-    if spec.time_range.passed(ts, spec.lateness_ms):
-        return _PASSED
-    if ts not in spec.time_range:
-        return None
-    try:
-        view = codec.decode(msg.value())
-    except StreamrecError as exc:
-        return "B", (partition, msg.offset(), getattr(exc, "reason", type(exc).__name__))
-    return "E", (
-        int(view["ts"]),
-        partition,
-        msg.offset(),
-        str(view["user_id"]),
-        str(view["page_id"]),
-    )
-
-
-def read_ranges(spec: ReadSpec, ranges: Iterator[OffsetRange]) -> Iterator[tuple[str, Any]]:
+def read_ranges(spec: ReadSpec, ranges: Iterator[OffsetRange]) -> Iterator[RangeRead]:
     """:func:`read_range` over every range of one Spark partition."""
     for rng in ranges:
-        yield from read_range(spec, rng)
+        yield read_range(spec, rng)
