@@ -454,10 +454,11 @@ def pair_sums(
 ) -> tuple[np.ndarray, np.ndarray]:
     """The links of users' views, summed per pair: ``(src * n_pages + dst, weight)``.
 
-    ``views`` are ``(user, page, weight)`` columns, grouped by user, in learning order within each user, with each view's
-    weight against the final origin. The view at distance ``d`` (1..window) before a view
-    of the same user is its ``d``-th previous page (:func:`user_transitions`: the history
-    holds repeats too, a repeat does not link); same float operations per link.
+    ``views`` are ``(user, page, weight)`` columns, grouped by user, in learning order
+    within each user, with each view's weight against the final origin. The view at
+    distance ``d`` (1..window) before a view of the same user is its ``d``-th previous
+    page (:func:`user_transitions`: the history holds repeats too, a repeat does not
+    link); same float operations per link.
     """
     user, page, weight = views
     keys: list[np.ndarray] = []

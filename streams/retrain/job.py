@@ -206,6 +206,6 @@ def covisit_statistics(
     are counted on the executors, one slice of users per task."""
 
     def on_executors(fn: Callable[[Any], Any], slices: list[Any]) -> list[Any]:
-        return sc.parallelize(slices, len(slices)).map(fn).collect()  # type: ignore[no-any-return]
+        return sc.parallelize(slices, len(slices)).map(fn).collect()
 
     return bulk_statistics(events, n_prefix, params, on_executors, sc.defaultParallelism)

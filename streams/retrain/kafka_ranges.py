@@ -36,6 +36,7 @@ from streams.errors import ServiceError, StreamrecError
 from streams.io.codec import PAGE_VIEW, AvroCodec
 from streams.io.consumer_errors import is_record
 from streams.replay.rebuild import TimeRange
+from streams.retrain.view_fields import fields_reader
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -163,7 +164,8 @@ def read_range(spec: ReadSpec, rng: OffsetRange) -> RangeRead:
     from confluent_kafka import TIMESTAMP_NOT_AVAILABLE, Consumer, TopicPartition
 
     codec = AvroCodec.bundled(PAGE_VIEW, spec.registry_url, max_bytes=spec.max_event_bytes)
-    decode, time_range, lateness = codec.decode, spec.time_range, spec.lateness_ms
+    decode, fast = codec.decode, fields_reader(codec)
+    time_range, lateness = spec.time_range, spec.lateness_ms
     report = RangeReport(rng.partition, rng.start, rng.end)
     out = RangeRead(report)
     # Column lists filled per record; user and page ids become codes into per-range tables.
@@ -178,7 +180,7 @@ def read_range(spec: ReadSpec, rng: OffsetRange) -> RangeRead:
         # on a loaded machine: that silence must not end the range as "idle".
         last_seen = time.monotonic() + CONNECT_GRACE_S
         while True:
-            messages = consumer.consume(spec.max_records, spec.poll_timeout)
+            messages: list[Any] = consumer.consume(spec.max_records, spec.poll_timeout)
             done = got = False
             for msg in messages:
                 if msg.error() is not None and not is_record(msg, "retrain"):
@@ -196,14 +198,18 @@ def read_range(spec: ReadSpec, rng: OffsetRange) -> RangeRead:
                     report.passed_at, report.stopped, done = offset, "passed_to", True
                     break
                 elif ts in time_range:
-                    try:
-                        view = decode(msg.value())
-                    except StreamrecError as exc:
-                        out.bad.append((offset, getattr(exc, "reason", type(exc).__name__)))
-                    else:
-                        times.append(view["ts"])
+                    value = msg.value()
+                    fields = fast(value)
+                    if fields is None:
+                        try:
+                            view = decode(value)
+                            fields = (view["user_id"], view["page_id"], view["ts"])
+                        except StreamrecError as exc:
+                            out.bad.append((offset, getattr(exc, "reason", type(exc).__name__)))
+                    if fields is not None:
+                        user, page, view_ts = fields
+                        times.append(view_ts)
                         offsets.append(offset)
-                        user, page = view["user_id"], view["page_id"]
                         code = user_index.get(user)
                         if code is None:
                             code = user_index[user] = len(user_index)

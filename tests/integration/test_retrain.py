@@ -15,7 +15,7 @@ import pytest
 from click.testing import CliRunner
 
 from online_model.covisit import Covisitation
-from online_model.covisit_batch import build_covisitation
+from online_model.covisit_batch import OrderedEvents, build_covisitation
 from online_model.data.generate import generate, write_csv
 from online_model.evaluation import PrequentialEvaluator
 from online_model.popularity import DecayedPopularity
@@ -88,11 +88,8 @@ def test_offset_ranges_read_every_record_once_and_count_bad_ones(
     )
     assert read.source["tasks"] > 3 * 2
     assert read.bad_by_reason == dict.fromkeys(BAD.values(), 1)
-    got = read.ordered.collect()
-    assert [i for i, *_ in got] == list(range(len(views)))
-    assert sorted((u, p, ts) for _, u, p, ts in got) == sorted(
-        (v["user_id"], v["page_id"], v["ts"]) for v in views
-    )
+    got = read.events.rows()
+    assert sorted(got) == sorted((v["user_id"], v["page_id"], v["ts"]) for v in views)
     assert [ts for *_, ts in got] == sorted(v["ts"] for v in views)  # learning order
     per_partition = read.source["records_per_partition"]
     assert sum(per_partition.values()) == len(views) + len(BAD)
@@ -129,8 +126,7 @@ def test_spark_statistics_give_the_online_models_recommendations(
 ) -> None:
     rows = generate(n_users=80, n_pages=50, n_events=3_000, seed=11).rows()
     events = [(u, p, t) for u, p, t, _ in rows]
-    ordered = spark.parallelize([(i, u, p, t) for i, (u, p, t) in enumerate(events)], 3)
-    stats = job.covisit_statistics(ordered, len(events), params)
+    stats = job.covisit_statistics(spark, OrderedEvents.from_rows(events), len(events), params)
     bulk, online = build_covisitation(params, stats), _online(events, params)
     histories = [[p for u2, p, _ in events if u2 == u][-5:] for u in {u for u, _, _ in events}]
     assert_same_top(online, bulk, histories[:50])
