@@ -177,21 +177,25 @@ def test_retrain_of_a_file_equals_online_learning_and_its_tail_metrics(
     assert beaten.verdict.current < beaten.verdict.candidate
 
 
-def test_streamrec_retrain_publishes_a_snapshot_a_scorer_loads(
+def test_spark_submit_of_the_entry_point_publishes_a_snapshot_a_scorer_loads(
     settings: Settings, settings_env: dict[str, str]
 ) -> None:
+    """The documented cluster entry point, for real: ``spark-submit streams/retrain/submit.py``
+    (the master comes from spark-submit) runs ``streamrec retrain`` end to end."""
+    import pyspark
+
     base = int(time.time() * 1000) - 3_600_000
     views = _views(600, base, seed=6)
     _produce_with_bad_records(settings, views)
     env = {**settings_env, "PYTHONPATH": str(ROOT), "STREAMREC_LOG_LEVEL": "warning"}
+    env["PYSPARK_PYTHON"] = sys.executable
+    submit = Path(pyspark.__file__).parent / "bin" / "spark-submit"
     proc = subprocess.run(
         [
-            sys.executable,
-            "-m",
-            "streams.cli",
-            "retrain",
+            str(submit),
             "--master",
             "local[2]",
+            str(ROOT / "streams" / "retrain" / "submit.py"),
             "--publish",
             "live",
             "--tail",
