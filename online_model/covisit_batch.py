@@ -12,8 +12,9 @@ the global learning order, so it can also be computed in bulk, split by user:
    (the online model multiplies earlier weights by the same rescale factors instead);
 4. sums per pair and per source, popularity per page, and the users' last pages are
    aggregated: :func:`bulk_statistics` does it with numpy over :class:`OrderedEvents`
-   (columns of codes), handing the pair counting of user slices to a ``map_slices``
-   function (Spark tasks in :mod:`streams.retrain`, a plain loop here);
+   (columns of codes), handing the pair counting of user slices and the strongest links
+   of each page (:mod:`online_model.covisit_pairs`) to a ``map_reduce`` function (Spark
+   tasks in :mod:`streams.retrain`, a plain loop here);
    :func:`statistics_in_memory` is the event-by-event reference it is tested against;
 5. :func:`build_covisitation` turns those aggregates into a model that serves, and keeps
    learning, like the one that saw every event.
@@ -61,6 +62,7 @@ from typing import Any
 import numpy as np
 
 from online_model.covisit import Covisitation
+from online_model.covisit_pairs import pair_buckets, strongest_links
 from online_model.decay import _MAX_EXPONENT
 
 
@@ -370,26 +372,42 @@ def sorted_table(names: list[str], codes: np.ndarray) -> tuple[list[str], np.nda
     return [names[i] for i in order], renumber[codes] if len(codes) else codes
 
 
-#: Runs a function over slices, returning the results in order (Spark tasks, or a loop).
-MapSlices = Callable[[Callable[[Any], Any], list[Any]], list[Any]]
+#: ``(mapper, reducer, slices, n_buckets)`` -> the reducer's results: each slice is mapped
+#: to ``(bucket, part)`` pairs and each bucket's parts are reduced together (by Spark tasks
+#: with a shuffle in between, or :func:`_map_reduce_locally`).
+MapReduce = Callable[
+    [Callable[[Any], list[tuple[int, Any]]], Callable[[list[Any]], Any], list[Any], int],
+    list[Any],
+]
 
 
-def _map_locally(fn: Callable[[Any], Any], slices: list[Any]) -> list[Any]:
-    return [fn(s) for s in slices]
+def _map_reduce_locally(
+    mapper: Callable[[Any], list[tuple[int, Any]]],
+    reducer: Callable[[list[Any]], Any],
+    slices: list[Any],
+    n_buckets: int,
+) -> list[Any]:
+    buckets: dict[int, list[Any]] = {b: [] for b in range(n_buckets)}
+    for s in slices:
+        for bucket, part in mapper(s):
+            buckets[bucket].append(part)
+    return [reducer(parts) for parts in buckets.values()]
 
 
 def bulk_statistics(
     events: OrderedEvents,
     n_prefix: int,
     params: dict[str, Any],
-    map_slices: MapSlices = _map_locally,
+    map_reduce: MapReduce = _map_reduce_locally,
     n_slices: int = 1,
 ) -> CovisitStatistics:
     """:class:`CovisitStatistics` of events ``[0, n_prefix)``, with numpy.
 
     The events are cut into ``n_slices`` slices by user (each user's views whole and in
-    order) and ``map_slices`` runs :func:`pair_sums` over them; everything else is a
-    handful of vectorised passes on the caller's side. Same statistics as
+    order); ``map_reduce`` counts each slice's pairs (:func:`~online_model.covisit_pairs.\
+pair_buckets`) and keeps the strongest links of each bucket of source pages
+    (:func:`~online_model.covisit_pairs.strongest_links`); the rest is a handful of
+    vectorised passes on the caller's side. Same statistics as
     :func:`statistics_in_memory` (to float rounding).
     """
     if n_prefix <= 0:
@@ -410,120 +428,42 @@ def bulk_statistics(
     slice_of = user[by_user] % n_slices
     slices = []
     for s in range(n_slices):
-        rows = by_user[slice_of == s]
-        slices.append((user[rows], page[rows], link_weight[rows]))
-    counter = partial(
-        pair_sums,
+        picked = by_user[slice_of == s]
+        slices.append((user[picked], page[picked], link_weight[picked]))
+    mapper = partial(
+        pair_buckets,
         window=int(params.get("window", 5)),
         decay=float(params.get("decay_position", 0.6)),
         back=float(params.get("backward_weight", 0.5)),
         n_pages=n_pages,
+        n_buckets=n_slices,
     )
-    keys, sums = _merge_pairs(map_slices(counter, slices))
-    src, dst = keys // n_pages, keys % n_pages
-    out = np.bincount(src, weights=sums, minlength=n_pages)
-    rows = _strongest_rows(src, dst, sums, row_length(params), events.pages)
+    reducer = partial(strongest_links, n_pages=n_pages, kept=row_length(params))
+    links = map_reduce(mapper, reducer, slices, n_slices)
+    names = events.pages
+    rows: dict[Hashable, list[tuple[Hashable, float]]] = {}
+    out: dict[Hashable, float] = {}
+    for src, dst, weight, sources, totals in links:
+        for s, d, w in zip(src.tolist(), dst.tolist(), weight.tolist(), strict=True):
+            row = rows.get(names[s])
+            if row is None:
+                row = rows[names[s]] = []
+            row.append((names[d], w))
+        out.update(zip([names[s] for s in sources.tolist()], totals.tolist(), strict=True))
 
     counts = np.bincount(page, weights=pop_weight, minlength=n_pages)
     seen, first = np.unique(page, return_index=True)
     by_first = seen[np.argsort(first)].tolist()
+    max_users = int(params.get("max_users", 100_000))
     return CovisitStatistics(
         n_events=n_prefix,
         link_origin=link_origin,
         pop_origin=pop_origin,
         rows=rows,
-        out={events.pages[s]: w for s, w in zip(*_nonempty(out, src), strict=True)},
-        popularity=[(events.pages[p], float(counts[p])) for p in by_first],
-        histories=_last_pages(
-            events,
-            user[by_user],
-            page[by_user],
-            by_user,
-            params,
-            int(params.get("max_users", 100_000)),
-        ),
+        out=out,
+        popularity=[(names[p], float(counts[p])) for p in by_first],
+        histories=_last_pages(events, user[by_user], page[by_user], by_user, params, max_users),
     )
-
-
-def pair_sums(
-    views: tuple[np.ndarray, np.ndarray, np.ndarray],
-    window: int,
-    decay: float,
-    back: float,
-    n_pages: int,
-) -> tuple[np.ndarray, np.ndarray]:
-    """The links of users' views, summed per pair: ``(src * n_pages + dst, weight)``.
-
-    ``views`` are ``(user, page, weight)`` columns, grouped by user, in learning order
-    within each user, with each view's weight against the final origin. The view at
-    distance ``d`` (1..window) before a view of the same user is its ``d``-th previous
-    page (:func:`user_transitions`: the history holds repeats too, a repeat does not
-    link); same float operations per link.
-    """
-    user, page, weight = views
-    keys: list[np.ndarray] = []
-    sums: list[np.ndarray] = []
-    for d in range(1, window + 1):
-        if len(user) <= d:
-            break
-        linked = (user[d:] == user[:-d]) & (page[d:] != page[:-d])
-        src = page[:-d][linked].astype(np.int64)
-        dst = page[d:][linked].astype(np.int64)
-        w = weight[d:][linked] * (decay ** (d - 1))
-        keys.append(src * n_pages + dst)
-        sums.append(w)
-        if back:
-            keys.append(dst * n_pages + src)
-            sums.append(w * back)
-    if not keys:
-        return np.empty(0, np.int64), np.empty(0, np.float64)
-    return _sum_by_key(np.concatenate(keys), np.concatenate(sums), n_pages * n_pages)
-
-
-def _sum_by_key(
-    keys: np.ndarray, weights: np.ndarray, n_keys: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """Distinct keys (ascending) and the sum of their weights."""
-    if n_keys <= max(1 << 22, 4 * len(keys)):
-        # A dense count is one O(n) pass where the key space is small (most catalogs).
-        present = np.flatnonzero(np.bincount(keys, minlength=n_keys))
-        return present, np.bincount(keys, weights=weights, minlength=n_keys)[present]
-    distinct, inverse = np.unique(keys, return_inverse=True)
-    return distinct, np.bincount(inverse, weights=weights, minlength=len(distinct))
-
-
-def _merge_pairs(parts: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
-    if len(parts) == 1:
-        return parts[0]
-    keys = np.concatenate([k for k, _ in parts])
-    sums = np.concatenate([w for _, w in parts])
-    distinct, inverse = np.unique(keys, return_inverse=True)
-    return distinct, np.bincount(inverse, weights=sums, minlength=len(distinct))
-
-
-def _strongest_rows(
-    src: np.ndarray, dst: np.ndarray, sums: np.ndarray, kept: int, pages: list[str]
-) -> dict[Hashable, list[tuple[Hashable, float]]]:
-    """:func:`strongest` of every source's row: weight, then page name, descending."""
-    if not len(src):
-        return {}
-    order = np.lexsort((-dst, -sums, src))
-    src, dst, sums = src[order], dst[order], sums[order]
-    starts = np.flatnonzero(np.r_[True, src[1:] != src[:-1]])
-    rank = np.arange(len(src)) - np.repeat(starts, np.diff(np.r_[starts, len(src)]))
-    keep = rank < kept
-    rows: dict[Hashable, list[tuple[Hashable, float]]] = {}
-    for s, d, w in zip(src[keep].tolist(), dst[keep].tolist(), sums[keep].tolist(), strict=True):
-        row = rows.get(pages[s])
-        if row is None:
-            row = rows[pages[s]] = []
-        row.append((pages[d], w))
-    return rows
-
-
-def _nonempty(out: np.ndarray, src: np.ndarray) -> tuple[list[int], list[float]]:
-    sources = np.unique(src)
-    return sources.tolist(), out[sources].tolist()
 
 
 def _last_pages(

@@ -48,6 +48,10 @@ from streams.settings import Settings
 log = logging.getLogger(__name__)
 
 
+#: JVM options of a local driver we start ourselves (not under spark-submit, not a cluster).
+LOCAL_JVM_OPTIONS = "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC"
+
+
 def spark_context(master: str | None, app_name: str = "streamrec-retrain") -> Any:
     """A SparkContext: ``master`` if given, else spark-submit's, else ``local[*]``."""
     from pyspark import SparkConf
@@ -65,6 +69,10 @@ def spark_context(master: str | None, app_name: str = "streamrec-retrain") -> An
         .config("spark.ui.enabled", "false")
         .config("spark.ui.showConsoleProgress", str(sys.stderr.isatty()).lower())
     )
+    if resolved.startswith("local") and conf.get("spark.driver.extraJavaOptions", None) is None:
+        # The JVM only schedules here (Python does the work): its client compiler alone
+        # and one GC thread start it faster and leave the cores to the Python workers.
+        builder = builder.config("spark.driver.extraJavaOptions", LOCAL_JVM_OPTIONS)
     session = builder.getOrCreate()
     sc = session.sparkContext
     sc.setLogLevel("ERROR")
@@ -117,6 +125,11 @@ def read_kafka(
         "time_range": time_range.to_dict(),
         "scanned": sum(r.scanned for r in reports),
         "no_timestamp": sum(r.no_timestamp for r in reports),
+        # Busy time of the slowest task and of all (the idle wait that ends a range excluded).
+        "task_seconds": {
+            "max": round(max((r.seconds for r in reports), default=0.0), 3),
+            "sum": round(sum(r.seconds for r in reports), 3),
+        },
         "offset_ranges": {str(p): [s[0], s[1]] for p, s in sorted(spans.items())},
         "records_per_partition": {str(p): s[2] for p, s in sorted(spans.items())},
         "stopped": {
@@ -202,10 +215,22 @@ def read_file(path: str, time_range: TimeRange) -> LogRead:
 def covisit_statistics(
     sc: Any, events: OrderedEvents, n_prefix: int, params: dict[str, Any]
 ) -> CovisitStatistics:
-    """The co-visitation statistics of the events with index < ``n_prefix``; the pairs
-    are counted on the executors, one slice of users per task."""
+    """The co-visitation statistics of the events with index < ``n_prefix``: pairs counted
+    on the executors, one slice of users per task, then shuffled by source page to the
+    tasks that keep each page's strongest links."""
 
-    def on_executors(fn: Callable[[Any], Any], slices: list[Any]) -> list[Any]:
-        return sc.parallelize(slices, len(slices)).map(fn).collect()
+    def on_executors(
+        mapper: Callable[[Any], list[tuple[int, Any]]],
+        reducer: Callable[[list[Any]], Any],
+        slices: list[Any],
+        n_buckets: int,
+    ) -> list[Any]:
+        return (
+            sc.parallelize(slices, len(slices))
+            .flatMap(mapper)
+            .partitionBy(n_buckets, int)  # buckets are partition numbers already
+            .mapPartitions(lambda parts: [reducer([part for _, part in parts])])
+            .collect()
+        )
 
     return bulk_statistics(events, n_prefix, params, on_executors, sc.defaultParallelism)

@@ -30,16 +30,20 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from streams.errors import ServiceError, StreamrecError
 from streams.io.codec import PAGE_VIEW, AvroCodec
 from streams.io.consumer_errors import is_record
-from streams.replay.rebuild import TimeRange
 from streams.retrain.view_fields import fields_reader
 from streams.settings import Settings
 
+if TYPE_CHECKING:
+    from streams.replay.rebuild import TimeRange
+
 log = logging.getLogger(__name__)
+
+_FOREVER, _FOREVER_AGO = 1 << 64, -(1 << 64)
 
 #: Extra seconds of silence allowed before a range's first record (connect + first fetch).
 CONNECT_GRACE_S = 5.0
@@ -66,6 +70,7 @@ class RangeReport:
     no_timestamp: int = 0
     passed_at: int | None = None  # offset of the first record stamped past to + lateness
     stopped: str = "end"  # "end" (reached ``end``), "passed_to" or "idle"
+    seconds: float = 0.0  # from the task's start to its last record handled
 
 
 @dataclass(frozen=True)
@@ -73,7 +78,9 @@ class ReadSpec:
     """Everything a task needs, picklable: consumer config, codec and time bounds."""
 
     consumer_config: dict[str, Any]
-    time_range: TimeRange
+    # The bounds of TimeRange as plain ints: tasks need not import the replay module.
+    start_ms: int | None
+    end_ms: int | None
     lateness_ms: int = 0
     idle_timeout: float = 5.0
     registry_url: str | None = None
@@ -95,7 +102,8 @@ class ReadSpec:
         config["fetch.wait.max.ms"] = 100
         return cls(
             consumer_config=config,
-            time_range=time_range,
+            start_ms=time_range.start_ms,
+            end_ms=time_range.end_ms,
             lateness_ms=int(lateness * 1000),
             idle_timeout=idle_timeout,
             registry_url=settings.schema_registry_url,
@@ -165,7 +173,12 @@ def read_range(spec: ReadSpec, rng: OffsetRange) -> RangeRead:
 
     codec = AvroCodec.bundled(PAGE_VIEW, spec.registry_url, max_bytes=spec.max_event_bytes)
     decode, fast = codec.decode, fields_reader(codec)
-    time_range, lateness = spec.time_range, spec.lateness_ms
+    # TimeRange's tests, inlined: [low, high) is kept, a time at or past stop_at passes.
+    low = _FOREVER_AGO if spec.start_ms is None else spec.start_ms
+    high = stop_at = _FOREVER if spec.end_ms is None else spec.end_ms
+    if spec.end_ms is not None:
+        stop_at = spec.end_ms + spec.lateness_ms
+    started = busy_until = time.monotonic()
     report = RangeReport(rng.partition, rng.start, rng.end)
     out = RangeRead(report)
     # Column lists filled per record; user and page ids become codes into per-range tables.
@@ -194,10 +207,10 @@ def read_range(spec: ReadSpec, rng: OffsetRange) -> RangeRead:
                 ts_type, ts = msg.timestamp()
                 if ts_type == TIMESTAMP_NOT_AVAILABLE:
                     report.no_timestamp += 1
-                elif time_range.passed(ts, lateness):
+                elif ts >= stop_at:
                     report.passed_at, report.stopped, done = offset, "passed_to", True
                     break
-                elif ts in time_range:
+                elif low <= ts < high:
                     value = msg.value()
                     fields = fast(value)
                     if fields is None:
@@ -227,12 +240,13 @@ def read_range(spec: ReadSpec, rng: OffsetRange) -> RangeRead:
             # on a busy executor must not look like an idle partition.
             now = time.monotonic()
             if got:
-                last_seen = now
+                last_seen = busy_until = now
             elif now - last_seen >= spec.idle_timeout:
                 report.stopped = "idle"
                 break
     finally:
         consumer.close()
+    report.seconds = (busy_until if report.stopped == "idle" else time.monotonic()) - started
     return out.packed(list(user_index), list(page_index))
 
 
