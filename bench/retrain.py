@@ -170,12 +170,12 @@ def _bench_size(bench: Bench, n: int, args: Any, before: Path | None) -> dict[st
 
 def _commit(tree: Path) -> str:
     done = subprocess.run(
-        ["git", "-C", str(tree), "log", "-1", "--format=%h %s"],
+        ["git", "-C", str(tree), "log", "-1", "--format=%h"],
         capture_output=True,
         text=True,
         check=False,
     )
-    return f"{tree.name}: {done.stdout.strip()[:80]}"
+    return f"{tree.name} at {done.stdout.strip()}"
 
 
 _LABELS = {
@@ -196,8 +196,8 @@ def report(result: dict[str, Any]) -> str:
         f"the start and {meta.get('load_avg_at_end')} at the end (the machine was shared: "
         f"compare rows of one size, measured in turns, not absolute times); "
         f"{meta['services']} broker; master `{meta['master']}`; medians of {meta['runs']} "
-        f"retrain runs and {meta['other_runs']} of the others. Code: {meta['tree']}"
-        + (f"; before: {meta['before_tree']}" if meta.get("before_tree") else "")
+        f"retrain runs and {meta['other_runs']} of the others. Code: {_tree(meta['tree'])}"
+        + (f"; before: {_tree(meta['before_tree'])}" if meta.get("before_tree") else "")
         + ".",
         "",
         "Wall time of the whole process: interpreter and Spark start-up, reading, "
@@ -205,7 +205,7 @@ def report(result: dict[str, Any]) -> str:
         f"the {meta['idle_timeout_s']:g} s idle timeout that ends the read. The trainer's "
         "is its catch-up: start to the first snapshot that covers the topic.",
         "",
-        "| events | command | wall s (median) | events/s | vs retrain | retrain phases (s) |",
+        "| events | command | wall s (median) | events/s | wall / retrain's | retrain phases (s) |",
         "|---:|---|---:|---:|---:|---|",
     ]
     for n, commands in result["sizes"].items():
@@ -224,6 +224,12 @@ def report(result: dict[str, Any]) -> str:
                 f"{_thousands(row['events_per_s_wall'])} | {ratio} | {phases} |"
             )
     return "\n".join(lines) + "\n"
+
+
+def _tree(text: str) -> str:
+    """``name at hash`` (older results also carry the commit subject: dropped)."""
+    name, _, rest = text.partition(": ")
+    return f"{name} at {rest.split()[0]}" if rest else text
 
 
 def _thousands(value: int | None) -> str:
