@@ -87,23 +87,26 @@ def strongest_links(
     (ties: larger page name first), and ``(sources, out)``: each source page's total
     weight over all its links.
     """
-    if not parts:
-        empty_i, empty_f = np.empty(0, np.int64), np.empty(0, np.float64)
-        return empty_i, empty_i, empty_f, empty_i, empty_f
-    keys, sums = parts[0]
+    keys, sums = parts[0] if parts else (np.empty(0, np.int64), np.empty(0, np.float64))
     if len(parts) > 1:
         keys, sums = _sum_by_key(
             np.concatenate([k for k, _ in parts]),
             np.concatenate([w for _, w in parts]),
             n_pages * n_pages,
         )
+    if not len(keys):
+        return keys, keys, sums, keys, sums
     # Keys ascend by (src, dst): each source's links are one run, dst ascending.
     src = keys // n_pages
     starts = np.flatnonzero(np.r_[True, src[1:] != src[:-1]])
     ends = np.r_[starts[1:], len(keys)]
-    kept_rows = [_strongest(sums, keys, a, b, kept) for a, b in zip(starts, ends, strict=True)]
-    picked = np.concatenate(kept_rows) if kept_rows else np.empty(0, np.int64)
-    totals = np.add.reduceat(sums, starts) if len(keys) else sums
+    picked = np.concatenate(
+        [
+            _strongest(sums, keys, a, b, kept)
+            for a, b in zip(starts.tolist(), ends.tolist(), strict=True)
+        ]
+    )
+    totals = np.add.reduceat(sums, starts)
     return src[picked], keys[picked] % n_pages, sums[picked], src[starts], totals
 
 

@@ -160,3 +160,16 @@ def test_ordered_events_hand_back_rows_and_earlier_pages() -> None:
     assert log.rows(2) == [("u1", "c", 3), ("u1", "a", 4)]
     assert log.pages_before(3, {"u1", "nobody"}) == {"u1": ["b", "c"]}
     assert bulk_statistics(log, 0, {}).n_events == 0
+
+
+def test_buckets_without_links_and_logs_without_pairs() -> None:
+    # Five slices and buckets, links out of two pages only: three buckets stay empty.
+    views = [(f"u{i}", page, i) for i in range(5) for page in ("a", "b")]
+    log = OrderedEvents.from_rows(views)
+    stats = bulk_statistics(log, len(log), {}, n_slices=5)
+    assert stats.rows == statistics_in_memory(views, {}).rows
+    assert set(stats.out) == {"a", "b"}
+    # One view per user: pages and users, no links.
+    lonely = OrderedEvents.from_rows([(f"u{i}", "a", i) for i in range(3)])
+    stats = bulk_statistics(lonely, 3, {}, n_slices=2)
+    assert (stats.rows, stats.out, [p for p, _ in stats.popularity]) == ({}, {}, ["a"])
