@@ -1,13 +1,22 @@
-"""``streamrec retrain`` on local[2] beside ``streamrec replay``: wall time and events/s.
+"""``streamrec retrain`` on local[2] beside the online trainer and ``streamrec replay``.
 
-    python -m bench.retrain [--sizes 200000,1000000] [--runs 3] [--replay-size 200000]
+    python -m bench.retrain [--sizes 200000,1000000] [--runs 3] [--other-runs 1]
+                            [--before-tree /path/to/an/older/checkout]
 
 Events come from ``online_model.data.generate`` (users = events / 50, 2,000 pages), are
 produced to a fresh topic of the embedded broker (or the one ``KAFKA_BOOTSTRAP_SERVERS``
-names), then each command runs as a subprocess, as an operator runs it: the wall time
-includes the interpreter and Spark start-up and the idle timeout that ends the read
-(1 s here, reported apart). Medians over ``--runs``. Writes ``bench/results/retrain.json``
-and ``bench/results/retrain.md``.
+names). Then, for each size and in turns (so a change of load hits every command alike),
+each command runs as a subprocess, as an operator runs it, on the same topic:
+
+* ``streamrec retrain --publish candidate`` (``--runs`` times), and the same command from
+  ``--before-tree`` if given (a checkout of an older version, ``--other-runs`` times);
+* ``streamrec replay --publish candidate`` (``--other-runs`` times);
+* ``streamrec trainer`` from an empty store until a snapshot covers the topic (its
+  catch-up, ``--other-runs`` times; see ``bench.training``).
+
+Wall times include the interpreter and Spark start-up and, for retrain and replay, the
+idle timeout that ends the read (1 s here, stated). Medians. Writes
+``bench/results/retrain.json`` and ``bench/results/retrain.md``.
 """
 
 from __future__ import annotations
@@ -15,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import statistics
 import subprocess
 import sys
@@ -24,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.harness import Bench, bench_services, child_env, encode_rows, machine, produce_all
-from bench.training import replay_once
+from bench.training import replay_once, trainer_catch_up
 from online_model.data.generate import generate
 from streams.io.topics import ensure_topics
 from streams.settings import Settings
@@ -36,17 +46,19 @@ RESULTS = ROOT / "bench" / "results"
 IDLE_S = 1.0
 
 
-def _topic_with(bench: Bench, n: int) -> Settings:
+def _topic_with(bench: Bench, n: int) -> tuple[Settings, dict[int, int]]:
+    """A fresh topic holding ``n`` generated views, and the next offset per partition."""
     s = bench.run_settings(f"retrain{n}")
     ensure_topics(s, [s.topic_page_views])
     rows = generate(n_users=max(50, n // 50), n_pages=2_000, n_events=n, seed=42).rows()
     started = time.monotonic()
-    produce_all(s, s.topic_page_views, encode_rows(rows, f"r{n}"))
+    ends = produce_all(s, s.topic_page_views, encode_rows(rows, f"r{n}"))
     log.info("produced n=%d seconds=%.1f", n, time.monotonic() - started)
-    return s
+    return s, ends
 
 
-def retrain_once(s: Settings, master: str, timeout: float) -> dict[str, Any]:
+def retrain_once(s: Settings, master: str, timeout: float, tree: Path = ROOT) -> dict[str, Any]:
+    """One ``streamrec retrain`` process; ``tree``: the checkout whose code runs."""
     argv = [
         sys.executable, "-m", "streams.cli", "retrain",
         "--master", master,
@@ -55,8 +67,9 @@ def retrain_once(s: Settings, master: str, timeout: float) -> dict[str, Any]:
         "--topic", s.topic_page_views,
     ]  # fmt: skip
     started = time.monotonic()
+    env = child_env(s, PYTHONPATH=str(tree))
     done = subprocess.run(
-        argv, env=child_env(s), capture_output=True, timeout=timeout, cwd=ROOT, check=False
+        argv, env=env, capture_output=True, timeout=timeout, cwd=tree, check=False
     )
     wall = time.monotonic() - started
     if done.returncode != 0:
@@ -78,91 +91,149 @@ def _median(values: list[float]) -> float:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="200000,1000000")
-    parser.add_argument("--replay-size", type=int, default=200_000)
-    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--runs", type=int, default=3, help="runs of retrain per size")
+    parser.add_argument(
+        "--other-runs", type=int, default=1, help="runs of replay, trainer and --before-tree"
+    )
     parser.add_argument("--master", default="local[2]")
+    parser.add_argument("--before-tree", type=Path, default=None)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     sizes = [int(x) for x in args.sizes.split(",") if x]
+    before = args.before_tree.resolve() if args.before_tree else None
     result: dict[str, Any] = {
         "meta": {
             "machine": machine(),
             "master": args.master,
             "runs": args.runs,
+            "other_runs": args.other_runs,
             "idle_timeout_s": IDLE_S,
             "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "command": "python -m bench.retrain " + " ".join(argv or sys.argv[1:]),
+            "tree": _commit(ROOT),
+            "before_tree": _commit(before) if before else None,
         },
-        "retrain": {},
-        "replay": {},
+        "sizes": {},
     }
     with tempfile.TemporaryDirectory() as tmp, bench_services(Path(tmp)) as (base, origin):
         result["meta"]["services"] = origin
         bench = Bench(base, origin, False, Path(tmp), Path(tmp))
-        topics: dict[int, Settings] = {}
-        for n in sorted({*sizes, args.replay_size}):
-            topics[n] = _topic_with(bench, n)
         for n in sizes:
-            runs = [retrain_once(topics[n], args.master, 900) for _ in range(args.runs)]
-            assert all(r["events"] == n for r in runs), runs
-            wall = _median([r["wall_s"] for r in runs])
-            result["retrain"][str(n)] = {
-                "events": n,
-                "wall_s_median": wall,
-                "events_per_s_wall": round(n / wall),
-                "runs": runs,
-            }
-            log.info("retrain n=%d wall_median=%.1f", n, wall)
-        n = args.replay_size
-        replays = [replay_once(bench, topics[n], 900) for _ in range(args.runs)]
-        walls = [r["wall_s"] for r in replays if r.get("seconds") is not None]
-        if walls:
-            wall = _median(walls)
-            result["replay"][str(n)] = {
-                "events": n,
-                "wall_s_median": wall,
-                "events_per_s_wall": round(n / wall),
-                "runs": replays,
-            }
+            result["sizes"][str(n)] = _bench_size(bench, n, args, before)
+    result["meta"]["load_avg_at_end"] = [round(x, 2) for x in os.getloadavg()]
     RESULTS.mkdir(parents=True, exist_ok=True)
-    if not sizes and (RESULTS / "retrain.json").exists():  # a replay-only run adds its rows
-        kept = json.loads((RESULTS / "retrain.json").read_text())
-        kept["replay"], kept["meta"]["replay_command"] = result["replay"], result["meta"]["command"]
-        result = kept
     (RESULTS / "retrain.json").write_text(json.dumps(result, indent=2, sort_keys=True) + "\n")
     (RESULTS / "retrain.md").write_text(report(result))
     print(report(result))
     return 0
 
 
+def _bench_size(bench: Bench, n: int, args: Any, before: Path | None) -> dict[str, Any]:
+    """Every command on one topic of ``n`` views, in turns."""
+    s, ends = _topic_with(bench, n)
+    timeout = 300 + n / 1_000
+    runs: dict[str, list[dict[str, Any]]] = {
+        "retrain": [],
+        "before": [],
+        "replay": [],
+        "trainer": [],
+    }
+    for i in range(max(args.runs, args.other_runs)):
+        if i < args.runs:
+            runs["retrain"].append(retrain_once(s, args.master, timeout))
+            assert runs["retrain"][-1]["events"] == n, runs["retrain"][-1]
+        if i < args.other_runs:
+            if before is not None:
+                runs["before"].append(retrain_once(s, args.master, timeout, before))
+            runs["replay"].append(replay_once(bench, s, timeout))
+            trainer = bench.run_settings(
+                "trainer", topic_page_views=s.topic_page_views, snapshot_interval=1.0
+            )
+            t = trainer_catch_up(bench, trainer, ends, timeout)
+            runs["trainer"].append({**t, "wall_s": t["catch_up_s"]})
+        log.info(
+            "n=%d round %d: %s", n, i, {k: [r.get("wall_s") for r in v] for k, v in runs.items()}
+        )
+    out: dict[str, Any] = {}
+    for name, rows in runs.items():
+        walls = [r["wall_s"] for r in rows if r.get("wall_s") is not None]
+        if rows:
+            wall = _median(walls) if walls else None
+            out[name] = {
+                "events": n,
+                "wall_s_median": wall,
+                "events_per_s_wall": round(n / wall) if wall else None,
+                "runs": rows,
+            }
+    return out
+
+
+def _commit(tree: Path) -> str:
+    done = subprocess.run(
+        ["git", "-C", str(tree), "log", "-1", "--format=%h"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return f"{tree.name} at {done.stdout.strip()}"
+
+
+_LABELS = {
+    "retrain": "`streamrec retrain`",
+    "before": "`streamrec retrain`, before",
+    "replay": "`streamrec replay`",
+    "trainer": "`streamrec trainer` catch-up",
+}
+
+
 def report(result: dict[str, Any]) -> str:
     meta = result["meta"]
     lines = [
-        "# Retrain on Spark vs replay",
+        "# Retrain on Spark vs the online trainer and replay",
         "",
         f"`{meta['command']}` on {meta['machine']['cores']} cores "
-        f"({meta['machine']['cpu']}), load at start {meta['machine']['load_avg_at_start']}, "
-        f"{meta['services']} broker; master `{meta['master']}`; medians of {meta['runs']} runs. "
-        f"Wall time of the whole command (interpreter, Spark start-up, reading, "
-        f"aggregating, the 5,000-event online tail, publishing), including the "
-        f"{meta['idle_timeout_s']:g} s idle timeout that ends the read.",
+        f"({meta['machine']['cpu']}), load average {meta['machine']['load_avg_at_start']} at "
+        f"the start and {meta.get('load_avg_at_end')} at the end (the machine was shared: "
+        f"compare rows of one size, measured in turns, not absolute times); "
+        f"{meta['services']} broker; master `{meta['master']}`; medians of {meta['runs']} "
+        f"retrain runs and {meta['other_runs']} of the others. Code: {_tree(meta['tree'])}"
+        + (f"; before: {_tree(meta['before_tree'])}" if meta.get("before_tree") else "")
+        + ".",
         "",
-        "| command | events | wall s (median) | events/s | phases of the median run (s) |",
-        "|---|---:|---:|---:|---|",
+        "Wall time of the whole process: interpreter and Spark start-up, reading, "
+        "aggregating, the 5,000-event online tail, publishing, and for retrain and replay "
+        f"the {meta['idle_timeout_s']:g} s idle timeout that ends the read. The trainer's "
+        "is its catch-up: start to the first snapshot that covers the topic.",
+        "",
+        "| events | command | wall s (median) | events/s | wall / retrain's | retrain phases (s) |",
+        "|---:|---|---:|---:|---:|---|",
     ]
-    for n, row in result["retrain"].items():
-        runs = sorted(row["runs"], key=lambda r: r["wall_s"])
-        phases = runs[len(runs) // 2]["job_seconds"]
-        text = ", ".join(f"{k} {v:g}" for k, v in phases.items())
-        lines.append(
-            f"| retrain | {int(n):,} | {row['wall_s_median']:g} | "
-            f"{row['events_per_s_wall']:,} | {text} |"
-        )
-    for n, row in result["replay"].items():
-        lines.append(
-            f"| replay | {int(n):,} | {row['wall_s_median']:g} | {row['events_per_s_wall']:,} | |"
-        )
+    for n, commands in result["sizes"].items():
+        ref = commands.get("retrain", {}).get("wall_s_median")
+        for name, row in commands.items():
+            wall = row["wall_s_median"]
+            phases = ""
+            if name in ("retrain", "before") and row["runs"]:
+                runs = sorted(row["runs"], key=lambda r: r["wall_s"])
+                phases = ", ".join(
+                    f"{k} {v:g}" for k, v in runs[len(runs) // 2]["job_seconds"].items()
+                )
+            ratio = f"{wall / ref:.2f}x" if wall and ref else ""
+            lines.append(
+                f"| {int(n):,} | {_LABELS[name]} | {wall if wall is not None else 'failed'} | "
+                f"{_thousands(row['events_per_s_wall'])} | {ratio} | {phases} |"
+            )
     return "\n".join(lines) + "\n"
+
+
+def _tree(text: str) -> str:
+    """``name at hash`` (older results also carry the commit subject: dropped)."""
+    name, _, rest = text.partition(": ")
+    return f"{name} at {rest.split()[0]}" if rest else text
+
+
+def _thousands(value: int | None) -> str:
+    return f"{value:,}" if value else ""
 
 
 if __name__ == "__main__":

@@ -11,7 +11,11 @@ the global learning order, so it can also be computed in bulk, split by user:
    links ``learn_one`` would add, with each event's weight taken against the final origin
    (the online model multiplies earlier weights by the same rescale factors instead);
 4. sums per pair and per source, popularity per page, and the users' last pages are
-   aggregated (by Spark in :mod:`streams.retrain`, or by plain Python in tests);
+   aggregated: :func:`bulk_statistics` does it with numpy over :class:`OrderedEvents`
+   (columns of codes), handing the pair counting of user slices and the strongest links
+   of each page (:mod:`online_model.covisit_pairs`) to a ``map_reduce`` function (Spark
+   tasks in :mod:`streams.retrain`, a plain loop here);
+   :func:`statistics_in_memory` is the event-by-event reference it is tested against;
 5. :func:`build_covisitation` turns those aggregates into a model that serves, and keeps
    learning, like the one that saw every event.
 
@@ -41,7 +45,8 @@ What differs from learning the same events online, in order
 - **Float sums** are taken in another order (per pair, then per source), so weights agree
   to rounding, not bit for bit; pages whose scores tie exactly may swap places.
 
-No I/O here: the module is shipped to executors and must only need the standard library.
+No I/O here: the module is shipped to executors and must only need the standard library
+and numpy.
 """
 
 from __future__ import annotations
@@ -49,11 +54,15 @@ from __future__ import annotations
 import heapq
 import math
 from collections import OrderedDict
-from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Hashable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
+import numpy as np
+
 from online_model.covisit import Covisitation
+from online_model.covisit_pairs import pair_buckets, strongest_links
 from online_model.decay import _MAX_EXPONENT
 
 
@@ -285,3 +294,217 @@ def _after(times: Sequence[float]) -> Callable[[float], float | None]:
         return times[i] if i < len(times) else None
 
     return first_after
+
+
+# -- columns: the same statistics with numpy, pair counting split by user -----------------
+
+
+@dataclass
+class OrderedEvents:
+    """A log in learning order as columns: user and page codes into string tables, times.
+
+    ``pages`` is sorted, so comparing page codes compares page names (the tie-break of
+    :func:`strongest`). About 16 bytes per event plus the tables.
+
+    >>> log = OrderedEvents.from_rows([("u1", "b", 5), ("u2", "a", 6), ("u1", "a", 7)])
+    >>> log.pages, log.page.tolist(), log.rows(1)
+    (['a', 'b'], [1, 0, 0], [('u2', 'a', 6), ('u1', 'a', 7)])
+    """
+
+    users: list[str]
+    pages: list[str]
+    user: np.ndarray  # int32 codes into users
+    page: np.ndarray  # int32 codes into pages
+    ts: np.ndarray  # int64 epoch ms
+
+    def __len__(self) -> int:
+        return len(self.user)
+
+    @classmethod
+    def from_rows(cls, rows: Iterable[tuple[str, str, int]]) -> OrderedEvents:
+        """``(user, page, ts_ms)`` rows, already in learning order."""
+        user_index: dict[str, int] = {}
+        page_index: dict[str, int] = {}
+        users, pages, times = [], [], []
+        for user, page, ts in rows:
+            users.append(user_index.setdefault(user, len(user_index)))
+            pages.append(page_index.setdefault(page, len(page_index)))
+            times.append(ts)
+        table, codes = sorted_table(list(page_index), np.asarray(pages, dtype=np.int32))
+        return cls(
+            list(user_index),
+            table,
+            np.asarray(users, dtype=np.int32),
+            codes,
+            np.asarray(times, dtype=np.int64),
+        )
+
+    def rows(self, start: int = 0, stop: int | None = None) -> list[tuple[str, str, int]]:
+        """Events ``[start, stop)`` as ``(user, page, ts_ms)``, in learning order."""
+        users, pages = self.users, self.pages
+        return [
+            (users[u], pages[p], t)
+            for u, p, t in zip(
+                self.user[start:stop].tolist(),
+                self.page[start:stop].tolist(),
+                self.ts[start:stop].tolist(),
+                strict=True,
+            )
+        ]
+
+    def pages_before(self, stop: int, users: Collection[str]) -> dict[str, list[str]]:
+        """Each of ``users``' pages among events ``[0, stop)``, oldest first."""
+        index = {name: i for i, name in enumerate(self.users)}
+        wanted = np.fromiter((index[u] for u in users if u in index), np.int64)
+        user = self.user[:stop]
+        picked = np.flatnonzero(np.isin(user, wanted))
+        by_user: dict[str, list[str]] = {}
+        for u, p in zip(user[picked].tolist(), self.page[picked].tolist(), strict=True):
+            by_user.setdefault(self.users[u], []).append(self.pages[p])
+        return by_user
+
+
+def sorted_table(names: list[str], codes: np.ndarray) -> tuple[list[str], np.ndarray]:
+    """``names`` sorted and ``codes`` (into ``names``) renumbered into the sorted table."""
+    order = sorted(range(len(names)), key=names.__getitem__)
+    renumber = np.empty(len(names), dtype=np.int32)
+    renumber[order] = np.arange(len(names), dtype=np.int32)
+    return [names[i] for i in order], renumber[codes] if len(codes) else codes
+
+
+#: ``(mapper, reducer, slices, n_buckets)`` -> the reducer's results: each slice is mapped
+#: to ``(bucket, part)`` pairs and each bucket's parts are reduced together (by Spark tasks
+#: with a shuffle in between, or :func:`_map_reduce_locally`).
+MapReduce = Callable[
+    [Callable[[Any], list[tuple[int, Any]]], Callable[[list[Any]], Any], list[Any], int],
+    list[Any],
+]
+
+
+def _map_reduce_locally(
+    mapper: Callable[[Any], list[tuple[int, Any]]],
+    reducer: Callable[[list[Any]], Any],
+    slices: list[Any],
+    n_buckets: int,
+) -> list[Any]:
+    buckets: dict[int, list[Any]] = {b: [] for b in range(n_buckets)}
+    for s in slices:
+        for bucket, part in mapper(s):
+            buckets[bucket].append(part)
+    return [reducer(parts) for parts in buckets.values()]
+
+
+def bulk_statistics(
+    events: OrderedEvents,
+    n_prefix: int,
+    params: dict[str, Any],
+    map_reduce: MapReduce = _map_reduce_locally,
+    n_slices: int = 1,
+) -> CovisitStatistics:
+    """:class:`CovisitStatistics` of events ``[0, n_prefix)``, with numpy.
+
+    The events are cut into ``n_slices`` slices by user (each user's views whole and in
+    order); ``map_reduce`` counts each slice's pairs (:func:`~online_model.covisit_pairs.\
+pair_buckets`) and keeps the strongest links of each bucket of source pages
+    (:func:`~online_model.covisit_pairs.strongest_links`); the rest is a handful of
+    vectorised passes on the caller's side. Same statistics as
+    :func:`statistics_in_memory` (to float rounding).
+    """
+    if n_prefix <= 0:
+        return CovisitStatistics(0, None, None)
+    link_clock, pop_clock = clocks_of(params)
+    user, page, ts = events.user[:n_prefix], events.page[:n_prefix], events.ts[:n_prefix]
+    n_pages = len(events.pages)
+    link_times = _times(link_clock, ts)
+    link_origin = _origin(link_clock, link_times)
+    link_weight = _weights(link_clock, link_times, link_origin)
+    pop_times = _times(pop_clock, ts)
+    pop_origin = _origin(pop_clock, pop_times)
+    pop_weight = _weights(pop_clock, pop_times, pop_origin)
+
+    # Stable: within a user, learning order stays.
+    by_user = np.argsort(user, kind="stable")
+    n_slices = max(1, min(n_slices, len(events.users)))
+    slice_of = user[by_user] % n_slices
+    slices = []
+    for s in range(n_slices):
+        picked = by_user[slice_of == s]
+        slices.append((user[picked], page[picked], link_weight[picked]))
+    mapper = partial(
+        pair_buckets,
+        window=int(params.get("window", 5)),
+        decay=float(params.get("decay_position", 0.6)),
+        back=float(params.get("backward_weight", 0.5)),
+        n_pages=n_pages,
+        n_buckets=n_slices,
+    )
+    reducer = partial(strongest_links, n_pages=n_pages, kept=row_length(params))
+    links = map_reduce(mapper, reducer, slices, n_slices)
+    names = events.pages
+    rows: dict[Hashable, list[tuple[Hashable, float]]] = {}
+    out: dict[Hashable, float] = {}
+    for src, dst, weight, sources, totals in links:
+        for s, d, w in zip(src.tolist(), dst.tolist(), weight.tolist(), strict=True):
+            row = rows.get(names[s])
+            if row is None:
+                row = rows[names[s]] = []
+            row.append((names[d], w))
+        out.update(zip([names[s] for s in sources.tolist()], totals.tolist(), strict=True))
+
+    counts = np.bincount(page, weights=pop_weight, minlength=n_pages)
+    seen, first = np.unique(page, return_index=True)
+    by_first = seen[np.argsort(first)].tolist()
+    max_users = int(params.get("max_users", 100_000))
+    return CovisitStatistics(
+        n_events=n_prefix,
+        link_origin=link_origin,
+        pop_origin=pop_origin,
+        rows=rows,
+        out=out,
+        popularity=[(names[p], float(counts[p])) for p in by_first],
+        histories=_last_pages(events, user[by_user], page[by_user], by_user, params, max_users),
+    )
+
+
+def _last_pages(
+    events: OrderedEvents,
+    user: np.ndarray,
+    page: np.ndarray,
+    index: np.ndarray,
+    params: dict[str, Any],
+    max_users: int,
+) -> list[tuple[Hashable, list[Hashable]]]:
+    """:func:`recent_pages` of the ``max_users`` most recently active users, least recent
+    first; the arguments are sorted by user, then learning order (``index``)."""
+    window = int(params.get("window", 5))
+    starts = np.flatnonzero(np.r_[True, user[1:] != user[:-1]])
+    ends = np.r_[starts[1:], len(user)]
+    last = index[ends - 1]
+    kept = np.argsort(last)[-max_users:] if max_users > 0 else np.empty(0, np.int64)
+    pages, names = page.tolist(), events.pages
+    return [
+        (events.users[u], [names[p] for p in pages[max(s, e - window) : e]])
+        for u, s, e in zip(
+            user[starts[kept]].tolist(), starts[kept].tolist(), ends[kept].tolist(), strict=True
+        )
+    ]
+
+
+def _times(clock: DecayClock, ts: np.ndarray) -> np.ndarray:
+    """:meth:`DecayClock.time_of` of every event, in learning order."""
+    if clock.unit == "seconds":
+        return ts.astype(np.float64) / 1000.0
+    return np.arange(len(ts), dtype=np.float64)
+
+
+def _origin(clock: DecayClock, times: np.ndarray) -> float | None:
+    if clock.unit == "events":
+        return clock.final_origin(len(times), 0.0, events_first_after(len(times)))
+    return clock.final_origin(len(times), float(times[0]), _after(np.sort(times).tolist()))
+
+
+def _weights(clock: DecayClock, times: np.ndarray, origin: float | None) -> np.ndarray:
+    """:meth:`DecayClock.weight` of every event against ``origin``."""
+    if not clock.half_life or origin is None:
+        return np.ones(len(times))
+    return np.power(2.0, (times - origin) / clock.half_life)

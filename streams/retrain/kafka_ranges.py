@@ -18,9 +18,9 @@ As in ``streamrec replay``, a partition ends at its first record stamped past ``
 after the smallest one of the partition are dropped by the job, so cutting a partition
 into ranges does not change what is read.
 
-A task returns tagged rows (plain tuples, cheap to pickle): ``("E", event)`` for a decoded
-page view, ``("B", (partition, offset, reason))`` for a record that does not decode, and one
-``("M", RangeReport)`` at the end.
+A task returns one :class:`RangeRead` per range: numpy columns of the decoded page views
+(a few bytes per event to pickle, not a Python object per record), the records that did
+not decode with their reason, and a :class:`RangeReport`.
 """
 
 from __future__ import annotations
@@ -30,21 +30,23 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from streams.errors import ServiceError, StreamrecError
 from streams.io.codec import PAGE_VIEW, AvroCodec
 from streams.io.consumer_errors import is_record
-from streams.replay.rebuild import TimeRange
+from streams.retrain.view_fields import fields_reader
 from streams.settings import Settings
+
+if TYPE_CHECKING:
+    from streams.replay.rebuild import TimeRange
 
 log = logging.getLogger(__name__)
 
+_FOREVER, _FOREVER_AGO = 1 << 64, -(1 << 64)
+
 #: Extra seconds of silence allowed before a range's first record (connect + first fetch).
 CONNECT_GRACE_S = 5.0
-
-#: A decoded page view: (ts_ms, partition, offset, user_id, page_id).
-Event = tuple[int, int, int, str, str]
 
 
 @dataclass(frozen=True)
@@ -68,6 +70,7 @@ class RangeReport:
     no_timestamp: int = 0
     passed_at: int | None = None  # offset of the first record stamped past to + lateness
     stopped: str = "end"  # "end" (reached ``end``), "passed_to" or "idle"
+    seconds: float = 0.0  # from the task's start to its last record handled
 
 
 @dataclass(frozen=True)
@@ -75,7 +78,9 @@ class ReadSpec:
     """Everything a task needs, picklable: consumer config, codec and time bounds."""
 
     consumer_config: dict[str, Any]
-    time_range: TimeRange
+    # The bounds of TimeRange as plain ints: tasks need not import the replay module.
+    start_ms: int | None
+    end_ms: int | None
     lateness_ms: int = 0
     idle_timeout: float = 5.0
     registry_url: str | None = None
@@ -97,7 +102,8 @@ class ReadSpec:
         config["fetch.wait.max.ms"] = 100
         return cls(
             consumer_config=config,
-            time_range=time_range,
+            start_ms=time_range.start_ms,
+            end_ms=time_range.end_ms,
             lateness_ms=int(lateness * 1000),
             idle_timeout=idle_timeout,
             registry_url=settings.schema_registry_url,
@@ -156,17 +162,30 @@ def split_partition(
     return [OffsetRange(topic, partition, s, e) for s, e in zip(starts, ends, strict=True)]
 
 
-def read_range(spec: ReadSpec, rng: OffsetRange) -> Iterator[tuple[str, Any]]:
-    """Read one range (runs in a Spark task); yields the tagged rows of the module docstring.
+def read_range(spec: ReadSpec, rng: OffsetRange) -> RangeRead:
+    """Read one range (runs in a Spark task) into columns (see :class:`RangeRead`).
 
     A record that does not decode is counted by its error's ``reason``, never raised; a
     broker that cannot be reached is a :class:`ServiceError` (the task fails, Spark retries
     it, and the job fails after its retries).
     """
-    from confluent_kafka import Consumer, TopicPartition
+    from confluent_kafka import TIMESTAMP_NOT_AVAILABLE, Consumer, TopicPartition
 
     codec = AvroCodec.bundled(PAGE_VIEW, spec.registry_url, max_bytes=spec.max_event_bytes)
+    decode, fast = codec.decode, fields_reader(codec)
+    # TimeRange's tests, inlined: [low, high) is kept, a time at or past stop_at passes.
+    low = _FOREVER_AGO if spec.start_ms is None else spec.start_ms
+    high = stop_at = _FOREVER if spec.end_ms is None else spec.end_ms
+    if spec.end_ms is not None:
+        stop_at = spec.end_ms + spec.lateness_ms
+    started = busy_until = time.monotonic()
     report = RangeReport(rng.partition, rng.start, rng.end)
+    out = RangeRead(report)
+    # Column lists filled per record; user and page ids become codes into per-range tables.
+    times, offsets, users, pages = out.ts, out.offset, out.user, out.page
+    user_index: dict[str, int] = {}
+    page_index: dict[str, int] = {}
+    end = rng.end
     consumer = Consumer(spec.consumer_config)
     try:
         consumer.assign([TopicPartition(rng.topic, rng.partition, rng.start)])
@@ -174,25 +193,45 @@ def read_range(spec: ReadSpec, rng: OffsetRange) -> Iterator[tuple[str, Any]]:
         # on a loaded machine: that silence must not end the range as "idle".
         last_seen = time.monotonic() + CONNECT_GRACE_S
         while True:
-            messages = consumer.consume(spec.max_records, spec.poll_timeout)
+            messages: list[Any] = consumer.consume(spec.max_records, spec.poll_timeout)
             done = got = False
             for msg in messages:
-                if not is_record(msg, "retrain"):
+                if msg.error() is not None and not is_record(msg, "retrain"):
                     continue
                 offset = msg.offset()
-                assert offset is not None
-                if rng.end is not None and offset >= rng.end:
+                if end is not None and offset >= end:
                     done = True
                     break
                 got = True
                 report.scanned += 1
-                row = _row(msg, codec, spec, rng.partition, report)
-                if row is _PASSED:
+                ts_type, ts = msg.timestamp()
+                if ts_type == TIMESTAMP_NOT_AVAILABLE:
+                    report.no_timestamp += 1
+                elif ts >= stop_at:
                     report.passed_at, report.stopped, done = offset, "passed_to", True
                     break
-                if row is not None:
-                    yield row
-                if rng.end is not None and offset >= rng.end - 1:
+                elif low <= ts < high:
+                    value = msg.value()
+                    fields = fast(value)
+                    if fields is None:
+                        try:
+                            view = decode(value)
+                            fields = (view["user_id"], view["page_id"], view["ts"])
+                        except StreamrecError as exc:
+                            out.bad.append((offset, getattr(exc, "reason", type(exc).__name__)))
+                    if fields is not None:
+                        user, page, view_ts = fields
+                        times.append(view_ts)
+                        offsets.append(offset)
+                        code = user_index.get(user)
+                        if code is None:
+                            code = user_index[user] = len(user_index)
+                        users.append(code)
+                        code = page_index.get(page)
+                        if code is None:
+                            code = page_index[page] = len(page_index)
+                        pages.append(code)
+                if end is not None and offset >= end - 1:
                     done = True
                     break
             if done:
@@ -201,44 +240,47 @@ def read_range(spec: ReadSpec, rng: OffsetRange) -> Iterator[tuple[str, Any]]:
             # on a busy executor must not look like an idle partition.
             now = time.monotonic()
             if got:
-                last_seen = now
+                last_seen = busy_until = now
             elif now - last_seen >= spec.idle_timeout:
                 report.stopped = "idle"
                 break
     finally:
         consumer.close()
-    yield "M", report
+    report.seconds = (busy_until if report.stopped == "idle" else time.monotonic()) - started
+    return out.packed(list(user_index), list(page_index))
 
 
-_PASSED: Any = ("passed",)
+@dataclass
+class RangeRead:
+    """What one task read, compact to ship to the driver: the decoded page views as
+    columns (event time, offset, and codes into this range's ``users`` and ``pages``
+    tables), the records that did not decode as ``(offset, reason)``, and the report."""
+
+    report: RangeReport
+    ts: Any = field(default_factory=list)  # int64 array once packed
+    offset: Any = field(default_factory=list)  # int64
+    user: Any = field(default_factory=list)  # int32 codes into users
+    page: Any = field(default_factory=list)  # int32 codes into pages
+    users: list[str] = field(default_factory=list)
+    pages: list[str] = field(default_factory=list)
+    bad: list[tuple[int, str]] = field(default_factory=list)
+
+    def packed(self, users: list[str], pages: list[str]) -> RangeRead:
+        import numpy as np
+
+        return RangeRead(
+            self.report,
+            np.asarray(self.ts, dtype=np.int64),
+            np.asarray(self.offset, dtype=np.int64),
+            np.asarray(self.user, dtype=np.int32),
+            np.asarray(self.page, dtype=np.int32),
+            users,
+            pages,
+            self.bad,
+        )
 
 
-def _row(msg: Any, codec: AvroCodec, spec: ReadSpec, partition: int, report: RangeReport) -> Any:
-    """The tagged row of one record, None to skip it, or ``_PASSED`` past the range."""
-    from confluent_kafka import TIMESTAMP_NOT_AVAILABLE
-
-    ts_type, ts = msg.timestamp()
-    if ts_type == TIMESTAMP_NOT_AVAILABLE:
-        report.no_timestamp += 1
-        return None
-    if spec.time_range.passed(ts, spec.lateness_ms):
-        return _PASSED
-    if ts not in spec.time_range:
-        return None
-    try:
-        view = codec.decode(msg.value())
-    except StreamrecError as exc:
-        return "B", (partition, msg.offset(), getattr(exc, "reason", type(exc).__name__))
-    return "E", (
-        int(view["ts"]),
-        partition,
-        msg.offset(),
-        str(view["user_id"]),
-        str(view["page_id"]),
-    )
-
-
-def read_ranges(spec: ReadSpec, ranges: Iterator[OffsetRange]) -> Iterator[tuple[str, Any]]:
+def read_ranges(spec: ReadSpec, ranges: Iterator[OffsetRange]) -> Iterator[RangeRead]:
     """:func:`read_range` over every range of one Spark partition."""
     for rng in ranges:
-        yield from read_range(spec, rng)
+        yield read_range(spec, rng)

@@ -3,8 +3,8 @@
 1. The log (a Kafka topic over ``[--from, --to)`` by record time, everything up to the job's
    start by default; or a CSV/JSONL file) is read and numbered in learning order by
    :mod:`streams.retrain.job`.
-2. All but the newest ``tail`` events (the *prefix*) are aggregated on the executors into
-   co-visitation statistics, from which the driver builds the model
+2. All but the newest ``tail`` events (the *prefix*) are aggregated into co-visitation
+   statistics (pairs counted on the executors), from which the driver builds the model
    (:func:`online_model.covisit_batch.build_covisitation`).
 3. The driver learns the tail online, test-then-train, with the users' earlier pages as
    their history (so the scores are those a replay gives on those events). This learns the
@@ -91,7 +91,7 @@ def retrain_once(
     seconds: dict[str, float] = {}
 
     if spec.input_path is not None:
-        read = job.read_file(sc, spec.input_path, spec.time_range)
+        read = job.read_file(spec.input_path, spec.time_range)
     else:
         topic = spec.topic or settings.topic_page_views
         read = job.read_kafka(
@@ -108,21 +108,20 @@ def retrain_once(
     n_prefix = max(0, n - spec.tail)
 
     mark = time.perf_counter()
-    model = build_covisitation(params, job.covisit_statistics(read.ordered, n_prefix, params))
+    model = build_covisitation(params, job.covisit_statistics(sc, read.events, n_prefix, params))
     seconds["aggregate"] = time.perf_counter() - mark
 
     mark = time.perf_counter()
-    tail = job.tail_events(read.ordered, n_prefix)
-    seeds = job.prefix_histories(read.ordered, n_prefix, {u for u, _, _ in tail}, sc)
+    tail = read.events.rows(n_prefix)
+    seeds = read.events.pages_before(n_prefix, {u for u, _, _ in tail})
     report = _learn_tail(model, tail, seeds, settings, spec)
     seconds["tail"] = time.perf_counter() - mark
 
     verdict = None
     if spec.gate:
         mark = time.perf_counter()
-        verdict = _judge(spec.gate, report, current, read, n_prefix, tail, seeds, settings)
+        verdict = _judge(sc, spec.gate, report, current, read, n_prefix, tail, seeds, settings)
         seconds["gate"] = time.perf_counter() - mark
-    read.ordered.unpersist()
     seconds["total"] = time.perf_counter() - started
 
     model_spec = {
@@ -180,6 +179,7 @@ def _learn_tail(
 
 
 def _judge(
+    sc: Any,
     metric: str,
     report: dict[str, Any],
     current: Snapshot | None,
@@ -197,13 +197,12 @@ def _judge(
     rival: Recommender
     if isinstance(served, Covisitation):
         rival_params = served._get_params()
-        stats = job.covisit_statistics(read.ordered, n_prefix, rival_params)
+        stats = job.covisit_statistics(sc, read.events, n_prefix, rival_params)
         rival = build_covisitation(rival_params, stats)
     else:
         rival = served.clone()
-        job.learn_prefix_online(
-            read.ordered, n_prefix, lambda u, p, ts: rival.learn_one(u, p, x={"ts": ts})
-        )
+        for user, page, ts in read.events.rows(0, n_prefix):  # on the driver, in order
+            rival.learn_one(user, page, x={"ts": ts})
     evaluator = PrequentialEvaluator(rival, settings.k, settings.history_length)
     for user, pages in seeds.items():
         evaluator.remember(user, pages)

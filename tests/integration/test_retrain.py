@@ -15,7 +15,7 @@ import pytest
 from click.testing import CliRunner
 
 from online_model.covisit import Covisitation
-from online_model.covisit_batch import build_covisitation
+from online_model.covisit_batch import OrderedEvents, build_covisitation
 from online_model.data.generate import generate, write_csv
 from online_model.evaluation import PrequentialEvaluator
 from online_model.popularity import DecayedPopularity
@@ -88,11 +88,8 @@ def test_offset_ranges_read_every_record_once_and_count_bad_ones(
     )
     assert read.source["tasks"] > 3 * 2
     assert read.bad_by_reason == dict.fromkeys(BAD.values(), 1)
-    got = read.ordered.collect()
-    assert [i for i, *_ in got] == list(range(len(views)))
-    assert sorted((u, p, ts) for _, u, p, ts in got) == sorted(
-        (v["user_id"], v["page_id"], v["ts"]) for v in views
-    )
+    got = read.events.rows()
+    assert sorted(got) == sorted((v["user_id"], v["page_id"], v["ts"]) for v in views)
     assert [ts for *_, ts in got] == sorted(v["ts"] for v in views)  # learning order
     per_partition = read.source["records_per_partition"]
     assert sum(per_partition.values()) == len(views) + len(BAD)
@@ -129,8 +126,7 @@ def test_spark_statistics_give_the_online_models_recommendations(
 ) -> None:
     rows = generate(n_users=80, n_pages=50, n_events=3_000, seed=11).rows()
     events = [(u, p, t) for u, p, t, _ in rows]
-    ordered = spark.parallelize([(i, u, p, t) for i, (u, p, t) in enumerate(events)], 3)
-    stats = job.covisit_statistics(ordered, len(events), params)
+    stats = job.covisit_statistics(spark, OrderedEvents.from_rows(events), len(events), params)
     bulk, online = build_covisitation(params, stats), _online(events, params)
     histories = [[p for u2, p, _ in events if u2 == u][-5:] for u in {u for u, _, _ in events}]
     assert_same_top(online, bulk, histories[:50])
@@ -181,21 +177,25 @@ def test_retrain_of_a_file_equals_online_learning_and_its_tail_metrics(
     assert beaten.verdict.current < beaten.verdict.candidate
 
 
-def test_streamrec_retrain_publishes_a_snapshot_a_scorer_loads(
+def test_spark_submit_of_the_entry_point_publishes_a_snapshot_a_scorer_loads(
     settings: Settings, settings_env: dict[str, str]
 ) -> None:
+    """The documented cluster entry point, for real: ``spark-submit streams/retrain/submit.py``
+    (the master comes from spark-submit) runs ``streamrec retrain`` end to end."""
+    import pyspark
+
     base = int(time.time() * 1000) - 3_600_000
     views = _views(600, base, seed=6)
     _produce_with_bad_records(settings, views)
     env = {**settings_env, "PYTHONPATH": str(ROOT), "STREAMREC_LOG_LEVEL": "warning"}
+    env["PYSPARK_PYTHON"] = sys.executable
+    submit = Path(pyspark.__file__).parent / "bin" / "spark-submit"
     proc = subprocess.run(
         [
-            sys.executable,
-            "-m",
-            "streams.cli",
-            "retrain",
+            str(submit),
             "--master",
             "local[2]",
+            str(ROOT / "streams" / "retrain" / "submit.py"),
             "--publish",
             "live",
             "--tail",

@@ -11,7 +11,9 @@ import pytest
 from online_model.covisit import Covisitation
 from online_model.covisit_batch import (
     DecayClock,
+    OrderedEvents,
     build_covisitation,
+    bulk_statistics,
     events_first_after,
     statistics_in_memory,
 )
@@ -123,3 +125,51 @@ def test_clock_final_origin_matches_the_online_clock() -> None:
         assert clock.final_origin(2_000, 0.0, events_first_after(2_000)) == pytest.approx(
             online._origin
         )
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"backoff_rate": 0.0},
+        FIXED_MIX,
+        SECONDS,
+        {"window": 3, "max_neighbours": 3, "backward_weight": 0.0, "max_users": 10},
+    ],
+)
+@pytest.mark.parametrize("n_slices", [1, 3])
+def test_columns_give_the_reference_statistics(params: dict[str, Any], n_slices: int) -> None:
+    """:func:`bulk_statistics` (numpy, pairs counted per user slice) == the event-by-event
+    reference: same rows in the same order, same totals, popularity and users' pages."""
+    events = _views()
+    cut = 3_000
+    ref = statistics_in_memory(events[:cut], params)
+    got = bulk_statistics(OrderedEvents.from_rows(events), cut, params, n_slices=n_slices)
+    assert (got.n_events, got.link_origin, got.pop_origin) == (cut, ref.link_origin, ref.pop_origin)
+    assert got.histories == ref.histories[-params.get("max_users", 100_000) :]
+    assert [p for p, _ in got.popularity] == [p for p, _ in ref.popularity]
+    assert [w for _, w in got.popularity] == pytest.approx([w for _, w in ref.popularity])
+    assert got.out == pytest.approx(ref.out, rel=1e-9)
+    assert set(got.rows) == set(ref.rows)
+    for src, row in ref.rows.items():
+        assert [p for p, _ in got.rows[src]] == [p for p, _ in row]
+        assert [w for _, w in got.rows[src]] == pytest.approx([w for _, w in row], rel=1e-9)
+
+
+def test_ordered_events_hand_back_rows_and_earlier_pages() -> None:
+    log = OrderedEvents.from_rows([("u1", "b", 1), ("u2", "a", 2), ("u1", "c", 3), ("u1", "a", 4)])
+    assert log.rows(2) == [("u1", "c", 3), ("u1", "a", 4)]
+    assert log.pages_before(3, {"u1", "nobody"}) == {"u1": ["b", "c"]}
+    assert bulk_statistics(log, 0, {}).n_events == 0
+
+
+def test_buckets_without_links_and_logs_without_pairs() -> None:
+    # Five slices and buckets, links out of two pages only: three buckets stay empty.
+    views = [(f"u{i}", page, i) for i in range(5) for page in ("a", "b")]
+    log = OrderedEvents.from_rows(views)
+    stats = bulk_statistics(log, len(log), {}, n_slices=5)
+    assert stats.rows == statistics_in_memory(views, {}).rows
+    assert set(stats.out) == {"a", "b"}
+    # One view per user: pages and users, no links.
+    lonely = OrderedEvents.from_rows([(f"u{i}", "a", i) for i in range(3)])
+    stats = bulk_statistics(lonely, 3, {}, n_slices=2)
+    assert (stats.rows, stats.out, [p for p, _ in stats.popularity]) == ({}, {}, ["a"])
