@@ -13,8 +13,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from online_model.catalog import Catalog, recommend_eligible
+from online_model.catalog import Catalog, Rules, recommend_eligible
 from online_model.quality import HitCounts, rank_of
+from streams.catalog.rules import NO_RULES, rules_from_context
 from streams.errors import DecodeError, KeyMismatch, SchemaViolation
 from streams.io.codec import PAGE_VIEW, RECOMMENDATION, AvroCodec
 from streams.io.dlq import DeadLetter, InputMessage
@@ -28,6 +29,8 @@ class PageViewIn:
 
     message: InputMessage
     record: dict[str, Any]
+    #: The rules the view's ``context`` sets for its answer (category, exclude).
+    rules: Rules = NO_RULES
 
     @property
     def user(self) -> str:
@@ -84,10 +87,13 @@ class ScoringCore:
                 key = message.key
                 if key is None or key.decode("utf-8", "replace") != record["user_id"]:
                     raise KeyMismatch(f"key {key!r} is not the user_id {record['user_id']!r}")
-            except (DecodeError, SchemaViolation) as exc:
+                context = record.get("context")
+                # Most views carry no context: skip the rule parser for them.
+                rules = rules_from_context(context) if context else NO_RULES
+            except (DecodeError, SchemaViolation) as exc:  # BadRule is a SchemaViolation
                 dead.append(DeadLetter(message, exc))
                 continue
-            good.append(PageViewIn(message, record))
+            good.append(PageViewIn(message, record, rules))
         return good, dead
 
     def recommend(
@@ -97,17 +103,23 @@ class ScoringCore:
         history: list[str],
         k: int | None = None,
         now_ms: int | None = None,
+        rules: Rules = NO_RULES,
     ) -> list[tuple[str, float]]:
-        """Top-k for a user with ``history`` (newest last), excluding pages already seen
-        and pages the catalog does not allow at ``now_ms`` (default: now)."""
+        """Top-k for a user with ``history`` (newest last), excluding pages already seen,
+        pages the catalog does not allow at ``now_ms`` (default: now) and pages the
+        request's ``rules`` leave out."""
+        exclude = set(history)
+        if rules.exclude:
+            exclude |= rules.exclude
         items = recommend_eligible(
             served.model,
             user,
             k or self.k,
             history,
-            set(history),
+            exclude,
             self.catalog,
             int(time.time() * 1000) if now_ms is None else now_ms,
+            categories=rules.categories,
         )
         return [(item if type(item) is str else str(item), float(score)) for item, score in items]
 
@@ -128,7 +140,7 @@ class ScoringCore:
             if len(history) > self.history_length:
                 del history[: len(history) - self.history_length]
             self.holder.observe(user, page, record["ts"])
-            items = self.recommend(served_model, user, history, now_ms=now_ms)
+            items = self.recommend(served_model, user, history, now_ms=now_ms, rules=view.rules)
             ranked = [item for item, _ in items]
             last_served[user] = ranked
             out.update.appends.setdefault(user, []).append(page)

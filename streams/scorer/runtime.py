@@ -18,9 +18,10 @@ from typing import Any
 
 import redis
 
-from online_model.catalog import Catalog
+from online_model.catalog import Catalog, Rules
 from online_model.errors import SnapshotError
 from streams.catalog.follower import CatalogFollower
+from streams.catalog.rules import NO_RULES
 from streams.errors import StoreUnavailable
 from streams.io.dlq import DeadLetter, InputMessage
 from streams.scorer.core import ScoredBatch, ScoringCore
@@ -232,11 +233,11 @@ class ScorerRuntime:
         return False
 
     # -- REST ----------------------------------------------------------------------------
-    async def recommend_for(self, user: str, k: int) -> dict[str, Any]:
+    async def recommend_for(self, user: str, k: int, rules: Rules = NO_RULES) -> dict[str, Any]:
         state = await self.history.read([user])
         history = state.histories.get(user, [])
         served = self.holder.current
-        items = self.core.recommend(served, user, history, k)
+        items = self.core.recommend(served, user, history, k, rules=rules)
         return {
             "user_id": user,
             "items": [{"page_id": page, "score": score} for page, score in items],

@@ -12,6 +12,8 @@ from typing import Any
 import faust
 from faust.web import Request, Response, View
 
+from streams.catalog.rules import parse_rules
+from streams.errors import BadRule
 from streams.ops.probes import kafka_reachable
 from streams.scorer.metrics import CONTENT_TYPE_LATEST
 from streams.scorer.runtime import ScorerRuntime
@@ -39,7 +41,12 @@ def add_views(app: faust.App, settings: Settings, rt: ScorerRuntime) -> None:
                     raise ValueError
             except ValueError:
                 return self.json({"error": f"k must be an integer from 1 to {MAX_K}"}, status=400)
-            return self.json(await rt.recommend_for(user_id, k))
+            query = request.rel_url.query  # a multidict: category and exclude may repeat
+            try:
+                rules = parse_rules(query.getall("category", []), query.getall("exclude", []))
+            except BadRule as exc:
+                return self.json({"error": str(exc)}, status=400)
+            return self.json(await rt.recommend_for(user_id, k, rules))
 
     async def readiness() -> tuple[dict[str, Any], int]:
         """Ready = the first model load attempt has finished and Kafka answers."""
