@@ -41,6 +41,7 @@ from streams.ops.processes import ChildProcess, wait_for
 from streams.settings import Settings
 
 from .harness import TopicTail, child_env
+from .report import percentile
 
 log = logging.getLogger(__name__)
 
@@ -172,18 +173,13 @@ def _trial(
     return {"rest_s": rest_s, "topic_s": topic_s, "both_s": max(rest_s, topic_s)}
 
 
-def _percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
-
-
 def _summary(results: list[dict[str, float]], probe_every_s: float) -> dict[str, Any]:
     out: dict[str, Any] = {"trials": len(results), "probe_every_s": probe_every_s}
     for path in ("rest_s", "topic_s", "both_s"):
         values = [r[path] for r in results]
         out[path] = {
             "p50": round(statistics.median(values), 4),
-            "p99": round(_percentile(values, 0.99), 4),
+            "p99": round(percentile(values, 99), 4),
             "max": round(max(values), 4),
             "min": round(min(values), 4),
         }
