@@ -125,3 +125,17 @@ def test_the_stream_applies_the_rules_a_view_carries_and_dead_letters_bad_ones()
     batch = core.score(views, UserState(histories={}, served={}))
     lists = [[i["page_id"] for i in REC.decode(v)["items"]] for _, v in batch.recommendations]
     assert lists == [["b", "c", "d"], ["c", "f", "g"], ["d", "e", "f"]]
+
+
+def test_the_first_ask_follows_the_share_of_pages_expected_to_pass() -> None:
+    catalog = Catalog()
+    for i in range(1_000):
+        catalog.apply(f"p{i}", {"page_id": f"p{i}", "available": i % 10 != 0})
+    model = popular(1_000)
+    assert len(recommend_eligible(model, "u", 10, [], set(), catalog, 0)) == 10
+    assert model.asks == [17]  # 10 / 0.9 x 1.5, not 4k
+    for i in range(1_000):  # now 90 % hidden
+        catalog.apply(f"p{i}", {"page_id": f"p{i}", "available": i % 10 == 0})
+    model.asks.clear()
+    assert len(recommend_eligible(model, "u", 10, [], set(), catalog, 0)) == 10
+    assert model.asks == [150]  # one ask, not 40 then 160
