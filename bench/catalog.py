@@ -19,14 +19,11 @@ import json
 import logging
 import tempfile
 import uuid
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from streams.ops.embedded import free_port
-
 from . import catalog_filters, catalog_hide
-from .harness import bench_services, machine
+from .harness import Bench, bench_services, machine
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -52,18 +49,8 @@ def main(argv: list[str] | None = None) -> None:
             tempfile.TemporaryDirectory(prefix="bench-catalog-") as tmp,
             bench_services(Path(tmp) / "services") as (base, origin),
         ):
-            u = uuid.uuid4().hex[:6]
-            settings = replace(
-                base,
-                topic_page_views=f"pv-{u}",
-                topic_recommendations=f"rec-{u}",
-                topic_dlq=f"pv-{u}.dlq",
-                topic_pages=f"pages-{u}",
-                model_name=f"m-{u}",
-                scorer_group=f"scorer-{u}",
-                web_port=free_port(),
-                state_dir=Path(tmp) / u,
-            )
+            bench = Bench(base, origin, args.quick, Path(tmp), Path(tmp))
+            settings = bench.run_settings("catalog", topic_pages=f"pages-{uuid.uuid4().hex[:6]}")
             out["hide"] = {
                 "services": origin,
                 **catalog_hide.measure(settings, Path(tmp), args.trials, args.probe_every),
