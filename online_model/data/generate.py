@@ -22,6 +22,7 @@ import logging
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -241,17 +242,23 @@ def _published_views(
     return pages
 
 
-def write_catalog(views: PageViews, path: str | os.PathLike[str]) -> int:
-    """Write the pages of ``views`` as a catalog CSV: ``page_id,categories,published_at``
-    (category ``t<topic>``, epoch ms), the file ``streamrec catalog load`` reads."""
+def page_catalog(views: PageViews) -> dict[str, dict[str, Any]]:
+    """Each page of ``views``: ``{"categories": ["t<topic>"], "published_at": ms}``."""
     if views.topic is None or views.published_ms is None:
         raise ValueError("these views carry no page catalog")
-    lines = [
-        f"p{p},t{t},{ms}"
+    return {
+        f"p{p}": {"categories": [f"t{t}"], "published_at": ms}
         for p, (t, ms) in enumerate(
             zip(views.topic.tolist(), views.published_ms.tolist(), strict=True)
         )
-    ]
+    }
+
+
+def write_catalog(views: PageViews, path: str | os.PathLike[str]) -> int:
+    """Write :func:`page_catalog` as a CSV: ``page_id,categories,published_at`` (epoch
+    ms), the file ``streamrec catalog load`` reads."""
+    pages = page_catalog(views)
+    lines = [f"{p},{meta['categories'][0]},{meta['published_at']}" for p, meta in pages.items()]
     with open(path, "w", encoding="utf-8", newline="") as fh:
         fh.write("page_id,categories,published_at\n")
         fh.write("\n".join(lines) + "\n")
