@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from online_model.errors import ConfigurationError, InputError
+from online_model.fresh import FreshPages
 
 #: What a catalog does with pages it has no record of.
 UNKNOWN_POLICIES = ("allow", "deny")
@@ -95,7 +96,7 @@ class Catalog:
     False
     """
 
-    def __init__(self, unknown: str = "allow") -> None:
+    def __init__(self, unknown: str = "allow", fresh: FreshPages | None = None) -> None:
         if unknown not in UNKNOWN_POLICIES:
             raise ConfigurationError(f"unknown-page policy must be allow or deny, got {unknown!r}")
         self.unknown = unknown
@@ -111,11 +112,15 @@ class Catalog:
         # filtering is needed at all (the common case before any page is hidden).
         self._restricting: set[str] = set()
         self._lock = threading.Lock()  # a reader thread applies while scorers read
+        #: Pages with a publication time, for new-page cold start (None: not kept).
+        self.fresh = fresh
 
     def apply(self, page_id: str, record: Mapping[str, Any] | None) -> None:
         """Apply one record of the ``pages`` topic: a Page, or ``None`` (a tombstone)."""
         with self._lock:
             self._set_categories(page_id, frozenset())
+            if self.fresh is not None:
+                self.fresh.remove(page_id)
             if record is None:
                 self._pages.pop(page_id, None)
                 self._records.pop(page_id, None)
@@ -132,6 +137,8 @@ class Catalog:
             self._pages[page_id] = entry
             self._records[page_id] = dict(record)
             self._set_categories(page_id, frozenset(record.get("categories") or ()))
+            if self.fresh is not None and entry.published_at is not None:
+                self.fresh.add(page_id, record.get("categories") or (), entry.published_at)
             self._deleted.discard(page_id)
             if entry == PageEntry():
                 self._restricting.discard(page_id)

@@ -42,14 +42,37 @@ class FreshPages:
         self.max_views = max_views
         self._by_category: dict[str, list[tuple[int, str]]] = {}
         self._categories: dict[str, tuple[str, ...]] = {}
+        self._published: dict[str, int] = {}
         self._views: dict[str, int] = {}
+        #: The latest publication time indexed (never lowered): no page can be fresh
+        #: once it is older than the window, which spares the search.
+        self.latest = -(2**62)
 
     def add(self, page: str, categories: Iterable[str], published_at: int) -> None:
-        """Index ``page`` (call once per page; a catalog's pages at start)."""
-        cats = tuple(categories)
+        """Index ``page`` (again: its new categories and time replace the old ones)."""
+        self.remove(page)
+        cats = tuple(dict.fromkeys(categories))
         self._categories[page] = cats
+        self._published[page] = published_at
+        self.latest = max(self.latest, published_at)
         for category in cats:
             bisect.insort(self._by_category.setdefault(category, []), (published_at, page))
+
+    def remove(self, page: str) -> None:
+        """Forget ``page`` (its views too)."""
+        published = self._published.pop(page, None)
+        if published is None:
+            return
+        for category in self._categories.pop(page, ()):
+            pages = self._by_category[category]
+            pages.pop(bisect.bisect_left(pages, (published, page)))
+            if not pages:
+                del self._by_category[category]
+        self._views.pop(page, None)
+
+    def may_have_fresh(self, now_ms: int) -> bool:
+        """False when no indexed page was published within the window before ``now_ms``."""
+        return self.latest >= now_ms - self.window_ms
 
     def observe(self, page: Hashable) -> None:
         """Count one view of ``page`` (views of pages outside the window are not kept)."""
@@ -75,7 +98,10 @@ class FreshPages:
             taken = 0
             while at > 0 and taken < n:
                 at -= 1
-                published, page = pages[at]
+                try:
+                    published, page = pages[at]
+                except IndexError:  # the catalog's reader shrank the list meanwhile
+                    break
                 if published < oldest:
                     break
                 if views.get(page, 0) <= most and page not in exclude:

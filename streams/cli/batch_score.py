@@ -132,6 +132,7 @@ def command(
         settings.max_event_bytes,
         settings.schema_registry_url,
         catalog,
+        settings.fresh_slots,
     )
     snap = snapshot_store(settings).load_current()  # refused (exit 2) if it does not verify
     if snap is None:

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from online_model.catalog import Catalog, Rules, recommend_eligible
+from online_model.fresh import blend_fresh
 from online_model.quality import HitCounts, rank_of
 from streams.catalog.rules import NO_RULES, rules_from_context
 from streams.errors import DecodeError, KeyMismatch, SchemaViolation
@@ -21,6 +22,9 @@ from streams.io.codec import PAGE_VIEW, RECOMMENDATION, AvroCodec
 from streams.io.dlq import DeadLetter, InputMessage
 from streams.scorer.model_holder import ModelHolder, Served
 from streams.state.history import HistoryUpdate, UserState
+
+#: Newest history pages whose categories are the user's, for new pages.
+FRESH_RECENT = 5
 
 
 @dataclass
@@ -67,8 +71,12 @@ class ScoringCore:
         max_event_bytes: int = 64 * 1024,
         registry_url: str | None = None,
         catalog: Catalog | None = None,
+        fresh_slots: int = 0,
     ) -> None:
         self.holder = holder
+        #: Places of a list that new pages of the user's categories may take (0: none);
+        #: needs a catalog that keeps fresh pages.
+        self.fresh_slots = fresh_slots
         #: Pages that may be served; None serves every page the model ranks.
         self.catalog = catalog
         self.model_name = model_name
@@ -111,17 +119,53 @@ class ScoringCore:
         exclude = set(history)
         if rules.exclude:
             exclude |= rules.exclude
+        now_ms = int(time.time() * 1000) if now_ms is None else now_ms
+        k = k or self.k
         items = recommend_eligible(
             served.model,
             user,
-            k or self.k,
+            k,
             history,
             exclude,
             self.catalog,
-            int(time.time() * 1000) if now_ms is None else now_ms,
+            now_ms,
             categories=rules.categories,
         )
+        catalog = self.catalog
+        if (
+            self.fresh_slots
+            and catalog is not None
+            and catalog.fresh is not None
+            and catalog.fresh.may_have_fresh(now_ms)
+        ):
+            items = self._with_fresh(catalog, items, history, exclude, rules, k, now_ms)
         return [(item if type(item) is str else str(item), float(score)) for item, score in items]
+
+    def _with_fresh(
+        self,
+        catalog: Catalog,
+        items: list[tuple[Any, float]],
+        history: list[str],
+        exclude: set[str],
+        rules: Rules,
+        k: int,
+        now_ms: int,
+    ) -> list[tuple[Any, float]]:
+        """``items`` with new pages of the categories of the user's recent pages in up to
+        ``fresh_slots`` places at the end (eligible and within the request's rules)."""
+        assert catalog.fresh is not None
+        categories = [c for page in history[-FRESH_RECENT:] for c in catalog.categories(page)]
+        if not categories:
+            return items
+        taken = exclude.union(page for page, _ in items)
+        wanted = rules.categories
+        fresh = [
+            page
+            for page in catalog.fresh.candidates(categories, now_ms, 4 * self.fresh_slots, taken)
+            if catalog.eligible(page, now_ms)
+            and (not wanted or not catalog.categories(page).isdisjoint(wanted))
+        ]
+        return blend_fresh(items, fresh, k, self.fresh_slots)
 
     def score(self, views: Sequence[PageViewIn], state: UserState) -> ScoredBatch:
         served_model = self.holder.current  # one model for the whole batch
@@ -130,6 +174,7 @@ class ScoringCore:
         last_served = state.served
         encode = self.recommendations.encode
         now_ms = int(time.time() * 1000)
+        fresh = self.catalog.fresh if self.fresh_slots and self.catalog is not None else None
         for view in views:
             record = view.record
             user = view.user
@@ -140,6 +185,8 @@ class ScoringCore:
             if len(history) > self.history_length:
                 del history[: len(history) - self.history_length]
             self.holder.observe(user, page, record["ts"])
+            if fresh is not None:
+                fresh.observe(page)  # a page stops being fresh once viewed enough
             items = self.recommend(served_model, user, history, now_ms=now_ms, rules=view.rules)
             ranked = [item for item, _ in items]
             last_served[user] = ranked

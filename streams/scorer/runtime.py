@@ -18,9 +18,9 @@ from typing import Any
 
 import redis
 
-from online_model.catalog import Catalog, Rules
+from online_model.catalog import Rules
 from online_model.errors import SnapshotError
-from streams.catalog.follower import CatalogFollower
+from streams.catalog.follower import CatalogFollower, new_catalog
 from streams.catalog.rules import NO_RULES
 from streams.errors import StoreUnavailable
 from streams.io.dlq import DeadLetter, InputMessage
@@ -57,7 +57,7 @@ class ScorerRuntime:
     def __init__(self, settings: Settings, store: SnapshotStore | None = None) -> None:
         self.settings = settings
         self.holder = ModelHolder()
-        self.catalog = Catalog(settings.catalog_unknown)
+        self.catalog = new_catalog(settings)
         self.catalog_follower: CatalogFollower | None = None
         self.core = ScoringCore(
             self.holder,
@@ -67,6 +67,7 @@ class ScorerRuntime:
             settings.max_event_bytes,
             settings.schema_registry_url,
             self.catalog,
+            settings.fresh_slots,
         )
         self.metrics = ScorerMetrics(self.holder, settings.k)
         self.store = store if store is not None else snapshot_store(settings)

@@ -180,3 +180,30 @@ def test_a_page_leaves_every_list_at_its_expires_at_with_no_further_record(
     finally:
         scorer.stop()
     print(f"expired page gone from REST {gone_after_s:.2f} s after its expires_at")
+
+
+def test_a_new_page_reaches_readers_of_its_category_at_once_and_leaves_when_hidden(
+    settings: Settings, settings_env: dict[str, str], tmp_path: Path
+) -> None:
+    ensure_topics(settings)
+    now = int(time.time() * 1000)
+    brand_new = {"page_id": "brand-new", "categories": ["news"], "published_at": now}
+    publish_pages(settings, [*sections(), brand_new])
+    scorer = Scorer(settings, settings_env, tmp_path / "scorer.log")
+    try:
+        wait_assigned(settings, scorer.proc)
+        produce_page_views(settings, views_ranking_pages_in_order())
+        top = [f"p{i}" for i in range(10)]
+        wait_for(lambda: scorer.rest_pages("newcomer") == top, 60, "p0..p9 over REST")
+        # Nobody viewed brand-new: no model knows it. A news reader gets it in the last
+        # place (STREAMREC_FRESH_SLOTS=1), a sport reader does not.
+        news = scorer.on_the_topic("news-reader", "p1", {})
+        assert news == [*[f"p{i}" for i in range(11) if i != 1][:9], "brand-new"], news
+        assert scorer.rest_pages("news-reader")[-1] == "brand-new"
+        assert "brand-new" not in scorer.on_the_topic("sport-reader", "p2", {})
+        hidden = streamrec(["catalog", "set", "brand-new", "--hidden"], settings_env)
+        assert hidden.returncode == 0, hidden.stderr
+        wait_for(lambda: "brand-new" not in scorer.rest_pages("news-reader"), 30, "hidden")
+        assert len(scorer.rest_pages("news-reader")) == 10
+    finally:
+        scorer.stop()
