@@ -22,7 +22,6 @@ from collections.abc import Collection, Hashable, Sequence
 from pathlib import Path
 from typing import Any
 
-from online_model.base import Recommender
 from online_model.data.generate import generate, page_catalog
 from online_model.evaluation import evaluate
 from online_model.fresh import DAY_MS, FreshBlend
@@ -34,26 +33,17 @@ RESULTS = Path(__file__).parent / "results"
 log = logging.getLogger(__name__)
 
 
-class FirstServed(Recommender):
-    """``model`` as is, noting when each page was first in a served list."""
+class FirstServed(FreshBlend):
+    """:class:`FreshBlend`, noting when each page was first in a served list."""
 
-    def __init__(self, model: Recommender) -> None:
-        self.model = model
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
         self.first_served: dict[Hashable, int] = {}
-        self.now_ms = 0
-        self.n_events_learned = 0
-
-    def learn_one(
-        self, user: Hashable, item: Hashable, y: Any = None, x: dict[str, Any] | None = None
-    ) -> None:
-        self.model.learn_one(user, item, y, x)
-        self.now_ms = int((x or {}).get("ts", self.now_ms))
-        self.n_events_learned += 1
 
     def _recommend(
         self, user: Hashable, k: int, history: Sequence[Hashable], exclude: Collection[Hashable]
     ) -> list[tuple[Hashable, float]]:
-        items = self.model.recommend(user, k, history, exclude)
+        items = super()._recommend(user, k, history, exclude)
         for page, _ in items:
             self.first_served.setdefault(page, self.now_ms)
         return items
@@ -62,14 +52,13 @@ class FirstServed(Recommender):
 def run(
     variant: dict[str, Any], rows: list[Any], pages: dict[str, dict[str, Any]]
 ) -> dict[str, Any]:
-    model = FreshBlend(
+    probe = FirstServed(
         make_model(DEFAULT_MODEL, {}),
         pages,
         slots=variant["slots"],
         window_ms=variant["window_days"] * DAY_MS,
         max_views=variant["max_views"],
     )
-    probe = FirstServed(model)
     report = evaluate(probe, rows, k=10)
     start = min(meta["published_at"] for meta in pages.values())
     new = {p: meta["published_at"] for p, meta in pages.items() if meta["published_at"] > start}

@@ -45,6 +45,13 @@ class Scorer:
         self.proc = ChildProcess.streamrec(["scorer"], env, log)
         self.rest = f"http://127.0.0.1:{settings.web_port}/recommendations"
 
+    def wait_ranked(self) -> None:
+        """Once partitions are assigned, views that rank p0, p1, ... until REST shows it."""
+        wait_assigned(self.settings, self.proc)
+        produce_page_views(self.settings, views_ranking_pages_in_order())
+        top = [f"p{i}" for i in range(10)]
+        wait_for(lambda: self.rest_pages("newcomer") == top, 60, "p0..p9 over REST")
+
     def rest_answer(self, user: str, **query: object) -> tuple[int, dict[str, object]]:
         pairs = [(k, v) for k, vs in query.items() for v in (vs if isinstance(vs, list) else [vs])]
         status, body = http_json(f"{self.rest}/{user}?{urlencode(pairs)}")
@@ -77,11 +84,7 @@ def test_category_and_exclude_hold_over_rest_and_on_the_topic(
     publish_pages(settings, sections())
     scorer = Scorer(settings, settings_env, tmp_path / "scorer.log")
     try:
-        wait_assigned(settings, scorer.proc)
-        produce_page_views(settings, views_ranking_pages_in_order())
-        top = [f"p{i}" for i in range(10)]
-        wait_for(lambda: scorer.rest_pages("newcomer") == top, 60, "p0..p9 over REST")
-
+        scorer.wait_ranked()
         assert scorer.rest_pages("newcomer", category="news", k=5) == ["p1", "p3", "p5", "p7", "p9"]
         both = scorer.rest_pages("newcomer", category=["news", "sport"], exclude=["p0", "p1"], k=3)
         assert both == ["p2", "p3", "p4"]
@@ -191,10 +194,7 @@ def test_a_new_page_reaches_readers_of_its_category_at_once_and_leaves_when_hidd
     publish_pages(settings, [*sections(), brand_new])
     scorer = Scorer(settings, settings_env, tmp_path / "scorer.log")
     try:
-        wait_assigned(settings, scorer.proc)
-        produce_page_views(settings, views_ranking_pages_in_order())
-        top = [f"p{i}" for i in range(10)]
-        wait_for(lambda: scorer.rest_pages("newcomer") == top, 60, "p0..p9 over REST")
+        scorer.wait_ranked()
         # Nobody viewed brand-new: no model knows it. A news reader gets it in the last
         # place (STREAMREC_FRESH_SLOTS=1), a sport reader does not.
         news = scorer.on_the_topic("news-reader", "p1", {})
