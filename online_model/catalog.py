@@ -10,6 +10,10 @@ in the future). A deleted page is never eligible. A page with no record follows 
 ``unknown`` policy: ``allow`` (the default: the model's pages are served until the
 catalog says otherwise) or ``deny`` (only pages the catalog lists are served).
 
+Per-request rules (:class:`Rules`) narrow one list further: ``categories`` keeps pages
+whose record lists at least one of them (a page with no record has no category), and
+``exclude`` names pages the caller does not want, on top of those the user has seen.
+
 :func:`recommend_eligible` filters after candidate generation and before the top k: it
 asks the model for more candidates than k and, when filtering still leaves fewer than k,
 asks again for more until k are eligible or the model has no more to give.
@@ -17,18 +21,39 @@ asks again for more until k are eligible or the model has no more to give.
 
 from __future__ import annotations
 
+import math
 import threading
-from collections.abc import Hashable, Mapping
+from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from online_model.errors import ConfigurationError, InputError
+from online_model.fresh import FreshPages
 
 #: What a catalog does with pages it has no record of.
 UNKNOWN_POLICIES = ("allow", "deny")
-#: Candidates asked for per page served, and how much the ask grows when filtering left
-#: fewer than k (geometric, so the total work is at most ~4/3 of the last ask).
+#: How much the ask grows when filtering left fewer than k (geometric, so the total work
+#: is at most ~4/3 of the last ask).
 OVER_FETCH = 4
+#: The first ask: k / (the share of pages expected to pass) x this margin. The model's
+#: cost grows with the ask, so asking 4k when a tenth of the pages is hidden (or 4k, then
+#: 16k, when a rule keeps a tenth) is what this avoids.
+MARGIN = 1.5
+
+
+_NONE: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
+class Rules:
+    """One request's own filters: only pages of ``categories`` (any of them; empty = no
+    category rule), never the pages of ``exclude``."""
+
+    categories: frozenset[str] = frozenset()
+    exclude: frozenset[str] = frozenset()
+
+    def __bool__(self) -> bool:
+        return bool(self.categories or self.exclude)
 
 
 @dataclass(frozen=True)
@@ -71,7 +96,7 @@ class Catalog:
     False
     """
 
-    def __init__(self, unknown: str = "allow") -> None:
+    def __init__(self, unknown: str = "allow", fresh: FreshPages | None = None) -> None:
         if unknown not in UNKNOWN_POLICIES:
             raise ConfigurationError(f"unknown-page policy must be allow or deny, got {unknown!r}")
         self.unknown = unknown
@@ -79,14 +104,23 @@ class Catalog:
         self._pages: dict[str, PageEntry] = {}
         self._records: dict[str, dict[str, Any]] = {}
         self._deleted: set[str] = set()
+        self._categories: dict[str, frozenset[str]] = {}
+        # Pages per category: a rule naming only categories no page has is answered at
+        # once, instead of asking the model for every page it knows.
+        self._category_sizes: dict[str, int] = {}
         # Pages whose record can make them ineligible; none and unknown=allow means no
         # filtering is needed at all (the common case before any page is hidden).
         self._restricting: set[str] = set()
         self._lock = threading.Lock()  # a reader thread applies while scorers read
+        #: Pages with a publication time, for new-page cold start (None: not kept).
+        self.fresh = fresh
 
     def apply(self, page_id: str, record: Mapping[str, Any] | None) -> None:
         """Apply one record of the ``pages`` topic: a Page, or ``None`` (a tombstone)."""
         with self._lock:
+            self._set_categories(page_id, frozenset())
+            if self.fresh is not None:
+                self.fresh.remove(page_id)
             if record is None:
                 self._pages.pop(page_id, None)
                 self._records.pop(page_id, None)
@@ -102,11 +136,46 @@ class Catalog:
             )
             self._pages[page_id] = entry
             self._records[page_id] = dict(record)
+            self._set_categories(page_id, frozenset(record.get("categories") or ()))
+            if self.fresh is not None and entry.published_at is not None:
+                self.fresh.add(page_id, record.get("categories") or (), entry.published_at)
             self._deleted.discard(page_id)
             if entry == PageEntry():
                 self._restricting.discard(page_id)
             else:
                 self._restricting.add(page_id)
+
+    def _set_categories(self, page_id: str, categories: frozenset[str]) -> None:
+        sizes = self._category_sizes
+        for category in self._categories.pop(page_id, frozenset()):
+            sizes[category] -= 1
+            if not sizes[category]:
+                del sizes[category]
+        if categories:
+            self._categories[page_id] = categories
+            for category in categories:
+                sizes[category] = sizes.get(category, 0) + 1
+
+    def categories(self, page_id: Hashable) -> frozenset[str]:
+        """The categories the latest record of ``page_id`` lists (none without a record)."""
+        return self._categories.get(page_id, _NONE)  # type: ignore[call-overload]
+
+    def has_category(self, category: str) -> bool:
+        """Does any page's latest record list ``category``?"""
+        return category in self._category_sizes
+
+    def eligible_share(self, categories: frozenset[str] = _NONE) -> float:
+        """Roughly what share of the catalog's pages passes (hidden, dated and deleted
+        pages counted as failing; ``categories`` narrowing it): a first guess at how many
+        candidates to ask for, never a rule."""
+        listed = len(self._pages)
+        if not listed:
+            return 1.0
+        share = (listed - len(self._restricting)) / listed
+        if categories:
+            sizes = self._category_sizes
+            share *= min(1.0, sum(sizes.get(c, 0) for c in categories) / listed)
+        return max(share, 1e-4)
 
     def eligible(self, page_id: Hashable, now_ms: int) -> bool:
         """May ``page_id`` be recommended at ``now_ms``?"""
@@ -152,9 +221,11 @@ def recommend_eligible(
     catalog: Catalog | None,
     now_ms: int,
     over_fetch: int = OVER_FETCH,
+    categories: frozenset[str] = _NONE,
 ) -> list[tuple[Hashable, float]]:
     """The model's top ``k`` eligible pages: as many as k when the model can rank that
-    many eligible pages, fewer only when it has no more candidates.
+    many eligible pages, fewer only when it has no more candidates. With ``categories``,
+    only pages the catalog lists in one of them are eligible.
 
     >>> from online_model.popularity import DecayedPopularity
     >>> model = DecayedPopularity()
@@ -166,17 +237,43 @@ def recommend_eligible(
     ...     catalog.apply(page, {"page_id": page, "available": False})
     >>> [page for page, _ in recommend_eligible(model, "v", 2, [], set(), catalog, 0)]
     ['i', 'j']
+    >>> catalog.apply("j", {"page_id": "j", "categories": ["sport"]})
+    >>> sport = frozenset({"sport"})
+    >>> [page for page, _ in recommend_eligible(model, "v", 2, [], set(), catalog, 0, 4, sport)]
+    ['j']
     """
     if k <= 0:
         return []
-    if catalog is None or catalog.filters_nothing:
-        return model.recommend(user, k, history=history, exclude=exclude)
+    if not categories:
+        if catalog is None or catalog.filters_nothing:
+            return model.recommend(user, k, history=history, exclude=exclude)
+    elif catalog is None or not any(catalog.has_category(c) for c in categories):
+        return []  # no page can match: do not make the model rank every page it knows
     if over_fetch < 2:
         raise ConfigurationError(f"over_fetch must be at least 2, got {over_fetch}")
-    ask = k * over_fetch
+    assert catalog is not None  # both branches above returned without one
+    keep = _category_filter(catalog, now_ms, categories) if categories else None
+    expected = catalog.eligible_share(categories)
+    ask = min(max(k + 1, math.ceil(k * MARGIN / expected)), k * over_fetch**6)
     while True:
         candidates = model.recommend(user, ask, history=history, exclude=exclude)
-        kept = [(page, score) for page, score in candidates if catalog.eligible(page, now_ms)]
+        if keep is None:
+            kept = [(page, score) for page, score in candidates if catalog.eligible(page, now_ms)]
+        else:
+            kept = [(page, score) for page, score in candidates if keep(page)]
         if len(kept) >= k or len(candidates) < ask:  # enough, or the model is exhausted
             return kept[:k]
         ask *= over_fetch
+
+
+def _category_filter(
+    catalog: Catalog, now_ms: int, categories: frozenset[str]
+) -> Callable[[Hashable], bool]:
+    categories_of = catalog._categories  # the hot loop of a category rule: no method call
+    eligible = catalog.eligible
+
+    def keep(page: Hashable) -> bool:
+        found = categories_of.get(page)  # type: ignore[call-overload]
+        return found is not None and not found.isdisjoint(categories) and eligible(page, now_ms)
+
+    return keep

@@ -11,6 +11,7 @@ from online_model.errors import ConfigurationError, StreamrecError
 
 __all__ = [
     "BadMagicByte",
+    "BadRule",
     "ConfigurationError",
     "CorruptBody",
     "DecodeError",
@@ -39,6 +40,12 @@ class SchemaViolation(SerializationError):
     """The record does not satisfy the schema (missing field, wrong type, empty id)."""
 
     reason = "schema_violation"
+
+
+class BadRule(SchemaViolation):
+    """A per-request rule (category or exclude) is malformed: empty, too long or too many."""
+
+    reason = "bad_rule"
 
 
 class DecodeError(SerializationError):

@@ -194,6 +194,9 @@ class Settings:
     fetch_max_wait_ms: int = _env("STREAMREC_FETCH_MAX_WAIT_MS", 20)
     #: What scorers do with a page the catalog has no record of: ``allow`` or ``deny``.
     catalog_unknown: str = _env("STREAMREC_CATALOG_UNKNOWN", "allow")
+    fresh_slots: int = _env("STREAMREC_FRESH_SLOTS", 1)
+    fresh_window_s: float = _env("STREAMREC_FRESH_WINDOW_S", 86_400.0)
+    fresh_max_views: int = _env("STREAMREC_FRESH_MAX_VIEWS", 5)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -228,6 +231,15 @@ class Settings:
             )
         if self.k > MAX_K:
             raise ConfigurationError(f"k must be at most {MAX_K}, got {self.k}")
+        if not 0 <= self.fresh_slots < self.k:
+            raise ConfigurationError(
+                f"STREAMREC_FRESH_SLOTS must be from 0 to k - 1 ({self.k - 1}), "
+                f"got {self.fresh_slots}"
+            )
+        if self.fresh_window_s <= 0 or self.fresh_max_views < 0:
+            raise ConfigurationError(
+                "STREAMREC_FRESH_WINDOW_S must be > 0 and STREAMREC_FRESH_MAX_VIEWS >= 0"
+            )
         key = self.snapshot_key.get().encode()
         if key and len(key) < MIN_SNAPSHOT_KEY_BYTES:
             raise ConfigurationError(

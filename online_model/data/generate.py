@@ -6,6 +6,12 @@ heavy-tailed activity. They browse in sessions: the next page usually follows a 
 the current page, sometimes another popular page of the same topic, sometimes a new topic.
 Part way through the timeline half of the users change their preferences (drift).
 
+With ``new_pages`` > 0, that share of the pages is published during the timeline
+instead of before it: no view of such a page comes before its publication time (views
+that would have are redrawn from the same topic), so the log holds pages that appear
+and are read at once, as on a news or shop site. :func:`write_catalog` writes the
+matching page catalog (topic as category, publication time) for ``streamrec catalog load``.
+
 Everything is vectorised with numpy across sessions, so a million events take seconds,
 and the output is a pure function of the arguments (same seed, same bytes).
 """
@@ -14,7 +20,9 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -40,6 +48,8 @@ class GeneratorConfig:
     zipf_exponent: float = 1.0
     drift_at: float = 0.6
     drift_fraction: float = 0.5
+    #: Share of pages published during the timeline (uniformly over its middle 80 %).
+    new_pages: float = 0.0
 
 
 @dataclass
@@ -50,6 +60,9 @@ class PageViews:
     page: np.ndarray
     ts_ms: np.ndarray
     session: np.ndarray
+    #: Per page: its topic, and when it was published (the timeline's start for most).
+    topic: np.ndarray | None = None
+    published_ms: np.ndarray | None = None
 
     def __len__(self) -> int:
         return int(self.user.shape[0])
@@ -93,6 +106,8 @@ def generate(config: GeneratorConfig | None = None, **overrides: object) -> Page
         cfg = GeneratorConfig(**{**cfg.__dict__, **overrides})
     if min(cfg.n_users, cfg.n_pages, cfg.n_events) <= 0:
         raise ValueError("n_users, n_pages and n_events must be positive")
+    if not 0.0 <= cfg.new_pages < 1.0:
+        raise ValueError(f"new_pages must be in [0, 1), got {cfg.new_pages}")
     rng = np.random.default_rng(cfg.seed)
     n_pages, n_users = cfg.n_pages, cfg.n_users
     n_topics = int(np.clip(n_pages // 50, 1, 100))
@@ -179,9 +194,75 @@ def generate(config: GeneratorConfig | None = None, **overrides: object) -> Page
     session_ids = np.broadcast_to(np.arange(n_sessions)[:, None], mask.shape)[mask]
     users = np.broadcast_to(s_user[:, None], mask.shape)[mask]
     ts_ms = (ts[mask] + cfg.start_ms).astype(np.int64)
+    viewed = pages[mask]
+    published = np.full(n_pages, cfg.start_ms, dtype=np.int64)
+    if cfg.new_pages:
+        # A generator of its own: the default log does not change with this feature.
+        late_rng = np.random.default_rng([cfg.seed, 1])
+        is_late = late_rng.random(n_pages) < cfg.new_pages
+        # Each topic's most popular page is out from the start, so that a view can
+        # always be redrawn from its topic.
+        heads = [t_pages[np.argmax(popularity[t_pages])] for t_pages in _by_topic(topic_of)]
+        is_late[heads] = False
+        late = np.flatnonzero(is_late)
+        published[late] = cfg.start_ms + (0.1 + 0.8 * late_rng.random(late.size)) * span_ms
+        viewed = _published_views(viewed, ts_ms, published, topic_of, page_in_topic)
     order = np.argsort(ts_ms, kind="stable")
     logger.debug("generated n_events=%d n_sessions=%d", mask.sum(), n_sessions)
-    return PageViews(users[order], pages[mask][order], ts_ms[order], session_ids[order])
+    return PageViews(
+        users[order], viewed[order], ts_ms[order], session_ids[order], topic_of, published
+    )
+
+
+def _by_topic(topic_of: np.ndarray) -> list[np.ndarray]:
+    order = np.argsort(topic_of, kind="stable")
+    return np.split(order, np.flatnonzero(np.diff(topic_of[order])) + 1)
+
+
+def _published_views(
+    pages: np.ndarray,
+    ts_ms: np.ndarray,
+    published: np.ndarray,
+    topic_of: np.ndarray,
+    page_in_topic: Callable[[np.ndarray], np.ndarray],
+    tries: int = 20,
+) -> np.ndarray:
+    """``pages`` with every view before its page's publication redrawn from the page's
+    topic among pages already out (after ``tries`` draws: the topic's first page out)."""
+    pages = pages.copy()
+    early = np.flatnonzero(ts_ms < published[pages])
+    for _ in range(tries):
+        if not early.size:
+            return pages
+        pages[early] = page_in_topic(topic_of[pages[early]])
+        early = early[ts_ms[early] < published[pages[early]]]
+    for i in early.tolist():  # rare: a topic whose likely pages are all still to come
+        same = np.flatnonzero(topic_of == topic_of[pages[i]])
+        pages[i] = same[np.argmin(published[same])]  # its head, out from the start
+    return pages
+
+
+def page_catalog(views: PageViews) -> dict[str, dict[str, Any]]:
+    """Each page of ``views``: ``{"categories": ["t<topic>"], "published_at": ms}``."""
+    if views.topic is None or views.published_ms is None:
+        raise ValueError("these views carry no page catalog")
+    return {
+        f"p{p}": {"categories": [f"t{t}"], "published_at": ms}
+        for p, (t, ms) in enumerate(
+            zip(views.topic.tolist(), views.published_ms.tolist(), strict=True)
+        )
+    }
+
+
+def write_catalog(views: PageViews, path: str | os.PathLike[str]) -> int:
+    """Write :func:`page_catalog` as a CSV: ``page_id,categories,published_at`` (epoch
+    ms), the file ``streamrec catalog load`` reads."""
+    pages = page_catalog(views)
+    lines = [f"{p},{meta['categories'][0]},{meta['published_at']}" for p, meta in pages.items()]
+    with open(path, "w", encoding="utf-8", newline="") as fh:
+        fh.write("page_id,categories,published_at\n")
+        fh.write("\n".join(lines) + "\n")
+    return len(lines)
 
 
 def write_csv(views: PageViews, path: str | os.PathLike[str]) -> int:

@@ -20,6 +20,7 @@ import uuid
 
 from online_model.catalog import Catalog
 from online_model.errors import InputError
+from online_model.fresh import FreshPages
 from streams.errors import SchemaViolation, SerializationError, ServiceError
 from streams.io.codec import PAGE, AvroCodec
 from streams.io.event_source import KafkaEventSource
@@ -134,9 +135,18 @@ class CatalogFollower:
             source.close()
 
 
+def new_catalog(settings: Settings) -> Catalog:
+    """An empty catalog with the configured unknown-page policy, keeping new pages when
+    lists give them places (``STREAMREC_FRESH_SLOTS``)."""
+    fresh = None
+    if settings.fresh_slots:
+        fresh = FreshPages(int(settings.fresh_window_s * 1000), settings.fresh_max_views)
+    return Catalog(settings.catalog_unknown, fresh)
+
+
 def read_catalog(settings: Settings, timeout: float = 30.0) -> Catalog:
     """The catalog as the ``pages`` topic holds it now (read once, to its end)."""
-    follower = CatalogFollower(settings, Catalog(settings.catalog_unknown)).start()
+    follower = CatalogFollower(settings, new_catalog(settings)).start()
     try:
         if not follower.wait_loaded(timeout):
             raise ServiceError(

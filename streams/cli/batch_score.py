@@ -6,7 +6,9 @@ import time
 
 import click
 
+from online_model.errors import InputError
 from streams.catalog.follower import read_catalog
+from streams.catalog.rules import parse_rules
 from streams.cli.options import Count, k_option
 from streams.io.topics import ensure_topics
 from streams.ops.batch_score import (
@@ -69,15 +71,40 @@ from streams.wiring import snapshot_store
     show_envvar=True,
     help="Users whose histories are read in one pipelined Redis round trip.",
 )
+@click.option(
+    "--category",
+    "categories",
+    multiple=True,
+    envvar="STREAMREC_BATCH_CATEGORY",
+    show_envvar=True,
+    help="Only pages the catalog lists in this category; repeat for any of several "
+    "(the variable: separated by spaces).",
+)
+@click.option(
+    "--exclude",
+    multiple=True,
+    envvar="STREAMREC_BATCH_EXCLUDE",
+    show_envvar=True,
+    help="A page id nobody gets; repeat for several (the variable: separated by spaces).",
+)
 def command(
-    users_path: str, output_path: str, k: int | None, fmt: str | None, chunk_size: int
+    users_path: str,
+    output_path: str,
+    k: int | None,
+    fmt: str | None,
+    chunk_size: int,
+    categories: tuple[str, ...],
+    exclude: tuple[str, ...],
 ) -> None:
     """Score every user of --users with the CURRENT model snapshot into --output.
 
     Same code path and exclusion rule as GET /recommendations/<user>: pages in the user's
-    Redis history are not recommended. Unknown users get the cold-start list.
+    Redis history are not recommended, nor pages the catalog hides; --category and
+    --exclude apply to every user as REST's category= and exclude= do. Unknown users get
+    the cold-start list.
     """
     settings = Settings.from_env(k=k)
+    rules = parse_rules(categories, exclude)  # BadRule: error: ..., exit 2
     fmt = format_for(output_path, fmt)
     check_distinct(users_path, output_path)
     users = read_users(users_path)
@@ -90,6 +117,13 @@ def command(
         settings.history_length,
         settings.history_ttl_s,
     )
+    catalog = read_catalog(settings)  # the lists REST would serve now: hidden pages left out
+    if rules.categories and not any(catalog.has_category(c) for c in rules.categories):
+        # Online such a rule may be early; a whole file of empty lists is a mistake.
+        wanted = ", ".join(sorted(rules.categories))
+        raise InputError(
+            f"--category: no page of the catalog is in {wanted}: every list would be empty"
+        )
     core = ScoringCore(
         ModelHolder(),
         settings.model_name,
@@ -97,7 +131,8 @@ def command(
         settings.history_length,
         settings.max_event_bytes,
         settings.schema_registry_url,
-        read_catalog(settings),  # the lists REST would serve now: hidden pages left out
+        catalog,
+        settings.fresh_slots,
     )
     snap = snapshot_store(settings).load_current()  # refused (exit 2) if it does not verify
     if snap is None:
@@ -116,6 +151,6 @@ def command(
         )
     writer = open_writer(output_path, fmt)
     with Progress("scoring users", len(users), "users") as bar:
-        rows = score_users(core, served, history, users, settings.k, chunk_size, bar.update)
+        rows = score_users(core, served, history, users, settings.k, chunk_size, bar.update, rules)
         n = write_rows(rows, writer)
     click.echo(f"wrote {n} users to {output_path} format={fmt} model_version={served.version}")

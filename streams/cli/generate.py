@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from online_model.data.generate import GeneratorConfig, generate, write_csv
+from online_model.data.generate import GeneratorConfig, generate, write_catalog, write_csv
 from streams.cli.options import Count, env_option
 
 _DEFAULTS = GeneratorConfig()
@@ -55,8 +55,35 @@ _DEFAULTS = GeneratorConfig()
     renamed_from="STREAMREC_OUTPUT",
     help="CSV to write (user_id,page_id,ts_ms,session_id).",
 )
-def command(users: int, pages: int, events: int, seed: int, output: str) -> None:
+@env_option(
+    "--new-pages",
+    default=_DEFAULTS.new_pages,
+    show_default=True,
+    type=click.FloatRange(0, 1, max_open=True),
+    env="STREAMREC_GENERATE_NEW_PAGES",
+    help="Share of pages published during the timeline (none viewed before it).",
+)
+@env_option(
+    "--catalog",
+    default=None,
+    type=click.Path(dir_okay=False, writable=True),
+    env="STREAMREC_GENERATE_CATALOG",
+    help="Also write the pages as a catalog CSV (page_id,categories,published_at) for "
+    "`streamrec catalog load`.",
+)
+def command(
+    users: int,
+    pages: int,
+    events: int,
+    seed: int,
+    output: str,
+    new_pages: float,
+    catalog: str | None,
+) -> None:
     """Generate topic-clustered, session-structured page views with preference drift."""
-    views = generate(n_users=users, n_pages=pages, n_events=events, seed=seed)
+    views = generate(n_users=users, n_pages=pages, n_events=events, seed=seed, new_pages=new_pages)
     n = write_csv(views, output)
     click.echo(f"wrote events={n} path={output}", err=True)
+    if catalog is not None:
+        n_pages = write_catalog(views, catalog)
+        click.echo(f"wrote pages={n_pages} path={catalog}", err=True)

@@ -25,6 +25,7 @@ from typing import IO, Any, Protocol
 
 import fastavro
 
+from online_model.catalog import Rules
 from online_model.errors import InputError
 from online_model.popularity import DecayedPopularity
 from streams.errors import ServiceError
@@ -125,13 +126,16 @@ def score_users(
     k: int,
     chunk_size: int = 500,
     on_chunk: Callable[[int], None] | None = None,
+    rules: Rules | None = None,
 ) -> Iterator[BatchRow]:
-    """A :class:`BatchRow` per user, in file order, with REST's exact code path."""
+    """A :class:`BatchRow` per user, in file order, with REST's exact code path (and the
+    same ``rules`` for every user, as REST's ``category`` and ``exclude``)."""
+    rules = rules or Rules()
     for chunk in _chunks(users, chunk_size):
         histories = _read(history, chunk)
         for user in chunk:
             past = histories.get(user, [])
-            items = core.recommend(served, user, past, k)
+            items = core.recommend(served, user, past, k, rules=rules)
             yield BatchRow(user, items, core.model_name, served.version, len(past))
         if on_chunk is not None:
             on_chunk(len(chunk))

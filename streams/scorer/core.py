@@ -13,8 +13,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from online_model.catalog import Catalog, recommend_eligible
+from online_model.catalog import Catalog, Rules, recommend_eligible
+from online_model.fresh import blend_fresh
 from online_model.quality import HitCounts, rank_of
+from streams.catalog.rules import NO_RULES, rules_from_context
 from streams.errors import DecodeError, KeyMismatch, SchemaViolation
 from streams.experiment.assignment import CHALLENGER, CHAMPION
 from streams.experiment.routing import ArmRouting
@@ -24,6 +26,9 @@ from streams.io.dlq import DeadLetter, InputMessage
 from streams.scorer.model_holder import ModelHolder, Served
 from streams.state.history import HistoryUpdate, UserState
 
+#: Newest history pages whose categories are the user's, for new pages.
+FRESH_RECENT = 5
+
 
 @dataclass
 class PageViewIn:
@@ -31,6 +36,8 @@ class PageViewIn:
 
     message: InputMessage
     record: dict[str, Any]
+    #: The rules the view's ``context`` sets for its answer (category, exclude).
+    rules: Rules = NO_RULES
 
     @property
     def user(self) -> str:
@@ -69,8 +76,12 @@ class ScoringCore:
         max_event_bytes: int = 64 * 1024,
         registry_url: str | None = None,
         catalog: Catalog | None = None,
+        fresh_slots: int = 0,
     ) -> None:
         self.holder = holder
+        #: Places of a list that new pages of the user's categories may take (0: none);
+        #: needs a catalog that keeps fresh pages.
+        self.fresh_slots = fresh_slots
         #: Pages that may be served; None serves every page the model ranks.
         self.catalog = catalog
         self.model_name = model_name
@@ -91,10 +102,13 @@ class ScoringCore:
                 key = message.key
                 if key is None or key.decode("utf-8", "replace") != record["user_id"]:
                     raise KeyMismatch(f"key {key!r} is not the user_id {record['user_id']!r}")
-            except (DecodeError, SchemaViolation) as exc:
+                context = record.get("context")
+                # Most views carry no context: skip the rule parser for them.
+                rules = rules_from_context(context) if context else NO_RULES
+            except (DecodeError, SchemaViolation) as exc:  # BadRule is a SchemaViolation
                 dead.append(DeadLetter(message, exc))
                 continue
-            good.append(PageViewIn(message, record))
+            good.append(PageViewIn(message, record, rules))
         return good, dead
 
     def recommend(
@@ -104,19 +118,61 @@ class ScoringCore:
         history: list[str],
         k: int | None = None,
         now_ms: int | None = None,
+        rules: Rules = NO_RULES,
     ) -> list[tuple[str, float]]:
-        """Top-k for a user with ``history`` (newest last), excluding pages already seen
-        and pages the catalog does not allow at ``now_ms`` (default: now)."""
+        """Top-k for a user with ``history`` (newest last), excluding pages already seen,
+        pages the catalog does not allow at ``now_ms`` (default: now) and pages the
+        request's ``rules`` leave out."""
+        exclude = set(history)
+        if rules.exclude:
+            exclude |= rules.exclude
+        now_ms = int(time.time() * 1000) if now_ms is None else now_ms
+        k = k or self.k
         items = recommend_eligible(
             served.model,
             user,
-            k or self.k,
+            k,
             history,
-            set(history),
+            exclude,
             self.catalog,
-            int(time.time() * 1000) if now_ms is None else now_ms,
+            now_ms,
+            categories=rules.categories,
         )
+        catalog = self.catalog
+        if (
+            self.fresh_slots
+            and catalog is not None
+            and catalog.fresh is not None
+            and catalog.fresh.may_have_fresh(now_ms)
+        ):
+            items = self._with_fresh(catalog, items, history, exclude, rules, k, now_ms)
         return [(item if type(item) is str else str(item), float(score)) for item, score in items]
+
+    def _with_fresh(
+        self,
+        catalog: Catalog,
+        items: list[tuple[Any, float]],
+        history: list[str],
+        exclude: set[str],
+        rules: Rules,
+        k: int,
+        now_ms: int,
+    ) -> list[tuple[Any, float]]:
+        """``items`` with new pages of the categories of the user's recent pages in up to
+        ``fresh_slots`` places at the end (eligible and within the request's rules)."""
+        assert catalog.fresh is not None
+        categories = [c for page in history[-FRESH_RECENT:] for c in catalog.categories(page)]
+        if not categories:
+            return items
+        taken = exclude.union(page for page, _ in items)
+        wanted = rules.categories
+        fresh = [
+            page
+            for page in catalog.fresh.candidates(categories, now_ms, 4 * self.fresh_slots, taken)
+            if catalog.eligible(page, now_ms)
+            and (not wanted or not catalog.categories(page).isdisjoint(wanted))
+        ]
+        return blend_fresh(items, fresh, k, self.fresh_slots)
 
     def score(self, views: Sequence[PageViewIn], state: UserState) -> ScoredBatch:
         routing = self.routing
@@ -134,7 +190,7 @@ class ScoringCore:
             page = str(record["page_id"])
             out.quality.add_served(last_served.get(user, []), page)
             history = self._viewed(histories, user, page, record["ts"])
-            items = self.recommend(served_model, user, history, now_ms=now_ms)
+            items = self.recommend(served_model, user, history, now_ms=now_ms, rules=view.rules)
             ranked = [item for item, _ in items]
             last_served[user] = ranked
             out.update.appends.setdefault(user, []).append(page)
@@ -149,12 +205,14 @@ class ScoringCore:
         self, histories: dict[str, list[str]], user: str, page: str, ts_ms: int
     ) -> list[str]:
         """Append ``page`` to the user's bounded history (returned); the cold-start model
-        learns it."""
+        learns it, and the catalog counts it against the page's freshness."""
         history = histories.setdefault(user, [])
         history.append(page)
         if len(history) > self.history_length:
             del history[: len(history) - self.history_length]
         self.holder.observe(user, page, ts_ms)
+        if self.fresh_slots and self.catalog is not None and self.catalog.fresh is not None:
+            self.catalog.fresh.observe(page)  # a page stops being fresh once viewed enough
         return history
 
     @staticmethod
@@ -212,13 +270,15 @@ class ScoringCore:
             history = self._viewed(histories, user, page, record["ts"])
             serving_arm = CHAMPION if shadow else arm
             served_model = models[serving_arm]
-            items = self.recommend(served_model, user, history, now_ms=now_ms)
+            items = self.recommend(served_model, user, history, now_ms=now_ms, rules=view.rules)
             ranked = [item for item, _ in items]
             last_served[user] = ranked
             out.update.appends.setdefault(user, []).append(page)
             out.update.served[user] = ranked
             if shadow and arm == CHALLENGER:
-                unsent_items = self.recommend(models[CHALLENGER], user, history, now_ms=now_ms)
+                unsent_items = self.recommend(
+                    models[CHALLENGER], user, history, now_ms=now_ms, rules=view.rules
+                )
                 last_shadow[user] = out.update.shadow_served[user] = [i for i, _ in unsent_items]
             value = encode(
                 self._answer(

@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from streams.catalog.rules import MAX_CATEGORIES, MAX_EXCLUDE, MAX_VALUE_CHARS
 from streams.scorer.auth import Role
 from streams.settings import MAX_K
 
@@ -19,6 +20,12 @@ _ERROR = {
     "required": ["error"],
     "properties": {"error": {"type": "string"}},
 }
+
+
+def _rule_values(most: int) -> dict[str, Any]:
+    """A repeatable query value of a per-request rule (see streams/catalog/rules.py)."""
+    text = {"type": "string", "pattern": r"\S", "maxLength": MAX_VALUE_CHARS}
+    return {"type": "array", "items": text, "maxItems": most}
 
 
 def _json(description: str, schema: dict[str, Any]) -> dict[str, Any]:
@@ -109,7 +116,7 @@ DOCUMENT: dict[str, Any] = {
                     "arm": {
                         "type": "string",
                         "enum": ["", "champion", "challenger"],
-                        "description": "experiment arm that served the list; empty with no experiment",
+                        "description": "experiment arm that served the list (empty: none)",
                     },
                     "model_version": {"type": "integer", "minimum": 0},
                     "history_length": {"type": "integer", "minimum": 0},
@@ -185,10 +192,37 @@ DOCUMENT: dict[str, Any] = {
                         "required": False,
                         "schema": {"type": "integer", "minimum": 1, "maximum": MAX_K},
                     },
+                    {
+                        "name": "category",
+                        "in": "query",
+                        "required": False,
+                        "description": "Only pages of any of these catalog categories.",
+                        "schema": _rule_values(MAX_CATEGORIES),
+                        "style": "form",
+                        "explode": True,
+                    },
+                    {
+                        "name": "exclude",
+                        "in": "query",
+                        "required": False,
+                        "description": "Page ids never to recommend in this answer.",
+                        "schema": _rule_values(MAX_EXCLUDE),
+                        "style": "form",
+                        "explode": True,
+                    },
                 ],
                 "responses": {
                     "200": _json("The list, best first.", _ref("Recommendations")),
-                    "400": _json(f"k is not a whole number from 1 to {MAX_K}.", _ref("Error")),
+                    "400": {
+                        "description": f"k is not a whole number from 1 to {MAX_K}, or a"
+                        " category or exclude value is malformed (JSON); or the request line"
+                        " is longer than the HTTP server's 8190 bytes (plain text, before the"
+                        " view runs; batch-score takes longer exclude lists).",
+                        "content": {
+                            "application/json": {"schema": _ref("Error")},
+                            "text/plain": {"schema": {"type": "string"}},
+                        },
+                    },
                     **_REFUSED,
                 },
             }

@@ -19,9 +19,10 @@ from typing import Any
 
 import redis
 
-from online_model.catalog import Catalog
+from online_model.catalog import Rules
 from online_model.errors import SnapshotError
-from streams.catalog.follower import CatalogFollower
+from streams.catalog.follower import CatalogFollower, new_catalog
+from streams.catalog.rules import NO_RULES
 from streams.errors import StoreUnavailable
 from streams.experiment.routing import ExperimentFollower
 from streams.experiment.store import ExperimentStore
@@ -59,7 +60,7 @@ class ScorerRuntime:
     def __init__(self, settings: Settings, store: SnapshotStore | None = None) -> None:
         self.settings = settings
         self.holder = ModelHolder()
-        self.catalog = Catalog(settings.catalog_unknown)
+        self.catalog = new_catalog(settings)
         self.catalog_follower: CatalogFollower | None = None
         self.core = ScoringCore(
             self.holder,
@@ -69,6 +70,7 @@ class ScorerRuntime:
             settings.max_event_bytes,
             settings.schema_registry_url,
             self.catalog,
+            settings.fresh_slots,
         )
         self.store = store if store is not None else snapshot_store(settings)
         #: The namespace whose snapshots are served (another after a promotion).
@@ -273,7 +275,7 @@ class ScorerRuntime:
         return False
 
     # -- REST ----------------------------------------------------------------------------
-    async def recommend_for(self, user: str, k: int) -> dict[str, Any]:
+    async def recommend_for(self, user: str, k: int, rules: Rules = NO_RULES) -> dict[str, Any]:
         state = await self.history.read([user])
         history = state.histories.get(user, [])
         served, name, arm = self.holder.current, self.core.model_name, ""
@@ -284,7 +286,7 @@ class ScorerRuntime:
                 served, name = routing.challenger.current, routing.experiment.challenger
             else:
                 name = routing.experiment.champion
-        items = self.core.recommend(served, user, history, k)
+        items = self.core.recommend(served, user, history, k, rules=rules)
         return {
             "user_id": user,
             "items": [{"page_id": page, "score": score} for page, score in items],

@@ -17,7 +17,8 @@ import redis
 from faust.web import Request, Response, View
 
 from online_model.errors import SnapshotError
-from streams.errors import StoreUnavailable
+from streams.catalog.rules import parse_rules
+from streams.errors import BadRule, StoreUnavailable
 from streams.ops import model_actions
 from streams.ops.probes import kafka_reachable
 from streams.scorer import openapi
@@ -48,7 +49,12 @@ def add_views(app: faust.App, settings: Settings, rt: ScorerRuntime) -> None:
                     raise ValueError
             except ValueError:
                 return self.json({"error": f"k must be an integer from 1 to {MAX_K}"}, status=400)
-            return self.json(await rt.recommend_for(user_id, k))
+            query = request.rel_url.query  # a multidict: category and exclude may repeat
+            try:
+                rules = parse_rules(query.getall("category", []), query.getall("exclude", []))
+            except BadRule as exc:
+                return self.json({"error": str(exc)}, status=400)
+            return self.json(await rt.recommend_for(user_id, k, rules))
 
     async def readiness() -> tuple[dict[str, Any], int]:
         """Ready = the first model load attempt has finished and Kafka answers."""

@@ -74,6 +74,17 @@ def served(scorer_url: str) -> str:
     return scorer_url
 
 
+#: The HTTP server's request-line limit (aiohttp: 8190 bytes). A longer request gets its
+#: plain-text 400 before any view runs; a schema cannot bound a whole URL's length.
+MAX_REQUEST_LINE = 8190
+
+
 @described().parametrize()
 def test_every_endpoint_answers_as_described(case: Any, served: str) -> None:
-    case.call_and_validate(base_url=served, headers=AUTH)
+    response = case.call(base_url=served, headers=AUTH)
+    if len(response.request.path_url) > MAX_REQUEST_LINE - len("GET  HTTP/1.1") - 100:
+        # Long rule lists: the answer is the server's documented refusal, or a real answer.
+        if response.status_code == 400:
+            assert response.headers["content-type"][0].startswith("text/plain")
+            return
+    case.validate_response(response)

@@ -87,3 +87,36 @@ def test_report_is_rebuilt_from_the_section_files(tmp_path: Path) -> None:
 def test_results_table_skips_sections_that_did_not_run() -> None:
     lines = results_table({})
     assert len(lines) == 2  # header only
+
+
+def test_the_catalog_report_shows_every_path_and_variant() -> None:
+    from bench.catalog import report
+    from bench.catalog_hide import _summary
+
+    hide = _summary(
+        [{"rest_s": 0.05 * n, "topic_s": 0.04 * n, "both_s": 0.05 * n} for n in range(1, 11)],
+        0.01,
+    )
+    assert hide["both_s"]["max"] == 0.5 and hide["both_s"]["p50"] == 0.275
+    variant = {
+        "what": "w",
+        "events_per_s": 1000,
+        "ratio_to_off": 0.5,
+        "mean_list_length": 10.0,
+        "catalog_load_s": 0.2,
+    }
+    text = report(
+        {
+            "machine": {"cores": 2, "cpu": "c", "load_avg_at_start": [3.0, 0, 0]},
+            "hide": {"services": "embedded", **hide},
+            "filters": {
+                "n_pages": 100_000,
+                "n_score": 10,
+                "rounds": 2,
+                "n_train": 5,
+                "variants": {"off": variant, "listed": variant},
+            },
+        }
+    )
+    assert "| every path | 275 ms | 496 ms | 500 ms |" in text
+    assert "| listed | 1,000 | 0.50 | 10.0 | w |" in text

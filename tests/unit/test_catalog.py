@@ -128,7 +128,8 @@ def test_no_over_fetch_while_the_catalog_filters_nothing() -> None:
     assert model.asks == [10, 10]
     catalog.apply("p1", hidden("p1"))
     items = recommend_eligible(model, "u", 10, [], set(), catalog, now_ms=0)
-    assert model.asks[2:] == [40] and "p1" not in [p for p, _ in items] and len(items) == 10
+    # half the listed pages are hidden: k / 0.5 x 1.5 candidates
+    assert model.asks[2:] == [30] and "p1" not in [p for p, _ in items] and len(items) == 10
 
 
 def test_page_records_round_trip_through_the_codec() -> None:

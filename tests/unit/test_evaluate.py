@@ -194,3 +194,41 @@ def test_help_shows_env_vars() -> None:
     for cmd in (evaluate_cli.command, generate_cli.command):
         out = CliRunner().invoke(cmd, ["--help"]).output
         assert "STREAMREC_" in out
+
+
+def test_generate_publishes_new_pages_over_time_and_writes_their_catalog(tmp_path) -> None:
+    from streams.catalog.pages_file import read_pages
+
+    args = ["--users", "200", "--pages", "100", "--events", "5000", "--seed", "3"]
+    out, pages = tmp_path / "v.csv", tmp_path / "pages.csv"
+    result = CliRunner().invoke(
+        generate_cli.command,
+        [*args, "--new-pages", "0.3", "--output", str(out), "--catalog", str(pages)],
+    )
+    assert result.exit_code == 0, result.output
+    catalog = {page["page_id"]: page for page in read_pages(pages)}
+    assert len(catalog) == 100
+    start = min(page["published_at"] for page in catalog.values())
+    late = {p for p, page in catalog.items() if page["published_at"] > start}
+    assert 15 <= len(late) <= 45  # about 30 % of the pages
+    assert all(page["categories"][0].startswith("t") for page in catalog.values())
+    views = read_events(out).events
+    assert all(v.ts_ms >= catalog[v.page_id]["published_at"] for v in views)
+    assert {v.page_id for v in views} & late  # new pages are read once out
+    plain = tmp_path / "plain.csv"
+    CliRunner().invoke(generate_cli.command, [*args, "--output", str(plain)])
+    assert plain.read_text() != out.read_text()
+    again = tmp_path / "again.csv"
+    CliRunner().invoke(generate_cli.command, [*args, "--new-pages", "0", "--output", str(again)])
+    assert again.read_text() == plain.read_text()  # no new pages: the log of before
+
+
+def test_no_view_precedes_its_page_even_when_almost_every_page_is_new() -> None:
+    from online_model.data.generate import generate
+
+    views = generate(n_users=50, n_pages=10, n_events=3000, seed=1, new_pages=0.99)
+    assert views.published_ms is not None
+    assert (views.ts_ms >= views.published_ms[views.page]).all()
+    assert (views.published_ms > views.published_ms.min()).sum() == 9  # all but the head
+    with pytest.raises(ValueError, match="new_pages"):
+        generate(n_pages=10, new_pages=1.0)
