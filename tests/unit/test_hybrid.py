@@ -236,3 +236,47 @@ def test_evaluate_command_retrains_the_hybrid_and_refuses_other_models(tmp_path)
     refused = runner.invoke(cli, [*args[:4], "covisit", *args[5:]])
     assert refused.exit_code == 2
     assert "error: --retrain-every: Covisitation has no batch layer" in refused.stderr
+
+
+# -- what the batch layer reads ----------------------------------------------------------------
+def test_the_fit_reads_whole_histories_not_the_last_20_pages() -> None:
+    # Pages a and b open every user's history; 30 pages of the user's own follow. A fit on
+    # the last 20 pages never saw a and b together (it dropped the start of each history).
+    events = []
+    for u in range(30):
+        pages = ["a", "b", *(f"{u}-{i}" for i in range(30))]
+        events += [(f"u{u}", page, len(events)) for page in pages]
+    layer = fit_item_item(events)
+    assert layer.probabilities(["a"]) and next(iter(layer.probabilities(["a"]))) == "b"
+    assert fit_item_item(events, history_length=20).distribution(["a"]) is None
+
+
+def test_serving_weighs_the_newest_history_pages() -> None:
+    # a goes with x, b with y.
+    pairs = [("1", "a"), ("1", "x"), ("2", "a"), ("2", "x")]
+    pairs += [("3", "b"), ("3", "y"), ("4", "b"), ("4", "y")]
+    events = [(u, p, t) for t, (u, p) in enumerate(pairs)]
+    layer = fit_item_item(events, l2=0.5)
+    newest = layer.score_vector(["a", "b"], n_recent=1)
+    both = layer.score_vector(["a", "b"], n_recent=2)
+    halved = layer.score_vector(["a", "b"], n_recent=2, recency=0.5)
+    assert newest is not None and both is not None and halved is not None
+    x, y = layer.index["x"], layer.index["y"]
+    assert newest[x] == 0.0 and newest[y] > 0.0  # a (age 1) is left out
+    assert both[x] == pytest.approx(both[y]) and halved[x] == pytest.approx(0.5 * halved[y])
+    model = _learn(Hybrid(batch_recent=1, batch_weight=0.9), events)
+    model.set_batch_layer(layer)
+    assert model.recommend("new", k=1, history=["a", "b"], exclude={"a", "b"})[0][0] == "y"
+
+
+def test_each_history_length_learns_its_own_batch_share() -> None:
+    # Two-page users only: every update falls in the 1-page bucket. Their second page is
+    # new since the fit (only the online layer ranks it), so that w falls; the rest stay.
+    events = _events()
+    model = _learn(Hybrid(batch_weight=0.3, batch_rate=0.05), events)
+    model.set_batch_layer(model.fit_batch_layer(events))
+    first_pages = [p for _, p, _ in events[:20]]
+    for u in range(200):
+        model.learn_one(f"new{u}", first_pages[u % 20])
+        model.learn_one(f"new{u}", "fresh")
+    assert model.weights[0] < 0.3 and model.weights[1:] == [0.3] * 5
