@@ -323,7 +323,9 @@ class Hybrid(Recommender):
         model.online = Covisitation.from_state(model.online._get_params(), state.sub("online"))
         if state.values["has_batch"]:
             model.batch_layer = ItemItem.from_state(state.sub("batch"))
-        weights = [float(w) for w in state.values["weights"]]
+        values = state.values
+        # Files written before the per-length weights hold one ``weight`` for every length.
+        weights = [float(w) for w in values.get("weights", [values.get("weight")] * len(_BUCKETS))]
         if len(weights) != len(_BUCKETS):
             raise ModelError(f"hybrid state: {len(weights)} weights, expected {len(_BUCKETS)}")
         model._weights = weights

@@ -280,3 +280,14 @@ def test_each_history_length_learns_its_own_batch_share() -> None:
         model.learn_one(f"new{u}", first_pages[u % 20])
         model.learn_one(f"new{u}", "fresh")
     assert model.weights[0] < 0.3 and model.weights[1:] == [0.3] * 5
+
+
+def test_a_file_with_one_weight_loads_it_for_every_history_length() -> None:
+    events = _events(1_000)
+    model = _learn(Hybrid(), events)
+    model.set_batch_layer(model.fit_batch_layer(events))
+    state = model.state_arrays()
+    del state.values["weights"]
+    state.values["weight"] = 0.4  # as written before one weight per length was learned
+    restored = Hybrid.from_state(model._get_params(), state)
+    assert restored.weights == [0.4] * len(restored.weights)
