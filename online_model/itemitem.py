@@ -308,26 +308,39 @@ class Distribution:
     def __init__(self, layer: ItemItem, probability: np.ndarray) -> None:
         self.layer = layer
         self.probability = probability
+        # The pages above 0, best first (ties: lower row first), built on first ranking.
+        # A history reaches a few hundred pages at most, so serving ranks and looks up
+        # those instead of every page of the layer.
+        self._ranked: dict[Hashable, float] | None = None
+
+    def _ranking(self) -> dict[Hashable, float]:
+        ranked = self._ranked
+        if ranked is None:
+            prob = self.probability
+            rows = np.flatnonzero(prob > 0.0)
+            rows = rows[np.lexsort((rows, -prob[rows]))]
+            pages = self.layer.pages
+            ranked = self._ranked = dict(
+                zip([pages[r] for r in rows.tolist()], prob[rows].tolist(), strict=True)
+            )
+        return ranked
 
     def get(self, page: Hashable, default: float = 0.0) -> float:
+        """``P_batch(page)``; ``default`` for a page the layer does not know."""
+        if self._ranked is not None:
+            p = self._ranked.get(page)
+            if p is not None:
+                return p
+            return 0.0 if page in self.layer.index else default
         row = self.layer.index.get(page)
         return default if row is None else float(self.probability[row])
 
     def top(self, n: int, exclude: Collection[Hashable] = ()) -> list[tuple[Hashable, float]]:
         """The ``n`` most likely pages not in ``exclude`` (probability > 0), best first."""
-        prob = self.probability
-        positive = int(np.count_nonzero(prob))
-        want = min(positive, n + len(exclude))
-        if want <= 0:
-            return []
-        rows = np.argpartition(-prob, want - 1)[:want] if want < len(prob) else np.arange(len(prob))
-        rows = rows[np.lexsort((rows, -prob[rows]))]  # best first, ties: lower row first
-        pages = self.layer.pages
         out: list[tuple[Hashable, float]] = []
-        for row, p in zip(rows.tolist(), prob[rows].tolist(), strict=True):
-            if p <= 0.0:
-                break
-            page = pages[row]
+        if n <= 0:
+            return out
+        for page, p in self._ranking().items():
             if page not in exclude:
                 out.append((page, p))
                 if len(out) >= n:

@@ -18,6 +18,7 @@ from online_model.errors import ModelError
 from online_model.evaluation import PrequentialEvaluator, evaluate
 from online_model.hybrid import Hybrid
 from online_model.itemitem import (
+    Distribution,
     ease_weights,
     fit_item_item,
     neighbour_table,
@@ -291,3 +292,23 @@ def test_a_file_with_one_weight_loads_it_for_every_history_length() -> None:
     state.values["weight"] = 0.4  # as written before one weight per length was learned
     restored = Hybrid.from_state(model._get_params(), state)
     assert restored.weights == [0.4] * len(restored.weights)
+
+
+def test_a_distribution_ranks_its_positive_pages_best_first() -> None:
+    rnd = random.Random(3)
+    events = _events()
+    layer = fit_item_item(events, l2=10.0)
+    for _ in range(20):
+        # Probabilities with zeros and ties; ties rank the lower row (earlier page) first.
+        prob = np.array([rnd.choice([0.0, 0.0, 0.1, 0.2, 0.25]) for _ in range(layer.n_pages)])
+        exclude = set(rnd.sample(layer.pages, 5))
+        expected = sorted(
+            ((-p, row) for row, p in enumerate(prob.tolist()) if p > 0),
+        )
+        reference = [(layer.pages[r], -q) for q, r in expected if layer.pages[r] not in exclude]
+        dist = Distribution(layer, prob)
+        assert dist.get(layer.pages[0]) == prob[0] and dist.get("unknown", -1.0) == -1.0
+        assert dist.top(7, exclude) == reference[:7]
+        assert all(dist.get(page) == p for page, p in reference)
+        assert dist.get(layer.pages[0]) == prob[0] and dist.get("unknown", -1.0) == -1.0
+        assert dist.top(0) == [] and len(dist.top(10_000)) == int(np.count_nonzero(prob))
