@@ -20,6 +20,10 @@ Beside them, ``learn_per_s``: the raw ``learn_one`` rate of the training pass, a
 ``recommend_cold_us``: ``recommend`` on the first pass over the events by a freshly
 unpickled copy of the model (per-item caches empty, as after a hot swap).
 
+``--model NAME`` serves another model (one with a batch layer gets a layer fit on the
+training events); ``--against NAME`` runs model ``NAME`` on the same tree as the baseline,
+alternating processes as below, e.g. ``--model hybrid --against covisit``.
+
 ``--baseline REV`` also runs this same script against the tree of git revision ``REV``
 (extracted with ``git archive`` into a temporary directory), alternating the two in
 separate processes for ``--rounds`` rounds, so before/after come from one run on one
@@ -89,16 +93,21 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     train, histories, score_rows = _world(
         args.pages, args.users, args.train, args.events, args.history
     )
-    model = make_model(DEFAULT_MODEL, {})
+    from online_model.evaluation import Retrainable
+
+    model_name = args.model or DEFAULT_MODEL
+    model = make_model(model_name, {})
     learn_one = model.learn_one
     started = time.perf_counter()
     for user, page, ts, _ in train:
         learn_one(user, page, x={"ts": ts})
     learn_per_s = len(train) / (time.perf_counter() - started)
+    if isinstance(model, Retrainable):  # serve it as a retrain would: a layer over it all
+        model.set_batch_layer(model.fit_batch_layer([(u, p, t) for u, p, t, _ in train]))
 
     holder = ModelHolder()
     holder.current = Served(model, 1, time.time(), None, type(model).__name__)
-    core = ScoringCore(holder, DEFAULT_MODEL, k=args.k, history_length=args.history)
+    core = ScoringCore(holder, model_name, k=args.k, history_length=args.history)
     pv = AvroCodec.bundled(PAGE_VIEW)
     messages = [
         RawMessage(
@@ -146,7 +155,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
                 "event_id": v.record["event_id"],
                 "user_id": v.user,
                 "items": [{"page_id": i, "score": s} for i, s in r],
-                "model_name": DEFAULT_MODEL,
+                "model_name": model_name,
                 "model_version": 1,
                 "page_view_ts": v.record["ts"],
                 "produced_at": now,
@@ -254,6 +263,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--k", type=int, default=10)
     parser.add_argument("--runs", type=int, default=5, help="timed passes per process")
     parser.add_argument("--baseline", metavar="REV", help="also run git revision REV")
+    parser.add_argument("--model", help="model served (default: the registry's default)")
+    parser.add_argument(
+        "--against",
+        metavar="MODEL",
+        help="also run MODEL on the same tree as the baseline (alternating processes)",
+    )
     parser.add_argument(
         "--current", metavar="REV", help="measure git revision REV instead of the working tree"
     )
@@ -270,10 +285,10 @@ def main(argv: list[str] | None = None) -> None:
     child_argv = [
         f"--{a}={getattr(args, a)}"
         for a in ("pages", "users", "train", "events", "batch", "history", "k", "runs")
-    ]
+    ] + ([f"--model={args.model}"] if args.model else [])
     config = {
         a: getattr(args, a)
-        for a in ("pages", "users", "train", "events", "batch", "history", "k", "runs")
+        for a in ("pages", "users", "train", "events", "batch", "history", "k", "runs", "model")
     }
     out: dict[str, Any] = {
         "config": config,
@@ -299,14 +314,18 @@ def main(argv: list[str] | None = None) -> None:
             tree = Path(tmp) / "current"
             tree.mkdir()
             _extract(args.current, tree)
-        if args.baseline:
-            base_tree = Path(tmp) / "baseline"
+        if args.against:
+            args.baseline = f"model {args.against}"
+            base_tree, base_argv = tree, [*child_argv, f"--model={args.against}"]
+        elif args.baseline:
+            base_tree, base_argv = Path(tmp) / "baseline", child_argv
             base_tree.mkdir()
             _extract(args.baseline, base_tree)
+        if args.baseline:
             base_results, new_results = [], []
             for r in range(args.rounds):
                 log.info("round %d/%d: baseline %s", r + 1, args.rounds, args.baseline)
-                base_results.append(_child(base_tree, child_argv))
+                base_results.append(_child(base_tree, base_argv))
                 log.info("round %d/%d: %s", r + 1, args.rounds, out["tree"])
                 new_results.append(_child(tree, child_argv))
         else:

@@ -83,6 +83,8 @@ def run_one(
     if isinstance(model, Retrainable):
         online = getattr(model, "online", None)
         report["batch_share"] = round(getattr(model, "weight", 0.0), 4)  # learned mix weight
+        if hasattr(model, "weights"):  # one per history length, shortest first
+            report["batch_weights"] = [round(w, 4) for w in model.weights]
         if hasattr(online, "_mixture"):
             report["popularity_share"] = round(online._mixture, 4)
     report.update(

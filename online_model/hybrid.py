@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from bisect import bisect_right
 from collections import OrderedDict
 from collections.abc import Collection, Hashable, Sequence
 from operator import itemgetter
@@ -18,6 +19,7 @@ from online_model.itemitem import (
     L2,
     MAX_PAGES,
     N_NEIGHBOURS,
+    Distribution,
     ItemItem,
     fit_item_item,
 )
@@ -35,6 +37,14 @@ logger = logging.getLogger(__name__)
 #: Bounds of the batch share of the mixture (never exactly 0 or 1: EM would stick).
 _MIN_WEIGHT = 1e-4
 
+#: Lower bounds of the history-length buckets (distinct pages) that each learn a ``w``.
+_BUCKETS = (1, 2, 4, 8, 16, 32)
+
+
+def _bucket(n_distinct: int) -> int:
+    """The bucket of a history of ``n_distinct`` distinct pages."""
+    return max(bisect_right(_BUCKETS, n_distinct) - 1, 0)
+
 
 @stores_state
 class Hybrid(Recommender):
@@ -43,17 +53,22 @@ class Hybrid(Recommender):
     The **online layer** is today's default, :class:`~online_model.covisit.Covisitation`
     with its default parameters: it learns every event it is given, one at a time. The
     **batch layer** is an :class:`~online_model.itemitem.ItemItem` model (EASE over each
-    user's last ``history_length`` pages) fit by :func:`~online_model.itemitem.fit_item_item`
-    on a prefix of the log, by a batch job or by :meth:`fit_batch_layer`, and swapped in
-    with :meth:`set_batch_layer`; it scores a history by summing its pages' item-item
-    weights, normalised to a distribution over pages.
+    user's last ``history_length`` distinct pages, i.e. whole histories for most users)
+    fit by :func:`~online_model.itemitem.fit_item_item` on a prefix of the log, by a batch
+    job or by :meth:`fit_batch_layer`, and swapped in with :meth:`set_batch_layer`. It
+    scores a history by summing the item-item weights of its last ``batch_recent``
+    distinct pages (the one of age ``a`` weighted ``batch_recency ** a``), normalised to
+    a distribution over pages.
 
-    The mix weight ``w`` is learned the way covisit learns its popularity share: before
+    The mix weight ``w`` is learned the way covisit learns its popularity share, one ``w``
+    per bucket of history length (1, 2-3, 4-7, 8-15, 16-31, 32+ distinct pages): before
     the online layer learns an event, both layers score the page the user actually viewed
-    from the user's previous pages, and ``w`` takes a step of size ``batch_rate`` towards
-    the share of that likelihood the batch layer explains. Repeats of the user's recent
-    pages, and pages neither layer could rank, are skipped. ``w`` falls towards 0 where
-    whole histories say little (short anonymous sessions, news) and rises where they do.
+    from the user's previous pages, and the ``w`` of that history's bucket takes a step of
+    size ``batch_rate`` towards the share of that likelihood the batch layer explains.
+    Repeats of the user's recent pages, and pages neither layer could rank, are skipped.
+    ``w`` falls towards 0 where the batch layer adds nothing (short anonymous sessions,
+    news) and rises where whole histories carry signal, separately for short and long
+    histories.
 
     Events and layers: each statistic has one owner and counts each event once. The
     transition and popularity statistics (and ``w``) belong to the online layer, which
@@ -74,6 +89,9 @@ class Hybrid(Recommender):
         Step size of the online update of ``w`` (0: fixed weight).
     history_length, max_pages, l2, n_neighbours
         How :meth:`fit_batch_layer` fits the batch layer (see :mod:`online_model.itemitem`).
+    batch_recent, batch_recency
+        The batch layer scores the last ``batch_recent`` distinct pages of the history,
+        the page of age ``a`` (0: the newest) weighted ``batch_recency ** a``.
     retrain_every
         Events between refits of the batch layer in ``streamrec evaluate`` when
         ``--retrain-every`` is not given: the cadence the measurements assume.
@@ -107,6 +125,8 @@ class Hybrid(Recommender):
         l2: float = L2,
         n_neighbours: int = N_NEIGHBOURS,
         retrain_every: int = 10_000,
+        batch_recent: int = 5,
+        batch_recency: float = 1.0,
         oversample: int = 3,
         max_users: int = 100_000,
         seed: int | None = None,
@@ -118,13 +138,20 @@ class Hybrid(Recommender):
         self.l2 = l2
         self.n_neighbours = n_neighbours
         self.retrain_every = retrain_every
+        self.batch_recent = batch_recent
+        self.batch_recency = batch_recency
+        if batch_recent < 1:
+            raise ModelError(f"batch_recent must be at least 1, got {batch_recent}")
         self.oversample = oversample
         self.max_users = max_users
         self.seed = seed
         self.online = Covisitation(max_users=max_users)
         self.batch_layer: ItemItem | None = None
-        self._weight = min(max(batch_weight, _MIN_WEIGHT), 1.0 - _MIN_WEIGHT)
-        # Each user's last ``history_length`` distinct pages, oldest first: what the batch
+        start = min(max(batch_weight, _MIN_WEIGHT), 1.0 - _MIN_WEIGHT)
+        # One learned ``w`` per bucket of history length (distinct pages, see _bucket):
+        # short sessions and long histories want different shares of the batch layer.
+        self._weights = [start] * len(_BUCKETS)
+        # Each user's last distinct pages (up to ``_keep``), oldest first: what the batch
         # layer reads when ``w`` is learned (serving passes the history instead).
         self._recent: OrderedDict[Hashable, list[Hashable]] = OrderedDict()
 
@@ -139,8 +166,17 @@ class Hybrid(Recommender):
 
     @property
     def weight(self) -> float:
-        """The learned batch share ``w`` (0 while there is no batch layer)."""
-        return self._weight if self.batch_layer is not None else 0.0
+        """The learned batch share ``w`` of the longest histories (0 with no batch layer)."""
+        return self._weights[-1] if self.batch_layer is not None else 0.0
+
+    @property
+    def weights(self) -> list[float]:
+        """The learned ``w`` per history-length bucket (see ``_BUCKETS``), shortest first."""
+        return list(self._weights) if self.batch_layer is not None else [0.0] * len(_BUCKETS)
+
+    @property
+    def _keep(self) -> int:
+        return max(self.batch_recent, _BUCKETS[-1])
 
     def user_history(self, user: Hashable) -> Sequence[Hashable]:
         return self.online.user_history(user)
@@ -197,40 +233,46 @@ class Hybrid(Recommender):
         if item in recent:
             recent.remove(item)
         recent.append(item)
-        if len(recent) > self.history_length:
+        if len(recent) > self._keep:
             del recent[0]
 
+    def _batch_distribution(self, history: Sequence[Hashable]) -> Distribution | None:
+        layer = self.batch_layer
+        if layer is None:
+            return None
+        return layer.distribution(history, self.batch_recent, self.batch_recency)
+
     def _update_weight(self, user: Hashable, recent: list[Hashable], item: Hashable) -> None:
-        """One online EM step on ``w``, scored before the online layer learns ``item``."""
+        """One online EM step on the ``w`` of the history's bucket, scored before the online
+        layer learns ``item``."""
         if item in recent[-self.online.window :]:
             return  # a repeat of a recent page: serving excludes it
-        layer = self.batch_layer
-        assert layer is not None
-        batch = layer.distribution(recent)
+        batch = self._batch_distribution(recent)
         if batch is None:
             return  # nothing to compare: serving would be the online layer alone
         p_batch = batch.get(item)
         p_online = self.online.score_items(user, [item], recent)[0]
-        w = self._weight
+        bucket = _bucket(len(recent))
+        w = self._weights[bucket]
         mix = w * p_batch + (1.0 - w) * p_online
         if mix > 0.0:
             w += self.batch_rate * (w * p_batch / mix - w)
-            self._weight = min(max(w, _MIN_WEIGHT), 1.0 - _MIN_WEIGHT)
+            self._weights[bucket] = min(max(w, _MIN_WEIGHT), 1.0 - _MIN_WEIGHT)
 
     # -- serving ----------------------------------------------------------------------------------
+    def _weight_for(self, history: Sequence[Hashable]) -> float:
+        return self._weights[_bucket(len(set(history[-self._keep :])))]
+
     def _recommend(
         self, user: Hashable, k: int, history: Sequence[Hashable], exclude: Collection[Hashable]
     ) -> list[tuple[Hashable, float]]:
         online = self.online
-        layer = self.batch_layer
-        if layer is None:
-            return online._recommend(user, k, history, exclude)
-        batch = layer.distribution(history)
+        batch = self._batch_distribution(history)
         if batch is None:
             return online._recommend(user, k, history, exclude)
         n = k * self.oversample
         online_recs = online._recommend(user, n, history, exclude)
-        w = self._weight
+        w = self._weight_for(history)
         scores = {item: (1.0 - w) * p for item, p in online_recs}
         extra = [item for item, _ in batch.top(n, exclude) if item not in scores]
         if extra:
@@ -245,11 +287,10 @@ class Hybrid(Recommender):
         self, user: Hashable, items: Sequence[Hashable], history: Sequence[Hashable] = ()
     ) -> list[float]:
         online = self.online.score_items(user, items, history)
-        layer = self.batch_layer
-        batch = None if layer is None else layer.distribution(history)
+        batch = self._batch_distribution(history)
         if batch is None:
             return online
-        w = self._weight
+        w = self._weight_for(history)
         return [(1.0 - w) * p + w * batch.get(i) for i, p in zip(items, online, strict=True)]
 
     # -- pickle-free state (online_model.model_state) ------------------------------------
@@ -263,7 +304,7 @@ class Hybrid(Recommender):
             for page in pages:
                 table.setdefault(page, len(table))
         state = ModelState(
-            values={"weight": self._weight, "has_batch": self.batch_layer is not None},
+            values={"weights": self._weights, "has_batch": self.batch_layer is not None},
             arrays={
                 "recent.indptr": indptr_of([len(p) for p in lists]),
                 "recent.page": np.fromiter((table[p] for pages in lists for p in pages), np.int32),
@@ -282,7 +323,12 @@ class Hybrid(Recommender):
         model.online = Covisitation.from_state(model.online._get_params(), state.sub("online"))
         if state.values["has_batch"]:
             model.batch_layer = ItemItem.from_state(state.sub("batch"))
-        model._weight = float(state.values["weight"])
+        values = state.values
+        # Files written before the per-length weights hold one ``weight`` for every length.
+        weights = [float(w) for w in values.get("weights", [values.get("weight")] * len(_BUCKETS))]
+        if len(weights) != len(_BUCKETS):
+            raise ModelError(f"hybrid state: {len(weights)} weights, expected {len(_BUCKETS)}")
+        model._weights = weights
         users = state.table("recent.users")
         pages = state.table("recent.pages")
         flat = state.array("recent.page", np.int32)

@@ -18,6 +18,7 @@ from online_model.errors import ModelError
 from online_model.evaluation import PrequentialEvaluator, evaluate
 from online_model.hybrid import Hybrid
 from online_model.itemitem import (
+    Distribution,
     ease_weights,
     fit_item_item,
     neighbour_table,
@@ -236,3 +237,78 @@ def test_evaluate_command_retrains_the_hybrid_and_refuses_other_models(tmp_path)
     refused = runner.invoke(cli, [*args[:4], "covisit", *args[5:]])
     assert refused.exit_code == 2
     assert "error: --retrain-every: Covisitation has no batch layer" in refused.stderr
+
+
+# -- what the batch layer reads ----------------------------------------------------------------
+def test_the_fit_reads_whole_histories_not_the_last_20_pages() -> None:
+    # Pages a and b open every user's history; 30 pages of the user's own follow. A fit on
+    # the last 20 pages never saw a and b together (it dropped the start of each history).
+    events = []
+    for u in range(30):
+        pages = ["a", "b", *(f"{u}-{i}" for i in range(30))]
+        events += [(f"u{u}", page, len(events)) for page in pages]
+    layer = fit_item_item(events)
+    assert layer.probabilities(["a"]) and next(iter(layer.probabilities(["a"]))) == "b"
+    assert fit_item_item(events, history_length=20).distribution(["a"]) is None
+
+
+def test_serving_weighs_the_newest_history_pages() -> None:
+    # a goes with x, b with y.
+    pairs = [("1", "a"), ("1", "x"), ("2", "a"), ("2", "x")]
+    pairs += [("3", "b"), ("3", "y"), ("4", "b"), ("4", "y")]
+    events = [(u, p, t) for t, (u, p) in enumerate(pairs)]
+    layer = fit_item_item(events, l2=0.5)
+    newest = layer.score_vector(["a", "b"], n_recent=1)
+    both = layer.score_vector(["a", "b"], n_recent=2)
+    halved = layer.score_vector(["a", "b"], n_recent=2, recency=0.5)
+    assert newest is not None and both is not None and halved is not None
+    x, y = layer.index["x"], layer.index["y"]
+    assert newest[x] == 0.0 and newest[y] > 0.0  # a (age 1) is left out
+    assert both[x] == pytest.approx(both[y]) and halved[x] == pytest.approx(0.5 * halved[y])
+    model = _learn(Hybrid(batch_recent=1, batch_weight=0.9), events)
+    model.set_batch_layer(layer)
+    assert model.recommend("new", k=1, history=["a", "b"], exclude={"a", "b"})[0][0] == "y"
+
+
+def test_each_history_length_learns_its_own_batch_share() -> None:
+    # Two-page users only: every update falls in the 1-page bucket. Their second page is
+    # new since the fit (only the online layer ranks it), so that w falls; the rest stay.
+    events = _events()
+    model = _learn(Hybrid(batch_weight=0.3, batch_rate=0.05), events)
+    model.set_batch_layer(model.fit_batch_layer(events))
+    first_pages = [p for _, p, _ in events[:20]]
+    for u in range(200):
+        model.learn_one(f"new{u}", first_pages[u % 20])
+        model.learn_one(f"new{u}", "fresh")
+    assert model.weights[0] < 0.3 and model.weights[1:] == [0.3] * 5
+
+
+def test_a_file_with_one_weight_loads_it_for_every_history_length() -> None:
+    events = _events(1_000)
+    model = _learn(Hybrid(), events)
+    model.set_batch_layer(model.fit_batch_layer(events))
+    state = model.state_arrays()
+    del state.values["weights"]
+    state.values["weight"] = 0.4  # as written before one weight per length was learned
+    restored = Hybrid.from_state(model._get_params(), state)
+    assert restored.weights == [0.4] * len(restored.weights)
+
+
+def test_a_distribution_ranks_its_positive_pages_best_first() -> None:
+    rnd = random.Random(3)
+    events = _events()
+    layer = fit_item_item(events, l2=10.0)
+    for _ in range(20):
+        # Probabilities with zeros and ties; ties rank the lower row (earlier page) first.
+        prob = np.array([rnd.choice([0.0, 0.0, 0.1, 0.2, 0.25]) for _ in range(layer.n_pages)])
+        exclude = set(rnd.sample(layer.pages, 5))
+        expected = sorted(
+            ((-p, row) for row, p in enumerate(prob.tolist()) if p > 0),
+        )
+        reference = [(layer.pages[r], -q) for q, r in expected if layer.pages[r] not in exclude]
+        dist = Distribution(layer, prob)
+        assert dist.get(layer.pages[0]) == prob[0] and dist.get("unknown", -1.0) == -1.0
+        assert dist.top(7, exclude) == reference[:7]
+        assert all(dist.get(page) == p for page, p in reference)
+        assert dist.get(layer.pages[0]) == prob[0] and dist.get("unknown", -1.0) == -1.0
+        assert dist.top(0) == [] and len(dist.top(10_000)) == int(np.count_nonzero(prob))
