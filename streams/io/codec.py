@@ -28,6 +28,7 @@ from streams.errors import (
     SchemaViolation,
     UnknownSchemaId,
 )
+from streams.io.avro_decoder import compile_decoder
 from streams.io.schema_registry import (
     HttpSchemaRegistry,
     LocalSchemaTable,
@@ -201,6 +202,9 @@ class AvroCodec:
         self._writer = _parse(current.schema)
         self._fast_encode = _compile_encoder(_wire_view(current.schema), self._header)
         self._readers: dict[int, tuple[Any, Any]] = {self._schema_id: (self._writer, None)}
+        # Messages written with the current schema (nearly all) take the compiled reader;
+        # older versions need schema resolution, which fastavro does.
+        self._fast_decode = compile_decoder(_wire_view(current.schema))
         self._required = _REQUIRED_TEXT.get(full_name, ())
 
     @classmethod
@@ -258,6 +262,14 @@ class AvroCodec:
         """Read one framed message as the current version of the record."""
         schema_id = self.schema_id_of(data)
         assert data is not None
+        if schema_id == self._schema_id and self._fast_decode is not None:
+            try:
+                record = self._fast_decode(data, HEADER.size)
+            except Exception:  # fastavro below reads it or raises the error it always did
+                pass
+            else:
+                self._check(record)
+                return record
         writer, reader = self._readers.get(schema_id) or self._resolve(schema_id)
         buffer = io.BytesIO(data)
         buffer.seek(HEADER.size)
