@@ -89,7 +89,18 @@ def compile_decoder(schema: Any) -> Decoder | None:
             emit(depth, f"if {n} < 0 or end > size: raise Unsupported")
             emit(depth, f"{target} = data[pos:end].decode(); pos = end")
         elif sch in ("int", "long"):
-            read_long(depth, target)
+            # Values (timestamps: 6 bytes) read their varint inline, lengths call for it.
+            emit(depth, "b = data[pos]; pos += 1")
+            emit(depth, f"if b < 0x80: {target} = (b >> 1) ^ -(b & 1)")
+            emit(depth, "else:")
+            emit(depth + 1, "n = b & 0x7F; shift = 7")
+            emit(depth + 1, "while True:")
+            emit(depth + 2, "b = data[pos]; pos += 1; n |= (b & 0x7F) << shift")
+            emit(depth + 2, "if b < 0x80: break")
+            emit(depth + 2, "shift += 7")
+            emit(depth + 2, "if shift > 63: raise Unsupported")
+            emit(depth + 1, "if n >> 64: raise Unsupported")
+            emit(depth + 1, f"{target} = (n >> 1) ^ -(n & 1)")
             if sch == "int":
                 emit(depth, f"if not -2147483648 <= {target} <= 2147483647: raise Unsupported")
         elif sch == "double":

@@ -260,16 +260,20 @@ class AvroCodec:
 
     def decode(self, data: bytes | None) -> dict[str, Any]:
         """Read one framed message as the current version of the record."""
+        fast = self._fast_decode
+        # Framed with the current schema's header (so the framing checks pass): the
+        # compiled reader; anything it does not read goes the long way below.
+        if fast is not None and data and data.startswith(self._header):
+            if len(data) <= self.max_bytes:
+                try:
+                    record = fast(data, HEADER.size)
+                except Exception:  # fastavro below reads it or raises its error
+                    pass
+                else:
+                    self._check(record)
+                    return record
         schema_id = self.schema_id_of(data)
         assert data is not None
-        if schema_id == self._schema_id and self._fast_decode is not None:
-            try:
-                record = self._fast_decode(data, HEADER.size)
-            except Exception:  # fastavro below reads it or raises the error it always did
-                pass
-            else:
-                self._check(record)
-                return record
         writer, reader = self._readers.get(schema_id) or self._resolve(schema_id)
         buffer = io.BytesIO(data)
         buffer.seek(HEADER.size)

@@ -369,12 +369,13 @@ class Trainer:
         assert isinstance(model, TracksChanges)
         # While catching up, a second's change touches most of the model: the delta is
         # refused, and building it cost about as much as the full snapshot. More events
-        # change at least as much, so a delta of at least as many events as the last
-        # refused one is not built again, until the model (and so the limit) has grown.
+        # change at least as much, so a delta is not built again while the events since
+        # the last publish are as many as the last refused one had, per byte of limit
+        # (the limit grows with the model).
         limit = self._full_bytes * self.MAX_DELTA_SHARE
         events = self.events_learned - self._published_events
         refused = self._refused
-        if refused is not None and events >= refused[0] and limit <= refused[1] * 1.25:
+        if refused is not None and events * refused[1] >= refused[0] * limit:
             return None
         changes = model.state_delta()
         if changes is None:

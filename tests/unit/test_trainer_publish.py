@@ -72,3 +72,53 @@ def test_the_next_publish_waits_for_publishing_to_stay_a_fifth_of_the_time(
     clock.now = started + gap + 0.02
     trainer.step()
     assert store.published == len(costs) + 1
+
+
+class ChainStore:
+    """Full snapshots of a fixed size; deltas extend the chain."""
+
+    model_name = "m"
+
+    def __init__(self, full_bytes: int) -> None:
+        self.last_published_bytes = full_bytes
+        self.kinds: list[str] = []
+
+    def publish_full(self, snap: Any, make_current: bool = True) -> ChainPosition:
+        self.kinds.append("full")
+        return ChainPosition(len(self.kinds), "00", len(self.kinds), "00", 0)
+
+    def publish_delta(self, meta: Any, model: Any, changes: Any, chain: Any, state: Any) -> Any:
+        self.kinds.append("delta")
+        return ChainPosition(len(self.kinds), "00", chain.base_version, "00", chain.sequence + 1)
+
+
+def test_a_delta_as_large_as_a_refused_one_is_not_built_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Catching up, each interval changes most of the model: building its delta, only to
+    publish a full snapshot instead, would cost the trainer twice."""
+    pages = [f"p{i}".encode() for i in range(50)]
+    pages += [f"q{i}".encode() for i in range(600)] + [b"p1"]
+    store = ChainStore(full_bytes=8_000)  # deltas over 4,000 bytes are refused
+    model = DecayedPopularity()
+    built = []
+    state_delta = model.state_delta
+    monkeypatch.setattr(model, "state_delta", lambda: built.append(1) or state_delta())
+    trainer = Trainer(
+        model,
+        store,  # type: ignore[arg-type]
+        ListEventSource(pages),
+        lambda b: {"user_id": "u", "page_id": b.decode(), "ts": 0},
+        full_every=20,
+    )
+    trainer.source.assign({})
+    for batch, kind, deltas_built in [
+        (50, "full", 0),  # the first publish is a full one
+        (300, "full", 1),  # 300 new pages: a delta of ~7 kB, built and refused
+        (300, "full", 1),  # as many events again: not built
+        (1, "delta", 2),  # one event: built and published
+    ]:
+        trainer.max_records = batch
+        trainer.step()
+        trainer.publish()
+        assert (store.kinds[-1], len(built)) == (kind, deltas_built)
