@@ -263,15 +263,19 @@ class AvroCodec:
         fast = self._fast_decode
         # Framed with the current schema's header (so the framing checks pass): the
         # compiled reader; anything it does not read goes the long way below.
-        if fast is not None and data and data.startswith(self._header):
-            if len(data) <= self.max_bytes:
-                try:
-                    record = fast(data, HEADER.size)
-                except Exception:  # fastavro below reads it or raises its error
-                    pass
-                else:
-                    self._check(record)
-                    return record
+        if (
+            fast is not None
+            and data
+            and data.startswith(self._header)
+            and len(data) <= self.max_bytes
+        ):
+            try:
+                fast_record = fast(data, HEADER.size)
+            except Exception:  # fastavro below reads it or raises the error it always did
+                pass
+            else:
+                self._check(fast_record)
+                return fast_record
         schema_id = self.schema_id_of(data)
         assert data is not None
         writer, reader = self._readers.get(schema_id) or self._resolve(schema_id)
