@@ -249,7 +249,11 @@ class Trainer:
         events = self.source.poll(self.max_records, self.poll_timeout)
         if events:
             self._learn(events)
-        if self._dirty and time.monotonic() - self._last_publish >= self._publish_gap():
+        # A short poll waited for the log: the trainer has caught up, and publishing
+        # costs it no learning, so it publishes every snapshot_interval (freshness).
+        behind = len(events) >= self.max_records
+        gap = self._publish_gap() if behind else self.snapshot_interval
+        if self._dirty and time.monotonic() - self._last_publish >= gap:
             self.publish()
         return len(events)
 
@@ -287,17 +291,19 @@ class Trainer:
             self.offsets.setdefault(topic, {})[partition] = offset + 1
         self._dirty = True
 
-    #: Publishing takes at most this share of the trainer's time: when publishes take
-    #: long (full snapshots of a large model while catching up, deltas as large as the
-    #: model) the next one waits longer than ``snapshot_interval``, so learning keeps up.
-    #: The cost is averaged over about five publishes, so that the periodic full snapshot
-    #: between cheap deltas does not delay the next delta.
-    MAX_PUBLISH_SHARE = 0.2
+    #: While behind the log, publishing takes at most this share of the trainer's time:
+    #: when publishes take long (full snapshots of a large model while catching up,
+    #: deltas as large as the model) the next one waits longer than
+    #: ``snapshot_interval``, so learning catches up (a snapshot of a model still behind
+    #: the log is worth less than the events). The cost is averaged over about five
+    #: publishes, so that one full snapshot between cheap deltas delays the next little.
+    MAX_PUBLISH_SHARE = 0.1
     _COST_SMOOTHING = 0.2
 
     def _publish_gap(self) -> float:
-        """Seconds from one publish's start to the next: ``snapshot_interval``, or more
-        when publishing would otherwise take over ``MAX_PUBLISH_SHARE`` of the time."""
+        """Seconds from one publish's start to the next while behind the log:
+        ``snapshot_interval``, or more when publishing would otherwise take over
+        ``MAX_PUBLISH_SHARE`` of the time."""
         return max(self.snapshot_interval, self._publish_seconds / self.MAX_PUBLISH_SHARE)
 
     def _keep_lease(self) -> None:
