@@ -168,8 +168,8 @@ def bench_training(bench: Bench, world: World, runs: int) -> dict[str, dict[str,
             "snapshot and the one covering the whole topic: learning, the rolling "
             "quality estimate (the events of 1 user in 100 are judged before learning), "
             "Avro decode, Kafka fetch and the snapshots (full or delta: encode + HMAC + "
-            "Redis) taken every second, or less often while they would take over a "
-            "fifth of the time",
+            "Redis) taken every second, or less often while the trainer is behind and "
+            "they would take over a tenth of its time",
             "raw learn_one = a fresh default model (the trainer's) learning the same "
             "events with the same arguments in one Python loop, no decode, no Kafka, no "
             "snapshots (bench process), measured right before and after each trainer "
