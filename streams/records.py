@@ -7,13 +7,16 @@ scorer's input, which also carries a key and headers for dead letters, is
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 
-@dataclass(frozen=True)
-class LogRecord:
+class LogRecord(NamedTuple):
     """Where a record is in the log, its undecoded value and, when read, its timestamp
-    and key (the catalog needs the key: a tombstone carries nothing else)."""
+    and key (the catalog needs the key: a tombstone carries nothing else).
+
+    Immutable; a named tuple rather than a frozen dataclass because one is built for
+    every record read, and a frozen dataclass takes about 4x as long to build.
+    """
 
     topic: str
     partition: int

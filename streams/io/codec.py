@@ -28,6 +28,7 @@ from streams.errors import (
     SchemaViolation,
     UnknownSchemaId,
 )
+from streams.io.avro_decoder import compile_decoder
 from streams.io.schema_registry import (
     HttpSchemaRegistry,
     LocalSchemaTable,
@@ -209,6 +210,9 @@ class AvroCodec:
         self._writer = _parse(current.schema)
         self._fast_encode = _compile_encoder(_wire_view(current.schema), self._header)
         self._readers: dict[int, tuple[Any, Any]] = {self._schema_id: (self._writer, None)}
+        # Messages written with the current schema (nearly all) take the compiled reader;
+        # older versions need schema resolution, which fastavro does.
+        self._fast_decode = compile_decoder(_wire_view(current.schema))
         self._required = _REQUIRED_TEXT.get(full_name, ())
 
     @classmethod
@@ -264,6 +268,22 @@ class AvroCodec:
 
     def decode(self, data: bytes | None) -> dict[str, Any]:
         """Read one framed message as the current version of the record."""
+        fast = self._fast_decode
+        # Framed with the current schema's header (so the framing checks pass): the
+        # compiled reader; anything it does not read goes the long way below.
+        if (
+            fast is not None
+            and data
+            and data.startswith(self._header)
+            and len(data) <= self.max_bytes
+        ):
+            try:
+                fast_record = fast(data, HEADER.size)
+            except Exception:  # fastavro below reads it or raises the error it always did
+                pass
+            else:
+                self._check(fast_record)
+                return fast_record
         schema_id = self.schema_id_of(data)
         assert data is not None
         writer, reader = self._readers.get(schema_id) or self._resolve(schema_id)

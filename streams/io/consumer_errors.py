@@ -16,11 +16,11 @@ def is_record(msg: Any, reader: str) -> bool:
     A fatal error ends the reader (:class:`ServiceError`): nothing more can be read through
     that consumer. End-of-partition events are not errors and are skipped silently.
     """
+    err = msg.error()
+    if err is None:  # before the import below: this runs for every record read
+        return True
     from confluent_kafka import KafkaError
 
-    err = msg.error()
-    if err is None:
-        return True
     if err.fatal():
         raise ServiceError(f"fatal consumer error: {err}")
     if err.code() != KafkaError._PARTITION_EOF:

@@ -29,20 +29,19 @@ import copy
 import logging
 import threading
 import time
-from collections import OrderedDict, deque
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 from online_model.base import Recommender
 from online_model.errors import ConfigurationError, StreamrecError
 from online_model.model_state import TracksChanges, tracks_deltas
-from online_model.quality import rank_of
 from online_model.snapshot import Snapshot, SnapshotMeta
 from online_model.snapshot_delta import ChainPosition
 from streams.errors import LeaseLost, StoreUnavailable
 from streams.records import LogRecord
 from streams.state.lease import TrainerLease
 from streams.state.snapshot_store import SnapshotStore
+from streams.trainer.quality_estimate import RollingHitRate
 
 logger = logging.getLogger(__name__)
 
@@ -64,59 +63,6 @@ class EventSource(Protocol):
     def close(self) -> None: ...
 
     def partitions(self) -> dict[str, list[int]]: ...
-
-
-class RollingHitRate:
-    """A cheap, user-sampled prequential estimate of hit@k and MRR@k.
-
-    One user in ``every`` (by hash) is followed: before each of their events is learned
-    the model is asked for ``k`` pages given their previous ``window`` pages, excluding
-    those. Rates are exponentially weighted over about ``horizon`` scored events.
-    """
-
-    def __init__(
-        self,
-        k: int = 10,
-        every: int = 10,
-        window: int = 10,
-        max_users: int = 10_000,
-        horizon: int = 1000,
-    ) -> None:
-        self.k = k
-        self.every = every
-        self.window = window
-        self.max_users = max_users
-        self.alpha = 1.0 / horizon
-        self.hit = 0.0
-        self.mrr = 0.0
-        self.n_scored = 0
-        self._histories: OrderedDict[Hashable, deque[Hashable]] = OrderedDict()
-
-    def before_learn(self, model: Recommender, user: Hashable, page: Hashable) -> None:
-        if hash(user) % self.every:
-            return
-        hist = self._histories.get(user)
-        if hist is None:
-            hist = self._histories[user] = deque(maxlen=self.window)
-            if len(self._histories) > self.max_users:
-                self._histories.popitem(last=False)
-        else:
-            self._histories.move_to_end(user)
-            recs = model.recommend(user, self.k, history=hist, exclude=set(hist))
-            rank = rank_of(page, (item for item, _ in recs))
-            self.n_scored += 1
-            # Start as a plain mean, then weight recent events more.
-            a = max(self.alpha, 1.0 / self.n_scored)
-            self.hit += a * ((1.0 if rank else 0.0) - self.hit)
-            self.mrr += a * ((1.0 / rank if rank else 0.0) - self.mrr)
-        hist.append(page)
-
-    def report(self) -> dict[str, float]:
-        return {
-            f"hit@{self.k}": self.hit,
-            f"mrr@{self.k}": self.mrr,
-            "n_scored": float(self.n_scored),
-        }
 
 
 class Trainer:
@@ -197,6 +143,10 @@ class Trainer:
         # Our newest publish, which the next delta applies to (None: publish a full one).
         self._chain: ChainPosition | None = None
         self._full_bytes = 0
+        # Events learned by our previous publish; the events and the size limit of the
+        # last delta refused as too large (see _publish_delta).
+        self._published_events = 0
+        self._refused: tuple[int, float] | None = None
 
     # -- lifecycle ----------------------------------------------------------------------
     def run(self, stop: threading.Event, on_ready: Callable[[Trainer], None] | None = None) -> None:
@@ -297,11 +247,29 @@ class Trainer:
         """One poll, learn, and (when due) publish; returns the events read."""
         self._keep_lease()
         events = self.source.poll(self.max_records, self.poll_timeout)
+        if events:
+            self._learn(events)
+        # A short poll waited for the log: the trainer has caught up, and publishing
+        # costs it no learning, so it publishes every snapshot_interval (freshness).
+        behind = len(events) >= self.max_records
+        gap = self._publish_gap() if behind else self.snapshot_interval
+        if self._dirty and time.monotonic() - self._last_publish >= gap:
+            self.publish()
+        return len(events)
+
+    def _learn(self, events: Sequence[LogRecord]) -> None:
+        """Learn a polled batch in order and move the offsets past it.
+
+        The per-event work is only decode, the quality estimate and ``learn_one``; the
+        offsets are moved once per batch (a publish happens between batches only, so the
+        model and the offsets it records still match at every publish).
+        """
+        decode, model, judge = self.decode, self.model, self.evaluator.before_learn
+        learn_one = model.learn_one
+        learned = 0
         for event in events:
-            self.offsets.setdefault(event.topic, {})[event.partition] = event.offset + 1
-            self._dirty = True
             try:
-                record = self.decode(event.value)
+                record = decode(event.value)
             except StreamrecError as exc:
                 self.bad_events += 1
                 logger.debug(
@@ -313,24 +281,29 @@ class Trainer:
                 )
                 continue
             user, page = record["user_id"], record["page_id"]
-            self.evaluator.before_learn(self.model, user, page)
-            self.model.learn_one(user, page, x={"ts": record["ts"]})
-            self.events_learned += 1
-        if self._dirty and time.monotonic() - self._last_publish >= self._publish_gap():
-            self.publish()
-        return len(events)
+            judge(model, user, page)
+            learn_one(user, page, x={"ts": record["ts"]})
+            learned += 1
+        self.events_learned += learned
+        # Records of a partition come in offset order: the last one of each wins.
+        last = {(e.topic, e.partition): e.offset for e in events}
+        for (topic, partition), offset in last.items():
+            self.offsets.setdefault(topic, {})[partition] = offset + 1
+        self._dirty = True
 
-    #: Publishing takes at most this share of the trainer's time: when publishes take
-    #: long (full snapshots of a large model while catching up, deltas as large as the
-    #: model) the next one waits longer than ``snapshot_interval``, so learning keeps up.
-    #: The cost is averaged over about five publishes, so that the periodic full snapshot
-    #: between cheap deltas does not delay the next delta.
-    MAX_PUBLISH_SHARE = 0.2
+    #: While behind the log, publishing takes at most this share of the trainer's time:
+    #: when publishes take long (full snapshots of a large model while catching up,
+    #: deltas as large as the model) the next one waits longer than
+    #: ``snapshot_interval``, so learning catches up (a snapshot of a model still behind
+    #: the log is worth less than the events). The cost is averaged over about five
+    #: publishes, so that one full snapshot between cheap deltas delays the next little.
+    MAX_PUBLISH_SHARE = 0.1
     _COST_SMOOTHING = 0.2
 
     def _publish_gap(self) -> float:
-        """Seconds from one publish's start to the next: ``snapshot_interval``, or more
-        when publishing would otherwise take over ``MAX_PUBLISH_SHARE`` of the time."""
+        """Seconds from one publish's start to the next while behind the log:
+        ``snapshot_interval``, or more when publishing would otherwise take over
+        ``MAX_PUBLISH_SHARE`` of the time."""
         return max(self.snapshot_interval, self._publish_seconds / self.MAX_PUBLISH_SHARE)
 
     def _keep_lease(self) -> None:
@@ -383,6 +356,7 @@ class Trainer:
         cost = time.monotonic() - started
         self._publish_seconds += self._COST_SMOOTHING * (cost - self._publish_seconds)
         self._chain = published
+        self._published_events = self.events_learned
         version = published.version
         self.last_version = self._expected_newest = version
         self.snapshots_published += 1
@@ -399,14 +373,26 @@ class Trainer:
         if chain is None or chain.sequence >= self.full_every or not tracks_deltas(model):
             return None
         assert isinstance(model, TracksChanges)
+        # While catching up, a second's change touches most of the model: the delta is
+        # refused, and building it cost about as much as the full snapshot. More events
+        # change at least as much, so a delta is not built again while the events since
+        # the last publish are as many as the last refused one had, per byte of limit
+        # (the limit grows with the model).
+        limit = self._full_bytes * self.MAX_DELTA_SHARE
+        events = self.events_learned - self._published_events
+        refused = self._refused
+        if refused is not None and events * refused[1] >= refused[0] * limit:
+            return None
         changes = model.state_delta()
         if changes is None:
             return None
         # A delta's size is known only once encoded; the store encodes it, so estimate
         # from its arrays (strings are small next to them) and fall back to a full one.
         size = sum(a.nbytes for a in changes.arrays.values())
-        if size > self._full_bytes * self.MAX_DELTA_SHARE:
+        if size > limit:
+            self._refused = (events, limit)
             return None
+        self._refused = None
         return self.store.publish_delta(meta, model, changes, chain, trainer_state)
 
     def _check_still_owner(self) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -94,9 +95,10 @@ def fill(source: ListEventSource, start: int, n: int) -> None:
 
 @pytest.fixture(autouse=True)
 def deltas_of_any_size_after_every_poll(monkeypatch: pytest.MonkeyPatch) -> None:
-    # Each poll of these small logs changes much of the model: keep publishing deltas
-    # (the size rule is checked on its own below).
-    monkeypatch.setattr(Trainer, "MAX_DELTA_SHARE", 1.0)
+    # Each poll of these small logs changes much of the model, and the first full
+    # snapshot is tiny: keep publishing deltas of any size (the size rule is checked on
+    # its own below).
+    monkeypatch.setattr(Trainer, "MAX_DELTA_SHARE", math.inf)
     # And publish after every poll, however long the previous publish took.
     monkeypatch.setattr(Trainer, "MAX_PUBLISH_SHARE", 1.0)
 

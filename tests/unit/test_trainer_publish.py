@@ -1,6 +1,8 @@
-"""The trainer bounds the time it spends publishing: slow publishes (full snapshots of a
-large model while catching up) push the next one back, fast ones do not, and one slow
-publish among fast ones (the periodic full snapshot between deltas) hardly does."""
+"""The trainer bounds the time it spends publishing while it is behind the log: slow
+publishes (full snapshots of a large model while catching up) push the next one back,
+fast ones do not, and one slow publish among fast ones (the periodic full snapshot
+between deltas) delays the next one little. Once caught up, it publishes every
+snapshot_interval whatever a publish costs."""
 
 from __future__ import annotations
 
@@ -38,37 +40,111 @@ class SlowStore:
         return ChainPosition(self.published, "00", self.published, "00", 0)
 
 
+def _trainer(store: SlowStore, backlog: int) -> Trainer:
+    trainer = Trainer(
+        DecayedPopularity(),
+        store,  # type: ignore[arg-type]
+        ListEventSource([b"p"] * backlog),
+        lambda b: {"user_id": "u", "page_id": b.decode(), "ts": 0},
+        snapshot_interval=1.0,
+        full_every=0,
+        max_records=1,
+        poll_timeout=0.0,
+    )
+    trainer.source.assign({})
+    return trainer
+
+
 @pytest.mark.parametrize(
     ("costs", "gap"),
     [
         ([0.05] * 10, 1.0),  # cheap deltas: every snapshot_interval
-        ([1.0] * 30, 5.0),  # full snapshots taking 1 s: one every 5 s
-        ([0.05] * 20 + [1.0], 1.21),  # one full snapshot among deltas: barely later
+        ([1.0] * 30, 10.0),  # full snapshots taking 1 s: one every 10 s
+        ([0.05] * 20 + [1.0], 2.4),  # one full snapshot among deltas: a little later
     ],
 )
-def test_the_next_publish_waits_for_publishing_to_stay_a_fifth_of_the_time(
+def test_while_behind_the_next_publish_waits_for_publishing_to_stay_a_tenth_of_the_time(
     monkeypatch: pytest.MonkeyPatch, costs: list[float], gap: float
 ) -> None:
     clock = Clock()
     monkeypatch.setattr(loop.time, "monotonic", clock.monotonic)
     store = SlowStore(clock, costs[0])
-    trainer = Trainer(
-        DecayedPopularity(),
-        store,  # type: ignore[arg-type]
-        ListEventSource([]),
-        lambda b: {},
-        snapshot_interval=1.0,
-        full_every=0,
-    )
+    trainer = _trainer(store, backlog=100)  # every poll comes back full
     for cost in costs:
         store.cost = cost
         trainer._dirty = True
         trainer.publish()
     started = clock.now - costs[-1]
-    trainer._dirty = True
     clock.now = started + gap - 0.02
     trainer.step()
     assert store.published == len(costs)  # not due yet
     clock.now = started + gap + 0.02
     trainer.step()
     assert store.published == len(costs) + 1
+
+
+def test_once_caught_up_it_publishes_every_interval_however_long_publishing_takes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    clock = Clock()
+    monkeypatch.setattr(loop.time, "monotonic", clock.monotonic)
+    store = SlowStore(clock, 1.0)
+    trainer = _trainer(store, backlog=1)
+    for _ in range(30):  # slow publishes while behind
+        trainer._dirty = True
+        trainer.publish()
+    trainer.step()  # learns the last event: the log is read to its end
+    assert store.published == 30
+    clock.now += 0.02  # the last publish started 1.02 s ago: one snapshot_interval
+    trainer.step()  # a short (empty) poll: caught up
+    assert store.published == 31
+
+
+class ChainStore:
+    """Full snapshots of a fixed size; deltas extend the chain."""
+
+    model_name = "m"
+
+    def __init__(self, full_bytes: int) -> None:
+        self.last_published_bytes = full_bytes
+        self.kinds: list[str] = []
+
+    def publish_full(self, snap: Any, make_current: bool = True) -> ChainPosition:
+        self.kinds.append("full")
+        return ChainPosition(len(self.kinds), "00", len(self.kinds), "00", 0)
+
+    def publish_delta(self, meta: Any, model: Any, changes: Any, chain: Any, state: Any) -> Any:
+        self.kinds.append("delta")
+        return ChainPosition(len(self.kinds), "00", chain.base_version, "00", chain.sequence + 1)
+
+
+def test_a_delta_as_large_as_a_refused_one_is_not_built_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Catching up, each interval changes most of the model: building its delta, only to
+    publish a full snapshot instead, would cost the trainer twice."""
+    pages = [f"p{i}".encode() for i in range(50)]
+    pages += [f"q{i}".encode() for i in range(600)] + [b"p1"]
+    store = ChainStore(full_bytes=8_000)  # deltas over 4,000 bytes are refused
+    model = DecayedPopularity()
+    built = []
+    state_delta = model.state_delta
+    monkeypatch.setattr(model, "state_delta", lambda: built.append(1) or state_delta())
+    trainer = Trainer(
+        model,
+        store,  # type: ignore[arg-type]
+        ListEventSource(pages),
+        lambda b: {"user_id": "u", "page_id": b.decode(), "ts": 0},
+        full_every=20,
+    )
+    trainer.source.assign({})
+    for batch, kind, deltas_built in [
+        (50, "full", 0),  # the first publish is a full one
+        (300, "full", 1),  # 300 new pages: a delta of ~7 kB, built and refused
+        (300, "full", 1),  # as many events again: not built
+        (1, "delta", 2),  # one event: built and published
+    ]:
+        trainer.max_records = batch
+        trainer.step()
+        trainer.publish()
+        assert (store.kinds[-1], len(built)) == (kind, deltas_built)
