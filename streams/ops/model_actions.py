@@ -60,6 +60,7 @@ def _row(
         "events": meta.events_seen,
         "range": range_summary(meta),
         f"hit@{k}": meta.metrics.get(f"hit@{k}"),
+        f"mrr@{k}": meta.metrics.get(f"mrr@{k}"),
         "current": is_current,
         "pinned": is_current and pinned,
         "model_class": meta.model_class,

@@ -2,9 +2,11 @@
 
 ``STREAMREC_API_TOKENS`` holds ``name:role:token`` entries separated by commas. When it
 is set, every endpoint but the orchestrator probes (``/livez``, ``/readyz``, ``/healthz``)
-needs ``Authorization: Bearer <token>``: 401 without one or with a wrong one, 403 when
-the token's role is below the endpoint's. Which role an endpoint needs is written in
-the OpenAPI description (:mod:`streams.scorer.openapi`), the one place that lists them.
+and the console's static page (``/console`` and its assets, which hold no data: the page
+reads ``/console/state`` with a token) needs ``Authorization: Bearer <token>``: 401
+without one or with a wrong one, 403 when the token's role is below the endpoint's.
+Which role an endpoint needs is written in the OpenAPI description
+(:mod:`streams.scorer.openapi`), the one place that lists them.
 
 A token is compared with every configured token in constant time (SHA-256 digests
 through :func:`hmac.compare_digest`, no early exit), and never logged: logs and the

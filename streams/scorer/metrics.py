@@ -61,6 +61,9 @@ class ScorerMetrics:
         self.registry = CollectorRegistry(auto_describe=True)
         self.holder = holder
         self.quality = RollingQuality()
+        #: Served quality since start per model version that served it (the console's
+        #: per-version column; a batch is scored by one version).
+        self.quality_by_version: dict[int, ServedQuality] = {}
         r = self.registry
         self.events_scored = Counter("streamrec_events_scored", "Page views answered", registry=r)
         self.dead_letters = Counter(
@@ -147,6 +150,12 @@ class ScorerMetrics:
             "Experiments this scorer's gate promoted or stopped",
             registry=r,
         ).set_function(lambda: experiments.decisions)
+
+    def add_quality(self, version: int, batch: ServedQuality) -> None:
+        """Count a batch's judged views, rolling and under the version that served it."""
+        self.quality.add(batch)
+        if batch.judged:
+            self.quality_by_version.setdefault(version, ServedQuality()).__iadd__(batch)
 
     def _snapshot_age(self) -> float:
         created = self.holder.current.created_at

@@ -154,11 +154,96 @@ DOCUMENT: dict[str, Any] = {
                     "range": {"type": "string"},
                     "model_class": {"type": "string"},
                     "content_hash": {"type": "string"},
+                    "served": {
+                        "type": "object",
+                        "nullable": True,
+                        "description": "Only in /console/state: judged views, hit@k and "
+                        "MRR@k this scorer measured while serving the version (null: never).",
+                    },
                 },
                 "additionalProperties": {
-                    "description": "hit@k of the version's own evaluation (k = STREAMREC_K)",
+                    "description": "hit@k and mrr@k of the version's own evaluation "
+                    "(k = STREAMREC_K)",
                     "type": "number",
                     "nullable": True,
+                },
+            },
+            "ConsoleState": {
+                "type": "object",
+                "required": [
+                    "time",
+                    "k",
+                    "health",
+                    "counters",
+                    "served",
+                    "served_by_version",
+                    "versions",
+                    "experiment",
+                ],
+                "properties": {
+                    "time": {"type": "number"},
+                    "k": {"type": "integer", "minimum": 1},
+                    "started_at": {"type": "number"},
+                    "health": _ref("Readiness"),
+                    "counters": {
+                        "type": "object",
+                        "description": "Totals since this scorer started.",
+                        "required": ["events_in", "events_out", "dead_letters"],
+                        "properties": {
+                            "events_in": {"type": "integer", "minimum": 0},
+                            "events_out": {"type": "integer", "minimum": 0},
+                            "dead_letters": {
+                                "type": "object",
+                                "description": "Dead letters by reason.",
+                                "additionalProperties": {"type": "integer", "minimum": 0},
+                            },
+                            "send_retries": {"type": "integer", "minimum": 0},
+                            "redis_errors": {"type": "integer", "minimum": 0},
+                        },
+                    },
+                    "served": {
+                        "type": "object",
+                        "description": "The served model, its freshness and rolling served "
+                        "hit@k / MRR@k (k = STREAMREC_K).",
+                        "required": ["version", "snapshots_rejected", "judged"],
+                        "properties": {
+                            "model_name": {"type": "string"},
+                            "version": {"type": "integer", "minimum": 0},
+                            "model_class": {"type": "string"},
+                            "created_at": {"type": "number", "nullable": True},
+                            "age_s": {"type": "number", "nullable": True},
+                            "swaps": {"type": "integer", "minimum": 0},
+                            "snapshots_rejected": {"type": "integer", "minimum": 0},
+                            "last_error": {"type": "string", "nullable": True},
+                            "judged": {"type": "integer", "minimum": 0},
+                        },
+                        "additionalProperties": {"type": "number", "nullable": True},
+                    },
+                    "served_by_version": {
+                        "type": "array",
+                        "description": "Served quality since start per version that served.",
+                        "items": {
+                            "type": "object",
+                            "required": ["version", "judged"],
+                            "properties": {
+                                "version": {"type": "integer", "minimum": 0},
+                                "judged": {"type": "integer", "minimum": 0},
+                            },
+                            "additionalProperties": {"type": "number"},
+                        },
+                    },
+                    "versions": {
+                        "type": "array",
+                        "description": "The rows of GET /models, each with `served` (what "
+                        "this scorer measured while serving it, or null).",
+                        "items": _ref("ModelVersion"),
+                    },
+                    "versions_error": {"type": "string", "nullable": True},
+                    "experiment": {
+                        "type": "object",
+                        "nullable": True,
+                        "description": "The running experiment and its per-arm figures.",
+                    },
                 },
             },
             "ModelAction": {
@@ -294,6 +379,55 @@ DOCUMENT: dict[str, Any] = {
                         {"type": "array", "items": _ref("ModelVersion")},
                     ),
                     "503": _REDIS_AWAY,
+                    **_REFUSED,
+                },
+            }
+        },
+        "/console": {
+            "get": {
+                **_OPEN,
+                "summary": "The operations console page (static HTML; it asks for a token and "
+                "reads `/console/state` with it, so the page itself holds no data).",
+                "responses": {
+                    "200": {
+                        "description": "The page.",
+                        "content": {"text/html": {"schema": {"type": "string"}}},
+                    }
+                },
+            }
+        },
+        "/console/assets/{name}": {
+            "get": {
+                **_OPEN,
+                "summary": "The console's script and style sheet (shipped in the package).",
+                "parameters": [
+                    {
+                        "name": "name",
+                        "in": "path",
+                        "required": True,
+                        "schema": {"type": "string", "minLength": 1},
+                        "description": "`console.js` or `console.css`.",
+                    }
+                ],
+                "responses": {
+                    "200": {
+                        "description": "The file.",
+                        "content": {
+                            "text/javascript": {"schema": {"type": "string"}},
+                            "text/css": {"schema": {"type": "string"}},
+                        },
+                    },
+                    "404": _json("No such asset.", _ref("Error")),
+                },
+            }
+        },
+        "/console/state": {
+            "get": {
+                **_READ,
+                "summary": "What the console shows: counters, served model and quality, "
+                "readiness, kept versions with their served quality, the running experiment.",
+                "responses": {
+                    "200": _json("This scorer's state, as of now.", _ref("ConsoleState")),
                     **_REFUSED,
                 },
             }

@@ -196,7 +196,7 @@ class ScorerRuntime:
         if new_errors:
             metrics.redis_errors.inc(new_errors)
             self._redis_errors_seen = self.history.errors
-        metrics.quality.add(batch.quality)
+        metrics.add_quality(batch.version, batch.quality)
         if batch.arms is not None:
             self.experiments.count(batch.arms)
         metrics.batch_size.observe(len(batch.recommendations) + len(dead))

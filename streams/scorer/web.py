@@ -1,4 +1,5 @@
-"""The scorer's HTTP API: recommendations, readiness, liveness, metrics and model actions.
+"""The scorer's HTTP API: recommendations, readiness, liveness, metrics, model actions and
+the operations console (:mod:`streams.scorer.console`).
 
 Views are registered on the scorer's Faust app (its aiohttp server) by :func:`add_views`;
 they read what the scorer runtime holds and never block the event loop. Which token
@@ -21,7 +22,7 @@ from streams.catalog.rules import parse_rules
 from streams.errors import BadRule, StoreUnavailable
 from streams.ops import model_actions
 from streams.ops.probes import kafka_reachable
-from streams.scorer import openapi
+from streams.scorer import console, openapi
 from streams.scorer.auth import caller_key
 from streams.scorer.metrics import CONTENT_TYPE_LATEST
 from streams.scorer.runtime import ScorerRuntime
@@ -76,6 +77,8 @@ def add_views(app: faust.App, settings: Settings, rt: ScorerRuntime) -> None:
         status = "ok" if kafka_ok and redis_ok else "degraded"
         body = {"status": status, **body, "kafka": kafka_ok, "redis": redis_ok}
         return body, 200 if kafka_ok else 503
+
+    console.add_views(app, settings, rt, readiness)
 
     @app.page("/readyz")
     class Ready(View):

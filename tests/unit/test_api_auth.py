@@ -95,7 +95,10 @@ def test_every_registered_route_is_described_and_every_description_is_a_route() 
         "/livez",
         "/readyz",
         "/healthz",
+        "/console",  # the static page and its assets: the data needs a read token
+        "/console/assets/{name}",
     }
+    assert openapi.roles()[("/console/state", "GET")] is Role.READ
 
 
 def test_the_description_is_valid_openapi() -> None:

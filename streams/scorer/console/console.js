@@ -1,0 +1,354 @@
+// The streamrec console: polls /console/state, keeps the time series in the page,
+// draws them as SVG, and calls the admin model actions after a confirmation.
+"use strict";
+
+(function () {
+  const POLL_MS = 3000;
+  const MAX_POINTS = 1200; // one hour at the poll interval
+  const TOKEN_KEY = "streamrec.token";
+  const COLORS = ["#2859c5", "#d9730d", "#1d7a46", "#b42318", "#7b3fb8", "#0f7b8a"];
+  const SVG = "http://www.w3.org/2000/svg";
+
+  const needsToken = document.body.dataset.auth === "bearer";
+  let token = sessionStorage.getItem(TOKEN_KEY) || "";
+  let previous = null; // the last state, for rates
+  let timer = null;
+  let k = 10;
+  const series = { in: [], out: [], hit: [], mrr: [], age: [], dlq: {} };
+
+  const $ = (id) => document.getElementById(id);
+
+  function headers(extra) {
+    const h = Object.assign({}, extra || {});
+    if (token) h.Authorization = "Bearer " + token;
+    return h;
+  }
+
+  function fmt(x, digits) {
+    if (x === null || x === undefined || Number.isNaN(x)) return "–";
+    return Number(x).toFixed(digits === undefined ? 4 : digits);
+  }
+
+  function duration(s) {
+    if (s === null || s === undefined) return "–";
+    if (s < 120) return Math.round(s) + " s";
+    if (s < 7200) return Math.round(s / 60) + " min";
+    return (s / 3600).toFixed(1) + " h";
+  }
+
+  function push(list, t, value) {
+    if (value === null || value === undefined || !Number.isFinite(value)) return;
+    list.push({ t: t, v: value });
+    if (list.length > MAX_POINTS) list.shift();
+  }
+
+  // -- charts ---------------------------------------------------------------------------
+  function el(name, attrs, text) {
+    const node = document.createElementNS(SVG, name);
+    for (const key in attrs) node.setAttribute(key, attrs[key]);
+    if (text !== undefined) node.textContent = text;
+    return node;
+  }
+
+  function clock(t) {
+    return new Date(t * 1000).toISOString().slice(11, 19);
+  }
+
+  // lines: [{name, points: [{t, v}]}]; draws axes, three value labels and a legend.
+  function lineChart(svg, lines, digits) {
+    const box = svg.viewBox.baseVal;
+    const W = box.width, H = box.height, L = 48, R = 8, T = 18, B = 20;
+    svg.replaceChildren();
+    const all = lines.flatMap((line) => line.points);
+    if (all.length < 2) {
+      svg.appendChild(el("text", { x: W / 2, y: H / 2, "text-anchor": "middle", class: "empty" },
+        "collecting data…"));
+      return;
+    }
+    const t0 = Math.min(...all.map((p) => p.t)), t1 = Math.max(...all.map((p) => p.t));
+    let lo = Math.min(0, ...all.map((p) => p.v)), hi = Math.max(...all.map((p) => p.v));
+    if (hi <= lo) hi = lo + 1;
+    const x = (t) => L + ((t - t0) / Math.max(t1 - t0, 1e-9)) * (W - L - R);
+    const y = (v) => H - B - ((v - lo) / (hi - lo)) * (H - T - B);
+    for (const v of [lo, (lo + hi) / 2, hi]) {
+      svg.appendChild(el("line", { x1: L, x2: W - R, y1: y(v), y2: y(v), class: "axis" }));
+      svg.appendChild(el("text", { x: L - 4, y: y(v) + 3, "text-anchor": "end", class: "label" },
+        fmt(v, digits)));
+    }
+    svg.appendChild(el("text", { x: L, y: H - 4, class: "label" }, clock(t0)));
+    svg.appendChild(el("text", { x: W - R, y: H - 4, "text-anchor": "end", class: "label" },
+      clock(t1)));
+    lines.forEach((line, i) => {
+      const color = COLORS[i % COLORS.length];
+      if (line.points.length) {
+        const d = line.points.map((p, j) => (j ? "L" : "M") + x(p.t).toFixed(1) + " " +
+          y(p.v).toFixed(1)).join(" ");
+        svg.appendChild(el("path", { d: d, class: "line", stroke: color, "data-series": line.name }));
+      }
+      svg.appendChild(el("text", { x: L + 4 + i * 110, y: 11, class: "label", fill: color },
+        "■ " + line.name));
+    });
+  }
+
+  // One bar per kept version at its creation time, as tall as the events it learned.
+  function versionsChart(svg, rows) {
+    const box = svg.viewBox.baseVal;
+    const W = box.width, H = box.height, L = 60, R = 12, T = 14, B = 22;
+    svg.replaceChildren();
+    const kept = rows.filter((r) => r.verified && r.created_at);
+    if (!kept.length) {
+      svg.appendChild(el("text", { x: W / 2, y: H / 2, "text-anchor": "middle", class: "empty" },
+        "no versions kept yet"));
+      return;
+    }
+    const t0 = Math.min(...kept.map((r) => r.created_at));
+    const t1 = Math.max(...kept.map((r) => r.created_at));
+    const most = Math.max(1, ...kept.map((r) => r.events || 0));
+    const span = Math.max(t1 - t0, 1e-9);
+    const barW = Math.max(4, Math.min(28, (W - L - R) / (kept.length * 1.6)));
+    const x = (t) => (kept.length === 1 ? (L + W - R) / 2 : L + barW / 2 +
+      ((t - t0) / span) * (W - L - R - barW));
+    const y = (v) => H - B - (v / most) * (H - T - B);
+    svg.appendChild(el("line", { x1: L, x2: W - R, y1: H - B, y2: H - B, class: "axis" }));
+    svg.appendChild(el("text", { x: L - 4, y: T + 3, "text-anchor": "end", class: "label" },
+      String(most)));
+    for (const r of kept) {
+      const cx = x(r.created_at);
+      const bar = el("rect", { x: cx - barW / 2, y: y(r.events || 0), width: barW,
+        height: Math.max(1, H - B - y(r.events || 0)), class: r.current ? "bar current" : "bar",
+        "data-version": r.version });
+      bar.appendChild(el("title", {}, "v" + r.version + " · " + r.created + " · " +
+        (r.events || 0) + " events"));
+      svg.appendChild(bar);
+      svg.appendChild(el("text", { x: cx, y: H - 6, "text-anchor": "middle", class: "label" },
+        (r.current ? "● v" : "v") + r.version));
+    }
+  }
+
+  // -- state ----------------------------------------------------------------------------
+  function badge(id, text, level) {
+    const node = $(id);
+    node.textContent = text;
+    node.className = "badge " + level;
+  }
+
+  function record(s) {
+    const t = s.time, c = s.counters;
+    if (previous && t > previous.time) {
+      const dt = t - previous.time, pc = previous.counters;
+      // Counters start again at 0 when the scorer restarts: skip that step.
+      if (c.events_in >= pc.events_in) {
+        push(series.in, t, (c.events_in - pc.events_in) / dt);
+        push(series.out, t, (c.events_out - pc.events_out) / dt);
+        const reasons = new Set(Object.keys(c.dead_letters).concat(Object.keys(series.dlq)));
+        for (const reason of reasons) {
+          series.dlq[reason] = series.dlq[reason] || [];
+          const now = c.dead_letters[reason] || 0, before = pc.dead_letters[reason] || 0;
+          push(series.dlq[reason], t, Math.max(0, now - before) / dt);
+        }
+      }
+    }
+    push(series.hit, t, s.served["hit@" + k]);
+    push(series.mrr, t, s.served["mrr@" + k]);
+    push(series.age, t, s.served.age_s);
+    previous = s;
+  }
+
+  function cell(row, text, cls) {
+    const td = document.createElement("td");
+    td.textContent = text;
+    if (cls) td.className = cls;
+    row.appendChild(td);
+    return td;
+  }
+
+  function renderVersions(s) {
+    const body = $("versions").querySelector("tbody");
+    body.replaceChildren();
+    for (const r of s.versions) {
+      const tr = document.createElement("tr");
+      tr.dataset.version = r.version;
+      if (r.current) tr.className = "current";
+      const served = r.served || {};
+      cell(tr, "v" + r.version);
+      cell(tr, r.created || "–");
+      cell(tr, r.origin);
+      cell(tr, r.events === undefined ? "–" : String(r.events));
+      cell(tr, fmt(r["hit@" + k]));
+      cell(tr, fmt(r["mrr@" + k]));
+      cell(tr, fmt(served["hit@" + k]));
+      cell(tr, fmt(served["mrr@" + k]));
+      cell(tr, served.judged === undefined ? "–" : String(served.judged));
+      cell(tr, r.verified ? (r.current ? (r.pinned ? "served · pinned" : "served") : "kept")
+        : "refused: " + (r.error || "?"), "state");
+      const td = cell(tr, "");
+      if (r.verified && !r.current) {
+        const button = document.createElement("button");
+        button.type = "button";
+        button.className = "admin promote";
+        button.textContent = "Promote";
+        button.addEventListener("click", () => act("promote", { version: r.version },
+          "Serve version " + r.version + " and pin it? The trainer's new versions will not " +
+          "be served until you follow again."));
+        td.appendChild(button);
+      }
+      body.appendChild(tr);
+    }
+    $("versions-error").textContent = s.versions_error || "";
+    const current = s.versions.find((r) => r.current);
+    $("pin-state").textContent = current ? (current.pinned ?
+      "current v" + current.version + " is pinned (promoted or rolled back)" :
+      "following the trainer (current v" + current.version + ")") : "";
+    versionsChart($("chart-versions"), s.versions);
+  }
+
+  function renderExperiment(s) {
+    const e = s.experiment;
+    $("experiment").hidden = !e;
+    if (!e) return;
+    $("experiment-id").textContent = e.id;
+    $("experiment-what").textContent = (e.shadow ? "shadow: " : "") + "challenger " +
+      e.challenger + " gets " + Math.round(e.share * 100) + " % of users" +
+      (e.auto ? "; the gate decides" : "");
+    const body = $("arms").querySelector("tbody");
+    body.replaceChildren();
+    const f = e.figures || {};
+    for (const arm of ["champion", "challenger"]) {
+      const a = f[arm] || {};
+      const tr = document.createElement("tr");
+      tr.dataset.arm = arm;
+      cell(tr, arm);
+      cell(tr, arm === "champion" ? e.champion : e.challenger);
+      cell(tr, a.judged === undefined ? "–" : String(a.judged));
+      cell(tr, fmt(a["hit@" + k]));
+      cell(tr, fmt(a["mrr@" + k]));
+      body.appendChild(tr);
+    }
+    const d = f["difference_hit@" + k];
+    $("experiment-difference").textContent = d ? "challenger − champion hit@" + k + ": " +
+      fmt(d.difference) + " (95 % CI " + fmt(d.ci95 && d.ci95[0]) + " … " +
+      fmt(d.ci95 && d.ci95[1]) + ")" : "";
+  }
+
+  function render(s) {
+    k = s.k;
+    for (const th of document.querySelectorAll(".k-title")) {
+      th.textContent = th.dataset.name + "@" + k;
+    }
+    const h = s.health;
+    badge("badge-status", h.status, h.status === "ok" ? "ok" : h.status === "degraded" ? "warn" : "bad");
+    badge("badge-kafka", "Kafka " + (h.kafka ? "up" : "down"), h.kafka ? "ok" : "bad");
+    badge("badge-redis", "Redis " + (h.redis ? "up" : "down"), h.redis ? "ok" : "bad");
+    $("model-name").textContent = s.served.model_name;
+    $("updated").textContent = "updated " + clock(s.time) + " UTC";
+    const v = s.served;
+    $("served-version").textContent = v.version ? "v" + v.version : "cold start";
+    $("served-class").textContent = v.model_class || "";
+    $("served-hit-title").textContent = "Served hit@" + k;
+    $("served-mrr-title").textContent = "Served MRR@" + k;
+    $("served-hit").textContent = fmt(v["hit@" + k]);
+    $("served-mrr").textContent = fmt(v["mrr@" + k]);
+    $("served-judged").textContent = v.judged + " judged views (rolling)";
+    $("freshness").textContent = duration(v.age_s);
+    $("rejected").textContent = String(v.snapshots_rejected);
+    $("swaps").textContent = v.swaps + " swaps since start";
+    const c = s.counters;
+    $("events").textContent = c.events_in + " / " + c.events_out;
+    const last = series.in[series.in.length - 1];
+    $("events-rate").textContent = last ? fmt(last.v, 1) + " events/s in" : "";
+
+    lineChart($("chart-throughput"), [{ name: "in", points: series.in },
+      { name: "out", points: series.out }], 1);
+    const reasons = Object.keys(series.dlq).sort();
+    lineChart($("chart-dlq"), reasons.length ? reasons.map((r) => ({ name: r, points: series.dlq[r] }))
+      : [{ name: "none", points: series.in.map((p) => ({ t: p.t, v: 0 })) }], 2);
+    $("chart-quality-title").textContent = "Served quality (hit@" + k + ", MRR@" + k + ")";
+    lineChart($("chart-quality"), [{ name: "hit@" + k, points: series.hit },
+      { name: "MRR@" + k, points: series.mrr }], 3);
+    lineChart($("chart-freshness"), [{ name: "age", points: series.age }], 0);
+    renderVersions(s);
+    renderExperiment(s);
+  }
+
+  // -- talking to the scorer ------------------------------------------------------------
+  function askToken(message) {
+    $("console").hidden = true;
+    $("token-form").hidden = false;
+    $("sign-out").hidden = true;
+    $("token-error").textContent = message || "";
+    $("token-input").focus();
+  }
+
+  async function poll() {
+    clearTimeout(timer);
+    try {
+      const response = await fetch("/console/state", { headers: headers(), cache: "no-store" });
+      if (response.status === 401) {
+        token = "";
+        sessionStorage.removeItem(TOKEN_KEY);
+        askToken("That token was not accepted.");
+        return;
+      }
+      if (!response.ok) throw new Error("HTTP " + response.status);
+      const s = await response.json();
+      $("token-form").hidden = true;
+      $("console").hidden = false;
+      $("sign-out").hidden = !token;
+      k = s.k;
+      record(s);
+      render(s);
+    } catch (err) {
+      badge("badge-status", "unreachable", "bad");
+      $("updated").textContent = String(err.message || err);
+    }
+    timer = setTimeout(poll, POLL_MS);
+  }
+
+  async function act(action, body, question) {
+    if (!window.confirm(question)) return;
+    const result = $("action-result");
+    result.textContent = action + "…";
+    result.className = "";
+    try {
+      const response = await fetch("/models/" + action, {
+        method: "POST",
+        headers: headers({ "Content-Type": "application/json" }),
+        body: JSON.stringify(body),
+      });
+      const answer = await response.json();
+      if (response.ok) {
+        result.textContent = action + " done: serving v" + answer.current +
+          (answer.pinned ? " (pinned)" : " (following the trainer)");
+        result.className = "ok";
+      } else {
+        result.textContent = action + " refused (" + response.status + "): " + answer.error;
+        result.className = "bad";
+      }
+    } catch (err) {
+      result.textContent = action + " failed: " + (err.message || err);
+      result.className = "bad";
+    }
+    poll();
+  }
+
+  $("token-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    token = $("token-input").value.trim();
+    $("token-input").value = "";
+    sessionStorage.setItem(TOKEN_KEY, token);
+    poll();
+  });
+  $("sign-out").addEventListener("click", () => {
+    token = "";
+    sessionStorage.removeItem(TOKEN_KEY);
+    clearTimeout(timer);
+    askToken("");
+  });
+  $("rollback").addEventListener("click", () => act("rollback", {},
+    "Roll back to the newest version older than the one served, and pin it?"));
+  $("follow").addEventListener("click", () => act("follow", {},
+    "Unpin, and serve the trainer's newest version and each new one?"));
+
+  if (needsToken && !token) askToken("");
+  else poll();
+})();
