@@ -10,10 +10,18 @@ STAMP  := $(VENV)/.installed-dev
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
+# The console's browser test drives Debian's Chromium through playwright (which is told
+# never to download a browser of its own); install it where it is missing and apt is ours.
+CHROMIUM := /usr/bin/chromium
+
 $(STAMP): pyproject.toml
+	@test -x $(CHROMIUM) || { if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium || \
+	  { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium; }; \
+	  else echo "note: $(CHROMIUM) is missing (apt-get install chromium): the console browser test will be skipped"; fi; }
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[embedded,dev,bench,spark]'
+	PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 $(PY) -m pip install --quiet -e '.[embedded,dev,bench,spark]'
 	touch $(STAMP)
 
 install: $(STAMP) ## Create .venv and install streamrec with its dev extras
