@@ -30,7 +30,7 @@ from streams.io.producer import ReliableProducer, page_view
 from streams.io.topics import ensure_topics
 from streams.ops.embedded import EmbeddedServices
 from streams.ops.processes import ChildProcess
-from streams.scorer.auth import curl_example, new_token
+from streams.scorer.auth import curl_example, local_url, new_token
 from streams.settings import Secret, Settings
 from streams.wiring import page_view_codec, recommendation_codec
 
@@ -130,6 +130,7 @@ def run_demo(
         shown = token or "<a token of STREAMREC_API_TOKENS>"
         made = "made for this run, admin role" if token else "yours"
         say(f"REST API while the demo runs (token {made}):\n  {curl_example(settings, shown)}")
+        say(f"Console (paste the token when it asks):\n  {local_url(settings, '/console')}")
         return _drive(settings, duration, rate, users, pages, say, processes)
     finally:
         for process in reversed(processes):

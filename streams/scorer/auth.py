@@ -149,11 +149,16 @@ def new_token() -> str:
     return secrets.token_urlsafe(32)
 
 
-def curl_example(settings: Settings, token: str) -> str:
-    """A curl line asking this machine's scorer for recommendations with ``token``."""
+def local_url(settings: Settings, path: str) -> str:
+    """The URL of ``path`` on this machine's scorer."""
     host = "127.0.0.1" if settings.web_bind in {"0.0.0.0", "::"} else settings.web_bind
     host = f"[{host}]" if ":" in host else host
-    url = f"http://{host}:{settings.web_port}/recommendations/u1?k=5"
+    return f"http://{host}:{settings.web_port}{path}"
+
+
+def curl_example(settings: Settings, token: str) -> str:
+    """A curl line asking this machine's scorer for recommendations with ``token``."""
+    url = local_url(settings, "/recommendations/u1?k=5")
     return f"curl -H 'Authorization: Bearer {token}' '{url}'"
 
 

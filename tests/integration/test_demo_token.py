@@ -1,4 +1,5 @@
-"""`streamrec demo` makes a token for its scorer and prints a curl line that works."""
+"""`streamrec demo` makes a token for its scorer and prints a curl line and a console URL
+that work."""
 
 from __future__ import annotations
 
@@ -27,6 +28,9 @@ def test_the_demo_prints_a_working_curl_line(settings_env: dict[str, str], tmp_p
         status, body = http_json(url, token=token)
         assert status == 200 and body["user_id"] == "u1" and len(body["items"]) <= 5
         assert http_json(url)[0] == 401  # the token is what lets it in
+        console = re.search(r"^\s*(http://\S+/console)$", demo.output(), re.MULTILINE)
+        assert console is not None, demo.output()[-3000:]
+        assert http_json(console.group(1) + "/state", token=token)[0] == 200
     except BaseException:
         demo.stop()
         raise
