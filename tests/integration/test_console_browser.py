@@ -8,7 +8,6 @@ picture of the page as the test leaves it (how docs/console.png is made).
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import random
 import threading
@@ -21,15 +20,13 @@ import pytest
 
 from streams.io.producer import ReliableProducer, page_view
 from streams.ops.processes import ChildProcess
-from streams.settings import Secret, Settings
-from streams.wiring import snapshot_store
-from tests.support.scorer import http_json, wait_assigned
+from streams.settings import Settings
+from streams.state.snapshot_store import SnapshotStore
+from tests.support.scorer import ADMIN_TOKEN, READ_TOKEN, http_json, wait_assigned, with_tokens
 from tests.support.snapshots import popularity_on
 from tests.support.topics import produce_page_views
 
 CHROMIUM = Path("/usr/bin/chromium")
-READ_TOKEN = "console-read-0123456789abcdef"
-ADMIN_TOKEN = "console-admin-0123456789abcdef"
 
 pytestmark = [
     pytest.mark.integration,
@@ -80,17 +77,13 @@ def browser_page() -> Iterator[Any]:
 
 
 def test_console_shows_the_pipeline_and_moves_models(
-    settings: Settings, tmp_path: Path, browser_page: Any
+    settings: Settings, store: SnapshotStore, tmp_path: Path, browser_page: Any
 ) -> None:
     page = browser_page
-    s = dataclasses.replace(
-        settings, api_tokens=Secret(f"grafana:read:{READ_TOKEN},ops:admin:{ADMIN_TOKEN}")
-    )
-    env = {**os.environ, **s.to_env(), "STREAMREC_LOG_LEVEL": "warning"}
-    store = snapshot_store(s)
-    v1 = store.publish(popularity_on("A"))
-    v2 = store.publish(popularity_on("B"))
+    v1, v2 = store.publish(popularity_on("A")), store.publish(popularity_on("B"))
+    s = with_tokens(settings)  # the same store, a scorer that wants tokens
     base = f"http://127.0.0.1:{s.web_port}"
+    env = {**os.environ, **s.to_env(), "STREAMREC_LOG_LEVEL": "warning"}
     errors: list[str] = []
     page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
     page.on("pageerror", lambda exc: errors.append(str(exc)))

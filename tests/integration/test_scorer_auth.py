@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import urllib.error
 import urllib.request
@@ -11,13 +10,10 @@ from pathlib import Path
 import pytest
 
 from streams.ops.processes import ChildProcess, wait_for
-from streams.settings import Secret, Settings
+from streams.settings import Settings
 from streams.wiring import snapshot_store
-from tests.support.scorer import http_json, wait_ready
+from tests.support.scorer import ADMIN_TOKEN, READ_TOKEN, http_json, wait_ready, with_tokens
 from tests.support.snapshots import popularity_on
-
-READ_TOKEN = "grafana-read-0123456789abcdef"
-ADMIN_TOKEN = "ops-admin-0123456789abcdef"
 
 
 def status_of(url: str, token: str | None = None, method: str = "GET") -> int:
@@ -34,9 +30,7 @@ def status_of(url: str, token: str | None = None, method: str = "GET") -> int:
 def test_no_token_401_read_token_cannot_promote_admin_token_can(
     settings: Settings, tmp_path: Path
 ) -> None:
-    s = dataclasses.replace(
-        settings, api_tokens=Secret(f"grafana:read:{READ_TOKEN},ops:admin:{ADMIN_TOKEN}")
-    )
+    s = with_tokens(settings)
     env = {**os.environ, **s.to_env(), "STREAMREC_LOG_LEVEL": "warning"}
     store = snapshot_store(s)
     v1 = store.publish(popularity_on("A"))

@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import urllib.error
 import urllib.request
 from typing import Any
 
 from streams.ops.processes import ChildProcess, wait_for
-from streams.settings import Settings
+from streams.settings import Secret, Settings
+
+#: Tokens of a scorer started by :func:`with_tokens` (named ``grafana`` and ``ops``).
+READ_TOKEN = "grafana-read-0123456789abcdef"
+ADMIN_TOKEN = "ops-admin-0123456789abcdef"
+
+
+def with_tokens(settings: Settings) -> Settings:
+    """``settings`` with a read token (grafana) and an admin token (ops)."""
+    tokens = f"grafana:read:{READ_TOKEN},ops:admin:{ADMIN_TOKEN}"
+    return dataclasses.replace(settings, api_tokens=Secret(tokens))
 
 
 def http_json(
