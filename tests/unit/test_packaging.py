@@ -45,6 +45,18 @@ def test_the_image_has_a_healthcheck_and_leaves_the_embedded_servers_out() -> No
     }
 
 
+def test_the_console_page_is_package_data() -> None:
+    """Every file of the page goes into the wheel (an editable install would not notice)."""
+    from fnmatch import fnmatch
+
+    tool = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    patterns = tool["package-data"]["streams.scorer"]
+    files = sorted((ROOT / "streams" / "scorer" / "console").iterdir())
+    assert {f.name for f in files} >= {"index.html", "console.js", "console.css"}
+    for f in files:
+        assert any(fnmatch(f"console/{f.name}", p) for p in patterns), f.name
+
+
 def test_readme_urls_with_a_query_are_quoted_for_every_shell() -> None:
     for line in (ROOT / "README.md").read_text().splitlines():
         if line.startswith("curl ") and "?" in line:

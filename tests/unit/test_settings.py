@@ -98,5 +98,7 @@ def test_every_setting_is_in_the_readme_table_and_nothing_else() -> None:
         "STREAMREC_LOG_LEVEL",
         "STREAMREC_MODEL_PARAMS",
         "STREAMREC_PROGRESS_INTERVAL",
+        "STREAMREC_CONSOLE_SCORER",  # streamrec console's flags
+        "STREAMREC_CONSOLE_PORT",
     }
     assert documented - variables - read_by_the_cli == set(), "documented, not read"
