@@ -1,0 +1,72 @@
+"""What /console/state gathers from a scorer's runtime, against a real Redis: the
+running experiment's arms, served quality per version, and JSON a browser accepts."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+from streams.experiment.record import Experiment, new_id
+from streams.experiment.statistics import ArmCounts
+from streams.experiment.store import ExperimentStore
+from streams.scorer import console
+from streams.scorer.core import ServedQuality
+from streams.scorer.runtime import ScorerRuntime
+from streams.settings import Settings
+from tests.support.fixtures import StoreFactory
+from tests.support.snapshots import popularity_on
+
+
+async def _ready() -> tuple[dict[str, Any], int]:
+    return {"status": "ok", "model_version": 1, "assigned_partitions": 1}, 200
+
+
+def counts(judged: int, hits: int) -> ArmCounts:
+    arm = ArmCounts()
+    for i in range(judged):
+        arm.add(1 if i < hits else None)
+    return arm
+
+
+def test_state_has_the_experiment_arms_and_served_quality_per_version(
+    settings: Settings, store_factory: StoreFactory
+) -> None:
+    v1 = store_factory().publish(popularity_on("A"))
+    cand = f"{settings.model_name}.cand"
+    store_factory(cand).publish(popularity_on("B"))
+    runtime = ScorerRuntime(settings)
+    runtime.follow_experiment()
+    runtime.load_model()
+    empty = asyncio.run(console.state(runtime, settings, _ready))
+    assert empty["experiment"] is None and empty["served_by_version"] == []
+    assert [row["version"] for row in empty["versions"]] == [v1]
+    assert empty["versions"][0]["served"] is None
+
+    experiments = ExperimentStore(settings.redis_client(), settings.model_name)
+    experiment = Experiment(new_id(), settings.model_name, cand, share=0.5)
+    experiments.start(experiment)
+    runtime.follow_experiment()  # joins; nothing judged yet: figures without a number
+    quality = ServedQuality()
+    for rank in (1, None, 2, None):
+        quality.add(rank)
+    runtime.metrics.add_quality(v1, quality)
+    runtime.experiments.count({"champion": counts(10, 3), "challenger": counts(10, 6)})
+    state = asyncio.run(console.state(runtime, settings, _ready))
+    json.dumps(state, allow_nan=False)  # what JSON.parse takes: no NaN anywhere
+
+    shown = state["experiment"]
+    assert (shown["id"], shown["champion"], shown["challenger"]) == (
+        experiment.id,
+        settings.model_name,
+        cand,
+    )
+    # The arms as of the last poll (the counts above are flushed on the next one).
+    runtime.follow_experiment()
+    arms = asyncio.run(console.state(runtime, settings, _ready))["experiment"]["figures"]
+    assert (arms["champion"]["judged"], arms["challenger"]["judged"]) == (10, 10)
+    assert arms["challenger"]["hit@10"] == 0.6
+    row = state["versions"][0]
+    assert row["served"] == {"judged": 4, "hit@10": 0.5, "mrr@10": 0.375}
+    assert state["served_by_version"] == [row["served"] | {"version": v1}]
+    assert state["served"]["judged"] == 4 and state["served"]["hit@10"] == 0.5
