@@ -180,26 +180,37 @@ class ScoringCore:
             return self._score_arms(views, state, routing)
         served_model = self.holder.current  # one model for the whole batch
         out = ScoredBatch(version=served_model.version)
-        histories = state.histories
         last_served = state.served
-        encode = self.recommendations.encode
         now_ms = int(time.time() * 1000)
         for view in views:
-            record = view.record
-            user = view.user
-            page = str(record["page_id"])
-            out.quality.add_served(last_served.get(user, []), page)
-            history = self._viewed(histories, user, page, record["ts"])
-            items = self.recommend(served_model, user, history, now_ms=now_ms, rules=view.rules)
-            ranked = [item for item, _ in items]
-            last_served[user] = ranked
-            out.update.appends.setdefault(user, []).append(page)
-            out.update.served[user] = ranked
-            value = encode(
-                self._answer(record, items, self.model_name, served_model.version, now_ms, "")
-            )
-            out.recommendations.append((user.encode(), value))
+            page = str(view.record["page_id"])
+            out.quality.add_served(last_served.get(view.user, []), page)
+            self._serve(out, state, view, page, served_model, self.model_name, "", now_ms)
         return out
+
+    def _serve(
+        self,
+        out: ScoredBatch,
+        state: UserState,
+        view: PageViewIn,
+        page: str,
+        served: Served,
+        model_name: str,
+        arm: str,
+        now_ms: int,
+    ) -> list[str]:
+        """Answer one view with ``served``: the page joins the user's history, the list is
+        recorded as served and its Recommendation queued. Returns the history."""
+        record, user = view.record, view.user
+        history = self._viewed(state.histories, user, page, record["ts"])
+        items = self.recommend(served, user, history, now_ms=now_ms, rules=view.rules)
+        ranked = [item for item, _ in items]
+        state.served[user] = ranked
+        out.update.appends.setdefault(user, []).append(page)
+        out.update.served[user] = ranked
+        answer = self._answer(record, items, model_name, served.version, now_ms, arm)
+        out.recommendations.append((user.encode(), self.recommendations.encode(answer)))
+        return history
 
     def _viewed(
         self, histories: dict[str, list[str]], user: str, page: str, ts_ms: int
@@ -247,15 +258,12 @@ class ScoringCore:
         shadow = routing.shadow
         out = ScoredBatch(version=models[CHAMPION].version)
         arms = out.arms = {CHAMPION: ArmCounts(), CHALLENGER: ArmCounts()}
-        histories = state.histories
         last_served = state.served
         last_shadow = state.shadow_served
-        encode = self.recommendations.encode
         now_ms = int(time.time() * 1000)
         for view in views:
-            record = view.record
             user = view.user
-            page = str(record["page_id"])
+            page = str(view.record["page_id"])
             arm = routing.arm(user)
             before = last_served.get(user, [])
             if before:
@@ -267,23 +275,13 @@ class ScoringCore:
                 unsent = last_shadow.get(user, [])
                 if unsent:
                     arms[CHALLENGER].add(rank_of(page, unsent))
-            history = self._viewed(histories, user, page, record["ts"])
             serving_arm = CHAMPION if shadow else arm
-            served_model = models[serving_arm]
-            items = self.recommend(served_model, user, history, now_ms=now_ms, rules=view.rules)
-            ranked = [item for item, _ in items]
-            last_served[user] = ranked
-            out.update.appends.setdefault(user, []).append(page)
-            out.update.served[user] = ranked
+            history = self._serve(
+                out, state, view, page, models[serving_arm], names[serving_arm], serving_arm, now_ms
+            )
             if shadow and arm == CHALLENGER:
                 unsent_items = self.recommend(
                     models[CHALLENGER], user, history, now_ms=now_ms, rules=view.rules
                 )
                 last_shadow[user] = out.update.shadow_served[user] = [i for i, _ in unsent_items]
-            value = encode(
-                self._answer(
-                    record, items, names[serving_arm], served_model.version, now_ms, serving_arm
-                )
-            )
-            out.recommendations.append((user.encode(), value))
         return out
