@@ -28,6 +28,12 @@ CONTEXT_SEPARATOR = "|"
 MAX_CATEGORIES = 50
 MAX_EXCLUDE = 1_000
 MAX_VALUE_CHARS = 512
+#: What is trimmed from each value: ASCII blanks only. ``str.strip()`` would also trim
+#: control characters such as U+001E, which a page id may hold and which no schema regex
+#: calls blank; the OpenAPI pattern of a value (:data:`VALUE_PATTERN`) says the same thing.
+BLANKS = " \t\r\n\f\v"
+#: A value has at least one character that is not a blank.
+VALUE_PATTERN = "[^ \\t\\r\\n\\f\\v]"
 
 NO_RULES = Rules()
 
@@ -35,7 +41,7 @@ NO_RULES = Rules()
 def _values(name: str, values: Iterable[str], most: int) -> frozenset[str]:
     out: list[str] = []
     for value in values:
-        text = value.strip()
+        text = value.strip(BLANKS)
         if not text:
             raise BadRule(f"{name} must not be empty")
         if len(text) > MAX_VALUE_CHARS:
@@ -51,6 +57,8 @@ def parse_rules(categories: Iterable[str] = (), exclude: Iterable[str] = ()) -> 
 
     >>> sorted(parse_rules(["news", " sport "], ["p1"]).categories)
     ['news', 'sport']
+    >>> sorted(parse_rules(exclude=["\\x1e"]).exclude)  # a control character is not blank
+    ['\\x1e']
     >>> parse_rules(["  "])
     Traceback (most recent call last):
     ...

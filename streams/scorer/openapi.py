@@ -11,7 +11,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from streams.catalog.rules import MAX_CATEGORIES, MAX_EXCLUDE, MAX_VALUE_CHARS
+from streams.catalog.rules import MAX_CATEGORIES, MAX_EXCLUDE, MAX_VALUE_CHARS, VALUE_PATTERN
 from streams.scorer.auth import Role
 from streams.settings import MAX_K
 
@@ -24,7 +24,7 @@ _ERROR = {
 
 def _rule_values(most: int) -> dict[str, Any]:
     """A repeatable query value of a per-request rule (see streams/catalog/rules.py)."""
-    text = {"type": "string", "pattern": r"\S", "maxLength": MAX_VALUE_CHARS}
+    text = {"type": "string", "pattern": VALUE_PATTERN, "maxLength": MAX_VALUE_CHARS}
     return {"type": "array", "items": text, "maxItems": most}
 
 
