@@ -244,6 +244,59 @@ DOCUMENT: dict[str, Any] = {
                         "nullable": True,
                         "description": "The running experiment and its per-arm figures.",
                     },
+                    "consumer_lag": _ref("ConsumerLag"),
+                },
+            },
+            "ConsumerLag": {
+                "type": "object",
+                "nullable": True,
+                "description": "Per partition of the page-view topic: how many records the "
+                "scorers' and the trainer's consumer groups (and a running experiment's "
+                "challenger trainer) have not committed yet, as of `measured_at` (read at "
+                "most every 2 s). `error`: why the last read failed (the rows are the "
+                "previous read's).",
+                "required": ["measured_at", "error", "totals", "partitions"],
+                "properties": {
+                    "measured_at": {"type": "number", "nullable": True},
+                    "error": {"type": "string", "nullable": True},
+                    "totals": {
+                        "type": "object",
+                        "description": "Lag summed over partitions, per role.",
+                        "additionalProperties": {"type": "integer", "minimum": 0},
+                    },
+                    "partitions": {
+                        "type": "array",
+                        "items": {
+                            "type": "object",
+                            "required": [
+                                "role",
+                                "group",
+                                "topic",
+                                "partition",
+                                "committed",
+                                "high",
+                                "lag",
+                            ],
+                            "properties": {
+                                "role": {
+                                    "type": "string",
+                                    "enum": ["scorer", "trainer", "challenger trainer"],
+                                },
+                                "group": {"type": "string"},
+                                "topic": {"type": "string"},
+                                "partition": {"type": "integer", "minimum": 0},
+                                "committed": {
+                                    "type": "integer",
+                                    "minimum": 0,
+                                    "nullable": True,
+                                    "description": "Next offset the group reads (null: "
+                                    "it never committed on this partition).",
+                                },
+                                "high": {"type": "integer", "minimum": 0},
+                                "lag": {"type": "integer", "minimum": 0},
+                            },
+                        },
+                    },
                 },
             },
             "ModelAction": {
@@ -425,7 +478,8 @@ DOCUMENT: dict[str, Any] = {
             "get": {
                 **_READ,
                 "summary": "What the console shows: counters, served model and quality, "
-                "readiness, kept versions with their served quality, the running experiment.",
+                "readiness, kept versions with their served quality, the running experiment, "
+                "consumer lag per partition.",
                 "responses": {
                     "200": _json("This scorer's state, as of now.", _ref("ConsoleState")),
                     **_REFUSED,

@@ -124,6 +124,13 @@ def test_console_shows_the_pipeline_and_moves_models(
             "() => Number(document.getElementById('events').textContent.split(' / ')[0]) > 0",
             timeout=30_000,
         )
+        # Consumer lag: a row per partition for the scorers' group and the trainer's.
+        lag_roles = page.eval_on_selector_all(
+            "#lag tbody tr", "rs => rs.map(r => r.dataset.role + ':' + r.dataset.partition)"
+        )
+        assert sorted(lag_roles) == sorted(
+            f"{role}:{p}" for role in ("scorer", "trainer") for p in range(s.partitions)
+        )
         rows = page.eval_on_selector_all(
             "#versions tbody tr", "rs => rs.map(r => r.dataset.version)"
         )
