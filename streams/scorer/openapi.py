@@ -154,6 +154,29 @@ DOCUMENT: dict[str, Any] = {
                     "range": {"type": "string"},
                     "model_class": {"type": "string"},
                     "content_hash": {"type": "string"},
+                    "experiments": {
+                        "type": "array",
+                        "description": "Finished experiments this version served in (as "
+                        "the champion or the challenger, at the moment of the decision): "
+                        "`experiment` id, `arm`, `action` (promote or stop), `by`, `reason`, "
+                        "`at`, both arms' `namespace` and `version`, and `figures`: per arm "
+                        "`judged`, hit@k and MRR@k, and `difference_hit@k` / "
+                        "`difference_mrr@k` (challenger minus champion) with `ci95` and "
+                        "`always_valid` intervals. Kept beside the signed snapshot.",
+                        "items": {
+                            "type": "object",
+                            "required": ["experiment", "arm", "action", "figures"],
+                            "properties": {
+                                "experiment": {"type": "string"},
+                                "arm": {"type": "string", "enum": ["champion", "challenger"]},
+                                "action": {"type": "string", "enum": ["promote", "stop"]},
+                                "by": {"type": "string"},
+                                "reason": {"type": "string"},
+                                "at": {"type": "number"},
+                                "figures": {"type": "object"},
+                            },
+                        },
+                    },
                     "served": {
                         "type": "object",
                         "nullable": True,
