@@ -38,6 +38,13 @@ REQUEST_TIMEOUT_S = 2.0
 NO_OFFSET = -1001
 
 
+def describe(exc: BaseException) -> str:
+    """A read's failure in words (librdkafka's message, not its error object's repr)."""
+    first: Any = exc.args[0] if exc.args else None
+    text = first.str() if hasattr(first, "str") else str(exc) or type(exc).__name__
+    return f"Kafka did not answer: {text}"
+
+
 def partition_lag(committed: int | None, low: int, high: int) -> int:
     """Records of ``[low, high)`` a group that committed ``committed`` has not read yet.
 
@@ -200,13 +207,16 @@ class LagMonitor:
 
     def read_now(self) -> LagReport:
         """One blocking read; never raises (a failure keeps the previous rows)."""
-        groups = dict(self.groups())
         try:
-            rows = self.reader.read(groups, self.topic)
+            rows = self.reader.read(dict(self.groups()), self.topic)
             report = LagReport(time.time(), tuple(rows))
+            if self.latest.error is not None:
+                log.info("consumer_lag_read_recovered topic=%s", self.topic)
         except Exception as exc:  # a monitoring read must never take the scorer down
-            log.warning("consumer_lag_read_failed topic=%s error=%r", self.topic, exc)
-            report = LagReport(self.latest.measured_at, self.latest.partitions, f"{exc}")
+            error = describe(exc)
+            if error != self.latest.error:  # one line per new problem, not one per poll
+                log.warning("consumer_lag_read_failed topic=%s error=%s", self.topic, error)
+            report = LagReport(self.latest.measured_at, self.latest.partitions, error)
         self.latest = report
         return report
 
