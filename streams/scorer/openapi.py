@@ -257,8 +257,9 @@ DOCUMENT: dict[str, Any] = {
                     },
                     "versions": {
                         "type": "array",
-                        "description": "The rows of GET /models, each with `served` (what "
-                        "this scorer measured while serving it, or null).",
+                        "description": "The rows of GET /models (with their `experiments` "
+                        "outcomes), each with `served` (what this scorer measured while "
+                        "serving it, or null).",
                         "items": _ref("ModelVersion"),
                     },
                     "versions_error": {"type": "string", "nullable": True},

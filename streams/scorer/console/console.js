@@ -173,6 +173,29 @@
     return td;
   }
 
+  // One badge per finished experiment a version served in: what was decided, this
+  // version's arm, and the challenger's hit@k lift over the champion with its 95 % CI.
+  function outcomeBadge(o) {
+    const f = o.figures || {};
+    const d = f["difference_hit@" + k];
+    const won = (o.action === "promote") === (o.arm === "challenger");
+    const span = document.createElement("span");
+    span.className = "badge outcome " + (won ? "ok" : "warn");
+    span.dataset.experiment = o.experiment;
+    span.textContent = o.action + " as " + o.arm + (d ? " · Δhit@" + k + " " +
+      signed(d.difference) + " [" + signed(d.ci95 && d.ci95[0]) + ", " +
+      signed(d.ci95 && d.ci95[1]) + "]" : "");
+    span.title = "experiment " + o.experiment + ", decided by " + (o.by || "?") +
+      (o.at ? " at " + new Date(o.at * 1000).toISOString().slice(0, 19) + "Z" : "") +
+      (o.reason ? ": " + o.reason : "");
+    return span;
+  }
+
+  function signed(x) {
+    const text = fmt(x);
+    return x > 0 ? "+" + text : text;
+  }
+
   function renderVersions(s) {
     const body = $("versions").querySelector("tbody");
     body.replaceChildren();
@@ -192,6 +215,8 @@
       cell(tr, served.judged === undefined ? "–" : String(served.judged));
       cell(tr, r.verified ? (r.current ? (r.pinned ? "served · pinned" : "served") : "kept")
         : "refused: " + (r.error || "?"), "state");
+      const outcomes = cell(tr, "", "experiments");
+      for (const o of r.experiments || []) outcomes.appendChild(outcomeBadge(o));
       const td = cell(tr, "");
       if (r.verified && !r.current) {
         const button = document.createElement("button");
