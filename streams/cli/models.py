@@ -18,6 +18,7 @@ import click
 from online_model.errors import InputError, ModelError
 from online_model.pmml import covisit_pmml
 from streams.cli.options import Count, k_option
+from streams.experiment import results
 from streams.ops import model_actions
 from streams.ops.model_actions import cli_line
 from streams.settings import Settings
@@ -60,7 +61,10 @@ def _table(rows: list[dict[str, Any]], k: int) -> str:
                 r["range"],
                 "-" if hit is None else f"{hit:.4f}",
                 "pinned" if r["pinned"] else "",
-                "" if r.get("delta_of") is None else f"delta of {r['delta_of']}",
+                "; ".join(
+                    ([] if r.get("delta_of") is None else [f"delta of {r['delta_of']}"])
+                    + [results.summary(entry) for entry in r.get("experiments", [])]
+                ),
             ]
         )
     widths = [max(len(line[i]) for line in [head, *body]) for i in range(len(head))]
@@ -108,6 +112,8 @@ def show(version: int) -> None:
     out = meta.to_dict()
     out["current"] = store.current_version() == version
     out["pinned"] = out["current"] and store.is_pinned()
+    # Kept beside the signed metadata: the experiments this version served in.
+    out["experiments"] = model_actions.experiment_outcomes(store).get(version, [])
     click.echo(json.dumps(out, sort_keys=True, indent=2))
 
 

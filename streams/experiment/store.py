@@ -20,6 +20,8 @@ import redis
 
 from online_model.errors import ConfigurationError
 from online_model.snapshot import Snapshot
+from streams.errors import StoreUnavailable
+from streams.experiment import results
 from streams.experiment.assignment import ARMS
 from streams.experiment.record import Experiment
 from streams.experiment.statistics import ArmCounts
@@ -31,6 +33,9 @@ log = logging.getLogger(__name__)
 
 #: Finished experiments kept in the log.
 LOG_LENGTH = 100
+#: Tries to end an experiment while its arms' versions keep moving (each try is one
+#: optimistic transaction; trainers publish every half second or so).
+FINISH_ATTEMPTS = 20
 #: Seconds the counts of a finished experiment are kept (its record keeps the figures).
 COUNTS_TTL_S = 30 * 24 * 3600
 
@@ -85,35 +90,21 @@ class ExperimentStore:
 
         Promotion points ``serving`` at the challenger in the same transaction, so every
         scorer's next poll sees the experiment gone and the challenger serving together.
+        The same transaction records the decision and its figures beside the version each
+        arm serves (:mod:`streams.experiment.results`); a version that moves meanwhile
+        makes it start again.
         Returns the finished record, or None when it was not running any more.
         """
-        finished = dataclasses.replace(
-            experiment,
-            state="promoted" if action == "promote" else "stopped",
-            decision={
-                "action": action,
-                "by": by,
-                "reason": reason,
-                "at": time.time(),
-                "figures": figures,
-            },
-        )
-        with self.redis.pipeline(transaction=True) as pipe:
+        for _ in range(FINISH_ATTEMPTS):
             try:
-                pipe.watch(self.keys.experiment)
-                raw = pipe.get(self.keys.experiment)
-                if not raw or Experiment.from_json(raw).id != experiment.id:
-                    return None
-                pipe.multi()
-                pipe.delete(self.keys.experiment)
-                pipe.lpush(self.keys.experiment_log, finished.to_json())
-                pipe.ltrim(self.keys.experiment_log, 0, LOG_LENGTH - 1)
-                pipe.expire(self.keys.experiment_counts(experiment.id), COUNTS_TTL_S)
-                if action == "promote":
-                    pipe.set(self.keys.serving, experiment.challenger)
-                pipe.execute()
+                finished = self._finish_once(experiment, action, reason, figures, by)
             except redis.WatchError:
+                continue  # the record or a served version moved: look again
+            if finished is None:
                 return None
+            break
+        else:
+            raise StoreUnavailable(f"experiment {experiment.id}: versions kept moving; try again")
         log.warning(
             "experiment finished id=%s action=%s by=%s reason=%s",
             experiment.id,
@@ -121,6 +112,44 @@ class ExperimentStore:
             by,
             reason,
         )
+        return finished
+
+    def _finish_once(
+        self, experiment: Experiment, action: str, reason: str, figures: dict[str, Any], by: str
+    ) -> Experiment | None:
+        arms = results.namespaces(experiment)
+        currents = [ModelKeys(namespace).current for namespace in arms.values()]
+        with self.redis.pipeline(transaction=True) as pipe:
+            pipe.watch(self.keys.experiment, *currents)
+            raw = pipe.get(self.keys.experiment)
+            if not raw or Experiment.from_json(raw).id != experiment.id:
+                return None
+            # The version each arm serves now: the decision is recorded beside them.
+            versions = {
+                arm: int(v) if v is not None else None
+                for arm, v in zip(arms, pipe.mget(currents), strict=True)
+            }
+            finished = dataclasses.replace(
+                experiment,
+                state="promoted" if action == "promote" else "stopped",
+                decision={
+                    "action": action,
+                    "by": by,
+                    "reason": reason,
+                    "at": time.time(),
+                    "figures": figures,
+                    "versions": versions,
+                },
+            )
+            pipe.multi()
+            pipe.delete(self.keys.experiment)
+            pipe.lpush(self.keys.experiment_log, finished.to_json())
+            pipe.ltrim(self.keys.experiment_log, 0, LOG_LENGTH - 1)
+            pipe.expire(self.keys.experiment_counts(experiment.id), COUNTS_TTL_S)
+            if action == "promote":
+                pipe.set(self.keys.serving, experiment.challenger)
+            results.record(pipe, finished, versions)
+            pipe.execute()
         return finished
 
     @redis_errors

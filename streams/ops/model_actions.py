@@ -14,6 +14,8 @@ from typing import Any
 
 from online_model.errors import SnapshotError
 from online_model.snapshot import SnapshotMeta
+from streams.experiment import results
+from streams.state.connection import redis_errors
 from streams.state.snapshot_store import SnapshotStore
 
 log = logging.getLogger(__name__)
@@ -76,6 +78,9 @@ def version_rows(store: SnapshotStore, k: int) -> list[dict[str, Any]]:
     good, bad = store.inspect_versions()
     deltas = store.delta_hints()
     rows = [_row(meta, current, pinned, k, deltas.get(meta.version)) for meta in good]
+    outcomes = experiment_outcomes(store)
+    for row in rows:
+        row["experiments"] = outcomes.get(int(row["version"]), [])
     hints = store.origin_hints()
     rows += [
         {
@@ -90,6 +95,13 @@ def version_rows(store: SnapshotStore, k: int) -> list[dict[str, Any]]:
     ]
     rows.sort(key=lambda r: -int(r["version"]))
     return rows
+
+
+@redis_errors
+def experiment_outcomes(store: SnapshotStore) -> dict[int, list[dict[str, Any]]]:
+    """The finished experiments each kept version served in, with the decision and the
+    per-arm served quality it was taken on (:mod:`streams.experiment.results`)."""
+    return results.by_version(store.redis, store.keys)
 
 
 def _outcome(

@@ -8,7 +8,9 @@ seconds and keeps the time series itself. Promote, rollback and follow call the 
 
 ``/console/state`` gathers what this scorer already holds — its counters, served model
 and quality, readiness, the kept versions and the running experiment — so it costs a
-Redis read or two, not a scan.
+Redis read or two, not a scan; and the consumer lag of the scorer's and the trainer's
+groups per partition (:mod:`streams.ops.consumer_lag`: three small broker requests at
+most every two seconds, on a thread of their own).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from faust.web import Request, Response, View
 from online_model.errors import SnapshotError
 from streams.errors import StoreUnavailable
 from streams.ops import model_actions
+from streams.ops.consumer_lag import LagMonitor
 from streams.scorer.runtime import ScorerRuntime
 from streams.settings import Settings
 
@@ -140,11 +143,14 @@ def versions(rt: ScorerRuntime, k: int) -> dict[str, Any]:
     return {"versions": rows, "versions_error": error}
 
 
-async def state(rt: ScorerRuntime, settings: Settings, readiness: Readiness) -> dict[str, Any]:
+async def state(
+    rt: ScorerRuntime, settings: Settings, readiness: Readiness, lag: LagMonitor | None = None
+) -> dict[str, Any]:
     """Everything the console page shows, as of now."""
     k = settings.k
     health, _ = await readiness()
     kept = await asyncio.get_running_loop().run_in_executor(None, versions, rt, k)
+    consumer_lag = (await lag.report()).as_dict() if lag is not None else None
     return finite(
         {
             "time": time.time(),
@@ -159,11 +165,18 @@ async def state(rt: ScorerRuntime, settings: Settings, readiness: Readiness) -> 
             ],
             **kept,
             "experiment": experiment(rt),
+            "consumer_lag": consumer_lag,
         }
     )
 
 
-def add_views(app: faust.App, settings: Settings, rt: ScorerRuntime, readiness: Readiness) -> None:
+def add_views(
+    app: faust.App,
+    settings: Settings,
+    rt: ScorerRuntime,
+    readiness: Readiness,
+    lag: LagMonitor | None = None,
+) -> None:
     """Register ``/console``, its assets and ``/console/state`` on ``app``."""
 
     @app.page("/console")
@@ -185,4 +198,4 @@ def add_views(app: faust.App, settings: Settings, rt: ScorerRuntime, readiness: 
     @app.page("/console/state")
     class State(View):
         async def get(self, request: Request) -> Response:
-            return self.json(await state(rt, settings, readiness))
+            return self.json(await state(rt, settings, readiness, lag))

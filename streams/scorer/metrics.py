@@ -12,13 +12,18 @@ from functools import partial
 from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.registry import Collector
 
 from streams.scorer.core import ServedQuality
 from streams.scorer.model_holder import ModelHolder
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     from streams.experiment.routing import ExperimentFollower
+    from streams.ops.consumer_lag import LagMonitor
 
 __all__ = ["CONTENT_TYPE_LATEST", "RollingQuality", "ScorerMetrics"]
 
@@ -161,5 +166,38 @@ class ScorerMetrics:
         created = self.holder.current.created_at
         return time.time() - created if created else -1.0
 
+    def watch_lag(self, monitor: LagMonitor) -> None:
+        """Export ``monitor``'s last read as ``streamrec_consumer_lag`` (per group and
+        partition); ``GET /metrics`` refreshes it first when it is stale."""
+        self.registry.register(_LagCollector(monitor))
+
     def render(self) -> bytes:
         return bytes(generate_latest(self.registry))
+
+
+class _LagCollector(Collector):
+    """The consumer lag gauge, read from the monitor's cache (collecting never blocks)."""
+
+    def __init__(self, monitor: LagMonitor) -> None:
+        self.monitor = monitor
+
+    def _family(self) -> GaugeMetricFamily:
+        return GaugeMetricFamily(
+            "streamrec_consumer_lag",
+            "Records of the page-view topic a consumer group has not committed yet "
+            "(high watermark minus committed offset), per partition",
+            labels=["role", "group", "topic", "partition"],
+        )
+
+    def describe(self) -> Iterator[GaugeMetricFamily]:
+        yield self._family()
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        from streams.ops.consumer_lag import lag_metric_samples
+
+        family = self._family()
+        for labels, value in lag_metric_samples(self.monitor.latest):
+            family.add_metric(
+                [labels["role"], labels["group"], labels["topic"], labels["partition"]], value
+            )
+        yield family

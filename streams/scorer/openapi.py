@@ -154,6 +154,29 @@ DOCUMENT: dict[str, Any] = {
                     "range": {"type": "string"},
                     "model_class": {"type": "string"},
                     "content_hash": {"type": "string"},
+                    "experiments": {
+                        "type": "array",
+                        "description": "Finished experiments this version served in (as "
+                        "the champion or the challenger, at the moment of the decision): "
+                        "`experiment` id, `arm`, `action` (promote or stop), `by`, `reason`, "
+                        "`at`, both arms' `namespace` and `version`, and `figures`: per arm "
+                        "`judged`, hit@k and MRR@k, and `difference_hit@k` / "
+                        "`difference_mrr@k` (challenger minus champion) with `ci95` and "
+                        "`always_valid` intervals. Kept beside the signed snapshot.",
+                        "items": {
+                            "type": "object",
+                            "required": ["experiment", "arm", "action", "figures"],
+                            "properties": {
+                                "experiment": {"type": "string"},
+                                "arm": {"type": "string", "enum": ["champion", "challenger"]},
+                                "action": {"type": "string", "enum": ["promote", "stop"]},
+                                "by": {"type": "string"},
+                                "reason": {"type": "string"},
+                                "at": {"type": "number"},
+                                "figures": {"type": "object"},
+                            },
+                        },
+                    },
                     "served": {
                         "type": "object",
                         "nullable": True,
@@ -234,8 +257,9 @@ DOCUMENT: dict[str, Any] = {
                     },
                     "versions": {
                         "type": "array",
-                        "description": "The rows of GET /models, each with `served` (what "
-                        "this scorer measured while serving it, or null).",
+                        "description": "The rows of GET /models (with their `experiments` "
+                        "outcomes), each with `served` (what this scorer measured while "
+                        "serving it, or null).",
                         "items": _ref("ModelVersion"),
                     },
                     "versions_error": {"type": "string", "nullable": True},
@@ -243,6 +267,59 @@ DOCUMENT: dict[str, Any] = {
                         "type": "object",
                         "nullable": True,
                         "description": "The running experiment and its per-arm figures.",
+                    },
+                    "consumer_lag": _ref("ConsumerLag"),
+                },
+            },
+            "ConsumerLag": {
+                "type": "object",
+                "nullable": True,
+                "description": "Per partition of the page-view topic: how many records the "
+                "scorers' and the trainer's consumer groups (and a running experiment's "
+                "challenger trainer) have not committed yet, as of `measured_at` (read at "
+                "most every 2 s). `error`: why the last read failed (the rows are the "
+                "previous read's).",
+                "required": ["measured_at", "error", "totals", "partitions"],
+                "properties": {
+                    "measured_at": {"type": "number", "nullable": True},
+                    "error": {"type": "string", "nullable": True},
+                    "totals": {
+                        "type": "object",
+                        "description": "Lag summed over partitions, per role.",
+                        "additionalProperties": {"type": "integer", "minimum": 0},
+                    },
+                    "partitions": {
+                        "type": "array",
+                        "items": {
+                            "type": "object",
+                            "required": [
+                                "role",
+                                "group",
+                                "topic",
+                                "partition",
+                                "committed",
+                                "high",
+                                "lag",
+                            ],
+                            "properties": {
+                                "role": {
+                                    "type": "string",
+                                    "enum": ["scorer", "trainer", "challenger trainer"],
+                                },
+                                "group": {"type": "string"},
+                                "topic": {"type": "string"},
+                                "partition": {"type": "integer", "minimum": 0},
+                                "committed": {
+                                    "type": "integer",
+                                    "minimum": 0,
+                                    "nullable": True,
+                                    "description": "Next offset the group reads (null: "
+                                    "it never committed on this partition).",
+                                },
+                                "high": {"type": "integer", "minimum": 0},
+                                "lag": {"type": "integer", "minimum": 0},
+                            },
+                        },
                     },
                 },
             },
@@ -425,7 +502,8 @@ DOCUMENT: dict[str, Any] = {
             "get": {
                 **_READ,
                 "summary": "What the console shows: counters, served model and quality, "
-                "readiness, kept versions with their served quality, the running experiment.",
+                "readiness, kept versions with their served quality, the running experiment, "
+                "consumer lag per partition.",
                 "responses": {
                     "200": _json("This scorer's state, as of now.", _ref("ConsoleState")),
                     **_REFUSED,

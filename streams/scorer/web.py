@@ -21,6 +21,7 @@ from online_model.errors import SnapshotError
 from streams.catalog.rules import parse_rules
 from streams.errors import BadRule, StoreUnavailable
 from streams.ops import model_actions
+from streams.ops.consumer_lag import LagMonitor, LagReader, scorer_groups
 from streams.ops.probes import kafka_reachable
 from streams.scorer import console, openapi
 from streams.scorer.auth import caller_key
@@ -78,7 +79,16 @@ def add_views(app: faust.App, settings: Settings, rt: ScorerRuntime) -> None:
         body = {"status": status, **body, "kafka": kafka_ok, "redis": redis_ok}
         return body, 200 if kafka_ok else 503
 
-    console.add_views(app, settings, rt, readiness)
+    def challenger() -> str | None:
+        running = rt.experiments.experiment
+        return running.challenger if running is not None else None
+
+    # Read on demand (console polls, /metrics scrapes), cached for a couple of seconds.
+    lag = LagMonitor(
+        LagReader(settings), settings.topic_page_views, lambda: scorer_groups(settings, challenger)
+    )
+    rt.metrics.watch_lag(lag)
+    console.add_views(app, settings, rt, readiness, lag)
 
     @app.page("/readyz")
     class Ready(View):
@@ -106,6 +116,7 @@ def add_views(app: faust.App, settings: Settings, rt: ScorerRuntime) -> None:
         async def get(self, request: Request) -> Response:
             # aiohttp sets the charset itself and refuses it inside content_type
             content_type = CONTENT_TYPE_LATEST.split(";")[0] + "; version=0.0.4"
+            await lag.report()  # the consumer lag gauge, fresh (cached, bounded wait)
             return self.bytes(rt.metrics.render(), content_type=content_type)
 
     @app.page("/openapi.json")

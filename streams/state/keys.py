@@ -90,6 +90,12 @@ class ModelKeys:
         return f"{self.prefix}experiments"
 
     @property
+    def experiment_results(self) -> str:
+        """Outcomes of finished experiments per version that took part (hash
+        ``<version>:<experiment id>`` -> JSON; streams.experiment.results)."""
+        return f"{self.prefix}experiment-results"
+
+    @property
     def serving(self) -> str:
         """The namespace whose snapshots this namespace's scorers serve, once a challenger
         was promoted (absent: this namespace's own)."""

@@ -22,6 +22,10 @@ Key layout, all under ``streamrec:<model_name>:``:
     Hash version -> the version it applies to, for delta versions only
     (:mod:`online_model.snapshot_delta`): an unauthenticated hint that pruning follows so
     that it never deletes what a kept delta builds on.
+``experiment-results``
+    Hash ``<version>:<experiment id>`` -> JSON: the outcome of a finished experiment
+    (decision, per-arm served quality) beside each version that served in it
+    (:mod:`streams.experiment.results`); an unsigned report, pruned with the version.
 ``trainer-lease``
     Token of the one trainer allowed to learn this model (:mod:`streams.state.lease`).
 channel ``published``
@@ -111,9 +115,11 @@ redis.call('PUBLISH', ARGV[3], ARGV[1])
 return 1
 """
 
-# KEYS: current, versions, origins, deltas   ARGV: snap key prefix, versions to delete...
+# KEYS: current, versions, origins, deltas, experiment-results
+# ARGV: snap key prefix, versions to delete...
 _PRUNE = """
 local cur = redis.call('GET', KEYS[1])
+local doomed = {}
 local n = 0
 for i = 2, #ARGV do
   if ARGV[i] ~= cur then
@@ -121,7 +127,14 @@ for i = 2, #ARGV do
     redis.call('ZREM', KEYS[2], ARGV[i])
     redis.call('HDEL', KEYS[3], ARGV[i])
     redis.call('HDEL', KEYS[4], ARGV[i])
+    doomed[ARGV[i]] = true
     n = n + 1
+  end
+end
+if n > 0 then
+  for _, field in ipairs(redis.call('HKEYS', KEYS[5])) do
+    local version = string.match(field, '^(%d+):')
+    if version and doomed[version] then redis.call('HDEL', KEYS[5], field) end
   end
 end
 return n
@@ -294,6 +307,7 @@ class SnapshotStore:
                     self.keys.versions,
                     self.keys.origins,
                     self.keys.delta_links,
+                    self.keys.experiment_results,
                 ],
                 args=[self.keys.snapshot_prefix, *doomed],
             )

@@ -18,6 +18,11 @@ from typing import Any
 
 import pytest
 
+from streams.experiment import gate
+from streams.experiment.assignment import CHALLENGER, CHAMPION
+from streams.experiment.record import Experiment, new_id
+from streams.experiment.statistics import ArmCounts
+from streams.experiment.store import ExperimentStore
 from streams.io.producer import ReliableProducer, page_view
 from streams.ops.processes import ChildProcess
 from streams.settings import Settings
@@ -60,6 +65,18 @@ def traffic(settings: Settings, stop: threading.Event) -> None:
         stop.wait(1.0)
 
 
+def stopped_experiment(settings: Settings) -> str:
+    """An experiment on the served namespace, stopped by the gate (the challenger was worse
+    by 0.3 hit@10; it never had a snapshot); returns its id."""
+    experiments = ExperimentStore(settings.redis_client(), settings.model_name)
+    experiment = Experiment(new_id(), settings.model_name, f"{settings.model_name}.xc", 0.5)
+    experiments.start(experiment)
+    arms = {CHAMPION: ArmCounts(judged=200, hits=100), CHALLENGER: ArmCounts(judged=200, hits=40)}
+    figures = gate.figures(experiment, arms, settings.k)
+    experiments.finish(experiment, gate.STOP, "challenger worse", figures, by="gate")
+    return experiment.id
+
+
 @pytest.fixture
 def browser_page() -> Iterator[Any]:
     from playwright.sync_api import sync_playwright
@@ -81,6 +98,7 @@ def test_console_shows_the_pipeline_and_moves_models(
 ) -> None:
     page = browser_page
     v1, v2 = store.publish(popularity_on("A")), store.publish(popularity_on("B"))
+    decided = stopped_experiment(settings)  # its outcome is kept beside v2, then served
     s = with_tokens(settings)  # the same store, a scorer that wants tokens
     base = f"http://127.0.0.1:{s.web_port}"
     env = {**os.environ, **s.to_env(), "STREAMREC_LOG_LEVEL": "warning"}
@@ -124,6 +142,13 @@ def test_console_shows_the_pipeline_and_moves_models(
             "() => Number(document.getElementById('events').textContent.split(' / ')[0]) > 0",
             timeout=30_000,
         )
+        # Consumer lag: a row per partition for the scorers' group and the trainer's.
+        lag_roles = page.eval_on_selector_all(
+            "#lag tbody tr", "rs => rs.map(r => r.dataset.role + ':' + r.dataset.partition)"
+        )
+        assert sorted(lag_roles) == sorted(
+            f"{role}:{p}" for role in ("scorer", "trainer") for p in range(s.partitions)
+        )
         rows = page.eval_on_selector_all(
             "#versions tbody tr", "rs => rs.map(r => r.dataset.version)"
         )
@@ -132,8 +157,12 @@ def test_console_shows_the_pipeline_and_moves_models(
         assert page.locator("#chart-versions rect.bar.current").get_attribute(
             "data-version"
         ) == str(v2)
-        # v1's own evaluation (hit@10 0.25, written in its metadata) is in its row.
+        # v1's own evaluation (hit@10 0.25, written in its metadata) is in its row; v2's
+        # row has the outcome of the experiment it served in as champion.
         assert "0.2500" in page.text_content(f"#versions tr[data-version='{v1}']")
+        assert page.text_content(
+            f"#versions tr[data-version='{v2}'] .outcome[data-experiment='{decided}']"
+        ).startswith("stop as champion · Δhit@10 -0.3000 [")
 
         # Promote v1 from the page: a confirmation, then the scorer serves v1, pinned.
         page.click(f"#versions tr[data-version='{v1}'] button.promote")

@@ -70,3 +70,18 @@ def test_state_has_the_experiment_arms_and_served_quality_per_version(
     assert row["served"] == {"judged": 4, "hit@10": 0.5, "mrr@10": 0.375}
     assert state["served_by_version"] == [row["served"] | {"version": v1}]
     assert state["served"]["judged"] == 4 and state["served"]["hit@10"] == 0.5
+
+    # Once it ends, the versions that served in it carry its decision and figures, which
+    # the page's versions table shows per version.
+    experiments.finish(experiment, "stop", "challenger worse", arms, by="operator")
+    runtime.follow_experiment()
+    ended = asyncio.run(console.state(runtime, settings, _ready))
+    json.dumps(ended, allow_nan=False)
+    assert ended["experiment"] is None
+    (outcome,) = ended["versions"][0]["experiments"]
+    assert (outcome["experiment"], outcome["action"], outcome["arm"]) == (
+        experiment.id,
+        "stop",
+        "champion",
+    )
+    assert outcome["figures"]["difference_hit@10"]["ci95"] == arms["difference_hit@10"]["ci95"]

@@ -22,6 +22,7 @@ from streams.experiment.record import Experiment
 from streams.experiment.store import ExperimentStore
 from streams.io.producer import page_view
 from streams.io.topics import ensure_topics
+from streams.ops.model_actions import experiment_outcomes
 from streams.ops.processes import ChildProcess, wait_for
 from streams.settings import Settings
 from streams.state.snapshot_store import SnapshotStore
@@ -129,6 +130,13 @@ def test_the_gate_promotes_a_better_and_stops_a_worse_challenger(
             time.sleep(1.0)
         wait_for(lambda: experiments.running() is None, 90, f"the gate to decide ({outcome})")
         (done,) = experiments.history()
+        # The decision and its figures, beside the version each arm served then.
+        assert done.decision is not None
+        decided_on = done.decision["versions"]
+        outcomes = {
+            arm: experiment_outcomes(store_factory(ns)).get(decided_on[arm], [])
+            for arm, ns in (("champion", running.champion), ("challenger", running.challenger))
+        }
         # Traffic after the decision: served by the winner, nothing lost on the way.
         after = traffic(600, seed=6)
         assert produce_page_views(settings, after).delivered == len(after)
@@ -146,6 +154,9 @@ def test_the_gate_promotes_a_better_and_stops_a_worse_challenger(
     low, high = fig["difference_hit@10"]["always_valid"]
     assert (low > 0) if outcome == "promoted" else (high < 0)
     assert f"{done.id}: {outcome} by gate" in status
+    for arm, entries in outcomes.items():
+        assert [(e["experiment"], e["arm"], e["by"]) for e in entries] == [(done.id, arm, "gate")]
+        assert entries[0]["figures"] == fig
     assert "streamrec_experiment_gate_decisions 1.0" in metrics
 
     by_event = {r["event_id"]: r for r in answers.recommendations}

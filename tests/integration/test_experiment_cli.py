@@ -9,10 +9,18 @@ from click.testing import CliRunner, Result
 from online_model.popularity import DecayedPopularity
 from online_model.snapshot import Snapshot, SnapshotMeta
 from streams.cli import main
+from streams.experiment.statistics import ArmCounts
 from streams.experiment.store import ExperimentStore
 from streams.settings import Settings
 from streams.trainer.run import challenger_training
 from tests.support.fixtures import StoreFactory
+
+
+def arm_counts(ranks: list[int | None]) -> ArmCounts:
+    counts = ArmCounts()
+    for rank in ranks:
+        counts.add(rank)
+    return counts
 
 
 def run(env: dict[str, str], *args: str) -> Result:
@@ -78,10 +86,46 @@ def test_a_stored_version_as_challenger_and_promotion(
     copied = challenger.latest(origin="trainer")  # what the challenger's trainer resumes from
     assert copied is not None and copied.meta.offsets == {"pv": {0: 7}}
 
+    # Judged views from the scorers: the challenger hits 3 of 4, the champion 1 of 4.
+    experiments = ExperimentStore(settings.redis_client(), settings.model_name)
+    running = experiments.running()
+    assert running is not None
+    experiments.add_counts(
+        running.id,
+        {"champion": arm_counts([1, None, None, None]), "challenger": arm_counts([1, 2, None, 1])},
+    )
     promoted = run(settings_env, "experiment", "stop", "--promote")
     assert promoted.exit_code == 0, promoted.output
-    experiments = ExperimentStore(settings.redis_client(), settings.model_name)
     assert experiments.serving() == cand
+
+    # The promoted version's metadata carries the decision and both arms' figures.
+    cand_version = challenger.current_version()
+    cand_env = {**settings_env, "STREAMREC_MODEL_NAME": cand}
+    rows = json.loads(run(cand_env, "models", "list", "--json").output)
+    (entry,) = next(r for r in rows if r["version"] == cand_version)["experiments"]
+    assert (entry["experiment"], entry["arm"], entry["action"], entry["by"]) == (
+        running.id,
+        "challenger",
+        "promote",
+        "operator",
+    )
+    assert entry["champion"] == {"namespace": settings.model_name, "version": version}
+    assert entry["challenger"] == {"namespace": cand, "version": cand_version}
+    fig = entry["figures"]
+    assert fig["challenger"] == {"judged": 4, "hit@10": 0.75, "mrr@10": 0.625}
+    assert fig["champion"] == {"judged": 4, "hit@10": 0.25, "mrr@10": 0.25}
+    diff = fig["difference_hit@10"]
+    assert diff["difference"] == 0.5 and diff["ci95"][0] < 0.5 < diff["ci95"][1]
+    shown = json.loads(run(cand_env, "models", "show", str(cand_version)).output)
+    assert shown["experiments"] == [entry]
+    table = run(cand_env, "models", "list").output
+    assert f"exp {running.id} promote as challenger: hit@10 0.7500 (n=4)" in table
+    # The champion's served version keeps the same outcome, as the arm that lost.
+    (kept,) = json.loads(run(settings_env, "models", "list", "--json").output)[0]["experiments"]
+    assert kept["arm"] == "champion" and kept["figures"] == fig
+    (done,) = experiments.history()
+    assert done.decision is not None
+    assert done.decision["versions"] == {"champion": version, "challenger": cand_version}
     # The next experiment challenges what is served now.
     assert run(settings_env, "experiment", "start", "--challenger", "covisit").exit_code == 0
     nxt = experiments.running()

@@ -54,6 +54,18 @@ def test_every_page_view_answered_once_and_versions_advance(
         recs = [REC.decode(m.value()) for m in reader.messages]
 
         status, body = http_json(f"http://127.0.0.1:{settings.web_port}/recommendations/u3?k=5")
+
+        # Both groups commit everything they processed: the console's lag table says so.
+        def committed_all() -> bool:
+            lag = http_json(f"http://127.0.0.1:{settings.web_port}/console/state")[1][
+                "consumer_lag"
+            ]
+            done: dict[str, int] = {}
+            for row in lag["partitions"]:
+                done[row["role"]] = done.get(row["role"], 0) + (row["committed"] or 0)
+            return done == {"scorer": 1200, "trainer": 1200} and set(lag["totals"].values()) == {0}
+
+        wait_for(committed_all, 30, "scorer and trainer groups commit every page view")
         metrics = http_text(f"http://127.0.0.1:{settings.web_port}/metrics")
     finally:
         reader.close()
@@ -73,6 +85,10 @@ def test_every_page_view_answered_once_and_versions_advance(
     assert status == 200 and body["user_id"] == "u3" and len(body["items"]) == 5
     assert body["history_length"] > 0 and body["model_version"] > 0
     assert "streamrec_events_scored_total 1200.0" in metrics
+    lag = [line for line in metrics.splitlines() if line.startswith("streamrec_consumer_lag{")]
+    assert len(lag) == 2 * settings.partitions  # scorer and trainer, every partition
+    assert all(line.endswith(" 0.0") for line in lag), lag
+    assert f'group="{settings.trainer_group}"' in lag[-1]
 
 
 def test_malformed_messages_go_to_the_dlq_and_the_rest_is_scored(

@@ -135,6 +135,16 @@ def test_keep_n_prunes_but_never_current_or_newest_trainer(
     assert store.latest(origin="trainer").meta.version == v_trainer  # type: ignore[union-attr]
 
 
+def test_an_experiment_outcome_is_pruned_with_its_version(store_factory: StoreFactory) -> None:
+    store = store_factory(keep=2)
+    old, kept = store.publish(snap(1, origin="replay")), store.publish(snap(2, origin="replay"))
+    results = store.keys.experiment_results
+    store.redis.hset(results, mapping={f"{old}:e1": "{}", f"{kept}:e1": "{}", f"{kept}:e2": "{}"})
+    store.publish(snap(3, origin="replay"))  # old goes: keep 2
+    assert old not in store.versions()
+    assert sorted(store.redis.hkeys(results)) == [f"{kept}:e1".encode(), f"{kept}:e2".encode()]
+
+
 def test_publish_sends_a_pubsub_hint(settings: Settings, store: SnapshotStore) -> None:
     pubsub = store.redis.pubsub()
     pubsub.subscribe(store.keys.published_channel)

@@ -3,15 +3,27 @@ reads/writes histories only; the trainer publishes. Credentials travel in REDIS_
 
 from __future__ import annotations
 
+import asyncio
 import time
 from pathlib import Path
 
 import pytest
 import redis
 
+from online_model.popularity import DecayedPopularity
+from online_model.snapshot import Snapshot, SnapshotMeta
+from streams.experiment import results
+from streams.experiment.assignment import CHALLENGER, CHAMPION
+from streams.experiment.record import Experiment, new_id
+from streams.experiment.routing import ExperimentFollower
+from streams.experiment.statistics import ArmCounts
+from streams.experiment.store import ExperimentStore, copy_as_challenger
 from streams.io.topics import ensure_topics
+from streams.ops import model_actions
 from streams.ops.processes import ChildProcess, wait_for
 from streams.settings import Settings
+from streams.state.history import AsyncHistoryStore, HistoryUpdate, UserState
+from streams.state.keys import ModelKeys
 from streams.state.snapshot_store import SnapshotStore
 from tests.support.fixtures import TEST_SNAPSHOT_KEY
 from tests.support.outages import PrivateServer, Traffic, env_for, replace, stopping, summary
@@ -20,46 +32,59 @@ from tests.support.topics import read_answers
 
 
 def scorer_acl(model: str, password: str) -> list[str]:
-    """The scorer's user, exactly as docs/redis-acl.md gives it."""
-    p = f"streamrec:{model}:"
+    """The scorer's user, exactly as docs/redis-acl.md gives it: ``c`` is the model's
+    namespace, ``x`` its challengers' (``<model>.x<id>``)."""
+    c, x = f"streamrec:{model}:", f"streamrec:{model}.x*:"
     return [
         "scorer",
         "reset",
         "on",
         f">{password}",
-        f"%R~{p}current",
-        f"%R~{p}snap:*",
-        f"~{p}hist:*",
-        f"~{p}served:*",
-        f"&{p}published",
+        *(f"%R~{ns}{key}" for ns in (c, x) for key in READ_ONLY_KEYS),
+        *(f"~{c}{key}" for key in OWN_KEYS),
+        f"%W~{c}experiments",
+        f"~{c}experiment-results",
+        f"~{x}experiment-results",
+        f"&{c}published",
+        f"&{x}published",
         "-@all",
-        "+get",
-        "+lrange",
-        "+rpush",
-        "+ltrim",
-        "+expire",
-        "+set",
-        "+subscribe",
-        "+unsubscribe",
-        "+ping",
-        "+client|setinfo",
-        "+hello",
+        *(f"+{command}" for command in SCORER_COMMANDS),
     ]
 
 
+#: Keys the scorer reads in its own namespace and in its challengers': snapshots, and
+#: what GET /models and the console show.
+READ_ONLY_KEYS = ("current", "snap:*", "versions", "origins", "deltas", "pinned")
+#: Keys the scorer reads and writes in its own namespace: per-user state, the running
+#: experiment, its counts and (the gate) the served namespace.
+OWN_KEYS = ("hist:*", "served:*", "shadow:*", "experiment", "experiment:*", "serving")
+SCORER_COMMANDS = (
+    # reads: snapshots, user state, the record and counts, version lists
+    *("get", "mget", "lrange", "zrange", "hgetall", "exists"),
+    # writes: user state, counts; the gate's transaction
+    *("rpush", "ltrim", "expire", "set", "del", "lpush", "hset", "hincrbyfloat"),
+    *("multi", "exec", "watch", "unwatch"),
+    *("subscribe", "unsubscribe", "ping", "client|setinfo", "hello"),
+)
+
+
 def trainer_acl(model: str, password: str) -> list[str]:
-    p = f"streamrec:{model}:"
+    """The trainer's (and operators') user: every key of the model and its challengers."""
+    c, x = f"streamrec:{model}:", f"streamrec:{model}.x*:"
     return [
         "trainer",
         "reset",
         "on",
         f">{password}",
-        f"~{p}*",
-        f"&{p}*",
+        f"~{c}*",
+        f"~{x}*",
+        f"&{c}*",
+        f"&{x}*",
         "-@all",
         "+@read",
         "+@write",
         "+@scripting",
+        "+@transaction",
         "+publish",
         "+ping",
         "+client|setinfo",
@@ -156,7 +181,106 @@ def test_restricted_scorer_user_serves_and_hot_swaps_but_cannot_publish(
     assert not answers.lost
     assert status == 200 and body["history_length"] > 0 and body["history_available"]
     assert redis_errors == 0
-    assert "NOPERM" not in scorer.output() and "NOPERM" not in trainer.output()
+    # A refusal is logged as auth:NoPermissionError (an experiment poll under a user without
+    # MGET did, on every poll, before the scorer's user had the experiment keys).
+    for log in (scorer.output(), trainer.output()):
+        assert "NOPERM" not in log and "NoPermissionError" not in log
+
+
+def test_the_scorer_user_runs_an_experiment_to_the_gates_decision(
+    settings: Settings, private_redis: PrivateServer
+) -> None:
+    """Everything a scorer does in an experiment, under its own user: follow the record,
+    load the challenger, add its counts, keep shadow lists, and (the gate) promote and
+    record the outcome in both namespaces; then an operator ends the next experiment."""
+    admin = redis.Redis.from_url(private_redis.address)
+    model = settings.model_name
+    admin.execute_command("ACL", "SETUSER", *scorer_acl(model, "scorer-secret"))
+    admin.execute_command("ACL", "SETUSER", *trainer_acl(model, "trainer-secret"))
+    operator = redis.Redis.from_url(user_url(private_redis, "trainer", "trainer-secret"))
+    scorer_url = user_url(private_redis, "scorer", "scorer-secret")
+    scorer = redis.Redis.from_url(scorer_url)
+    key = TEST_SNAPSHOT_KEY.encode()
+    eid = new_id()
+    experiment = Experiment(
+        id=eid, champion=model, challenger=f"{model}.x{eid}", share=0.5, auto=True, min_judged=50
+    )
+    champion_version = SnapshotStore(operator, model, key).publish(popularity_snapshot())
+    challenger_version = copy_as_challenger(
+        SnapshotStore(operator, model, key),
+        champion_version,
+        SnapshotStore(operator, experiment.challenger, key),
+    )
+    ExperimentStore(operator, model).start(experiment)
+
+    follower = ExperimentFollower(
+        ExperimentStore(scorer, model), lambda ns: SnapshotStore(scorer, ns, key), k=10
+    )
+    follower.poll()  # joins: reads the record, loads the challenger
+    assert follower.routing is not None, "the scorer user could not load the challenger"
+    wrote, state = asyncio.run(shadow_round_trip(replace(settings, redis_url=scorer_url)))
+    assert wrote and state.shadow_served == {"u1": ["p3"]} and not state.degraded
+    follower.count(
+        {
+            CHAMPION: ArmCounts(judged=400, hits=40, reciprocal_rank=20.0, rr_squares=10.0),
+            CHALLENGER: ArmCounts(judged=400, hits=200, reciprocal_rank=100.0, rr_squares=50.0),
+        }
+    )
+    follower.poll()  # adds the counts, asks the gate: promote
+    assert follower.decisions == 1
+    # A second scorer's gate finds it decided already (and lets go of its WATCH).
+    late = ExperimentStore(scorer, model).finish(experiment, "stop", "late", {}, by="gate")
+    assert late is None
+    serving, adopted = follower.poll()  # serves the challenger's model it holds already
+    assert serving == experiment.challenger
+    assert adopted is not None and adopted.current.version == challenger_version
+    outcomes = {
+        ns: results.by_version(scorer, ModelKeys(ns))
+        for ns in (experiment.champion, experiment.challenger)
+    }
+    assert outcomes[model][champion_version][0]["action"] == "promote"
+    assert outcomes[experiment.challenger][challenger_version][0]["arm"] == CHALLENGER
+    # GET /models (and the console) under the scorer user, after the promotion too.
+    for ns in (model, experiment.challenger):
+        rows = model_actions.version_rows(SnapshotStore(scorer, ns, key), 10)
+        assert [row["experiments"][0]["experiment"] for row in rows] == [experiment.id]
+
+    # The scorer still cannot move a challenger, forge its snapshot or reach another model.
+    for command in (
+        ("SET", f"streamrec:{experiment.challenger}:current", 1),
+        ("SET", f"streamrec:{experiment.challenger}:snap:9", b"forged"),
+        ("DEL", f"streamrec:{model}:current"),
+        ("DEL", f"streamrec:{model}:versions"),
+        ("HSET", "streamrec:another-model:experiment-results", "1:e", "{}"),
+        ("SET", "streamrec:another-model:serving", experiment.challenger),
+        ("PUBLISH", f"streamrec:{experiment.challenger}:published", 1),
+    ):
+        with pytest.raises(redis.exceptions.NoPermissionError):
+            scorer.execute_command(*command)
+
+    # An operator starts and stops the next one (champion: the promoted namespace).
+    nid = new_id()
+    following = Experiment(id=nid, champion=serving, challenger=f"{serving}.x{nid}", share=0.5)
+    operators = ExperimentStore(operator, model)
+    operators.start(following)
+    SnapshotStore(operator, following.challenger, key).publish(popularity_snapshot())
+    assert operators.finish(following, "stop", "manual", {}, by="operator") is not None
+    assert results.by_version(operator, ModelKeys(following.challenger))
+
+
+async def shadow_round_trip(settings: Settings) -> tuple[bool, UserState]:
+    """Write a user's history, served and shadow lists as a scorer does, read them back."""
+    store = AsyncHistoryStore(settings.redis_async_client(), settings.model_name)
+    wrote = await store.write(HistoryUpdate({"u1": ["p1"]}, {"u1": ["p2"]}, {"u1": ["p3"]}))
+    return wrote, await store.read(["u1"], shadow=True)
+
+
+def popularity_snapshot() -> Snapshot:
+    model = DecayedPopularity()
+    for i in range(20):
+        model.learn_one(f"u{i}", f"p{i % 3}")
+    meta = SnapshotMeta(model_name="ignored", events_seen=20, origin="trainer", offsets={})
+    return Snapshot(meta, model, {})
 
 
 def http_version(body: dict) -> int:
@@ -179,3 +303,19 @@ def test_redis_url_credentials_and_tls_scheme_are_accepted() -> None:
     assert "SSL" in aclient.connection_pool.connection_class.__name__
     with pytest.raises(Exception, match="REDIS_URL must start with"):
         Settings.from_env({"REDIS_URL": "http://scorer:s3cret@redis.example"})
+
+
+def test_the_users_in_the_docs_are_the_ones_tested() -> None:
+    """docs/redis-acl.md shows the same ACL SETUSER lines the tests above run."""
+    text = (Path(__file__).parents[2] / "docs" / "redis-acl.md").read_text()
+    block = text.split("```text\n", 1)[1].split("```", 1)[0]
+    users: dict[str, list[str]] = {}
+    for line in block.splitlines():
+        if line.startswith("ACL SETUSER"):
+            name = line.split()[2]
+            users[name] = []
+        if line.strip() and not line.startswith("#"):
+            users[name] += line.split()
+    assert users["scorer"] == ["ACL", "SETUSER", *scorer_acl("default", "SCORER_PASSWORD")]
+    assert users["trainer"] == ["ACL", "SETUSER", *trainer_acl("default", "TRAINER_PASSWORD")]
+    assert users["default"] == ["ACL", "SETUSER", "default", "off"]

@@ -157,3 +157,49 @@ def test_peeking_after_every_view_rarely_promotes_an_equal_challenger() -> None:
         wrong_fixed += fixed_fired
     assert wrong_gate <= 0.1 * runs
     assert wrong_fixed > 2 * wrong_gate
+
+
+class _Pipe:
+    """Records what a MULTI pipeline would run."""
+
+    def __init__(self) -> None:
+        self.hash: dict[str, dict[str, str]] = {}
+
+    def hset(self, key: str, name: str, value: str) -> None:
+        self.hash.setdefault(key, {})[name] = value
+
+    def hgetall(self, key: str) -> dict[bytes, bytes]:
+        return {k.encode(): v.encode() for k, v in self.hash.get(key, {}).items()}
+
+
+def test_the_outcome_goes_beside_each_arms_version_as_plain_json() -> None:
+    import dataclasses
+
+    from streams.experiment import results
+    from streams.experiment.gate import figures
+    from streams.state.keys import ModelKeys
+
+    running = Experiment("e1", "m", "m.cand", share=0.5)
+    arms = {CHAMPION: ArmCounts(), CHALLENGER: ArmCounts()}
+    arms[CHALLENGER].add(1)  # nobody judged in the champion arm
+    shown = figures(running, arms, 10)
+    finished = dataclasses.replace(
+        running, state="stopped", decision={"action": STOP, "by": "operator", "figures": shown}
+    )
+    pipe = _Pipe()
+    results.record(pipe, finished, {CHAMPION: 4, CHALLENGER: None})  # no challenger version
+    assert list(pipe.hash) == [ModelKeys("m").experiment_results]
+    pipe.hash[ModelKeys("m").experiment_results]["bad:e0"] = "not json"
+    (entry,) = results.by_version(pipe, ModelKeys("m"))[4]
+    assert (entry["arm"], entry["action"], entry["challenger"]) == (
+        CHAMPION,
+        STOP,
+        {"namespace": "m.cand", "version": None},
+    )
+    assert entry["figures"][CHAMPION] == {"judged": 0, "hit@10": 0.0, "mrr@10": 0.0}
+    assert entry["figures"][CHALLENGER]["hit@10"] == 1.0
+    # What JSON cannot hold (an interval of nothing judged) is stored as null, not NaN.
+    shown["difference_hit@10"]["ci95"] = [float("nan"), float("inf")]
+    results.record(pipe, finished, {CHAMPION: 5})
+    (later,) = results.by_version(pipe, ModelKeys("m"))[5]
+    assert later["figures"]["difference_hit@10"]["ci95"] == [None, None]

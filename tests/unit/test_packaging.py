@@ -33,6 +33,35 @@ def test_compose_builds_one_image_and_keeps_its_data() -> None:
     assert services["trainer"]["healthcheck"] == {"disable": True}
 
 
+def test_compose_scorers_serve_the_console_to_the_host() -> None:
+    """The console (and its lag table) works on the compose stack: each scorer's web port
+    is published, and scorers and trainer agree on the consumer groups whose lag it shows."""
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    services = compose["services"]
+    image_port = re.search(r"STREAMREC_WEB_PORT=(\d+)", (ROOT / "Dockerfile").read_text())
+    assert image_port is not None
+    published = []
+    for scorer in ("scorer-1", "scorer-2"):
+        svc = services[scorer]
+        assert svc["command"] == ["scorer"]
+        port = svc["environment"].get("STREAMREC_WEB_PORT", image_port.group(1))
+        host, _, container = svc["ports"][0].partition(":")
+        assert container == port  # the port the scorer listens on inside its container
+        published.append(host)
+    assert len(set(published)) == 2
+    groups = ("STREAMREC_SCORER_GROUP", "STREAMREC_TRAINER_GROUP", "STREAMREC_MODEL_NAME")
+    seen = {
+        name: {
+            svc["environment"].get(name)
+            for svc in services.values()
+            if svc.get("image") == "streamrec:latest"
+        }
+        for name in groups
+    }
+    assert all(len(values) == 1 for values in seen.values()), seen
+    assert "localhost:6066/console" in (ROOT / "docker-compose.yml").read_text()
+
+
 def test_the_image_has_a_healthcheck_and_leaves_the_embedded_servers_out() -> None:
     dockerfile = (ROOT / "Dockerfile").read_text()
     assert re.search(r"^HEALTHCHECK .*\n?.*CMD .*/healthz", dockerfile, re.MULTILINE)

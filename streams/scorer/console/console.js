@@ -14,7 +14,7 @@
   let previous = null; // the last state, for rates
   let timer = null;
   let k = 10;
-  const series = { in: [], out: [], hit: [], mrr: [], age: [], dlq: {} };
+  const series = { in: [], out: [], hit: [], mrr: [], age: [], dlq: {}, lag: {} };
 
   const $ = (id) => document.getElementById(id);
 
@@ -151,6 +151,17 @@
     push(series.hit, t, s.served["hit@" + k]);
     push(series.mrr, t, s.served["mrr@" + k]);
     push(series.age, t, s.served.age_s);
+    const lag = s.consumer_lag;
+    if (lag && lag.measured_at && !lag.error) {
+      for (const role in lag.totals) {
+        series.lag[role] = series.lag[role] || [];
+        const points = series.lag[role];
+        // The same read (cached) is not a new point.
+        if (!points.length || points[points.length - 1].t < lag.measured_at) {
+          push(points, lag.measured_at, lag.totals[role]);
+        }
+      }
+    }
     previous = s;
   }
 
@@ -160,6 +171,29 @@
     if (cls) td.className = cls;
     row.appendChild(td);
     return td;
+  }
+
+  // One badge per finished experiment a version served in: what was decided, this
+  // version's arm, and the challenger's hit@k lift over the champion with its 95 % CI.
+  function outcomeBadge(o) {
+    const f = o.figures || {};
+    const d = f["difference_hit@" + k];
+    const won = (o.action === "promote") === (o.arm === "challenger");
+    const span = document.createElement("span");
+    span.className = "badge outcome " + (won ? "ok" : "warn");
+    span.dataset.experiment = o.experiment;
+    span.textContent = o.action + " as " + o.arm + (d ? " · Δhit@" + k + " " +
+      signed(d.difference) + " [" + signed(d.ci95 && d.ci95[0]) + ", " +
+      signed(d.ci95 && d.ci95[1]) + "]" : "");
+    span.title = "experiment " + o.experiment + ", decided by " + (o.by || "?") +
+      (o.at ? " at " + new Date(o.at * 1000).toISOString().slice(0, 19) + "Z" : "") +
+      (o.reason ? ": " + o.reason : "");
+    return span;
+  }
+
+  function signed(x) {
+    const text = fmt(x);
+    return x > 0 ? "+" + text : text;
   }
 
   function renderVersions(s) {
@@ -181,6 +215,8 @@
       cell(tr, served.judged === undefined ? "–" : String(served.judged));
       cell(tr, r.verified ? (r.current ? (r.pinned ? "served · pinned" : "served") : "kept")
         : "refused: " + (r.error || "?"), "state");
+      const outcomes = cell(tr, "", "experiments");
+      for (const o of r.experiments || []) outcomes.appendChild(outcomeBadge(o));
       const td = cell(tr, "");
       if (r.verified && !r.current) {
         const button = document.createElement("button");
@@ -200,6 +236,30 @@
       "current v" + current.version + " is pinned (promoted or rolled back)" :
       "following the trainer (current v" + current.version + ")") : "";
     versionsChart($("chart-versions"), s.versions);
+  }
+
+  function renderLag(s) {
+    const lag = s.consumer_lag;
+    const body = $("lag").querySelector("tbody");
+    body.replaceChildren();
+    $("lag-error").textContent = lag && lag.error ? "lag not read: " + lag.error : "";
+    $("lag-measured").textContent = lag && lag.measured_at ? "as of " + clock(lag.measured_at) +
+      " UTC" : "";
+    if (!lag) return;
+    for (const r of lag.partitions) {
+      const tr = document.createElement("tr");
+      tr.dataset.role = r.role;
+      tr.dataset.partition = r.partition;
+      cell(tr, r.role);
+      cell(tr, r.group);
+      cell(tr, String(r.partition));
+      cell(tr, r.committed === null ? "none" : String(r.committed));
+      cell(tr, String(r.high));
+      cell(tr, String(r.lag), r.lag > 0 ? "lag behind" : "lag");
+      body.appendChild(tr);
+    }
+    const roles = Object.keys(series.lag).sort();
+    lineChart($("chart-lag"), roles.map((role) => ({ name: role, points: series.lag[role] })), 0);
   }
 
   function renderExperiment(s) {
@@ -267,6 +327,7 @@
       { name: "MRR@" + k, points: series.mrr }], 3);
     lineChart($("chart-freshness"), [{ name: "age", points: series.age }], 0);
     renderVersions(s);
+    renderLag(s);
     renderExperiment(s);
   }
 
