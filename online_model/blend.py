@@ -167,6 +167,16 @@ class Blend(Recommender):
         self._popularity.learn_one(user, item, y, x)
         self.n_events_learned += 1
 
+    def forget(self, pages: Collection[Hashable]) -> int:
+        """Forget ``pages`` in the popularity backoff and in every member that can
+        (:mod:`online_model.forgetting`); a member that cannot keeps them, and scorers
+        filter them out. Returns how many the backoff knew."""
+        from online_model.forgetting import forget_pages
+
+        for member, _ in self._members:
+            forget_pages(member, pages)
+        return self._popularity.forget(pages)
+
     def _recommend(
         self, user: Hashable, k: int, history: Sequence[Hashable], exclude: Collection[Hashable]
     ) -> list[tuple[Hashable, float]]:

@@ -16,17 +16,22 @@ whose record lists at least one of them (a page with no record has no category),
 
 :func:`recommend_eligible` filters after candidate generation and before the top k: it
 asks the model for more candidates than k and, when filtering still leaves fewer than k,
-asks again for more until k are eligible or the model has no more to give.
+asks again for more until k are eligible or the model has no more to give. When few pages
+pass (a category rule, most pages hidden: an expected share under
+:data:`MODEL_FILTER_SHARE`) and the model implements :class:`FiltersCandidates`, the
+model is instead handed the filter and ranks only the pages it accepts: asking for
+k / share candidates would make it rank far past its shortlists, often every page.
 """
 
 from __future__ import annotations
 
 import math
 import threading
-from collections.abc import Callable, Hashable, Mapping
+from collections.abc import Callable, Hashable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from online_model.base import MAX_HISTORY
 from online_model.errors import ConfigurationError, InputError
 from online_model.fresh import FreshPages
 
@@ -39,6 +44,11 @@ OVER_FETCH = 4
 #: cost grows with the ask, so asking 4k when a tenth of the pages is hidden (or 4k, then
 #: 16k, when a rule keeps a tenth) is what this avoids.
 MARGIN = 1.5
+#: Below this expected share of passing pages, a model that can filter its own
+#: candidates (:class:`FiltersCandidates`) is handed the filter instead of being asked
+#: for k / share candidates. Above it, over-fetching costs little more than k (and the
+#: model's fast path for plain lists serves it).
+MODEL_FILTER_SHARE = 0.25
 
 
 _NONE: frozenset[str] = frozenset()
@@ -106,8 +116,8 @@ class Catalog:
         self._deleted: set[str] = set()
         self._categories: dict[str, frozenset[str]] = {}
         # Pages per category: a rule naming only categories no page has is answered at
-        # once, instead of asking the model for every page it knows.
-        self._category_sizes: dict[str, int] = {}
+        # once, and a model can rank a category's pages instead of every page it knows.
+        self._category_pages: dict[str, set[str]] = {}
         # Pages whose record can make them ineligible; none and unknown=allow means no
         # filtering is needed at all (the common case before any page is hidden).
         self._restricting: set[str] = set()
@@ -146,15 +156,16 @@ class Catalog:
                 self._restricting.add(page_id)
 
     def _set_categories(self, page_id: str, categories: frozenset[str]) -> None:
-        sizes = self._category_sizes
+        index = self._category_pages
         for category in self._categories.pop(page_id, frozenset()):
-            sizes[category] -= 1
-            if not sizes[category]:
-                del sizes[category]
+            members = index[category]
+            members.discard(page_id)
+            if not members:
+                del index[category]
         if categories:
             self._categories[page_id] = categories
             for category in categories:
-                sizes[category] = sizes.get(category, 0) + 1
+                index.setdefault(category, set()).add(page_id)
 
     def categories(self, page_id: Hashable) -> frozenset[str]:
         """The categories the latest record of ``page_id`` lists (none without a record)."""
@@ -162,7 +173,19 @@ class Catalog:
 
     def has_category(self, category: str) -> bool:
         """Does any page's latest record list ``category``?"""
-        return category in self._category_sizes
+        return category in self._category_pages
+
+    def category_pages(self, categories: frozenset[str]) -> Callable[[], list[str]]:
+        """A function listing the pages whose latest record names one of ``categories``
+        (called when needed: the list is made then, from the index as it is then)."""
+        index = self._category_pages
+
+        def pages() -> list[str]:
+            # list(set) is one C call: a reader thread's apply cannot change it midway.
+            found = [list(index.get(c, ())) for c in categories]
+            return found[0] if len(found) == 1 else [p for pages in found for p in pages]
+
+        return pages
 
     def eligible_share(self, categories: frozenset[str] = _NONE) -> float:
         """Roughly what share of the catalog's pages passes (hidden, dated and deleted
@@ -173,8 +196,8 @@ class Catalog:
             return 1.0
         share = (listed - len(self._restricting)) / listed
         if categories:
-            sizes = self._category_sizes
-            share *= min(1.0, sum(sizes.get(c, 0) for c in categories) / listed)
+            index = self._category_pages
+            share *= min(1.0, sum(len(index.get(c, ())) for c in categories) / listed)
         return max(share, 1e-4)
 
     def eligible(self, page_id: Hashable, now_ms: int) -> bool:
@@ -209,6 +232,30 @@ class CandidateSource(Protocol):
 
     def recommend(
         self, user: Hashable, k: int, history: Any, exclude: Any
+    ) -> list[tuple[Hashable, float]]: ...
+
+
+class FiltersCandidates(Protocol):
+    """A model that ranks only the pages a filter accepts (covisit, popularity).
+
+    ``recommend_where(user, k, history, exclude, keep, pool)`` returns what
+    ``recommend(user, big, history, exclude)`` filtered by ``keep`` and cut to ``k``
+    would (the same pages, scores and order), without ranking refused pages. ``pool``,
+    when given, is a function listing a superset of the pages ``keep`` accepts (a
+    category's pages): the model scans it, instead of every page it knows, when its own
+    shortlists do not hold ``k`` accepted pages. ``history`` is at most
+    :data:`~online_model.base.MAX_HISTORY` pages and ``exclude`` a set: read, never
+    modified.
+    """
+
+    def recommend_where(
+        self,
+        user: Hashable,
+        k: int,
+        history: list[Hashable],
+        exclude: set[Hashable],
+        keep: Callable[[Hashable], bool],
+        pool: Callable[[], Iterable[Hashable]] | None = None,
     ) -> list[tuple[Hashable, float]]: ...
 
 
@@ -254,6 +301,19 @@ def recommend_eligible(
     assert catalog is not None  # both branches above returned without one
     keep = _category_filter(catalog, now_ms, categories) if categories else None
     expected = catalog.eligible_share(categories)
+    if expected < MODEL_FILTER_SHARE:
+        where = getattr(model, "recommend_where", None)
+        if where is not None:
+            pool = catalog.category_pages(categories) if categories else None
+            if len(history) > MAX_HISTORY:
+                history = history[-MAX_HISTORY:]
+            if keep is None:
+                eligible = catalog.eligible
+
+                def keep(page: Hashable) -> bool:
+                    return eligible(page, now_ms)
+
+            return where(user, k, history, exclude, keep, pool)  # type: ignore[no-any-return]
     ask = min(max(k + 1, math.ceil(k * MARGIN / expected)), k * over_fetch**6)
     while True:
         candidates = model.recommend(user, ask, history=history, exclude=exclude)

@@ -8,7 +8,7 @@ import itertools
 import logging
 import math
 from collections import OrderedDict
-from collections.abc import Collection, Hashable, Sequence
+from collections.abc import Callable, Collection, Hashable, Iterable, Sequence
 from operator import itemgetter
 from typing import Any
 
@@ -696,6 +696,111 @@ class Covisitation(Recommender):
                     for i, s in scores.items()
                     if (v := s * norm) >= floor and i not in exclude
                 ]
+            ranked += fills
+        else:
+            ranked = fills
+        ranked.sort(key=itemgetter(1), reverse=True)  # stable: ties keep candidates first
+        return ranked[:k]
+
+
+    # -- the catalog (online_model.forgetting, online_model.catalog) -----------------------
+    def forget(self, pages: Collection[Hashable]) -> int:
+        """Drop everything learned about ``pages`` (deleted from the catalog): their rows,
+        the links into them from other pages' rows (whose outgoing weight shrinks by as
+        much, so the remaining transitions share what the page had), their places in the
+        users' recent pages and their popularity. Returns how many pages were known.
+
+        O(rows + users) per call, whatever the number of pages: the trainer calls it per
+        batch of catalog changes. The next snapshot is a full one (pages left the table).
+
+        >>> model = Covisitation()
+        >>> for user in ["u1", "u2"]:
+        ...     for page in ["home", "sports", "football"]:
+        ...         model.learn_one(user, page)
+        >>> model.forget(["sports", "unknown"])
+        1
+        >>> [page for page, _ in model.recommend("new-user", k=3, history=["home"])]
+        ['football', 'home']
+        >>> "sports" in model.state_arrays().strings["pages"]
+        False
+        """
+        gone = {page for page in pages if page in self._popularity._counts}
+        if not gone:
+            return 0
+        neighbours, out = self._neighbours, self._out
+        for page in gone:
+            neighbours.pop(page, None)
+            out.pop(page, None)
+        for src, row in list(neighbours.items()):
+            if row.keys().isdisjoint(gone):
+                continue
+            for page in gone.intersection(row):
+                out[src] -= row.pop(page)
+            if not row:
+                del neighbours[src]
+                del out[src]
+            elif out[src] <= 0.0:  # float residue: keep P(next | src) a probability
+                out[src] = sum(row.values())
+        for user, hist in self._histories.items():
+            if not gone.isdisjoint(hist):
+                self._histories[user] = [page for page in hist if page not in gone]
+        self._popularity.forget(gone)
+        self._candidates.clear()
+        self._frozen, self._serve_version, self._serve_calls = None, -1, 0
+        self._delta_broken = True
+        return len(gone)
+
+    def recommend_where(
+        self,
+        user: Hashable,
+        k: int,
+        history: Sequence[Hashable],
+        exclude: Collection[Hashable],
+        keep: Callable[[Hashable], bool],
+        pool: Callable[[], Iterable[Hashable]] | None = None,
+    ) -> list[tuple[Hashable, float]]:
+        """The top ``k`` of :meth:`recommend` among the pages ``keep`` accepts
+        (:class:`online_model.catalog.FiltersCandidates`): the transition candidates and
+        the popular pages are filtered before ranking, so a rule that keeps a tenth of the
+        pages costs about what an unfiltered list does, not a ranking of every page.
+
+        >>> model = Covisitation()
+        >>> for user in ["u1", "u2"]:
+        ...     for page in ["home", "sports", "football"]:
+        ...         model.learn_one(user, page)
+        >>> keep = lambda page: page != "sports"
+        >>> [page for page, _ in model.recommend_where("x", 2, ["home"], {"home"}, keep)]
+        ['football']
+        """
+        if k <= 0:
+            return []
+        scores, total_weight = self._transition_sums(history)
+        pop = self._popularity
+        b = self._mixture
+        kept = {i: s for i, s in scores.items() if i not in exclude and keep(i)}
+        # Popular pages that are not candidates, best first: the top list, then the pool.
+        fills = [
+            (item, b * p)
+            for item, p in pop.top()
+            if item not in scores and item not in exclude and keep(item)
+        ][:k]
+        if len(fills) < k and len(pop._top) < len(pop._counts):
+            taken = set(scores)
+            taken.update(item for item, _ in fills)
+            more = pop.recommend_where(
+                user, k, (), exclude, lambda i: i not in taken and keep(i), pool
+            )
+            fills += [(item, b * p) for item, p in more if item not in pop._top][: k - len(fills)]
+        ranked: list[tuple[Hashable, float]]
+        if kept:
+            if self.pop_exponent:
+                kept = self._pop_corrected(kept)
+            norm = (1.0 - b) / total_weight
+            if b:
+                counts, scale = pop._counts, b / pop._total
+                ranked = [(i, s * norm + scale * counts[i]) for i, s in kept.items()]
+            else:
+                ranked = [(i, s * norm) for i, s in kept.items()]
             ranked += fills
         else:
             ranked = fills
