@@ -313,7 +313,7 @@ def recommend_eligible(
                 def keep(page: Hashable) -> bool:
                     return eligible(page, now_ms)
 
-            return where(user, k, history, exclude, keep, pool)  # type: ignore[no-any-return]
+            return where(user, k, history, exclude, keep, pool)
     ask = min(max(k + 1, math.ceil(k * MARGIN / expected)), k * over_fetch**6)
     while True:
         candidates = model.recommend(user, ask, history=history, exclude=exclude)

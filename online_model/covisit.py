@@ -702,7 +702,6 @@ class Covisitation(Recommender):
         ranked.sort(key=itemgetter(1), reverse=True)  # stable: ties keep candidates first
         return ranked[:k]
 
-
     # -- the catalog (online_model.forgetting, online_model.catalog) -----------------------
     def forget(self, pages: Collection[Hashable]) -> int:
         """Drop everything learned about ``pages`` (deleted from the catalog): their rows,

@@ -44,7 +44,9 @@ class CatalogSync:
         self._gone: set[str] = set()  # deleted or expired: what the model must not hold
         self._pending: set[str] = set()  # gone since the last prune
         self._expires: dict[str, int] = {}  # page -> its record's expires_at (epoch ms)
-        self._expiry: list[tuple[int, str]] = []  # heap of (expires_at, page); stale entries skipped
+        self._expiry: list[
+            tuple[int, str]
+        ] = []  # heap of (expires_at, page); stale entries skipped
         self._next_sweep = 0.0
         self.changed = False  # set by the follower's thread, read without the lock
         self.pages_forgotten = 0

@@ -54,8 +54,10 @@ def test_deleted_and_expired_pages_leave_the_next_snapshot_hidden_ones_stay(
     thread.start()
     try:
         wait_for(
-            lambda: (v := store.current_version()) is not None
-            and store.read_meta(v).events_seen == len(views),
+            lambda: (
+                (v := store.current_version()) is not None
+                and store.read_meta(v).events_seen == len(views)
+            ),
             60,
             "the trainer's snapshot of every view",
         )

@@ -16,12 +16,18 @@ from online_model.popularity import DecayedPopularity
 N_PAGES = 1_000
 
 
-def trained(model_class: type, n_pages: int = N_PAGES, n_events: int = 6_000, seed: int = 3) -> object:
+def trained(
+    model_class: type, n_pages: int = N_PAGES, n_events: int = 6_000, seed: int = 3
+) -> object:
     rng = random.Random(seed)
     model = model_class()
     for n in range(n_events):
         # Skewed pages, short sessions: rows, links and a popularity tail past the top list.
-        page = f"p{min(int(rng.paretovariate(0.8)), n_pages - 1)}" if n % 3 else f"p{rng.randrange(n_pages)}"
+        page = (
+            f"p{min(int(rng.paretovariate(0.8)), n_pages - 1)}"
+            if n % 3
+            else f"p{rng.randrange(n_pages)}"
+        )
         model.learn_one(f"u{rng.randrange(200)}", page, x={"ts": n})
     return model
 
@@ -50,7 +56,7 @@ def test_recommend_where_is_recommend_filtered(build, share: float) -> None:
         allowed = {p for p in pages if rng.random() < share}
         history = rng.sample(pages, 5)
         exclude = set(history) | set(rng.sample(pages, 3))
-        pool = (lambda: sorted(allowed)) if trial % 2 else None
+        pool = (lambda allowed=allowed: sorted(allowed)) if trial % 2 else None
         got = model.recommend_where("x", 10, history, exclude, allowed.__contains__, pool)
         want = reference(model, 10, history, exclude, allowed.__contains__)
         assert [page for page, _ in got] == [page for page, _ in want]
@@ -82,7 +88,9 @@ def test_a_category_rule_gives_the_lists_of_over_fetching_without_ranking_every_
         rule = frozenset({f"c{n % 10}"})
         got = recommend_eligible(model, "x", 10, history, set(history), catalog, 0, categories=rule)
         assert not calls  # the model was handed the rule, not asked for a long plain list
-        want = recommend_eligible(Hidden(model), "x", 10, history, set(history), catalog, 0, categories=rule)
+        want = recommend_eligible(
+            Hidden(model), "x", 10, history, set(history), catalog, 0, categories=rule
+        )
         calls.clear()
         assert [p for p, _ in got] == [p for p, _ in want]
         assert len(got) == 10
