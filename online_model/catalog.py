@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import math
 import threading
-from collections.abc import Callable, Hashable, Iterable, Mapping
+from collections.abc import Callable, Collection, Hashable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -118,6 +118,9 @@ class Catalog:
         # Pages per category: a rule naming only categories no page has is answered at
         # once, and a model can rank a category's pages instead of every page it knows.
         self._category_pages: dict[str, set[str]] = {}
+        # Unions of several categories' pages, valid while ``_version`` is unchanged.
+        self._unions: dict[frozenset[str], tuple[int, frozenset[str]]] = {}
+        self._version = 0
         # Pages whose record can make them ineligible; none and unknown=allow means no
         # filtering is needed at all (the common case before any page is hidden).
         self._restricting: set[str] = set()
@@ -128,6 +131,7 @@ class Catalog:
     def apply(self, page_id: str, record: Mapping[str, Any] | None) -> None:
         """Apply one record of the ``pages`` topic: a Page, or ``None`` (a tombstone)."""
         with self._lock:
+            self._version += 1
             self._set_categories(page_id, frozenset())
             if self.fresh is not None:
                 self.fresh.remove(page_id)
@@ -175,17 +179,24 @@ class Catalog:
         """Does any page's latest record list ``category``?"""
         return category in self._category_pages
 
-    def category_pages(self, categories: frozenset[str]) -> Callable[[], list[str]]:
-        """A function listing the pages whose latest record names one of ``categories``
-        (called when needed: the list is made then, from the index as it is then)."""
+    def category_members(self, categories: frozenset[str]) -> Collection[str]:
+        """The pages whose latest record names one of ``categories``, as a set to test
+        membership in (the index's own set for one category: read it, never change it;
+        iterate over a copy, ``list(...)``, which a reader thread's apply cannot disturb).
+        Unions of several categories are kept until the catalog next changes."""
         index = self._category_pages
-
-        def pages() -> list[str]:
-            # list(set) is one C call: a reader thread's apply cannot change it midway.
-            found = [list(index.get(c, ())) for c in categories]
-            return found[0] if len(found) == 1 else [p for pages in found for p in pages]
-
-        return pages
+        if len(categories) == 1:
+            (category,) = categories
+            return index.get(category, _NONE)
+        version = self._version
+        cached = self._unions.get(categories)
+        if cached is not None and cached[0] == version:
+            return cached[1]
+        union = frozenset().union(*(index.get(c, _NONE) for c in categories))
+        if len(self._unions) >= 64:
+            self._unions.clear()
+        self._unions[categories] = (version, union)
+        return union
 
     def eligible_share(self, categories: frozenset[str] = _NONE) -> float:
         """Roughly what share of the catalog's pages passes (hidden, dated and deleted
@@ -238,14 +249,15 @@ class CandidateSource(Protocol):
 class FiltersCandidates(Protocol):
     """A model that ranks only the pages a filter accepts (covisit, popularity).
 
-    ``recommend_where(user, k, history, exclude, keep, pool)`` returns what
-    ``recommend(user, big, history, exclude)`` filtered by ``keep`` and cut to ``k``
-    would (the same pages, scores and order), without ranking refused pages. ``pool``,
-    when given, is a function listing a superset of the pages ``keep`` accepts (a
-    category's pages): the model scans it, instead of every page it knows, when its own
-    shortlists do not hold ``k`` accepted pages. ``history`` is at most
-    :data:`~online_model.base.MAX_HISTORY` pages and ``exclude`` a set: read, never
-    modified.
+    ``recommend_where(user, k, history, exclude, among, keep)`` returns what
+    ``recommend(user, big, history, exclude)`` would, keeping only pages that are in
+    ``among`` (when not None) and that ``keep`` accepts (when not None), cut to ``k``:
+    the same pages, scores and order, without ranking refused pages. ``among`` (a
+    category's pages) is tested with ``in``, which is cheap, before ``keep`` (the
+    catalog's eligibility) is called; when the model's own shortlists do not hold ``k``
+    accepted pages, it scans a copy of ``among`` (``list(among)``) instead of every page
+    it knows. ``history`` is at most :data:`~online_model.base.MAX_HISTORY` pages and
+    ``exclude`` a set: read, never modified.
     """
 
     def recommend_where(
@@ -254,8 +266,8 @@ class FiltersCandidates(Protocol):
         k: int,
         history: list[Hashable],
         exclude: set[Hashable],
-        keep: Callable[[Hashable], bool],
-        pool: Callable[[], Iterable[Hashable]] | None = None,
+        among: Collection[Hashable] | None,
+        keep: Callable[[Hashable], bool] | None,
     ) -> list[tuple[Hashable, float]]: ...
 
 
@@ -299,21 +311,12 @@ def recommend_eligible(
     if over_fetch < 2:
         raise ConfigurationError(f"over_fetch must be at least 2, got {over_fetch}")
     assert catalog is not None  # both branches above returned without one
-    keep = _category_filter(catalog, now_ms, categories) if categories else None
     expected = catalog.eligible_share(categories)
     if expected < MODEL_FILTER_SHARE:
         where = getattr(model, "recommend_where", None)
         if where is not None:
-            pool = catalog.category_pages(categories) if categories else None
-            if len(history) > MAX_HISTORY:
-                history = history[-MAX_HISTORY:]
-            if keep is None:
-                eligible = catalog.eligible
-
-                def keep(page: Hashable) -> bool:
-                    return eligible(page, now_ms)
-
-            return where(user, k, history, exclude, keep, pool)
+            return _recommend_where(where, user, k, history, exclude, catalog, now_ms, categories)
+    keep = _category_filter(catalog, now_ms, categories) if categories else None
     ask = min(max(k + 1, math.ceil(k * MARGIN / expected)), k * over_fetch**6)
     while True:
         candidates = model.recommend(user, ask, history=history, exclude=exclude)
@@ -324,6 +327,30 @@ def recommend_eligible(
         if len(kept) >= k or len(candidates) < ask:  # enough, or the model is exhausted
             return kept[:k]
         ask *= over_fetch
+
+
+def _recommend_where(
+    where: Callable[..., list[tuple[Hashable, float]]],
+    user: Hashable,
+    k: int,
+    history: list[Hashable] | list[str],
+    exclude: set[Hashable] | set[str],
+    catalog: Catalog,
+    now_ms: int,
+    categories: frozenset[str],
+) -> list[tuple[Hashable, float]]:
+    """Hand the filter to a :class:`FiltersCandidates` model."""
+    among = catalog.category_members(categories) if categories else None
+    keep: Callable[[Hashable], bool] | None = None
+    if not catalog.filters_nothing:
+        eligible = catalog.eligible
+
+        def keep(page: Hashable) -> bool:
+            return eligible(page, now_ms)
+
+    if len(history) > MAX_HISTORY:
+        history = history[-MAX_HISTORY:]
+    return where(user, k, history, exclude, among, keep)
 
 
 def _category_filter(

@@ -8,7 +8,7 @@ import itertools
 import logging
 import math
 from collections import OrderedDict
-from collections.abc import Callable, Collection, Hashable, Iterable, Sequence
+from collections.abc import Callable, Collection, Hashable, Sequence
 from operator import itemgetter
 from typing import Any
 
@@ -755,20 +755,21 @@ class Covisitation(Recommender):
         k: int,
         history: Sequence[Hashable],
         exclude: Collection[Hashable],
-        keep: Callable[[Hashable], bool],
-        pool: Callable[[], Iterable[Hashable]] | None = None,
+        among: Collection[Hashable] | None,
+        keep: Callable[[Hashable], bool] | None,
     ) -> list[tuple[Hashable, float]]:
-        """The top ``k`` of :meth:`recommend` among the pages ``keep`` accepts
-        (:class:`online_model.catalog.FiltersCandidates`): the transition candidates and
-        the popular pages are filtered before ranking, so a rule that keeps a tenth of the
-        pages costs about what an unfiltered list does, not a ranking of every page.
+        """The top ``k`` of :meth:`recommend` among the pages in ``among`` that ``keep``
+        accepts (:class:`online_model.catalog.FiltersCandidates`): popular pages are
+        filtered before ranking and transition candidates once they beat the k-th fill,
+        so a rule that keeps a tenth of the pages costs about what an unfiltered list
+        does, not a ranking of every page.
 
         >>> model = Covisitation()
         >>> for user in ["u1", "u2"]:
         ...     for page in ["home", "sports", "football"]:
         ...         model.learn_one(user, page)
         >>> keep = lambda page: page != "sports"
-        >>> [page for page, _ in model.recommend_where("x", 2, ["home"], {"home"}, keep)]
+        >>> [page for page, _ in model.recommend_where("x", 2, ["home"], {"home"}, None, keep)]
         ['football']
         """
         if k <= 0:
@@ -776,33 +777,42 @@ class Covisitation(Recommender):
         scores, total_weight = self._transition_sums(history)
         pop = self._popularity
         b = self._mixture
-        kept = {i: s for i, s in scores.items() if i not in exclude and keep(i)}
-        # Popular pages that are not candidates, best first: the top list, then the pool.
-        fills = [
-            (item, b * p)
-            for item, p in pop.top()
-            if item not in scores and item not in exclude and keep(item)
-        ][:k]
-        if len(fills) < k and len(pop._top) < len(pop._counts):
-            taken = set(scores)
-            taken.update(item for item, _ in fills)
-            more = pop.recommend_where(
-                user, k, (), exclude, lambda i: i not in taken and keep(i), pool
-            )
-            fills += [(item, b * p) for item, p in more if item not in pop._top][: k - len(fills)]
-        ranked: list[tuple[Hashable, float]]
-        if kept:
+        # Popular pages that are not candidates, best first, from the top list.
+        fills: list[tuple[Hashable, float]] = []
+        top = pop.top()
+        for item, p in top if among is None else pop.top_among(among):
+            if item not in scores and item not in exclude and (keep is None or keep(item)):
+                fills.append((item, b * p))
+                if len(fills) >= k:
+                    break
+        # k fills score at least ``floor``: a candidate below it cannot make the top k.
+        floor = fills[-1][1] if len(fills) >= k else -math.inf
+        ranked: list[tuple[Hashable, float]] = []
+        if scores:
             if self.pop_exponent:
-                kept = self._pop_corrected(kept)
+                scores = self._pop_corrected(scores)
             norm = (1.0 - b) / total_weight
-            if b:
-                counts, scale = pop._counts, b / pop._total
-                ranked = [(i, s * norm + scale * counts[i]) for i, s in kept.items()]
-            else:
-                ranked = [(i, s * norm) for i, s in kept.items()]
-            ranked += fills
-        else:
-            ranked = fills
+            counts, scale = pop._counts, (b / pop._total if b else 0.0)
+            for i, s in scores.items():
+                v = s * norm + scale * counts[i] if b else s * norm
+                if (
+                    v >= floor
+                    and (among is None or i in among)
+                    and i not in exclude
+                    and (keep is None or keep(i))
+                ):
+                    ranked.append((i, v))
+        if len(fills) < k and top and len(pop._top) < len(pop._counts):
+            # A page past the top list scores at most b x the top list's last share: it
+            # can only enter when fewer than k accepted pages score that much (rare: ask
+            # ``among``, or every page, for the popular pages the top list lacks).
+            bound = b * top[-1][1]
+            if sum(1 for _, v in ranked if v >= bound) + len(fills) < k:
+                more = pop.recommend_where(user, k + len(scores), (), exclude, among, keep)
+                fills += [
+                    (item, b * p) for item, p in more if item not in scores and item not in pop._top
+                ][: k - len(fills)]
+        ranked += fills
         ranked.sort(key=itemgetter(1), reverse=True)  # stable: ties keep candidates first
         return ranked[:k]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import logging
-from collections.abc import Callable, Collection, Hashable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Hashable, Mapping, Sequence
 from operator import itemgetter
 from typing import Any
 
@@ -323,38 +323,41 @@ class DecayedPopularity(Recommender):
         k: int,
         history: Sequence[Hashable],
         exclude: Collection[Hashable],
-        keep: Callable[[Hashable], bool],
-        pool: Callable[[], Iterable[Hashable]] | None = None,
+        among: Collection[Hashable] | None,
+        keep: Callable[[Hashable], bool] | None,
     ) -> list[tuple[Hashable, float]]:
-        """The top ``k`` of :meth:`recommend` among the pages ``keep`` accepts, without
-        ranking the pages it refuses (see :class:`online_model.catalog.FiltersCandidates`).
+        """The top ``k`` of :meth:`recommend` among the pages in ``among`` that ``keep``
+        accepts, without ranking the others (:class:`online_model.catalog.FiltersCandidates`).
 
         >>> model = DecayedPopularity()
         >>> for page in ["a", "a", "b", "c"]:
         ...     model.learn_one("u", page)
-        >>> [p for p, _ in model.recommend_where("v", 2, [], set(), lambda p: p != "a")]
+        >>> [p for p, _ in model.recommend_where("v", 2, [], set(), None, lambda p: p != "a")]
         ['c', 'b']
+        >>> [p for p, _ in model.recommend_where("v", 2, [], set(), {"a", "b"}, None)]
+        ['a', 'b']
         """
         out: list[tuple[Hashable, float]] = []
-        for item, score in self.top():
-            if item not in exclude and keep(item):
+        if k <= 0:
+            return out
+        for item, score in self.top() if among is None else self.top_among(among):
+            if item not in exclude and (keep is None or keep(item)):
                 out.append((item, score))
                 if len(out) == k:
                     return out
         counts = self._counts
-        if len(self._top) == len(counts) or k <= 0:
+        if len(self._top) == len(counts):
             return out
-        # Past the top list: rank the pool (every known page without one), once each.
-        taken = {item for item, _ in out}
-        taken.update(self._top)
-        candidates = counts if pool is None else pool()
+        # Past the top list: rank ``among`` (every known page without it).
+        top = self._top
+        candidates = counts if among is None else list(among)
         norm = 1.0 / self._total if self._total else 0.0
         more = heapq.nlargest(
             k - len(out),
             (
                 (i, counts[i])
-                for i in dict.fromkeys(candidates)
-                if i in counts and i not in taken and i not in exclude and keep(i)
+                for i in candidates
+                if i in counts and i not in top and i not in exclude and (keep is None or keep(i))
             ),
             key=itemgetter(1),
         )
@@ -371,6 +374,22 @@ class DecayedPopularity(Recommender):
             ranked = sorted(self._top.items(), key=itemgetter(1), reverse=True)
             self._top_sorted = [(item, c * norm) for item, c in ranked]
         return self._top_sorted
+
+    _ranks: tuple[list[tuple[Hashable, float]], dict[Hashable, int]] | None = None
+
+    def top_among(self, among: Collection[Hashable]) -> list[tuple[Hashable, float]]:
+        """:meth:`top` restricted to the items in ``among``, in the same order; for a set
+        ``among`` the members are found in C, not by walking the whole top list."""
+        top = self.top()
+        cached = self._ranks
+        if cached is None or cached[0] is not top:
+            cached = self._ranks = (top, {item: r for r, (item, _) in enumerate(top)})
+        ranks = cached[1]
+        if isinstance(among, (set, frozenset)):
+            found = among.intersection(ranks)
+        else:
+            found = {item for item in ranks if item in among}
+        return [top[r] for r in sorted(map(ranks.__getitem__, found))]
 
     def score_items(
         self, user: Hashable, items: Sequence[Hashable], history: Sequence[Hashable] = ()

@@ -56,8 +56,9 @@ def test_recommend_where_is_recommend_filtered(build, share: float) -> None:
         allowed = {p for p in pages if rng.random() < share}
         history = rng.sample(pages, 5)
         exclude = set(history) | set(rng.sample(pages, 3))
-        pool = (lambda allowed=allowed: sorted(allowed)) if trial % 2 else None
-        got = model.recommend_where("x", 10, history, exclude, allowed.__contains__, pool)
+        # Half the lists through ``among`` (a category's pages), half through ``keep``.
+        among, keep = (allowed, None) if trial % 2 else (None, allowed.__contains__)
+        got = model.recommend_where("x", 10, history, exclude, among, keep)
         want = reference(model, 10, history, exclude, allowed.__contains__)
         assert [page for page, _ in got] == [page for page, _ in want]
         assert [score for _, score in got] == pytest.approx([score for _, score in want])
