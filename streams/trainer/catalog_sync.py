@@ -13,9 +13,13 @@ then live: :class:`~streams.catalog.follower.CatalogFollower`), for two things:
 
 The follower's thread only records what changed (:meth:`CatalogSync.observe`); the
 trainer's thread calls :meth:`CatalogSync.prune` once per poll, which returns at once
-unless something changed, a page expired, or a sweep is due. Views of a deleted page
-that still arrive are learned like any other; every ``sweep_s`` the model forgets every
-page the catalog holds as deleted or expired again, so they do not stay.
+unless something changed, a page expired, or a sweep is due. Forgetting costs one pass
+over the model's rows and user buffers whatever the number of pages (~0.1-0.2 s for
+30-45k pages on two loaded cores), so changes are gathered and forgotten at most once
+every ``batch_s``: a steady trickle of deletions costs under a tenth of its time. Views
+of a deleted page that still arrive are learned like any other; every ``sweep_s`` the
+model forgets every page the catalog holds as deleted or expired again, so they do not
+stay.
 """
 
 from __future__ import annotations
@@ -33,13 +37,17 @@ log = logging.getLogger(__name__)
 
 #: Seconds between two sweeps of every deleted or expired page (see the module docstring).
 SWEEP_S = 60.0
+#: Seconds at least between two forgets (changes in between are gathered).
+BATCH_S = 2.0
 
 
 class CatalogSync:
     """Deleted and expired pages, as the follower reports them; forgotten by the model."""
 
-    def __init__(self, sweep_s: float = SWEEP_S) -> None:
+    def __init__(self, sweep_s: float = SWEEP_S, batch_s: float = BATCH_S) -> None:
         self.sweep_s = sweep_s
+        self.batch_s = batch_s
+        self._next_prune = 0.0
         self._lock = threading.Lock()
         self._gone: set[str] = set()  # deleted or expired: what the model must not hold
         self._pending: set[str] = set()  # gone since the last prune
@@ -84,6 +92,8 @@ class CatalogSync:
         now = time.monotonic()
         expiry = self._expiry
         now_ms = int(time.time() * 1000)
+        if now < self._next_prune:
+            return False
         if not self.changed and now < self._next_sweep and not (expiry and expiry[0][0] <= now_ms):
             return False
         with self._lock:
@@ -102,6 +112,7 @@ class CatalogSync:
             self._pending = set()
         if not pages:
             return False
+        self._next_prune = now + self.batch_s
         if not can_forget(model):
             if not self.unsupported_logged:
                 log.warning(

@@ -101,7 +101,7 @@ def test_catalog_sync_forgets_deleted_and_expired_pages_not_hidden_ones(
     model = DecayedPopularity()
     for page in ("deleted", "hidden", "expiring", "moved", "back", "kept"):
         model.learn_one("u", page)
-    sync = CatalogSync(sweep_s=3600)
+    sync = CatalogSync(sweep_s=3600, batch_s=0)
     assert sync.prune(model) is False  # the first sweep: nothing is gone yet
     sync.observe("deleted", None)
     sync.observe("hidden", {"page_id": "hidden", "available": False})
@@ -121,7 +121,7 @@ def test_catalog_sync_forgets_deleted_and_expired_pages_not_hidden_ones(
 
 def test_a_deleted_page_viewed_again_is_forgotten_again_at_the_next_sweep() -> None:
     model = DecayedPopularity()
-    sync = CatalogSync(sweep_s=0.05)
+    sync = CatalogSync(sweep_s=0.05, batch_s=0)
     sync.observe("deleted", None)
     model.learn_one("u", "deleted")
     assert sync.prune(model) is True
@@ -134,7 +134,7 @@ def test_a_deleted_page_viewed_again_is_forgotten_again_at_the_next_sweep() -> N
 def test_a_model_that_cannot_forget_is_said_once(caplog: pytest.LogCaptureFixture) -> None:
     model = ImplicitMF()
     model.learn_one("u", "deleted")
-    sync = CatalogSync()
+    sync = CatalogSync(batch_s=0)
     with caplog.at_level(logging.WARNING):
         sync.observe("deleted", None)
         assert sync.prune(model) is False
@@ -165,3 +165,16 @@ def test_the_estimate_judges_lists_as_scorers_serve_them() -> None:
     hot_only.before_learn(model, "v", "first")
     hot_only.before_learn(model, "v", "hot")
     assert hot_only.hit == 0.0
+
+
+def test_changes_are_gathered_and_forgotten_at_most_once_per_batch() -> None:
+    model = DecayedPopularity()
+    for page in ("a", "b"):
+        model.learn_one("u", page)
+    sync = CatalogSync(batch_s=0.1)
+    sync.observe("a", None)
+    assert sync.prune(model) is True
+    sync.observe("b", None)
+    assert sync.prune(model) is False and model.n_items == 1  # within the batch: waits
+    time.sleep(0.11)
+    assert sync.prune(model) is True and model.n_items == 0
