@@ -167,14 +167,22 @@ class Blend(Recommender):
         self._popularity.learn_one(user, item, y, x)
         self.n_events_learned += 1
 
-    def forget(self, pages: Collection[Hashable]) -> int:
-        """Forget ``pages`` in the popularity backoff and in every member that can
-        (:mod:`online_model.forgetting`); a member that cannot keeps them, and scorers
-        filter them out. Returns how many the backoff knew."""
-        from online_model.forgetting import forget_pages
+    @property
+    def forgets_pages(self) -> bool:
+        """Whether every member can forget pages (:mod:`online_model.forgetting`): the
+        default blend's ``mf`` member cannot."""
+        from online_model.forgetting import can_forget
 
+        return all(can_forget(member) for member, _ in self._members)
+
+    def forget(self, pages: Collection[Hashable]) -> int:
+        """Forget ``pages`` in every member and in the popularity backoff; returns how
+        many the backoff knew. Only when :attr:`forgets_pages` (else ModelError: a member
+        would keep recommending them)."""
+        if not self.forgets_pages:
+            raise ModelError("a member of this blend cannot forget pages")
         for member, _ in self._members:
-            forget_pages(member, pages)
+            member.forget(pages)  # type: ignore[attr-defined]
         return self._popularity.forget(pages)
 
     def _recommend(

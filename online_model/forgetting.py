@@ -29,20 +29,22 @@ class Forgets(Protocol):
 
     ``forget`` must leave a model that keeps learning and serving as if the pages had
     never been viewed, apart from what their views taught about other pages (a link
-    between two kept pages that a forgotten page's session made stays)."""
+    between two kept pages that a forgotten page's session made stays): the pages are
+    neither recommended nor in its snapshots. A model whose ability depends on its parts
+    (a blend) says so with a ``forgets_pages`` attribute."""
 
     def forget(self, pages: Collection[Hashable]) -> int: ...
 
 
 def can_forget(model: object) -> bool:
-    """Whether ``model`` implements :class:`Forgets`."""
-    return isinstance(model, Forgets)
+    """Whether ``model`` implements :class:`Forgets` (and, where it says, can now)."""
+    return isinstance(model, Forgets) and bool(getattr(model, "forgets_pages", True))
 
 
 def forget_pages(model: object, pages: Collection[Hashable]) -> int | None:
     """Make ``model`` forget ``pages``: how many it knew, or None if it cannot forget."""
     if not pages:
         return 0
-    if not isinstance(model, Forgets):
+    if not can_forget(model):
         return None
-    return model.forget(pages)
+    return model.forget(pages)  # type: ignore[attr-defined]

@@ -86,6 +86,7 @@ def test_which_models_can_forget() -> None:
     assert can_forget(Covisitation()) and can_forget(DecayedPopularity())
     assert can_forget(Blend("covisit:1.0,popularity:0.1"))
     assert not can_forget(ImplicitMF())
+    assert not can_forget(Blend())  # its mf member would keep recommending them
 
 
 class Clock:
