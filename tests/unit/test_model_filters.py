@@ -107,3 +107,20 @@ def test_most_pages_hidden_is_filtered_in_the_model_too() -> None:
     want = recommend_eligible(Hidden(model), "x", 10, [], set(), catalog, 0)
     assert got == want and len(got) == 10
     assert all(int(page[1:]) % 10 == 0 for page, _ in got)
+
+
+def test_several_categories_follow_catalog_changes() -> None:
+    model = trained(DecayedPopularity)
+    catalog = Catalog()
+    for i in range(N_PAGES):
+        catalog.apply(f"p{i}", {"page_id": f"p{i}", "categories": [f"c{i % 20}"]})
+    rule = frozenset({"c1", "c2"})
+    first = recommend_eligible(model, "x", 10, [], set(), catalog, 0, categories=rule)
+    assert first == recommend_eligible(
+        Hidden(model), "x", 10, [], set(), catalog, 0, categories=rule
+    )
+    assert {int(page[1:]) % 20 for page, _ in first} <= {1, 2}
+    top = first[0][0]
+    catalog.apply(top, {"page_id": top, "categories": ["c3"]})  # moved out of the rule
+    second = recommend_eligible(model, "x", 10, [], set(), catalog, 0, categories=rule)
+    assert top not in {page for page, _ in second} and second[:9] == first[1:]
