@@ -167,6 +167,24 @@ class Blend(Recommender):
         self._popularity.learn_one(user, item, y, x)
         self.n_events_learned += 1
 
+    @property
+    def forgets_pages(self) -> bool:
+        """Whether every member can forget pages (:mod:`online_model.forgetting`): the
+        default blend's ``mf`` member cannot."""
+        from online_model.forgetting import can_forget
+
+        return all(can_forget(member) for member, _ in self._members)
+
+    def forget(self, pages: Collection[Hashable]) -> int:
+        """Forget ``pages`` in every member and in the popularity backoff; returns how
+        many the backoff knew. Only when :attr:`forgets_pages` (else ModelError: a member
+        would keep recommending them)."""
+        if not self.forgets_pages:
+            raise ModelError("a member of this blend cannot forget pages")
+        for member, _ in self._members:
+            member.forget(pages)  # type: ignore[attr-defined]
+        return self._popularity.forget(pages)
+
     def _recommend(
         self, user: Hashable, k: int, history: Sequence[Hashable], exclude: Collection[Hashable]
     ) -> list[tuple[Hashable, float]]:

@@ -16,17 +16,22 @@ whose record lists at least one of them (a page with no record has no category),
 
 :func:`recommend_eligible` filters after candidate generation and before the top k: it
 asks the model for more candidates than k and, when filtering still leaves fewer than k,
-asks again for more until k are eligible or the model has no more to give.
+asks again for more until k are eligible or the model has no more to give. When few pages
+pass (a category rule, most pages hidden: an expected share under
+:data:`MODEL_FILTER_SHARE`) and the model implements :class:`FiltersCandidates`, the
+model is instead handed the filter and ranks only the pages it accepts: asking for
+k / share candidates would make it rank far past its shortlists, often every page.
 """
 
 from __future__ import annotations
 
 import math
 import threading
-from collections.abc import Callable, Hashable, Mapping
+from collections.abc import Callable, Collection, Hashable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from online_model.base import MAX_HISTORY
 from online_model.errors import ConfigurationError, InputError
 from online_model.fresh import FreshPages
 
@@ -39,6 +44,11 @@ OVER_FETCH = 4
 #: cost grows with the ask, so asking 4k when a tenth of the pages is hidden (or 4k, then
 #: 16k, when a rule keeps a tenth) is what this avoids.
 MARGIN = 1.5
+#: Below this expected share of passing pages, a model that can filter its own
+#: candidates (:class:`FiltersCandidates`) is handed the filter instead of being asked
+#: for k / share candidates. Above it, over-fetching costs little more than k (and the
+#: model's fast path for plain lists serves it).
+MODEL_FILTER_SHARE = 0.25
 
 
 _NONE: frozenset[str] = frozenset()
@@ -106,8 +116,11 @@ class Catalog:
         self._deleted: set[str] = set()
         self._categories: dict[str, frozenset[str]] = {}
         # Pages per category: a rule naming only categories no page has is answered at
-        # once, instead of asking the model for every page it knows.
-        self._category_sizes: dict[str, int] = {}
+        # once, and a model can rank a category's pages instead of every page it knows.
+        self._category_pages: dict[str, set[str]] = {}
+        # Unions of several categories' pages, valid while ``_version`` is unchanged.
+        self._unions: dict[frozenset[str], tuple[int, frozenset[str]]] = {}
+        self._version = 0
         # Pages whose record can make them ineligible; none and unknown=allow means no
         # filtering is needed at all (the common case before any page is hidden).
         self._restricting: set[str] = set()
@@ -118,6 +131,7 @@ class Catalog:
     def apply(self, page_id: str, record: Mapping[str, Any] | None) -> None:
         """Apply one record of the ``pages`` topic: a Page, or ``None`` (a tombstone)."""
         with self._lock:
+            self._version += 1
             self._set_categories(page_id, frozenset())
             if self.fresh is not None:
                 self.fresh.remove(page_id)
@@ -146,15 +160,16 @@ class Catalog:
                 self._restricting.add(page_id)
 
     def _set_categories(self, page_id: str, categories: frozenset[str]) -> None:
-        sizes = self._category_sizes
+        index = self._category_pages
         for category in self._categories.pop(page_id, frozenset()):
-            sizes[category] -= 1
-            if not sizes[category]:
-                del sizes[category]
+            members = index[category]
+            members.discard(page_id)
+            if not members:
+                del index[category]
         if categories:
             self._categories[page_id] = categories
             for category in categories:
-                sizes[category] = sizes.get(category, 0) + 1
+                index.setdefault(category, set()).add(page_id)
 
     def categories(self, page_id: Hashable) -> frozenset[str]:
         """The categories the latest record of ``page_id`` lists (none without a record)."""
@@ -162,7 +177,26 @@ class Catalog:
 
     def has_category(self, category: str) -> bool:
         """Does any page's latest record list ``category``?"""
-        return category in self._category_sizes
+        return category in self._category_pages
+
+    def category_members(self, categories: frozenset[str]) -> Collection[str]:
+        """The pages whose latest record names one of ``categories``, as a set to test
+        membership in (the index's own set for one category: read it, never change it;
+        iterate over a copy, ``list(...)``, which a reader thread's apply cannot disturb).
+        Unions of several categories are kept until the catalog next changes."""
+        index = self._category_pages
+        if len(categories) == 1:
+            (category,) = categories
+            return index.get(category, _NONE)
+        version = self._version
+        cached = self._unions.get(categories)
+        if cached is not None and cached[0] == version:
+            return cached[1]
+        union = frozenset().union(*(index.get(c, _NONE) for c in categories))
+        if len(self._unions) >= 64:
+            self._unions.clear()
+        self._unions[categories] = (version, union)
+        return union
 
     def eligible_share(self, categories: frozenset[str] = _NONE) -> float:
         """Roughly what share of the catalog's pages passes (hidden, dated and deleted
@@ -173,8 +207,8 @@ class Catalog:
             return 1.0
         share = (listed - len(self._restricting)) / listed
         if categories:
-            sizes = self._category_sizes
-            share *= min(1.0, sum(sizes.get(c, 0) for c in categories) / listed)
+            index = self._category_pages
+            share *= min(1.0, sum(len(index.get(c, ())) for c in categories) / listed)
         return max(share, 1e-4)
 
     def eligible(self, page_id: Hashable, now_ms: int) -> bool:
@@ -209,6 +243,31 @@ class CandidateSource(Protocol):
 
     def recommend(
         self, user: Hashable, k: int, history: Any, exclude: Any
+    ) -> list[tuple[Hashable, float]]: ...
+
+
+class FiltersCandidates(Protocol):
+    """A model that ranks only the pages a filter accepts (covisit, popularity).
+
+    ``recommend_where(user, k, history, exclude, among, keep)`` returns what
+    ``recommend(user, big, history, exclude)`` would, keeping only pages that are in
+    ``among`` (when not None) and that ``keep`` accepts (when not None), cut to ``k``:
+    the same pages, scores and order, without ranking refused pages. ``among`` (a
+    category's pages) is tested with ``in``, which is cheap, before ``keep`` (the
+    catalog's eligibility) is called; when the model's own shortlists do not hold ``k``
+    accepted pages, it scans a copy of ``among`` (``list(among)``) instead of every page
+    it knows. ``history`` is at most :data:`~online_model.base.MAX_HISTORY` pages and
+    ``exclude`` a set: read, never modified.
+    """
+
+    def recommend_where(
+        self,
+        user: Hashable,
+        k: int,
+        history: list[Hashable],
+        exclude: set[Hashable],
+        among: Collection[Hashable] | None,
+        keep: Callable[[Hashable], bool] | None,
     ) -> list[tuple[Hashable, float]]: ...
 
 
@@ -252,8 +311,12 @@ def recommend_eligible(
     if over_fetch < 2:
         raise ConfigurationError(f"over_fetch must be at least 2, got {over_fetch}")
     assert catalog is not None  # both branches above returned without one
-    keep = _category_filter(catalog, now_ms, categories) if categories else None
     expected = catalog.eligible_share(categories)
+    if expected < MODEL_FILTER_SHARE:
+        where = getattr(model, "recommend_where", None)
+        if where is not None:
+            return _recommend_where(where, user, k, history, exclude, catalog, now_ms, categories)
+    keep = _category_filter(catalog, now_ms, categories) if categories else None
     ask = min(max(k + 1, math.ceil(k * MARGIN / expected)), k * over_fetch**6)
     while True:
         candidates = model.recommend(user, ask, history=history, exclude=exclude)
@@ -264,6 +327,30 @@ def recommend_eligible(
         if len(kept) >= k or len(candidates) < ask:  # enough, or the model is exhausted
             return kept[:k]
         ask *= over_fetch
+
+
+def _recommend_where(
+    where: Callable[..., list[tuple[Hashable, float]]],
+    user: Hashable,
+    k: int,
+    history: list[Hashable] | list[str],
+    exclude: set[Hashable] | set[str],
+    catalog: Catalog,
+    now_ms: int,
+    categories: frozenset[str],
+) -> list[tuple[Hashable, float]]:
+    """Hand the filter to a :class:`FiltersCandidates` model."""
+    among = catalog.category_members(categories) if categories else None
+    keep: Callable[[Hashable], bool] | None = None
+    if not catalog.filters_nothing:
+        eligible = catalog.eligible
+
+        def keep(page: Hashable) -> bool:
+            return eligible(page, now_ms)
+
+    if len(history) > MAX_HISTORY:
+        history = history[-MAX_HISTORY:]
+    return where(user, k, history, exclude, among, keep)
 
 
 def _category_filter(

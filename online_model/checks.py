@@ -22,6 +22,7 @@ from typing import Any
 
 from online_model.base import Recommender
 from online_model.data.generate import generate
+from online_model.forgetting import can_forget, forget_pages
 from online_model.model_state import exports_state
 from online_model.snapshot import Snapshot, SnapshotMeta, dump_snapshot, load_snapshot
 
@@ -127,6 +128,52 @@ def check_deterministic(model: Recommender) -> None:
     assert _probes(a) == _probes(b)
 
 
+def check_forgets_pages(model: Recommender) -> None:
+    """Forgotten pages are neither recommended nor in the snapshot; learning goes on.
+
+    Only for models that can forget (:mod:`online_model.forgetting`)."""
+    events = _events()
+    _fit(model, events[:-200])
+    gone = {item for item, _ in model.recommend("u0", k=3)}
+    n_items = model.n_items
+    assert forget_pages(model, gone) == len(gone), "forget must count the pages it knew"
+    assert model.n_items == n_items - len(gone)
+    assert not gone & {item for item, _ in model.recommend("u0", k=10_000)}
+    assert all(not gone & {item for item, _ in recs} for recs in _probes(model))
+    pickled = not exports_state(model)
+    data = dump_snapshot(Snapshot(SnapshotMeta("contract"), model), _KEY, allow_pickle=pickled)
+    restored = load_snapshot(data, _KEY, allow_pickle=pickled).model
+    assert _probes(restored) == _probes(model), "restored model serves other lists"
+    assert forget_pages(model, gone) == 0, "nothing left to forget"
+    _fit(model, events[-200:])
+    assert model.n_events_learned == len(events)
+
+
+def check_filters_its_own_candidates(model: Recommender) -> None:
+    """``recommend_where`` gives the lists of ``recommend`` filtered after ranking.
+
+    Only for models that have it (:class:`online_model.catalog.FiltersCandidates`)."""
+    events = _events()
+    _fit(model, events)
+    pages = sorted({page for _, page, _ in events})
+    for n, (user, page, _) in enumerate(events[-20:]):
+        allowed = set(pages[n % 7 :: 7])  # a seventh of the pages
+        history = [p for u, p, _ in events[-200:] if u == user][-5:]
+        exclude = {page, *history}
+        among, keep = (allowed, None) if n % 2 else (None, allowed.__contains__)
+        got = model.recommend_where(user, 10, history, exclude, among, keep)  # type: ignore[attr-defined]
+        ranked = model.recommend(user, k=10_000, history=history, exclude=exclude)
+        want = [(item, score) for item, score in ranked if item in allowed][:10]
+        assert [item for item, _ in got] == [item for item, _ in want], "other pages"
+        assert all(abs(a[1] - b[1]) <= 1e-12 for a, b in zip(got, want, strict=True))
+
+
+#: Checks of what only some models can do: (check, does the model do it?).
+_OPTIONAL: tuple[tuple[Check, Callable[[Recommender], bool]], ...] = (
+    (check_forgets_pages, can_forget),
+    (check_filters_its_own_candidates, lambda model: hasattr(model, "recommend_where")),
+)
+
 _CHECKS: tuple[Check, ...] = (
     check_counts_what_it_learns,
     check_recommend_contract,
@@ -144,6 +191,9 @@ def yield_checks(model: Recommender) -> Iterator[Check]:
     skips = set(skips_of()) if callable(skips_of) else set()
     for check in _CHECKS:
         if check.__name__ not in skips:
+            yield check
+    for check, applies in _OPTIONAL:
+        if check.__name__ not in skips and applies(model):
             yield check
 
 

@@ -8,7 +8,7 @@ import itertools
 import logging
 import math
 from collections import OrderedDict
-from collections.abc import Collection, Hashable, Sequence
+from collections.abc import Callable, Collection, Hashable, Sequence
 from operator import itemgetter
 from typing import Any
 
@@ -699,6 +699,120 @@ class Covisitation(Recommender):
             ranked += fills
         else:
             ranked = fills
+        ranked.sort(key=itemgetter(1), reverse=True)  # stable: ties keep candidates first
+        return ranked[:k]
+
+    # -- the catalog (online_model.forgetting, online_model.catalog) -----------------------
+    def forget(self, pages: Collection[Hashable]) -> int:
+        """Drop everything learned about ``pages`` (deleted from the catalog): their rows,
+        the links into them from other pages' rows (whose outgoing weight shrinks by as
+        much, so the remaining transitions share what the page had), their places in the
+        users' recent pages and their popularity. Returns how many pages were known.
+
+        O(rows + users) per call, whatever the number of pages: the trainer calls it per
+        batch of catalog changes. The next snapshot is a full one (pages left the table).
+
+        >>> model = Covisitation()
+        >>> for user in ["u1", "u2"]:
+        ...     for page in ["home", "sports", "football"]:
+        ...         model.learn_one(user, page)
+        >>> model.forget(["sports", "unknown"])
+        1
+        >>> [page for page, _ in model.recommend("new-user", k=3, history=["home"])]
+        ['football', 'home']
+        >>> "sports" in model.state_arrays().strings["pages"]
+        False
+        """
+        gone = {page for page in pages if page in self._popularity._counts}
+        if not gone:
+            return 0
+        neighbours, out = self._neighbours, self._out
+        for page in gone:
+            neighbours.pop(page, None)
+            out.pop(page, None)
+        for src, row in list(neighbours.items()):
+            if row.keys().isdisjoint(gone):
+                continue
+            for page in gone.intersection(row):
+                out[src] -= row.pop(page)
+            if not row:
+                del neighbours[src]
+                del out[src]
+            elif out[src] <= 0.0:  # float residue: keep P(next | src) a probability
+                out[src] = sum(row.values())
+        for user, hist in self._histories.items():
+            if not gone.isdisjoint(hist):
+                self._histories[user] = [page for page in hist if page not in gone]
+        self._popularity.forget(gone)
+        self._candidates.clear()
+        self._frozen, self._serve_version, self._serve_calls = None, -1, 0
+        self._delta_broken = True
+        return len(gone)
+
+    def recommend_where(
+        self,
+        user: Hashable,
+        k: int,
+        history: Sequence[Hashable],
+        exclude: Collection[Hashable],
+        among: Collection[Hashable] | None,
+        keep: Callable[[Hashable], bool] | None,
+    ) -> list[tuple[Hashable, float]]:
+        """The top ``k`` of :meth:`recommend` among the pages in ``among`` that ``keep``
+        accepts (:class:`online_model.catalog.FiltersCandidates`): popular pages are
+        filtered before ranking and transition candidates once they beat the k-th fill,
+        so a rule that keeps a tenth of the pages costs about what an unfiltered list
+        does, not a ranking of every page.
+
+        >>> model = Covisitation()
+        >>> for user in ["u1", "u2"]:
+        ...     for page in ["home", "sports", "football"]:
+        ...         model.learn_one(user, page)
+        >>> keep = lambda page: page != "sports"
+        >>> [page for page, _ in model.recommend_where("x", 2, ["home"], {"home"}, None, keep)]
+        ['football']
+        """
+        if k <= 0:
+            return []
+        scores, total_weight = self._transition_sums(history)
+        pop = self._popularity
+        b = self._mixture
+        # Popular pages that are not candidates, best first, from the top list.
+        fills: list[tuple[Hashable, float]] = []
+        top = pop.top()
+        for item, p in top if among is None else pop.top_among(among):
+            if item not in scores and item not in exclude and (keep is None or keep(item)):
+                fills.append((item, b * p))
+                if len(fills) >= k:
+                    break
+        # k fills score at least ``floor``: a candidate below it cannot make the top k.
+        floor = fills[-1][1] if len(fills) >= k else -math.inf
+        ranked: list[tuple[Hashable, float]] = []
+        if scores:
+            if self.pop_exponent:
+                scores = self._pop_corrected(scores)
+            norm = (1.0 - b) / total_weight
+            counts, scale = pop._counts, (b / pop._total if b else 0.0)
+            for i, s in scores.items():
+                v = s * norm + scale * counts[i] if b else s * norm
+                if (
+                    v >= floor
+                    and (among is None or i in among)
+                    and i not in exclude
+                    and (keep is None or keep(i))
+                ):
+                    ranked.append((i, v))
+        if len(fills) < k and top and len(pop._top) < len(pop._counts):
+            # A page past the top list scores at most b x the top list's last share: it
+            # can only enter when fewer than k accepted pages score that much (rare: ask
+            # ``among``, or every page, for the popular pages the top list lacks).
+            bound = b * top[-1][1]
+            if sum(1 for _, v in ranked if v >= bound) + len(fills) < k:
+                more = pop.recommend_where(user, k + len(scores), (), exclude, among, keep)
+                fills += [
+                    (item, b * p) for item, p in more if item not in scores and item not in pop._top
+                ][: k - len(fills)]
+        ranked += fills
         ranked.sort(key=itemgetter(1), reverse=True)  # stable: ties keep candidates first
         return ranked[:k]
 

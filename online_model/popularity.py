@@ -5,7 +5,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import logging
-from collections.abc import Collection, Hashable, Mapping, Sequence
+from collections.abc import Callable, Collection, Hashable, Mapping, Sequence
 from operator import itemgetter
 from typing import Any
 
@@ -285,6 +285,84 @@ class DecayedPopularity(Recommender):
             state.strings["pages"] = base.table("pages") + new_pages
         return state
 
+    # -- the catalog (online_model.forgetting, online_model.catalog) -----------------------
+    def forget(self, items: Collection[Hashable]) -> int:
+        """Drop every count of ``items`` (pages deleted from the catalog); returns how many
+        were known. The top list is refilled from the remaining counts, and the next
+        snapshot must be a full one (rows were removed, which a delta cannot say).
+
+        >>> model = DecayedPopularity()
+        >>> for page in ["a", "a", "b", "c"]:
+        ...     model.learn_one("u", page)
+        >>> model.forget({"a", "zzz"}), [page for page, _ in model.recommend("v", k=3)]
+        (1, ['c', 'b'])
+        """
+        counts = self._counts
+        gone = [item for item in items if item in counts]
+        if not gone:
+            return 0
+        for item in gone:
+            self._total -= counts.pop(item)
+        self._total = max(self._total, 0.0)
+        if any(item in self._top for item in gone):
+            top = heapq.nlargest(self.top_m, counts.items(), key=itemgetter(1))
+            ranked = dict(top)
+            # Keep the old list's order for survivors (ties depend on it), newcomers after.
+            self._top = {i: c for i, c in self._top.items() if i in ranked}
+            self._top.update((i, c) for i, c in top if i not in self._top)
+            self._top_min = min(self._top.values()) if self._top else 0.0
+            self._top_sorted = None
+        # Published rows moved: index them again after the next full snapshot.
+        self._position = None
+        self._delta_broken = True
+        return len(gone)
+
+    def recommend_where(
+        self,
+        user: Hashable,
+        k: int,
+        history: Sequence[Hashable],
+        exclude: Collection[Hashable],
+        among: Collection[Hashable] | None,
+        keep: Callable[[Hashable], bool] | None,
+    ) -> list[tuple[Hashable, float]]:
+        """The top ``k`` of :meth:`recommend` among the pages in ``among`` that ``keep``
+        accepts, without ranking the others (:class:`online_model.catalog.FiltersCandidates`).
+
+        >>> model = DecayedPopularity()
+        >>> for page in ["a", "a", "b", "c"]:
+        ...     model.learn_one("u", page)
+        >>> [p for p, _ in model.recommend_where("v", 2, [], set(), None, lambda p: p != "a")]
+        ['c', 'b']
+        >>> [p for p, _ in model.recommend_where("v", 2, [], set(), {"a", "b"}, None)]
+        ['a', 'b']
+        """
+        out: list[tuple[Hashable, float]] = []
+        if k <= 0:
+            return out
+        for item, score in self.top() if among is None else self.top_among(among):
+            if item not in exclude and (keep is None or keep(item)):
+                out.append((item, score))
+                if len(out) == k:
+                    return out
+        counts = self._counts
+        if len(self._top) == len(counts):
+            return out
+        # Past the top list: rank ``among`` (every known page without it).
+        top = self._top
+        candidates = counts if among is None else list(among)
+        norm = 1.0 / self._total if self._total else 0.0
+        more = heapq.nlargest(
+            k - len(out),
+            (
+                (i, counts[i])
+                for i in candidates
+                if i in counts and i not in top and i not in exclude and (keep is None or keep(i))
+            ),
+            key=itemgetter(1),
+        )
+        return out + [(item, c * norm) for item, c in more]
+
     def probability(self, item: Hashable) -> float:
         """Share of the decayed views that went to ``item``."""
         return self._counts.get(item, 0.0) / self._total if self._total else 0.0
@@ -296,6 +374,22 @@ class DecayedPopularity(Recommender):
             ranked = sorted(self._top.items(), key=itemgetter(1), reverse=True)
             self._top_sorted = [(item, c * norm) for item, c in ranked]
         return self._top_sorted
+
+    _ranks: tuple[list[tuple[Hashable, float]], dict[Hashable, int]] | None = None
+
+    def top_among(self, among: Collection[Hashable]) -> list[tuple[Hashable, float]]:
+        """:meth:`top` restricted to the items in ``among``, in the same order; for a set
+        ``among`` the members are found in C, not by walking the whole top list."""
+        top = self.top()
+        cached = self._ranks
+        if cached is None or cached[0] is not top:
+            cached = self._ranks = (top, {item: r for r, (item, _) in enumerate(top)})
+        ranks = cached[1]
+        if isinstance(among, (set, frozenset)):
+            found = among.intersection(ranks)
+        else:
+            found = {item for item in ranks if item in among}
+        return [top[r] for r in sorted(map(ranks.__getitem__, found))]
 
     def score_items(
         self, user: Hashable, items: Sequence[Hashable], history: Sequence[Hashable] = ()

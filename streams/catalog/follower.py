@@ -6,6 +6,10 @@ each record to a :class:`~online_model.catalog.Catalog`, and then keeps reading,
 page hidden on the topic stops being served as soon as the record arrives. It runs in a
 thread of its own, so the scorer's event loop never waits on it.
 
+``on_change(page_id, record)`` (record None for a tombstone), when given, is called in
+the follower's thread after each record is applied: the trainer learns of deleted and
+expiring pages that way (:mod:`streams.trainer.catalog_sync`).
+
 "Loaded" means every partition was read up to the high watermark seen when reading
 started, or nothing arrived for ``idle_s`` (a broker whose watermarks are approximate
 cannot hold a scorer back for ever).
@@ -17,6 +21,8 @@ import logging
 import threading
 import time
 import uuid
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from online_model.catalog import Catalog
 from online_model.errors import InputError
@@ -39,9 +45,14 @@ class CatalogFollower:
         catalog: Catalog,
         idle_s: float = 3.0,
         retry_s: float = 1.0,
+        on_change: Callable[[str, Mapping[str, Any] | None], None] | None = None,
+        group: str | None = None,
     ) -> None:
         self.settings = settings
         self.catalog = catalog
+        self.on_change = on_change
+        #: Prefix of the (never committed) consumer group id; the scorer's by default.
+        self.group = group or settings.scorer_group
         self.idle_s = idle_s
         self.retry_s = retry_s
         self.codec = AvroCodec.bundled(PAGE, settings.schema_registry_url)
@@ -70,6 +81,7 @@ class CatalogFollower:
     def apply(self, record: LogRecord) -> None:
         """Apply one record; a record that does not decode is logged and skipped."""
         key = (record.key or b"").decode("utf-8", "replace")
+        page: dict[str, Any] | None = None
         try:
             if record.value is None:
                 if not key:
@@ -92,6 +104,8 @@ class CatalogFollower:
             )
             return
         self.applied += 1
+        if self.on_change is not None:
+            self.on_change(key, page)
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -107,7 +121,7 @@ class CatalogFollower:
     def _follow(self) -> None:
         topic = self.settings.topic_pages
         # A group id of its own that nothing ever commits under: assignment is by hand.
-        group = f"{self.settings.scorer_group}-catalog-{uuid.uuid4().hex[:8]}"
+        group = f"{self.group}-catalog-{uuid.uuid4().hex[:8]}"
         source = KafkaEventSource(self.settings, [topic], group_id=group)
         try:
             source.assign({})

@@ -41,6 +41,7 @@ from streams.errors import LeaseLost, StoreUnavailable
 from streams.records import LogRecord
 from streams.state.lease import TrainerLease
 from streams.state.snapshot_store import SnapshotStore
+from streams.trainer.catalog_sync import CatalogSync
 from streams.trainer.quality_estimate import RollingHitRate
 
 logger = logging.getLogger(__name__)
@@ -88,6 +89,9 @@ class Trainer:
         Exclusive right to learn this model; None for tests and single-process tools.
     full_every
         Deltas published between two full snapshots; 0 publishes only full ones.
+    catalog_sync
+        Pages the catalog deleted or expired, for the model to forget (once per poll,
+        free unless the catalog changed); None: the model keeps every page.
 
     Attributes
     ----------
@@ -113,6 +117,7 @@ class Trainer:
         poll_timeout: float = 0.2,
         evaluator: RollingHitRate | None = None,
         full_every: int = 20,
+        catalog_sync: CatalogSync | None = None,
     ) -> None:
         self.model = model
         self.store = store
@@ -125,6 +130,7 @@ class Trainer:
         self.poll_timeout = poll_timeout
         self.evaluator = evaluator if evaluator is not None else RollingHitRate()
         self.full_every = full_every
+        self.catalog_sync = catalog_sync
         self.offsets: Offsets = {}
         self.events_learned = 0
         self.bad_events = 0
@@ -249,6 +255,8 @@ class Trainer:
         events = self.source.poll(self.max_records, self.poll_timeout)
         if events:
             self._learn(events)
+        if self.catalog_sync is not None and self.catalog_sync.prune(self.model):
+            self._dirty = True  # forgotten pages leave the next snapshot
         # A short poll waited for the log: the trainer has caught up, and publishing
         # costs it no learning, so it publishes every snapshot_interval (freshness).
         behind = len(events) >= self.max_records

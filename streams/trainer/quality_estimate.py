@@ -6,6 +6,11 @@ the events of one user in ``every`` (by hash): before each of their events is le
 the model is asked for ``k`` pages given their previous ``window`` pages, excluding those,
 and the page they viewed is looked up in that list (:func:`online_model.quality.rank_of`).
 
+With a ``catalog`` (the trainer follows the ``pages`` topic), the list judged is the one
+a scorer would serve: hidden, expired, unpublished and deleted pages filtered out
+(:func:`online_model.catalog.recommend_eligible`, by the wall clock, as scorers do), so a
+view of a page that scorers may not serve counts as a miss.
+
 Sampling users, not events, keeps the estimate unbiased (which users are followed does
 not depend on what they view) and keeps their histories whole; the hash is CRC-32 of the
 user id, so the same users are followed after a restart and in every process.
@@ -21,11 +26,13 @@ settles (as precise as ~2,000 judgements) within about +-0.02.
 from __future__ import annotations
 
 import math
+import time
 import zlib
 from collections import OrderedDict, deque
 from collections.abc import Hashable
 
 from online_model.base import Recommender
+from online_model.catalog import Catalog, recommend_eligible
 from online_model.quality import rank_of
 
 #: z of a two-sided 95 % interval.
@@ -56,6 +63,7 @@ class RollingHitRate:
         window: int = 10,
         max_users: int = 10_000,
         horizon: int = 1000,
+        catalog: Catalog | None = None,
     ) -> None:
         if every < 1 or horizon < 1:
             raise ValueError("every and horizon must be at least 1")
@@ -64,6 +72,7 @@ class RollingHitRate:
         self.window = window
         self.max_users = max_users
         self.horizon = horizon
+        self.catalog = catalog
         self.alpha = 1.0 / horizon
         self.hit = 0.0
         self.mrr = 0.0
@@ -83,7 +92,13 @@ class RollingHitRate:
                 self._histories.popitem(last=False)
         else:
             self._histories.move_to_end(user)
-            recs = model.recommend(user, self.k, history=hist, exclude=set(hist))
+            if self.catalog is None:
+                recs = model.recommend(user, self.k, history=hist, exclude=set(hist))
+            else:
+                now_ms = int(time.time() * 1000)
+                recs = recommend_eligible(
+                    model, user, self.k, list(hist), set(hist), self.catalog, now_ms
+                )
             self._add(rank_of(page, [item for item, _ in recs]))
         hist.append(page)
 

@@ -12,20 +12,27 @@ import threading
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from online_model.catalog import Catalog
 from online_model.errors import ConfigurationError
 from online_model.snapshot import check_storable
+from streams.catalog.follower import CatalogFollower
 from streams.io.event_source import KafkaEventSource
 from streams.io.topics import ensure_topics
 from streams.ops.probes import require
 from streams.settings import Settings
 from streams.state.lease import TrainerLease
+from streams.trainer.catalog_sync import CatalogSync
 from streams.trainer.loop import Trainer
+from streams.trainer.quality_estimate import RollingHitRate
 from streams.wiring import page_view_codec, snapshot_store
 
 log = logging.getLogger(__name__)
 
 #: Seconds a killed trainer blocks its successor; refreshed every third of it.
 DEFAULT_LEASE_TTL = 10.0
+#: Seconds the trainer waits for the catalog to be read to its end before learning (as a
+#: scorer does before serving); past it, learning starts and the catalog catches up.
+CATALOG_LOAD_TIMEOUT = 30.0
 
 
 def run_trainer(
@@ -62,10 +69,22 @@ def run_trainer(
     model = make_model(model_spec or settings.model_spec, dict(params or {}))
     check_storable(model, settings.allow_pickle)  # fail now, not at the first publish
     require(settings, kafka=True, redis=True)
-    ensure_topics(settings, [settings.topic_page_views])
+    ensure_topics(settings, [settings.topic_page_views, settings.topic_pages])
     client = settings.redis_client()
     store = snapshot_store(settings, client)
     codec = page_view_codec(settings)
+    # The catalog: read from the start, then live (see streams.trainer.catalog_sync).
+    catalog = Catalog(settings.catalog_unknown)
+    sync = CatalogSync()
+    follower = CatalogFollower(
+        settings, catalog, on_change=sync.observe, group=settings.trainer_group
+    ).start()
+    if not follower.wait_loaded(CATALOG_LOAD_TIMEOUT):
+        log.warning(
+            "catalog_not_loaded topic=%s waited_s=%.0f: learning while it catches up",
+            settings.topic_pages,
+            CATALOG_LOAD_TIMEOUT,
+        )
     trainer = Trainer(
         model,
         store,
@@ -74,6 +93,8 @@ def run_trainer(
         snapshot_interval=settings.snapshot_interval,
         full_every=settings.snapshot_full_every,
         lease=TrainerLease(client, settings.model_name, ttl_s=lease_ttl),
+        evaluator=RollingHitRate(catalog=catalog),
+        catalog_sync=sync,
     )
     log.info(
         "trainer starting model_name=%s model=%s params=%s topic=%s redis=%s interval=%s",
@@ -84,7 +105,10 @@ def run_trainer(
         settings.redacted_redis_url,
         settings.snapshot_interval,
     )
-    trainer.run(stop, on_ready)
+    try:
+        trainer.run(stop, on_ready)
+    finally:
+        follower.stop()
     return trainer
 
 
