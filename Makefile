@@ -29,8 +29,11 @@ install: $(STAMP) ## Create .venv and install streamrec with its dev extras
 demo: $(STAMP) ## Run the whole pipeline on embedded services and print a summary
 	$(VENV)/bin/streamrec demo
 
+# Test processes (pytest-xdist); each starts its own embedded broker and Redis.
+TEST_WORKERS ?= 2
+
 test: $(STAMP) ## Run unit, integration and reliability tests (starts embedded services)
-	$(PY) -m pytest
+	$(PY) -m pytest -n $(TEST_WORKERS)
 
 test-unit: $(STAMP) ## Unit tests and doctests only (no services)
 	$(PY) -m pytest -m "not integration and not reliability"

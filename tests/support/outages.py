@@ -29,14 +29,23 @@ from streams.settings import Settings
 from tests.support.topics import PV
 
 SUMMARIES: list[str] = []
+PREFIX = "RELIABILITY "
 
 
 def summary(test: str, **counts: Any) -> str:
-    """Print (and keep for the end of the run) one line of counts for ``test``."""
-    line = f"RELIABILITY {test}: " + " ".join(f"{k}={v}" for k, v in counts.items())
+    """Print one line of counts for ``test``; it is repeated at the end of the run."""
+    line = PREFIX + f"{test}: " + " ".join(f"{k}={v}" for k, v in counts.items())
     print(line)
-    SUMMARIES.append(line)
     return line
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    # Read from each test's captured output, so the lines also reach the end of the run
+    # when the tests ran in pytest-xdist workers (the report travels, a global would not).
+    if report.when == "call":
+        SUMMARIES.extend(
+            line for line in report.capstdout.splitlines() if line.startswith(PREFIX)
+        )
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
