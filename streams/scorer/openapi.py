@@ -46,7 +46,11 @@ _REFUSED = {
 }
 _ADMIN_REFUSED = {
     **_REFUSED,
-    "403": _json("The token's role is read; this needs admin.", _ref("Error")),
+    "403": _json(
+        "The token's role is read; this needs admin. Or this scorer's Redis user may not"
+        " move models (a scorer under the Redis ACL of docs/redis-acl.md).",
+        _ref("Error"),
+    ),
 }
 _PROBE = {
     "200": _json("Ready (`ok`, or `degraded` while Redis is away).", _ref("Readiness")),

@@ -133,6 +133,10 @@ def add_views(app: faust.App, settings: Settings, rt: ScorerRuntime) -> None:
         an action (``swap``) this scorer swaps at once, the others on the pub/sub hint."""
         try:
             result = await asyncio.get_running_loop().run_in_executor(None, work)
+        except redis.exceptions.NoPermissionError as exc:
+            # Redis is there; this scorer's Redis user may not do this (docs/redis-acl.md).
+            error = f"this scorer's Redis user may not do this (Redis ACL): {exc}"
+            return view.json({"error": error}, status=403)
         except (StoreUnavailable, redis.RedisError) as exc:
             return view.json({"error": f"Redis is not reachable: {exc}"}, status=503)
         except model_actions.VersionNotKept as exc:

@@ -141,6 +141,9 @@ def test_restricted_scorer_user_serves_and_hot_swaps_but_cannot_publish(
         answers = read_answers(settings, set(traffic.event_ids), timeout=30)
         status, body = http_json(f"{base}/recommendations/u1?k=3")
         metrics = http_text(f"{base}/metrics")
+        # An operator action through this scorer is refused as such, not as an outage.
+        promote = http_json(f"{base}/models/promote", post={"version": first})
+        assert promote[0] == 403 and "Redis ACL" in promote[1]["error"], promote
         # What the scorer's credentials can and cannot do.
         scorer_client = s_scorer.redis_client()
         current = int(scorer_client.get(f"streamrec:{model}:current"))
