@@ -17,12 +17,12 @@ signed: it is a report, nothing is loaded from it.
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Mapping
 from typing import Any
 
 from streams.experiment.assignment import CHALLENGER, CHAMPION
 from streams.experiment.record import Experiment
+from streams.io.json_values import finite
 from streams.state.keys import ModelKeys
 
 
@@ -33,22 +33,6 @@ def field_name(version: int, experiment_id: str) -> str:
     '7:a1b2c3d4'
     """
     return f"{version}:{experiment_id}"
-
-
-def finite(value: Any) -> Any:
-    """``value`` with NaN and infinities as None (an arm nobody was judged in has no
-    rate, and JSON readers refuse NaN).
-
-    >>> finite({"a": [0.5, float("nan")]})
-    {'a': [0.5, None]}
-    """
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {key: finite(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [finite(item) for item in value]
-    return value
 
 
 def outcome(finished: Experiment, arm: str, versions: Mapping[str, int | None]) -> dict[str, Any]:

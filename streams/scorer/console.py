@@ -16,7 +16,6 @@ most every two seconds, on a thread of their own).
 from __future__ import annotations
 
 import asyncio
-import math
 import time
 from collections.abc import Awaitable, Callable
 from importlib import resources
@@ -28,6 +27,7 @@ from faust.web import Request, Response, View
 
 from online_model.errors import SnapshotError
 from streams.errors import StoreUnavailable
+from streams.io.json_values import finite
 from streams.ops import model_actions
 from streams.ops.consumer_lag import LagMonitor
 from streams.scorer.runtime import ScorerRuntime
@@ -53,21 +53,6 @@ Readiness = Callable[[], Awaitable[tuple[dict[str, Any], int]]]
 def asset(name: str) -> str:
     """The text of one file of the page (``index.html`` or one of :data:`ASSETS`)."""
     return resources.files("streams.scorer").joinpath("console", name).read_text("utf-8")
-
-
-def finite(value: Any) -> Any:
-    """``value`` with NaN and infinities as None: browsers refuse them in JSON.
-
-    >>> finite({"a": [1.0, float("nan")], "b": float("inf")})
-    {'a': [1.0, None], 'b': None}
-    """
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {key: finite(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [finite(item) for item in value]
-    return value
 
 
 def counters(rt: ScorerRuntime) -> dict[str, Any]:
