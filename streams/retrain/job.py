@@ -16,6 +16,10 @@ What is computed per user, pair or page comes from :mod:`online_model.covisit_ba
 (shipped to the executors), so the distributed job and the online model share one
 definition.
 
+``--model hybrid`` replaces stage 2: one task per slice of users computes the users' page
+sets and its part of the Gram matrix of the hybrid's batch layer
+(:func:`item_item_layer`); EASE is solved on the driver.
+
 Learning order is the replay's: page-view time, then partition, then offset (a file keeps
 its order among equal times). Events are numbered 0.. in that order; the *prefix* (indexes
 below ``n_prefix``) is aggregated in bulk, the *tail* is learned online on the driver (it
@@ -41,6 +45,8 @@ from online_model.covisit_batch import (
     sorted_table,
 )
 from online_model.data.events_file import read_events
+from online_model.itemitem import ItemItem
+from online_model.itemitem_batch import fit_in_bulk
 from streams.replay.rebuild import TimeRange
 from streams.retrain.kafka_ranges import RangeRead, ReadSpec, plan_ranges, read_ranges
 from streams.settings import Settings
@@ -234,3 +240,18 @@ def covisit_statistics(
         )
 
     return bulk_statistics(events, n_prefix, params, on_executors, sc.defaultParallelism)
+
+
+def item_item_layer(
+    sc: Any, events: OrderedEvents, params: dict[str, Any], position: Any
+) -> ItemItem:
+    """A hybrid's item-item batch layer over all ``events``: the users' page sets and the
+    Gram matrix parts computed by one task per slice of users, summed and solved (EASE)
+    on the driver (:func:`online_model.itemitem_batch.fit_in_bulk`)."""
+
+    def on_executors(function: Callable[[Any], Any], slices: list[Any]) -> list[Any]:
+        return sc.parallelize(slices, len(slices)).map(function).collect()
+
+    return fit_in_bulk(
+        events, params, run=on_executors, n_slices=sc.defaultParallelism, position=position
+    )

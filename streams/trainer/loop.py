@@ -88,6 +88,9 @@ class Trainer:
         Exclusive right to learn this model; None for tests and single-process tools.
     full_every
         Deltas published between two full snapshots; 0 publishes only full ones.
+    batch_layers
+        For a hybrid model: swaps in new batch layers
+        (:class:`~streams.trainer.batch_layer_watch.BatchLayerWatcher`); None otherwise.
 
     Attributes
     ----------
@@ -113,6 +116,7 @@ class Trainer:
         poll_timeout: float = 0.2,
         evaluator: RollingHitRate | None = None,
         full_every: int = 20,
+        batch_layers: Any = None,
     ) -> None:
         self.model = model
         self.store = store
@@ -125,6 +129,7 @@ class Trainer:
         self.poll_timeout = poll_timeout
         self.evaluator = evaluator if evaluator is not None else RollingHitRate()
         self.full_every = full_every
+        self.batch_layers = batch_layers
         self.offsets: Offsets = {}
         self.events_learned = 0
         self.bad_events = 0
@@ -249,6 +254,8 @@ class Trainer:
         events = self.source.poll(self.max_records, self.poll_timeout)
         if events:
             self._learn(events)
+        if self.batch_layers is not None and self.batch_layers.check(self.model, self.offsets):
+            self._dirty = True  # the next snapshot carries the new batch layer
         # A short poll waited for the log: the trainer has caught up, and publishing
         # costs it no learning, so it publishes every snapshot_interval (freshness).
         behind = len(events) >= self.max_records

@@ -13,19 +13,24 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from online_model.errors import ConfigurationError
+from online_model.hybrid import Hybrid
 from online_model.snapshot import check_storable
 from streams.io.event_source import KafkaEventSource
 from streams.io.topics import ensure_topics
 from streams.ops.probes import require
 from streams.settings import Settings
 from streams.state.lease import TrainerLease
+from streams.trainer.batch_layer_watch import BatchLayerWatcher
 from streams.trainer.loop import Trainer
-from streams.wiring import page_view_codec, snapshot_store
+from streams.wiring import batch_layer_store, page_view_codec, snapshot_store
 
 log = logging.getLogger(__name__)
 
 #: Seconds a killed trainer blocks its successor; refreshed every third of it.
 DEFAULT_LEASE_TTL = 10.0
+
+#: Least seconds between two looks for a new batch layer (one Redis GET each).
+BATCH_LAYER_CHECK_S = 1.0
 
 
 def run_trainer(
@@ -66,6 +71,15 @@ def run_trainer(
     client = settings.redis_client()
     store = snapshot_store(settings, client)
     codec = page_view_codec(settings)
+    # A hybrid swaps in the batch layers `streamrec retrain --model hybrid` publishes.
+    batch_layers = (
+        BatchLayerWatcher(
+            batch_layer_store(settings, client),
+            check_every=max(settings.snapshot_interval, BATCH_LAYER_CHECK_S),
+        )
+        if isinstance(model, Hybrid)
+        else None
+    )
     trainer = Trainer(
         model,
         store,
@@ -74,6 +88,7 @@ def run_trainer(
         snapshot_interval=settings.snapshot_interval,
         full_every=settings.snapshot_full_every,
         lease=TrainerLease(client, settings.model_name, ttl_s=lease_ttl),
+        batch_layers=batch_layers,
     )
     log.info(
         "trainer starting model_name=%s model=%s params=%s topic=%s redis=%s interval=%s",
