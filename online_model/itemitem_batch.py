@@ -31,9 +31,9 @@ counts, same weights.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from functools import partial
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 from scipy import sparse
@@ -119,7 +119,7 @@ def held_pages(views: Slice, history_length: int, n_pages: int) -> tuple[np.ndar
     """Users of the slice holding each page in their set, and where each page was first
     seen (the smallest ``first_index * (history_length + 1) + place in the set``, the order
     in which :func:`~online_model.itemitem.select_pages` meets pages; int64 max if never)."""
-    users, indptr, pages, first_index = slice_page_sets(views, history_length)
+    _, indptr, pages, first_index = slice_page_sets(views, history_length)
     held = np.bincount(pages, minlength=n_pages).astype(np.int64)
     first_seen = np.full(n_pages, np.iinfo(np.int64).max, dtype=np.int64)
     if len(pages):
@@ -144,9 +144,8 @@ def slice_pair_counts(
     kept = before[indptr]
     flat = rows[selected]
     n_rows = int(row_of_page.max()) + 1 if len(row_of_page) else 0
-    counts = page_pair_counts(
-        (flat[kept[i] : kept[i + 1]] for i in range(len(kept) - 1)), max(n_rows, 0)
-    )
+    user_rows = (flat[kept[i] : kept[i + 1]] for i in range(len(kept) - 1))
+    counts = page_pair_counts(cast("Iterable[Sequence[int]]", user_rows), max(n_rows, 0))
     return counts.row, counts.col, counts.count
 
 
@@ -167,9 +166,7 @@ def _sum_parts(parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]], n: int) -
     )
 
 
-def user_slices(
-    user: np.ndarray, page: np.ndarray, n_slices: int
-) -> list[Slice]:
+def user_slices(user: np.ndarray, page: np.ndarray, n_slices: int) -> list[Slice]:
     """``(user, page, index)`` columns of a log in learning order, cut into ``n_slices``
     slices of whole users."""
     by_user = np.argsort(user, kind="stable")  # stable: each user's views stay in order
@@ -211,7 +208,9 @@ def fit_in_bulk(
         slices,
     )
     counts = _sum_parts(parts, len(selected))
-    indptr, neighbour, weight = neighbour_table(ease_weights(counts, fit["l2"]), fit["n_neighbours"])
+    indptr, neighbour, weight = neighbour_table(
+        ease_weights(counts, fit["l2"]), fit["n_neighbours"]
+    )
     pages = [events.pages[p] for p in selected.tolist()]
     logger.info(
         "item-item bulk fit events=%d users=%d pages=%d pairs=%d slices=%d",

@@ -114,7 +114,7 @@ def retrain_batch_layer(sc: Any, settings: Settings, spec: RetrainSpec) -> Batch
         "offsets": {t: {str(p): o for p, o in parts.items()} for t, parts in read.offsets.items()},
         "seconds": {name: round(s, 3) for name, s in seconds.items()},
         "events_per_s": round(read.n_events / seconds["total"], 1) if seconds["total"] else None,
-        "batch_layer": {"pages": layer.n_pages, "neighbours": int(len(layer.neighbour))},
+        "batch_layer": {"pages": layer.n_pages, "neighbours": len(layer.neighbour)},
         "model": {
             "name": spec.model,
             "class": "online_model.itemitem.ItemItem",
