@@ -7,7 +7,6 @@ import json
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -33,14 +32,6 @@ from tests.unit.test_covisit_batch import assert_same_top
 pytestmark = pytest.mark.spark
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(scope="session")
-def spark() -> Iterator[Any]:
-    """One local[2] SparkContext for every test of the session (start-up costs seconds)."""
-    sc = job.spark_context("local[2]", app_name="streamrec-tests")
-    yield sc
-    sc.stop()
 
 
 def _views(n: int, base_ms: int, seed: int = 5) -> list[dict[str, Any]]:
