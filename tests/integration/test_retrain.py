@@ -226,6 +226,9 @@ def test_spark_submit_of_the_entry_point_publishes_a_snapshot_a_scorer_loads(
         (["--every", "soon"], "--every 'soon' is not a positive duration"),
         (["--gate", "hit@3"], "is not a metric"),
         (["--gate", "hit@10", "--tail", "0"], "needs --tail > 0"),
+        (["--model", "hybrid", "--gate", "hit@10"], "--gate judges whole models"),
+        (["--model", "hybrid", "--publish", "candidate"], "published for the hybrid's"),
+        (["--model", "hybrid", "--publish", "live"], "covers no offsets of the topic"),
     ],
 )
 def test_bad_options_are_refused_before_spark_starts(
