@@ -140,7 +140,9 @@ def test_a_running_hybrid_trainer_swaps_in_a_retrained_batch_layer_and_keeps_lea
         thread.join(30)
     assert not thread.is_alive()
 
-    # A scorer hot-swaps to that snapshot and serves batch layer + online layer.
+    # The online events went out as deltas on the full snapshot that carries the layer;
+    # a scorer hot-swaps to the newest and serves batch layer + online layer.
+    assert store.current_version() in store.delta_hints()
     holder = ModelHolder()
     assert holder.refresh(store)
     model = holder.current.model

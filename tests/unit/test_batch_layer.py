@@ -17,7 +17,12 @@ from online_model.batch_layer_file import (
 from online_model.covisit import Covisitation
 from online_model.covisit_batch import OrderedEvents
 from online_model.data.generate import generate
-from online_model.errors import SnapshotError, SnapshotFormatError, SnapshotVerificationError
+from online_model.errors import (
+    ModelError,
+    SnapshotError,
+    SnapshotFormatError,
+    SnapshotVerificationError,
+)
 from online_model.hybrid import Hybrid
 from online_model.itemitem import ItemItem, fit_item_item
 from online_model.itemitem_batch import fit_in_bulk
@@ -26,6 +31,7 @@ from online_model.snapshot_delta import ChainPosition
 from streams.testing import ListEventSource
 from streams.trainer.batch_layer_watch import BatchLayerWatcher
 from streams.trainer.loop import Trainer
+from tests.unit.test_snapshot_deltas import assert_same_state
 
 Event = tuple[str, str, int]
 KEY = b"k" * 32
@@ -143,6 +149,27 @@ class Snapshots:
         return ChainPosition(n, "00", n, "00", 0)
 
 
+class Deltas(Snapshots):
+    """:class:`Snapshots` that also takes deltas, keeping the last of each kind."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.kinds: list[str] = []
+        self.full: Any = None
+        self.delta: Any = None
+
+    def publish_full(self, snap: Snapshot, make_current: bool = True) -> ChainPosition:
+        self.kinds.append("full")
+        self.full = snap.model
+        super().publish_full(snap, make_current)
+        return ChainPosition(len(self.kinds), "00", len(self.kinds), "00", 0)
+
+    def publish_delta(self, meta: Any, model: Any, changes: Any, after: Any, state: Any) -> Any:
+        self.kinds.append("delta")
+        self.delta = changes
+        return ChainPosition(len(self.kinds), "00", after.base_version, "00", after.sequence + 1)
+
+
 def _values(events: Sequence[Event]) -> list[bytes]:
     return [f"{u}|{p}|{t}".encode() for u, p, t in events]
 
@@ -244,3 +271,68 @@ def test_a_restarted_trainer_keeps_the_layer_it_resumed_with() -> None:
     assert watcher.swaps == 0 and watcher.version == 1 and resumed.batch_layer is record.layer
     # Another model than a hybrid never looks for batch layers.
     assert not BatchLayerWatcher(layers, 0.0).check(Covisitation(), {"t": {0: 1_200}})  # type: ignore[arg-type]
+
+
+# -- delta snapshots of the hybrid ---------------------------------------------------------------
+def test_a_chain_of_hybrid_deltas_rebuilds_the_full_state_and_names_its_batch_layer() -> None:
+    events = _events(4_000)
+    model = Hybrid(max_users=40, batch_weight=0.3, batch_rate=0.05)
+    for user, page, ts in events[:1_000]:
+        model.learn_one(user, page, x={"ts": ts})
+    base = model.state_arrays()
+    model.mark_published()
+    position = 1_000
+    swaps = 0
+    for step in range(12):
+        for user, page, ts in events[position : position + 150 + 37 * step]:
+            model.learn_one(user, page, x={"ts": ts})
+        position += 150 + 37 * step
+        if step in (3, 8):  # a new batch layer: no delta, the chain restarts from a full one
+            model.set_batch_layer(model.fit_batch_layer(events[: position - 100]))
+            assert model.state_delta() is None
+            base = model.state_arrays()
+            model.mark_published()
+            swaps += 1
+            continue
+        changes = model.state_delta()
+        assert changes is not None and "batch.neighbours.weight" not in changes.arrays
+        after = Hybrid.apply_state_delta(base, changes)
+        assert_same_state(after, model.state_arrays())
+        model.mark_published()
+        base = after
+    assert swaps == 2 and model.batch_layer is not None
+    served = Hybrid.from_state(model._get_params(), base)
+    assert _probes(served, events[:position]) == _probes(model, events[:position])
+    # A delta applies only to a base holding the batch layer it was learned with.
+    model.learn_one("someone", "x")
+    changes = model.state_delta()
+    assert changes is not None
+    older = Hybrid()
+    for user, page, ts in events[:1_000]:
+        older.learn_one(user, page, x={"ts": ts})
+    older.set_batch_layer(older.fit_batch_layer(events[:900]))
+    with pytest.raises(ModelError, match="another batch layer"):
+        Hybrid.apply_state_delta(older.state_arrays(), changes)
+
+
+def test_the_trainer_publishes_hybrid_deltas_until_a_new_batch_layer() -> None:
+    events = _events(2_000)
+    layers, store = Layers(), Deltas()
+    trainer = _hybrid_trainer(events[:1_000], layers, store)  # type: ignore[arg-type]
+    trainer.full_every = 50
+    _until(trainer, 1_000)
+    source: Any = trainer.source
+
+    def learn(start: int, n: int = 20) -> str:
+        source.values += _values(events[start : start + n])
+        trainer.step()
+        return store.kinds[-1]
+
+    assert store.kinds[0] == "full"
+    assert [learn(1_000), learn(1_020)] == ["delta", "delta"]
+    layers.put(_record(events[:800], {"t": {0: 800}}))
+    trainer.step()
+    assert store.kinds[-1] == "full"  # the new batch layer goes out in a full snapshot
+    assert store.full.batch_layer is not None and store.full.batch_layer.n_events == 800
+    assert [learn(1_040), learn(1_060)] == ["delta", "delta"]  # deltas again, naming it
+    assert store.delta.values["batch_ref"] == {"n_events": 800, "position": {"t": {"0": 800}}}
