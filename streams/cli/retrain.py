@@ -127,6 +127,10 @@ def command(
     co-visitation statistics; the driver builds the model, learns the newest --tail events
     online and prints a JSON summary (events, bad records by reason, offsets covered,
     seconds, metrics, snapshot version and content hash) on stdout.
+
+    --model hybrid builds the hybrid's item-item batch layer instead (Gram matrix on the
+    executors, EASE on the driver) and publishes it, with the offsets it covers, for
+    the hybrid's trainer to swap in.
     """
     from streams.retrain.job import spark_context  # imported late: pyspark is an optional extra
     from streams.retrain.run import RetrainSpec, builds_batch_layer
