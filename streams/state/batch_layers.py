@@ -68,19 +68,26 @@ class BatchLayerStore:
         self._publish = redis.register_script(_PUBLISH)
 
     @redis_errors
-    def publish(self, layer: ItemItem, offsets: dict[str, dict[Any, int]], **meta: Any) -> int:
-        """Sign and store ``layer``, which covers ``offsets`` (next offset per partition),
-        as the newest batch layer; return its version. ``meta``: more
-        :class:`~online_model.snapshot.SnapshotMeta` fields (``origin``, ``extra``, ...)."""
+    def publish(
+        self,
+        layer: ItemItem,
+        offsets: dict[str, dict[Any, int]],
+        *,
+        origin: str = "retrain",
+        extra: dict[str, Any] | None = None,
+    ) -> int:
+        """Sign and store ``layer``, which covers ``offsets`` (next offset per partition,
+        what ``layer.position`` records), as the newest batch layer; return its version."""
         if json_offsets(offsets) != layer.position:
             raise ValueError("the layer's position is not the offsets it is published with")
         version = int(self.redis.incr(self.keys.batch_layer_seq))
         record = SnapshotMeta(
             model_name=self.model_name,
             version=version,
-            created_at=meta.pop("created_at", None) or time.time(),
+            created_at=time.time(),
+            origin=origin,
             offsets={t: {int(p): int(o) for p, o in parts.items()} for t, parts in offsets.items()},
-            **{"origin": "retrain", **meta},
+            extra=dict(extra or {}),
         )
         data = dump_batch_layer(record, layer, self._key)
         pruned = self._publish(

@@ -16,6 +16,7 @@ from click.testing import CliRunner
 
 from online_model.covisit_batch import OrderedEvents
 from online_model.data.generate import generate
+from online_model.errors import SnapshotError
 from online_model.hybrid import Hybrid
 from online_model.itemitem import fit_item_item
 from online_model.snapshot import SnapshotMeta
@@ -32,8 +33,6 @@ from streams.trainer.run import run_trainer
 from streams.wiring import batch_layer_store, snapshot_store
 from tests.support.topics import produce_page_views
 
-pytestmark = pytest.mark.spark
-
 
 class SharedSpark:
     """The session's SparkContext for a command that stops its own when done."""
@@ -48,6 +47,7 @@ class SharedSpark:
         pass  # the session fixture stops it
 
 
+@pytest.mark.spark
 def test_the_batch_layer_fit_on_spark_equals_the_fit_of_one_process(spark: Any) -> None:
     rows = generate(n_users=90, n_pages=70, n_events=4_000, seed=9).rows()
     events = [(u, p, t) for u, p, t, _ in rows]
@@ -60,11 +60,45 @@ def test_the_batch_layer_fit_on_spark_equals_the_fit_of_one_process(spark: Any) 
     assert np.array_equal(got.weight, reference.weight)
 
 
+def test_the_batch_layer_store_keeps_the_newest_and_refuses_what_does_not_verify(
+    settings: Settings,
+) -> None:
+    events = [(f"u{i % 7}", f"p{i % 11}", i) for i in range(300)]
+    store = batch_layer_store(settings)
+    assert store.newest_version() is None and store.load_newest() is None
+    for n in (100, 200, 300):
+        offsets = {"views": {0: n}}
+        layer = fit_item_item(events[:n], position={"views": {"0": n}})
+        store.publish(layer, offsets, extra={"n": n})
+    for n in (250, 300):  # two more: the oldest are pruned, the newest is named
+        store.publish(fit_item_item(events[:n], position={"views": {"0": n}}), {"views": {0: n}})
+    assert store.newest_version() == 5
+    newest = store.load_newest()
+    assert newest is not None and newest.layer.n_events == 300 and newest.meta.version == 5
+    assert store.load(3).meta.extra == {"n": 300}
+    assert store.redis.exists(store.keys.batch_layer(2)) == 0  # the last 3 are kept
+    with pytest.raises(SnapshotError, match="no batch layer"):
+        store.load(1)
+    # A layer copied under another version, or altered, is refused and counted.
+    store.redis.set(store.keys.batch_layer(4), store.redis.get(store.keys.batch_layer(5)))
+    with pytest.raises(SnapshotError, match="holds"):
+        store.load(4)
+    data = bytearray(store.redis.get(store.keys.batch_layer(5)))
+    data[-1] ^= 1
+    store.redis.set(store.keys.batch_layer(5), bytes(data))
+    with pytest.raises(SnapshotError, match="MAC"):
+        store.load(5)
+    assert store.rejected == 2
+    with pytest.raises(ValueError, match="position"):
+        store.publish(newest.layer, {"views": {0: 1}})
+
+
 def _current(store: SnapshotStore) -> SnapshotMeta | None:
     version = store.current_version()
     return None if version is None else store.read_meta(version)
 
 
+@pytest.mark.spark
 def test_a_running_hybrid_trainer_swaps_in_a_retrained_batch_layer_and_keeps_learning(
     spark: Any,
     settings: Settings,
