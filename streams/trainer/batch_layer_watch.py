@@ -26,6 +26,8 @@ import logging
 import time
 from typing import Any
 
+import redis
+
 from online_model.batch_layer_file import BatchLayerRecord
 from online_model.errors import ModelError, SnapshotError
 from online_model.hybrid import Hybrid
@@ -143,7 +145,7 @@ class BatchLayerWatcher:
             if waiting is not None and waiting.meta.version == version:
                 return waiting
             return self.store.load(version)
-        except StoreUnavailable as exc:
+        except (StoreUnavailable, redis.RedisError) as exc:  # down, or refused (ACL)
             logger.warning("batch layer not checked error=%r", str(exc))
         except SnapshotError as exc:  # logged and counted by the store
             if version is not None:
