@@ -57,11 +57,25 @@ log = logging.getLogger(__name__)
 #: JVM options of a local driver we start ourselves (not under spark-submit, not a cluster).
 LOCAL_JVM_OPTIONS = "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC"
 
+#: Settings of a short job of Python tasks, unless spark-submit's (or the user's) say
+#: otherwise: no UI or event log to write, Python workers kept for the next stage, no wait
+#: for a "local" slot (every task runs anywhere), and the driver JVM that only schedules
+#: held to a small heap.
+SHORT_JOB_CONF = {
+    "spark.ui.enabled": "false",
+    "spark.eventLog.enabled": "false",
+    "spark.python.worker.reuse": "true",
+    "spark.locality.wait": "0s",
+}
+
 
 def spark_context(master: str | None, app_name: str = "streamrec-retrain") -> Any:
-    """A SparkContext: ``master`` if given, else spark-submit's, else ``local[*]``."""
-    from pyspark import SparkConf
-    from pyspark.sql import SparkSession
+    """A SparkContext: ``master`` if given, else spark-submit's, else ``local[*]``.
+
+    A plain SparkContext, not a SparkSession: the job passes RDDs of numpy columns only,
+    and the SQL side (its imports, its session state) costs seconds of start-up.
+    """
+    from pyspark import SparkConf, SparkContext
 
     conf = SparkConf()
     resolved = master or conf.get("spark.master", None) or "local[*]"
@@ -69,18 +83,15 @@ def spark_context(master: str | None, app_name: str = "streamrec-retrain") -> An
         # Local executors run this interpreter (with this package), not whatever
         # ``python3`` is first on PATH.
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-    builder = (
-        SparkSession.builder.master(resolved)
-        .appName(app_name)
-        .config("spark.ui.enabled", "false")
-        .config("spark.ui.showConsoleProgress", str(sys.stderr.isatty()).lower())
-    )
+    conf.setMaster(resolved).setAppName(app_name)
+    conf.set("spark.ui.showConsoleProgress", str(sys.stderr.isatty()).lower())
+    for key, value in SHORT_JOB_CONF.items():
+        conf.setIfMissing(key, value)
     if resolved.startswith("local") and conf.get("spark.driver.extraJavaOptions", None) is None:
         # The JVM only schedules here (Python does the work): its client compiler alone
         # and one GC thread start it faster and leave the cores to the Python workers.
-        builder = builder.config("spark.driver.extraJavaOptions", LOCAL_JVM_OPTIONS)
-    session = builder.getOrCreate()
-    sc = session.sparkContext
+        conf.set("spark.driver.extraJavaOptions", LOCAL_JVM_OPTIONS)
+    sc = SparkContext.getOrCreate(conf)
     sc.setLogLevel("ERROR")
     return sc
 

@@ -73,10 +73,15 @@ def test_offset_ranges_read_every_record_once_and_count_bad_ones(
     _produce_with_bad_records(settings, views)
     now = int(time.time() * 1000)
 
-    # Small ranges: each partition is cut into several tasks, the last one open-ended.
+    # Small ranges: each partition is cut into several tasks, the last one open-ended. The
+    # clock is past --to: the open-ended ranges end at the end of the log, not after a
+    # minute of silence.
+    started = time.monotonic()
     read = job.read_kafka(
-        spark, settings, settings.topic_page_views, TimeRange(None, now), 3.0, 0.0, 120
+        spark, settings, settings.topic_page_views, TimeRange(None, now), 60.0, 0.0, 120
     )
+    assert time.monotonic() - started < 30
+    assert read.source["stopped"] == {str(p): ["end_of_log"] for p in range(3)}
     assert read.source["tasks"] > 3 * 2
     assert read.bad_by_reason == dict.fromkeys(BAD.values(), 1)
     got = read.events.rows()
@@ -96,6 +101,12 @@ def test_offset_ranges_read_every_record_once_and_count_bad_ones(
     )
     assert read.n_events == sum(1 for v in views if v["ts"] < cut)
     assert "passed_to" in {s for stops in read.source["stopped"].values() for s in stops}
+
+    # --to still ahead: a record stamped before it may yet come, so silence ends the read.
+    ahead = TimeRange(None, int(time.time() * 1000) + 60_000)
+    read = job.read_kafka(spark, settings, settings.topic_page_views, ahead, 0.5, 0.0, 120)
+    assert read.n_events == len(views)
+    assert read.source["stopped"] == {str(p): ["idle"] for p in range(3)}
 
 
 def _online(events: list[tuple[str, str, int]], params: dict[str, Any]) -> Covisitation:
