@@ -49,6 +49,7 @@ from online_model.itemitem import ItemItem
 from online_model.itemitem_batch import fit_in_bulk
 from streams.replay.rebuild import TimeRange
 from streams.retrain.kafka_ranges import RangeRead, ReadSpec, plan_ranges, read_ranges
+from streams.retrain.spark_daemon import daemon_module
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -87,6 +88,11 @@ def spark_context(master: str | None, app_name: str = "streamrec-retrain") -> An
     conf.set("spark.ui.showConsoleProgress", str(sys.stderr.isatty()).lower())
     for key, value in SHORT_JOB_CONF.items():
         conf.setIfMissing(key, value)
+    if resolved.startswith("local") and conf.get("spark.python.daemon.module", None) is None:
+        # Workers that import PySpark compiled, not from its zip (see spark_daemon).
+        module = daemon_module()
+        if module is not None:
+            conf.set("spark.python.daemon.module", module)
     if resolved.startswith("local") and conf.get("spark.driver.extraJavaOptions", None) is None:
         # The JVM only schedules here (Python does the work): its client compiler alone
         # and one GC thread start it faster and leave the cores to the Python workers.

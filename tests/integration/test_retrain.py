@@ -109,6 +109,19 @@ def test_offset_ranges_read_every_record_once_and_count_bad_ones(
     assert read.source["stopped"] == {str(p): ["idle"] for p in range(3)}
 
 
+def _pyspark_file(_: int) -> str:
+    import pyspark
+
+    return str(pyspark.__file__)
+
+
+def test_local_workers_import_the_installed_pyspark_not_its_zip(spark: Any) -> None:
+    # From the zip Spark puts first on a worker's path, every run would compile PySpark's
+    # sources again before its first task.
+    files = spark.parallelize(range(2), 2).map(_pyspark_file).collect()
+    assert files and not any(".zip" in f for f in files), files
+
+
 def _online(events: list[tuple[str, str, int]], params: dict[str, Any]) -> Covisitation:
     model = Covisitation(**params)
     for user, page, ts in events:
