@@ -175,7 +175,9 @@ def _commit(tree: Path) -> str:
         text=True,
         check=False,
     )
-    return f"{tree.name} at {done.stdout.strip()}"
+    commit = done.stdout.strip()
+    # A tree unpacked with ``git archive`` has no history: say so instead of "at ".
+    return f"{tree.name} at {commit}" if commit else f"{tree.name} (not a git checkout)"
 
 
 _LABELS = {

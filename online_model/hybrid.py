@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 from bisect import bisect_right
 from collections import OrderedDict
@@ -14,6 +15,7 @@ import numpy as np
 from online_model.base import Recommender, Reward
 from online_model.covisit import Covisitation
 from online_model.errors import ModelError
+from online_model.hybrid_delta import apply_recent, recent_rows
 from online_model.itemitem import (
     HISTORY_LENGTH,
     L2,
@@ -27,9 +29,9 @@ from online_model.model_state import (
     ModelState,
     check_indptr,
     id_table,
-    indptr_of,
     rows_of,
     stores_state,
+    tracks_changes,
 )
 
 logger = logging.getLogger(__name__)
@@ -46,6 +48,7 @@ def _bucket(n_distinct: int) -> int:
     return max(bisect_right(_BUCKETS, n_distinct) - 1, 0)
 
 
+@tracks_changes
 @stores_state
 class Hybrid(Recommender):
     """``(1 - w) · P_online(p | history) + w · P_batch(p | history)``, ``w`` learned online.
@@ -80,6 +83,10 @@ class Hybrid(Recommender):
     online, so no event is counted twice in a statistic and none is left out of one.
 
     With no batch layer the model is exactly ``covisit``: same lists, same scores.
+
+    Snapshots: full ones hold both layers; deltas (:meth:`state_delta`) hold the online
+    layer's changes and name the batch layer they were learned with, and a swap ends the
+    chain (the next snapshot is a full one, carrying the new layer).
 
     Parameters
     ----------
@@ -229,6 +236,9 @@ class Hybrid(Recommender):
             self._recent.move_to_end(user)
             if self.batch_layer is not None and self.batch_rate:
                 self._update_weight(user, recent, item)
+        dirty = self._dirty_recent
+        if dirty is not None:
+            dirty.add(user)
         self.online.learn_one(user, item, y, x)
         if item in recent:
             recent.remove(item)
@@ -241,6 +251,71 @@ class Hybrid(Recommender):
         if layer is None:
             return None
         return layer.distribution(history, self.batch_recent, self.batch_recency)
+
+    # -- delta snapshots (online_model.hybrid_delta) --------------------------------------
+    # Change tracking is off until mark_published (class defaults: a model built by
+    # from_state or __init__ starts untracked).
+    _dirty_recent: set[Hashable] | None = None
+    _published_layer: ItemItem | None = None
+
+    def mark_published(self) -> None:
+        """The state as it is now was published: track changes from here on."""
+        self.online.mark_published()
+        self._dirty_recent = set()
+        self._published_layer = self.batch_layer
+
+    def state_delta(self) -> ModelState | None:
+        """The online layer's delta, the weights, the recent pages of the users active since
+        :meth:`mark_published` and a reference to the batch layer (``batch_ref``); None
+        when only a full state will do: not tracking, a new batch layer since, or a change
+        of the online layer that touched everything."""
+        dirty = self._dirty_recent
+        if dirty is None or self.batch_layer is not self._published_layer:
+            return None
+        online = self.online.state_delta()
+        if online is None:
+            return None
+        recent = self._recent
+        n_active = sum(1 for user in dirty if user in recent)
+        users = list(itertools.islice(reversed(recent), n_active))[::-1]
+        state = recent_rows(id_table(users, "user"), [recent[user] for user in users])
+        state.values = {
+            "weights": list(self._weights),
+            "has_batch": self.batch_layer is not None,
+            "n_users": len(recent),
+        }
+        if self.batch_layer is not None:
+            layer = self.batch_layer
+            state.values["batch_ref"] = {"n_events": layer.n_events, "position": layer.position}
+        state.nest("online", online)
+        return state
+
+    @staticmethod
+    def _batch_ref(values: dict[str, Any]) -> dict[str, Any]:
+        return {"n_events": values["n_events"], "position": values["position"]}
+
+    @staticmethod
+    def apply_state_delta(base: ModelState, delta: ModelState) -> ModelState:
+        """:meth:`state_arrays` as it is after ``delta``; ``base`` is not modified. Refused
+        (:class:`ModelError`) when ``base`` holds another batch layer than the delta names."""
+        values = dict(delta.values)
+        n_users = int(values.pop("n_users"))
+        ref = values.pop("batch_ref", None)
+        values.pop("online", None)
+        has_batch = bool(values.get("has_batch"))
+        if has_batch != bool(base.values.get("has_batch")):
+            raise ModelError("hybrid delta: the base holds a batch layer where the delta has none")
+        batch = base.sub("batch") if has_batch else None
+        if batch is not None and ref != Hybrid._batch_ref(batch.values):
+            raise ModelError("hybrid delta: it was learned with another batch layer")
+        state = apply_recent(base, delta, n_users)
+        state.values = values
+        state.nest(
+            "online", Covisitation.apply_state_delta(base.sub("online"), delta.sub("online"))
+        )
+        if batch is not None:
+            state.nest("batch", batch)
+        return state
 
     def _update_weight(self, user: Hashable, recent: list[Hashable], item: Hashable) -> None:
         """One online EM step on the ``w`` of the history's bucket, scored before the online
@@ -297,20 +372,8 @@ class Hybrid(Recommender):
     def state_arrays(self) -> ModelState:
         """The online layer under ``online``, the batch layer (if any) under ``batch``,
         ``w``, and each user's recent pages as CSR rows of the ``recent.pages`` table."""
-        users = id_table(self._recent, "user")
-        lists = list(self._recent.values())
-        table: dict[Hashable, int] = {}
-        for pages in lists:
-            for page in pages:
-                table.setdefault(page, len(table))
-        state = ModelState(
-            values={"weights": self._weights, "has_batch": self.batch_layer is not None},
-            arrays={
-                "recent.indptr": indptr_of([len(p) for p in lists]),
-                "recent.page": np.fromiter((table[p] for pages in lists for p in pages), np.int32),
-            },
-            strings={"recent.users": users, "recent.pages": id_table(table, "page")},
-        )
+        state = recent_rows(id_table(self._recent, "user"), list(self._recent.values()))
+        state.values = {"weights": list(self._weights), "has_batch": self.batch_layer is not None}
         state.nest("online", self.online.state_arrays())
         if self.batch_layer is not None:
             state.nest("batch", self.batch_layer.state_arrays())

@@ -135,6 +135,22 @@ def _encoded(section: dict[str, Any], tensors: bytes, name: str) -> EncodedModel
     return EncodedModel(section, tensors, digest.hexdigest(), name)
 
 
+def state_tensors(state: ModelState) -> bytes:
+    """``state``'s arrays and string tables as one safetensors buffer (sorted names)."""
+    return _tensor_bytes(state)
+
+
+def state_from_tensors(tensors: bytes, values: Any) -> ModelState:
+    """Inverse of :func:`state_tensors`, with ``values`` (from a verified manifest).
+
+    Raises
+    ------
+    SnapshotFormatError
+        The tensors do not parse, or a string table is malformed.
+    """
+    return _state_from(_parse_tensors(tensors), values)
+
+
 def _tensor_bytes(state: ModelState) -> bytes:
     arrays: dict[str, np.ndarray] = {}
     for name, array in state.arrays.items():

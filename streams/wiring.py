@@ -11,6 +11,7 @@ from typing import Any
 from online_model.snapshot import signing_key
 from streams.io.codec import PAGE_VIEW, RECOMMENDATION, AvroCodec
 from streams.settings import Settings
+from streams.state.batch_layers import BatchLayerStore
 from streams.state.snapshot_store import SnapshotStore
 
 
@@ -29,6 +30,13 @@ def snapshot_store(settings: Settings, client: Any | None = None) -> SnapshotSto
         keep=settings.snapshot_keep,
         allow_pickle=settings.allow_pickle,
     )
+
+
+def batch_layer_store(settings: Settings, client: Any | None = None) -> BatchLayerStore:
+    """The Redis store of ``settings.model_name``'s batch layers (a hybrid's item-item
+    layer, published by ``streamrec retrain --model hybrid``), signed with the snapshot key."""
+    redis = client if client is not None else settings.redis_client(socket_timeout=5.0)
+    return BatchLayerStore(redis, settings.model_name, snapshot_signing_key(settings))
 
 
 def page_view_codec(settings: Settings) -> AvroCodec:

@@ -93,7 +93,7 @@ def model_option(help_suffix: str = "") -> Any:
         "model_spec",
         env="STREAMREC_MODEL",
         default=None,
-        help="Model: covisit, popularity, mf, blend, or package.module:Class. "
+        help="Model: covisit, popularity, mf, blend, hybrid, or package.module:Class. "
         f"[default: covisit]{help_suffix}",
     )
 

@@ -58,7 +58,10 @@ def parse_duration(text: str | None) -> float | None:
     help="Read this CSV/JSONL file of page views (as `streamrec produce` takes) "
     "instead of the topic; malformed rows are counted and skipped.",
 )
-@model_option(" Rebuilt in bulk (covisit, the only one so far).")
+@model_option(
+    " covisit: the whole model, rebuilt in bulk; hybrid: its item-item batch layer, "
+    "published for the hybrid's trainer to swap in (--publish live or none)."
+)
 @param_option()
 @publish_options(
     "retrain",
@@ -124,16 +127,22 @@ def command(
     co-visitation statistics; the driver builds the model, learns the newest --tail events
     online and prints a JSON summary (events, bad records by reason, offsets covered,
     seconds, metrics, snapshot version and content hash) on stdout.
+
+    --model hybrid builds the hybrid's item-item batch layer instead (Gram matrix on the
+    executors, EASE on the driver) and publishes it, with the offsets it covers, for
+    the hybrid's trainer to swap in.
     """
     from streams.retrain.job import spark_context  # imported late: pyspark is an optional extra
-    from streams.retrain.run import RetrainSpec, make_bulk_model
+    from streams.retrain.run import RetrainSpec, builds_batch_layer
 
     settings = Settings.from_env()
     period = parse_duration(every)
     base_range = TimeRange(parse_time(start), parse_time(end))
     spec_params = parse_params(params)
     name = model_spec or settings.model_spec
-    make_bulk_model(name, spec_params)  # a bad spec fails before Spark starts
+    batch_layer = builds_batch_layer(name, spec_params)  # a bad spec fails before Spark
+    if batch_layer:
+        _check_batch_layer_options(gate, publish_mode, input_path)
     key = snapshot_signing_key(settings)
     spec = RetrainSpec(
         model=name,
@@ -162,7 +171,11 @@ def command(
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
         while True:
-            refused = _run(sc, settings, spec, key, publish_mode)
+            if batch_layer:
+                _run_batch_layer(sc, settings, spec, key, publish_mode)
+                refused = False
+            else:
+                refused = _run(sc, settings, spec, key, publish_mode)
             if period is None:
                 if refused:
                     click.get_current_context().exit(EXIT_GATE_REFUSED)
@@ -176,10 +189,27 @@ def command(
         sc.stop()
 
 
-def _run(sc: Any, settings: Settings, spec: Any, key: bytes, publish_mode: str) -> bool:
-    from streams.retrain.run import retrain_once
+def _check_batch_layer_options(gate: str | None, publish_mode: str, input_path: str | None) -> None:
+    """Options that make no sense for a hybrid's batch layer, refused before Spark starts."""
+    if gate:
+        raise ConfigurationError(
+            "--gate judges whole models; a hybrid's batch layer is mixed in by its trainer, "
+            "which learns the mix weight online (leave --gate out)"
+        )
+    if publish_mode == "candidate":
+        raise ConfigurationError(
+            "--publish candidate: a batch layer is either published for the hybrid's "
+            "trainer (live) or only printed (none)"
+        )
+    if publish_mode == "live" and input_path is not None:
+        raise ConfigurationError(
+            "--publish live with --input: a batch layer read from a file covers no offsets "
+            "of the topic, so the trainer could not tell which events it holds"
+        )
 
-    # "Everything up to now" means up to this run's start, decided on the driver.
+
+def _up_to_now(spec: Any) -> Any:
+    """``spec`` with "everything up to now" made this run's start, decided on the driver."""
     time_range = spec.time_range
     if time_range.end_ms is None and spec.input_path is None:
         import dataclasses
@@ -187,6 +217,45 @@ def _run(sc: Any, settings: Settings, spec: Any, key: bytes, publish_mode: str) 
 
         time_range = TimeRange(time_range.start_ms, int(time.time() * 1000))
         spec = dataclasses.replace(spec, time_range=time_range)
+    return spec
+
+
+def _run_batch_layer(sc: Any, settings: Settings, spec: Any, key: bytes, publish_mode: str) -> None:
+    from online_model.batch_layer_file import dump_batch_layer, load_batch_layer
+    from online_model.snapshot import SnapshotMeta
+    from streams.retrain.run import retrain_batch_layer
+    from streams.wiring import batch_layer_store
+
+    outcome = retrain_batch_layer(sc, settings, _up_to_now(spec))
+    summary = outcome.summary
+    click.echo(
+        f"retrain batch layer events={summary['events']} bad={summary['bad_records']} "
+        f"pages={summary['batch_layer']['pages']} seconds={summary['seconds']['total']}",
+        err=True,
+    )
+    out: dict[str, Any] = {"publish": publish_mode, "version": None}
+    extra = {"retrain": {k: v for k, v in summary.items() if k != "source"}}
+    if publish_mode == "live":
+        store = batch_layer_store(settings)
+        version = store.publish(outcome.layer, outcome.offsets, extra=extra)
+        out["version"] = version
+        out["content_hash"] = store.load(version).meta.content_hash
+        click.echo(
+            f"published batch layer model={settings.model_name} version={version}: the "
+            "hybrid's trainer swaps it in once it has read up to its offsets",
+            err=True,
+        )
+    else:
+        meta = SnapshotMeta(settings.model_name, offsets=outcome.offsets, origin="retrain")
+        data = dump_batch_layer(meta, outcome.layer, key)
+        out["content_hash"] = load_batch_layer(data, key).meta.content_hash
+    click.echo(json.dumps({**summary, **out}, sort_keys=True, default=repr))
+
+
+def _run(sc: Any, settings: Settings, spec: Any, key: bytes, publish_mode: str) -> bool:
+    from streams.retrain.run import retrain_once
+
+    spec = _up_to_now(spec)
     current = snapshot_store(settings).load_current() if spec.gate else None
     outcome = retrain_once(sc, settings, spec, current)
     summary = outcome.summary

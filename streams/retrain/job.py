@@ -16,6 +16,10 @@ What is computed per user, pair or page comes from :mod:`online_model.covisit_ba
 (shipped to the executors), so the distributed job and the online model share one
 definition.
 
+``--model hybrid`` replaces stage 2: one task per slice of users computes the users' page
+sets and its part of the Gram matrix of the hybrid's batch layer
+(:func:`item_item_layer`); EASE is solved on the driver.
+
 Learning order is the replay's: page-view time, then partition, then offset (a file keeps
 its order among equal times). Events are numbered 0.. in that order; the *prefix* (indexes
 below ``n_prefix``) is aggregated in bulk, the *tail* is learned online on the driver (it
@@ -41,8 +45,11 @@ from online_model.covisit_batch import (
     sorted_table,
 )
 from online_model.data.events_file import read_events
+from online_model.itemitem import ItemItem
+from online_model.itemitem_batch import fit_in_bulk
 from streams.replay.rebuild import TimeRange
 from streams.retrain.kafka_ranges import RangeRead, ReadSpec, plan_ranges, read_ranges
+from streams.retrain.spark_daemon import daemon_module
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -51,11 +58,25 @@ log = logging.getLogger(__name__)
 #: JVM options of a local driver we start ourselves (not under spark-submit, not a cluster).
 LOCAL_JVM_OPTIONS = "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC"
 
+#: Settings of a short job of Python tasks, unless spark-submit's (or the user's) say
+#: otherwise: no UI or event log to write, Python workers kept for the next stage, no wait
+#: for a "local" slot (every task runs anywhere), and the driver JVM that only schedules
+#: held to a small heap.
+SHORT_JOB_CONF = {
+    "spark.ui.enabled": "false",
+    "spark.eventLog.enabled": "false",
+    "spark.python.worker.reuse": "true",
+    "spark.locality.wait": "0s",
+}
+
 
 def spark_context(master: str | None, app_name: str = "streamrec-retrain") -> Any:
-    """A SparkContext: ``master`` if given, else spark-submit's, else ``local[*]``."""
-    from pyspark import SparkConf
-    from pyspark.sql import SparkSession
+    """A SparkContext: ``master`` if given, else spark-submit's, else ``local[*]``.
+
+    A plain SparkContext, not a SparkSession: the job passes RDDs of numpy columns only,
+    and the SQL side (its imports, its session state) costs seconds of start-up.
+    """
+    from pyspark import SparkConf, SparkContext
 
     conf = SparkConf()
     resolved = master or conf.get("spark.master", None) or "local[*]"
@@ -63,18 +84,20 @@ def spark_context(master: str | None, app_name: str = "streamrec-retrain") -> An
         # Local executors run this interpreter (with this package), not whatever
         # ``python3`` is first on PATH.
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-    builder = (
-        SparkSession.builder.master(resolved)
-        .appName(app_name)
-        .config("spark.ui.enabled", "false")
-        .config("spark.ui.showConsoleProgress", str(sys.stderr.isatty()).lower())
-    )
+    conf.setMaster(resolved).setAppName(app_name)
+    conf.set("spark.ui.showConsoleProgress", str(sys.stderr.isatty()).lower())
+    for key, value in SHORT_JOB_CONF.items():
+        conf.setIfMissing(key, value)
+    if resolved.startswith("local") and conf.get("spark.python.daemon.module", None) is None:
+        # Workers that import PySpark compiled, not from its zip (see spark_daemon).
+        module = daemon_module()
+        if module is not None:
+            conf.set("spark.python.daemon.module", module)
     if resolved.startswith("local") and conf.get("spark.driver.extraJavaOptions", None) is None:
         # The JVM only schedules here (Python does the work): its client compiler alone
         # and one GC thread start it faster and leave the cores to the Python workers.
-        builder = builder.config("spark.driver.extraJavaOptions", LOCAL_JVM_OPTIONS)
-    session = builder.getOrCreate()
-    sc = session.sparkContext
+        conf.set("spark.driver.extraJavaOptions", LOCAL_JVM_OPTIONS)
+    sc = SparkContext.getOrCreate(conf)
     sc.setLogLevel("ERROR")
     return sc
 
@@ -234,3 +257,18 @@ def covisit_statistics(
         )
 
     return bulk_statistics(events, n_prefix, params, on_executors, sc.defaultParallelism)
+
+
+def item_item_layer(
+    sc: Any, events: OrderedEvents, params: dict[str, Any], position: Any
+) -> ItemItem:
+    """A hybrid's item-item batch layer over all ``events``: the users' page sets and the
+    Gram matrix parts computed by one task per slice of users, summed and solved (EASE)
+    on the driver (:func:`online_model.itemitem_batch.fit_in_bulk`)."""
+
+    def on_executors(function: Callable[[Any], Any], slices: list[Any]) -> list[Any]:
+        return sc.parallelize(slices, len(slices)).map(function).collect()
+
+    return fit_in_bulk(
+        events, params, run=on_executors, n_slices=sc.defaultParallelism, position=position
+    )

@@ -1,17 +1,23 @@
 """Offset ranges of the page-view log: planned on the driver, read by Spark tasks.
 
-No Spark-Kafka connector: the driver lists the partitions and their watermarks and cuts
-each partition into offset ranges of about ``records_per_task``; every task reads one range
-with a plain confluent-kafka consumer (``assign`` at the start offset, no consumer group,
-nothing committed) and decodes it with our Avro codec.
+No Spark-Kafka connector: the driver lists the partitions and their watermarks and cuts each
+partition into equal offset ranges of at most ``records_per_task``; every task reads one
+range with a plain confluent-kafka consumer (``assign`` at the start offset, no consumer
+group, nothing committed) and decodes it with our Avro codec.
 
-Watermarks only decide where to *cut*, never where to *stop*: some brokers (Tansu)
-report the base offset of the last batch + 1 as the high watermark, so the last range of
-every partition is open-ended and reads until a record stamped at or after ``to`` +
-``lateness`` (``to`` defaults to the job's start time: "everything up to now") or until the
-partition delivers nothing for ``idle_timeout`` seconds. Ranges start at the low watermark
-and filter by record timestamp: ``offsets_for_times`` can answer 0 (Tansu) and producer
-timestamps are not ordered, so seeking to ``--from`` could skip records of the range.
+Watermarks only decide where to *cut*, never where to *stop*: some brokers (Tansu) report
+the base offset of the last batch + 1 as the high watermark, so the last range of every
+partition is open-ended and reads until a record stamped at or after ``to`` + ``lateness``
+(``to`` defaults to the job's start time: "everything up to now") or until the partition
+delivers nothing for ``idle_timeout`` seconds, or until the range reaches the end of the log
+once the clock is past ``to`` + ``lateness``. The end of the log comes from the fetch
+responses (librdkafka's partition EOF, ``enable.partition.eof``), which even Tansu reports
+exactly: a record appended after that could only be stamped past ``to`` + ``lateness`` by a
+producer keeping time, so waiting ``idle_timeout`` for it is wasted (an open-ended range or
+a ``to`` still ahead waits for the idle timeout as before). Ranges start at the low
+watermark and filter by record timestamp: ``offsets_for_times`` can answer 0 (Tansu) and
+producer timestamps are not ordered, so seeking to ``--from`` could skip records of the
+range.
 
 As in ``streamrec replay``, a partition ends at its first record stamped past ``to`` +
 ``lateness``: each range reports the offset of that record (``passed_at``) and records
@@ -36,10 +42,11 @@ from streams.errors import ServiceError, StreamrecError
 from streams.io.codec import PAGE_VIEW, AvroCodec
 from streams.io.consumer_errors import is_record
 from streams.retrain.view_fields import fields_reader
-from streams.settings import Settings
 
+# Not at run time: tasks import this module, and Settings imports every model.
 if TYPE_CHECKING:
     from streams.replay.rebuild import TimeRange
+    from streams.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +76,8 @@ class RangeReport:
     scanned: int = 0
     no_timestamp: int = 0
     passed_at: int | None = None  # offset of the first record stamped past to + lateness
-    stopped: str = "end"  # "end" (reached ``end``), "passed_to" or "idle"
+    #: "end" (reached ``end``), "passed_to", "end_of_log" (past to + lateness) or "idle"
+    stopped: str = "end"
     seconds: float = 0.0  # from the task's start to its last record handled
 
 
@@ -100,6 +108,7 @@ class ReadSpec:
             **{"enable.auto.commit": False, "enable.auto.offset.store": False},
         )
         config["fetch.wait.max.ms"] = 100
+        config["enable.partition.eof"] = True  # the end of the log ends a range (see above)
         return cls(
             consumer_config=config,
             start_ms=time_range.start_ms,
@@ -150,14 +159,20 @@ def plan_ranges(
 def split_partition(
     topic: str, partition: int, low: int, high: int, records_per_task: int
 ) -> list[OffsetRange]:
-    """Cut ``[low, high)`` into ranges of ``records_per_task``; the last one is open-ended.
+    """Cut ``[low, high)`` into equal ranges of at most ``records_per_task``; the last one
+    is open-ended. Equal, so the tasks of a partition end together: a 250,000 + 80,000 cut
+    would leave a core idle while the other reads the big one.
 
     >>> [(r.start, r.end) for r in split_partition("t", 0, 0, 5, 2)]
     [(0, 2), (2, 4), (4, None)]
+    >>> [(r.start, r.end) for r in split_partition("t", 0, 0, 330, 250)]
+    [(0, 165), (165, None)]
     >>> [(r.start, r.end) for r in split_partition("t", 0, 7, 7, 2)]
     [(7, None)]
     """
-    starts = list(range(low, max(high, low + 1), records_per_task))
+    n_ranges = max(1, -(-(high - low) // records_per_task))
+    size = max(1, -(-(high - low) // n_ranges))
+    starts = list(range(low, max(high, low + 1), size))
     ends: list[int | None] = [*starts[1:], None]
     return [OffsetRange(topic, partition, s, e) for s, e in zip(starts, ends, strict=True)]
 
@@ -196,7 +211,10 @@ def read_range(spec: ReadSpec, rng: OffsetRange) -> RangeRead:
             messages: list[Any] = consumer.consume(spec.max_records, spec.poll_timeout)
             done = got = False
             for msg in messages:
-                if msg.error() is not None and not is_record(msg, "retrain"):
+                if msg.error() is not None:
+                    if not is_record(msg, "retrain") and _at_end_of_log(msg, stop_at):
+                        report.stopped, done = "end_of_log", True
+                        break
                     continue
                 offset = msg.offset()
                 if end is not None and offset >= end:
@@ -248,6 +266,15 @@ def read_range(spec: ReadSpec, rng: OffsetRange) -> RangeRead:
         consumer.close()
     report.seconds = (busy_until if report.stopped == "idle" else time.monotonic()) - started
     return out.packed(list(user_index), list(page_index))
+
+
+def _at_end_of_log(msg: Any, stop_at: int) -> bool:
+    """Whether ``msg`` says the partition's log ends here and the clock is past ``stop_at``
+    (so nothing appended from now on belongs to the range)."""
+    from confluent_kafka import KafkaError
+
+    err = msg.error()
+    return err.code() == KafkaError._PARTITION_EOF and time.time() * 1000 >= stop_at
 
 
 @dataclass

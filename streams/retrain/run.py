@@ -15,6 +15,12 @@
 
 The result is a snapshot of origin ``"retrain"`` whose offsets are the next offset after
 the last record read in range per partition, as a trainer would commit them.
+
+``--model hybrid`` builds no model: :func:`retrain_batch_layer` reads the log the same way
+and fits the hybrid's item-item batch layer on all of it (the Gram matrix of the users'
+page sets summed from the executors' parts, EASE solved on the driver:
+:mod:`online_model.itemitem_batch`); the layer records the offsets it covers and is
+published for the hybrid's trainer to swap in (:mod:`streams.state.batch_layers`).
 """
 
 from __future__ import annotations
@@ -29,6 +35,9 @@ from online_model.covisit import Covisitation
 from online_model.covisit_batch import build_covisitation
 from online_model.errors import ConfigurationError
 from online_model.evaluation import PrequentialEvaluator
+from online_model.hybrid import Hybrid
+from online_model.itemitem import ItemItem
+from online_model.itemitem_batch import fit_params
 from online_model.snapshot import Snapshot, SnapshotMeta
 from streams.replay.rebuild import TimeRange, Verdict, check_gate_metric, numeric_metrics
 from streams.retrain import job
@@ -55,17 +64,84 @@ class RetrainSpec:
     records_per_task: int = 250_000
 
 
-def make_bulk_model(name: str, params: dict[str, str]) -> Covisitation:
-    """The fresh model ``name`` with ``params``; refused unless it can learn in bulk."""
+def make_bulk_model(name: str, params: dict[str, str]) -> Covisitation | Hybrid:
+    """The fresh model ``name`` with ``params``; refused unless it can learn in bulk (a
+    covisit model, or a hybrid, whose batch layer is what a retrain builds)."""
     from online_model.registry import make_model  # imported late: it imports every model
 
     model = make_model(name, params)
-    if not isinstance(model, Covisitation):
+    if type(model) is not Hybrid and not isinstance(model, Covisitation):
         raise ConfigurationError(
             f"--model {name!r} ({type(model).__name__}) cannot be retrained in bulk yet; "
-            "retrain builds covisit models"
+            "retrain builds covisit models and the batch layer of hybrid models"
         )
     return model
+
+
+def builds_batch_layer(name: str, params: dict[str, str]) -> bool:
+    """Whether a retrain of ``name`` builds a hybrid's batch layer, not a whole model."""
+    return isinstance(make_bulk_model(name, params), Hybrid)
+
+
+@dataclass
+class BatchLayerOutcome:
+    """A retrain's batch layer, the offsets it covers and the summary printed as JSON."""
+
+    layer: ItemItem
+    offsets: dict[str, dict[int, int]]
+    summary: dict[str, Any]
+
+
+def retrain_batch_layer(sc: Any, settings: Settings, spec: RetrainSpec) -> BatchLayerOutcome:
+    """Read the log as :func:`retrain_once` does and fit the hybrid's batch layer on all of
+    it (no tail, no gate: the hybrid's trainer learns the mix weight online)."""
+    from online_model.batch_layer_file import json_offsets
+
+    started = time.perf_counter()
+    hybrid = make_bulk_model(spec.model, spec.params)
+    params = fit_params(hybrid._get_params())
+    read = _read(sc, settings, spec)
+    seconds = {"read": time.perf_counter() - started}
+    mark = time.perf_counter()
+    layer = job.item_item_layer(sc, read.events, params, json_offsets(read.offsets))
+    seconds["fit"] = time.perf_counter() - mark
+    seconds["total"] = time.perf_counter() - started
+    summary: dict[str, Any] = {
+        "source": read.source,
+        "events": read.n_events,
+        "bad_records": read.n_bad,
+        "bad_by_reason": read.bad_by_reason,
+        "offsets": {t: {str(p): o for p, o in parts.items()} for t, parts in read.offsets.items()},
+        "seconds": {name: round(s, 3) for name, s in seconds.items()},
+        "events_per_s": round(read.n_events / seconds["total"], 1) if seconds["total"] else None,
+        "batch_layer": {"pages": layer.n_pages, "neighbours": len(layer.neighbour)},
+        "model": {
+            "name": spec.model,
+            "class": "online_model.itemitem.ItemItem",
+            "params": params,
+        },
+    }
+    log.info(
+        "retrain batch layer done events=%d pages=%d seconds=%s",
+        read.n_events,
+        layer.n_pages,
+        summary["seconds"],
+    )
+    return BatchLayerOutcome(layer, read.offsets, summary)
+
+
+def _read(sc: Any, settings: Settings, spec: RetrainSpec) -> job.LogRead:
+    if spec.input_path is not None:
+        return job.read_file(spec.input_path, spec.time_range)
+    return job.read_kafka(
+        sc,
+        settings,
+        spec.topic or settings.topic_page_views,
+        spec.time_range,
+        spec.idle_timeout,
+        spec.lateness,
+        spec.records_per_task,
+    )
 
 
 @dataclass
@@ -87,22 +163,16 @@ def retrain_once(
         check_gate_metric(spec.gate, k)
         if spec.tail <= 0:
             raise ConfigurationError("--gate scores the tail: it needs --tail > 0")
-    params = make_bulk_model(spec.model, spec.params)._get_params()
+    bulk = make_bulk_model(spec.model, spec.params)
+    if isinstance(bulk, Hybrid):
+        raise ConfigurationError(
+            f"--model {spec.model!r} is a hybrid: its retrain builds a batch layer "
+            "(retrain_batch_layer), not a model"
+        )
+    params = bulk._get_params()
     seconds: dict[str, float] = {}
 
-    if spec.input_path is not None:
-        read = job.read_file(spec.input_path, spec.time_range)
-    else:
-        topic = spec.topic or settings.topic_page_views
-        read = job.read_kafka(
-            sc,
-            settings,
-            topic,
-            spec.time_range,
-            spec.idle_timeout,
-            spec.lateness,
-            spec.records_per_task,
-        )
+    read = _read(sc, settings, spec)
     seconds["read"] = time.perf_counter() - started
     n = read.n_events
     n_prefix = max(0, n - spec.tail)

@@ -62,6 +62,27 @@ class ModelKeys:
     def published_channel(self) -> str:
         return f"{self.prefix}published"
 
+    # -- batch layers of a hybrid (streams.state.batch_layers) ---------------------------
+    def batch_layer(self, version: int | str) -> str:
+        return f"{self.prefix}batch:{version}"
+
+    @property
+    def batch_layer_prefix(self) -> str:
+        return f"{self.prefix}batch:"
+
+    @property
+    def batch_layer_seq(self) -> str:
+        return f"{self.prefix}batch_seq"
+
+    @property
+    def batch_layer_newest(self) -> str:
+        """The newest batch layer's version: what the hybrid's trainer swaps in."""
+        return f"{self.prefix}batch_newest"
+
+    @property
+    def batch_layer_versions(self) -> str:
+        return f"{self.prefix}batch_versions"
+
     # -- the trainer's lease (streams.state.lease) --------------------------------------
     @property
     def trainer_lease(self) -> str:

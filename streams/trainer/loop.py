@@ -92,6 +92,9 @@ class Trainer:
     catalog_sync
         Pages the catalog deleted or expired, for the model to forget (once per poll,
         free unless the catalog changed); None: the model keeps every page.
+    batch_layers
+        For a hybrid model: swaps in new batch layers
+        (:class:`~streams.trainer.batch_layer_watch.BatchLayerWatcher`); None otherwise.
 
     Attributes
     ----------
@@ -118,6 +121,7 @@ class Trainer:
         evaluator: RollingHitRate | None = None,
         full_every: int = 20,
         catalog_sync: CatalogSync | None = None,
+        batch_layers: Any = None,
     ) -> None:
         self.model = model
         self.store = store
@@ -131,6 +135,7 @@ class Trainer:
         self.evaluator = evaluator if evaluator is not None else RollingHitRate()
         self.full_every = full_every
         self.catalog_sync = catalog_sync
+        self.batch_layers = batch_layers
         self.offsets: Offsets = {}
         self.events_learned = 0
         self.bad_events = 0
@@ -257,6 +262,8 @@ class Trainer:
             self._learn(events)
         if self.catalog_sync is not None and self.catalog_sync.prune(self.model):
             self._dirty = True  # forgotten pages leave the next snapshot
+        if self.batch_layers is not None and self.batch_layers.check(self.model, self.offsets):
+            self._dirty = True  # the next snapshot carries the new batch layer
         # A short poll waited for the log: the trainer has caught up, and publishing
         # costs it no learning, so it publishes every snapshot_interval (freshness).
         behind = len(events) >= self.max_records

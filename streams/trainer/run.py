@@ -14,6 +14,7 @@ from typing import Any
 
 from online_model.catalog import Catalog
 from online_model.errors import ConfigurationError
+from online_model.hybrid import Hybrid
 from online_model.snapshot import check_storable
 from streams.catalog.follower import CatalogFollower
 from streams.io.event_source import KafkaEventSource
@@ -21,10 +22,11 @@ from streams.io.topics import ensure_topics
 from streams.ops.probes import require
 from streams.settings import Settings
 from streams.state.lease import TrainerLease
+from streams.trainer.batch_layer_watch import BatchLayerWatcher
 from streams.trainer.catalog_sync import CatalogSync
 from streams.trainer.loop import Trainer
 from streams.trainer.quality_estimate import RollingHitRate
-from streams.wiring import page_view_codec, snapshot_store
+from streams.wiring import batch_layer_store, page_view_codec, snapshot_store
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +35,9 @@ DEFAULT_LEASE_TTL = 10.0
 #: Seconds the trainer waits for the catalog to be read to its end before learning (as a
 #: scorer does before serving); past it, learning starts and the catalog catches up.
 CATALOG_LOAD_TIMEOUT = 30.0
+
+#: Least seconds between two looks for a new batch layer (one Redis GET each).
+BATCH_LAYER_CHECK_S = 1.0
 
 
 def run_trainer(
@@ -85,6 +90,15 @@ def run_trainer(
             settings.topic_pages,
             CATALOG_LOAD_TIMEOUT,
         )
+    # A hybrid swaps in the batch layers `streamrec retrain --model hybrid` publishes.
+    batch_layers = (
+        BatchLayerWatcher(
+            batch_layer_store(settings, client),
+            check_every=max(settings.snapshot_interval, BATCH_LAYER_CHECK_S),
+        )
+        if isinstance(model, Hybrid)
+        else None
+    )
     trainer = Trainer(
         model,
         store,
@@ -95,6 +109,7 @@ def run_trainer(
         lease=TrainerLease(client, settings.model_name, ttl_s=lease_ttl),
         evaluator=RollingHitRate(catalog=catalog),
         catalog_sync=sync,
+        batch_layers=batch_layers,
     )
     log.info(
         "trainer starting model_name=%s model=%s params=%s topic=%s redis=%s interval=%s",

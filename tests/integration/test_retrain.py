@@ -7,7 +7,6 @@ import json
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -33,14 +32,6 @@ from tests.unit.test_covisit_batch import assert_same_top
 pytestmark = pytest.mark.spark
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(scope="session")
-def spark() -> Iterator[Any]:
-    """One local[2] SparkContext for every test of the session (start-up costs seconds)."""
-    sc = job.spark_context("local[2]", app_name="streamrec-tests")
-    yield sc
-    sc.stop()
 
 
 def _views(n: int, base_ms: int, seed: int = 5) -> list[dict[str, Any]]:
@@ -82,10 +73,15 @@ def test_offset_ranges_read_every_record_once_and_count_bad_ones(
     _produce_with_bad_records(settings, views)
     now = int(time.time() * 1000)
 
-    # Small ranges: each partition is cut into several tasks, the last one open-ended.
+    # Small ranges: each partition is cut into several tasks, the last one open-ended. The
+    # clock is past --to: the open-ended ranges end at the end of the log, not after a
+    # minute of silence.
+    started = time.monotonic()
     read = job.read_kafka(
-        spark, settings, settings.topic_page_views, TimeRange(None, now), 3.0, 0.0, 120
+        spark, settings, settings.topic_page_views, TimeRange(None, now), 60.0, 0.0, 120
     )
+    assert time.monotonic() - started < 30
+    assert read.source["stopped"] == {str(p): ["end_of_log"] for p in range(3)}
     assert read.source["tasks"] > 3 * 2
     assert read.bad_by_reason == dict.fromkeys(BAD.values(), 1)
     got = read.events.rows()
@@ -105,6 +101,25 @@ def test_offset_ranges_read_every_record_once_and_count_bad_ones(
     )
     assert read.n_events == sum(1 for v in views if v["ts"] < cut)
     assert "passed_to" in {s for stops in read.source["stopped"].values() for s in stops}
+
+    # --to still ahead: a record stamped before it may yet come, so silence ends the read.
+    ahead = TimeRange(None, int(time.time() * 1000) + 60_000)
+    read = job.read_kafka(spark, settings, settings.topic_page_views, ahead, 0.5, 0.0, 120)
+    assert read.n_events == len(views)
+    assert read.source["stopped"] == {str(p): ["idle"] for p in range(3)}
+
+
+def _pyspark_file(_: int) -> str:
+    import pyspark
+
+    return str(pyspark.__file__)
+
+
+def test_local_workers_import_the_installed_pyspark_not_its_zip(spark: Any) -> None:
+    # From the zip Spark puts first on a worker's path, every run would compile PySpark's
+    # sources again before its first task.
+    files = spark.parallelize(range(2), 2).map(_pyspark_file).collect()
+    assert files and not any(".zip" in f for f in files), files
 
 
 def _online(events: list[tuple[str, str, int]], params: dict[str, Any]) -> Covisitation:
@@ -235,6 +250,9 @@ def test_spark_submit_of_the_entry_point_publishes_a_snapshot_a_scorer_loads(
         (["--every", "soon"], "--every 'soon' is not a positive duration"),
         (["--gate", "hit@3"], "is not a metric"),
         (["--gate", "hit@10", "--tail", "0"], "needs --tail > 0"),
+        (["--model", "hybrid", "--gate", "hit@10"], "--gate judges whole models"),
+        (["--model", "hybrid", "--publish", "candidate"], "published for the hybrid's"),
+        (["--model", "hybrid", "--publish", "live"], "covers no offsets of the topic"),
     ],
 )
 def test_bad_options_are_refused_before_spark_starts(

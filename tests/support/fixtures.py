@@ -131,6 +131,16 @@ def settings_env(settings: Settings) -> dict[str, str]:
     return {**os.environ, **settings.to_env()}
 
 
+@pytest.fixture(scope="session")
+def spark() -> Iterator[Any]:
+    """One local[2] SparkContext for every test of the session (start-up costs seconds)."""
+    from streams.retrain import job  # imported late: pyspark is an optional extra
+
+    sc = job.spark_context("local[2]", app_name="streamrec-tests")
+    yield sc
+    sc.stop()
+
+
 StoreFactory = Callable[..., SnapshotStore]
 
 
