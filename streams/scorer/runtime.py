@@ -227,6 +227,27 @@ class ScorerRuntime:
             await loop.run_in_executor(None, self.follow_experiment)
             return await loop.run_in_executor(None, self.load_model)
 
+    async def listen_for_snapshots(self, stopping: Callable[[], bool]) -> None:
+        """Pub/sub hint: refresh as soon as a snapshot is published, until ``stopping()``
+        (the poll timer is the fallback, so a lost message only costs one interval)."""
+        client = self.settings.redis_async_client(socket_timeout=None)
+        channel = self.store.keys.published_channel
+        while not stopping():
+            pubsub = client.pubsub(ignore_subscribe_messages=True)
+            try:
+                await pubsub.subscribe(channel)
+                async for message in pubsub.listen():
+                    if message and message.get("type") == "message":
+                        await self.refresh_model()
+            except asyncio.CancelledError:
+                raise
+            except (redis.RedisError, OSError) as exc:
+                log.debug("snapshot_listener_reconnect error=%r", exc)
+                await asyncio.sleep(1.0)
+            finally:
+                with contextlib.suppress(Exception):
+                    await pubsub.aclose()
+
     def follow_experiment(self) -> None:
         """Follow the experiment record and the served namespace; never raises.
 
