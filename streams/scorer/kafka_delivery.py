@@ -64,8 +64,9 @@ class Delivery:
 
     def _error(self, err: KafkaError) -> None:
         if err.fatal():
+            if self._fatal is None:
+                log.error("producer_fatal_error error=%s: the next send starts a new producer", err)
             self._fatal = err
-            log.error("producer_fatal_error error=%s: the next batch starts a new producer", err)
         else:
             log.debug("producer_error error=%s", err)
 
@@ -73,6 +74,12 @@ class Delivery:
         while not self._closing.is_set():
             try:
                 self._producer.poll(0.05)
+            except KafkaException as exc:  # poll raises a fatal error as well as reporting it
+                err = exc.args[0] if exc.args else None
+                if isinstance(err, KafkaError) and err.fatal():
+                    self._error(err)
+                else:
+                    log.warning("delivery_report_error error=%s", exc)
             except Exception:  # a report callback must never end the thread
                 log.exception("delivery_report_error")
 
@@ -125,6 +132,9 @@ class Delivery:
                 except KafkaException as exc:
                     # Fatal (the producer is dead) or refused outright: fail this send;
                     # the reports of what was queued still arrive, and are ignored.
+                    err = exc.args[0] if exc.args else None
+                    if isinstance(err, KafkaError) and err.fatal():
+                        self._error(err)
                     if not future.done():
                         future.set_exception(DeliveryFailed(str(exc)))
                     return future
