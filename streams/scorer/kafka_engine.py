@@ -72,8 +72,10 @@ class ConsumeLoop:
         runtime: ScorerRuntime,
         delivery: Delivery,
         loop: asyncio.AbstractEventLoop,
+        consumer_factory: Callable[[dict[str, Any]], Any] = Consumer,
     ) -> None:
         self.settings = settings
+        self._new_consumer = consumer_factory
         self.runtime = runtime
         self.delivery = delivery
         self.loop = loop
@@ -103,7 +105,7 @@ class ConsumeLoop:
     # -- the thread ---------------------------------------------------------------------
     def _run(self) -> None:
         try:
-            consumer = Consumer(
+            consumer = self._new_consumer(
                 self.settings.consumer_config(
                     self.settings.scorer_group, **{"enable.auto.offset.store": False}
                 )
@@ -220,21 +222,29 @@ async def _every(interval: float, work: Callable[[], Any]) -> None:
         await asyncio.sleep(interval)
 
 
-async def serve(settings: Settings, runtime: ScorerRuntime, on_ready: Callable[[], None]) -> int:
-    """Run the scorer until SIGTERM/SIGINT; the exit code."""
+def web_server(settings: Settings, runtime: ScorerRuntime, assigned: Callable[[], int]) -> Any:
+    """The scorer's web server (a Faust ``Web``, not started), with every view.
+
+    The Faust app only hosts it: the same aiohttp application, token middleware and
+    views as the Faust engine's; no agent, consumer or producer of it ever starts.
+    """
     from streams.scorer.app import faust_app
     from streams.scorer.web import add_views
 
-    loop = asyncio.get_running_loop()
-    delivery = Delivery(settings, loop)
-    consume = ConsumeLoop(settings, runtime, delivery, loop)
-    # The Faust app only hosts the web server here: the same aiohttp application, token
-    # middleware and views as the Faust engine's; no agent, consumer or producer starts.
     app = faust_app(settings)
-    add_views(app, settings, runtime, assigned=consume.assigned)
+    add_views(app, settings, runtime, assigned=assigned)
     web = app.web
     web.cors  # noqa: B018 - CORS routing is set up before the routes, as Faust's on_start does
     web.init_server()
+    return web
+
+
+async def serve(settings: Settings, runtime: ScorerRuntime, on_ready: Callable[[], None]) -> int:
+    """Run the scorer until SIGTERM/SIGINT; the exit code."""
+    loop = asyncio.get_running_loop()
+    delivery = Delivery(settings, loop)
+    consume = ConsumeLoop(settings, runtime, delivery, loop)
+    web = web_server(settings, runtime, consume.assigned)
     await web.start_server()
 
     stop = asyncio.Event()
