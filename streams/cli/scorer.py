@@ -50,7 +50,12 @@ def prepare(settings: Settings) -> ScorerRuntime:
         )
     require(settings, kafka=True, redis=True)
     ensure_topics(settings)
-    runtime = ScorerRuntime(settings)
+    history = None
+    if settings.scorer_engine == "kafka":
+        from streams.scorer.threaded_history import ThreadedHistoryStore
+
+        history = ThreadedHistoryStore.for_scorer(settings)
+    runtime = ScorerRuntime(settings, history=history)
     runtime.follow_experiment()  # a running experiment's arms apply from the first batch
     runtime.load_model()  # the REST API opens with the stored model, not the cold start
     runtime.follow_catalog()  # and never serves a hidden page it has not read yet

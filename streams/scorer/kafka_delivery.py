@@ -125,7 +125,13 @@ class Delivery:
                     if headers is None:
                         produce(topic, value, key, on_delivery=delivered)
                     else:
-                        produce(topic, value, key, on_delivery=delivered, headers=headers)
+                        produce(
+                            topic,
+                            value,
+                            key,
+                            on_delivery=delivered,
+                            headers=headers,  # type: ignore[arg-type]  # list is invariant
+                        )
                     break
                 except BufferError:  # the local queue is full: the report thread drains it
                     await asyncio.sleep(0.05)

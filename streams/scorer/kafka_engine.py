@@ -141,9 +141,15 @@ class ConsumeLoop:
                 if err is not None:
                     self._consume_error(err)
                     continue
+                # A record without an error has its topic, partition and offset.
                 batch.append(
                     PageViewMessage(
-                        m.topic(), m.partition(), m.offset(), m.key(), m.value(), m.headers()
+                        m.topic(),  # type: ignore[arg-type]
+                        m.partition(),  # type: ignore[arg-type]
+                        m.offset(),  # type: ignore[arg-type]
+                        m.key(),
+                        m.value(),
+                        m.headers(),  # type: ignore[arg-type]
                     )
                 )
             if batch:
@@ -176,7 +182,10 @@ class ConsumeLoop:
         if not self._uncommitted:
             return
         try:
-            consumer.commit(asynchronous=asynchronous)
+            if asynchronous:
+                consumer.commit(asynchronous=True)
+            else:
+                consumer.commit(asynchronous=False)
             self._uncommitted = False
         except KafkaException as exc:
             err = exc.args[0] if exc.args else None
@@ -234,7 +243,7 @@ def web_server(settings: Settings, runtime: ScorerRuntime, assigned: Callable[[]
     app = faust_app(settings)
     add_views(app, settings, runtime, assigned=assigned)
     web = app.web
-    web.cors  # noqa: B018 - CORS routing is set up before the routes, as Faust's on_start does
+    web.cors  # type: ignore[attr-defined]  # noqa: B018 - CORS routing is set up before the routes, as Faust's on_start does
     web.init_server()
     return web
 

@@ -30,6 +30,7 @@ from streams.io.dlq import DeadLetter, InputMessage
 from streams.scorer.core import ScoredBatch, ScoringCore
 from streams.scorer.metrics import ScorerMetrics
 from streams.scorer.model_holder import ModelHolder
+from streams.scorer.threaded_history import ThreadedHistoryStore
 from streams.settings import Settings
 from streams.state.history import AsyncHistoryStore
 from streams.state.snapshot_store import SnapshotStore
@@ -57,7 +58,12 @@ SendMany = Callable[[str, Sequence[tuple[bytes | None, bytes | None]]], Awaitabl
 class ScorerRuntime:
     """Model holder, scoring core, history store, snapshot store and metrics of a scorer."""
 
-    def __init__(self, settings: Settings, store: SnapshotStore | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        store: SnapshotStore | None = None,
+        history: AsyncHistoryStore | ThreadedHistoryStore | None = None,
+    ) -> None:
         self.settings = settings
         self.holder = ModelHolder()
         self.catalog = new_catalog(settings)
@@ -81,7 +87,8 @@ class ScorerRuntime:
             settings.k,
         )
         self.metrics = ScorerMetrics(self.holder, settings.k, self.experiments)
-        self.history = AsyncHistoryStore(
+        #: Users' histories (the kafka engine passes the synchronous store in threads).
+        self.history = history or AsyncHistoryStore(
             settings.redis_async_client(socket_timeout=0.5, socket_connect_timeout=0.5),
             settings.model_name,
             settings.history_length,

@@ -34,9 +34,9 @@ def test_the_kafka_engine_serves_the_same_routes_and_middleware_as_the_faust_eng
 
     settings = Settings(insecure_dev=True)
     faust = create_app(settings)
-    faust.web.init_server()  # type: ignore[attr-defined]
+    faust.web.init_server()
     kafka = web_server(settings, ScorerRuntime(settings), lambda: 0)
-    assert _routes(kafka) == _routes(faust.web)  # type: ignore[attr-defined]
+    assert _routes(kafka) == _routes(faust.web)
     assert "/recommendations/{user_id}" in {path for path, _ in _routes(kafka)}
     middlewares = [m.__qualname__ for m in kafka.web_app.middlewares]
     assert middlewares == [m.__qualname__ for m in faust.web.web_app.middlewares]  # type: ignore[attr-defined]
@@ -134,7 +134,7 @@ def test_offsets_are_stored_after_the_acks_and_committed_before_a_revoke_and_at_
     consume = ConsumeLoop(
         Settings(),
         SlowRuntime(events),  # type: ignore[arg-type]
-        delivery,  # type: ignore[arg-type]
+        delivery,
         loop,
         consumer_factory=lambda config: consumer,
     )
