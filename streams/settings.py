@@ -193,7 +193,7 @@ class Settings:
     #: ``Authorization: Bearer <token>`` (streams/scorer/auth.py).
     api_tokens: Secret = _env("STREAMREC_API_TOKENS", factory=lambda: Secret(""))  # noqa: RUF009
     #: What drives a scorer: ``kafka`` (a confluent-kafka consumer loop) or ``faust``.
-    scorer_engine: str = _env("STREAMREC_SCORER_ENGINE", "faust")
+    scorer_engine: str = _env("STREAMREC_SCORER_ENGINE", "kafka")
     batch_size: int = _env("STREAMREC_BATCH_SIZE", 500)
     batch_wait_s: float = _env("STREAMREC_BATCH_WAIT_S", 0.01)
     fetch_max_wait_ms: int = _env("STREAMREC_FETCH_MAX_WAIT_MS", 20)

@@ -133,7 +133,7 @@ def ready_line(settings: Settings, runtime: ScorerRuntime) -> str:
     envvar="STREAMREC_SCORER_ENGINE",
     show_envvar=True,
     help="What drives the scorer: a confluent-kafka consumer loop (kafka) or a Faust "
-    "worker (faust); the same scoring, REST API and guarantees. [default: faust]",
+    "worker (faust); the same scoring, REST API and guarantees. [default: kafka]",
 )
 def command(
     web_port: int | None, k: int | None, batch_size: int | None, engine: str | None
