@@ -100,7 +100,18 @@ def unique() -> str:
     return uuid.uuid4().hex[:10]
 
 
-@pytest.fixture(params=SCORER_ENGINES)
+#: The engines :func:`scorer_engine` runs a test on (``STREAMREC_TEST_SCORER_ENGINES=kafka``
+#: runs only one of them, e.g. for a faster local run).
+TEST_ENGINES = tuple(
+    engine
+    for engine in os.environ.get("STREAMREC_TEST_SCORER_ENGINES", ",".join(SCORER_ENGINES)).split(
+        ","
+    )
+    if engine
+)
+
+
+@pytest.fixture(params=TEST_ENGINES)
 def scorer_engine(request: pytest.FixtureRequest) -> str:
     """Each scorer engine in turn, for a test that asks for it (or is marked
     :data:`on_every_engine`): its ``settings`` (and so its scorer processes) use it."""
