@@ -172,17 +172,46 @@ def broker_hop(bench: Bench, rate: float, seconds: float) -> dict[str, float]:
     return {"p50": percentile(lat, 50), "p95": percentile(lat, 95), "p99": percentile(lat, 99)}
 
 
-def bench_latency(bench: Bench, world: World, duration: float, runs: int) -> dict[str, Any]:
+def bench_latency(
+    bench: Bench,
+    world: World,
+    duration: float,
+    runs: int,
+    engines: tuple[str, ...] = ("kafka", "faust"),
+) -> dict[str, Any]:
+    """Latency at each of :data:`RATES` for a scorer on each engine in turn; ``rates`` is
+    the default engine's, ``engines`` holds every engine's."""
+    hop_runs = 1 if bench.quick else runs
+    hops = {rate: [broker_hop(bench, rate, 3.0) for _ in range(hop_runs)] for rate in RATES}
+    by_engine: dict[str, dict[str, Any]] = {}
     s = bench.run_settings("lat")
+    for engine in engines:
+        s = bench.run_settings("lat", scorer_engine=engine)
+        rates, rss = _latency_of(bench, world, s, duration, runs, hops)
+        by_engine[engine] = {"rates": rates, "scorer_peak_rss_mb": rss}
+    default = Settings().scorer_engine
+    rates = by_engine.get(default, next(iter(by_engine.values())))["rates"]
+    rss = by_engine.get(default, next(iter(by_engine.values())))["scorer_peak_rss_mb"]
+    return _latency_result(s, duration, runs, rates, rss, default, by_engine)
+
+
+def _latency_of(
+    bench: Bench,
+    world: World,
+    s: Settings,
+    duration: float,
+    runs: int,
+    hops: dict[int, list[dict[str, float]]],
+) -> tuple[dict[str, Any], float | None]:
     ensure_topics(s)
     version = publish(s, world.model)  # type: ignore[arg-type]
     users = {u for u, _, _, _ in world.score}
     reset_histories(s, last_pages(world.train, users, s.history_length))
     tail = TopicTail(s, s.topic_recommendations, READER_FETCH_WAIT_MS)
-    scorer = ChildProcess.streamrec(["scorer"], child_env(s), bench.logs / "latency-scorer.log")
+    scorer = ChildProcess.streamrec(
+        ["scorer"], child_env(s), bench.logs / f"latency-scorer-{s.scorer_engine}.log"
+    )
     rates: dict[str, Any] = {}
-    hop_runs = 1 if bench.quick else runs
-    hops = {rate: [broker_hop(bench, rate, 3.0) for _ in range(hop_runs)] for rate in RATES}
     try:
         producer = paced_producer(s)
         _wait_serving(s, producer, scorer, tail, version)
@@ -207,7 +236,9 @@ def bench_latency(bench: Bench, world: World, duration: float, runs: int) -> dic
                         "achieved_rate": len(run.sent) / duration,
                     }
                 )
-                log.info("latency rate=%d run=%d %s", rate, r, per_run[-1])
+                log.info(
+                    "latency engine=%s rate=%d run=%d %s", s.scorer_engine, rate, r, per_run[-1]
+                )
             rates[str(rate)] = {
                 f"{q}_ms": summary([p[q] for p in per_run]) for q in ("p50", "p95", "p99", "max")
             } | {
@@ -221,12 +252,26 @@ def bench_latency(bench: Bench, world: World, duration: float, runs: int) -> dic
     finally:
         tail.close()
         scorer.stop()
+    return rates, rss
+
+
+def _latency_result(
+    s: Settings,
+    duration: float,
+    runs: int,
+    rates: dict[str, Any],
+    rss: float | None,
+    default: str,
+    by_engine: dict[str, dict[str, Any]],
+) -> dict[str, Any]:
     p99 = rates[str(RATES[0])]["p99_ms"]["median"]
     return {
         "duration_s": duration,
         "runs": runs,
         "rates": rates,
         "scorer_peak_rss_mb": rss,
+        "engine": default,
+        "engines": by_engine,
         "tuning": {
             "scorer take_events batch_size": s.batch_size,
             "within (batch_wait_s)": f"{s.batch_wait_s} s",

@@ -132,7 +132,9 @@ def plot(sections: dict[str, dict[str, Any]], path: Path) -> bool:
             [m - (f["min"] or m) for m, f in zip(med, figs, strict=True)],
             [(f["max"] or m) - m for m, f in zip(med, figs, strict=True)],
         ]
-        axes[0].bar(names, med, yerr=err, capsize=4, color=["C0", "C1", "C2", "C3"][: len(names)])
+        axes[0].bar(
+            names, med, yerr=err, capsize=4, color=["C0", "C4", "C1", "C2", "C3"][: len(names)]
+        )
         axes[0].set_ylabel("events/s (median, min-max)")
         axes[0].set_title(f"Scorer throughput, 1 worker, {tp['n_events']:,} events, k={tp['k']}")
     if lat:

@@ -99,6 +99,7 @@ def results_table(sections: Mapping[str, Mapping[str, Any]]) -> list[str]:
     if tp:
         for variant, label in (
             ("ours", "scorer, ours (Faust agent, batched)"),
+            ("ours-kafka", "scorer, ours on the kafka engine (confluent-kafka loop, batched)"),
             ("naive", "naive Faust agent (one event at a time)"),
             ("ceiling", "bare Faust ceiling (take + send_soon, no work)"),
             ("plain", "plain confluent-kafka loop, same work"),
@@ -110,6 +111,8 @@ def results_table(sections: Mapping[str, Mapping[str, Any]]) -> list[str]:
             ("ours_over_naive", "ours / naive"),
             ("ours_over_ceiling", "ours / ceiling"),
             ("plain_over_ours", "plain loop / ours"),
+            ("ours_kafka_over_plain", "ours kafka engine / plain loop"),
+            ("ours_kafka_over_ours", "ours kafka engine / ours faust engine"),
         ):
             if name in tp.get("ratios", {}):
                 rows.append((label, tp["ratios"][name], "x"))
@@ -123,6 +126,12 @@ def results_table(sections: Mapping[str, Mapping[str, Any]]) -> list[str]:
                 for q in ("p50", "p99"):
                     rows.append(
                         (f"broker alone, one hop, at {rate} ev/s, {q}", hop[f"{q}_ms"], " ms")
+                    )
+        for engine, by in lat.get("engines", {}).items():
+            for rate, block in by["rates"].items():
+                for q in ("p50", "p99"):
+                    rows.append(
+                        (f"latency at {rate} ev/s, {q}, {engine} engine", block[f"{q}_ms"], " ms")
                     )
     fresh = sections.get("freshness")
     if fresh:

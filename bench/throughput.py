@@ -1,5 +1,5 @@
-"""Scorer throughput, one worker: ours against a naive Faust agent, the bare Faust
-ceiling and a plain confluent-kafka loop.
+"""Scorer throughput, one worker: ours on each engine (Faust, kafka) against a naive
+Faust agent, the bare Faust ceiling and a plain confluent-kafka loop.
 
 The events are produced before the consumer starts. Each variant runs as its own
 process with a fresh consumer group and output topic; throughput is
@@ -29,10 +29,16 @@ from .world import World, publish
 
 log = logging.getLogger(__name__)
 
-VARIANTS = ("ours", "naive", "ceiling", "plain")
+VARIANTS = ("ours", "ours-kafka", "naive", "ceiling", "plain")
+#: The scorer engine each ``streamrec scorer`` variant runs.
+ENGINES = {"ours": "faust", "ours-kafka": "kafka"}
 DESCRIPTION = {
-    "ours": "python -m streams.cli scorer: Faust agent, take_events(batch_size, within), "
-    "ScorerRuntime.process (pipelined Redis read/write per batch, acks awaited per batch)",
+    "ours": "python -m streams.cli scorer --engine faust: Faust agent, take_events(batch_size, "
+    "within), ScorerRuntime.process (pipelined Redis read/write per batch, acks awaited per "
+    "batch)",
+    "ours-kafka": "python -m streams.cli scorer --engine kafka: confluent-kafka consumer "
+    "thread, consume(batch_size, within) -> the same ScorerRuntime.process on an asyncio "
+    "loop, acks awaited per batch before the offsets are stored",
     "naive": "Faust agent, one event at a time: same ScoringCore and AsyncHistoryStore, "
     "Redis read + write per event, await topic.send",
     "ceiling": "bare Faust agent: stream.take(batch_size, within) + send_soon, no work",
@@ -46,8 +52,8 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 def _argv(variant: str) -> list[str]:
-    if variant == "ours":
-        return [sys.executable, "-m", "streams.cli", "scorer"]
+    if variant in ENGINES:
+        return [sys.executable, "-m", "streams.cli", "scorer", "--engine", ENGINES[variant]]
     return [sys.executable, "-m", "bench.agents", variant]
 
 
@@ -104,6 +110,8 @@ def bench_scorer_throughput(bench: Bench, world: World, rounds: int) -> dict[str
         "ours_over_naive": paired_ratio(rate["ours"], rate["naive"]),
         "ours_over_ceiling": paired_ratio(rate["ours"], rate["ceiling"]),
         "plain_over_ours": paired_ratio(rate["plain"], rate["ours"]),
+        "ours_kafka_over_plain": paired_ratio(rate["ours-kafka"], rate["plain"]),
+        "ours_kafka_over_ours": paired_ratio(rate["ours-kafka"], rate["ours"]),
     }
     return {
         "n_events": n,
@@ -131,6 +139,12 @@ def bench_scorer_throughput(bench: Bench, world: World, rounds: int) -> dict[str
                 0.8,
                 True,
                 "scorer >= 80% of bare Faust ceiling",
+            ),
+            target(
+                ratios["ours_kafka_over_plain"]["median"],
+                0.8,
+                True,
+                "kafka-engine scorer >= 80% of the plain confluent-kafka loop",
             ),
         ],
     }

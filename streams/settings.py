@@ -56,6 +56,9 @@ class Secret:
 
 #: The longest list anything serves (topic, REST, batch); ``STREAMREC_K`` must not exceed it.
 MAX_K = 100
+#: What can drive a scorer (``STREAMREC_SCORER_ENGINE``): streams/scorer/kafka_engine.py
+#: and the Faust app in streams/scorer/app.py.
+SCORER_ENGINES = ("kafka", "faust")
 #: Fewest bytes of snapshot key material (HMAC-SHA256 wants a key as long as its output).
 MIN_SNAPSHOT_KEY_BYTES = 32
 
@@ -189,6 +192,8 @@ class Settings:
     #: ``name:role:token,...`` (role ``read`` or ``admin``); when set, the REST API wants
     #: ``Authorization: Bearer <token>`` (streams/scorer/auth.py).
     api_tokens: Secret = _env("STREAMREC_API_TOKENS", factory=lambda: Secret(""))  # noqa: RUF009
+    #: What drives a scorer: ``kafka`` (a confluent-kafka consumer loop) or ``faust``.
+    scorer_engine: str = _env("STREAMREC_SCORER_ENGINE", "kafka")
     batch_size: int = _env("STREAMREC_BATCH_SIZE", 500)
     batch_wait_s: float = _env("STREAMREC_BATCH_WAIT_S", 0.01)
     fetch_max_wait_ms: int = _env("STREAMREC_FETCH_MAX_WAIT_MS", 20)
@@ -228,6 +233,11 @@ class Settings:
         if self.catalog_unknown not in UNKNOWN_POLICIES:
             raise ConfigurationError(
                 f"STREAMREC_CATALOG_UNKNOWN must be allow or deny, got {self.catalog_unknown!r}"
+            )
+        if self.scorer_engine not in SCORER_ENGINES:
+            raise ConfigurationError(
+                f"STREAMREC_SCORER_ENGINE must be one of {', '.join(SCORER_ENGINES)}, "
+                f"got {self.scorer_engine!r}"
             )
         if self.k > MAX_K:
             raise ConfigurationError(f"k must be at most {MAX_K}, got {self.k}")

@@ -9,14 +9,12 @@ the batch was acknowledged by the broker: at-least-once end to end.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Sequence
 from pathlib import Path
 from typing import Any
 
 import faust
-import redis
 
 from streams.scorer import auth
 from streams.scorer.openapi import roles
@@ -191,25 +189,7 @@ def create_app(settings: Settings, runtime: ScorerRuntime | None = None) -> faus
 
     @app.task
     async def listen_for_snapshots() -> None:
-        """Pub/sub hint: refresh as soon as a snapshot is published (the timer is the
-        fallback, so a lost message only costs one poll interval)."""
-        client = settings.redis_async_client(socket_timeout=None)
-        channel = rt.store.keys.published_channel
-        while not app.should_stop:
-            pubsub = client.pubsub(ignore_subscribe_messages=True)
-            try:
-                await pubsub.subscribe(channel)
-                async for message in pubsub.listen():
-                    if message and message.get("type") == "message":
-                        await rt.refresh_model()
-            except asyncio.CancelledError:
-                raise
-            except (redis.RedisError, OSError) as exc:
-                log.debug("snapshot_listener_reconnect error=%r", exc)
-                await asyncio.sleep(1.0)
-            finally:
-                with contextlib.suppress(Exception):
-                    await pubsub.aclose()
+        await rt.listen_for_snapshots(lambda: bool(app.should_stop))
 
     add_views(app, settings, rt)
     return app

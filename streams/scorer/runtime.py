@@ -30,6 +30,7 @@ from streams.io.dlq import DeadLetter, InputMessage
 from streams.scorer.core import ScoredBatch, ScoringCore
 from streams.scorer.metrics import ScorerMetrics
 from streams.scorer.model_holder import ModelHolder
+from streams.scorer.threaded_history import ThreadedHistoryStore
 from streams.settings import Settings
 from streams.state.history import AsyncHistoryStore
 from streams.state.snapshot_store import SnapshotStore
@@ -57,7 +58,12 @@ SendMany = Callable[[str, Sequence[tuple[bytes | None, bytes | None]]], Awaitabl
 class ScorerRuntime:
     """Model holder, scoring core, history store, snapshot store and metrics of a scorer."""
 
-    def __init__(self, settings: Settings, store: SnapshotStore | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        store: SnapshotStore | None = None,
+        history: AsyncHistoryStore | ThreadedHistoryStore | None = None,
+    ) -> None:
         self.settings = settings
         self.holder = ModelHolder()
         self.catalog = new_catalog(settings)
@@ -81,7 +87,8 @@ class ScorerRuntime:
             settings.k,
         )
         self.metrics = ScorerMetrics(self.holder, settings.k, self.experiments)
-        self.history = AsyncHistoryStore(
+        #: Users' histories (the kafka engine passes the synchronous store in threads).
+        self.history = history or AsyncHistoryStore(
             settings.redis_async_client(socket_timeout=0.5, socket_connect_timeout=0.5),
             settings.model_name,
             settings.history_length,
@@ -226,6 +233,27 @@ class ScorerRuntime:
             loop = asyncio.get_running_loop()
             await loop.run_in_executor(None, self.follow_experiment)
             return await loop.run_in_executor(None, self.load_model)
+
+    async def listen_for_snapshots(self, stopping: Callable[[], bool]) -> None:
+        """Pub/sub hint: refresh as soon as a snapshot is published, until ``stopping()``
+        (the poll timer is the fallback, so a lost message only costs one interval)."""
+        client = self.settings.redis_async_client(socket_timeout=None)
+        channel = self.store.keys.published_channel
+        while not stopping():
+            pubsub = client.pubsub(ignore_subscribe_messages=True)
+            try:
+                await pubsub.subscribe(channel)
+                async for message in pubsub.listen():
+                    if message and message.get("type") == "message":
+                        await self.refresh_model()
+            except asyncio.CancelledError:
+                raise
+            except (redis.RedisError, OSError) as exc:
+                log.debug("snapshot_listener_reconnect error=%r", exc)
+                await asyncio.sleep(1.0)
+            finally:
+                with contextlib.suppress(Exception):
+                    await pubsub.aclose()
 
     def follow_experiment(self) -> None:
         """Follow the experiment record and the served namespace; never raises.

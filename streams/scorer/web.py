@@ -38,8 +38,21 @@ def assigned_partitions(app: faust.App, topic: str) -> int:
         return 0
 
 
-def add_views(app: faust.App, settings: Settings, rt: ScorerRuntime) -> None:
-    """Register the REST endpoints of one scorer on ``app``."""
+def add_views(
+    app: faust.App,
+    settings: Settings,
+    rt: ScorerRuntime,
+    assigned: Callable[[], int] | None = None,
+) -> None:
+    """Register the REST endpoints of one scorer on ``app``.
+
+    ``assigned`` counts the page-views partitions the scorer consumes (default: those
+    of the Faust app's own consumer; the kafka engine passes its consumer's).
+    """
+    if assigned is None:
+
+        def assigned() -> int:
+            return assigned_partitions(app, settings.topic_page_views)
 
     @app.page("/recommendations/{user_id}")
     class Recommendations(View):
@@ -66,7 +79,7 @@ def add_views(app: faust.App, settings: Settings, rt: ScorerRuntime) -> None:
             "model_class": served.model_class,
             "snapshot_created_at": served.created_at,
             "snapshots_rejected": rt.holder.rejected,
-            "assigned_partitions": assigned_partitions(app, settings.topic_page_views),
+            "assigned_partitions": assigned(),
         }
         if not rt.model_load_attempted:
             return {"status": "starting", **body}, 503

@@ -201,9 +201,9 @@ class AsyncHistoryStore(_HistoryStoreBase):
 class HistoryStore(_HistoryStoreBase):
     """The same, synchronous: for batch scoring and other transports."""
 
-    def read(self, users: Iterable[str]) -> UserState:
+    def read(self, users: Iterable[str], shadow: bool = False) -> UserState:
         wanted = list(dict.fromkeys(users))
-        pipe = self._read_pipe(wanted)
+        pipe = self._read_pipe(wanted, shadow)
         if isinstance(pipe, UserState):
             return pipe
         try:

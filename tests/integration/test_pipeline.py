@@ -14,7 +14,7 @@ from streams.io.topics import ensure_topics
 from streams.ops.processes import ChildProcess, wait_for
 from streams.settings import Settings
 from streams.state.snapshot_store import SnapshotStore
-from tests.support.fixtures import TEST_SNAPSHOT_KEY
+from tests.support.fixtures import TEST_SNAPSHOT_KEY, on_every_engine
 from tests.support.scorer import http_json, http_text, wait_ready
 from tests.support.topics import TopicReader, produce_page_views
 
@@ -31,6 +31,7 @@ def views(n: int, start: int = 0, users: int = 40, pages: int = 60) -> list[dict
     ]
 
 
+@on_every_engine
 def test_every_page_view_answered_once_and_versions_advance(
     settings: Settings, settings_env: dict[str, str], tmp_path: Path
 ) -> None:

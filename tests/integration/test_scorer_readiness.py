@@ -17,6 +17,7 @@ from streams.io.topics import ensure_topics
 from streams.ops.processes import ChildProcess, wait_for
 from streams.settings import Settings
 from streams.wiring import snapshot_store
+from tests.support.fixtures import on_every_engine
 from tests.support.scorer import http_json
 
 
@@ -28,6 +29,7 @@ def trained() -> Covisitation:
     return model
 
 
+@on_every_engine
 def test_not_ready_until_the_stored_model_is_served(
     settings: Settings, settings_env: dict[str, str], tmp_path: Path
 ) -> None:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from streams.ops.processes import ChildProcess
 from streams.settings import Settings
+from tests.support.fixtures import on_every_engine
 from tests.support.scorer import http_json, wait_ready
 
 
@@ -19,6 +20,7 @@ def status_and_type(url: str) -> tuple[int, str]:
         return exc.code, exc.headers.get("Content-Type", "")
 
 
+@on_every_engine
 def test_bad_requests_get_a_400_and_one_log_line(
     settings: Settings, settings_env: dict[str, str], tmp_path: Path
 ) -> None:

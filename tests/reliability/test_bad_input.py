@@ -15,9 +15,13 @@ from streams.io.producer import ReliableProducer, page_view
 from streams.io.topics import ensure_topics
 from streams.ops.processes import ChildProcess
 from streams.settings import Settings
+from tests.support.fixtures import on_every_engine
 from tests.support.outages import stopping, summary
 from tests.support.scorer import http_json, http_text, wait_assigned
 from tests.support.topics import PV, REC, TopicReader, read_answers
+
+#: Scorer behaviour: checked on each scorer engine.
+pytestmark = on_every_engine
 
 MAX_BYTES = 4096
 SCHEMA = PV._registry.schema_for(PV.schema_id)  # the current PageView schema, as registered

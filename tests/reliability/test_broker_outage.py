@@ -17,6 +17,7 @@ from streams.io.producer import ReliableProducer
 from streams.io.topics import ensure_topics
 from streams.ops.processes import ChildProcess, wait_for
 from streams.settings import Settings
+from tests.support.fixtures import on_every_engine
 from tests.support.outages import PrivateServer, Traffic, env_for, replace, stopping, summary
 from tests.support.scorer import http_json, wait_assigned
 from tests.support.topics import PV, read_answers
@@ -177,6 +178,7 @@ def test_streamrec_produce_reports_every_row_across_a_broker_restart(
     assert on_topic <= delivered  # what the old broker held before the kill is gone
 
 
+@on_every_engine
 def test_scorer_survives_or_exits_cleanly_when_the_broker_goes_away(
     settings: Settings, settings_env: dict[str, str], tmp_path: Path, private_kafka: PrivateServer
 ) -> None:

@@ -14,10 +14,13 @@ from streams.experiment.store import ExperimentStore
 from streams.io.topics import ensure_topics
 from streams.ops.processes import ChildProcess, wait_for
 from streams.settings import Settings
-from tests.support.fixtures import StoreFactory
+from tests.support.fixtures import StoreFactory, on_every_engine
 from tests.support.outages import Traffic, stopping
 from tests.support.scorer import wait_assigned, wait_ready
 from tests.support.topics import read_answers
+
+#: Scorer behaviour: checked on each scorer engine.
+pytestmark = on_every_engine
 
 
 def popularity(pages: list[str]) -> Snapshot:

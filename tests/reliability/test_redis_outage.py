@@ -11,10 +11,13 @@ from streams.io.topics import ensure_topics
 from streams.ops.processes import ChildProcess, wait_for
 from streams.settings import Settings
 from streams.state.snapshot_store import SnapshotStore
-from tests.support.fixtures import TEST_SNAPSHOT_KEY
+from tests.support.fixtures import TEST_SNAPSHOT_KEY, on_every_engine
 from tests.support.outages import PrivateServer, Traffic, env_for, replace, stopping, summary
 from tests.support.scorer import http_json, http_text, wait_assigned
 from tests.support.topics import read_answers
+
+#: Scorer behaviour: checked on each scorer engine.
+pytestmark = on_every_engine
 
 OUTAGE_S = 10.0
 

@@ -12,9 +12,13 @@ from streams.io.topics import ensure_topics
 from streams.ops.embedded import free_port
 from streams.ops.processes import ChildProcess
 from streams.settings import Settings
+from tests.support.fixtures import on_every_engine
 from tests.support.outages import Traffic, stopping, summary
 from tests.support.scorer import wait_assigned, wait_ready
 from tests.support.topics import read_answers
+
+#: Scorer behaviour: checked on each scorer engine.
+pytestmark = on_every_engine
 
 #: Faust commits the offsets of acknowledged events every second (broker_commit_interval).
 COMMIT_INTERVAL_S = 1.0

@@ -25,7 +25,7 @@ from streams.io.topics import ensure_topics
 from streams.ops.processes import ChildProcess, wait_for
 from streams.settings import Settings
 from streams.state.snapshot_store import SnapshotStore
-from tests.support.fixtures import TEST_SNAPSHOT_KEY
+from tests.support.fixtures import TEST_SNAPSHOT_KEY, on_every_engine
 from tests.support.outages import stopping, summary
 from tests.support.scorer import http_json, http_text, wait_ready
 
@@ -113,6 +113,7 @@ def plant_each_and_see_it_refused(
     return refused
 
 
+@on_every_engine
 def test_bad_snapshots_are_refused_and_the_old_model_keeps_serving(
     settings: Settings, settings_env: dict[str, str], tmp_path: Path
 ) -> None:

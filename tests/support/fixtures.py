@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from streams.ops.embedded import EmbeddedServices, free_port
-from streams.settings import Secret, Settings
+from streams.settings import SCORER_ENGINES, Secret, Settings
 from streams.state.snapshot_store import SnapshotStore
 
 log = logging.getLogger(__name__)
@@ -100,10 +100,35 @@ def unique() -> str:
     return uuid.uuid4().hex[:10]
 
 
+#: The engines :func:`scorer_engine` runs a test on (``STREAMREC_TEST_SCORER_ENGINES=kafka``
+#: runs only one of them, e.g. for a faster local run).
+TEST_ENGINES = tuple(
+    engine
+    for engine in os.environ.get("STREAMREC_TEST_SCORER_ENGINES", ",".join(SCORER_ENGINES)).split(
+        ","
+    )
+    if engine
+)
+
+
+@pytest.fixture(params=TEST_ENGINES)
+def scorer_engine(request: pytest.FixtureRequest) -> str:
+    """Each scorer engine in turn, for a test that asks for it (or is marked
+    :data:`on_every_engine`): its ``settings`` (and so its scorer processes) use it."""
+    return str(request.param)
+
+
+#: Runs a test (or, as ``pytestmark``, a module) once per scorer engine; other tests run
+#: on the default engine, or on ``STREAMREC_SCORER_ENGINE`` when the suite is given one.
+on_every_engine = pytest.mark.usefixtures("scorer_engine")
+
+
 def settings_for(services: ServiceEndpoints, unique: str, tmp_path: Path) -> Settings:
     """Settings pointing at the shared services, with names of their own (``unique``);
     for fixtures of a wider scope than ``settings``."""
+    engine = os.environ.get("STREAMREC_SCORER_ENGINE")
     return Settings(
+        **({"scorer_engine": engine} if engine else {}),
         kafka_bootstrap_servers=services.bootstrap_servers,
         redis_url=services.redis_url,
         state_dir=tmp_path / "state",
@@ -120,9 +145,15 @@ def settings_for(services: ServiceEndpoints, unique: str, tmp_path: Path) -> Set
 
 
 @pytest.fixture
-def settings(services: ServiceEndpoints, unique: str, tmp_path: Path) -> Settings:
-    """Settings pointing at the shared services, with this test's own names."""
-    return settings_for(services, unique, tmp_path)
+def settings(
+    services: ServiceEndpoints, unique: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> Settings:
+    """Settings pointing at the shared services, with this test's own names (and the
+    engine of :func:`scorer_engine` when the test runs once per engine)."""
+    base = settings_for(services, unique, tmp_path)
+    if "scorer_engine" in request.fixturenames:
+        return dataclasses.replace(base, scorer_engine=request.getfixturevalue("scorer_engine"))
+    return base
 
 
 @pytest.fixture

@@ -102,3 +102,9 @@ def test_every_setting_is_in_the_readme_table_and_nothing_else() -> None:
         "STREAMREC_CONSOLE_PORT",
     }
     assert documented - variables - read_by_the_cli == set(), "documented, not read"
+
+
+def test_an_unknown_scorer_engine_is_refused_naming_the_choices() -> None:
+    assert Settings.from_env({"STREAMREC_SCORER_ENGINE": "kafka"}).scorer_engine == "kafka"
+    with pytest.raises(ConfigurationError, match="STREAMREC_SCORER_ENGINE must be one of kafka"):
+        Settings.from_env({"STREAMREC_SCORER_ENGINE": "spark"})
