@@ -43,9 +43,7 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
     # Read from each test's captured output, so the lines also reach the end of the run
     # when the tests ran in pytest-xdist workers (the report travels, a global would not).
     if report.when == "call":
-        SUMMARIES.extend(
-            line for line in report.capstdout.splitlines() if line.startswith(PREFIX)
-        )
+        SUMMARIES.extend(line for line in report.capstdout.splitlines() if line.startswith(PREFIX))
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
