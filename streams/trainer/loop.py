@@ -147,6 +147,8 @@ class Trainer:
         # last delta refused as too large (see _publish_delta).
         self._published_events = 0
         self._refused: tuple[int, float] | None = None
+        # When the current run of full polls (the trainer behind the log) began.
+        self._behind_since: float | None = None
 
     # -- lifecycle ----------------------------------------------------------------------
     def run(self, stop: threading.Event, on_ready: Callable[[Trainer], None] | None = None) -> None:
@@ -246,14 +248,33 @@ class Trainer:
     def step(self) -> int:
         """One poll, learn, and (when due) publish; returns the events read."""
         self._keep_lease()
-        events = self.source.poll(self.max_records, self.poll_timeout)
+        timeout = self.poll_timeout
+        if self._dirty:
+            # Caught up, a snapshot is due snapshot_interval after the last one: the poll
+            # must not wait past that (freshness), the events it missed go in the next.
+            due = self._last_publish + self.snapshot_interval - time.monotonic()
+            timeout = max(0.0, min(timeout, due))
+        events = self.source.poll(self.max_records, timeout)
         if events:
             self._learn(events)
         # A short poll waited for the log: the trainer has caught up, and publishing
         # costs it no learning, so it publishes every snapshot_interval (freshness).
+        now = time.monotonic()
         behind = len(events) >= self.max_records
-        gap = self._publish_gap() if behind else self.snapshot_interval
-        if self._dirty and time.monotonic() - self._last_publish >= gap:
+        if behind:
+            gap = self._publish_gap()
+            if self._behind_since is None:
+                self._behind_since = now
+        elif self._behind_since is not None and now - self._behind_since >= self.snapshot_interval:
+            # The end of a backlog (a restart, a burst): the model has just caught up
+            # with the log, which is worth a snapshot now rather than up to an interval
+            # later (while behind, snapshots came at most every _publish_gap()).
+            gap = 0.0
+            self._behind_since = None
+        else:
+            gap = self.snapshot_interval
+            self._behind_since = None
+        if self._dirty and now - self._last_publish >= gap:
             self.publish()
         return len(events)
 
@@ -379,6 +400,12 @@ class Trainer:
         # the last publish are as many as the last refused one had, per byte of limit
         # (the limit grows with the model).
         limit = self._full_bytes * self.MAX_DELTA_SHARE
+        estimate = getattr(model, "delta_nbytes", None)
+        if callable(estimate):
+            # The model can tell the size without building the delta: ask it first.
+            nbytes = estimate()
+            if nbytes is None or nbytes > limit:
+                return None
         events = self.events_learned - self._published_events
         refused = self._refused
         if refused is not None and events * refused[1] >= refused[0] * limit:
