@@ -34,7 +34,12 @@ from typing import Any, Protocol
 
 from online_model.base import Recommender
 from online_model.errors import ConfigurationError, StreamrecError
-from online_model.model_state import TracksChanges, tracks_deltas
+from online_model.model_state import (
+    ModelState,
+    StateNotExportable,
+    TracksChanges,
+    tracks_deltas,
+)
 from online_model.snapshot import Snapshot, SnapshotMeta
 from online_model.snapshot_delta import ChainPosition
 from streams.errors import LeaseLost, StoreUnavailable
@@ -149,6 +154,9 @@ class Trainer:
         self._refused: tuple[int, float] | None = None
         # When the current run of full polls (the trainer behind the log) began.
         self._behind_since: float | None = None
+        # The model's state_arrays() as of our newest publish, for models that track
+        # their changes: the next full snapshot is this plus the delta since.
+        self._state: ModelState | None = None
 
     # -- lifecycle ----------------------------------------------------------------------
     def run(self, stop: threading.Event, on_ready: Callable[[Trainer], None] | None = None) -> None:
@@ -361,8 +369,12 @@ class Trainer:
             self._check_still_owner()
             published = self._publish_delta(meta, trainer_state)
             if published is None:
-                published = self.store.publish_full(Snapshot(meta, self.model, trainer_state))
+                state = self._full_state()
+                published = self.store.publish_full(
+                    Snapshot(meta, self.model, trainer_state), state=state
+                )
                 self._full_bytes = self.store.last_published_bytes
+                self._state = state
             else:
                 self.deltas_published += 1
         except StoreUnavailable as exc:
@@ -420,7 +432,45 @@ class Trainer:
             self._refused = (events, limit)
             return None
         self._refused = None
-        return self.store.publish_delta(meta, model, changes, chain, trainer_state)
+        published = self.store.publish_delta(meta, model, changes, chain, trainer_state)
+        self._state = self._applied(changes)
+        return published
+
+    def _applied(self, changes: ModelState) -> ModelState | None:
+        """The published state with ``changes`` applied (None when it is not kept)."""
+        if self._state is None:
+            return None
+        try:
+            return type(self.model).apply_state_delta(self._state, changes)  # type: ignore[attr-defined]
+        except StreamrecError as exc:  # a bug; full snapshots are then built from scratch
+            logger.error("published state not kept up to date error=%r", str(exc))
+            return None
+
+    def _full_state(self) -> ModelState | None:
+        """The model's ``state_arrays()`` for a full snapshot, kept for the next one.
+
+        A model that tracks its changes gets its full state built from the previous
+        publish's state and the delta since (numpy gathers, O(model) in C), instead of
+        from its dicts (a Python pass over every row and user); when most of the model
+        changed (catching up), from its dicts. None for other models (they encode
+        themselves).
+        """
+        model = self.model
+        if not tracks_deltas(model):
+            return None
+        assert isinstance(model, TracksChanges)
+        if self._state is not None:
+            estimate = getattr(model, "delta_nbytes", None)
+            nbytes = estimate() if callable(estimate) else None
+            if nbytes is not None and nbytes <= self._full_bytes * self.MAX_DELTA_SHARE:
+                changes = model.state_delta()
+                state = None if changes is None else self._applied(changes)
+                if state is not None:
+                    return state
+        try:
+            return model.state_arrays()  # type: ignore[attr-defined, no-any-return]
+        except StateNotExportable:  # the store's encoder says what can be done about it
+            return None
 
     def _check_still_owner(self) -> None:
         if self.lease is None:

@@ -6,6 +6,7 @@ snapshot_interval whatever a publish costs."""
 
 from __future__ import annotations
 
+import random
 from typing import Any
 
 import pytest
@@ -15,6 +16,7 @@ from online_model.covisit import Covisitation
 from online_model.popularity import DecayedPopularity
 from online_model.snapshot_delta import ChainPosition
 from streams.testing import ListEventSource
+from tests.unit.test_snapshot_deltas import assert_same_state
 from streams.trainer.loop import Trainer
 
 
@@ -35,7 +37,7 @@ class SlowStore:
     def __init__(self, clock: Clock, cost: float) -> None:
         self.clock, self.cost, self.published = clock, cost, 0
 
-    def publish_full(self, snap: Any, make_current: bool = True) -> ChainPosition:
+    def publish_full(self, snap: Any, make_current: bool = True, state: Any = None) -> ChainPosition:
         self.clock.now += self.cost
         self.published += 1
         return ChainPosition(self.published, "00", self.published, "00", 0)
@@ -110,7 +112,7 @@ class ChainStore:
         self.last_published_bytes = full_bytes
         self.kinds: list[str] = []
 
-    def publish_full(self, snap: Any, make_current: bool = True) -> ChainPosition:
+    def publish_full(self, snap: Any, make_current: bool = True, state: Any = None) -> ChainPosition:
         self.kinds.append("full")
         return ChainPosition(len(self.kinds), "00", len(self.kinds), "00", 0)
 
@@ -242,3 +244,54 @@ def test_a_poll_does_not_wait_past_the_next_snapshot(monkeypatch: pytest.MonkeyP
     trainer._dirty = False  # nothing to publish: a poll may wait as long as it likes
     trainer.step()
     assert source.timeouts == [0.2, pytest.approx(0.1), 0.2]
+
+
+class StateStore(ChainStore):
+    """Keeps the state each full snapshot was encoded from."""
+
+    def __init__(self, full_bytes: int) -> None:
+        super().__init__(full_bytes)
+        self.states: list[Any] = []
+
+    def publish_full(self, snap: Any, make_current: bool = True, state: Any = None) -> Any:
+        self.states.append(state)
+        return super().publish_full(snap, make_current)
+
+
+def test_a_periodic_full_snapshot_is_the_published_state_plus_the_delta(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Between deltas the trainer keeps the state it published up to date, so the full
+    snapshot due every full_every deltas is not rebuilt from the model's dicts, and it
+    is exactly what the dicts would give."""
+    rng = random.Random(2)
+    pages = [f"p{rng.randrange(40)}".encode() for _ in range(400)]
+    store = StateStore(full_bytes=10**9)
+    model = Covisitation()
+    trainer = Trainer(
+        model,
+        store,  # type: ignore[arg-type]
+        ListEventSource(pages),
+        lambda b: {"user_id": f"u{len(b) % 7}", "page_id": b.decode(), "ts": 0},
+        full_every=3,
+        max_records=50,
+    )
+    trainer.source.assign({})
+    full_builds = []
+    state_arrays = Covisitation.state_arrays
+    monkeypatch.setattr(
+        Covisitation, "state_arrays", lambda self: full_builds.append(1) or state_arrays(self)
+    )
+    for _ in range(8):
+        trainer.step()
+        trainer.publish()
+        if store.kinds[-1] == "full":
+            monkeypatch.setattr(Covisitation, "state_arrays", state_arrays)
+            assert_same_state(store.states[-1], model.state_arrays())
+            monkeypatch.setattr(
+                Covisitation,
+                "state_arrays",
+                lambda self: full_builds.append(1) or state_arrays(self),
+            )
+    assert store.kinds == ["full", "delta", "delta", "delta", "full", "delta", "delta", "delta"]
+    assert len(full_builds) == 1  # the first one only
