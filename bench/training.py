@@ -170,6 +170,10 @@ def bench_training(bench: Bench, world: World, runs: int) -> dict[str, dict[str,
             "Avro decode, Kafka fetch and the snapshots (full or delta: encode + HMAC + "
             "Redis) taken every second, or less often while the trainer is behind and "
             "they would take over a tenth of its time",
+            "the trainer publishes as soon as it has read the log to its end after a "
+            "backlog, so the snapshot covering the topic is taken when its last event is "
+            "learned (plus at most one poll timeout, 0.2 s); before 2026-12-02 it came up "
+            "to one snapshot_interval (1 s) later, idle time that counted as learning",
             "raw learn_one = a fresh default model (the trainer's) learning the same "
             "events with the same arguments in one Python loop, no decode, no Kafka, no "
             "snapshots (bench process), measured right before and after each trainer "

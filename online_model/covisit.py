@@ -23,7 +23,6 @@ from online_model.model_state import (
     check_rows,
     id_table,
     indptr_of,
-    rows_of,
     stack_rows,
     stores_state,
     take_rows,

@@ -468,7 +468,7 @@ class Trainer:
                 if state is not None:
                     return state
         try:
-            return model.state_arrays()  # type: ignore[attr-defined, no-any-return]
+            return model.state_arrays()  # type: ignore[attr-defined]
         except StateNotExportable:  # the store's encoder says what can be done about it
             return None
 

@@ -16,8 +16,8 @@ from online_model.covisit import Covisitation
 from online_model.popularity import DecayedPopularity
 from online_model.snapshot_delta import ChainPosition
 from streams.testing import ListEventSource
-from tests.unit.test_snapshot_deltas import assert_same_state
 from streams.trainer.loop import Trainer
+from tests.unit.test_snapshot_deltas import assert_same_state
 
 
 class Clock:
@@ -37,7 +37,9 @@ class SlowStore:
     def __init__(self, clock: Clock, cost: float) -> None:
         self.clock, self.cost, self.published = clock, cost, 0
 
-    def publish_full(self, snap: Any, make_current: bool = True, state: Any = None) -> ChainPosition:
+    def publish_full(
+        self, snap: Any, make_current: bool = True, state: Any = None
+    ) -> ChainPosition:
         self.clock.now += self.cost
         self.published += 1
         return ChainPosition(self.published, "00", self.published, "00", 0)
@@ -112,7 +114,9 @@ class ChainStore:
         self.last_published_bytes = full_bytes
         self.kinds: list[str] = []
 
-    def publish_full(self, snap: Any, make_current: bool = True, state: Any = None) -> ChainPosition:
+    def publish_full(
+        self, snap: Any, make_current: bool = True, state: Any = None
+    ) -> ChainPosition:
         self.kinds.append("full")
         return ChainPosition(len(self.kinds), "00", len(self.kinds), "00", 0)
 
