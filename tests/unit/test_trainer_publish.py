@@ -66,6 +66,8 @@ def _trainer(store: SlowStore, backlog: int) -> Trainer:
         ([0.05] * 10, 1.0),  # cheap deltas: every snapshot_interval
         ([1.0] * 30, 10.0),  # full snapshots taking 1 s: one every 10 s
         ([0.05] * 20 + [1.0], 2.4),  # one full snapshot among deltas: a little later
+        ([0.5], 5.0),  # the first publish (a full one) took 0.5 s: the next in 5 s
+        ([0.2, 0.4, 0.6], 4.3),  # growing full snapshots (their weighted mean: 0.43 s)
     ],
 )
 def test_while_behind_the_next_publish_waits_for_publishing_to_stay_a_tenth_of_the_time(
