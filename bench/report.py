@@ -148,6 +148,10 @@ def results_table(sections: Mapping[str, Mapping[str, Any]]) -> list[str]:
         rows.append(("trainer, events/s learned + snapshotted", tr["events_per_s"], ""))
         rows.append(("raw learn_one, events/s (same events)", tr["raw_learn_per_s"], ""))
         rows.append(("trainer / raw learn_one", tr["trainer_over_raw"], "x"))
+        if tr.get("trainer_over_raw_cpu"):
+            rows.append(
+                ("trainer / raw learn_one, per CPU second", tr["trainer_over_raw_cpu"], "x")
+            )
     rp = sections.get("replay")
     if rp:
         rows.append(

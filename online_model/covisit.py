@@ -20,9 +20,9 @@ from online_model.errors import ModelError
 from online_model.model_state import (
     ModelState,
     check_indptr,
+    check_rows,
     id_table,
     indptr_of,
-    rows_of,
     stack_rows,
     stores_state,
     take_rows,
@@ -291,6 +291,23 @@ class Covisitation(Recommender):
         self._dirty_rows, self._dirty_users = set(), set()
         self._delta_broken = False
 
+    def delta_nbytes(self) -> int | None:
+        """The bytes of :meth:`state_delta`'s arrays, in O(changed rows) without building
+        them (the users' buffers are counted full); None when only a full state will do.
+
+        The trainer asks first: while it catches up, a second's change touches most of the
+        graph, and building a delta only to publish a full snapshot instead costs twice.
+        """
+        dirty_rows, dirty_users = self._dirty_rows, self._dirty_users
+        popularity = self._popularity.delta_nbytes()
+        if dirty_rows is None or dirty_users is None or popularity is None or self._delta_broken:
+            return None
+        neighbours = self._neighbours
+        nnz = sum(len(row) for row in map(neighbours.get, dirty_rows, itertools.repeat(())))
+        # Per row: its number, out weight and pointer; per link: page and weight.
+        users = min(len(dirty_users), len(self._histories))  # the evicted are not sent
+        return popularity + 24 * len(dirty_rows) + 12 * nnz + (8 + 4 * self.window) * users
+
     def state_delta(self) -> ModelState | None:
         """What changed since :meth:`mark_published`, in O(change) (docs/model-format.md):
 
@@ -308,30 +325,42 @@ class Covisitation(Recommender):
         popularity = None
         new_pages = pop.new_items()
         new_rows = {page: i for i, page in enumerate(new_pages, len(position))}
+        # Rows of pages in the table: one C-level lookup each, new pages patched after.
+        lookup = position.get
 
-        def row(page: Hashable) -> int:
-            r = position.get(page)
-            return new_rows[page] if r is None else r
+        def rows_array(pages: list[Hashable]) -> np.ndarray:
+            out = np.fromiter(map(lookup, pages, itertools.repeat(-1)), np.int32, len(pages))
+            if new_rows:
+                for i in np.flatnonzero(out < 0).tolist():
+                    out[i] = new_rows[pages[i]]
+            return out
 
         try:
             popularity = pop.state_delta(owner_rows=new_rows)
-            ordered = sorted((row(page), page) for page in dirty_rows)
+            dirty = list(dirty_rows)
+            ordered = rows_array(dirty).astype(np.int64)
+            by_row = np.argsort(ordered, kind="stable")
+            ordered = ordered[by_row]
             neighbours, out = self._neighbours, self._out
-            rows = [neighbours.get(page) for _, page in ordered]
+            pages = [dirty[i] for i in by_row.tolist()]
+            rows = [neighbours.get(page) for page in pages]
+            present = [r for r in rows if r]
             lengths = [len(r) if r else 0 for r in rows]
             nnz = sum(lengths)
-            dst = np.fromiter((row(j) for r in rows if r for j in r), np.int32, nnz)
+            dst = rows_array(list(itertools.chain.from_iterable(present)))
             histories = self._histories
             n_active = sum(1 for user in dirty_users if user in histories)
             users = list(itertools.islice(reversed(histories), n_active))[::-1]
             buffers = [histories[user] for user in users]
-            history_pages = np.fromiter((row(p) for h in buffers for p in h), np.int32)
+            history_pages = rows_array(list(itertools.chain.from_iterable(buffers)))
         except KeyError as exc:  # every learned page is counted: this is a bug
             raise ModelError(f"co-visitation page {exc} is missing from its table") from exc
         if popularity is None:
             return None
-        weights = np.fromiter((w for r in rows if r for w in r.values()), np.float64, nnz)
-        out_weight = [out[page] if r else 0.0 for (_, page), r in zip(ordered, rows, strict=True)]
+        weights = np.fromiter(
+            itertools.chain.from_iterable(r.values() for r in present), np.float64, nnz
+        )
+        out_weight = [out[page] if r else 0.0 for page, r in zip(pages, rows, strict=True)]
         state = ModelState(
             values={
                 "n_events_learned": self.n_events_learned,
@@ -341,7 +370,7 @@ class Covisitation(Recommender):
                 "n_users": len(histories),
             },
             arrays={
-                "rows": np.array([r for r, _ in ordered], dtype=np.int64),
+                "rows": ordered,
                 "out": np.array(out_weight, dtype=np.float64),
                 "neighbours.indptr": indptr_of(lengths),
                 "neighbours.page": dst,
@@ -366,7 +395,7 @@ class Covisitation(Recommender):
             raise ModelError(f"co-visitation delta: {n} + {len(new_pages)} pages is not {n_pages}")
         # Rows of successors: changed rows from the delta, new pages without one empty.
         rows = delta.array("rows", np.int64)
-        rows_of(rows, n_pages, "co-visitation delta rows")
+        check_rows(rows, n_pages, "co-visitation delta rows")
         if len(rows) > 1 and bool(np.any(np.diff(rows) <= 0)):
             raise ModelError("co-visitation delta: rows are not in increasing order")
         dst = delta.array("neighbours.page", np.int32)
@@ -376,7 +405,7 @@ class Covisitation(Recommender):
         check_indptr(indptr, len(rows), len(dst), "co-visitation delta neighbours")
         if len(weight) != len(dst) or len(out) != len(rows):
             raise ModelError("co-visitation delta: graph arrays differ in length")
-        rows_of(dst, n_pages, "co-visitation delta neighbours.page")
+        check_rows(dst, n_pages, "co-visitation delta neighbours.page")
         base_indptr = base.array("neighbours.indptr", np.int64)
         stacked, graph = stack_rows(
             base_indptr,
@@ -397,7 +426,7 @@ class Covisitation(Recommender):
         h_pages = delta.array("histories.page", np.int32)
         h_indptr = delta.array("histories.indptr", np.int64)
         check_indptr(h_indptr, len(active), len(h_pages), "co-visitation delta histories")
-        rows_of(h_pages, n_pages, "co-visitation delta histories.page")
+        check_rows(h_pages, n_pages, "co-visitation delta histories.page")
         kept = [i for i, user in enumerate(users) if user not in active_set]
         evicted = len(kept) + len(active) - n_users
         if len(active_set) != len(active) or not 0 <= evicted <= len(kept):
@@ -836,7 +865,7 @@ class _StoredGraph:
         self.indptr = check_indptr(
             state.array("neighbours.indptr", np.int64), n_pages, len(self.dst), "neighbours"
         )
-        rows_of(self.dst, n_pages, "neighbours.page")  # checked once, used many times
+        check_rows(self.dst, n_pages, "neighbours.page")  # checked once, used many times
         self.users = state.table("users")
         self.history_pages = state.array("histories.page", np.int32)
         self.history_indptr = check_indptr(
@@ -845,7 +874,7 @@ class _StoredGraph:
             len(self.history_pages),
             "histories",
         )
-        rows_of(self.history_pages, n_pages, "histories.page")
+        check_rows(self.history_pages, n_pages, "histories.page")
         self._index: dict[Hashable, int] | None = None
 
     def candidates(self, i: int, n: int) -> tuple[np.ndarray, np.ndarray] | None:

@@ -97,8 +97,13 @@ class EncodedModel:
     model_class: str
 
 
-def encode_model(model: Recommender, allow_pickle: bool) -> EncodedModel:
+def encode_model(
+    model: Recommender, allow_pickle: bool, state: ModelState | None = None
+) -> EncodedModel:
     """Encode ``model`` (see the module docstring).
+
+    ``state``: ``model.state_arrays()`` when the caller already has it (a trainer that
+    keeps its published state up to date with its deltas); it must be exactly that.
 
     Raises
     ------
@@ -110,7 +115,8 @@ def encode_model(model: Recommender, allow_pickle: bool) -> EncodedModel:
     if exports_state(model):
         try:
             params = json_params(model)
-            state = model.state_arrays()  # type: ignore[attr-defined]
+            if state is None:
+                state = model.state_arrays()  # type: ignore[attr-defined]
             tensors = _tensor_bytes(state)
         except StateNotExportable as exc:
             reason = str(exc)

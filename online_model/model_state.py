@@ -247,10 +247,15 @@ def check_array(name: str, array: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(array.astype(array.dtype.newbyteorder("<"), copy=False))
 
 
-def rows_of(array: np.ndarray, n: int, what: str) -> list[int]:
-    """``array`` as a list of row numbers of a table of ``n`` rows (each checked)."""
+def check_rows(array: np.ndarray, n: int, what: str) -> None:
+    """:class:`ModelError` unless every value of ``array`` is a row of a table of ``n`` rows."""
     if len(array) and (int(array.min()) < 0 or int(array.max()) >= n):
         raise ModelError(f"{what}: row numbers outside a table of {n} rows")
+
+
+def rows_of(array: np.ndarray, n: int, what: str) -> list[int]:
+    """``array`` as a list of row numbers of a table of ``n`` rows (each checked)."""
+    check_rows(array, n, what)
     return array.tolist()
 
 

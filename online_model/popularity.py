@@ -14,7 +14,14 @@ import numpy as np
 from online_model.base import Recommender, Reward
 from online_model.decay import ForwardDecay
 from online_model.errors import ModelError
-from online_model.model_state import ModelState, id_table, rows_of, stores_state, tracks_changes
+from online_model.model_state import (
+    ModelState,
+    check_rows,
+    id_table,
+    rows_of,
+    stores_state,
+    tracks_changes,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -216,7 +223,18 @@ class DecayedPopularity(Recommender):
     def new_items(self) -> list[Hashable]:
         """Items learned since :meth:`mark_published`, in first-seen order."""
         n = 0 if self._position is None else len(self._position)
-        return list(itertools.islice(self._counts, n, None))
+        # They are the last ones of the dict: read them from its end, in O(new items).
+        new = list(itertools.islice(reversed(self._counts), len(self._counts) - n))
+        new.reverse()
+        return new
+
+    def delta_nbytes(self) -> int | None:
+        """The bytes of :meth:`state_delta`'s arrays, in O(1) without building them;
+        None when only a full state will do."""
+        position, dirty = self._position, self._dirty
+        if position is None or dirty is None or self._delta_broken:
+            return None
+        return 16 * len(dirty) + 8 * (len(self._top) + len(self._counts) - len(position))
 
     def state_delta(self, owner_rows: Mapping[Hashable, int] | None = None) -> ModelState | None:
         """What changed since :meth:`mark_published`, or None when only a full state will do.
@@ -273,11 +291,11 @@ class DecayedPopularity(Recommender):
         changed_counts = delta.array("counts", np.float64)
         if len(changed) != len(changed_counts):
             raise ModelError("popularity delta: changed rows and counts differ in length")
-        rows_of(changed, n_items, "popularity delta rows")
+        check_rows(changed, n_items, "popularity delta rows")
         counts = np.concatenate([counts, np.zeros(n_new)])
         counts[changed] = changed_counts
         top = delta.array("top", np.int64)
-        rows_of(top, n_items, "popularity delta top")
+        check_rows(top, n_items, "popularity delta top")
         state = ModelState(values=values, arrays={"counts": counts, "top": top})
         if embedded:
             state.arrays["pages"] = np.concatenate([base.array("pages", np.int64), new_rows])

@@ -73,6 +73,7 @@ from online_model.model_file import (
     encode_model,
     standalone_safetensors,
 )
+from online_model.model_state import ModelState
 
 logger = logging.getLogger(__name__)
 
@@ -296,6 +297,7 @@ def dump_snapshot(
     *,
     format_version: int = FORMAT_VERSION,
     allow_pickle: bool | None = None,
+    state: ModelState | None = None,
 ) -> bytes:
     """Serialise and sign ``snap``; ``model_class`` and ``content_hash`` are filled in.
 
@@ -306,6 +308,8 @@ def dump_snapshot(
     allow_pickle
         Whether a model without a pickle-free form may be stored as a pickle; default
         from ``STREAMREC_ALLOW_PICKLE``.
+    state
+        The model's ``state_arrays()`` when the caller already has it (format 2 only).
 
     Raises
     ------
@@ -318,7 +322,7 @@ def dump_snapshot(
         return _dump_v1(snap, key)
     if format_version != FORMAT_VERSION:
         raise SnapshotFormatError(f"cannot write snapshot format version {format_version}")
-    encoded = encode_model(snap.model, pickle_allowed(allow_pickle))
+    encoded = encode_model(snap.model, pickle_allowed(allow_pickle), state)
     meta = dataclasses.replace(
         snap.meta, model_class=encoded.model_class, content_hash=encoded.content_hash
     )

@@ -79,45 +79,61 @@ class ModelHolder:
             "model_adopted version=%d class=%s", self.current.version, self.current.model_class
         )
 
+    #: Versions one :meth:`refresh` follows when newer ones keep arriving while it loads.
+    MAX_FOLLOW = 3
+
     def refresh(self, source: SnapshotSource) -> bool:
         """Load the store's current version if it differs from ours; True if swapped.
 
+        After a swap ``current`` is read again, and a version published meanwhile is
+        loaded too: the pub/sub hint of a version published during a load is not acted
+        on by the caller (a refresh is already running), and the next poll may be a
+        whole ``model_poll_interval`` away.
+
         Blocking (Redis + unpickling): call it from a worker thread, not the event loop.
         """
+        swapped = False
         with self._lock:
-            version = source.current_version()
-            if version is None or version == self.current.version:
-                return False
-            if version in self._rejected_versions:
-                return False
-            try:
-                snapshot = source.load(version, held=self.current.snapshot)
-            except SnapshotError as exc:
-                self.rejected += 1
-                self._rejected_versions.add(version)
-                self.last_error = f"version {version}: {exc}"
-                log.error(
-                    "snapshot_rejected version=%d error=%s kept_version=%d",
-                    version,
-                    exc,
-                    self.current.version,
-                )
-                return False
-            meta = snapshot.meta
-            self.current = Served(
-                snapshot.model,
-                int(meta.version or version),
-                time.time(),
-                meta.created_at,
-                meta.model_class,
-                snapshot,
-            )
-            self.swaps += 1
-            log.info(
-                "model_swapped version=%d class=%s events_seen=%s delta=%s",
+            for _ in range(self.MAX_FOLLOW):
+                if not self._load_current(source):
+                    break
+                swapped = True
+        return swapped
+
+    def _load_current(self, source: SnapshotSource) -> bool:
+        version = source.current_version()
+        if version is None or version == self.current.version:
+            return False
+        if version in self._rejected_versions:
+            return False
+        try:
+            snapshot = source.load(version, held=self.current.snapshot)
+        except SnapshotError as exc:
+            self.rejected += 1
+            self._rejected_versions.add(version)
+            self.last_error = f"version {version}: {exc}"
+            log.error(
+                "snapshot_rejected version=%d error=%s kept_version=%d",
+                version,
+                exc,
                 self.current.version,
-                meta.model_class,
-                meta.events_seen,
-                getattr(snapshot, "link", None) is not None,
             )
-            return True
+            return False
+        meta = snapshot.meta
+        self.current = Served(
+            snapshot.model,
+            int(meta.version or version),
+            time.time(),
+            meta.created_at,
+            meta.model_class,
+            snapshot,
+        )
+        self.swaps += 1
+        log.info(
+            "model_swapped version=%d class=%s events_seen=%s delta=%s",
+            self.current.version,
+            meta.model_class,
+            meta.events_seen,
+            getattr(snapshot, "link", None) is not None,
+        )
+        return True

@@ -191,19 +191,29 @@ class SnapshotStore:
         return self.publish_full(snap, make_current).version
 
     @redis_errors
-    def publish_full(self, snap: Snapshot, make_current: bool = True) -> ChainPosition:
-        """:meth:`publish`, returning where the next delta chains to."""
+    def publish_full(
+        self, snap: Snapshot, make_current: bool = True, state: ModelState | None = None
+    ) -> ChainPosition:
+        """:meth:`publish`, returning where the next delta chains to; ``state`` is the
+        model's ``state_arrays()`` when the caller already has it."""
         version = int(self.redis.incr(self.keys.version_seq))
-        position = self._store_version(snap, version, make_current)
+        position = self._store_version(snap, version, make_current, state)
         self._prune_old()
         return position
 
-    def _store_version(self, snap: Snapshot, version: int, make_current: bool) -> ChainPosition:
+    def _store_version(
+        self,
+        snap: Snapshot,
+        version: int,
+        make_current: bool,
+        state: ModelState | None = None,
+    ) -> ChainPosition:
         meta = self._stamped(snap.meta, version)
         data = dump_snapshot(
             Snapshot(meta, snap.model, snap.trainer_state),
             self._key,
             allow_pickle=self.allow_pickle,
+            state=state,
         )
         self._put(data, meta, make_current, previous=None)
         return ChainPosition.after(read_meta(data, self._key), None)

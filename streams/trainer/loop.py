@@ -34,7 +34,12 @@ from typing import Any, Protocol
 
 from online_model.base import Recommender
 from online_model.errors import ConfigurationError, StreamrecError
-from online_model.model_state import TracksChanges, tracks_deltas
+from online_model.model_state import (
+    ModelState,
+    StateNotExportable,
+    TracksChanges,
+    tracks_deltas,
+)
 from online_model.snapshot import Snapshot, SnapshotMeta
 from online_model.snapshot_delta import ChainPosition
 from streams.errors import LeaseLost, StoreUnavailable
@@ -147,6 +152,7 @@ class Trainer:
         self._dirty = False
         self._last_publish = time.monotonic()
         self._publish_seconds = 0.0  # how long a publish takes, averaged (see _publish_gap)
+        self._publishes_timed = 0
         self._last_refresh = 0.0
         # Newest trainer version in the store as far as we know: the one we resumed next
         # to, then each of ours. Anything else appearing means a second trainer.
@@ -158,6 +164,11 @@ class Trainer:
         # last delta refused as too large (see _publish_delta).
         self._published_events = 0
         self._refused: tuple[int, float] | None = None
+        # When the current run of full polls (the trainer behind the log) began.
+        self._behind_since: float | None = None
+        # The model's state_arrays() as of our newest publish, for models that track
+        # their changes: the next full snapshot is this plus the delta since.
+        self._state: ModelState | None = None
 
     # -- lifecycle ----------------------------------------------------------------------
     def run(self, stop: threading.Event, on_ready: Callable[[Trainer], None] | None = None) -> None:
@@ -257,7 +268,13 @@ class Trainer:
     def step(self) -> int:
         """One poll, learn, and (when due) publish; returns the events read."""
         self._keep_lease()
-        events = self.source.poll(self.max_records, self.poll_timeout)
+        timeout = self.poll_timeout
+        if self._dirty:
+            # Caught up, a snapshot is due snapshot_interval after the last one: the poll
+            # must not wait past that (freshness), the events it missed go in the next.
+            due = self._last_publish + self.snapshot_interval - time.monotonic()
+            timeout = max(0.0, min(timeout, due))
+        events = self.source.poll(self.max_records, timeout)
         if events:
             self._learn(events)
         if self.catalog_sync is not None and self.catalog_sync.prune(self.model):
@@ -266,9 +283,22 @@ class Trainer:
             self._dirty = True  # the next snapshot carries the new batch layer
         # A short poll waited for the log: the trainer has caught up, and publishing
         # costs it no learning, so it publishes every snapshot_interval (freshness).
+        now = time.monotonic()
         behind = len(events) >= self.max_records
-        gap = self._publish_gap() if behind else self.snapshot_interval
-        if self._dirty and time.monotonic() - self._last_publish >= gap:
+        if behind:
+            gap = self._publish_gap()
+            if self._behind_since is None:
+                self._behind_since = now
+        elif self._behind_since is not None and now - self._behind_since >= self.snapshot_interval:
+            # The end of a backlog (a restart, a burst): the model has just caught up
+            # with the log, which is worth a snapshot now rather than up to an interval
+            # later (while behind, snapshots came at most every _publish_gap()).
+            gap = 0.0
+            self._behind_since = None
+        else:
+            gap = self.snapshot_interval
+            self._behind_since = None
+        if self._dirty and now - self._last_publish >= gap:
             self.publish()
         return len(events)
 
@@ -319,7 +349,12 @@ class Trainer:
         """Seconds from one publish's start to the next while behind the log:
         ``snapshot_interval``, or more when publishing would otherwise take over
         ``MAX_PUBLISH_SHARE`` of the time."""
-        return max(self.snapshot_interval, self._publish_seconds / self.MAX_PUBLISH_SHARE)
+        # The average starts at 0: divided by the weight its samples have so far, it is
+        # not biased low over the first publishes (all full ones while catching up,
+        # when it let publishing take a fifth of the time instead of a tenth).
+        weight = 1.0 - (1.0 - self._COST_SMOOTHING) ** self._publishes_timed
+        cost = self._publish_seconds / weight if weight else 0.0
+        return max(self.snapshot_interval, cost / self.MAX_PUBLISH_SHARE)
 
     def _keep_lease(self) -> None:
         if self.lease is None:
@@ -355,8 +390,12 @@ class Trainer:
             self._check_still_owner()
             published = self._publish_delta(meta, trainer_state)
             if published is None:
-                published = self.store.publish_full(Snapshot(meta, self.model, trainer_state))
+                state = self._full_state()
+                published = self.store.publish_full(
+                    Snapshot(meta, self.model, trainer_state), state=state
+                )
                 self._full_bytes = self.store.last_published_bytes
+                self._state = state
             else:
                 self.deltas_published += 1
         except StoreUnavailable as exc:
@@ -370,6 +409,7 @@ class Trainer:
             self.model.mark_published()  # type: ignore[attr-defined]
         cost = time.monotonic() - started
         self._publish_seconds += self._COST_SMOOTHING * (cost - self._publish_seconds)
+        self._publishes_timed += 1
         self._chain = published
         self._published_events = self.events_learned
         version = published.version
@@ -394,6 +434,12 @@ class Trainer:
         # the last publish are as many as the last refused one had, per byte of limit
         # (the limit grows with the model).
         limit = self._full_bytes * self.MAX_DELTA_SHARE
+        estimate = getattr(model, "delta_nbytes", None)
+        if callable(estimate):
+            # The model can tell the size without building the delta: ask it first.
+            nbytes = estimate()
+            if nbytes is None or nbytes > limit:
+                return None
         events = self.events_learned - self._published_events
         refused = self._refused
         if refused is not None and events * refused[1] >= refused[0] * limit:
@@ -408,7 +454,45 @@ class Trainer:
             self._refused = (events, limit)
             return None
         self._refused = None
-        return self.store.publish_delta(meta, model, changes, chain, trainer_state)
+        published = self.store.publish_delta(meta, model, changes, chain, trainer_state)
+        self._state = self._applied(changes)
+        return published
+
+    def _applied(self, changes: ModelState) -> ModelState | None:
+        """The published state with ``changes`` applied (None when it is not kept)."""
+        if self._state is None:
+            return None
+        try:
+            return type(self.model).apply_state_delta(self._state, changes)  # type: ignore[attr-defined]
+        except StreamrecError as exc:  # a bug; full snapshots are then built from scratch
+            logger.error("published state not kept up to date error=%r", str(exc))
+            return None
+
+    def _full_state(self) -> ModelState | None:
+        """The model's ``state_arrays()`` for a full snapshot, kept for the next one.
+
+        A model that tracks its changes gets its full state built from the previous
+        publish's state and the delta since (numpy gathers, O(model) in C), instead of
+        from its dicts (a Python pass over every row and user); when most of the model
+        changed (catching up), from its dicts. None for other models (they encode
+        themselves).
+        """
+        model = self.model
+        if not tracks_deltas(model):
+            return None
+        assert isinstance(model, TracksChanges)
+        if self._state is not None:
+            estimate = getattr(model, "delta_nbytes", None)
+            nbytes = estimate() if callable(estimate) else None
+            if nbytes is not None and nbytes <= self._full_bytes * self.MAX_DELTA_SHARE:
+                changes = model.state_delta()
+                state = None if changes is None else self._applied(changes)
+                if state is not None:
+                    return state
+        try:
+            return model.state_arrays()  # type: ignore[attr-defined]
+        except StateNotExportable:  # the store's encoder says what can be done about it
+            return None
 
     def _check_still_owner(self) -> None:
         if self.lease is None:

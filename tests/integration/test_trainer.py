@@ -223,9 +223,9 @@ class _FlakyStore(SnapshotStore):
         if self.down:
             raise StoreUnavailable("redis unavailable: simulated outage")
 
-    def publish_full(self, snap: Any, make_current: bool = True) -> Any:
+    def publish_full(self, snap: Any, make_current: bool = True, state: Any = None) -> Any:
         self._check_up()
-        return super().publish_full(snap, make_current)
+        return super().publish_full(snap, make_current, state)
 
     def publish_delta(self, *args: Any, **kwargs: Any) -> Any:
         self._check_up()

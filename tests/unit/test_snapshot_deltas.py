@@ -75,6 +75,21 @@ def test_a_chain_of_deltas_rebuilds_the_full_state_exactly(name: str) -> None:
         )
 
 
+@pytest.mark.parametrize("name", list(MODELS))
+def test_a_delta_s_size_is_told_without_building_it(name: str) -> None:
+    """The trainer decides full-or-delta from ``delta_nbytes``: it must follow the size of
+    the delta's arrays (never below it by much, at most buffers' worth above)."""
+    rng = random.Random(4)
+    model = MODELS[name]()
+    assert model.delta_nbytes() is None  # not tracking yet
+    learn(model, rng, 2_000, 300, 200)
+    model.mark_published()
+    for n in (0, 5, 80, 1_500):
+        learn(model, rng, n, 400, 260)
+        actual = sum(a.nbytes for a in model.state_delta().arrays.values())
+        assert 0.9 * actual <= model.delta_nbytes() <= 1.5 * actual + 64, (n, actual)
+
+
 def test_no_delta_before_tracking_starts_or_after_a_decay_rescale() -> None:
     model = Covisitation(pop_half_life=1)  # popularity rescales every ~256 events
     model.learn_one("u", "a")

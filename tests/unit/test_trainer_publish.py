@@ -6,15 +6,18 @@ snapshot_interval whatever a publish costs."""
 
 from __future__ import annotations
 
+import random
 from typing import Any
 
 import pytest
 
 import streams.trainer.loop as loop
+from online_model.covisit import Covisitation
 from online_model.popularity import DecayedPopularity
 from online_model.snapshot_delta import ChainPosition
 from streams.testing import ListEventSource
 from streams.trainer.loop import Trainer
+from tests.unit.test_snapshot_deltas import assert_same_state
 
 
 class Clock:
@@ -34,7 +37,9 @@ class SlowStore:
     def __init__(self, clock: Clock, cost: float) -> None:
         self.clock, self.cost, self.published = clock, cost, 0
 
-    def publish_full(self, snap: Any, make_current: bool = True) -> ChainPosition:
+    def publish_full(
+        self, snap: Any, make_current: bool = True, state: Any = None
+    ) -> ChainPosition:
         self.clock.now += self.cost
         self.published += 1
         return ChainPosition(self.published, "00", self.published, "00", 0)
@@ -61,6 +66,8 @@ def _trainer(store: SlowStore, backlog: int) -> Trainer:
         ([0.05] * 10, 1.0),  # cheap deltas: every snapshot_interval
         ([1.0] * 30, 10.0),  # full snapshots taking 1 s: one every 10 s
         ([0.05] * 20 + [1.0], 2.4),  # one full snapshot among deltas: a little later
+        ([0.5], 5.0),  # the first publish (a full one) took 0.5 s: the next in 5 s
+        ([0.2, 0.4, 0.6], 4.3),  # growing full snapshots (their weighted mean: 0.43 s)
     ],
 )
 def test_while_behind_the_next_publish_waits_for_publishing_to_stay_a_tenth_of_the_time(
@@ -109,7 +116,9 @@ class ChainStore:
         self.last_published_bytes = full_bytes
         self.kinds: list[str] = []
 
-    def publish_full(self, snap: Any, make_current: bool = True) -> ChainPosition:
+    def publish_full(
+        self, snap: Any, make_current: bool = True, state: Any = None
+    ) -> ChainPosition:
         self.kinds.append("full")
         return ChainPosition(len(self.kinds), "00", len(self.kinds), "00", 0)
 
@@ -122,11 +131,13 @@ def test_a_delta_as_large_as_a_refused_one_is_not_built_again(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Catching up, each interval changes most of the model: building its delta, only to
-    publish a full snapshot instead, would cost the trainer twice."""
+    publish a full snapshot instead, would cost the trainer twice (a model that cannot
+    estimate its delta's size: the trainer learns from the refusals)."""
     pages = [f"p{i}".encode() for i in range(50)]
     pages += [f"q{i}".encode() for i in range(600)] + [b"p1"]
     store = ChainStore(full_bytes=8_000)  # deltas over 4,000 bytes are refused
     model = DecayedPopularity()
+    monkeypatch.setattr(model, "delta_nbytes", None)
     built = []
     state_delta = model.state_delta
     monkeypatch.setattr(model, "state_delta", lambda: built.append(1) or state_delta())
@@ -148,3 +159,145 @@ def test_a_delta_as_large_as_a_refused_one_is_not_built_again(
         trainer.step()
         trainer.publish()
         assert (store.kinds[-1], len(built)) == (kind, deltas_built)
+
+
+@pytest.mark.parametrize("model_class", [DecayedPopularity, Covisitation])
+def test_a_delta_estimated_too_large_is_never_built(
+    monkeypatch: pytest.MonkeyPatch, model_class: type
+) -> None:
+    """A model that tells its delta's size up front is not asked to build a delta that
+    would be refused, not even once."""
+    pages = [f"p{i}".encode() for i in range(50)]
+    pages += [f"q{i}".encode() for i in range(600)] + [b"p1"]
+    store = ChainStore(full_bytes=8_000)
+    model = model_class()
+    built = []
+    state_delta = model.state_delta
+    monkeypatch.setattr(model, "state_delta", lambda: built.append(1) or state_delta())
+    trainer = Trainer(
+        model,
+        store,  # type: ignore[arg-type]
+        ListEventSource(pages),
+        lambda b: {"user_id": "u", "page_id": b.decode(), "ts": 0},
+        full_every=20,
+    )
+    trainer.source.assign({})
+    for batch, kind, deltas_built in [(50, "full", 0), (600, "full", 0), (1, "delta", 1)]:
+        trainer.max_records = batch
+        trainer.step()
+        trainer.publish()
+        assert (store.kinds[-1], len(built)) == (kind, deltas_built)
+
+
+def test_the_end_of_a_backlog_is_published_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Reaching the end of the log after a backlog, the trainer publishes right away, not
+    up to snapshot_interval later: the snapshot then holds every event there was."""
+    clock = Clock()
+    monkeypatch.setattr(loop.time, "monotonic", clock.monotonic)
+    store = SlowStore(clock, 0.0)
+    trainer = _trainer(store, backlog=15)  # max_records=1: 15 full polls
+    for _ in range(15):
+        trainer.step()
+        clock.now += 0.1  # 1.5 s of learning: one publish, at 1 s
+    assert store.published == 1
+    trainer.step()  # empty: caught up 0.5 s after that publish
+    assert store.published == 2
+    assert trainer.offsets == {"t": {0: 15}}
+
+
+def test_a_short_burst_does_not_publish_before_the_interval(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    clock = Clock()
+    monkeypatch.setattr(loop.time, "monotonic", clock.monotonic)
+    store = SlowStore(clock, 0.0)
+    trainer = _trainer(store, backlog=3)
+    for _ in range(4):  # 3 full polls in 0.3 s, then an empty one
+        trainer.step()
+        clock.now += 0.1
+    assert store.published == 0  # still every snapshot_interval
+
+
+class TimedSource(ListEventSource):
+    def __init__(self) -> None:
+        super().__init__([])
+        self.timeouts: list[float] = []
+
+    def poll(self, max_records: int, timeout: float) -> list[Any]:
+        self.timeouts.append(timeout)
+        return super().poll(max_records, 0.0)
+
+
+def test_a_poll_does_not_wait_past_the_next_snapshot(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Caught up, a poll waits at most until the next snapshot is due: a snapshot is not
+    held back by a poll waiting for events that do not come."""
+    clock = Clock()
+    monkeypatch.setattr(loop.time, "monotonic", clock.monotonic)
+    source = TimedSource()
+    trainer = Trainer(
+        DecayedPopularity(),
+        SlowStore(clock, 0.0),  # type: ignore[arg-type]
+        source,
+        lambda b: {"user_id": "u", "page_id": "p", "ts": 0},
+        snapshot_interval=0.5,
+        poll_timeout=0.2,
+    )
+    trainer.step()
+    trainer._dirty = True
+    clock.now += 0.4
+    trainer.step()
+    clock.now += 0.2
+    trainer._dirty = False  # nothing to publish: a poll may wait as long as it likes
+    trainer.step()
+    assert source.timeouts == [0.2, pytest.approx(0.1), 0.2]
+
+
+class StateStore(ChainStore):
+    """Keeps the state each full snapshot was encoded from."""
+
+    def __init__(self, full_bytes: int) -> None:
+        super().__init__(full_bytes)
+        self.states: list[Any] = []
+
+    def publish_full(self, snap: Any, make_current: bool = True, state: Any = None) -> Any:
+        self.states.append(state)
+        return super().publish_full(snap, make_current)
+
+
+def test_a_periodic_full_snapshot_is_the_published_state_plus_the_delta(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Between deltas the trainer keeps the state it published up to date, so the full
+    snapshot due every full_every deltas is not rebuilt from the model's dicts, and it
+    is exactly what the dicts would give."""
+    rng = random.Random(2)
+    pages = [f"p{rng.randrange(40)}".encode() for _ in range(400)]
+    store = StateStore(full_bytes=10**9)
+    model = Covisitation()
+    trainer = Trainer(
+        model,
+        store,  # type: ignore[arg-type]
+        ListEventSource(pages),
+        lambda b: {"user_id": f"u{len(b) % 7}", "page_id": b.decode(), "ts": 0},
+        full_every=3,
+        max_records=50,
+    )
+    trainer.source.assign({})
+    full_builds = []
+    state_arrays = Covisitation.state_arrays
+    monkeypatch.setattr(
+        Covisitation, "state_arrays", lambda self: full_builds.append(1) or state_arrays(self)
+    )
+    for _ in range(8):
+        trainer.step()
+        trainer.publish()
+        if store.kinds[-1] == "full":
+            monkeypatch.setattr(Covisitation, "state_arrays", state_arrays)
+            assert_same_state(store.states[-1], model.state_arrays())
+            monkeypatch.setattr(
+                Covisitation,
+                "state_arrays",
+                lambda self: full_builds.append(1) or state_arrays(self),
+            )
+    assert store.kinds == ["full", "delta", "delta", "delta", "full", "delta", "delta", "delta"]
+    assert len(full_builds) == 1  # the first one only
