@@ -95,6 +95,7 @@ class ScorerRuntime:
             settings.history_ttl_s,
         )
         self._refresh_lock = asyncio.Lock()
+        self._refresh_again = False
         self._redis_errors_seen = 0
         self.started_at = time.time()
         #: Set once the first attempt to load the current snapshot has finished (loaded,
@@ -226,13 +227,23 @@ class ScorerRuntime:
 
     # -- hot swap ------------------------------------------------------------------------
     async def refresh_model(self) -> bool:
-        """Swap in the store's current snapshot if it changed (between batches)."""
+        """Swap in the store's current snapshot if it changed (between batches).
+
+        A call while a refresh runs is not dropped: the running one looks once more when
+        it ends (a snapshot published during a load is served at once, not a poll later).
+        """
         if self._refresh_lock.locked():
+            self._refresh_again = True
             return False
         async with self._refresh_lock:
             loop = asyncio.get_running_loop()
-            await loop.run_in_executor(None, self.follow_experiment)
-            return await loop.run_in_executor(None, self.load_model)
+            swapped = False
+            while True:
+                self._refresh_again = False
+                await loop.run_in_executor(None, self.follow_experiment)
+                swapped = await loop.run_in_executor(None, self.load_model) or swapped
+                if not self._refresh_again:
+                    return swapped
 
     async def listen_for_snapshots(self, stopping: Callable[[], bool]) -> None:
         """Pub/sub hint: refresh as soon as a snapshot is published, until ``stopping()``

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 import contextlib
 import struct
 from dataclasses import dataclass
@@ -149,6 +150,33 @@ def test_runtime_sends_after_scoring_and_swaps_models() -> None:
     assert 'streamrec_dead_letters_total{reason="too_short"} 1.0' in text
     assert "streamrec_snapshots_rejected 1.0" in text
     assert "streamrec_redis_errors_total" in text
+
+
+def test_a_refresh_asked_for_during_a_refresh_runs_when_it_ends() -> None:
+    runtime = ScorerRuntime(
+        Settings(redis_url="redis://127.0.0.1:1/0", model_name="m"), store=FakeStore()
+    )
+    loading, release = threading.Event(), threading.Event()
+    loads: list[int] = []
+
+    def load_model() -> bool:
+        loads.append(1)
+        loading.set()
+        release.wait(5)
+        return len(loads) == 2  # the second look finds the version published meanwhile
+
+    runtime.load_model = load_model  # type: ignore[method-assign]
+    runtime.follow_experiment = lambda: None  # type: ignore[method-assign]
+
+    async def scenario() -> tuple[bool, bool]:
+        first = asyncio.ensure_future(runtime.refresh_model())
+        await asyncio.get_running_loop().run_in_executor(None, loading.wait, 5)
+        second = await runtime.refresh_model()  # a hint while the first one loads
+        release.set()
+        return await first, second
+
+    swapped, second = asyncio.run(scenario())
+    assert not second and swapped and len(loads) == 2
 
 
 def test_deliver_retries_a_refused_batch_until_the_broker_takes_it() -> None:
