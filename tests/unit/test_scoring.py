@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import threading
 import contextlib
 import struct
+import threading
 from dataclasses import dataclass
 from typing import Any
 
