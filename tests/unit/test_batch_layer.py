@@ -141,7 +141,9 @@ class Snapshots:
     def __init__(self) -> None:
         self.published: list[Snapshot] = []
 
-    def publish_full(self, snap: Snapshot, make_current: bool = True) -> ChainPosition:
+    def publish_full(
+        self, snap: Snapshot, make_current: bool = True, state: Any = None
+    ) -> ChainPosition:
         data = dump_snapshot(snap, KEY, allow_pickle=False)
         self.last_published_bytes = len(data)
         self.published.append(load_snapshot(data, KEY, allow_pickle=False))
@@ -158,7 +160,9 @@ class Deltas(Snapshots):
         self.full: Any = None
         self.delta: Any = None
 
-    def publish_full(self, snap: Snapshot, make_current: bool = True) -> ChainPosition:
+    def publish_full(
+        self, snap: Snapshot, make_current: bool = True, state: Any = None
+    ) -> ChainPosition:
         self.kinds.append("full")
         self.full = snap.model
         super().publish_full(snap, make_current)
