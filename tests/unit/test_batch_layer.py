@@ -16,7 +16,6 @@ from online_model.batch_layer_file import (
 )
 from online_model.covisit import Covisitation
 from online_model.covisit_batch import OrderedEvents
-from online_model.data.generate import generate
 from online_model.errors import (
     ModelError,
     SnapshotError,
@@ -31,23 +30,10 @@ from online_model.snapshot_delta import ChainPosition
 from streams.testing import ListEventSource
 from streams.trainer.batch_layer_watch import BatchLayerWatcher
 from streams.trainer.loop import Trainer
+from tests.support.hybrid_events import Event, make_events, probes
 from tests.unit.test_snapshot_deltas import assert_same_state
 
-Event = tuple[str, str, int]
 KEY = b"k" * 32
-
-
-def _events(n: int = 3_000, seed: int = 5) -> list[Event]:
-    rows = generate(n_users=80, n_pages=60, n_events=n, seed=seed).rows()
-    return [(str(u), str(p), int(t)) for u, p, t, _ in rows]
-
-
-def _probes(model: Any, events: Sequence[Event]) -> list[list[tuple[Any, float]]]:
-    out = []
-    for user, page, _ in events[-60:]:
-        history = [p for u, p, _ in events[-400:] if u == user][-8:]
-        out.append(model.recommend(user, k=10, history=history, exclude={page}))
-    return out
 
 
 def _same_layer(a: ItemItem, b: ItemItem) -> None:
@@ -69,7 +55,7 @@ def _same_layer(a: ItemItem, b: ItemItem) -> None:
 def test_the_fit_in_bulk_equals_the_fit_of_one_process(
     params: dict[str, Any], n_slices: int
 ) -> None:
-    events = _events(seed=len(params) + n_slices)
+    events = make_events(seed=len(params) + n_slices)
     reference = fit_item_item(events, **params)
     got = fit_in_bulk(OrderedEvents.from_rows(events), params, n_slices=n_slices)
     _same_layer(got, reference)  # the same counts solve to the same weights, bit for bit
@@ -89,7 +75,7 @@ def _record(events: Sequence[Event], offsets: dict[str, dict[int, int]]) -> Batc
 
 
 def test_a_batch_layer_file_round_trips_and_is_refused_as_anything_else() -> None:
-    events = _events(1_000)
+    events = make_events(1_000)
     layer = fit_item_item(events, position={"t": {"0": 1_000}})
     data = dump_batch_layer(SnapshotMeta("m", version=4, offsets={"t": {0: 1_000}}), layer, KEY)
     record = load_batch_layer(data, KEY)
@@ -207,7 +193,7 @@ def _until(trainer: Trainer, n_events: int) -> None:
 
 
 def test_the_trainer_swaps_a_new_batch_layer_in_and_keeps_its_online_layer() -> None:
-    events = _events()
+    events = make_events()
     layers, store = Layers(), Snapshots()
     trainer = _hybrid_trainer(events[:1_500], layers, store)
     _until(trainer, 1_500)
@@ -217,7 +203,7 @@ def test_the_trainer_swaps_a_new_batch_layer_in_and_keeps_its_online_layer() -> 
     plain = Covisitation()
     for user, page, ts in events[:1_500]:
         plain.learn_one(user, page, x={"ts": ts})
-    assert _probes(model, events[:1_500]) == _probes(plain, events[:1_500])
+    assert probes(model, events[:1_500]) == probes(plain, events[:1_500])
 
     # A layer covering the first 1000 events; the trainer has read 1500.
     layers.put(_record(events[:1_000], {"t": {0: 1_000}}))
@@ -238,8 +224,8 @@ def test_the_trainer_swaps_a_new_batch_layer_in_and_keeps_its_online_layer() -> 
     assert isinstance(snap.model, Hybrid) and snap.model.batch_layer is not None
     assert snap.model.batch_layer.position == {"t": {"0": 1_000}}
     assert snap.meta.offsets == {"t": {0: 1_500}} and snap.model.n_events_learned == 1_500
-    assert _probes(snap.model, events[:1_500]) == _probes(model, events[:1_500])
-    assert _probes(model, events[:1_500]) != _probes(plain, events[:1_500])  # the mix serves
+    assert probes(snap.model, events[:1_500]) == probes(model, events[:1_500])
+    assert probes(model, events[:1_500]) != probes(plain, events[:1_500])  # the mix serves
 
     # A layer past what the trainer read waits for it; a layer that does not verify is
     # skipped; learning goes on throughout.
@@ -257,12 +243,12 @@ def test_the_trainer_swaps_a_new_batch_layer_in_and_keeps_its_online_layer() -> 
     # The online layer learned every event once, as if no swap had happened.
     for user, page, ts in events[1_500:]:
         plain.learn_one(user, page, x={"ts": ts})
-    assert _probes(model.online, events) == _probes(plain, events)
+    assert probes(model.online, events) == probes(plain, events)
     assert model.n_events_learned == len(events)
 
 
 def test_a_restarted_trainer_keeps_the_layer_it_resumed_with() -> None:
-    events = _events(1_200)
+    events = make_events(1_200)
     layers = Layers()
     record = _record(events[:1_000], {"t": {0: 1_000}})
     layers.put(record)
@@ -279,7 +265,7 @@ def test_a_restarted_trainer_keeps_the_layer_it_resumed_with() -> None:
 
 # -- delta snapshots of the hybrid ---------------------------------------------------------------
 def test_a_chain_of_hybrid_deltas_rebuilds_the_full_state_and_names_its_batch_layer() -> None:
-    events = _events(4_000)
+    events = make_events(4_000)
     model = Hybrid(max_users=40, batch_weight=0.3, batch_rate=0.05)
     for user, page, ts in events[:1_000]:
         model.learn_one(user, page, x={"ts": ts})
@@ -306,7 +292,7 @@ def test_a_chain_of_hybrid_deltas_rebuilds_the_full_state_and_names_its_batch_la
         base = after
     assert swaps == 2 and model.batch_layer is not None
     served = Hybrid.from_state(model._get_params(), base)
-    assert _probes(served, events[:position]) == _probes(model, events[:position])
+    assert probes(served, events[:position]) == probes(model, events[:position])
     # A delta applies only to a base holding the batch layer it was learned with.
     model.learn_one("someone", "x")
     changes = model.state_delta()
@@ -320,7 +306,7 @@ def test_a_chain_of_hybrid_deltas_rebuilds_the_full_state_and_names_its_batch_la
 
 
 def test_the_trainer_publishes_hybrid_deltas_until_a_new_batch_layer() -> None:
-    events = _events(2_000)
+    events = make_events(2_000)
     layers, store = Layers(), Deltas()
     trainer = _hybrid_trainer(events[:1_000], layers, store)  # type: ignore[arg-type]
     trainer.full_every = 50

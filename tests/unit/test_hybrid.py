@@ -13,7 +13,6 @@ import pytest
 from click.testing import CliRunner
 
 from online_model.covisit import Covisitation
-from online_model.data.generate import generate
 from online_model.errors import ModelError
 from online_model.evaluation import PrequentialEvaluator, evaluate
 from online_model.hybrid import Hybrid
@@ -27,21 +26,7 @@ from online_model.itemitem import (
 )
 from online_model.snapshot import Snapshot, SnapshotMeta, dump_snapshot, load_snapshot
 from streams.cli import main as cli
-
-Event = tuple[str, str, int]
-
-
-def _events(n: int = 3_000, seed: int = 5) -> list[Event]:
-    rows = generate(n_users=80, n_pages=60, n_events=n, seed=seed).rows()
-    return [(str(u), str(p), int(t)) for u, p, t, _ in rows]
-
-
-def _probes(model: Any, events: Sequence[Event]) -> list[list[tuple[Any, float]]]:
-    out = []
-    for user, page, _ in events[-60:]:
-        history = [p for u, p, _ in events[-400:] if u == user][-8:]
-        out.append(model.recommend(user, k=10, history=history, exclude={page}))
-    return out
+from tests.support.hybrid_events import Event, make_events, probes
 
 
 # -- the batch layer ------------------------------------------------------------------------
@@ -97,7 +82,7 @@ def test_neighbour_table_keeps_the_strongest_positive_weights_in_order() -> None
 
 
 def test_fit_caps_pages_and_scores_co_held_pages() -> None:
-    events = _events()
+    events = make_events()
     layer = fit_item_item(events, max_pages=20, l2=10.0)
     assert layer.n_pages == 20 and layer.n_events == len(events)
     dist = layer.distribution([layer.pages[0]])
@@ -122,9 +107,9 @@ def _learn(model: Any, events: Sequence[Event]) -> Any:
 
 
 def test_without_a_batch_layer_it_is_exactly_covisit() -> None:
-    events = _events()
+    events = make_events()
     hybrid, covisit = _learn(Hybrid(), events), _learn(Covisitation(), events)
-    assert _probes(hybrid, events) == _probes(covisit, events)
+    assert probes(hybrid, events) == probes(covisit, events)
     assert hybrid.n_events_learned == covisit.n_events_learned == len(events)
     assert hybrid.weight == 0.0
     report_h = evaluate(Hybrid(), events, retrain_every=0)
@@ -133,13 +118,13 @@ def test_without_a_batch_layer_it_is_exactly_covisit() -> None:
 
 
 def test_a_swap_keeps_what_the_online_layer_learned() -> None:
-    events = _events()
+    events = make_events()
     model = _learn(Hybrid(batch_weight=0.5), events[:2_000])
     model.set_batch_layer(model.fit_batch_layer(events[:1_000]))
     _learn(model, events[2_000:2_500])
     online_before = model.online.state_arrays()
     weight_before = model.weight
-    served_before = _probes(model, events[:2_500])
+    served_before = probes(model, events[:2_500])
 
     model.set_batch_layer(model.fit_batch_layer(events[:2_500]))
 
@@ -147,15 +132,15 @@ def test_a_swap_keeps_what_the_online_layer_learned() -> None:
     assert online_after.values == online_before.values
     assert all(np.array_equal(online_after.arrays[n], a) for n, a in online_before.arrays.items())
     assert model.weight == weight_before and model.n_events_learned == 2_500
-    assert _probes(model, events[:2_500]) != served_before  # the new layer serves
+    assert probes(model, events[:2_500]) != served_before  # the new layer serves
     # ...and the online layer learns on from where it was, as if no swap had happened.
     reference = _learn(Covisitation(), events)
     _learn(model, events[2_500:])
-    assert _probes(model.online, events) == _probes(reference, events)
+    assert probes(model.online, events) == probes(reference, events)
 
 
 def test_no_event_counted_in_both_or_in_neither() -> None:
-    events = _events()
+    events = make_events()
     model = _learn(Hybrid(), events[:1_500])
     with pytest.raises(ModelError, match="only learned 1500"):
         model.set_batch_layer(model.fit_batch_layer(events[:1_600]))  # beyond the online layer
@@ -189,7 +174,7 @@ class _RecordingRetrain(Covisitation):
 
 
 def test_evaluation_refits_only_on_events_before_each_refit() -> None:
-    events = _events(1_000)
+    events = make_events(1_000)
     model = _RecordingRetrain()
     ev = PrequentialEvaluator(model, retrain_every=300)
     for user, page, ts in events:
@@ -202,13 +187,13 @@ def test_evaluation_refits_only_on_events_before_each_refit() -> None:
 
 
 def test_retraining_uses_the_models_own_cadence_by_default() -> None:
-    events = _events(1_000)
+    events = make_events(1_000)
     report = evaluate(Hybrid(retrain_every=400), events)
     assert report["n_refits"] == 2 and report["retrain_every"] == 400
 
 
 def test_format_2_round_trip_with_a_batch_layer() -> None:
-    events = _events()
+    events = make_events()
     model = _learn(Hybrid(batch_weight=0.4), events[:2_000])
     model.set_batch_layer(model.fit_batch_layer(events[:1_800]))
     _learn(model, events[2_000:2_400])
@@ -216,17 +201,17 @@ def test_format_2_round_trip_with_a_batch_layer() -> None:
     restored = load_snapshot(data, b"k" * 32, allow_pickle=False).model
     assert isinstance(restored, Hybrid) and restored.batch_layer is not None
     assert restored.batch_layer.position == 1_800 and restored.weight == model.weight
-    assert _probes(restored, events[:2_400]) == _probes(model, events[:2_400])
+    assert probes(restored, events[:2_400]) == probes(model, events[:2_400])
     for m in (model, restored):
         _learn(m, events[2_400:])
     assert restored.weight == model.weight
-    assert _probes(restored, events) == _probes(model, events)
+    assert probes(restored, events) == probes(model, events)
 
 
 def test_evaluate_command_retrains_the_hybrid_and_refuses_other_models(tmp_path) -> None:
     path = tmp_path / "views.csv"
     path.write_text(
-        "user_id,page_id,ts_ms\n" + "".join(f"{u},{p},{t}\n" for u, p, t in _events(900))
+        "user_id,page_id,ts_ms\n" + "".join(f"{u},{p},{t}\n" for u, p, t in make_events(900))
     )
     runner = CliRunner()
     args = ["evaluate", "--input", str(path), "--model", "hybrid", "--retrain-every", "250"]
@@ -273,7 +258,7 @@ def test_serving_weighs_the_newest_history_pages() -> None:
 def test_each_history_length_learns_its_own_batch_share() -> None:
     # Two-page users only: every update falls in the 1-page bucket. Their second page is
     # new since the fit (only the online layer ranks it), so that w falls; the rest stay.
-    events = _events()
+    events = make_events()
     model = _learn(Hybrid(batch_weight=0.3, batch_rate=0.05), events)
     model.set_batch_layer(model.fit_batch_layer(events))
     first_pages = [p for _, p, _ in events[:20]]
@@ -284,7 +269,7 @@ def test_each_history_length_learns_its_own_batch_share() -> None:
 
 
 def test_a_file_with_one_weight_loads_it_for_every_history_length() -> None:
-    events = _events(1_000)
+    events = make_events(1_000)
     model = _learn(Hybrid(), events)
     model.set_batch_layer(model.fit_batch_layer(events))
     state = model.state_arrays()
@@ -296,7 +281,7 @@ def test_a_file_with_one_weight_loads_it_for_every_history_length() -> None:
 
 def test_a_distribution_ranks_its_positive_pages_best_first() -> None:
     rnd = random.Random(3)
-    events = _events()
+    events = make_events()
     layer = fit_item_item(events, l2=10.0)
     for _ in range(20):
         # Probabilities with zeros and ties; ties rank the lower row (earlier page) first.
