@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-SECTIONS = ("throughput", "latency", "freshness", "trainer")
+SECTIONS = ("throughput", "latency", "freshness", "trainer", "engine")
 
 
 @click.command("bench", context_settings={"help_option_names": ["-h", "--help"]})
