@@ -51,6 +51,7 @@ log = logging.getLogger(__name__)
 TUNINGS: dict[str, dict[str, Any]] = {
     "before": {"batch_wait_s": 0.01, "fetch_max_wait_ms": 20},
     "after": {"batch_wait_s": 0.005, "fetch_max_wait_ms": 5},
+    "lower": {"batch_wait_s": 0.002, "fetch_max_wait_ms": 2},
 }
 SWEEP_RATES = (1_000, 2_000, 3_000, 4_000, 5_000, 6_000)
 #: A rate whose p99 stays under this (and answers every event) does not queue.

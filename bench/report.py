@@ -195,7 +195,11 @@ def _engine_load_rows(el: Mapping[str, Any] | None) -> list[tuple[str, Any, str]
     rows.append(("after tuning p99 / broker one-hop p99", tuning["after_p99_over_hop_p99"], "x"))
     for rate, r in el["sweep"]["rates"].items():
         one = {"median": r["p99"], "min": r["p99"], "max": r["p99"], "n": 1}
-        rows.append((f"sweep, {rate} ev/s asked ({r['offered_per_s']} offered), p99", one, " ms"))
+        label = (
+            f"sweep, {rate} ev/s asked ({r['offered_per_s']} offered, "
+            f"{r['answered_per_s']} answered/s), p99"
+        )
+        rows.append((label, one, " ms"))
     for workers, w in el["scaling"]["workers"].items():
         rows.append((f"{workers} worker(s), 2 partitions, events/s", w["events_per_s"], ""))
     rows.append(("2 workers / 1 worker, per round", el["scaling"]["two_over_one"], "x"))

@@ -161,7 +161,9 @@ def test_the_engine_load_section_is_in_the_results_table() -> None:
             "after_over_before_p99": paired_ratio([1.0], [2.0]),
             "after_p99_over_hop_p99": paired_ratio([3.0], [2.0]),
         },
-        "sweep": {"rates": {"5000": {"p99": 4200.0, "offered_per_s": 4800}}},
+        "sweep": {
+            "rates": {"5000": {"p99": 4200.0, "offered_per_s": 4800, "answered_per_s": 3900}}
+        },
         "scaling": {
             "workers": {"1": {"events_per_s": summary([3000.0])}, "2": {"events_per_s": fig}},
             "two_over_one": paired_ratio([3300.0], [3000.0]),
@@ -169,5 +171,5 @@ def test_the_engine_load_section_is_in_the_results_table() -> None:
     }
     table = "\n".join(results_table({"engine_load": el}))
     assert "| after / before tuning, p99 at 1k ev/s | 0.5x |" in table
-    assert "| sweep, 5000 ev/s asked (4800 offered), p99 | 4,200 ms |" in table
+    assert "| sweep, 5000 ev/s asked (4800 offered, 3900 answered/s), p99 | 4,200 ms |" in table
     assert "| 2 workers / 1 worker, per round | 1.1x |" in table
