@@ -20,7 +20,7 @@ SECTIONS = ("throughput", "latency", "freshness", "trainer", "engine")
     default=False,
     envvar="STREAMREC_BENCH_QUICK",
     show_envvar=True,
-    help="Smaller runs: about 5 minutes on 2 cores.",
+    help="Smaller runs: about 8 minutes on 2 cores.",
 )
 @click.option(
     "--only",
