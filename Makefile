@@ -43,7 +43,7 @@ lint: $(STAMP) ## ruff and mypy
 	$(VENV)/bin/ruff format --check streams online_model tests bench
 	$(VENV)/bin/mypy
 
-bench: $(STAMP) ## Quick benchmarks (about 5 minutes); results in bench/results/
+bench: $(STAMP) ## Quick benchmarks (about 8 minutes); results in bench/results/
 	$(PY) -m bench --quick
 
 clean: ## Remove the virtualenv and caches

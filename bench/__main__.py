@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-SECTIONS = ("throughput", "latency", "freshness", "trainer")
+SECTIONS = ("throughput", "latency", "freshness", "trainer", "engine")
 
 
 @click.command("bench", context_settings={"help_option_names": ["-h", "--help"]})
@@ -20,7 +20,7 @@ SECTIONS = ("throughput", "latency", "freshness", "trainer")
     default=False,
     envvar="STREAMREC_BENCH_QUICK",
     show_envvar=True,
-    help="Smaller runs: about 5 minutes on 2 cores.",
+    help="Smaller runs: about 8 minutes on 2 cores.",
 )
 @click.option(
     "--only",

@@ -57,6 +57,8 @@ class PacedRun:
         self.versions: dict[int, int] = {}  # model_version -> first produced_at (ms)
         self._codec = AvroCodec.bundled(RECOMMENDATION)
         self._stop = threading.Event()
+        #: Seconds the producing loop took: ``len(events) / produce_s`` is the rate offered.
+        self.produce_s = 0.0
 
     def _read(self) -> None:
         decode = self._codec.decode
@@ -91,6 +93,7 @@ class PacedRun:
             self.sent[event_id] = time.time()
             producer.produce(topic, value, key, on_delivery=functools.partial(delivered, event_id))
             producer.poll(0)
+        self.produce_s = time.perf_counter() - started
         producer.flush(30)
         deadline = time.monotonic() + drain_s
         while time.monotonic() < deadline and len(self.received) < len(self.sent):

@@ -14,7 +14,7 @@ from .report import load_json, results_table, summary, targets_table, write_json
 
 log = logging.getLogger(__name__)
 
-SECTION_FILES = ("scorer_throughput", "latency", "freshness", "trainer", "replay")
+SECTION_FILES = ("scorer_throughput", "latency", "engine_load", "freshness", "trainer", "replay")
 BEGIN = "<!-- results:begin -->"
 END = "<!-- results:end -->"
 

@@ -133,6 +133,7 @@ def results_table(sections: Mapping[str, Mapping[str, Any]]) -> list[str]:
                     rows.append(
                         (f"latency at {rate} ev/s, {q}, {engine} engine", block[f"{q}_ms"], " ms")
                     )
+    rows += _engine_load_rows(sections.get("engine_load"))
     fresh = sections.get("freshness")
     if fresh:
         for q in ("p50", "p99"):
@@ -169,6 +170,40 @@ def results_table(sections: Mapping[str, Mapping[str, Any]]) -> list[str]:
             f"{_fmt(fig['min'])} - {_fmt(fig['max'])} | {fig['n']} |"
         )
     return lines
+
+
+def _engine_load_rows(el: Mapping[str, Any] | None) -> list[tuple[str, Any, str]]:
+    """Rows of the kafka engine's load section: tuning at 1k ev/s, sweep, scaling."""
+    if not el:
+        return []
+    rows: list[tuple[str, Any, str]] = []
+    tuning = el["tuning"]
+    for name, fig in tuning["configs"].items():
+        for q in ("p50", "p99"):
+            rows.append((f"kafka engine at 1k ev/s, {name} tuning, {q}", fig[f"{q}_ms"], " ms"))
+        for leg, what in (("in", "produce -> scored"), ("out", "scored -> read")):
+            rows.append((f"... {name} tuning, {what}, p99", fig[f"{leg}_ms"]["p99"], " ms"))
+    for q in ("p50", "p99"):
+        rows.append(
+            (
+                f"broker alone, one hop, 1k ev/s, {q} (same rounds)",
+                tuning["broker_one_hop"][f"{q}_ms"],
+                " ms",
+            )
+        )
+    rows.append(("after / before tuning, p99 at 1k ev/s", tuning["after_over_before_p99"], "x"))
+    rows.append(("after tuning p99 / broker one-hop p99", tuning["after_p99_over_hop_p99"], "x"))
+    for rate, r in el["sweep"]["rates"].items():
+        one = {"median": r["p99"], "min": r["p99"], "max": r["p99"], "n": 1}
+        label = (
+            f"sweep, {rate} ev/s asked ({r['offered_per_s']} offered, "
+            f"{r['answered_per_s']} answered/s), p99"
+        )
+        rows.append((label, one, " ms"))
+    for workers, w in el["scaling"]["workers"].items():
+        rows.append((f"{workers} worker(s), 2 partitions, events/s", w["events_per_s"], ""))
+    rows.append(("2 workers / 1 worker, per round", el["scaling"]["two_over_one"], "x"))
+    return rows
 
 
 def targets_table(sections: Mapping[str, Mapping[str, Any]]) -> list[str]:

@@ -85,6 +85,10 @@ def run_benches(
                 runs or (2 if quick else 3),
                 snapshot_interval=snapshot_interval,
             )
+        if "engine" in sections:
+            from .engine_load import bench_engine_load
+
+            sections_out["engine_load"] = bench_engine_load(bench, world, runs or 2)
         if "trainer" in sections:
             from .training import bench_training
 

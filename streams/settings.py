@@ -195,8 +195,8 @@ class Settings:
     #: What drives a scorer: ``kafka`` (a confluent-kafka consumer loop) or ``faust``.
     scorer_engine: str = _env("STREAMREC_SCORER_ENGINE", "kafka")
     batch_size: int = _env("STREAMREC_BATCH_SIZE", 500)
-    batch_wait_s: float = _env("STREAMREC_BATCH_WAIT_S", 0.01)
-    fetch_max_wait_ms: int = _env("STREAMREC_FETCH_MAX_WAIT_MS", 20)
+    batch_wait_s: float = _env("STREAMREC_BATCH_WAIT_S", 0.005)
+    fetch_max_wait_ms: int = _env("STREAMREC_FETCH_MAX_WAIT_MS", 5)
     #: What scorers do with a page the catalog has no record of: ``allow`` or ``deny``.
     catalog_unknown: str = _env("STREAMREC_CATALOG_UNKNOWN", "allow")
     fresh_slots: int = _env("STREAMREC_FRESH_SLOTS", 1)

@@ -120,3 +120,56 @@ def test_the_catalog_report_shows_every_path_and_variant() -> None:
     )
     assert "| every path | 275 ms | 496 ms | 500 ms |" in text
     assert "| listed | 1,000 | 0.50 | 10.0 | w |" in text
+
+
+def test_engine_load_splits_latency_at_the_scorers_stamp() -> None:
+    from types import SimpleNamespace
+
+    from bench.engine_load import _split
+
+    run = SimpleNamespace(
+        sent={"a": 10.0, "b": 10.5, "c": 11.0},
+        scored={"a": 10.02, "b": 10.53},
+        received={"a": 10.05, "b": 10.6},
+        produce_s=1.0,
+    )
+    out = _split(run)  # type: ignore[arg-type]
+    assert out["unanswered"] == 1 and out["offered_per_s"] == 3
+    assert out["in"]["p50"] == pytest.approx(25.0) and out["out"]["p50"] == pytest.approx(50.0)
+    assert out["p50"] == pytest.approx(75.0)
+    assert out["answered_per_s"] == 3  # 2 answered from t=10.0 to 10.6
+
+
+def test_the_sweep_stops_at_the_first_rate_that_queues() -> None:
+    from bench.engine_load import highest_bounded
+
+    ok, slow = {"p99": 80.0, "unanswered": 0}, {"p99": 900.0, "unanswered": 0}
+    lost = {"p99": 80.0, "unanswered": 3}
+    assert highest_bounded({"1000": ok, "2000": ok, "3000": slow, "4000": ok}) == 2000
+    assert highest_bounded({"2000": ok, "1000": ok, "3000": lost}) == 2000
+    assert highest_bounded({"1000": slow}) is None
+
+
+def test_the_engine_load_section_is_in_the_results_table() -> None:
+    fig = summary([100.0, 120.0])
+    leg = {"p50": fig, "p99": fig}
+    config = {"p50_ms": fig, "p99_ms": fig, "in_ms": leg, "out_ms": leg}
+    el = {
+        "tuning": {
+            "configs": {"before": config, "after": config},
+            "broker_one_hop": {"p50_ms": fig, "p99_ms": fig},
+            "after_over_before_p99": paired_ratio([1.0], [2.0]),
+            "after_p99_over_hop_p99": paired_ratio([3.0], [2.0]),
+        },
+        "sweep": {
+            "rates": {"5000": {"p99": 4200.0, "offered_per_s": 4800, "answered_per_s": 3900}}
+        },
+        "scaling": {
+            "workers": {"1": {"events_per_s": summary([3000.0])}, "2": {"events_per_s": fig}},
+            "two_over_one": paired_ratio([3300.0], [3000.0]),
+        },
+    }
+    table = "\n".join(results_table({"engine_load": el}))
+    assert "| after / before tuning, p99 at 1k ev/s | 0.5x |" in table
+    assert "| sweep, 5000 ev/s asked (4800 offered, 3900 answered/s), p99 | 4,200 ms |" in table
+    assert "| 2 workers / 1 worker, per round | 1.1x |" in table
