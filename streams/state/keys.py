@@ -63,12 +63,12 @@ class ModelKeys:
         return f"{self.prefix}published"
 
     # -- batch layers of a hybrid (streams.state.batch_layers) ---------------------------
-    def batch_layer(self, version: int | str) -> str:
-        return f"{self.prefix}batch:{version}"
-
     @property
     def batch_layer_prefix(self) -> str:
         return f"{self.prefix}batch:"
+
+    def batch_layer(self, version: int | str) -> str:
+        return f"{self.batch_layer_prefix}{version}"
 
     @property
     def batch_layer_seq(self) -> str:
