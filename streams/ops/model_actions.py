@@ -50,7 +50,12 @@ def range_summary(meta: SnapshotMeta) -> str:
 
 
 def _row(
-    meta: SnapshotMeta, current: int | None, pinned: bool, k: int, delta_of: int | None = None
+    meta: SnapshotMeta,
+    current: int | None,
+    pinned: bool,
+    k: int,
+    delta_of: int | None,
+    experiments: list[dict[str, Any]],
 ) -> dict[str, Any]:
     is_current = meta.version == current
     return {
@@ -68,6 +73,7 @@ def _row(
         "model_class": meta.model_class,
         "content_hash": meta.content_hash,
         "verified": True,
+        "experiments": experiments,
     }
 
 
@@ -77,10 +83,11 @@ def version_rows(store: SnapshotStore, k: int) -> list[dict[str, Any]]:
     current, pinned = store.current_version(), store.is_pinned()
     good, bad = store.inspect_versions()
     deltas = store.delta_hints()
-    rows = [_row(meta, current, pinned, k, deltas.get(meta.version)) for meta in good]
     outcomes = experiment_outcomes(store)
-    for row in rows:
-        row["experiments"] = outcomes.get(int(row["version"]), [])
+    rows = [
+        _row(meta, current, pinned, k, deltas.get(meta.version), outcomes.get(meta.version, []))
+        for meta in good
+    ]
     hints = store.origin_hints()
     rows += [
         {
