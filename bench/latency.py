@@ -187,15 +187,15 @@ def bench_latency(
     hop_runs = 1 if bench.quick else runs
     hops = {rate: [broker_hop(bench, rate, 3.0) for _ in range(hop_runs)] for rate in RATES}
     by_engine: dict[str, dict[str, Any]] = {}
-    s = bench.run_settings("lat")
     for engine in engines:
         s = bench.run_settings("lat", scorer_engine=engine)
         rates, rss = _latency_of(bench, world, s, duration, runs, hops)
         by_engine[engine] = {"rates": rates, "scorer_peak_rss_mb": rss}
     default = Settings().scorer_engine
-    rates = by_engine.get(default, next(iter(by_engine.values())))["rates"]
-    rss = by_engine.get(default, next(iter(by_engine.values())))["scorer_peak_rss_mb"]
-    return _latency_result(s, duration, runs, rates, rss, default, by_engine)
+    shown = by_engine.get(default) or next(iter(by_engine.values()))
+    return _latency_result(
+        s, duration, runs, shown["rates"], shown["scorer_peak_rss_mb"], default, by_engine
+    )
 
 
 def _latency_of(
