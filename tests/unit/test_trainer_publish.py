@@ -127,17 +127,16 @@ class ChainStore:
         return ChainPosition(len(self.kinds), "00", chain.base_version, "00", chain.sequence + 1)
 
 
-def test_a_delta_as_large_as_a_refused_one_is_not_built_again(
-    monkeypatch: pytest.MonkeyPatch,
+def _assert_publishes(
+    monkeypatch: pytest.MonkeyPatch, model: Any, steps: list[tuple[int, str, int]]
 ) -> None:
-    """Catching up, each interval changes most of the model: building its delta, only to
-    publish a full snapshot instead, would cost the trainer twice (a model that cannot
-    estimate its delta's size: the trainer learns from the refusals)."""
+    """Feed ``model``'s trainer 50 pages, then 600 new ones and one seen page, a batch of
+    ``steps`` at a time, publishing after each into a store that refuses deltas over
+    4,000 bytes: each step's ``(batch, kind, deltas_built)`` is the kind published and
+    how many deltas the model was asked to build so far."""
     pages = [f"p{i}".encode() for i in range(50)]
     pages += [f"q{i}".encode() for i in range(600)] + [b"p1"]
     store = ChainStore(full_bytes=8_000)  # deltas over 4,000 bytes are refused
-    model = DecayedPopularity()
-    monkeypatch.setattr(model, "delta_nbytes", None)
     built = []
     state_delta = model.state_delta
     monkeypatch.setattr(model, "state_delta", lambda: built.append(1) or state_delta())
@@ -149,16 +148,31 @@ def test_a_delta_as_large_as_a_refused_one_is_not_built_again(
         full_every=20,
     )
     trainer.source.assign({})
-    for batch, kind, deltas_built in [
-        (50, "full", 0),  # the first publish is a full one
-        (300, "full", 1),  # 300 new pages: a delta of ~7 kB, built and refused
-        (300, "full", 1),  # as many events again: not built
-        (1, "delta", 2),  # one event: built and published
-    ]:
+    for batch, kind, deltas_built in steps:
         trainer.max_records = batch
         trainer.step()
         trainer.publish()
         assert (store.kinds[-1], len(built)) == (kind, deltas_built)
+
+
+def test_a_delta_as_large_as_a_refused_one_is_not_built_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Catching up, each interval changes most of the model: building its delta, only to
+    publish a full snapshot instead, would cost the trainer twice (a model that cannot
+    estimate its delta's size: the trainer learns from the refusals)."""
+    model = DecayedPopularity()
+    monkeypatch.setattr(model, "delta_nbytes", None)
+    _assert_publishes(
+        monkeypatch,
+        model,
+        [
+            (50, "full", 0),  # the first publish is a full one
+            (300, "full", 1),  # 300 new pages: a delta of ~7 kB, built and refused
+            (300, "full", 1),  # as many events again: not built
+            (1, "delta", 2),  # one event: built and published
+        ],
+    )
 
 
 @pytest.mark.parametrize("model_class", [DecayedPopularity, Covisitation])
@@ -167,26 +181,9 @@ def test_a_delta_estimated_too_large_is_never_built(
 ) -> None:
     """A model that tells its delta's size up front is not asked to build a delta that
     would be refused, not even once."""
-    pages = [f"p{i}".encode() for i in range(50)]
-    pages += [f"q{i}".encode() for i in range(600)] + [b"p1"]
-    store = ChainStore(full_bytes=8_000)
-    model = model_class()
-    built = []
-    state_delta = model.state_delta
-    monkeypatch.setattr(model, "state_delta", lambda: built.append(1) or state_delta())
-    trainer = Trainer(
-        model,
-        store,  # type: ignore[arg-type]
-        ListEventSource(pages),
-        lambda b: {"user_id": "u", "page_id": b.decode(), "ts": 0},
-        full_every=20,
+    _assert_publishes(
+        monkeypatch, model_class(), [(50, "full", 0), (600, "full", 0), (1, "delta", 1)]
     )
-    trainer.source.assign({})
-    for batch, kind, deltas_built in [(50, "full", 0), (600, "full", 0), (1, "delta", 1)]:
-        trainer.max_records = batch
-        trainer.step()
-        trainer.publish()
-        assert (store.kinds[-1], len(built)) == (kind, deltas_built)
 
 
 def test_the_end_of_a_backlog_is_published_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
