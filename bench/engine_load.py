@@ -2,13 +2,15 @@
 tunings side by side), the offered rate at which one worker saturates, and one worker
 against two on a 2-partition topic.
 
-- **tuning**: two scorers run at once, each on its own topics and group, one with the
-  settings before and one after; paced runs alternate between them, each followed by a
-  broker one-hop run, so all three see the same machine load. Each event's latency is
-  split at the ``produced_at`` the scorer stamps on its recommendation (same host clock):
-  *in* = produce() -> scored (page-views hop, fetch, batch wait, Redis, scoring) and
-  *out* = scored -> read by the bench (delivery, recommendations hop).
-- **sweep**: one scorer with the default settings, paced runs at rising offered rates;
+- **tuning**: each round starts one scorer per consumer setting of :data:`TUNINGS`, each
+  on its own fresh topics and group; their paced runs alternate, followed by a broker
+  one-hop run, so all see the same machine load and topics of the same age (fresh ones:
+  :class:`~bench.latency.PacedScorer`). Each event's latency is split at the
+  ``produced_at`` the scorer stamps on its recommendation (same host clock): *in* =
+  produce() -> scored (page-views hop, fetch, batch wait, Redis, scoring), of which
+  *produce_ack* = produce() -> the broker acknowledged the page view, and *out* = scored
+  -> read by the bench (delivery, recommendations hop).
+- **sweep**: a fresh scorer with the default settings per offered rate, rising;
   ``offered`` is what the bench producer managed, ``answered_per_s`` the recommendations
   over the time from the first produce() to the last recommendation read. A rate is
   *bounded* when its p99 stays under :data:`BOUNDED_P99_MS` and every event is answered.
@@ -30,18 +32,10 @@ from typing import Any
 from streams.io.topics import ensure_topics
 from streams.ops.embedded import free_port
 from streams.ops.processes import ChildProcess
-from streams.settings import Settings
 
 from .harness import Bench, TopicTail, child_env, encode_rows, last_pages, produce_all
 from .harness import seed_histories as reset_histories
-from .latency import (
-    READER_FETCH_WAIT_MS,
-    PacedRun,
-    _events,
-    _wait_serving,
-    broker_hop,
-    paced_producer,
-)
+from .latency import PacedRun, PacedScorer, broker_hop
 from .report import paired_ratio, percentile, summary, target
 from .world import World, publish
 
@@ -68,45 +62,18 @@ def _split(run: PacedRun) -> dict[str, Any]:
     total = [(run.received[e] - run.sent[e]) * 1000 for e in done]
     inbound = [(run.scored[e] - run.sent[e]) * 1000 for e in done]
     outbound = [(run.received[e] - run.scored[e]) * 1000 for e in done]
+    to_broker = [(run.acked[e] - run.sent[e]) * 1000 for e in done if e in run.acked]
     last = max((run.received[e] for e in done), default=0.0)
     first = min(run.sent.values(), default=0.0)
     return {
         **_quantiles(total),
         "in": _quantiles(inbound),
         "out": _quantiles(outbound),
+        "produce_ack": _quantiles(to_broker),
         "unanswered": len(run.sent) - len(done),
         "offered_per_s": round(len(run.sent) / run.produce_s) if run.produce_s else None,
         "answered_per_s": round(len(done) / (last - first)) if last > first else None,
     }
-
-
-class Scorer:
-    """A ``streamrec scorer`` (kafka engine) serving a fresh snapshot, with its tail."""
-
-    def __init__(self, bench: Bench, world: World, s: Settings, name: str) -> None:
-        ensure_topics(s)
-        self.s = s
-        version = publish(s, world.model)  # type: ignore[arg-type]
-        users = {u for u, _, _, _ in world.score}
-        reset_histories(s, last_pages(world.train, users, s.history_length))
-        self.tail = TopicTail(s, s.topic_recommendations, READER_FETCH_WAIT_MS)
-        self.proc = ChildProcess.streamrec(["scorer"], child_env(s), bench.logs / f"{name}.log")
-        self.producer = paced_producer(s)
-        _wait_serving(s, self.producer, self.proc, self.tail, version)
-
-    def paced(self, world: World, rate: int, seconds: float, prefix: str) -> dict[str, Any]:
-        n = int(rate * seconds)
-        rows = [world.score[i % len(world.score)] for i in range(n)]
-        run = PacedRun(self.s, self.producer, self.tail, rate)
-        run.run(_events(rows, prefix), drain_s=60.0)  # a backlog must not leak into the next
-        self.proc.check()
-        out = _split(run)
-        log.info("engine-load %s rate=%d %s", prefix, rate, out)
-        return out
-
-    def close(self) -> None:
-        self.tail.close()
-        self.proc.stop()
 
 
 def _figures(per_run: list[dict[str, Any]]) -> dict[str, Any]:
@@ -119,27 +86,35 @@ def _figures(per_run: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
+def _paced(scorer: PacedScorer, world: World, rate: int, seconds: float, prefix: str) -> dict:
+    run = scorer.paced(world, rate, seconds, prefix, drain_s=60.0)
+    out = _split(run)
+    log.info("engine-load %s rate=%d %s", prefix, rate, out)
+    return out
+
+
 def bench_tuning(bench: Bench, world: World, seconds: float, runs: int) -> dict[str, Any]:
-    """Before/after consumer settings at 1k ev/s, alternating, with the broker hop."""
-    scorers = {
-        name: Scorer(
-            bench,
-            world,
-            bench.run_settings(f"tune-{name}", scorer_engine="kafka", **fields),
-            f"engine-tuning-{name}",
-        )
-        for name, fields in TUNINGS.items()
-    }
+    """Before/after consumer settings at 1k ev/s, alternating, with the broker hop.
+
+    Each round starts one fresh scorer per setting (fresh topics, see
+    :class:`~bench.latency.PacedScorer`), then runs them in turn and the hop after them.
+    """
     per_run: dict[str, list[dict[str, Any]]] = {name: [] for name in TUNINGS}
     hops: list[dict[str, float]] = []
-    try:
-        for r in range(runs):
+    for r in range(runs):
+        scorers: dict[str, PacedScorer] = {}
+        try:
+            for name, fields in TUNINGS.items():
+                s = bench.run_settings(f"tune-{name}", scorer_engine="kafka", **fields)
+                scorers[name] = PacedScorer(bench, world, s, f"engine-tuning-{name}-{r}")
+            for scorer in scorers.values():
+                scorer.wait()
             for name, scorer in scorers.items():
-                per_run[name].append(scorer.paced(world, 1_000, seconds, f"tune-{name}-{r}"))
+                per_run[name].append(_paced(scorer, world, 1_000, seconds, f"tune-{name}-{r}"))
             hops.append(broker_hop(bench, 1_000, seconds))
-    finally:
-        for scorer in scorers.values():
-            scorer.close()
+        finally:
+            for scorer in scorers.values():
+                scorer.close()
     hop = {f"{q}_ms": summary([h[q] for h in hops]) for q in ("p50", "p99")}
     out: dict[str, Any] = {
         "rate": 1_000,
@@ -169,14 +144,14 @@ def highest_bounded(rates: dict[str, dict[str, Any]]) -> int | None:
 
 def bench_sweep(bench: Bench, world: World, seconds: float) -> dict[str, Any]:
     """Rising offered rates on one worker with the default settings."""
-    s = bench.run_settings("sweep", scorer_engine="kafka")
-    scorer = Scorer(bench, world, s, "engine-sweep")
     rates: dict[str, Any] = {}
-    try:
-        for rate in SWEEP_RATES:
-            rates[str(rate)] = scorer.paced(world, rate, seconds, f"sweep-{rate}")
-    finally:
-        scorer.close()
+    for rate in SWEEP_RATES:
+        s = bench.run_settings("sweep", scorer_engine="kafka")
+        scorer = PacedScorer(bench, world, s, f"engine-sweep-{rate}")
+        try:
+            rates[str(rate)] = _paced(scorer.wait(), world, rate, seconds, f"sweep-{rate}")
+        finally:
+            scorer.close()
     highest = highest_bounded(rates)
     return {
         "seconds_per_rate": seconds,

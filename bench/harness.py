@@ -129,7 +129,8 @@ class Bench:
 def child_env(settings: Settings, **extra: str) -> dict[str, str]:
     """The environment a streamrec subprocess needs to see ``settings``."""
     env = {**os.environ, **settings.to_env()}
-    env.update({"STREAMREC_LOG_LEVEL": "warning", "PYTHONUNBUFFERED": "1"})
+    level = os.environ.get("STREAMREC_BENCH_CHILD_LOG_LEVEL", "warning")
+    env.update({"STREAMREC_LOG_LEVEL": level, "PYTHONUNBUFFERED": "1"})
     env.update(extra)
     return env
 

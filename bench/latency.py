@@ -53,6 +53,7 @@ class PacedRun:
         self.sent: dict[str, float] = {}  # event_id -> wall time of produce()
         self.where: dict[str, tuple[int | None, int | None]] = {}  # event_id -> (partition, offset)
         self.received: dict[str, float] = {}
+        self.acked: dict[str, float] = {}  # event_id -> wall time the broker acked the produce
         self.scored: dict[str, float] = {}  # event_id -> produced_at stamped by the scorer (s)
         self.versions: dict[int, int] = {}  # model_version -> first produced_at (ms)
         self._codec = AvroCodec.bundled(RECOMMENDATION)
@@ -79,6 +80,7 @@ class PacedRun:
 
         def delivered(event_id: str, err: Any, msg: Message) -> None:
             if err is None:
+                self.acked[event_id] = time.time()
                 self.where[event_id] = (msg.partition(), msg.offset())
 
         reader = threading.Thread(target=self._read, daemon=True)
@@ -175,6 +177,46 @@ def broker_hop(bench: Bench, rate: float, seconds: float) -> dict[str, float]:
     return {"p50": percentile(lat, 50), "p95": percentile(lat, 95), "p99": percentile(lat, 99)}
 
 
+class PacedScorer:
+    """A ``streamrec scorer`` on its own fresh topics and model namespace, with the bench's
+    paced producer and reader; started by the constructor, serving after :meth:`wait`.
+
+    Every paced run gets a new one: the embedded broker's fetch cost grows with the
+    record batches a partition holds (README, "The embedded broker"), so a topic reused
+    run after run would measure that growth rather than the scorer, and the broker's
+    one-hop floor it is compared with is measured on a fresh topic too.
+    """
+
+    def __init__(self, bench: Bench, world: World, s: Settings, log_name: str) -> None:
+        ensure_topics(s)
+        self.s = s
+        self.version = publish(s, world.model)  # type: ignore[arg-type]
+        users = {u for u, _, _, _ in world.score}
+        reset_histories(s, last_pages(world.train, users, s.history_length))
+        self.tail = TopicTail(s, s.topic_recommendations, READER_FETCH_WAIT_MS)
+        self.proc = ChildProcess.streamrec(["scorer"], child_env(s), bench.logs / f"{log_name}.log")
+        self.producer = paced_producer(s)
+
+    def wait(self) -> PacedScorer:
+        """Return once the scorer answers with the published snapshot."""
+        _wait_serving(self.s, self.producer, self.proc, self.tail, self.version)
+        return self
+
+    def paced(
+        self, world: World, rate: int, seconds: float, prefix: str, drain_s: float
+    ) -> PacedRun:
+        """``rate * seconds`` page views of the world's scoring rows at ``rate``/s."""
+        rows = [world.score[i % len(world.score)] for i in range(int(rate * seconds))]
+        run = PacedRun(self.s, self.producer, self.tail, rate)
+        run.run(_events(rows, prefix), drain_s=drain_s)
+        self.proc.check()
+        return run
+
+    def close(self) -> None:
+        self.tail.close()
+        self.proc.stop()
+
+
 def bench_latency(
     bench: Bench,
     world: World,
@@ -188,74 +230,67 @@ def bench_latency(
     hops = {rate: [broker_hop(bench, rate, 3.0) for _ in range(hop_runs)] for rate in RATES}
     by_engine: dict[str, dict[str, Any]] = {}
     for engine in engines:
-        s = bench.run_settings("lat", scorer_engine=engine)
-        rates, rss = _latency_of(bench, world, s, duration, runs, hops)
+        rates, rss = _latency_of(bench, world, engine, duration, runs, hops)
         by_engine[engine] = {"rates": rates, "scorer_peak_rss_mb": rss}
     default = Settings().scorer_engine
     shown = by_engine.get(default) or next(iter(by_engine.values()))
     return _latency_result(
-        s, duration, runs, shown["rates"], shown["scorer_peak_rss_mb"], default, by_engine
+        bench.run_settings("lat"),
+        duration,
+        runs,
+        shown["rates"],
+        shown["scorer_peak_rss_mb"],
+        default,
+        by_engine,
     )
 
 
 def _latency_of(
     bench: Bench,
     world: World,
-    s: Settings,
+    engine: str,
     duration: float,
     runs: int,
     hops: dict[int, list[dict[str, float]]],
 ) -> tuple[dict[str, Any], float | None]:
-    ensure_topics(s)
-    version = publish(s, world.model)  # type: ignore[arg-type]
-    users = {u for u, _, _, _ in world.score}
-    reset_histories(s, last_pages(world.train, users, s.history_length))
-    tail = TopicTail(s, s.topic_recommendations, READER_FETCH_WAIT_MS)
-    scorer = ChildProcess.streamrec(
-        ["scorer"], child_env(s), bench.logs / f"latency-scorer-{s.scorer_engine}.log"
-    )
+    """Each rate's runs, each on a fresh :class:`PacedScorer`; the scorers' peak RSS."""
     rates: dict[str, Any] = {}
-    try:
-        producer = paced_producer(s)
-        _wait_serving(s, producer, scorer, tail, version)
-        for rate in RATES:
-            n = int(rate * duration)
-            per_run: list[dict[str, float]] = []
-            for r in range(runs):
-                rows = [world.score[i % len(world.score)] for i in range(n)]
-                run = PacedRun(s, producer, tail, rate)
-                # Drain: above capacity a backlog builds; the next run must not inherit it.
-                run.run(_events(rows, f"lat{rate}-{r}"), drain_s=90.0)
-                lat = [
-                    (run.received[e] - t) * 1000 for e, t in run.sent.items() if e in run.received
-                ]
-                per_run.append(
-                    {
-                        "p50": percentile(lat, 50),
-                        "p95": percentile(lat, 95),
-                        "p99": percentile(lat, 99),
-                        "max": max(lat, default=0),
-                        "lost": len(run.sent) - len(lat),
-                        "achieved_rate": len(run.sent) / duration,
-                    }
-                )
-                log.info(
-                    "latency engine=%s rate=%d run=%d %s", s.scorer_engine, rate, r, per_run[-1]
-                )
-            rates[str(rate)] = {
-                f"{q}_ms": summary([p[q] for p in per_run]) for q in ("p50", "p95", "p99", "max")
-            } | {
-                "unanswered": [p["lost"] for p in per_run],
-                "n_per_run": n,
-                "broker_one_hop": {
-                    f"{q}_ms": summary([h[q] for h in hops[rate]]) for q in ("p50", "p95", "p99")
-                },
-            }
-        rss = scorer.peak_rss_mb()
-    finally:
-        tail.close()
-        scorer.stop()
-    return rates, rss
+    rss: list[float] = []
+    for rate in RATES:
+        per_run: list[dict[str, float]] = []
+        for r in range(runs):
+            s = bench.run_settings("lat", scorer_engine=engine)
+            scorer = PacedScorer(bench, world, s, f"latency-scorer-{engine}-{rate}-{r}")
+            try:
+                # Drain: above capacity a backlog builds; it must not go unmeasured.
+                run = scorer.wait().paced(world, rate, duration, f"lat{rate}-{r}", drain_s=90.0)
+                peak = scorer.proc.peak_rss_mb()
+            finally:
+                scorer.close()
+            if peak is not None:
+                rss.append(peak)
+            lat = [(run.received[e] - t) * 1000 for e, t in run.sent.items() if e in run.received]
+            per_run.append(
+                {
+                    "p50": percentile(lat, 50),
+                    "p95": percentile(lat, 95),
+                    "p99": percentile(lat, 99),
+                    "max": max(lat, default=0),
+                    "lost": len(run.sent) - len(lat),
+                    "achieved_rate": len(run.sent) / duration,
+                }
+            )
+            log.info("latency engine=%s rate=%d run=%d %s", engine, rate, r, per_run[-1])
+        rates[str(rate)] = {
+            f"{q}_ms": summary([p[q] for p in per_run]) for q in ("p50", "p95", "p99", "max")
+        } | {
+            "unanswered": [p["lost"] for p in per_run],
+            "n_per_run": int(rate * duration),
+            "broker_one_hop": {
+                f"{q}_ms": summary([h[q] for h in hops[rate]]) for q in ("p50", "p95", "p99")
+            },
+        }
+    return rates, max(rss, default=None)
 
 
 def _latency_result(
