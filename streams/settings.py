@@ -197,6 +197,9 @@ class Settings:
     batch_size: int = _env("STREAMREC_BATCH_SIZE", 500)
     batch_wait_s: float = _env("STREAMREC_BATCH_WAIT_S", 0.005)
     fetch_max_wait_ms: int = _env("STREAMREC_FETCH_MAX_WAIT_MS", 5)
+    #: Batches a kafka-engine scorer has scored and sent whose acknowledgement it awaits,
+    #: at most (1: it takes the next batch only once the last one is acknowledged).
+    batches_in_flight: int = _env("STREAMREC_BATCHES_IN_FLIGHT", 4)
     #: What scorers do with a page the catalog has no record of: ``allow`` or ``deny``.
     catalog_unknown: str = _env("STREAMREC_CATALOG_UNKNOWN", "allow")
     fresh_slots: int = _env("STREAMREC_FRESH_SLOTS", 1)
@@ -222,7 +225,14 @@ class Settings:
         return settings
 
     def validate(self) -> None:
-        for name in ("partitions", "replication_factor", "k", "history_length", "batch_size"):
+        for name in (
+            "partitions",
+            "replication_factor",
+            "k",
+            "history_length",
+            "batch_size",
+            "batches_in_flight",
+        ):
             if getattr(self, name) < 1:
                 raise ConfigurationError(f"{name} must be at least 1, got {getattr(self, name)}")
         for name in ("web_port", "kafka_port", "redis_port"):

@@ -6,18 +6,23 @@ views of :mod:`streams.scorer.web` on the same aiohttp application, tokens inclu
 the snapshot poll and the pub/sub hint. Only the transport differs:
 
 - a consumer thread takes up to ``STREAMREC_BATCH_SIZE`` page views (waiting at most
-  ``STREAMREC_BATCH_WAIT_S``), hands them to the loop, and waits until the runtime
-  returns, i.e. until the broker acknowledged every recommendation and dead letter of
-  the batch (a refused send is retried by the runtime, never skipped);
-- only then are the batch's offsets stored; stored offsets are committed every second,
-  before partitions are given up in a rebalance, and on a clean stop. So an offset is
-  never committed before its outputs are acknowledged: at-least-once, as with Faust;
-- the consumer thread only calls the consumer between batches, so a rebalance (whose
-  callbacks run inside ``consume``) never meets a batch in flight: the batch is finished
-  and committed before its partitions are revoked;
-- SIGTERM/SIGINT: the batch in hand gets up to :data:`STOP_GRACE_S` to be delivered, then
-  the offsets are committed, the consumer leaves the group and the process exits 0; a
-  batch still undelivered by then exits 75 without committing (it is scored again).
+  ``STREAMREC_BATCH_WAIT_S``) and hands them to the loop, where the runtime scores them,
+  sends the outputs and writes the histories back; it then takes the next batch while
+  the broker acknowledges the last one (up to ``STREAMREC_BATCHES_IN_FLIGHT`` batches await
+  their acknowledgement; the runtime lets a batch read histories only after the batch before
+  it wrote its own, and sends its outputs after that batch's);
+- a batch's offsets are stored only once the broker acknowledged every recommendation
+  and dead letter of it *and of every batch before it* (a refused send is retried by the
+  runtime, never skipped); stored offsets are committed every
+  :data:`COMMIT_INTERVAL_S`, before partitions are given up in a rebalance, and on a
+  clean stop. So an offset is never committed before its outputs are acknowledged:
+  at-least-once, as with Faust;
+- a rebalance (whose callbacks run inside ``consume``) first waits for the batches in
+  flight, stores their offsets and commits: the partitions' next owner re-scores none
+  of them;
+- SIGTERM/SIGINT: the batches in hand get up to :data:`STOP_GRACE_S` to be delivered,
+  then the offsets are committed, the consumer leaves the group and the process exits 0;
+  a batch still undelivered by then exits 75 without committing (it is scored again).
 
 Faust's per-event stream machinery is what bounds the Faust engine (README,
 Benchmarks); this loop does per batch what Faust does per event.
@@ -26,12 +31,14 @@ Benchmarks); this loop does per batch what Faust does per event.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import logging
 import os
 import signal
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -89,6 +96,10 @@ class ConsumeLoop:
         self._uncommitted = False
         self._last_commit = time.monotonic()
         self._last_error: tuple[int, float] = (0, 0.0)
+        #: Batches handed to the loop, oldest first, with the future of their delivery.
+        self._in_flight: deque[tuple[list[PageViewMessage], concurrent.futures.Future[Any]]] = (
+            deque()
+        )
         self._thread = threading.Thread(target=self._run, name="consume", daemon=True)
 
     # -- what the rest of the process asks ---------------------------------------------
@@ -118,6 +129,7 @@ class ConsumeLoop:
                     on_lost=self._on_lost,
                 )
                 self._consume(consumer)
+                self._settle(consumer, keep=0)
                 self.drained.set()
                 self._commit(consumer, asynchronous=False)
             finally:
@@ -154,10 +166,20 @@ class ConsumeLoop:
                 )
             if batch:
                 work = rt.deliver(batch, send, send_many=send_many)
-                asyncio.run_coroutine_threadsafe(work, self.loop).result()
-                self._store(consumer, batch)
+                self._in_flight.append((batch, asyncio.run_coroutine_threadsafe(work, self.loop)))
+            self._settle(consumer, keep=s.batches_in_flight - 1)
             if self._uncommitted and time.monotonic() - self._last_commit >= COMMIT_INTERVAL_S:
                 self._commit(consumer, asynchronous=True)
+
+    def _settle(self, consumer: Consumer, keep: int) -> None:
+        """Store the offsets of the delivered batches at the head of the line; first wait
+        until at most ``keep`` batches are left in flight. A failed delivery raises."""
+        line = self._in_flight
+        while line and (len(line) > keep or line[0][1].done()):
+            batch, delivery = line[0]
+            delivery.result()  # waits; raises what ended the delivery
+            line.popleft()
+            self._store(consumer, batch)
 
     def _store(self, consumer: Consumer, batch: list[PageViewMessage]) -> None:
         """Mark the delivered batch's offsets for the next commit."""
@@ -209,8 +231,9 @@ class ConsumeLoop:
         log.info("partitions_assigned partitions=%s", sorted(p for _, p in self._assigned))
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        # Every batch consumed so far has been delivered and stored: commit before the
+        # Deliver and store every batch consumed so far, then commit before the
         # partitions go, so their next owner re-scores nothing.
+        self._settle(consumer, keep=0)
         self._uncommitted = True
         self._commit(consumer, asynchronous=False)
         self._assigned -= {(tp.topic, tp.partition) for tp in partitions}

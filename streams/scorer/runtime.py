@@ -95,6 +95,9 @@ class ScorerRuntime:
             settings.history_ttl_s,
         )
         self._refresh_lock = asyncio.Lock()
+        #: Held from a batch's history read to its history write: batches in flight at
+        #: once (the kafka engine pipelines them) read what the batch before wrote.
+        self._history_turn = asyncio.Lock()
         self._refresh_again = False
         self._redis_errors_seen = 0
         self.started_at = time.time()
@@ -116,15 +119,18 @@ class ScorerRuntime:
         views, dead = self.core.decode(messages)
         routing = self.core.routing
         shadow = routing is not None and routing.shadow
-        state = await self.history.read((view.user for view in views), shadow)
-        batch = self.core.score(views, state)
-        topic = self.settings.topic_recommendations
-        if send_many is not None:
-            acks = [await send_many(topic, batch.recommendations)] if batch.recommendations else []
-        else:
-            acks = [await send(topic, key, value, None) for key, value in batch.recommendations]
-        acks += [await self._dead_letter(letter, send) for letter in dead]
-        await self.history.write(batch.update)
+        async with self._history_turn:
+            state = await self.history.read((view.user for view in views), shadow)
+            batch = self.core.score(views, state)
+            topic = self.settings.topic_recommendations
+            if send_many is not None:
+                acks = (
+                    [await send_many(topic, batch.recommendations)] if batch.recommendations else []
+                )
+            else:
+                acks = [await send(topic, key, value, None) for key, value in batch.recommendations]
+            acks += [await self._dead_letter(letter, send) for letter in dead]
+            await self.history.write(batch.update)
         if acks:
             await asyncio.gather(*acks)
         self._account(batch, dead, started)

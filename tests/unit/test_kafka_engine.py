@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from confluent_kafka import TopicPartition
 
+from online_model.errors import ConfigurationError
 from streams.scorer.kafka_engine import ConsumeLoop, web_server
 from streams.settings import Settings
 
@@ -153,3 +154,95 @@ def test_offsets_are_stored_after_the_acks_and_committed_before_a_revoke_and_at_
         ("close",),
     ], events
     assert consume.assigned() == 1
+
+
+class TwoBatchConsumer(FakeConsumer):
+    """Hands out two batches of partition 0 in a row, then stops its owner."""
+
+    def consume(self, n: int, timeout: float) -> list[FakeMessage]:
+        self.calls += 1
+        if self.calls == 1:
+            self.on_assign(self, [TopicPartition("page-views", 0)])
+            return [FakeMessage(0, 1), FakeMessage(0, 2)]
+        if self.calls == 2:
+            return [FakeMessage(0, 3)]
+        assert self.owner is not None
+        self.owner.stop()
+        return []
+
+
+class FirstSlowerRuntime:
+    """The first batch is acknowledged after the second one."""
+
+    def __init__(self, events: list[Any]) -> None:
+        self.events = events
+        self.n = 0
+
+    async def deliver(self, batch: list[Any], send: Any, send_many: Any = None) -> None:
+        self.n += 1
+        first = [m.offset for m in batch]
+        self.events.append(("deliver", first))
+        await asyncio.sleep(0.4 if self.n == 1 else 0.05)
+        self.events.append(("acked", first))
+
+
+def test_the_next_batch_is_scored_while_the_last_awaits_its_acks_and_offsets_go_in_order(
+    loop: asyncio.AbstractEventLoop,
+) -> None:
+    events: list[Any] = []
+    delivery = type("Delivery", (), {"send": None, "send_many": None})()
+    consumer = TwoBatchConsumer(events)
+    consume = ConsumeLoop(
+        Settings(),
+        FirstSlowerRuntime(events),  # type: ignore[arg-type]
+        delivery,
+        loop,
+        consumer_factory=lambda config: consumer,
+    )
+    consumer.owner = consume
+    consume.start()
+    assert consume.finished.wait(10)
+    assert consume.failure is None
+    assert [e for e in events if e[0] != "commit"] == [
+        ("deliver", [1, 2]),
+        ("deliver", [3]),  # taken before the first batch was acknowledged
+        ("acked", [3]),
+        ("acked", [1, 2]),
+        # the second batch's offset is stored only after the first's acknowledgement
+        ("store", [(0, 3)]),
+        ("store", [(0, 4)]),
+        ("close",),
+    ], events
+    assert events.index(("commit", "sync")) > events.index(("store", [(0, 4)]))
+
+
+def test_one_batch_in_flight_takes_the_next_batch_only_after_the_acks(
+    loop: asyncio.AbstractEventLoop,
+) -> None:
+    events: list[Any] = []
+    delivery = type("Delivery", (), {"send": None, "send_many": None})()
+    consumer = TwoBatchConsumer(events)
+    consume = ConsumeLoop(
+        Settings(batches_in_flight=1),
+        FirstSlowerRuntime(events),  # type: ignore[arg-type]
+        delivery,
+        loop,
+        consumer_factory=lambda config: consumer,
+    )
+    consumer.owner = consume
+    consume.start()
+    assert consume.finished.wait(10)
+    assert [e for e in events if e[0] in ("deliver", "acked", "store")] == [
+        ("deliver", [1, 2]),
+        ("acked", [1, 2]),
+        ("store", [(0, 3)]),
+        ("deliver", [3]),
+        ("acked", [3]),
+        ("store", [(0, 4)]),
+    ], events
+
+
+def test_batches_in_flight_is_read_from_the_environment_and_must_be_positive() -> None:
+    assert Settings.from_env({"STREAMREC_BATCHES_IN_FLIGHT": "2"}).batches_in_flight == 2
+    with pytest.raises(ConfigurationError, match="batches_in_flight must be at least 1"):
+        Settings.from_env({"STREAMREC_BATCHES_IN_FLIGHT": "0"})

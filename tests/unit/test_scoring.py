@@ -347,3 +347,49 @@ def test_send_partitioned_keys_records_like_send_and_keeps_their_order() -> None
     for partition in {0, 1, 2}:
         in_order = [k for p, batch in sent if p == partition for k in batch]
         assert in_order == [k for k in keys if partition_of[k] == partition]
+
+
+class SlowHistory:
+    """A history store whose reads take a while; it records the order of the calls."""
+
+    errors = 0
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    async def read(self, users: Any, shadow: bool = False) -> UserState:
+        users = list(users)
+        self.calls.append(f"read {users}")
+        await asyncio.sleep(0.05)
+        return UserState()
+
+    async def write(self, update: Any) -> None:
+        self.calls.append("write")
+        await asyncio.sleep(0)
+
+
+def test_batches_in_flight_together_read_histories_only_after_the_batch_before_wrote() -> None:
+    history = SlowHistory()
+    runtime = ScorerRuntime(
+        Settings(redis_url="redis://127.0.0.1:1/0", model_name="m"),
+        store=FakeStore(),
+        history=history,  # type: ignore[arg-type]
+    )
+    order: list[bytes | None] = []
+
+    async def send_many(topic: str, records: Any) -> Any:
+        order.extend(key for key, _ in records)
+        fut = asyncio.get_running_loop().create_future()
+        fut.set_result(None)
+        return fut
+
+    async def scenario() -> None:
+        no_send: Any = None  # every output goes through send_many
+        await asyncio.gather(
+            runtime.process([view_msg(0, "u1", "a")], no_send, send_many),
+            runtime.process([view_msg(1, "u2", "b")], no_send, send_many),
+        )
+
+    asyncio.run(scenario())
+    assert history.calls == ["read ['u1']", "write", "read ['u2']", "write"]
+    assert order == [b"u1", b"u2"]
