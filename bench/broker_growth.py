@@ -18,7 +18,6 @@ of a partition on each fetch that returns data).
 from __future__ import annotations
 
 import argparse
-import json
 import tempfile
 import threading
 import time
@@ -30,7 +29,7 @@ from confluent_kafka import Producer
 from streams.io.topics import ensure_topics
 
 from .harness import Bench, TopicTail, bench_services, machine
-from .report import RESULTS, percentile
+from .report import RESULTS, percentile, write_pair
 
 #: The producers' ``linger.ms`` compared: one record per batch, and tens.
 LINGERS_MS = (1, 50)
@@ -147,9 +146,7 @@ def main(argv: list[str] | None = None) -> None:
         bench = Bench(base, origin, True, Path(tmp), args.output.parent / "logs")
         out = {"services": origin, "machine": machine()}
         out.update(run(bench, args.rounds, args.rate, args.seconds))
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(out, indent=2) + "\n")
-    args.output.with_suffix(".md").write_text(report(out))
+    write_pair(args.output, out, report(out))
     print(report(out))
 
 

@@ -15,7 +15,6 @@ costs the scorer.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import tempfile
 import uuid
@@ -24,6 +23,7 @@ from typing import Any
 
 from . import catalog_filters, catalog_hide
 from .harness import Bench, bench_services, machine
+from .report import write_pair
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -57,9 +57,7 @@ def main(argv: list[str] | None = None) -> None:
             }
     if args.only != "hide":
         out["filters"] = catalog_filters.measure(args.pages, args.train, args.score, args.rounds)
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(out, indent=2) + "\n")
-    args.output.with_suffix(".md").write_text(report(out))
+    write_pair(args.output, out, report(out))
     print(report(out))
 
 

@@ -15,7 +15,6 @@ counts as not reached).
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import statistics
 from collections.abc import Collection, Hashable, Sequence
@@ -28,6 +27,7 @@ from online_model.fresh import DAY_MS, FreshBlend
 from online_model.registry import DEFAULT_MODEL, make_model
 
 from .harness import machine
+from .report import write_pair
 
 RESULTS = Path(__file__).parent / "results"
 log = logging.getLogger(__name__)
@@ -101,9 +101,7 @@ def main(argv: list[str] | None = None) -> None:
     for r in results:
         r["hit_change"] = round(r["hit@10"] / base - 1, 4)
     out = {"machine": machine(), "n_events": len(rows), "results": results}
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(out, indent=2) + "\n")
-    args.output.with_suffix(".md").write_text(report(out))
+    write_pair(args.output, out, report(out))
     print(report(out))
 
 

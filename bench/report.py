@@ -75,6 +75,13 @@ def write_json(name: str, payload: Mapping[str, Any], results: Path = RESULTS) -
     return path
 
 
+def write_pair(output: Path, payload: Mapping[str, Any], markdown: str) -> None:
+    """A standalone bench's results: ``output`` (JSON) and the same path with ``.md``."""
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(payload, indent=2) + "\n")
+    output.with_suffix(".md").write_text(markdown)
+
+
 def load_json(name: str, results: Path = RESULTS) -> dict[str, Any] | None:
     try:
         return dict(json.loads((results / f"{name}.json").read_text()))

@@ -24,7 +24,6 @@ Each applied delta is checked to give, byte for byte, the full snapshot's tensor
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics
@@ -39,6 +38,7 @@ from online_model.registry import DEFAULT_MODEL, make_model
 from online_model.snapshot import Snapshot, SnapshotMeta, dump_snapshot, load_snapshot
 from online_model.snapshot_delta import ChainPosition, apply_delta, dump_delta, read_delta
 
+from .report import write_pair
 from .snapshot_format import _timed
 
 RESULTS = Path(__file__).parent / "results"
@@ -171,9 +171,7 @@ def main(argv: list[str] | None = None) -> None:
         },
         "sizes": [run(pages, train, args.interval_events, runs) for pages in args.pages],
     }
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(out, indent=2) + "\n")
-    args.output.with_suffix(".md").write_text(report(out))
+    write_pair(args.output, out, report(out))
     print(report(out))
 
 

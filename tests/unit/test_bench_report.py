@@ -129,6 +129,7 @@ def test_engine_load_splits_latency_at_the_scorers_stamp() -> None:
 
     run = SimpleNamespace(
         sent={"a": 10.0, "b": 10.5, "c": 11.0},
+        acked={"a": 10.004, "b": 10.506, "c": 11.01},
         scored={"a": 10.02, "b": 10.53},
         received={"a": 10.05, "b": 10.6},
         produce_s=1.0,
@@ -137,6 +138,7 @@ def test_engine_load_splits_latency_at_the_scorers_stamp() -> None:
     assert out["unanswered"] == 1 and out["offered_per_s"] == 3
     assert out["in"]["p50"] == pytest.approx(25.0) and out["out"]["p50"] == pytest.approx(50.0)
     assert out["p50"] == pytest.approx(75.0)
+    assert out["produce_ack"]["p50"] == pytest.approx(5.0)  # of the answered events
     assert out["answered_per_s"] == 3  # 2 answered from t=10.0 to 10.6
 
 

@@ -126,22 +126,23 @@ def loop() -> Iterator[asyncio.AbstractEventLoop]:
     loop.close()
 
 
+def _run(
+    consumer: FakeConsumer, runtime: Any, settings: Settings, loop: asyncio.AbstractEventLoop
+) -> ConsumeLoop:
+    """Run a ConsumeLoop over ``consumer`` until the consumer stops it; the loop."""
+    delivery = type("Delivery", (), {"send": None, "send_many": None})()
+    consume = ConsumeLoop(settings, runtime, delivery, loop, consumer_factory=lambda c: consumer)
+    consumer.owner = consume
+    consume.start()
+    assert consume.finished.wait(10)
+    return consume
+
+
 def test_offsets_are_stored_after_the_acks_and_committed_before_a_revoke_and_at_stop(
     loop: asyncio.AbstractEventLoop,
 ) -> None:
     events: list[Any] = []
-    delivery = type("Delivery", (), {"send": None, "send_many": None})()
-    consumer = FakeConsumer(events)
-    consume = ConsumeLoop(
-        Settings(),
-        SlowRuntime(events),  # type: ignore[arg-type]
-        delivery,
-        loop,
-        consumer_factory=lambda config: consumer,
-    )
-    consumer.owner = consume
-    consume.start()
-    assert consume.finished.wait(10)
+    consume = _run(FakeConsumer(events), SlowRuntime(events), Settings(), loop)
     assert consume.failure is None
     assert consume.drained.is_set()
     # An asynchronous commit may come between (one is due every 0.2 s).
@@ -190,18 +191,7 @@ def test_the_next_batch_is_scored_while_the_last_awaits_its_acks_and_offsets_go_
     loop: asyncio.AbstractEventLoop,
 ) -> None:
     events: list[Any] = []
-    delivery = type("Delivery", (), {"send": None, "send_many": None})()
-    consumer = TwoBatchConsumer(events)
-    consume = ConsumeLoop(
-        Settings(),
-        FirstSlowerRuntime(events),  # type: ignore[arg-type]
-        delivery,
-        loop,
-        consumer_factory=lambda config: consumer,
-    )
-    consumer.owner = consume
-    consume.start()
-    assert consume.finished.wait(10)
+    consume = _run(TwoBatchConsumer(events), FirstSlowerRuntime(events), Settings(), loop)
     assert consume.failure is None
     assert [e for e in events if e[0] != "commit"] == [
         ("deliver", [1, 2]),
@@ -220,18 +210,8 @@ def test_one_batch_in_flight_takes_the_next_batch_only_after_the_acks(
     loop: asyncio.AbstractEventLoop,
 ) -> None:
     events: list[Any] = []
-    delivery = type("Delivery", (), {"send": None, "send_many": None})()
-    consumer = TwoBatchConsumer(events)
-    consume = ConsumeLoop(
-        Settings(batches_in_flight=1),
-        FirstSlowerRuntime(events),  # type: ignore[arg-type]
-        delivery,
-        loop,
-        consumer_factory=lambda config: consumer,
-    )
-    consumer.owner = consume
-    consume.start()
-    assert consume.finished.wait(10)
+    serial = Settings(batches_in_flight=1)
+    _run(TwoBatchConsumer(events), FirstSlowerRuntime(events), serial, loop)
     assert [e for e in events if e[0] in ("deliver", "acked", "store")] == [
         ("deliver", [1, 2]),
         ("acked", [1, 2]),
