@@ -36,8 +36,19 @@ from online_model.model_state import (
 
 logger = logging.getLogger(__name__)
 
-#: Bounds of the batch share of the mixture (never exactly 0 or 1: EM would stick).
-_MIN_WEIGHT = 1e-4
+#: The batch shares ``w`` a history bucket chooses from (the first, 0, is covisit alone).
+GRID = (0.0, 0.05, 0.1, 0.2, 0.35, 0.5)
+
+#: The list length the weights are judged on (hit@10).
+JUDGE_K = 10
+
+#: Judged events (decayed) a bucket needs before it serves a weight learned from them.
+MIN_EVIDENCE = 200.0
+
+#: A weight above 0 is served only if its decayed hits beat those of 0 by ``MIN_GAIN`` and
+#: by ``Z_GAIN`` standard deviations of a sign test on the events where the two disagree.
+MIN_GAIN = 3.0
+Z_GAIN = 2.0
 
 #: Lower bounds of the history-length buckets (distinct pages) that each learn a ``w``.
 _BUCKETS = (1, 2, 4, 8, 16, 32)
@@ -63,15 +74,18 @@ class Hybrid(Recommender):
     distinct pages (the one of age ``a`` weighted ``batch_recency ** a``), normalised to
     a distribution over pages.
 
-    The mix weight ``w`` is learned the way covisit learns its popularity share, one ``w``
-    per bucket of history length (1, 2-3, 4-7, 8-15, 16-31, 32+ distinct pages): before
-    the online layer learns an event, both layers score the page the user actually viewed
-    from the user's previous pages, and the ``w`` of that history's bucket takes a step of
-    size ``batch_rate`` towards the share of that likelihood the batch layer explains.
-    Repeats of the user's recent pages, and pages neither layer could rank, are skipped.
-    ``w`` falls towards 0 where the batch layer adds nothing (short anonymous sessions,
-    news) and rises where whole histories carry signal, separately for short and long
-    histories.
+    The mix weight ``w`` is learned on the ranking metric itself, one ``w`` per bucket of
+    history length (1, 2-3, 4-7, 8-15, 16-31, 32+ distinct pages) chosen from ``GRID``:
+    before the online layer learns an event, the mixed list is built from the user's
+    previous pages as serving builds it (both layers' candidates, the recent pages
+    excluded) and, for every weight of the grid, the page the user actually viewed is
+    judged a hit if it would have been in the top ``JUDGE_K``. Each bucket keeps decayed
+    hit counts per grid weight (each judged event multiplies them by ``1 - batch_rate``)
+    and serves the weight with the most hits, the smallest on ties; it leaves 0 only
+    once it judged ``MIN_EVIDENCE`` (decayed) events and the gain over 0 is at least
+    ``MIN_GAIN`` hits and ``Z_GAIN`` standard deviations of a sign test on the events
+    where that weight and 0 disagree. Until then a bucket serves ``batch_weight``.
+    Repeats of the user's recent pages (serving excludes them) are not judged.
 
     Events and layers: each statistic has one owner and counts each event once. The
     transition and popularity statistics (and ``w``) belong to the online layer, which
@@ -91,9 +105,11 @@ class Hybrid(Recommender):
     Parameters
     ----------
     batch_weight
-        Initial ``w`` (taken when the first batch layer arrives).
+        ``w`` served until a bucket has the evidence to choose from ``GRID`` (0: covisit's
+        lists until then).
     batch_rate
-        Step size of the online update of ``w`` (0: fixed weight).
+        Decay of the hit counts per judged event of a bucket (they cover ~``1 /
+        batch_rate`` events; 0: ``batch_weight`` is served for good, nothing is judged).
     history_length, max_pages, l2, n_neighbours
         How :meth:`fit_batch_layer` fits the batch layer (see :mod:`online_model.itemitem`).
     batch_recent, batch_recency
@@ -125,7 +141,7 @@ class Hybrid(Recommender):
 
     def __init__(
         self,
-        batch_weight: float = 0.1,
+        batch_weight: float = 0.0,
         batch_rate: float = 0.001,
         history_length: int = HISTORY_LENGTH,
         max_pages: int = MAX_PAGES,
@@ -154,10 +170,18 @@ class Hybrid(Recommender):
         self.seed = seed
         self.online = Covisitation(max_users=max_users)
         self.batch_layer: ItemItem | None = None
-        start = min(max(batch_weight, _MIN_WEIGHT), 1.0 - _MIN_WEIGHT)
-        # One learned ``w`` per bucket of history length (distinct pages, see _bucket):
-        # short sessions and long histories want different shares of the batch layer.
-        self._weights = [start] * len(_BUCKETS)
+        if not 0.0 <= batch_weight <= 1.0:
+            raise ModelError(f"batch_weight must be in [0, 1], got {batch_weight}")
+        # One ``w`` per bucket of history length (distinct pages, see _bucket): short
+        # sessions and long histories want different shares of the batch layer. Each
+        # bucket serves ``_prior`` until it has evidence, then the best weight of GRID.
+        n = len(_BUCKETS)
+        self._prior = [float(batch_weight)] * n
+        self._weights = list(self._prior)
+        self._hits = np.zeros((n, len(GRID)))  # decayed hits per (bucket, grid weight)
+        self._disagree = np.zeros((n, len(GRID)))  # decayed events where w and 0 differ
+        self._judged = np.zeros(n)  # decayed judged events per bucket
+        self._grid = np.asarray(GRID)
         # Each user's last distinct pages (up to ``_keep``), oldest first: what the batch
         # layer reads when ``w`` is learned (serving passes the history instead).
         self._recent: OrderedDict[Hashable, list[Hashable]] = OrderedDict()
@@ -235,7 +259,7 @@ class Hybrid(Recommender):
         else:
             self._recent.move_to_end(user)
             if self.batch_layer is not None and self.batch_rate:
-                self._update_weight(user, recent, item)
+                self._judge(user, recent, item)
         dirty = self._dirty_recent
         if dirty is not None:
             dirty.add(user)
@@ -280,7 +304,7 @@ class Hybrid(Recommender):
         users = list(itertools.islice(reversed(recent), n_active))[::-1]
         state = recent_rows(id_table(users, "user"), [recent[user] for user in users])
         state.values = {
-            "weights": list(self._weights),
+            **self._weight_values(),
             "has_batch": self.batch_layer is not None,
             "n_users": len(recent),
         }
@@ -317,22 +341,67 @@ class Hybrid(Recommender):
             state.nest("batch", batch)
         return state
 
-    def _update_weight(self, user: Hashable, recent: list[Hashable], item: Hashable) -> None:
-        """One online EM step on the ``w`` of the history's bucket, scored before the online
-        layer learns ``item``."""
-        if item in recent[-self.online.window :]:
-            return  # a repeat of a recent page: serving excludes it
+    def _judge(self, user: Hashable, recent: list[Hashable], item: Hashable) -> None:
+        """Judge every weight of GRID on ``item``, scored before the online layer learns it:
+        would it have been in the top ``JUDGE_K`` of the list mixed with that weight?"""
+        if item in recent:
+            return  # a repeat of a recent page: serving excludes it, every weight misses
         batch = self._batch_distribution(recent)
         if batch is None:
             return  # nothing to compare: serving would be the online layer alone
-        p_batch = batch.get(item)
-        p_online = self.online.score_items(user, [item], recent)[0]
+        online = self.online
+        exclude = set(recent)
+        n = JUDGE_K * self.oversample
         bucket = _bucket(len(recent))
-        w = self._weights[bucket]
-        mix = w * p_batch + (1.0 - w) * p_online
-        if mix > 0.0:
-            w += self.batch_rate * (w * p_batch / mix - w)
-            self._weights[bucket] = min(max(w, _MIN_WEIGHT), 1.0 - _MIN_WEIGHT)
+        hits = np.zeros(len(GRID))  # a page neither layer offers: every weight misses
+        # The candidates serving takes (see _recommend), their online scores once.
+        online_recs = online._recommend(user, n, recent, exclude)
+        cands = [page for page, _ in online_recs]
+        known = set(cands)
+        extra = [page for page, _ in batch.top(n, exclude) if page not in known]
+        if item in known or item in extra:
+            scores = [p for _, p in online_recs]
+            if extra:
+                cands += extra
+                scores += online.score_items(user, extra, recent)
+            get = batch.get
+            on = np.asarray(scores)
+            ba = np.fromiter((get(page) for page in cands), float, len(cands))
+            at = cands.index(item)
+            grid = self._grid[:, None]
+            mixed = (1.0 - grid) * on + grid * ba  # (weights, candidates)
+            mine = mixed[:, at : at + 1]
+            # Its rank under a stable sort: the candidates above it, and those tied before it.
+            rank = (mixed > mine).sum(axis=1) + (mixed[:, :at] == mine).sum(axis=1)
+            hits = (rank < JUDGE_K).astype(float)
+        decay = 1.0 - self.batch_rate
+        self._hits[bucket] *= decay
+        self._hits[bucket] += hits
+        self._disagree[bucket] *= decay
+        self._disagree[bucket] += hits != hits[0]
+        self._judged[bucket] = self._judged[bucket] * decay + 1.0
+        self._weights[bucket] = self._choose(bucket)
+
+    def _choose(self, bucket: int) -> float:
+        """The weight ``bucket`` serves given its evidence (see the class docstring)."""
+        if self._judged[bucket] < MIN_EVIDENCE:
+            return self._prior[bucket]
+        hits = self._hits[bucket]
+        gain = hits - hits[0]
+        enough = (gain >= MIN_GAIN) & (gain >= Z_GAIN * np.sqrt(self._disagree[bucket]))
+        enough[0] = True
+        best = int(np.argmax(np.where(enough, hits, -np.inf)))  # first: the smallest
+        return GRID[best]
+
+    def _weight_values(self) -> dict[str, Any]:
+        """The learned weights and their evidence, as plain values."""
+        return {
+            "weights": list(self._weights),
+            "prior": list(self._prior),
+            "hits": self._hits.tolist(),
+            "disagree": self._disagree.tolist(),
+            "judged": self._judged.tolist(),
+        }
 
     # -- serving ----------------------------------------------------------------------------------
     def _weight_for(self, history: Sequence[Hashable]) -> float:
@@ -342,12 +411,12 @@ class Hybrid(Recommender):
         self, user: Hashable, k: int, history: Sequence[Hashable], exclude: Collection[Hashable]
     ) -> list[tuple[Hashable, float]]:
         online = self.online
-        batch = self._batch_distribution(history)
+        w = self._weight_for(history)
+        batch = self._batch_distribution(history) if w else None
         if batch is None:
-            return online._recommend(user, k, history, exclude)
+            return online._recommend(user, k, history, exclude)  # w = 0: covisit alone
         n = k * self.oversample
         online_recs = online._recommend(user, n, history, exclude)
-        w = self._weight_for(history)
         scores = {item: (1.0 - w) * p for item, p in online_recs}
         extra = [item for item, _ in batch.top(n, exclude) if item not in scores]
         if extra:
@@ -362,10 +431,10 @@ class Hybrid(Recommender):
         self, user: Hashable, items: Sequence[Hashable], history: Sequence[Hashable] = ()
     ) -> list[float]:
         online = self.online.score_items(user, items, history)
-        batch = self._batch_distribution(history)
+        w = self._weight_for(history)
+        batch = self._batch_distribution(history) if w else None
         if batch is None:
             return online
-        w = self._weight_for(history)
         return [(1.0 - w) * p + w * batch.get(i) for i, p in zip(items, online, strict=True)]
 
     # -- pickle-free state (online_model.model_state) ------------------------------------
@@ -373,11 +442,33 @@ class Hybrid(Recommender):
         """The online layer under ``online``, the batch layer (if any) under ``batch``,
         ``w``, and each user's recent pages as CSR rows of the ``recent.pages`` table."""
         state = recent_rows(id_table(self._recent, "user"), list(self._recent.values()))
-        state.values = {"weights": list(self._weights), "has_batch": self.batch_layer is not None}
+        state.values = {**self._weight_values(), "has_batch": self.batch_layer is not None}
         state.nest("online", self.online.state_arrays())
         if self.batch_layer is not None:
             state.nest("batch", self.batch_layer.state_arrays())
         return state
+
+    def _load_weights(self, values: dict[str, Any]) -> None:
+        """The weights and their evidence from :meth:`_weight_values`. Files written before
+        the weights were judged on hit@10 hold the ``weights`` learned by likelihood (or,
+        older, one ``weight`` for every length): each bucket serves its own until it has
+        judged enough events to choose from ``GRID``."""
+        n = len(_BUCKETS)
+        weights = [float(w) for w in values.get("weights", [values.get("weight")] * n)]
+        if len(weights) != n:
+            raise ModelError(f"hybrid state: {len(weights)} weights, expected {n}")
+        self._weights = weights
+        self._prior = [float(w) for w in values.get("prior", weights)]
+        shape = (n, len(GRID))
+        for name in ("hits", "disagree"):
+            counts = np.asarray(values.get(name, np.zeros(shape)), dtype=np.float64)
+            if counts.shape != shape:
+                raise ModelError(f"hybrid state: {name} of shape {counts.shape}, expected {shape}")
+            setattr(self, f"_{name}", counts)
+        judged = np.asarray(values.get("judged", np.zeros(n)), dtype=np.float64)
+        if judged.shape != (n,) or len(self._prior) != n:
+            raise ModelError("hybrid state: judged counts or priors do not match the buckets")
+        self._judged = judged
 
     @classmethod
     def from_state(cls, params: dict[str, Any], state: ModelState) -> Hybrid:
@@ -386,12 +477,7 @@ class Hybrid(Recommender):
         model.online = Covisitation.from_state(model.online._get_params(), state.sub("online"))
         if state.values["has_batch"]:
             model.batch_layer = ItemItem.from_state(state.sub("batch"))
-        values = state.values
-        # Files written before the per-length weights hold one ``weight`` for every length.
-        weights = [float(w) for w in values.get("weights", [values.get("weight")] * len(_BUCKETS))]
-        if len(weights) != len(_BUCKETS):
-            raise ModelError(f"hybrid state: {len(weights)} weights, expected {len(_BUCKETS)}")
-        model._weights = weights
+        model._load_weights(state.values)
         users = state.table("recent.users")
         pages = state.table("recent.pages")
         flat = state.array("recent.page", np.int32)

@@ -122,7 +122,10 @@ def test_a_running_hybrid_trainer_swaps_in_a_retrained_batch_layer_and_keeps_lea
         started.set()
 
     thread = threading.Thread(
-        target=run_trainer, args=(settings, "hybrid", {}, stop, 3.0, ready), daemon=True
+        # A batch share served from the first swap on (the default, 0, waits for evidence).
+        target=run_trainer,
+        args=(settings, "hybrid", {"batch_weight": 0.1}, stop, 3.0, ready),
+        daemon=True,
     )
     thread.start()
     try:

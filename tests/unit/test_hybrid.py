@@ -256,16 +256,111 @@ def test_serving_weighs_the_newest_history_pages() -> None:
 
 
 def test_each_history_length_learns_its_own_batch_share() -> None:
-    # Two-page users only: every update falls in the 1-page bucket. Their second page is
-    # new since the fit (only the online layer ranks it), so that w falls; the rest stay.
+    # Two-page users only: every judged event falls in the 1-page bucket. Their second
+    # page is new since the fit (the batch layer only pushes it down), so that bucket
+    # leaves its starting 0.3 for 0 once it has the evidence; the rest stay.
     events = make_events()
-    model = _learn(Hybrid(batch_weight=0.3, batch_rate=0.05), events)
+    model = _learn(Hybrid(batch_weight=0.3), events)
     model.set_batch_layer(model.fit_batch_layer(events))
     first_pages = [p for _, p, _ in events[:20]]
-    for u in range(200):
+    for u in range(300):
         model.learn_one(f"new{u}", first_pages[u % 20])
         model.learn_one(f"new{u}", "fresh")
-    assert model.weights[0] < 0.3 and model.weights[1:] == [0.3] * 5
+    assert model.weights == [0.0] + [0.3] * 5
+
+
+class _Dist:
+    """A batch distribution given outright: ``probs`` best first."""
+
+    def __init__(self, probs: dict[str, float]) -> None:
+        self.probs = probs
+
+    def get(self, page: Any, default: float = 0.0) -> float:
+        return self.probs.get(page, 0.0)
+
+    def top(self, n: int, exclude: Any = ()) -> list[tuple[str, float]]:
+        return [(p, v) for p, v in self.probs.items() if p not in exclude][:n]
+
+
+#: The online layer's list after "h", whatever came before: t0..t9 at 0.09, t10..t19 at 0.01.
+_ONLINE = {f"t{j}": 0.09 if j < 10 else 0.01 for j in range(20)}
+
+
+class _FixedOnline(Covisitation):
+    """A covisit that learns as usual but serves ``_ONLINE`` to every history."""
+
+    def _recommend(self, user: Any, k: int, history: Any, exclude: Any) -> Any:
+        return [(p, v) for p, v in _ONLINE.items() if p not in exclude][:k]
+
+    def score_items(self, user: Any, items: Any, history: Any = ()) -> list[float]:
+        return [_ONLINE.get(i, 0.0) for i in items]
+
+
+def _hinted_stream(batch: dict[str, dict[str, float]], draws: list[tuple[str, str]]) -> Hybrid:
+    """Users that view a hint page, "h", then a target, (hint, target) cycling ``draws``;
+    the batch layer serves ``batch[hint]`` to a history holding that hint."""
+    events = make_events(300)
+    model = _learn(Hybrid(), events)
+    model.batch_layer = model.fit_batch_layer(events)
+    model.online = _FixedOnline()
+
+    def distribution(history: Sequence[Any]) -> _Dist:
+        return _Dist(batch.get(history[0], {}))
+
+    model._batch_distribution = distribution  # type: ignore[method-assign]
+    for u in range(400):
+        hint, target = draws[u % len(draws)]
+        for page in (hint, "h", target):
+            model.learn_one(f"u{u}", page)
+    return model
+
+
+def test_a_batch_layer_with_the_larger_likelihood_that_costs_hits_gets_no_weight() -> None:
+    # Half the users: a hint the batch layer reads, with most of its mass on the target
+    # (0.5 against the online 0.09): the likelihood share of the batch layer is high, but
+    # the target is in the online top 10 already. The other half: a hint the batch layer
+    # answers with two other pages, which from w = 0.2 on push the targets (online ranks
+    # 9 and 10) out of the top 10. Likelihood share steps w up from its start; hit@10 wants 0.
+    batch = {f"a{j}": {f"t{j}": 0.5, **{f"e{i}": 0.05 for i in range(10)}} for j in range(10)}
+    batch["b"] = {"e0": 0.5, "e1": 0.5}
+    draws = [(f"a{j}", f"t{j}") for j in range(10)]
+    draws = [d for pair in zip(draws, [("b", "t8"), ("b", "t9")] * 5, strict=True) for d in pair]
+    model = _hinted_stream(batch, draws)
+    assert model.weights[1] == 0.0  # the bucket of 2-page histories: [hint, "h"]
+    hits = model._hits[1]
+    assert hits[0] == hits[1] == hits[2] > hits[3]  # 0, 0.05 and 0.1 tie: the smallest wins
+
+
+def test_a_batch_layer_that_adds_hits_gets_the_smallest_weight_that_adds_them() -> None:
+    # Half the users: a target in the online top 10 (hit whatever w). The other half: a
+    # target the online layer ranks 11-20 (0.01), which the batch layer gives 0.5: from
+    # w = 0.2 on it enters the top 10.
+    batch = {f"c{j}": {f"t{j}": 0.5} for j in range(10, 20)}
+    draws = [(f"a{j}", f"t{j}") for j in range(10)]
+    draws = [
+        d
+        for pair in zip(draws, [(f"c{j}", f"t{j}") for j in range(10, 20)], strict=True)
+        for d in pair
+    ]
+    model = _hinted_stream(batch, draws)
+    assert model.weights[1] == 0.2
+    served = [page for page, _ in model.recommend("x", k=10, history=["c15", "h"])]
+    assert "t15" in served
+
+
+def test_a_weight_needs_evidence_and_a_significant_gain_to_leave_its_start() -> None:
+    events = make_events(1_000)
+    model = _learn(Hybrid(batch_weight=0.1), events)
+    model.set_batch_layer(model.fit_batch_layer(events))
+    assert model.weights == [0.1] * 6  # nothing judged yet: the start is served
+    model._judged[2] = 1_000.0
+    model._hits[2] = [100.0, 101.0, 104.0, 110.0, 130.0, 125.0]
+    model._disagree[2] = [0.0, 1.0, 4.0, 10.0, 400.0, 30.0]
+    # 0.05 and 0.1 gain too little; 0.35 gains 30 of 400 disagreements (< 2 sd): 0.5 wins
+    # over 0.2 (more hits), both significant.
+    assert model._choose(2) == 0.5
+    model._judged[2] = 100.0
+    assert model._choose(2) == 0.1  # too few judged events: the start
 
 
 def test_a_file_with_one_weight_loads_it_for_every_history_length() -> None:
@@ -273,10 +368,25 @@ def test_a_file_with_one_weight_loads_it_for_every_history_length() -> None:
     model = _learn(Hybrid(), events)
     model.set_batch_layer(model.fit_batch_layer(events))
     state = model.state_arrays()
-    del state.values["weights"]
+    for name in ("weights", "prior", "hits", "disagree", "judged"):
+        del state.values[name]
     state.values["weight"] = 0.4  # as written before one weight per length was learned
     restored = Hybrid.from_state(model._get_params(), state)
     assert restored.weights == [0.4] * len(restored.weights)
+    assert not restored._judged.any()  # served until the evidence is in
+
+
+def test_the_judged_hits_survive_a_round_trip() -> None:
+    events = make_events()
+    model = _learn(Hybrid(), events[:2_000])
+    model.set_batch_layer(model.fit_batch_layer(events[:2_000]))
+    _learn(model, events[2_000:])
+    assert model._judged.sum() > 0
+    restored = Hybrid.from_state(model._get_params(), model.state_arrays())
+    assert np.array_equal(restored._hits, model._hits)
+    assert np.array_equal(restored._disagree, model._disagree)
+    assert np.array_equal(restored._judged, model._judged)
+    assert restored.weights == model.weights
 
 
 def test_a_distribution_ranks_its_positive_pages_best_first() -> None:
