@@ -228,7 +228,7 @@ def test_evaluate_command_retrains_the_hybrid_and_refuses_other_models(tmp_path)
 def test_the_fit_reads_whole_histories_not_the_last_20_pages() -> None:
     # Pages a and b open every user's history; 30 pages of the user's own follow. A fit on
     # the last 20 pages never saw a and b together (it dropped the start of each history).
-    events = []
+    events: list[Event] = []
     for u in range(30):
         pages = ["a", "b", *(f"{u}-{i}" for i in range(30))]
         events += [(f"u{u}", page, len(events)) for page in pages]
@@ -307,7 +307,7 @@ def _hinted_stream(batch: dict[str, dict[str, float]], draws: list[tuple[str, st
     def distribution(history: Sequence[Any]) -> _Dist:
         return _Dist(batch.get(history[0], {}))
 
-    model._batch_distribution = distribution  # type: ignore[method-assign]
+    model._batch_distribution = distribution
     for u in range(400):
         hint, target = draws[u % len(draws)]
         for page in (hint, "h", target):
