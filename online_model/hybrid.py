@@ -39,6 +39,9 @@ logger = logging.getLogger(__name__)
 #: The batch shares ``w`` a history bucket chooses from (the first, 0, is covisit alone).
 GRID = (0.0, 0.05, 0.1, 0.2, 0.35, 0.5)
 
+#: GRID as a column, to mix every weight with one product.
+_GRID_COLUMN = np.asarray(GRID)[:, None]
+
 #: The list length the weights are judged on (hit@10).
 JUDGE_K = 10
 
@@ -181,7 +184,6 @@ class Hybrid(Recommender):
         self._hits = np.zeros((n, len(GRID)))  # decayed hits per (bucket, grid weight)
         self._disagree = np.zeros((n, len(GRID)))  # decayed events where w and 0 differ
         self._judged = np.zeros(n)  # decayed judged events per bucket
-        self._grid = np.asarray(GRID)
         # Each user's last distinct pages (up to ``_keep``), oldest first: what the batch
         # layer reads when ``w`` is learned (serving passes the history instead).
         self._recent: OrderedDict[Hashable, list[Hashable]] = OrderedDict()
@@ -349,26 +351,21 @@ class Hybrid(Recommender):
         batch = self._batch_distribution(recent)
         if batch is None:
             return  # nothing to compare: serving would be the online layer alone
-        online = self.online
-        exclude = set(recent)
-        n = JUDGE_K * self.oversample
         bucket = _bucket(len(recent))
         hits = np.zeros(len(GRID))  # a page neither layer offers: every weight misses
-        # The candidates serving takes (see _recommend), their online scores once.
-        online_recs = online._recommend(user, n, recent, exclude)
+        # The candidates serving takes, their online scores once.
+        online_recs, extra = self._candidates(user, JUDGE_K, recent, set(recent), batch)
         cands = [page for page, _ in online_recs]
-        known = set(cands)
-        extra = [page for page, _ in batch.top(n, exclude) if page not in known]
-        if item in known or item in extra:
+        if item in cands or item in extra:
             scores = [p for _, p in online_recs]
             if extra:
                 cands += extra
-                scores += online.score_items(user, extra, recent)
+                scores += self.online.score_items(user, extra, recent)
             get = batch.get
             on = np.asarray(scores)
             ba = np.fromiter((get(page) for page in cands), float, len(cands))
             at = cands.index(item)
-            grid = self._grid[:, None]
+            grid = _GRID_COLUMN
             mixed = (1.0 - grid) * on + grid * ba  # (weights, candidates)
             mine = mixed[:, at : at + 1]
             # Its rank under a stable sort: the candidates above it, and those tied before it.
@@ -404,6 +401,22 @@ class Hybrid(Recommender):
         }
 
     # -- serving ----------------------------------------------------------------------------------
+    def _candidates(
+        self,
+        user: Hashable,
+        k: int,
+        history: Sequence[Hashable],
+        exclude: Collection[Hashable],
+        batch: Distribution,
+    ) -> tuple[list[tuple[Hashable, float]], list[Hashable]]:
+        """What a mixed top ``k`` is drawn from: the online layer's top ``k * oversample``
+        with their scores, and the batch layer's top as many pages that the online ones
+        lack (to be scored by the online layer)."""
+        n = k * self.oversample
+        online_recs = self.online._recommend(user, n, history, exclude)
+        known = {page for page, _ in online_recs}
+        return online_recs, [page for page, _ in batch.top(n, exclude) if page not in known]
+
     def _weight_for(self, history: Sequence[Hashable]) -> float:
         return self._weights[_bucket(len(set(history[-self._keep :])))]
 
@@ -415,10 +428,8 @@ class Hybrid(Recommender):
         batch = self._batch_distribution(history) if w else None
         if batch is None:
             return online._recommend(user, k, history, exclude)  # w = 0: covisit alone
-        n = k * self.oversample
-        online_recs = online._recommend(user, n, history, exclude)
+        online_recs, extra = self._candidates(user, k, history, exclude, batch)
         scores = {item: (1.0 - w) * p for item, p in online_recs}
-        extra = [item for item, _ in batch.top(n, exclude) if item not in scores]
         if extra:
             for item, p in zip(extra, online.score_items(user, extra, history), strict=True):
                 scores[item] = (1.0 - w) * p
