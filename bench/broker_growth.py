@@ -28,7 +28,7 @@ from confluent_kafka import Producer
 
 from streams.io.topics import ensure_topics
 
-from .harness import Bench, TopicTail, bench_services, machine
+from .harness import Bench, TopicTail, bench_services, machine, paced
 from .report import RESULTS, percentile, write_pair
 
 #: The producers' ``linger.ms`` compared: one record per batch, and tens.
@@ -62,11 +62,7 @@ class GrowingTopic:
     def round(self, index: int, rate: int, seconds: float) -> dict[str, Any]:
         """Produce ``rate * seconds`` records at ``rate``/s; their one-hop latency."""
         sent: dict[bytes, float] = {}
-        started = time.perf_counter()
-        for i in range(int(rate * seconds)):
-            while (delay := started + i / rate - time.perf_counter()) > 0:
-                time.sleep(min(delay, 0.001))
-                self.producer.poll(0)
+        for i in paced(self.producer, int(rate * seconds), rate):
             value = f"{index}-{i}".encode()
             sent[value] = time.time()
             self.producer.produce(self.topic, value, value)

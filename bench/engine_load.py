@@ -33,7 +33,7 @@ from streams.io.topics import ensure_topics
 from streams.ops.embedded import free_port
 from streams.ops.processes import ChildProcess
 
-from .harness import Bench, TopicTail, child_env, encode_rows, last_pages, produce_all
+from .harness import Bench, TopicTail, child_env, encode_rows, produce_all
 from .harness import seed_histories as reset_histories
 from .latency import PacedRun, PacedScorer, broker_hop
 from .report import paired_ratio, percentile, summary, target
@@ -233,8 +233,7 @@ def _scaling_run(
 
 
 def bench_scaling(bench: Bench, world: World, n: int, rounds: int) -> dict[str, Any]:
-    users = {u for u, _, _, _ in world.score}
-    histories = last_pages(world.train, users, bench.base.history_length)
+    histories = world.start_histories(bench.base.history_length)
     runs: dict[int, list[dict[str, Any]]] = {1: [], 2: []}
     for r in range(rounds):
         for workers in (1, 2):

@@ -14,6 +14,7 @@ import importlib.metadata
 import logging
 import os
 import platform
+import time
 import uuid
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -144,6 +145,17 @@ def encode_rows(rows: Iterable[Row], id_prefix: str, ts_ms: int | None = None) -
         view = page_view(user, page, ts_ms or ts, session, event_id=f"{id_prefix}-{i}")
         out.append((user.encode(), codec.encode(view)))
     return out
+
+
+def paced(producer: Producer, n: int, rate: float) -> Iterator[int]:
+    """0 .. ``n`` - 1, each when it is due (``i / rate`` s after the first), serving the
+    producer's delivery reports while it waits."""
+    started = time.perf_counter()
+    for i in range(n):
+        while (delay := started + i / rate - time.perf_counter()) > 0:
+            time.sleep(min(delay, 0.001))
+            producer.poll(0)
+        yield i
 
 
 def bulk_producer(settings: Settings) -> Producer:

@@ -24,7 +24,7 @@ from streams.io.topics import ensure_topics
 from streams.ops.processes import ChildProcess
 from streams.settings import Settings
 
-from .harness import Bench, TopicTail, child_env, encode_rows, last_pages
+from .harness import Bench, TopicTail, child_env, encode_rows, paced
 from .harness import seed_histories as reset_histories
 from .report import percentile, summary, target
 from .world import World, publish, store_for
@@ -87,11 +87,8 @@ class PacedRun:
         reader.start()
         topic = self.settings.topic_page_views
         started = time.perf_counter()
-        for i, (event_id, key, value) in enumerate(events):
-            due = started + i / self.rate
-            while (delay := due - time.perf_counter()) > 0:
-                time.sleep(min(delay, 0.001))
-                producer.poll(0)
+        for i in paced(producer, len(events), self.rate):
+            event_id, key, value = events[i]
             self.sent[event_id] = time.time()
             producer.produce(topic, value, key, on_delivery=functools.partial(delivered, event_id))
             producer.poll(0)
@@ -163,10 +160,7 @@ def broker_hop(bench: Bench, rate: float, seconds: float) -> dict[str, float]:
 
     reader = threading.Thread(target=read, daemon=True)
     reader.start()
-    started = time.perf_counter()
-    for i in range(int(rate * seconds)):
-        while (delay := started + i / rate - time.perf_counter()) > 0:
-            time.sleep(min(delay, 0.001))
+    for _ in paced(producer, int(rate * seconds), rate):
         producer.produce(s.topic_page_views, str(time.time()).encode())
         producer.poll(0)
     producer.flush(30)
@@ -191,8 +185,7 @@ class PacedScorer:
         ensure_topics(s)
         self.s = s
         self.version = publish(s, world.model)  # type: ignore[arg-type]
-        users = {u for u, _, _, _ in world.score}
-        reset_histories(s, last_pages(world.train, users, s.history_length))
+        reset_histories(s, world.start_histories(s.history_length))
         self.tail = TopicTail(s, s.topic_recommendations, READER_FETCH_WAIT_MS)
         self.proc = ChildProcess.streamrec(["scorer"], child_env(s), bench.logs / f"{log_name}.log")
         self.producer = paced_producer(s)
@@ -237,7 +230,7 @@ def bench_latency(
     default = Settings().scorer_engine
     shown = by_engine.get(default) or next(iter(by_engine.values()))
     return _latency_result(
-        bench.run_settings("lat"),
+        bench.base,
         duration,
         runs,
         shown["rates"],

@@ -22,7 +22,7 @@ from streams.io.topics import ensure_topics
 from streams.ops.processes import ChildProcess
 from streams.settings import Settings
 
-from .harness import Bench, TopicTail, child_env, encode_rows, last_pages, produce_all
+from .harness import Bench, TopicTail, child_env, encode_rows, produce_all
 from .harness import seed_histories as reset_histories
 from .report import paired_ratio, summary, target
 from .world import World, publish
@@ -98,7 +98,7 @@ def bench_scorer_throughput(bench: Bench, world: World, rounds: int) -> dict[str
     events = encode_rows(world.score, "tp")
     produce_all(base, base.topic_page_views, events)
     n = len(events)
-    histories = last_pages(world.train, {u for u, _, _, _ in world.score}, base.history_length)
+    histories = world.start_histories(base.history_length)
     runs: dict[str, list[dict[str, Any]]] = {v: [] for v in VARIANTS}
     for r in range(rounds):
         for variant in VARIANTS:

@@ -23,7 +23,7 @@ from streams.settings import Settings
 from streams.state.snapshot_store import SnapshotStore
 from streams.wiring import snapshot_store
 
-from .harness import Row
+from .harness import Row, last_pages
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +36,15 @@ class World:
     score: list[Row]
     model: Recommender | None = None
     learn_runs: list[float] = field(default_factory=list)  # raw learn_one events/s
+    _histories: dict[int, dict[str, list[str]]] = field(default_factory=dict, repr=False)
+
+    def start_histories(self, length: int) -> dict[str, list[str]]:
+        """Each scoring user's last ``length`` pages of the training events: what a scorer
+        run starts with in Redis (computed once per length)."""
+        if length not in self._histories:
+            users = {u for u, _, _, _ in self.score}
+            self._histories[length] = last_pages(self.train, users, length)
+        return self._histories[length]
 
     def describe(self) -> dict[str, Any]:
         return {
