@@ -59,6 +59,10 @@ MAX_K = 100
 #: What can drive a scorer (``STREAMREC_SCORER_ENGINE``): streams/scorer/kafka_engine.py
 #: and the Faust app in streams/scorer/app.py.
 SCORER_ENGINES = ("kafka", "faust")
+#: Producer ``linger.ms`` by broker when ``STREAMREC_LINGER_MS`` is not set: the embedded
+#: broker lists every batch of a partition on each fetch (README), so fewer, larger batches.
+EMBEDDED_LINGER_MS = 50
+KAFKA_LINGER_MS = 5
 #: Fewest bytes of snapshot key material (HMAC-SHA256 wants a key as long as its output).
 MIN_SNAPSHOT_KEY_BYTES = 32
 
@@ -139,6 +143,7 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "str": str,
     "str | None": str,
     "int": parse_count,
+    "int | None": parse_count,
     "float": float,
     "bool": _env_bool,
     "Path": Path,
@@ -196,7 +201,16 @@ class Settings:
     scorer_engine: str = _env("STREAMREC_SCORER_ENGINE", "kafka")
     batch_size: int = _env("STREAMREC_BATCH_SIZE", 500)
     batch_wait_s: float = _env("STREAMREC_BATCH_WAIT_S", 0.005)
-    fetch_max_wait_ms: int = _env("STREAMREC_FETCH_MAX_WAIT_MS", 5)
+    #: librdkafka ``fetch.wait.max.ms`` of every consumer. Apache Kafka answers as soon as
+    #: data arrives, so it costs latency only on the embedded broker, which needs it: it
+    #: answers a fetch empty when listing the partition takes longer (README).
+    fetch_max_wait_ms: int = _env("STREAMREC_FETCH_MAX_WAIT_MS", 100)
+    #: ``linger.ms`` of streamrec's producers (None: 50 on the embedded broker, whose
+    #: fetches slow down with every batch a partition holds; 5 on Apache Kafka).
+    linger_ms: int | None = _env("STREAMREC_LINGER_MS", None)
+    #: Seconds a consumer may receive nothing while behind the log before it is called
+    #: stalled and replaced (streams/io/stall_watch.py).
+    stall_timeout_s: float = _env("STREAMREC_STALL_TIMEOUT_S", 30.0)
     #: Batches a kafka-engine scorer has scored and sent whose acknowledgement it awaits,
     #: at most (1: it takes the next batch only once the last one is acknowledged).
     batches_in_flight: int = _env("STREAMREC_BATCHES_IN_FLIGHT", 4)
@@ -272,6 +286,10 @@ class Settings:
                 f"localhost, got {self.web_bind!r}"
             )
         parse_api_tokens(self.api_tokens.get())  # a bad entry stops every command at start
+        if self.stall_timeout_s <= 0:
+            raise ConfigurationError(
+                f"STREAMREC_STALL_TIMEOUT_S must be > 0, got {self.stall_timeout_s}"
+            )
         if self.snapshot_interval <= 0 or self.model_poll_interval <= 0:
             raise ConfigurationError("snapshot_interval and model_poll_interval must be > 0")
         if self.redis_url and urlsplit(self.redis_url).scheme not in {"redis", "rediss", "unix"}:
@@ -314,6 +332,13 @@ class Settings:
         return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 
     # -- client configuration, built in one place -------------------------------------
+    @property
+    def producer_linger_ms(self) -> int:
+        """``linger.ms`` of streamrec's producers (see the ``linger_ms`` field)."""
+        if self.linger_ms is not None:
+            return self.linger_ms
+        return EMBEDDED_LINGER_MS if self.embedded_kafka else KAFKA_LINGER_MS
+
     def kafka_common(self) -> dict[str, Any]:
         return {
             "bootstrap.servers": self.bootstrap_servers,
@@ -327,7 +352,7 @@ class Settings:
             **self.kafka_common(),
             "enable.idempotence": True,
             "acks": "all",
-            "linger.ms": 5,
+            "linger.ms": self.producer_linger_ms,
             "message.timeout.ms": 120_000,
         }
         config.update(overrides)
@@ -386,6 +411,8 @@ class Settings:
             env[var] = str(value)
         env["KAFKA_BOOTSTRAP_SERVERS"] = self.bootstrap_servers
         env["REDIS_URL"] = self.effective_redis_url
+        # The child sees an address, not "embedded": give it the embedded broker's linger.
+        env["STREAMREC_LINGER_MS"] = str(self.producer_linger_ms)
         return env
 
     def describe(self) -> dict[str, Any]:

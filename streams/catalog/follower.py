@@ -122,7 +122,7 @@ class CatalogFollower:
         topic = self.settings.topic_pages
         # A group id of its own that nothing ever commits under: assignment is by hand.
         group = f"{self.group}-catalog-{uuid.uuid4().hex[:8]}"
-        source = KafkaEventSource(self.settings, [topic], group_id=group)
+        source = KafkaEventSource(self.settings, [topic], group_id=group, reader="catalog")
         try:
             source.assign({})
             ends = source.end_offsets().get(topic, {})

@@ -5,17 +5,23 @@ says where to start, and a trainer needs every partition anyway (a rebalance wou
 cost half a session timeout at start). ``group.id`` is still the trainer group, so the
 commits made after each snapshot show the trainer's lag in ordinary Kafka tooling.
 Partitions added to the topic later are picked up from their beginning.
+
+A source knows its position on every partition (the next offset it hands out), so a
+consumer that stalls (behind the log, receiving nothing: :mod:`streams.io.stall_watch`)
+is replaced by a new one at exactly those positions: nothing is read twice or skipped.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
 
 from streams.errors import ServiceError
 from streams.io.consumer_errors import is_record
+from streams.io.stall_watch import Partition, StallWatch, next_fetch_wait
 from streams.records import LogRecord
 from streams.settings import Settings
 from streams.trainer.loop import Offsets
@@ -36,7 +42,12 @@ class KafkaEventSource:
         Consumer group for commits (default: ``settings.trainer_group``).
     metadata_refresh_s
         How often to look for new partitions.
+    reader
+        Names the reader in logs (``trainer``, ``catalog``, ...).
     """
+
+    #: Seconds a watermark request of a stall check may take.
+    WATERMARK_TIMEOUT_S = 5.0
 
     def __init__(
         self,
@@ -44,10 +55,17 @@ class KafkaEventSource:
         topics: list[str] | None = None,
         group_id: str | None = None,
         metadata_refresh_s: float = 10.0,
+        reader: str = "trainer",
     ) -> None:
         self.topics = list(topics or [settings.topic_page_views])
         self.metadata_refresh_s = metadata_refresh_s
-        self._consumer = Consumer(settings.consumer_config(group_id or settings.trainer_group))
+        self.reader = reader
+        self.fetch_wait_ms = settings.fetch_max_wait_ms
+        self._config = settings.consumer_config(group_id or settings.trainer_group)
+        self._consumer = Consumer(self._config)
+        self.watch = StallWatch(reader, settings.stall_timeout_s)
+        #: Next offset to hand out per partition (absent: from the partition's start).
+        self._positions: dict[Partition, int] = {}
         self._assigned: dict[str, set[int]] = {}
         self._next_refresh = 0.0
         self._closed = False
@@ -71,15 +89,20 @@ class KafkaEventSource:
         for topic, parts in offsets.items():
             if topic in wanted:  # a partition the snapshot saw is kept even if metadata lags
                 wanted[topic] |= set(parts)
-        tps = [
-            TopicPartition(t, p, offsets.get(t, {}).get(p, OFFSET_BEGINNING))
-            for t, ps in sorted(wanted.items())
-            for p in sorted(ps)
-        ]
-        self._consumer.assign(tps)
+        self._positions = {
+            (t, p): o for t, ps in offsets.items() if t in wanted for p, o in ps.items()
+        }
         self._assigned = wanted
+        self._consumer.assign(self._start_points())
         self._next_refresh = time.monotonic() + self.metadata_refresh_s
         log.info("trainer source assigned partitions=%s", {t: sorted(p) for t, p in wanted.items()})
+
+    def _start_points(self) -> list[TopicPartition]:
+        return [
+            TopicPartition(t, p, self._positions.get((t, p), OFFSET_BEGINNING))
+            for t, ps in sorted(self._assigned.items())
+            for p in sorted(ps)
+        ]
 
     def _pick_up_new_partitions(self) -> None:
         self._next_refresh = time.monotonic() + self.metadata_refresh_s
@@ -104,13 +127,57 @@ class KafkaEventSource:
         if time.monotonic() >= self._next_refresh:
             self._pick_up_new_partitions()
         out: list[LogRecord] = []
+        positions = self._positions
         for msg in self._consumer.consume(max_records, timeout):
-            if not is_record(msg, "trainer"):
+            if not is_record(msg, self.reader):
                 continue
             topic, partition, offset = msg.topic(), msg.partition(), msg.offset()
             assert topic is not None and partition is not None and offset is not None
             out.append(LogRecord(topic, partition, offset, msg.value(), key=msg.key()))
+            positions[(topic, partition)] = offset + 1
+        self.watch.received(len(out))
+        if (
+            not out
+            and self.watch.due()
+            and self.watch.check(self.lag, fetch_wait_ms=self.fetch_wait_ms)
+        ):
+            self._replace_consumer()
         return out
+
+    def lag(self) -> dict[Partition, int]:
+        """Records past this source's position on each assigned partition (asks the
+        broker for the watermarks; raises KafkaException when it does not answer)."""
+        out: dict[Partition, int] = {}
+        for topic, parts in self._assigned.items():
+            for partition in parts:
+                low, high = self._consumer.get_watermark_offsets(
+                    TopicPartition(topic, partition), timeout=self.WATERMARK_TIMEOUT_S
+                )
+                position = max(self._positions.get((topic, partition), low), low)
+                out[(topic, partition)] = max(0, high - position)
+        return out
+
+    def _replace_consumer(self) -> None:
+        """A new consumer at this source's positions, with a longer fetch wait."""
+        self.fetch_wait_ms = next_fetch_wait(self.fetch_wait_ms)
+        self._config = {**self._config, "fetch.wait.max.ms": self.fetch_wait_ms}
+        old, self._consumer = self._consumer, Consumer(self._config)
+        try:
+            old.close()
+        except (KafkaException, RuntimeError) as exc:
+            log.warning("stalled consumer close failed reader=%s error=%s", self.reader, exc)
+        self._consumer.assign(self._start_points())
+        self.watch.restarted()
+        log.warning(
+            "consumer_replaced reader=%s fetch_wait_ms=%d positions=%s",
+            self.reader,
+            self.fetch_wait_ms,
+            {f"{t}/{p}": o for (t, p), o in sorted(self._positions.items())},
+        )
+
+    def health(self) -> dict[str, Any]:
+        """The stall watch's state and the fetch wait in use (status, logs)."""
+        return {**self.watch.as_dict(), "fetch_wait_ms": self.fetch_wait_ms}
 
     def end_offsets(self) -> Offsets:
         """The high watermark of every assigned partition (where reading "to the end" stops)."""

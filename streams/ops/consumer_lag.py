@@ -5,9 +5,10 @@ committed offset (the next offset it will read). A group that never committed on
 partition starts at the low watermark (``auto.offset.reset=earliest``), so its lag
 counts from there; so does a commit below the low watermark (those records are gone).
 
-One read asks the broker three things with one admin client, each bounded by a timeout:
-the partitions of the page-view topic (metadata), their low and high watermarks
-(``ListOffsets``) and each group's committed offsets (``OffsetFetch``). The embedded
+One read asks the broker three things through plain consumers (one per group, never
+subscribed), each bounded by a timeout: the partitions of the page-view topic
+(metadata), their low and high watermarks (``ListOffsets``) and each group's committed
+offsets (``OffsetFetch``). The embedded
 Tansu broker answers all three; its high watermark is the base offset of the last
 batch + 1, so there the lag of a partition whose last batch held several records reads
 low (never below 0); on Apache Kafka it is exact.
@@ -137,51 +138,74 @@ def lag_rows(
 
 
 class LagReader:
-    """Reads watermarks and committed offsets with one admin client (blocking)."""
+    """Reads watermarks and committed offsets with one plain consumer per group (blocking).
+
+    Consumers, not an admin client: librdkafka 2.16's admin ``ListConsumerGroupOffsets``
+    aborts the whole process (``rd_kafka_enq_once_del_source_return: Assertion
+    'eonce->refcnt > 0'``) when a request that timed out while the group coordinator was
+    away is answered later (README, "What happens on each failure"). A consumer's
+    ``committed()`` takes another path. These consumers never subscribe, so they never
+    join the groups they read.
+    """
 
     def __init__(self, settings: Settings, timeout_s: float = REQUEST_TIMEOUT_S) -> None:
         self.settings = settings
         self.timeout_s = timeout_s
-        self._admin: Any = None
+        self._consumers: dict[str, Any] = {}
 
-    def _client(self) -> Any:
-        if self._admin is None:
-            from confluent_kafka.admin import AdminClient
+    def _consumer(self, group: str) -> Any:
+        consumer = self._consumers.get(group)
+        if consumer is None:
+            from confluent_kafka import Consumer
 
-            self._admin = AdminClient(
-                {**self.settings.kafka_common(), "socket.timeout.ms": int(self.timeout_s * 1000)}
+            consumer = self._consumers[group] = Consumer(
+                {
+                    **self.settings.kafka_common(),
+                    "group.id": group,
+                    "enable.auto.commit": False,
+                    "socket.timeout.ms": int(self.timeout_s * 1000),
+                }
             )
-        return self._admin
+        return consumer
+
+    def _forget_others(self, groups: Sequence[str]) -> None:
+        for group in [g for g in self._consumers if g not in groups]:
+            self._consumers.pop(group).close()
 
     def read(self, groups: Mapping[str, str], topic: str) -> list[PartitionLag]:
         """Lag rows of ``groups`` (role -> group id) on ``topic``; raises KafkaException
-        (or TimeoutError) when the broker does not answer within the timeouts."""
-        from confluent_kafka import ConsumerGroupTopicPartitions, TopicPartition
-        from confluent_kafka.admin import OffsetSpec
+        when the broker does not answer within the timeouts."""
+        from confluent_kafka import TopicPartition
 
-        admin, wait = self._client(), self.timeout_s
-        meta = admin.list_topics(topic, timeout=wait).topics.get(topic)
+        wanted = list(dict.fromkeys(groups.values()))
+        if not wanted:
+            return []
+        self._forget_others(wanted)
+        wait = self.timeout_s
+        any_consumer = self._consumer(wanted[0])
+        meta = any_consumer.list_topics(topic, timeout=wait).topics.get(topic)
         if meta is None or meta.error is not None:
             raise LookupError(f"topic {topic} is not available: {meta and meta.error}")
         parts = [TopicPartition(topic, p) for p in sorted(meta.partitions)]
         if not parts:
             return []
-        ends: dict[int, list[int]] = {p.partition: [0, 0] for p in parts}
-        for side, spec in ((0, OffsetSpec.earliest()), (1, OffsetSpec.latest())):
-            answers = admin.list_offsets({tp: spec for tp in parts}, request_timeout=wait)
-            for tp, future in answers.items():
-                ends[tp.partition][side] = max(0, future.result(timeout=wait).offset)
+        watermarks = {
+            tp.partition: tuple(
+                max(0, end) for end in any_consumer.get_watermark_offsets(tp, timeout=wait)
+            )
+            for tp in parts
+        }
         committed: dict[str, dict[int, int | None]] = {}
-        for group in dict.fromkeys(groups.values()):
-            request = [ConsumerGroupTopicPartitions(group, list(parts))]
-            for future in admin.list_consumer_group_offsets(request, request_timeout=wait).values():
-                answer = future.result(timeout=wait)
-                committed[group] = {
-                    tp.partition: None if tp.error or tp.offset == NO_OFFSET else tp.offset
-                    for tp in answer.topic_partitions
-                }
-        watermarks = {p: (low, high) for p, (low, high) in ends.items()}
-        return lag_rows(groups, topic, watermarks, committed)
+        for group in wanted:
+            answer = self._consumer(group).committed(parts, timeout=wait)
+            committed[group] = {
+                tp.partition: None if tp.error or tp.offset == NO_OFFSET else tp.offset
+                for tp in answer
+            }
+        return lag_rows(groups, topic, watermarks, committed)  # type: ignore[arg-type]
+
+    def close(self) -> None:
+        self._forget_others([])
 
 
 @dataclass

@@ -185,8 +185,7 @@ def _drive(
     run_id = uuid.uuid4().hex[:8]
     pv_codec = page_view_codec(settings)
     rec_codec = recommendation_codec(settings)
-    low_linger: dict[str, Any] = {"linger.ms": 1}
-    producer = ReliableProducer(settings, **low_linger)
+    producer = ReliableProducer(settings)
     consumer = Consumer(
         settings.consumer_config(
             f"streamrec-demo-{run_id}",

@@ -20,6 +20,11 @@ the snapshot poll and the pub/sub hint. Only the transport differs:
 - a rebalance (whose callbacks run inside ``consume``) first waits for the batches in
   flight, stores their offsets and commits: the partitions' next owner re-scores none
   of them;
+- a consumer that receives nothing for ``STREAMREC_STALL_TIMEOUT_S`` while the partitions
+  it holds have records past its position is stalled (:mod:`streams.io.stall_watch`): the
+  thread logs one error, delivers and commits what it has, closes the consumer and
+  subscribes a new one with twice the fetch wait; the group gives it back its partitions at
+  the committed offsets (at-least-once, as after any rebalance). ``/readyz`` shows it;
 - SIGTERM/SIGINT: the batches in hand get up to :data:`STOP_GRACE_S` to be delivered,
   then the offsets are committed, the consumer leaves the group and the process exits 0;
   a batch still undelivered by then exits 75 without committing (it is scored again).
@@ -44,6 +49,7 @@ from typing import Any, NamedTuple
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
+from streams.io.stall_watch import Partition, StallWatch, next_fetch_wait
 from streams.scorer.kafka_delivery import Delivery
 from streams.scorer.runtime import EX_TEMPFAIL, ScorerRuntime
 from streams.settings import Settings
@@ -57,6 +63,8 @@ STOP_GRACE_S = 8.0
 COMMIT_INTERVAL_S = 0.2
 #: How long leaving the group may take after the last commit.
 CLOSE_TIMEOUT_S = 10.0
+#: Seconds each broker request of a stall check may take.
+WATERMARK_TIMEOUT_S = 5.0
 
 
 class PageViewMessage(NamedTuple):
@@ -100,12 +108,24 @@ class ConsumeLoop:
         self._in_flight: deque[tuple[list[PageViewMessage], concurrent.futures.Future[Any]]] = (
             deque()
         )
+        self.fetch_wait_ms = settings.fetch_max_wait_ms
+        self.watch = StallWatch("scorer", settings.stall_timeout_s)
+        #: Consumers replaced after a stall since start.
+        self.replacements = 0
         self._thread = threading.Thread(target=self._run, name="consume", daemon=True)
 
     # -- what the rest of the process asks ---------------------------------------------
     def assigned(self) -> int:
         """Partitions of the page-views topic this scorer consumes now."""
         return len(self._assigned)
+
+    def health(self) -> dict[str, Any]:
+        """The consumer's stall state and fetch wait (``/readyz``, ``/metrics``)."""
+        return {
+            **self.watch.as_dict(),
+            "fetch_wait_ms": self.fetch_wait_ms,
+            "replacements": self.replacements,
+        }
 
     def start(self) -> None:
         self._thread.start()
@@ -116,24 +136,16 @@ class ConsumeLoop:
     # -- the thread ---------------------------------------------------------------------
     def _run(self) -> None:
         try:
-            consumer = self._new_consumer(
-                self.settings.consumer_config(
-                    self.settings.scorer_group, **{"enable.auto.offset.store": False}
+            while not self._run_consumer():
+                # Stalled: the next consumer waits longer for each fetch.
+                self.fetch_wait_ms = next_fetch_wait(self.fetch_wait_ms)
+                self.replacements += 1
+                self.watch.restarted()
+                log.warning(
+                    "consumer_replaced reader=scorer fetch_wait_ms=%d replacements=%d",
+                    self.fetch_wait_ms,
+                    self.replacements,
                 )
-            )
-            try:
-                consumer.subscribe(
-                    [self.settings.topic_page_views],
-                    on_assign=self._on_assign,
-                    on_revoke=self._on_revoke,
-                    on_lost=self._on_lost,
-                )
-                self._consume(consumer)
-                self._settle(consumer, keep=0)
-                self.drained.set()
-                self._commit(consumer, asynchronous=False)
-            finally:
-                consumer.close()  # leaves the group (the revoke callback commits again)
         except BaseException as exc:  # ends the process: nothing undelivered is committed
             self.failure = exc
             log.exception("consume_loop_failed")
@@ -141,12 +153,64 @@ class ConsumeLoop:
             self.finished.set()
             self.loop.call_soon_threadsafe(lambda: None)  # wake the loop
 
-    def _consume(self, consumer: Consumer) -> None:
+    def _run_consumer(self) -> bool:
+        """One consumer's life: subscribe, consume until stopped (True) or stalled
+        (False); deliver, store and commit what it read; leave the group."""
+        consumer = self._new_consumer(
+            self.settings.consumer_config(
+                self.settings.scorer_group,
+                **{"enable.auto.offset.store": False, "fetch.wait.max.ms": self.fetch_wait_ms},
+            )
+        )
+        try:
+            consumer.subscribe(
+                [self.settings.topic_page_views],
+                on_assign=self._on_assign,
+                on_revoke=self._on_revoke,
+                on_lost=self._on_lost,
+            )
+            stopped = self._consume(consumer)
+            self._settle(consumer, keep=0)
+            if stopped:
+                self.drained.set()
+            self._commit(consumer, asynchronous=False)
+        finally:
+            consumer.close()  # leaves the group (the revoke callback commits again)
+        return stopped
+
+    def _lag(self, consumer: Consumer) -> dict[Partition, int]:
+        """Records past this consumer's position on each partition it holds."""
+        held = [TopicPartition(t, p) for t, p in sorted(self._assigned)]
+        if not held:
+            return {}
+        positions = {(tp.topic, tp.partition): tp.offset for tp in consumer.position(held)}
+        unknown = [tp for tp in held if positions[(tp.topic, tp.partition)] < 0]
+        if unknown:  # nothing consumed there yet: it starts at the committed offset
+            for tp in consumer.committed(unknown, timeout=WATERMARK_TIMEOUT_S):
+                positions[(tp.topic, tp.partition)] = tp.offset
+        out = {}
+        for tp in held:
+            low, high = consumer.get_watermark_offsets(tp, timeout=WATERMARK_TIMEOUT_S)
+            position = positions[(tp.topic, tp.partition)]
+            out[(tp.topic, tp.partition)] = max(0, high - max(position, low))
+        return out
+
+    def _consume(self, consumer: Consumer) -> bool:
+        """Consume until stopped (True) or stalled (False)."""
         s = self.settings
         rt = self.runtime
+        watch = self.watch
         send, send_many = self.delivery.send, self.delivery.send_many
         while not self._stopping.is_set():
             records = consumer.consume(s.batch_size, s.batch_wait_s)
+            watch.received(len(records))
+            stalled = (
+                not records
+                and watch.due()
+                and watch.check(lambda: self._lag(consumer), fetch_wait_ms=self.fetch_wait_ms)
+            )
+            if stalled:
+                return False
             batch: list[PageViewMessage] = []
             for m in records:
                 err = m.error()
@@ -170,6 +234,7 @@ class ConsumeLoop:
             self._settle(consumer, keep=s.batches_in_flight - 1)
             if self._uncommitted and time.monotonic() - self._last_commit >= COMMIT_INTERVAL_S:
                 self._commit(consumer, asynchronous=True)
+        return True
 
     def _settle(self, consumer: Consumer, keep: int) -> None:
         """Store the offsets of the delivered batches at the head of the line; first wait
@@ -254,7 +319,12 @@ async def _every(interval: float, work: Callable[[], Any]) -> None:
         await asyncio.sleep(interval)
 
 
-def web_server(settings: Settings, runtime: ScorerRuntime, assigned: Callable[[], int]) -> Any:
+def web_server(
+    settings: Settings,
+    runtime: ScorerRuntime,
+    assigned: Callable[[], int],
+    consumer_health: Callable[[], dict[str, Any]] | None = None,
+) -> Any:
     """The scorer's web server (a Faust ``Web``, not started), with every view.
 
     The Faust app only hosts it: the same aiohttp application, token middleware and
@@ -264,7 +334,7 @@ def web_server(settings: Settings, runtime: ScorerRuntime, assigned: Callable[[]
     from streams.scorer.web import add_views
 
     app = faust_app(settings)
-    add_views(app, settings, runtime, assigned=assigned)
+    add_views(app, settings, runtime, assigned=assigned, consumer_health=consumer_health)
     web = app.web
     web.cors  # type: ignore[attr-defined]  # noqa: B018 - CORS routing is set up before the routes, as Faust's on_start does
     web.init_server()
@@ -276,7 +346,7 @@ async def serve(settings: Settings, runtime: ScorerRuntime, on_ready: Callable[[
     loop = asyncio.get_running_loop()
     delivery = Delivery(settings, loop)
     consume = ConsumeLoop(settings, runtime, delivery, loop)
-    web = web_server(settings, runtime, consume.assigned)
+    web = web_server(settings, runtime, consume.assigned, consume.health)
     await web.start_server()
 
     stop = asyncio.Event()

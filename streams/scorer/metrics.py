@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from collections import deque
 from functools import partial
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
@@ -20,7 +20,7 @@ from streams.scorer.core import ServedQuality
 from streams.scorer.model_holder import ModelHolder
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Callable, Iterator, Mapping
 
     from streams.experiment.routing import ExperimentFollower
     from streams.ops.consumer_lag import LagMonitor
@@ -170,6 +170,25 @@ class ScorerMetrics:
         """Export ``monitor``'s last read as ``streamrec_consumer_lag`` (per group and
         partition); ``GET /metrics`` refreshes it first when it is stale."""
         self.registry.register(_LagCollector(monitor))
+
+    def watch_consumer(self, health: Callable[[], Mapping[str, Any]]) -> None:
+        """Export the page-view consumer's stall state (see streams/io/stall_watch.py)."""
+        r = self.registry
+        Gauge(
+            "streamrec_consumer_stalled",
+            "1 while the page-view consumer is behind the log and receives nothing",
+            registry=r,
+        ).set_function(lambda: float(bool(health()["stalled"])))
+        Gauge(
+            "streamrec_consumer_stalls",
+            "Stalls of the page-view consumer since start (each replaced the consumer)",
+            registry=r,
+        ).set_function(lambda: float(health()["stalls"]))
+        Gauge(
+            "streamrec_consumer_fetch_wait_ms",
+            "fetch.wait.max.ms of the page-view consumer (raised after each stall)",
+            registry=r,
+        ).set_function(lambda: float(health()["fetch_wait_ms"]))
 
     def render(self) -> bytes:
         return bytes(generate_latest(self.registry))

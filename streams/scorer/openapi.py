@@ -53,7 +53,10 @@ _ADMIN_REFUSED = {
     ),
 }
 _PROBE = {
-    "200": _json("Ready (`ok`, or `degraded` while Redis is away).", _ref("Readiness")),
+    "200": _json(
+        "Ready (`ok`, or `degraded` while Redis is away or the page-view consumer is stalled).",
+        _ref("Readiness"),
+    ),
     "503": _json(
         "Starting (no model load attempted yet) or the broker is away.", _ref("Readiness")
     ),
@@ -139,6 +142,20 @@ DOCUMENT: dict[str, Any] = {
                     "assigned_partitions": {"type": "integer", "minimum": 0},
                     "kafka": {"type": "boolean"},
                     "redis": {"type": "boolean"},
+                    "consumer": {
+                        "type": "object",
+                        "description": "The page-view consumer (kafka engine): stalled = "
+                        "behind the log and receiving nothing for STREAMREC_STALL_TIMEOUT_S "
+                        "(it is then replaced with a longer fetch wait).",
+                        "properties": {
+                            "stalled": {"type": "boolean"},
+                            "stalls": {"type": "integer", "minimum": 0},
+                            "behind": {"type": "integer", "minimum": 0},
+                            "idle_s": {"type": "number", "minimum": 0},
+                            "fetch_wait_ms": {"type": "integer", "minimum": 0},
+                            "replacements": {"type": "integer", "minimum": 0},
+                        },
+                    },
                 },
             },
             "ModelVersion": {

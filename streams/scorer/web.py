@@ -43,12 +43,17 @@ def add_views(
     settings: Settings,
     rt: ScorerRuntime,
     assigned: Callable[[], int] | None = None,
+    consumer_health: Callable[[], dict[str, Any]] | None = None,
 ) -> None:
     """Register the REST endpoints of one scorer on ``app``.
 
     ``assigned`` counts the page-views partitions the scorer consumes (default: those
     of the Faust app's own consumer; the kafka engine passes its consumer's).
+    ``consumer_health`` tells whether the consumer is stalled (the kafka engine's
+    :meth:`~streams.scorer.kafka_engine.ConsumeLoop.health`); None: not watched.
     """
+    if consumer_health is not None:
+        rt.metrics.watch_consumer(consumer_health)
     if assigned is None:
 
         def assigned() -> int:
@@ -88,8 +93,12 @@ def add_views(
             None, kafka_reachable, settings.bootstrap_servers, 1.0
         )
         redis_ok = (await rt.history.read(["__healthz__"])).degraded is False
-        status = "ok" if kafka_ok and redis_ok else "degraded"
+        consumer = consumer_health() if consumer_health is not None else None
+        stalled = bool(consumer and consumer["stalled"])
+        status = "ok" if kafka_ok and redis_ok and not stalled else "degraded"
         body = {"status": status, **body, "kafka": kafka_ok, "redis": redis_ok}
+        if consumer is not None:
+            body["consumer"] = consumer
         return body, 200 if kafka_ok else 503
 
     def challenger() -> str | None:

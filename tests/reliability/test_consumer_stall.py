@@ -1,0 +1,207 @@
+"""Consumers that receive nothing while behind the log notice, say so and recover.
+
+The broker is made to answer every fetch empty the way the embedded broker does in
+production (README, "The embedded broker"): a partition written in one-record batches
+takes it longer to list than the consumer's fetch wait (1 ms here), so every fetch comes
+back empty, forever, while the records are there. A consumer that waits for records then
+never gets one; streamrec's consumers must detect it, log it, show it and carry on with a
+consumer that waits longer, learning or answering every event exactly as before.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+from confluent_kafka import Producer
+
+from streams.io.producer import page_view
+from streams.io.topics import ensure_topics
+from streams.ops.processes import ChildProcess
+from streams.settings import Settings
+from streams.trainer.loop import Trainer
+from streams.trainer.run import run_trainer
+from tests.support.outages import PrivateServer, replace, stopping, summary
+from tests.support.scorer import http_json, http_text, wait_assigned
+from tests.support.topics import PV, read_answers
+
+#: Records in the one partition: listing them takes the broker far longer than 1 ms.
+RECORDS = 30_000
+
+
+def fill_in_one_record_batches(settings: Settings, n: int, prefix: str) -> list[str]:
+    """``n`` page views on the page-view topic, one record per batch; their event ids."""
+    producer = Producer(settings.producer_config(**{"batch.num.messages": 1, "linger.ms": 0}))
+    ids = []
+    for i in range(n):
+        view = page_view(f"u{i % 200}", f"p{(i // 200 + i % 7) % 60}", 1_700_000_000_000 + i)
+        view["event_id"] = f"{prefix}-{i}"
+        while True:
+            try:
+                producer.produce(
+                    settings.topic_page_views, PV.encode(view), key=view["user_id"].encode()
+                )
+                break
+            except BufferError:
+                producer.poll(0.01)
+        producer.poll(0)
+        ids.append(view["event_id"])
+    assert producer.flush(60) == 0
+    return ids
+
+
+def starved(settings: Settings, private_kafka: PrivateServer) -> Settings:
+    """One partition, a 1 ms fetch wait and a 2 s stall timeout, on the private broker."""
+    return replace(
+        settings,
+        kafka_bootstrap_servers=private_kafka.address,
+        partitions=1,
+        fetch_max_wait_ms=1,
+        stall_timeout_s=2.0,
+    )
+
+
+def test_a_starved_trainer_detects_the_stall_and_learns_every_event_once(
+    settings: Settings, private_kafka: PrivateServer
+) -> None:
+    s = starved(settings, private_kafka)
+    ensure_topics(s, [s.topic_page_views, s.topic_pages])
+    fill_in_one_record_batches(s, RECORDS, "t")
+    stop = threading.Event()
+    ready: list[Trainer] = []
+    result: list[Trainer] = []
+    thread = threading.Thread(
+        target=lambda: result.append(run_trainer(s, stop_event=stop, on_ready=ready.append)),
+        daemon=True,
+    )
+    thread.start()
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline and not (ready and ready[0].events_learned >= RECORDS):
+        time.sleep(0.2)
+    stop.set()
+    thread.join(30)
+    trainer = result[0] if result else (ready[0] if ready else None)
+    assert trainer is not None, "the trainer never started"
+    health = trainer.source.health()  # type: ignore[attr-defined]
+    summary(
+        "trainer_starved_fetches",
+        records=RECORDS,
+        learned=trainer.events_learned,
+        stalls=health["stalls"],
+        fetch_wait_ms=health["fetch_wait_ms"],
+        offsets=trainer.offsets,
+    )
+    assert health["stalls"] >= 1 and health["fetch_wait_ms"] > 1
+    assert trainer.events_learned == RECORDS  # every event, none twice
+    assert trainer.model.n_events_learned == RECORDS
+    assert trainer.offsets == {s.topic_page_views: {0: RECORDS}}
+    assert not health["stalled"]
+
+
+def test_a_starved_scorer_detects_the_stall_shows_it_and_answers_every_view(
+    settings: Settings, settings_env: dict[str, str], tmp_path: Path, private_kafka: PrivateServer
+) -> None:
+    s = starved(settings, private_kafka)
+    ensure_topics(s)
+    ids = fill_in_one_record_batches(s, RECORDS, "s")
+    scorer = ChildProcess.streamrec(
+        ["--log-level", "info", "scorer"], {**settings_env, **s.to_env()}, tmp_path / "scorer.log"
+    )
+    with stopping(scorer):
+        wait_assigned(s, scorer)
+        answers = read_answers(s, set(ids), timeout=120)
+        ready = http_json(f"http://127.0.0.1:{s.web_port}/readyz", timeout=5)[1]
+        metrics = http_text(f"http://127.0.0.1:{s.web_port}/metrics", timeout=5)
+        code = scorer.stop(signal.SIGTERM, timeout=20)
+    log = scorer.output()
+    consumer = ready.get("consumer", {})
+    summary(
+        "scorer_starved_fetches",
+        records=RECORDS,
+        answered=len(set(answers.ids) & set(ids)),
+        duplicates=answers.duplicates,
+        consumer=consumer,
+        exit_code=code,
+    )
+    assert not answers.lost, f"{len(answers.lost)} views unanswered"
+    assert consumer.get("stalls", 0) >= 1 and consumer.get("replacements", 0) >= 1
+    assert consumer["fetch_wait_ms"] > 1 and consumer["stalled"] is False
+    assert "consumer_stalled reader=scorer" in log
+    stalls = [ln for ln in metrics.splitlines() if ln.startswith("streamrec_consumer_stalls ")]
+    assert stalls and float(stalls[0].split()[1]) == consumer["stalls"]
+    assert code == 0
+
+
+#: Reads consumer lag in a child process while the parent stops and resumes the broker.
+_LAG_READER = """
+import sys, time
+from streams.ops.consumer_lag import LagReader
+from streams.settings import Settings
+s = Settings(kafka_bootstrap_servers=sys.argv[1], topic_page_views=sys.argv[2])
+reader = LagReader(s)
+groups = {"scorer": "g-scorer", "trainer": "g-trainer"}
+reader.read(groups, s.topic_page_views)
+print("read", flush=True)
+sys.stdin.readline()                      # the broker is stopped now
+for _ in range(3):
+    try:
+        reader.read(groups, s.topic_page_views)
+    except Exception as exc:
+        print("failed", type(exc).__name__, flush=True)
+print("continue", flush=True)
+sys.stdin.readline()                      # the broker answers again
+deadline = time.monotonic() + 8
+while time.monotonic() < deadline:
+    try:
+        reader.read(groups, s.topic_page_views)
+    except Exception:
+        pass
+    time.sleep(0.3)
+print(len(reader.read(groups, s.topic_page_views)), "rows", flush=True)
+"""
+
+
+def test_reading_consumer_lag_survives_a_broker_that_stops_answering(
+    settings: Settings, private_kafka: PrivateServer
+) -> None:
+    """librdkafka 2.16's admin ListConsumerGroupOffsets aborts the process (assertion
+    ``eonce->refcnt > 0``) when a request that timed out is answered later: the scorer
+    read lag that way and died after a broker stall. The lag reader must survive it."""
+    s = replace(settings, kafka_bootstrap_servers=private_kafka.address)
+    ensure_topics(s)
+    child = subprocess.Popen(
+        [sys.executable, "-c", _LAG_READER, s.bootstrap_servers, s.topic_page_views],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=Path(__file__).resolve().parents[2],
+    )
+    assert private_kafka.process is not None
+    pid = private_kafka.process.pid
+    try:
+        assert child.stdout is not None and child.stdin is not None
+        assert child.stdout.readline().strip() == "read"
+        os.kill(pid, signal.SIGSTOP)
+        child.stdin.write("\n")
+        child.stdin.flush()
+        lines = []
+        while (line := child.stdout.readline().strip()) != "continue" and line:
+            lines.append(line)
+        os.kill(pid, signal.SIGCONT)
+        child.stdin.write("\n")
+        child.stdin.flush()
+        out, err = child.communicate(timeout=60)
+    finally:
+        os.kill(pid, signal.SIGCONT)
+        if child.poll() is None:
+            child.kill()
+    summary("lag_reader_broker_stall", failed_reads=len(lines), exit_code=child.returncode)
+    assert len(lines) == 3 and all(line.startswith("failed") for line in lines)
+    assert child.returncode == 0, err[-2000:]
+    assert out.strip().endswith("rows")
