@@ -202,7 +202,7 @@ class LagReader:
                 tp.partition: None if tp.error or tp.offset == NO_OFFSET else tp.offset
                 for tp in answer
             }
-        return lag_rows(groups, topic, watermarks, committed)  # type: ignore[arg-type]
+        return lag_rows(groups, topic, watermarks, committed)
 
     def close(self) -> None:
         self._forget_others([])
