@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ from streams.ops import model_actions
 from streams.ops.model_actions import cli_line
 from streams.settings import Settings
 from streams.state.snapshot_store import SnapshotStore
+from streams.state.trainer_status import STATUS_TTL_S, TrainerStatus, state_of
 from streams.wiring import snapshot_store
 
 
@@ -76,7 +78,8 @@ def _table(rows: list[dict[str, Any]], k: int) -> str:
 
 @click.group("models")
 def command() -> None:
-    """Snapshots of STREAMREC_MODEL_NAME: list, show, export, promote, rollback, follow."""
+    """Snapshots of STREAMREC_MODEL_NAME: list, status, show, export, promote, rollback,
+    follow."""
 
 
 @command.command("list")
@@ -101,6 +104,52 @@ def list_(as_json: bool, k: int | None) -> None:
         click.echo(_table(rows, settings.k))
     else:
         click.echo(f"no snapshots of model {store.model_name!r}", err=True)
+
+
+@command.command("status")
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    envvar="STREAMREC_MODELS_JSON",
+    show_envvar=True,
+    help="The trainer's status record as JSON instead of a line.",
+)
+def status(as_json: bool) -> None:
+    """Is a trainer learning STREAMREC_MODEL_NAME? Exit 0 when one is alive and not
+    stalled; 1 when none has said so for 15 s, or it is stalled (behind the log and
+    receiving nothing)."""
+    settings = Settings.from_env()
+    record = TrainerStatus(settings.redis_client(), settings.model_name).read()
+    if as_json:
+        click.echo(json.dumps(record, sort_keys=True))
+    elif record is None:
+        click.echo(
+            f"trainer of {settings.model_name}: none alive (no status in the last "
+            f"{STATUS_TTL_S:.0f} s); the model learns nothing until one runs"
+        )
+    else:
+        click.echo(status_line(record))
+    if record is None or state_of(record) == "stalled":
+        raise SystemExit(1)
+
+
+def status_line(record: dict[str, Any]) -> str:
+    """One line for an operator from a trainer status record."""
+    age = max(0.0, time.time() - record["updated_at"])
+    line = (
+        f"trainer of {record['model_name']}: {state_of(record)}; pid {record['pid']} on "
+        f"{record['host']}, {record['events_learned']} events learned since start, "
+        f"last version {record['last_version']}, updated {age:.0f} s ago"
+    )
+    if "fetch_wait_ms" in record:
+        line += f"; fetch wait {record['fetch_wait_ms']} ms, {record['stalls']} stalls"
+    if record.get("stalled"):
+        line += (
+            f"; STALLED: {record['behind']} records behind, nothing received for "
+            f"{record['idle_s']:.0f} s (replacing its consumer)"
+        )
+    return line
 
 
 @command.command("show")

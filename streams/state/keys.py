@@ -88,6 +88,11 @@ class ModelKeys:
     def trainer_lease(self) -> str:
         return f"{self.prefix}trainer-lease"
 
+    @property
+    def trainer_status(self) -> str:
+        """The running trainer's status record (:mod:`streams.state.trainer_status`)."""
+        return f"{self.prefix}trainer-status"
+
     # -- per-user state (streams.state.history) -----------------------------------------
     def history(self, user: str) -> str:
         return f"{self.prefix}hist:{user}"

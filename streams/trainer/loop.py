@@ -27,6 +27,8 @@ from __future__ import annotations
 import contextlib
 import copy
 import logging
+import os
+import socket
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -46,6 +48,7 @@ from streams.errors import LeaseLost, StoreUnavailable
 from streams.records import LogRecord
 from streams.state.lease import TrainerLease
 from streams.state.snapshot_store import SnapshotStore
+from streams.state.trainer_status import STATUS_INTERVAL_S, TrainerStatus
 from streams.trainer.catalog_sync import CatalogSync
 from streams.trainer.quality_estimate import RollingHitRate
 
@@ -100,6 +103,9 @@ class Trainer:
     batch_layers
         For a hybrid model: swaps in new batch layers
         (:class:`~streams.trainer.batch_layer_watch.BatchLayerWatcher`); None otherwise.
+    status
+        Where the trainer says every few seconds that it is alive and whether it learns
+        (``streamrec models status``); None: it says nothing.
 
     Attributes
     ----------
@@ -127,6 +133,7 @@ class Trainer:
         full_every: int = 20,
         catalog_sync: CatalogSync | None = None,
         batch_layers: Any = None,
+        status: TrainerStatus | None = None,
     ) -> None:
         self.model = model
         self.store = store
@@ -141,6 +148,10 @@ class Trainer:
         self.full_every = full_every
         self.catalog_sync = catalog_sync
         self.batch_layers = batch_layers
+        self.status = status
+        self._next_status = 0.0
+        self._reported_stalled = False
+        self.started_at = time.time()
         self.offsets: Offsets = {}
         self.events_learned = 0
         self.bad_events = 0
@@ -201,6 +212,9 @@ class Trainer:
             self._final_publish()
         finally:
             self.source.close()
+            if self.status is not None:
+                with contextlib.suppress(StoreUnavailable):  # else it expires by itself
+                    self.status.clear()
             if self.lease is not None:
                 with contextlib.suppress(StoreUnavailable):  # else it expires by itself
                     self.lease.release()
@@ -300,7 +314,42 @@ class Trainer:
             self._behind_since = None
         if self._dirty and now - self._last_publish >= gap:
             self.publish()
+        if self.status is not None and (now >= self._next_status or self._stall_changed()):
+            self._report_status(now)
         return len(events)
+
+    def status_record(self) -> dict[str, Any]:
+        """What the trainer says about itself (see :mod:`streams.state.trainer_status`)."""
+        health = getattr(self.source, "health", None)
+        return {
+            "model_name": self.store.model_name,
+            "model_class": type(self.model).__name__,
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "started_at": self.started_at,
+            "updated_at": time.time(),
+            "events_learned": self.events_learned,
+            "bad_events": self.bad_events,
+            "last_version": self.last_version,
+            "catching_up": self._behind_since is not None,
+            **(health() if callable(health) else {}),
+        }
+
+    def _stall_changed(self) -> bool:
+        """A stall began or ended since the last status record: worth saying at once."""
+        watch = getattr(self.source, "watch", None)
+        stalled = bool(getattr(watch, "stalled", False))
+        changed = stalled != self._reported_stalled
+        self._reported_stalled = stalled
+        return changed
+
+    def _report_status(self, now: float) -> None:
+        assert self.status is not None
+        self._next_status = now + STATUS_INTERVAL_S
+        try:
+            self.status.write(self.status_record())
+        except StoreUnavailable as exc:  # publishing reports Redis outages already
+            logger.debug("trainer status not written error=%r", str(exc))
 
     def _learn(self, events: Sequence[LogRecord]) -> None:
         """Learn a polled batch in order and move the offsets past it.

@@ -22,6 +22,7 @@ from streams.io.topics import ensure_topics
 from streams.ops.probes import require
 from streams.settings import Settings
 from streams.state.lease import TrainerLease
+from streams.state.trainer_status import TrainerStatus
 from streams.trainer.batch_layer_watch import BatchLayerWatcher
 from streams.trainer.catalog_sync import CatalogSync
 from streams.trainer.loop import Trainer
@@ -110,6 +111,7 @@ def run_trainer(
         evaluator=RollingHitRate(catalog=catalog),
         catalog_sync=sync,
         batch_layers=batch_layers,
+        status=TrainerStatus(client, settings.model_name),
     )
     log.info(
         "trainer starting model_name=%s model=%s params=%s topic=%s redis=%s interval=%s",

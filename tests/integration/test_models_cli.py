@@ -220,3 +220,46 @@ def test_export_of_a_format_1_snapshot_needs_the_pickle_flag(
     with safe_open(str(out), "np") as f:
         assert json.loads(f.metadata()["streamrec.manifest"])["meta"]["version"] == version
         assert f.get_tensor("counts").tolist() == list(snap.model._counts.values())
+
+
+def test_status_says_whether_a_trainer_learns(
+    settings: Settings, settings_env: dict[str, str]
+) -> None:
+    import threading
+
+    from streams.trainer.run import run_trainer
+    from tests.support.topics import produce_page_views
+
+    none = models(settings_env, "status")
+    assert none.exit_code == 1 and "none alive" in none.output
+    ensure_topics(settings)
+    views = [
+        {
+            "event_id": f"e{i}",
+            "user_id": f"u{i % 5}",
+            "page_id": f"p{i % 9}",
+            "ts": 1_700_000_000_000 + i,
+        }
+        for i in range(50)
+    ]
+    assert produce_page_views(settings, views).delivered == 50
+    stop = threading.Event()
+    ready: list = []
+    thread = threading.Thread(
+        target=run_trainer,
+        args=(settings, "popularity"),
+        kwargs={"stop_event": stop, "on_ready": ready.append},
+    )
+    thread.start()
+    try:
+        wait_for(lambda: ready and ready[0].events_learned == 50, 60, "the trainer learns")
+        wait_for(lambda: models(settings_env, "status").exit_code == 0, 20, "a status record")
+        line = models(settings_env, "status").output
+        record = json.loads(models(settings_env, "status", "--json").output)
+    finally:
+        stop.set()
+        thread.join(30)
+    assert f"trainer of {settings.model_name}: learning" in line and "fetch wait 100 ms" in line
+    assert record["events_learned"] == 50 and record["stalled"] is False
+    after = models(settings_env, "status")  # a clean stop leaves no record
+    assert after.exit_code == 1 and "none alive" in after.output
