@@ -211,6 +211,9 @@ class Settings:
     #: Seconds a consumer may receive nothing while behind the log before it is called
     #: stalled and replaced (streams/io/stall_watch.py).
     stall_timeout_s: float = _env("STREAMREC_STALL_TIMEOUT_S", 30.0)
+    #: A trainer on the embedded broker warns when the broker's resident memory passes
+    #: this many MB, and at each doubling (0: never); streams/ops/broker_memory.py.
+    broker_memory_warn_mb: int = _env("STREAMREC_BROKER_MEMORY_WARN_MB", 2048)
     #: Batches a kafka-engine scorer has scored and sent whose acknowledgement it awaits,
     #: at most (1: it takes the next batch only once the last one is acknowledged).
     batches_in_flight: int = _env("STREAMREC_BATCHES_IN_FLIGHT", 4)

@@ -38,10 +38,13 @@ class ServiceStatus:
     address: str
     reachable: bool
     started_by: str  # "streamrec (pid N)", "external", or "nobody"
+    #: Resident memory of an embedded server streamrec started (None: not ours / unknown).
+    rss_mb: float | None = None
 
     def line(self) -> str:
         state = "reachable" if self.reachable else "NOT reachable"
-        return f"{self.name:<6} {self.address:<28} {state:<14} started by {self.started_by}"
+        line = f"{self.name:<6} {self.address:<28} {state:<14} started by {self.started_by}"
+        return line if self.rss_mb is None else f"{line}, {self.rss_mb:.0f} MB resident"
 
 
 def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
@@ -218,6 +221,10 @@ class EmbeddedServices:
         state = self._read_state()
         s = self.settings
 
+        def rss(name: str, embedded: bool) -> float | None:
+            entry = state.get(name)
+            return rss_mb(entry.pid) if embedded and entry and self._alive(entry) else None
+
         def who(name: str, embedded: bool) -> str:
             if not embedded:
                 return "external"
@@ -232,11 +239,28 @@ class EmbeddedServices:
                 s.bootstrap_servers,
                 kafka_reachable(s.bootstrap_servers),
                 who(KAFKA, s.embedded_kafka),
+                rss(KAFKA, s.embedded_kafka),
             ),
             ServiceStatus(
-                REDIS, s.redacted_redis_url, redis_reachable(s), who(REDIS, s.embedded_redis)
+                REDIS,
+                s.redacted_redis_url,
+                redis_reachable(s),
+                who(REDIS, s.embedded_redis),
+                rss(REDIS, s.embedded_redis),
             ),
         ]
+
+    def running_broker_pid(self) -> int | None:
+        """The pid of the embedded broker ``up`` started, when it is the one these settings
+        reach (also when they name it by address, as child processes do)."""
+        entry = self._read_state().get(KAFKA)
+        if entry is None or not self._alive(entry):
+            return None
+        ours = self.settings.embedded_kafka or self.settings.bootstrap_servers in {
+            f"127.0.0.1:{entry.port}",
+            f"localhost:{entry.port}",
+        }
+        return entry.pid if ours else None
 
     # -- internals ----------------------------------------------------------------------
     def _start(self, name: str) -> tuple[_Started, subprocess.Popen[bytes]]:
@@ -299,6 +323,17 @@ class EmbeddedServices:
         with contextlib.suppress(ProcessLookupError):
             os.kill(entry.pid, signal.SIGKILL)
         _reaped(entry.pid)
+
+
+def rss_mb(pid: int) -> float | None:
+    """Resident memory of process ``pid`` in MB (None when it cannot be read)."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
 
 
 def _reaped(pid: int) -> bool:
