@@ -6,13 +6,18 @@ brokers (Tansu) answer 0 or worse, and a wrong answer there would silently drop 
 the reader scans from the start and filters by record timestamp instead: slower on a long
 topic, never wrong.
 
-When to stop is likewise decided without trusting watermarks (Tansu reports the base offset
-of the last batch + 1 as the high watermark): a partition is finished when it returns a
-record timestamped at or after ``--to`` + ``lateness`` (it is paused then), or when it
-has delivered nothing for ``idle_timeout`` seconds. Producer timestamps are not strictly
-ordered within a partition: a record of the range written *after* one stamped past
-``--to`` + ``lateness`` is not read. Raise ``lateness`` when producers send late events
-(the cost is reading that much more of the log).
+When to stop is likewise decided without trusting watermarks alone (Tansu reports the base
+offset of the last batch + 1 as the high watermark): a partition is finished when it returns
+a record timestamped at or after ``--to`` + ``lateness`` (it is paused then), or when it
+has delivered nothing for ``idle_timeout`` seconds *and* the broker holds nothing past the
+reader's position. A partition that is silent while records remain is a stalled fetch
+(:mod:`streams.io.stall_watch`), not an end: the reader goes on with a new consumer at
+its positions and a longer fetch wait, and fails with a clear error if even the longest
+wait gets nothing, rather than replaying part of the range as if it were all.
+
+Producer timestamps are not strictly ordered within a partition: a record of the range
+written *after* one stamped past ``--to`` + ``lateness`` is not read. Raise ``lateness``
+when producers send late events (the cost is reading that much more of the log).
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from confluent_kafka import (
 
 from streams.errors import ServiceError
 from streams.io.consumer_errors import is_record
+from streams.io.stall_watch import MAX_FETCH_WAIT_MS, next_fetch_wait, records_past, starved_error
 from streams.records import LogRecord
 from streams.replay.rebuild import TimeRange
 from streams.settings import Settings
@@ -90,7 +96,6 @@ class KafkaRangeReader:
             **{
                 "enable.auto.commit": False,
                 "enable.auto.offset.store": False,
-                "fetch.wait.max.ms": 100,
             },
         )
         self._settings = settings
@@ -100,6 +105,9 @@ class KafkaRangeReader:
         self.first_ts_ms: int | None = None
         self.last_ts_ms: int | None = None
         self.stopped: dict[int, str] = {}
+        #: Consumers replaced because a partition was silent while records remained.
+        self.stalls = 0
+        self._positions: dict[int, int] = {}
 
     def partitions(self) -> list[int]:
         if self._partitions is None:
@@ -123,7 +131,7 @@ class KafkaRangeReader:
 
     def read(self, time_range: TimeRange) -> Iterator[LogRecord]:
         parts = self.partitions()
-        consumer = Consumer(self._config)
+        self._consumer = consumer = Consumer(self._config)
         try:
             consumer.assign([TopicPartition(self.topic, p, OFFSET_BEGINNING) for p in parts])
             log.info(
@@ -133,9 +141,9 @@ class KafkaRangeReader:
                 time_range.to_dict(),
                 self.idle_timeout,
             )
-            yield from self._scan(consumer, parts, time_range)
+            yield from self._scan(parts, time_range)
         finally:
-            consumer.close()
+            self._consumer.close()
         log.info(
             "replay read topic=%s scanned=%d no_timestamp=%d stopped=%s",
             self.topic,
@@ -144,11 +152,11 @@ class KafkaRangeReader:
             self.stopped,
         )
 
-    def _scan(
-        self, consumer: Consumer, parts: list[int], time_range: TimeRange
-    ) -> Iterator[LogRecord]:
+    def _scan(self, parts: list[int], time_range: TimeRange) -> Iterator[LogRecord]:
         last_seen: dict[int, float] | None = None  # idle clocks start after the first fetch
+        positions = self._positions
         while len(self.stopped) < len(parts):
+            consumer = self._consumer
             messages = consumer.consume(self.max_records, self.poll_timeout)
             now = time.monotonic()
             if last_seen is None:
@@ -161,6 +169,7 @@ class KafkaRangeReader:
                 if partition in self.stopped:
                     continue  # prefetched before the pause
                 last_seen[partition] = now
+                positions[partition] = offset + 1
                 self.scanned += 1
                 if self.on_record is not None:
                     self.on_record()
@@ -180,4 +189,42 @@ class KafkaRangeReader:
                     yield LogRecord(self.topic, partition, offset, msg.value(), timestamp_ms=ts)
             for p in parts:
                 if p not in self.stopped and now - last_seen[p] >= self.idle_timeout:
+                    if self._stalled(p, parts):
+                        last_seen = dict.fromkeys(parts, time.monotonic())
+                        break
                     self.stopped[p] = "idle"
+
+    def _stalled(self, partition: int, parts: list[int]) -> bool:
+        """True when ``partition`` is silent while the broker holds records past the
+        reader's position: the consumer was replaced by one with a longer fetch wait."""
+        try:
+            remaining = records_past(
+                self._consumer, self.topic, partition, self._positions.get(partition)
+            )
+        except KafkaException as exc:
+            raise ServiceError(f"cannot read the end of {self.topic}/{partition}: {exc}") from exc
+        if not remaining:
+            return False
+        wait = self._config["fetch.wait.max.ms"]
+        if wait >= MAX_FETCH_WAIT_MS:
+            raise ServiceError(starved_error("replay", self.topic, partition, remaining))
+        self.stalls += 1
+        self._config = {**self._config, "fetch.wait.max.ms": next_fetch_wait(wait)}
+        log.error(
+            "consumer_stalled reader=replay topic=%s partition=%d remaining=%d fetch_wait_ms=%d:"
+            " the broker answers no records though the log holds some; replacing the consumer",
+            self.topic,
+            partition,
+            remaining,
+            wait,
+        )
+        self._consumer.close()
+        self._consumer = Consumer(self._config)
+        self._consumer.assign(
+            [
+                TopicPartition(self.topic, p, self._positions.get(p, OFFSET_BEGINNING))
+                for p in parts
+                if p not in self.stopped
+            ]
+        )
+        return True

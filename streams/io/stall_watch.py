@@ -31,6 +31,8 @@ MAX_FETCH_WAIT_MS = 2000
 MIN_REPLACEMENT_WAIT_MS = 100
 
 Partition = tuple[str, int]
+#: Seconds a watermark request of a stall check may take.
+WATERMARK_TIMEOUT_S = 5.0
 
 
 def next_fetch_wait(current_ms: int, ceiling_ms: int = MAX_FETCH_WAIT_MS) -> int:
@@ -65,6 +67,30 @@ def records_behind(
         if end is not None and end > position:
             out[tp] = end - position
     return out
+
+
+def records_past(consumer: Any, topic: str, partition: int, position: int | None) -> int:
+    """Records the broker holds on ``topic``/``partition`` at or past ``position`` (None:
+    from the partition's start); raises KafkaException when the broker does not answer.
+
+    A reader that got nothing for a while is at the end of the log only when this is 0.
+    """
+    from confluent_kafka import TopicPartition
+
+    low, high = consumer.get_watermark_offsets(
+        TopicPartition(topic, partition), timeout=WATERMARK_TIMEOUT_S
+    )
+    return max(0, high - max(low if position is None else position, low))
+
+
+def starved_error(reader: str, topic: str, partition: int, remaining: int) -> str:
+    """The message of a batch reader that gives up: the broker keeps answering nothing."""
+    return (
+        f"{reader}: the broker answers no records of {topic}/{partition} though it holds "
+        f"{remaining} more, even with a {MAX_FETCH_WAIT_MS} ms fetch wait; nothing was "
+        "skipped, the read is incomplete (on the embedded broker: too many small batches in "
+        'the partition, README "The embedded broker")'
+    )
 
 
 @dataclass

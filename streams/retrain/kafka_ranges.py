@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING, Any
 from streams.errors import ServiceError, StreamrecError
 from streams.io.codec import PAGE_VIEW, AvroCodec
 from streams.io.consumer_errors import is_record
+from streams.io.stall_watch import MAX_FETCH_WAIT_MS, next_fetch_wait, records_past, starved_error
 from streams.retrain.view_fields import fields_reader
 
 # Not at run time: tasks import this module, and Settings imports every model.
@@ -107,7 +108,6 @@ class ReadSpec:
             f"streamrec-retrain-{uuid.uuid4().hex[:12]}",  # never joined, never committed
             **{"enable.auto.commit": False, "enable.auto.offset.store": False},
         )
-        config["fetch.wait.max.ms"] = 100
         config["enable.partition.eof"] = True  # the end of the log ends a range (see above)
         return cls(
             consumer_config=config,
@@ -201,7 +201,9 @@ def read_range(spec: ReadSpec, rng: OffsetRange) -> RangeRead:
     user_index: dict[str, int] = {}
     page_index: dict[str, int] = {}
     end = rng.end
-    consumer = Consumer(spec.consumer_config)
+    config = dict(spec.consumer_config)
+    consumer = Consumer(config)
+    position = rng.start  # the next offset to read
     try:
         consumer.assign([TopicPartition(rng.topic, rng.partition, rng.start)])
         # Until the first record arrives, connecting and the first fetch may take a while
@@ -221,6 +223,7 @@ def read_range(spec: ReadSpec, rng: OffsetRange) -> RangeRead:
                     done = True
                     break
                 got = True
+                position = offset + 1
                 report.scanned += 1
                 ts_type, ts = msg.timestamp()
                 if ts_type == TIMESTAMP_NOT_AVAILABLE:
@@ -260,12 +263,50 @@ def read_range(spec: ReadSpec, rng: OffsetRange) -> RangeRead:
             if got:
                 last_seen = busy_until = now
             elif now - last_seen >= spec.idle_timeout:
+                if _silent_with_records_left(consumer, rng, position, config["fetch.wait.max.ms"]):
+                    # A stalled fetch, not the end: a new consumer with a longer wait.
+                    config["fetch.wait.max.ms"] = next_fetch_wait(config["fetch.wait.max.ms"])
+                    consumer.close()
+                    consumer = Consumer(config)
+                    consumer.assign([TopicPartition(rng.topic, rng.partition, position)])
+                    last_seen = time.monotonic()
+                    continue
                 report.stopped = "idle"
                 break
     finally:
         consumer.close()
     report.seconds = (busy_until if report.stopped == "idle" else time.monotonic()) - started
     return out.packed(list(user_index), list(page_index))
+
+
+def _silent_with_records_left(
+    consumer: Any, rng: OffsetRange, position: int, fetch_wait_ms: int
+) -> bool:
+    """Whether a range that got nothing for the idle timeout still has records on the
+    broker (a stalled fetch: :mod:`streams.io.stall_watch`). Raises :class:`ServiceError`
+    when the fetch wait is already the longest, so the task fails instead of returning a
+    part of its range."""
+    from confluent_kafka import KafkaException
+
+    try:
+        remaining = records_past(consumer, rng.topic, rng.partition, position)
+    except KafkaException as exc:
+        raise ServiceError(f"cannot read the end of {rng.topic}/{rng.partition}: {exc}") from exc
+    if rng.end is not None:
+        remaining = min(remaining, max(0, rng.end - position))
+    if not remaining:
+        return False
+    if fetch_wait_ms >= MAX_FETCH_WAIT_MS:
+        raise ServiceError(starved_error("retrain", rng.topic, rng.partition, remaining))
+    log.error(
+        "consumer_stalled reader=retrain topic=%s partition=%d remaining=%d fetch_wait_ms=%d:"
+        " the broker answers no records though the log holds some; replacing the consumer",
+        rng.topic,
+        rng.partition,
+        remaining,
+        fetch_wait_ms,
+    )
+    return True
 
 
 def _at_end_of_log(msg: Any, stop_at: int) -> bool:

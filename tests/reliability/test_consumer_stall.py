@@ -205,3 +205,32 @@ def test_reading_consumer_lag_survives_a_broker_that_stops_answering(
     assert len(lines) == 3 and all(line.startswith("failed") for line in lines)
     assert child.returncode == 0, err[-2000:]
     assert out.strip().endswith("rows")
+
+
+def test_replay_and_retrain_readers_read_a_starved_partition_to_its_end(
+    settings: Settings, private_kafka: PrivateServer
+) -> None:
+    """Batch readers stop a partition after an idle timeout; silence while the broker
+    still holds records must not end it (it would replay or retrain on a part of the log
+    as if it were all)."""
+    from streams.io.range_reader import KafkaRangeReader
+    from streams.replay.rebuild import TimeRange
+    from streams.retrain.kafka_ranges import OffsetRange, ReadSpec, read_range
+
+    s = starved(settings, private_kafka)
+    ensure_topics(s, [s.topic_page_views])
+    fill_in_one_record_batches(s, RECORDS, "r")
+    replay = KafkaRangeReader(s, s.topic_page_views, idle_timeout=2.0)
+    replayed = sum(1 for _ in replay.read(TimeRange()))
+    spec = ReadSpec.from_settings(s, TimeRange(), idle_timeout=2.0, lateness=0.0)
+    retrained = read_range(spec, OffsetRange(s.topic_page_views, 0, 0, RECORDS))
+    summary(
+        "batch_readers_starved_fetches",
+        records=RECORDS,
+        replayed=replayed,
+        replay_stalls=replay.stalls,
+        retrain_scanned=retrained.report.scanned,
+        retrain_stopped=retrained.report.stopped,
+    )
+    assert replayed == RECORDS and replay.stalls >= 1 and replay.stopped == {0: "idle"}
+    assert retrained.report.scanned == RECORDS and retrained.report.stopped != "idle"
