@@ -10,6 +10,7 @@ consumer that waits longer, learning or answering every event exactly as before.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -234,3 +235,66 @@ def test_replay_and_retrain_readers_read_a_starved_partition_to_its_end(
     )
     assert replayed == RECORDS and replay.stalls >= 1 and replay.stopped == {0: "idle"}
     assert retrained.report.scanned == RECORDS and retrained.report.stopped != "idle"
+
+
+def test_a_scorer_whose_broker_stops_past_the_session_timeout_rejoins_and_answers_all(
+    settings: Settings, settings_env: dict[str, str], tmp_path: Path, private_kafka: PrivateServer
+) -> None:
+    """SIGSTOP the broker for longer than the session timeout while page views flow and
+    lag is read (/metrics): the scorer loses its partitions, must not abort, rejoins
+    when the broker answers again and answers every view."""
+    from tests.support.outages import Traffic
+
+    s = replace(settings, kafka_bootstrap_servers=private_kafka.address)
+    ensure_topics(s)
+    scorer = ChildProcess.streamrec(
+        ["--log-level", "info", "scorer"], {**settings_env, **s.to_env()}, tmp_path / "scorer.log"
+    )
+    assert private_kafka.process is not None
+    pid = private_kafka.process.pid
+    base = f"http://127.0.0.1:{s.web_port}"
+    with stopping(scorer):
+        wait_assigned(s, scorer)
+        traffic = Traffic(s, rate=100.0, prefix="stop").start()
+        time.sleep(2)
+        scrapes = threading.Event()
+
+        def scrape() -> None:  # lag is read at each /metrics, as a monitoring system does
+            while not scrapes.is_set():
+                with contextlib.suppress(OSError):
+                    http_text(f"{base}/metrics", timeout=3)
+                time.sleep(0.2)
+
+        scraper = threading.Thread(target=scrape, daemon=True)
+        scraper.start()
+        try:
+            # A short stop catches lag reads half done (metadata answered, offsets not);
+            # the longer one outlasts the session timeout: the partitions are lost.
+            for pause in [2.0, 2 * s.session_timeout_ms / 1000]:
+                os.kill(pid, signal.SIGSTOP)
+                time.sleep(pause)
+                os.kill(pid, signal.SIGCONT)
+                time.sleep(0.7)
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        time.sleep(5)
+        scrapes.set()
+        scraper.join(10)
+        time.sleep(2)
+        sent = traffic.stop()
+        answers = read_answers(s, set(traffic.event_ids), timeout=90)
+        alive = scorer.alive()
+        code = scorer.stop(signal.SIGTERM, timeout=20)
+    log = scorer.output()
+    summary(
+        "scorer_broker_sigstop",
+        sent=sent,
+        answered=len(set(answers.ids) & set(traffic.event_ids)),
+        duplicates=answers.duplicates,
+        alive_after=alive,
+        exit_code=code,
+        partitions_lost="partitions_lost" in log,
+    )
+    assert "Assertion" not in log and alive, log[-3000:]
+    assert not answers.lost, f"{len(answers.lost)} of {sent} views unanswered"
+    assert code == 0
