@@ -132,6 +132,7 @@ class StallWatch:
             self._since = self.last_record_at = now
             if self.stalled:
                 self.stalled = False
+                self.behind = {}
                 log.warning(
                     "consumer_recovered reader=%s stalled_s=%.1f",
                     self.reader,

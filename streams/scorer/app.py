@@ -17,6 +17,7 @@ from typing import Any
 import faust
 
 from streams.scorer import auth
+from streams.scorer.faust_stalls import FaustStallWatch
 from streams.scorer.openapi import roles
 from streams.scorer.runtime import ScorerRuntime
 from streams.scorer.web import add_views
@@ -170,13 +171,20 @@ def create_app(settings: Settings, runtime: ScorerRuntime | None = None) -> faus
         """
         return await send_partitioned(app.producer, topic, records)
 
+    stalls = FaustStallWatch(app, settings)
+
     @app.agent(page_views, name="score-page-views")
     async def score(stream: faust.StreamT) -> None:
         batches = stream.take_events(  # type: ignore[attr-defined]  # missing from StreamT
             settings.batch_size, within=settings.batch_wait_s
         )
         async for events in batches:
+            stalls.received(len(events))
             await rt.deliver([event.message for event in events], send, send_many=send_many)
+
+    @app.timer(interval=1.0, on_leader=False)
+    async def watch_for_stalls() -> None:
+        await stalls.check()
 
     @app.task
     async def first_model_load() -> None:
@@ -191,5 +199,5 @@ def create_app(settings: Settings, runtime: ScorerRuntime | None = None) -> faus
     async def listen_for_snapshots() -> None:
         await rt.listen_for_snapshots(lambda: bool(app.should_stop))
 
-    add_views(app, settings, rt)
+    add_views(app, settings, rt, consumer_health=stalls.health)
     return app

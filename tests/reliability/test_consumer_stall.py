@@ -27,6 +27,7 @@ from streams.ops.processes import ChildProcess
 from streams.settings import Settings
 from streams.trainer.loop import Trainer
 from streams.trainer.run import run_trainer
+from tests.support.fixtures import on_every_engine
 from tests.support.outages import PrivateServer, replace, stopping, summary
 from tests.support.scorer import http_json, http_text, wait_assigned
 from tests.support.topics import PV, read_answers
@@ -104,6 +105,7 @@ def test_a_starved_trainer_detects_the_stall_and_learns_every_event_once(
     assert not health["stalled"]
 
 
+@on_every_engine
 def test_a_starved_scorer_detects_the_stall_shows_it_and_answers_every_view(
     settings: Settings, settings_env: dict[str, str], tmp_path: Path, private_kafka: PrivateServer
 ) -> None:
@@ -122,7 +124,7 @@ def test_a_starved_scorer_detects_the_stall_shows_it_and_answers_every_view(
     log = scorer.output()
     consumer = ready.get("consumer", {})
     summary(
-        "scorer_starved_fetches",
+        f"scorer_starved_fetches[{s.scorer_engine}]",
         records=RECORDS,
         answered=len(set(answers.ids) & set(ids)),
         duplicates=answers.duplicates,
@@ -130,8 +132,9 @@ def test_a_starved_scorer_detects_the_stall_shows_it_and_answers_every_view(
         exit_code=code,
     )
     assert not answers.lost, f"{len(answers.lost)} views unanswered"
-    assert consumer.get("stalls", 0) >= 1 and consumer.get("replacements", 0) >= 1
-    assert consumer["fetch_wait_ms"] > 1 and consumer["stalled"] is False
+    assert consumer.get("stalls", 0) >= 1 and consumer["stalled"] is False
+    assert consumer["fetch_wait_ms"] > 1  # the kafka engine: a new consumer; faust: the same
+    assert consumer["replacements"] == (consumer["stalls"] if s.scorer_engine == "kafka" else 0)
     assert "consumer_stalled reader=scorer" in log
     stalls = [ln for ln in metrics.splitlines() if ln.startswith("streamrec_consumer_stalls ")]
     assert stalls and float(stalls[0].split()[1]) == consumer["stalls"]
