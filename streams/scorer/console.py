@@ -32,6 +32,7 @@ from streams.ops import model_actions
 from streams.ops.consumer_lag import LagMonitor
 from streams.scorer.runtime import ScorerRuntime
 from streams.settings import Settings
+from streams.state.trainer_status import TrainerStatus
 
 #: Files the page is made of, and their content types; nothing else is served.
 ASSETS = {
@@ -128,6 +129,15 @@ def versions(rt: ScorerRuntime, k: int) -> dict[str, Any]:
     return {"versions": rows, "versions_error": error}
 
 
+def trainer_status(rt: ScorerRuntime) -> dict[str, Any] | None:
+    """The status record of the trainer of the served namespace (None: none alive or
+    Redis away): streams/state/trainer_status.py."""
+    try:
+        return TrainerStatus(rt.store.redis, rt.serving).read()
+    except StoreUnavailable:
+        return None
+
+
 async def state(
     rt: ScorerRuntime, settings: Settings, readiness: Readiness, lag: LagMonitor | None = None
 ) -> dict[str, Any]:
@@ -136,6 +146,7 @@ async def state(
     health, _ = await readiness()
     kept = await asyncio.get_running_loop().run_in_executor(None, versions, rt, k)
     consumer_lag = (await lag.report()).as_dict() if lag is not None else None
+    trainer = await asyncio.get_running_loop().run_in_executor(None, trainer_status, rt)
     return finite(
         {
             "time": time.time(),
@@ -151,6 +162,7 @@ async def state(
             **kept,
             "experiment": experiment(rt),
             "consumer_lag": consumer_lag,
+            "trainer": trainer,
         }
     )
 

@@ -130,6 +130,8 @@ def test_console_shows_the_pipeline_and_moves_models(
         assert page.text_content("#served-version") == f"v{v2}"
         assert page.text_content("#badge-kafka") == "Kafka up"
         assert page.text_content("#badge-redis") == "Redis up"
+        assert page.text_content("#badge-consumer") == "consumer ok"
+        assert page.text_content("#badge-trainer") == "no trainer"  # none runs here
 
         # Polls accumulate: throughput, dead letters and served quality become lines.
         page.wait_for_function(

@@ -85,3 +85,13 @@ def test_state_has_the_experiment_arms_and_served_quality_per_version(
         "champion",
     )
     assert outcome["figures"]["difference_hit@10"]["ci95"] == arms["difference_hit@10"]["ci95"]
+
+
+def test_state_says_whether_the_served_namespace_has_a_live_trainer(settings: Settings) -> None:
+    from streams.state.trainer_status import TrainerStatus
+
+    runtime = ScorerRuntime(settings)
+    assert asyncio.run(console.state(runtime, settings, _ready))["trainer"] is None
+    record = {"model_name": settings.model_name, "stalled": True, "behind": 7}
+    TrainerStatus(settings.redis_client(), settings.model_name).write(record, ttl_s=5)
+    assert asyncio.run(console.state(runtime, settings, _ready))["trainer"] == record

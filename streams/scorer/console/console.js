@@ -299,6 +299,17 @@
     badge("badge-status", h.status, h.status === "ok" ? "ok" : h.status === "degraded" ? "warn" : "bad");
     badge("badge-kafka", "Kafka " + (h.kafka ? "up" : "down"), h.kafka ? "ok" : "bad");
     badge("badge-redis", "Redis " + (h.redis ? "up" : "down"), h.redis ? "ok" : "bad");
+    const reader = h.consumer;
+    if (reader) {
+      badge("badge-consumer", reader.stalled ? "consumer STALLED (" + reader.behind +
+        " behind)" : "consumer ok", reader.stalled ? "bad" : "ok");
+    } else {
+      badge("badge-consumer", "consumer ?", "warn");
+    }
+    const t = s.trainer;
+    badge("badge-trainer", !t ? "no trainer" : t.stalled ? "trainer STALLED" :
+      "trainer " + (t.catching_up ? "catching up" : "learning"),
+      !t || t.stalled ? "bad" : "ok");
     $("model-name").textContent = s.served.model_name;
     $("updated").textContent = "updated " + clock(s.time) + " UTC";
     const v = s.served;
