@@ -158,7 +158,7 @@ def bench_sweep(bench: Bench, world: World, seconds: float) -> dict[str, Any]:
     return {
         "seconds_per_rate": seconds,
         "batch_wait_s": s.batch_wait_s,
-        "fetch_max_wait_ms": s.fetch_max_wait_ms,
+        "fetch_max_wait_ms": s.fetch_wait_ms,
         "bounded_p99_ms": BOUNDED_P99_MS,
         "rates": rates,
         "highest_bounded_rate": highest,

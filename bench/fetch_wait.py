@@ -49,7 +49,7 @@ def one_run(
         scorer.close()
     lat = [(run.received[e] - t) * 1000 for e, t in run.sent.items() if e in run.received]
     return {
-        "scorer_fetch_wait_ms": s.fetch_max_wait_ms,
+        "scorer_fetch_wait_ms": s.fetch_wait_ms,
         "producer_linger_ms": linger_ms,
         "p50_ms": percentile(lat, 50),
         "p99_ms": percentile(lat, 99),

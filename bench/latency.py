@@ -309,7 +309,7 @@ def _latency_result(
             "scorer take_events batch_size": s.batch_size,
             "within (batch_wait_s)": f"{s.batch_wait_s} s",
             "scorer producer_linger": "2 ms",
-            "scorer fetch_max_wait_ms (STREAMREC_FETCH_MAX_WAIT_MS)": s.fetch_max_wait_ms,
+            "scorer fetch_max_wait_ms (STREAMREC_FETCH_MAX_WAIT_MS)": s.fetch_wait_ms,
             "scorer fetch_min_bytes": 1,
             "bench producer linger.ms": PRODUCER_LINGER_MS,
             "bench reader fetch.wait.max.ms": READER_FETCH_WAIT_MS,

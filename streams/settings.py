@@ -59,10 +59,17 @@ MAX_K = 100
 #: What can drive a scorer (``STREAMREC_SCORER_ENGINE``): streams/scorer/kafka_engine.py
 #: and the Faust app in streams/scorer/app.py.
 SCORER_ENGINES = ("kafka", "faust")
-#: Producer ``linger.ms`` by broker when ``STREAMREC_LINGER_MS`` is not set: the embedded
-#: broker lists every batch of a partition on each fetch (README), so fewer, larger batches.
-EMBEDDED_LINGER_MS = 50
+#: Defaults by broker when ``STREAMREC_LINGER_MS`` / ``STREAMREC_FETCH_MAX_WAIT_MS`` are
+#: not set. The embedded broker lists every record batch of a partition on each fetch that
+#: finds data, and holds each fetch for about its wait (README, "The embedded broker"):
+#: its cost grows with (fetches per second) x (batches held), so there producers batch
+#: longer and consumers fetch less often, which is what keeps it serving for hours at
+#: hundreds of views/s. Apache Kafka answers a fetch as soon as data arrives (the wait
+#: costs no latency there) and finds offsets in an index.
+EMBEDDED_LINGER_MS = 100
 KAFKA_LINGER_MS = 5
+EMBEDDED_FETCH_WAIT_MS = 250
+KAFKA_FETCH_WAIT_MS = 100
 #: Fewest bytes of snapshot key material (HMAC-SHA256 wants a key as long as its output).
 MIN_SNAPSHOT_KEY_BYTES = 32
 
@@ -201,12 +208,11 @@ class Settings:
     scorer_engine: str = _env("STREAMREC_SCORER_ENGINE", "kafka")
     batch_size: int = _env("STREAMREC_BATCH_SIZE", 500)
     batch_wait_s: float = _env("STREAMREC_BATCH_WAIT_S", 0.005)
-    #: librdkafka ``fetch.wait.max.ms`` of every consumer. Apache Kafka answers as soon as
-    #: data arrives, so it costs latency only on the embedded broker, which needs it: it
-    #: answers a fetch empty when listing the partition takes longer (README).
-    fetch_max_wait_ms: int = _env("STREAMREC_FETCH_MAX_WAIT_MS", 100)
-    #: ``linger.ms`` of streamrec's producers (None: 50 on the embedded broker, whose
-    #: fetches slow down with every batch a partition holds; 5 on Apache Kafka).
+    #: librdkafka ``fetch.wait.max.ms`` of every consumer (None: by broker, see
+    #: :attr:`fetch_wait_ms`).
+    fetch_max_wait_ms: int | None = _env("STREAMREC_FETCH_MAX_WAIT_MS", None)
+    #: ``linger.ms`` of streamrec's producers (None: by broker, see
+    #: :attr:`producer_linger_ms`).
     linger_ms: int | None = _env("STREAMREC_LINGER_MS", None)
     #: Seconds a consumer may receive nothing while behind the log before it is called
     #: stalled and replaced (streams/io/stall_watch.py).
@@ -336,6 +342,13 @@ class Settings:
 
     # -- client configuration, built in one place -------------------------------------
     @property
+    def fetch_wait_ms(self) -> int:
+        """``fetch.wait.max.ms`` of streamrec's consumers (see the field's comment)."""
+        if self.fetch_max_wait_ms is not None:
+            return self.fetch_max_wait_ms
+        return EMBEDDED_FETCH_WAIT_MS if self.embedded_kafka else KAFKA_FETCH_WAIT_MS
+
+    @property
     def producer_linger_ms(self) -> int:
         """``linger.ms`` of streamrec's producers (see the ``linger_ms`` field)."""
         if self.linger_ms is not None:
@@ -372,7 +385,7 @@ class Settings:
             "enable.partition.eof": False,
             # Return a fetch after this long even with little data: bounds latency on
             # brokers that hold fetches for the whole wait.
-            "fetch.wait.max.ms": self.fetch_max_wait_ms,
+            "fetch.wait.max.ms": self.fetch_wait_ms,
         }
         config.update(overrides)
         return config
@@ -414,8 +427,9 @@ class Settings:
             env[var] = str(value)
         env["KAFKA_BOOTSTRAP_SERVERS"] = self.bootstrap_servers
         env["REDIS_URL"] = self.effective_redis_url
-        # The child sees an address, not "embedded": give it the embedded broker's linger.
+        # The child sees an address, not "embedded": give it the embedded broker's values.
         env["STREAMREC_LINGER_MS"] = str(self.producer_linger_ms)
+        env["STREAMREC_FETCH_MAX_WAIT_MS"] = str(self.fetch_wait_ms)
         return env
 
     def describe(self) -> dict[str, Any]:

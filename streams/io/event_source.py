@@ -60,7 +60,7 @@ class KafkaEventSource:
         self.topics = list(topics or [settings.topic_page_views])
         self.metadata_refresh_s = metadata_refresh_s
         self.reader = reader
-        self.fetch_wait_ms = settings.fetch_max_wait_ms
+        self.fetch_wait_ms = settings.fetch_wait_ms
         self._config = settings.consumer_config(group_id or settings.trainer_group)
         self._consumer = Consumer(self._config)
         self.watch = StallWatch(reader, settings.stall_timeout_s)

@@ -114,7 +114,7 @@ def faust_app(settings: Settings) -> faust.App:
     """A Faust app with the scorer's tuning, and no agents yet (the bench reuses it)."""
     session_s = settings.session_timeout_ms / 1000.0
     Path(settings.state_dir).mkdir(parents=True, exist_ok=True)
-    tune_fetch_wait(settings.fetch_max_wait_ms)
+    tune_fetch_wait(settings.fetch_wait_ms)
     return faust.App(
         settings.scorer_group,
         broker=settings.faust_broker_url(),

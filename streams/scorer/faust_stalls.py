@@ -27,7 +27,7 @@ class FaustStallWatch:
         self.app = app
         self.topic = settings.topic_page_views
         self.watch = StallWatch("scorer", settings.stall_timeout_s)
-        self.fetch_wait_ms = settings.fetch_max_wait_ms
+        self.fetch_wait_ms = settings.fetch_wait_ms
 
     def received(self, count: int) -> None:
         self.watch.received(count)

@@ -108,7 +108,7 @@ class ConsumeLoop:
         self._in_flight: deque[tuple[list[PageViewMessage], concurrent.futures.Future[Any]]] = (
             deque()
         )
-        self.fetch_wait_ms = settings.fetch_max_wait_ms
+        self.fetch_wait_ms = settings.fetch_wait_ms
         self.watch = StallWatch("scorer", settings.stall_timeout_s)
         #: Consumers replaced after a stall since start.
         self.replacements = 0

@@ -79,22 +79,29 @@ def test_to_env_round_trips_through_from_env() -> None:
     )
     # the child is pointed at the services the parent resolved, embedded ones included
     assert Settings.from_env(s.to_env()) == dataclasses.replace(
-        s, redis_url=s.effective_redis_url, linger_ms=s.producer_linger_ms
+        s,
+        redis_url=s.effective_redis_url,
+        linger_ms=s.producer_linger_ms,
+        fetch_max_wait_ms=s.fetch_wait_ms,
     )
     embedded = Settings.from_env({"STREAMREC_KAFKA_PORT": "1234"}).to_env()
     assert embedded["KAFKA_BOOTSTRAP_SERVERS"] == "127.0.0.1:1234"  # the child sees the parent's
 
 
-def test_producers_batch_longer_on_the_embedded_broker_unless_told() -> None:
+def test_the_embedded_broker_gets_longer_batches_and_fewer_fetches_unless_told() -> None:
     embedded = Settings.from_env({})
     kafka = Settings.from_env({"KAFKA_BOOTSTRAP_SERVERS": "b:1"})
-    assert embedded.producer_config()["linger.ms"] == 50
+    assert embedded.producer_config()["linger.ms"] == 100
+    assert embedded.consumer_config("g")["fetch.wait.max.ms"] == 250
     assert kafka.producer_config()["linger.ms"] == 5
-    told = Settings.from_env({"STREAMREC_LINGER_MS": "7"})
+    assert kafka.consumer_config("g")["fetch.wait.max.ms"] == 100
+    told = Settings.from_env({"STREAMREC_LINGER_MS": "7", "STREAMREC_FETCH_MAX_WAIT_MS": "9"})
     assert told.producer_config()["linger.ms"] == 7
-    # A child given the embedded broker's address keeps the embedded broker's linger.
-    assert Settings.from_env(embedded.to_env()).producer_config()["linger.ms"] == 50
-    assert embedded.consumer_config("g")["fetch.wait.max.ms"] == 100
+    assert told.consumer_config("g")["fetch.wait.max.ms"] == 9
+    # A child given the embedded broker's address keeps the embedded broker's values.
+    child = Settings.from_env(embedded.to_env())
+    assert child.producer_config()["linger.ms"] == 100
+    assert child.consumer_config("g")["fetch.wait.max.ms"] == 250
 
 
 def test_every_setting_is_in_the_readme_table_and_nothing_else() -> None:
