@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from bench import soak
+from bench import soak, soak_report
 
 LIMITS = {"rate": 100.0, "max_lag_s": 30.0, "max_rss_slope": 30.0}
 
@@ -24,9 +24,9 @@ def sample(
     return {
         "t": t,
         "phase": phase,
-        "rss_mb": {p: rss for p in soak.PROCESSES},
-        "cpu_s": {p: t / 2 if cpu is None else cpu for p in soak.PROCESSES},
-        "lag": {g: lag for g in soak.GROUPS},
+        "rss_mb": {p: rss for p in soak_report.PROCESSES},
+        "cpu_s": {p: t / 2 if cpu is None else cpu for p in soak_report.PROCESSES},
+        "lag": {g: lag for g in soak_report.GROUPS},
         "produced": int(t * 100),
         "learned": int(t * 100),
         "scored": float(t * 100),
@@ -66,16 +66,16 @@ def verdicts(summary: dict[str, Any]) -> dict[str, bool | None]:
 # -- parsing ----------------------------------------------------------------------------------
 def test_vm_rss_is_read_from_proc_status_in_mb() -> None:
     status = "Name:\tpython\nVmPeak:\t 900000 kB\nVmHWM:\t  300000 kB\nVmRSS:\t  204800 kB\n"
-    assert soak.vm_rss_mb(status) == 200.0
-    assert soak.vm_rss_mb("Name:\tkthreadd\n") is None
+    assert soak_report.vm_rss_mb(status) == 200.0
+    assert soak_report.vm_rss_mb("Name:\tkthreadd\n") is None
 
 
 def test_cpu_seconds_add_utime_and_stime_even_when_the_name_has_spaces() -> None:
     # Fields after the name: state(3) ppid pgrp session tty tpgid flags minflt cminflt
     # majflt cmajflt utime(14) stime(15) ...
     stat = "4242 (python -m (x)) S 1 4242 4242 0 -1 4194304 10 0 0 0 250 50 0 0 20 0 9"
-    assert soak.cpu_seconds(stat, ticks=100) == 3.0
-    assert soak.cpu_seconds("garbage", ticks=100) is None
+    assert soak_report.cpu_seconds(stat, ticks=100) == 3.0
+    assert soak_report.cpu_seconds("garbage", ticks=100) is None
 
 
 def test_metrics_keep_the_unlabelled_series_the_soak_follows() -> None:
@@ -88,12 +88,12 @@ def test_metrics_keep_the_unlabelled_series_the_soak_follows() -> None:
         "streamrec_served_hit_at_10 0.25\n"
         "streamrec_snapshot_age_seconds 0.4\n"
     )
-    assert soak.parse_metrics(text) == {
+    assert soak_report.parse_metrics(text) == {
         "scored": 1234.0,
         "served_hit_at_10": 0.25,
         "snapshot_age_s": 0.4,
     }
-    assert soak.parse_metrics("") == {}
+    assert soak_report.parse_metrics("") == {}
 
 
 def test_error_lines_are_errors_criticals_and_tracebacks_only() -> None:
@@ -107,7 +107,7 @@ def test_error_lines_are_errors_criticals_and_tracebacks_only() -> None:
             "trainer ready: model m (Covisit) ... ERROR in the name is no error line",
         ]
     )
-    found = soak.error_lines(log)
+    found = soak_report.error_lines(log)
     assert len(found) == 3
     assert found[0].endswith("publish failed")
 
@@ -116,18 +116,18 @@ def test_error_lines_are_errors_criticals_and_tracebacks_only() -> None:
 def test_rss_slope_is_least_squares_per_hour() -> None:
     # 10 MB more every 10 minutes, with noise around the line: 60 MB/h.
     points = [(t, 100 + t / 60 + (1 if i % 2 else -1)) for i, t in enumerate(range(0, 3600, 60))]
-    assert soak.slope_per_hour(points) == pytest.approx(60.0, abs=1.0)
-    assert soak.slope_per_hour([(0, 1.0), (10, 2.0)]) is None
-    assert soak.slope_per_hour([(5, 1.0), (5, 2.0), (5, 3.0)]) is None
+    assert soak_report.slope_per_hour(points) == pytest.approx(60.0, abs=1.0)
+    assert soak_report.slope_per_hour([(0, 1.0), (10, 2.0)]) is None
+    assert soak_report.slope_per_hour([(5, 1.0), (5, 2.0), (5, 3.0)]) is None
 
 
 def test_second_half_is_the_run_from_half_the_duration_on() -> None:
     samples = [sample(0), sample(50), sample(60), sample(100), sample(110, phase="drain")]
-    assert [s["t"] for s in soak.second_half(samples, 100.0)] == [50, 60, 100]
+    assert [s["t"] for s in soak_report.second_half(samples, 100.0)] == [50, 60, 100]
 
 
 def test_a_healthy_run_passes_every_check() -> None:
-    summary = soak.evaluate(run_samples(), healthy_final(), LIMITS)
+    summary = soak_report.evaluate(run_samples(), healthy_final(), LIMITS)
     assert set(verdicts(summary).values()) == {True}
     assert summary["passed"]
     assert summary["missing"] == 0
@@ -141,10 +141,10 @@ def test_cpu_is_split_by_half_so_growing_work_shows() -> None:
     samples = [
         sample(t, cpu=0.2 * t if t <= 600 else 120 + 0.4 * (t - 600)) for t in range(0, 1200, 10)
     ]
-    figures = soak.evaluate(samples, healthy_final(), LIMITS)["processes"]["broker"]
+    figures = soak_report.evaluate(samples, healthy_final(), LIMITS)["processes"]["broker"]
     assert figures["cpu_pct_first_half"] == 20.0
     assert figures["cpu_pct_second_half"] == 40.0
-    assert soak.cpu_pct([(0.0, 1.0)]) is None
+    assert soak_report.cpu_pct([(0.0, 1.0)]) is None
 
 
 @pytest.mark.parametrize(
@@ -163,7 +163,7 @@ def test_cpu_is_split_by_half_so_growing_work_shows() -> None:
     ],
 )
 def test_each_failure_fails_its_check_and_the_run(changes: dict[str, Any], failed: str) -> None:
-    summary = soak.evaluate(run_samples(), healthy_final(**changes), LIMITS)
+    summary = soak_report.evaluate(run_samples(), healthy_final(**changes), LIMITS)
     bad = [name for name, ok in verdicts(summary).items() if ok is False]
     assert len(bad) == 1 and bad[0].startswith(failed)
     assert not summary["passed"]
@@ -172,17 +172,21 @@ def test_each_failure_fails_its_check_and_the_run(changes: dict[str, Any], faile
 def test_lag_is_judged_over_the_second_half_only() -> None:
     bound = int(LIMITS["rate"] * LIMITS["max_lag_s"])
     early = [sample(t, lag=bound * 10 if t < 600 else 10) for t in range(0, 1200, 10)]
-    summary = soak.evaluate(early, healthy_final(), LIMITS)
+    summary = soak_report.evaluate(early, healthy_final(), LIMITS)
     assert verdicts(summary)["lag bounded over the second half"] is True
     assert summary["max_lag_second_half"]["scorer"] == 10
     late = [sample(t, lag=bound + 1 if t == 900 else 10) for t in range(0, 1200, 10)]
     assert (
-        verdicts(soak.evaluate(late, healthy_final(), LIMITS))["lag bounded over the second half"]
+        verdicts(soak_report.evaluate(late, healthy_final(), LIMITS))[
+            "lag bounded over the second half"
+        ]
         is False
     )
     unread = [sample(t, lag=None) for t in range(0, 1200, 10)]  # every lag read failed
     assert (
-        verdicts(soak.evaluate(unread, healthy_final(), LIMITS))["lag bounded over the second half"]
+        verdicts(soak_report.evaluate(unread, healthy_final(), LIMITS))[
+            "lag bounded over the second half"
+        ]
         is False
     )
 
@@ -190,12 +194,12 @@ def test_lag_is_judged_over_the_second_half_only() -> None:
 def test_a_leak_fails_and_a_short_run_is_not_judged() -> None:
     # 60 MB/h over a 20 min run: over the limit.
     leak = [sample(t, rss=100 + t / 60) for t in range(0, 1200, 10)]
-    summary = soak.evaluate(leak, healthy_final(), LIMITS)
+    summary = soak_report.evaluate(leak, healthy_final(), LIMITS)
     assert verdicts(summary)["RSS flat over the second half"] is False
     assert summary["processes"]["trainer"]["rss_slope_mb_per_h"] == pytest.approx(60.0)
     # The same growth over 3 minutes cannot be told from warm-up: reported, not judged.
     short = [sample(t, rss=100 + t / 60) for t in range(0, 180, 10)]
-    summary = soak.evaluate(short, healthy_final(duration_s=180.0), LIMITS)
+    summary = soak_report.evaluate(short, healthy_final(duration_s=180.0), LIMITS)
     assert verdicts(summary)["RSS flat over the second half"] is None
     assert summary["passed"]
     assert summary["processes"]["scorer"]["rss_slope_mb_per_h"] == pytest.approx(60.0)
@@ -211,25 +215,25 @@ def result_of(final: dict[str, Any]) -> dict[str, Any]:
         | {"events": 127_000},
         "samples": samples,
         "final": final,
-        "summary": soak.evaluate(samples, final, LIMITS),
+        "summary": soak_report.evaluate(samples, final, LIMITS),
     }
 
 
 def test_markdown_has_a_row_per_process_and_per_check_and_the_verdict() -> None:
-    text = soak.render_markdown(result_of(healthy_final(answered=119_990)))
+    text = soak_report.render_markdown(result_of(healthy_final(answered=119_990)))
     assert text.startswith("# Soak: 20 min at 100 page views/s (embedded services)")
-    for name in soak.PROCESSES:
+    for name in soak_report.PROCESSES:
         assert f"| {name} | 100.0 | 100.0 | 100.0 | 0.0 | 50.0 | 50.0 |" in text
     assert "| every page view answered once | **FAIL** | 120,000 produced, 119,990" in text
     assert "10 missing" in text
     assert text.rstrip().endswith("Overall: **FAIL**.")
-    assert "Overall: **pass**." in soak.render_markdown(result_of(healthy_final()))
+    assert "Overall: **pass**." in soak_report.render_markdown(result_of(healthy_final()))
 
 
 def test_markdown_quotes_the_first_error_lines() -> None:
     final = healthy_final(error_lines={"trainer": 0, "scorer": 1})
     final["error_examples"] = {"trainer": [], "scorer": ["2026-12-06 12:00:00,1 ERROR x boom"]}
-    text = soak.render_markdown(result_of(final))
+    text = soak_report.render_markdown(result_of(final))
     assert "First error lines of the scorer:\n\n    2026-12-06 12:00:00,1 ERROR x boom" in text
     assert "of the trainer" not in text
     assert "| no error lines in the trainer's and scorer's logs | **FAIL** |" in text
@@ -238,7 +242,7 @@ def test_markdown_quotes_the_first_error_lines() -> None:
 def test_plot_writes_a_png(tmp_path: Path) -> None:
     pytest.importorskip("matplotlib")
     path = tmp_path / "soak.png"
-    assert soak.plot(result_of(healthy_final()), path)
+    assert soak_report.plot(result_of(healthy_final()), path)
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
