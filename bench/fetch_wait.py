@@ -31,7 +31,11 @@ from .report import RESULTS, percentile, summary, write_pair
 from .world import make_world, train
 
 #: name -> (scorer fetch wait ms or None for the default, producer linger ms or None)
-CONFIGS: dict[str, tuple[int | None, int | None]] = {"before": (5, 5), "after": (None, None)}
+CONFIGS: dict[str, tuple[int | None, int | None]] = {
+    "before": (5, 5),
+    "after": (None, None),
+    "linger 200 ms": (None, 200),
+}
 
 
 def one_run(
