@@ -19,7 +19,7 @@ from online_model.snapshot import check_storable
 from streams.catalog.follower import CatalogFollower
 from streams.io.event_source import KafkaEventSource
 from streams.io.topics import ensure_topics
-from streams.ops.broker_memory import BrokerMemoryWatch
+from streams.ops.embedded_broker_watch import EmbeddedBrokerWatch
 from streams.ops.probes import require
 from streams.settings import Settings
 from streams.state.lease import TrainerLease
@@ -123,11 +123,11 @@ def run_trainer(
         settings.redacted_redis_url,
         settings.snapshot_interval,
     )
-    broker_memory = BrokerMemoryWatch(settings).start()
+    broker_watch = EmbeddedBrokerWatch(settings).start()
     try:
         trainer.run(stop, on_ready)
     finally:
-        broker_memory.stop()
+        broker_watch.stop()
         follower.stop()
     return trainer
 
