@@ -18,7 +18,7 @@ import click
 
 from online_model.errors import InputError, ModelError
 from online_model.pmml import covisit_pmml
-from streams.cli.options import Count, k_option
+from streams.cli.options import Count, json_option, k_option
 from streams.experiment import results
 from streams.ops import model_actions
 from streams.ops.model_actions import cli_line
@@ -83,14 +83,7 @@ def command() -> None:
 
 
 @command.command("list")
-@click.option(
-    "--json",
-    "as_json",
-    is_flag=True,
-    envvar="STREAMREC_MODELS_JSON",
-    show_envvar=True,
-    help="One JSON array on stdout instead of a table.",
-)
+@json_option("STREAMREC_MODELS_JSON", "One JSON array on stdout instead of a table.")
 @k_option("Which hit@k to show.")
 def list_(as_json: bool, k: int | None) -> None:
     """Kept versions, newest first; `*` marks current. Versions that do not verify are
@@ -107,14 +100,7 @@ def list_(as_json: bool, k: int | None) -> None:
 
 
 @command.command("status")
-@click.option(
-    "--json",
-    "as_json",
-    is_flag=True,
-    envvar="STREAMREC_MODELS_JSON",
-    show_envvar=True,
-    help="The trainer's status record as JSON instead of a line.",
-)
+@json_option("STREAMREC_MODELS_JSON", "The trainer's status record as JSON instead of a line.")
 def status(as_json: bool) -> None:
     """Is a trainer learning STREAMREC_MODEL_NAME? Exit 0 when one is alive and not
     stalled; 1 when none has said so for 15 s, or it is stalled (behind the log and

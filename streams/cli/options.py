@@ -122,8 +122,8 @@ def k_option(help_text: str = "Pages per list.", default: int | None = None) -> 
     )
 
 
-def json_option(env: str) -> Any:
-    return env_option("--json", "as_json", env=env, is_flag=True, default=False, help="Print JSON.")
+def json_option(env: str, help_text: str = "Print JSON.") -> Any:
+    return env_option("--json", "as_json", env=env, is_flag=True, default=False, help=help_text)
 
 
 def _stack(*decorators: Any) -> Callable[[F], F]:
