@@ -85,6 +85,7 @@ def fields_reader(codec: AvroCodec) -> Fields:
                 shift += 7
                 if shift > 63:
                     return None
+            value &= 0xFFFF_FFFF_FFFF_FFFF  # bits past 64 are dropped, as decode drops them
             ts = (value >> 1) ^ -(value & 1)
             for _ in range(2):  # session_id, referrer: union index 0 (null) or 1 (string)
                 b = data[pos]

@@ -67,6 +67,16 @@ def test_the_fast_path_reads_what_decode_reads_or_leaves_it_to_decode(
         assert fast is None or fast == _decoded(bad), (bad, fast)
 
 
+def test_a_ten_byte_timestamp_past_64_bits_reads_as_decode_reads_it() -> None:
+    # Found by the property above: the tenth byte of a varint carries bits past 64.
+    bad = (
+        b"\x00p\x95)\xa1\x020\x080000\x1e0\xc2\x80\xc2\x80\xc2\x80\xf0\x90\x80\x80"
+        b"\xf0\x90\x80\x80\x80\x80\x80\x80\x80\x80\x80\x80\x80\x02\x00\x00\x00"
+    )
+    fast = FAST(bad)
+    assert fast is None or fast == _decoded(bad)
+
+
 def test_the_fast_path_takes_the_common_shape_and_not_the_rest() -> None:
     common = {"event_id": "e1", "user_id": "ü", "page_id": "p", "ts": 1_700_000_000_000}
     assert FAST(CODEC.encode(common)) == ("ü", "p", 1_700_000_000_000)
