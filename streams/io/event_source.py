@@ -21,7 +21,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPar
 
 from streams.errors import ServiceError
 from streams.io.consumer_errors import is_record
-from streams.io.stall_watch import Partition, StallWatch, next_fetch_wait
+from streams.io.stall_watch import Partition, StallWatch, next_fetch_wait, records_past
 from streams.records import LogRecord
 from streams.settings import Settings
 from streams.trainer.loop import Offsets
@@ -45,9 +45,6 @@ class KafkaEventSource:
     reader
         Names the reader in logs (``trainer``, ``catalog``, ...).
     """
-
-    #: Seconds a watermark request of a stall check may take.
-    WATERMARK_TIMEOUT_S = 5.0
 
     def __init__(
         self,
@@ -147,15 +144,13 @@ class KafkaEventSource:
     def lag(self) -> dict[Partition, int]:
         """Records past this source's position on each assigned partition (asks the
         broker for the watermarks; raises KafkaException when it does not answer)."""
-        out: dict[Partition, int] = {}
-        for topic, parts in self._assigned.items():
-            for partition in parts:
-                low, high = self._consumer.get_watermark_offsets(
-                    TopicPartition(topic, partition), timeout=self.WATERMARK_TIMEOUT_S
-                )
-                position = max(self._positions.get((topic, partition), low), low)
-                out[(topic, partition)] = max(0, high - position)
-        return out
+        return {
+            (topic, partition): records_past(
+                self._consumer, topic, partition, self._positions.get((topic, partition))
+            )
+            for topic, parts in self._assigned.items()
+            for partition in parts
+        }
 
     def _replace_consumer(self) -> None:
         """A new consumer at this source's positions, with a longer fetch wait."""

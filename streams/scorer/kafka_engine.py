@@ -49,7 +49,13 @@ from typing import Any, NamedTuple
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
-from streams.io.stall_watch import Partition, StallWatch, next_fetch_wait
+from streams.io.stall_watch import (
+    WATERMARK_TIMEOUT_S,
+    Partition,
+    StallWatch,
+    next_fetch_wait,
+    records_past,
+)
 from streams.scorer.kafka_delivery import Delivery
 from streams.scorer.runtime import EX_TEMPFAIL, ScorerRuntime
 from streams.settings import Settings
@@ -63,8 +69,6 @@ STOP_GRACE_S = 8.0
 COMMIT_INTERVAL_S = 0.2
 #: How long leaving the group may take after the last commit.
 CLOSE_TIMEOUT_S = 10.0
-#: Seconds each broker request of a stall check may take.
-WATERMARK_TIMEOUT_S = 5.0
 
 
 class PageViewMessage(NamedTuple):
@@ -188,12 +192,12 @@ class ConsumeLoop:
         if unknown:  # nothing consumed there yet: it starts at the committed offset
             for tp in consumer.committed(unknown, timeout=WATERMARK_TIMEOUT_S):
                 positions[(tp.topic, tp.partition)] = tp.offset
-        out = {}
-        for tp in held:
-            low, high = consumer.get_watermark_offsets(tp, timeout=WATERMARK_TIMEOUT_S)
-            position = positions[(tp.topic, tp.partition)]
-            out[(tp.topic, tp.partition)] = max(0, high - max(position, low))
-        return out
+        return {
+            (tp.topic, tp.partition): records_past(
+                consumer, tp.topic, tp.partition, positions[(tp.topic, tp.partition)]
+            )
+            for tp in held
+        }
 
     def _consume(self, consumer: Consumer) -> bool:
         """Consume until stopped (True) or stalled (False)."""
