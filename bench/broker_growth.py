@@ -18,7 +18,6 @@ of a partition on each fetch that returns data).
 from __future__ import annotations
 
 import argparse
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -28,8 +27,8 @@ from confluent_kafka import Producer
 
 from streams.io.topics import ensure_topics
 
-from .harness import Bench, TopicTail, bench_services, machine, paced
-from .report import RESULTS, percentile, write_pair
+from .harness import Bench, TopicTail, paced, run_standalone
+from .report import RESULTS, percentile
 
 #: The producers' ``linger.ms`` compared: one record per batch, and tens.
 LINGERS_MS = (1, 50)
@@ -135,15 +134,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--output", type=Path, default=RESULTS / "broker_growth.json")
     args = parser.parse_args(argv)
-    with (
-        tempfile.TemporaryDirectory(prefix="streamrec-bench-") as tmp,
-        bench_services(Path(tmp) / "services") as (base, origin),
-    ):
-        bench = Bench(base, origin, True, Path(tmp), args.output.parent / "logs")
-        out = {"services": origin, "machine": machine()}
-        out.update(run(bench, args.rounds, args.rate, args.seconds))
-    write_pair(args.output, out, report(out))
-    print(report(out))
+    run_standalone(
+        args.output, lambda bench: run(bench, args.rounds, args.rate, args.seconds), report
+    )
 
 
 if __name__ == "__main__":

@@ -19,15 +19,14 @@ broker"; ``python -m bench.soak`` runs the new ones for an hour).
 from __future__ import annotations
 
 import argparse
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from confluent_kafka import Producer
 
-from .harness import Bench, bench_services, machine
+from .harness import Bench, run_standalone
 from .latency import PacedScorer
-from .report import RESULTS, percentile, summary, write_pair
+from .report import RESULTS, percentile, summary
 from .world import make_world, train
 
 #: name -> (scorer fetch wait ms or None for the default, producer linger ms or None)
@@ -115,15 +114,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--output", type=Path, default=RESULTS / "fetch_wait.json")
     args = parser.parse_args(argv)
-    with (
-        tempfile.TemporaryDirectory(prefix="streamrec-bench-") as tmp,
-        bench_services(Path(tmp) / "services") as (base, origin),
-    ):
-        bench = Bench(base, origin, True, Path(tmp), args.output.parent / "logs")
-        out: dict[str, Any] = {"services": origin, "machine": machine()}
-        out.update(run(bench, args.rounds, args.rate, args.seconds))
-    write_pair(args.output, out, report(out))
-    print(report(out))
+    run_standalone(
+        args.output, lambda bench: run(bench, args.rounds, args.rate, args.seconds), report
+    )
 
 
 if __name__ == "__main__":

@@ -14,9 +14,10 @@ import importlib.metadata
 import logging
 import os
 import platform
+import tempfile
 import time
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,8 @@ from streams.ops.embedded import EmbeddedServices, free_port
 from streams.settings import Secret, Settings
 from streams.state.history import HistoryStore, HistoryUpdate
 from streams.state.keys import ModelKeys
+
+from .report import write_pair
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +101,26 @@ def bench_services(state_dir: Path) -> Iterator[tuple[Settings, str]]:
         yield base, "embedded"
     finally:
         services.down()
+
+
+def run_standalone(
+    output: Path,
+    run: Callable[[Bench], dict[str, Any]],
+    report: Callable[[dict[str, Any]], str],
+) -> dict[str, Any]:
+    """A standalone bench: ``run`` on services of its own (``bench_services``), its
+    figures beside the services and the machine, written to ``output`` (JSON and
+    Markdown) and printed."""
+    with (
+        tempfile.TemporaryDirectory(prefix="streamrec-bench-") as tmp,
+        bench_services(Path(tmp) / "services") as (base, origin),
+    ):
+        bench = Bench(base, origin, True, Path(tmp), output.parent / "logs")
+        out: dict[str, Any] = {"services": origin, "machine": machine()}
+        out.update(run(bench))
+    write_pair(output, out, report(out))
+    print(report(out))
+    return out
 
 
 @dataclasses.dataclass
