@@ -231,6 +231,15 @@ class Catalog:
             found = self._records.get(page_id)
             return dict(found) if found is not None else None
 
+    def records(self) -> list[dict[str, Any]]:
+        """The latest record of every page the catalog lists (copies), by page id."""
+        with self._lock:
+            return [dict(self._records[page]) for page in sorted(self._records)]
+
+    def deleted(self, page_id: Hashable) -> bool:
+        """Was ``page_id`` deleted (a tombstone read, no record since)?"""
+        return page_id in self._deleted
+
     def __len__(self) -> int:
         return len(self._pages)
 
