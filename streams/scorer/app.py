@@ -16,7 +16,7 @@ from typing import Any
 
 import faust
 
-from streams.scorer import auth
+from streams.scorer import auth, not_found
 from streams.scorer.faust_stalls import FaustStallWatch
 from streams.scorer.openapi import roles
 from streams.scorer.runtime import ScorerRuntime
@@ -127,9 +127,13 @@ def faust_app(settings: Settings) -> faust.App:
         web_port=settings.web_port,
         web_bind=settings.web_bind,
         web_in_thread=False,
-        # Every request passes the token check first (a no-op without tokens).
+        # Every request passes the token check first (a no-op without tokens); a request
+        # that matches no route then answers 404/405 as JSON, like every other error.
         web_application_options={
-            "middlewares": [auth.middleware(auth.ApiTokens.from_settings(settings), roles())]
+            "middlewares": [
+                auth.middleware(auth.ApiTokens.from_settings(settings), roles()),
+                not_found.middleware(),
+            ]
         },
         # Faust's /router and /table views would expose routing and table contents.
         web_router_enabled=False,

@@ -4,7 +4,8 @@
 is set, every endpoint but the orchestrator probes (``/livez``, ``/readyz``, ``/healthz``)
 and the console's static page (``/console`` and its assets, which hold no data: the page
 reads ``/console/state`` with a token) needs ``Authorization: Bearer <token>``: 401
-without one or with a wrong one, 403 when the token's role is below the endpoint's.
+without one (``missing token``) or with a wrong one (``invalid token``), 403 when the
+token's role is below the endpoint's.
 Which role an endpoint needs is written in the OpenAPI description
 (:mod:`streams.scorer.openapi`), the one place that lists them.
 
@@ -114,6 +115,25 @@ def parse_api_tokens(text: str) -> tuple[ApiToken, ...]:
     return tuple(tokens)
 
 
+def bearer_credential(authorization: str | None) -> str | None:
+    """The credential of a ``Bearer`` ``Authorization`` header; None when there is none
+    (no header, another scheme, or nothing after ``Bearer``).
+
+    >>> bearer_credential("Bearer abc "), bearer_credential("Basic abc"), bearer_credential("")
+    ('abc', None, None)
+    """
+    scheme, _, presented = (authorization or "").partition(" ")
+    if scheme.lower() != "bearer" or not presented.strip():
+        return None
+    return presented.strip()
+
+
+#: What a 401 says: no bearer token was sent, or the one sent is not configured. Neither
+#: tells more (which tokens exist, how close the one sent came).
+MISSING_TOKEN = "missing token: send Authorization: Bearer <token>"
+INVALID_TOKEN = "invalid token: not one of this scorer's STREAMREC_API_TOKENS"
+
+
 class ApiTokens:
     """The configured tokens; empty means the API is open (loopback only, see below)."""
 
@@ -133,10 +153,10 @@ class ApiTokens:
         Every configured token is compared, whatever matched earlier, so the time taken
         does not tell how many tokens exist or which one came close.
         """
-        scheme, _, presented = (authorization or "").partition(" ")
-        if scheme.lower() != "bearer" or not presented.strip():
+        presented = bearer_credential(authorization)
+        if presented is None:
             return None
-        candidate = _digest(presented.strip())
+        candidate = _digest(presented)
         found: ApiToken | None = None
         for token in self.tokens:
             if hmac.compare_digest(candidate, token.digest):
@@ -207,9 +227,12 @@ def middleware(tokens: ApiTokens, roles: Mapping[tuple[str, str], Role]) -> Any:
     """
     from aiohttp import web
 
-    def refuse(status: int, message: str) -> web.Response:
-        headers = {"WWW-Authenticate": 'Bearer realm="streamrec"'} if status == 401 else None
-        return web.json_response({"error": message}, status=status, headers=headers)
+    def refuse(status: int, message: str, challenge: str = "") -> web.Response:
+        # RFC 6750: the challenge names the realm, and error="invalid_token" for a wrong one.
+        headers = {"WWW-Authenticate": f'Bearer realm="streamrec"{challenge}'}
+        return web.json_response(
+            {"error": message}, status=status, headers=headers if status == 401 else None
+        )
 
     @web.middleware
     async def authorize(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -223,10 +246,19 @@ def middleware(tokens: ApiTokens, roles: Mapping[tuple[str, str], Role]) -> Any:
             needed = roles.get((resource.canonical, method), Role.ADMIN)
         if needed is Role.OPEN:
             return await handler(request)
-        token = tokens.authenticate(request.headers.get("Authorization"))
+        authorization = request.headers.get("Authorization")
+        token = tokens.authenticate(authorization)
         if token is None:
-            log.debug("api_refused status=401 method=%s path=%s", request.method, request.path)
-            return refuse(401, "a bearer token is required: Authorization: Bearer <token>")
+            missing = bearer_credential(authorization) is None
+            log.debug(
+                "api_refused status=401 reason=%s method=%s path=%s",
+                "missing_token" if missing else "invalid_token",
+                request.method,
+                request.path,
+            )
+            if missing:
+                return refuse(401, MISSING_TOKEN)
+            return refuse(401, INVALID_TOKEN, ', error="invalid_token"')
         if token.role < needed:
             log.warning(
                 "api_refused status=403 caller=%s method=%s path=%s",

@@ -38,8 +38,9 @@ def _ref(name: str) -> dict[str, str]:
 
 _REFUSED = {
     "401": {
-        "description": "No bearer token, or not one of STREAMREC_API_TOKENS (only when "
-        "tokens are set).",
+        "description": "No bearer token (`missing token`), or not one of "
+        "STREAMREC_API_TOKENS (`invalid token`; the challenge then says "
+        '`error="invalid_token"`). Only when tokens are set.',
         "headers": {"WWW-Authenticate": {"schema": {"type": "string"}}},
         "content": {"application/json": {"schema": _ref("Error")}},
     },
@@ -89,10 +90,22 @@ DOCUMENT: dict[str, Any] = {
         "version": "1",
         "description": "Recommendations, probes, metrics and model actions of one scorer. "
         "With STREAMREC_API_TOKENS set, every operation but the probes needs "
-        "`Authorization: Bearer <token>`; actions that move models need an admin token.",
+        "`Authorization: Bearer <token>`; actions that move models need an admin token. "
+        "A path that is none of these answers 404, and a method a path does not take 405 "
+        "(with `Allow`), both with an `Error` body (`components/responses`); with tokens "
+        "set, only after a read token (401 before).",
     },
     "components": {
         "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        # What a request matching no operation gets (streams/scorer/not_found.py).
+        "responses": {
+            "NotFound": _json("No such endpoint.", _ref("Error")),
+            "MethodNotAllowed": {
+                "description": "The path does not take this method.",
+                "headers": {"Allow": {"schema": {"type": "string"}}},
+                "content": {"application/json": {"schema": _ref("Error")}},
+            },
+        },
         "schemas": {
             "Error": _ERROR,
             "Recommendations": {

@@ -9,7 +9,10 @@ when the token is left out. Examples are bounded so the test stays short.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
+import urllib.error
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -88,3 +91,26 @@ def test_every_endpoint_answers_as_described(case: Any, served: str) -> None:
         assert response.headers["content-type"][0].startswith("text/plain")
         return
     case.validate_response(response)
+
+
+def test_a_path_that_is_no_operation_answers_as_the_description_says(served: str) -> None:
+    """404 (and 405) with the ``Error`` body of ``components/responses``, not aiohttp's
+    plain text; still after the token check."""
+    document = openapi.document()
+    error_schema = document["components"]["schemas"]["Error"]
+    for path, method, status, name in (
+        ("/no-such-operation", "GET", 404, "NotFound"),
+        ("/readyz", "POST", 405, "MethodNotAllowed"),
+    ):
+        request = urllib.request.Request(served + path, method=method, headers=AUTH)
+        with pytest.raises(urllib.error.HTTPError) as answered:
+            urllib.request.urlopen(request, timeout=5)
+        response = answered.value
+        assert response.code == status
+        described = document["components"]["responses"][name]
+        assert response.headers["Content-Type"].startswith(next(iter(described["content"])))
+        body = json.loads(response.read())
+        assert set(body) == set(error_schema["required"]) and isinstance(body["error"], str)
+        for header in described.get("headers", {}):
+            assert response.headers[header], header
+    assert http_json(f"{served}/no-such-operation")[0] == 401  # no token: not mapped

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from streams.ops.processes import ChildProcess, wait_for
+from streams.scorer.auth import INVALID_TOKEN, MISSING_TOKEN
 from streams.settings import Settings
 from streams.wiring import snapshot_store
 from tests.support.scorer import ADMIN_TOKEN, READ_TOKEN, http_json, wait_ready, with_tokens
@@ -49,6 +50,15 @@ def test_no_token_401_read_token_cannot_promote_admin_token_can(
         with pytest.raises(urllib.error.HTTPError) as refused:
             urllib.request.urlopen(f"{base}/metrics", timeout=5)
         assert refused.value.headers["WWW-Authenticate"].startswith("Bearer")
+        # No token and a wrong one are told apart; neither says more.
+        assert http_json(f"{base}/metrics") == (401, {"error": MISSING_TOKEN})
+        assert http_json(f"{base}/metrics", token="not-a-token-0123456789") == (
+            401,
+            {"error": INVALID_TOKEN},
+        )
+        # A path that is no endpoint answers in the API's error shape (after the token).
+        status, body = http_json(f"{base}/no-such", token=READ_TOKEN)
+        assert status == 404 and body["error"].startswith("not found: GET /no-such "), body
         status, body = http_json(recommendations, token=READ_TOKEN)
         assert status == 200 and body["model_version"] == v2
         status, versions = http_json(f"{base}/models", token=READ_TOKEN)

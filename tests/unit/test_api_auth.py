@@ -146,3 +146,96 @@ def test_the_middleware_enforces_each_route_role() -> None:
     assert statuses == [200, 401, 200, 403, 200, 403, 200, 401, 404, 405]
     # No tokens configured: everything passes (the scorer then listens on loopback only).
     assert asyncio.run(_statuses("", [*calls[:2], calls[3]])) == [200, 200, 200]
+
+
+async def _answers(
+    tokens: str, calls: list[tuple[str, str, str | None]]
+) -> list[tuple[int, str, str, dict[str, Any]]]:
+    """(status, content type, WWW-Authenticate or Allow, JSON body) per call, through the
+    scorer's two middlewares (the token check, then unrouted requests as JSON)."""
+    from streams.scorer import not_found
+
+    async def ok(request: web.Request) -> web.Response:
+        return web.json_response({"ok": True})
+
+    middlewares = [
+        auth.middleware(ApiTokens(parse_api_tokens(tokens)), {("/read", "GET"): Role.READ}),
+        not_found.middleware(),
+    ]
+    app = web.Application(middlewares=middlewares)
+    app.router.add_get("/read", ok)
+    out = []
+    async with TestClient(TestServer(app)) as client:
+        for method, path, authorization in calls:
+            headers = {"Authorization": authorization} if authorization is not None else {}
+            async with client.request(method, path, headers=headers) as response:
+                header = response.headers.get("WWW-Authenticate", "") or response.headers.get(
+                    "Allow", ""
+                )
+                body: dict[str, Any] = await response.json()
+                out.append((response.status, response.content_type, header, body))
+    return out
+
+
+def test_a_missing_token_and_a_wrong_one_are_told_apart_without_telling_more() -> None:
+    reader = "r" * 20
+    wrong = "w" * 20
+    answers = asyncio.run(
+        _answers(
+            f"g:read:{reader}",
+            [
+                ("GET", "/read", None),
+                ("GET", "/read", ""),
+                ("GET", "/read", "Bearer "),
+                ("GET", "/read", f"Basic {reader}"),
+                ("GET", "/read", f"Bearer {wrong}"),
+                ("GET", "/read", f"Bearer {reader}x"),
+                ("GET", "/no-such", None),
+                ("GET", "/no-such", f"Bearer {wrong}"),
+            ],
+        )
+    )
+    missing = (401, "application/json", 'Bearer realm="streamrec"', {"error": auth.MISSING_TOKEN})
+    invalid = (
+        401,
+        "application/json",
+        'Bearer realm="streamrec", error="invalid_token"',
+        {"error": auth.INVALID_TOKEN},
+    )
+    assert answers == [missing] * 4 + [invalid] * 2 + [missing, invalid]
+    assert auth.MISSING_TOKEN.startswith("missing token")
+    assert auth.INVALID_TOKEN.startswith("invalid token")
+    for _, _, header, body in answers:
+        assert reader not in header + body["error"] and wrong not in header + body["error"]
+
+
+def test_an_unrouted_request_answers_json_in_the_error_shape() -> None:
+    reader = "r" * 20
+    for tokens, authorization in (("", None), (f"g:read:{reader}", f"Bearer {reader}")):
+        answers = asyncio.run(
+            _answers(
+                tokens,
+                [
+                    ("GET", "/no-such/path", authorization),
+                    ("POST", "/read", authorization),
+                    ("GET", "/read", authorization),
+                ],
+            )
+        )
+        (nf_status, nf_type, _, nf_body), (na_status, na_type, allow, na_body), ok = answers
+        assert (nf_status, nf_type) == (404, "application/json")
+        assert nf_body == {
+            "error": "not found: GET /no-such/path is not an endpoint of this scorer "
+            "(see /openapi.json)"
+        }
+        assert (na_status, na_type) == (405, "application/json")
+        assert "POST /read" in na_body["error"] and "GET" in allow
+        assert ok[0] == 200
+        # Both are what the description says a request matching no operation gets.
+        document = openapi.document()
+        for name, body in (("NotFound", nf_body), ("MethodNotAllowed", na_body)):
+            described = document["components"]["responses"][name]
+            schema = described["content"]["application/json"]["schema"]
+            assert schema == {"$ref": "#/components/schemas/Error"}
+            assert document["components"]["schemas"]["Error"]["required"] == ["error"]
+            assert list(body) == ["error"] and isinstance(body["error"], str)
