@@ -111,12 +111,16 @@ def experiment(rt: ScorerRuntime) -> dict[str, Any] | None:
 
 
 def versions(rt: ScorerRuntime, k: int) -> dict[str, Any]:
-    """Kept versions (the rows of ``GET /models``), each with what this scorer saw it
-    serve; blocking (Redis), so called from a thread."""
+    """What scorers of the model name serve (``serving``: namespace, version, why) and
+    the kept versions of that namespace (the rows of ``GET /models``), each with what
+    this scorer saw it serve; blocking (Redis), so called from a thread."""
     by_version = rt.metrics.quality_by_version
     error: str | None = None
+    serving: dict[str, Any] | None = None
     try:
-        rows = model_actions.version_rows(rt.store, k)
+        now = rt.lifecycle.read()
+        serving = now.to_dict()
+        rows = model_actions.version_rows(rt.stores(now.namespace), k, now)
     except (StoreUnavailable, redis.RedisError, SnapshotError, OSError) as exc:
         rows, error = [], f"versions unavailable: {exc}"
     for row in rows:
@@ -126,7 +130,7 @@ def versions(rt: ScorerRuntime, k: int) -> dict[str, Any]:
             if seen is None
             else {"judged": seen.judged, f"hit@{k}": seen.hit_rate, f"mrr@{k}": seen.mrr}
         )
-    return {"versions": rows, "versions_error": error}
+    return {"serving": serving, "versions": rows, "versions_error": error}
 
 
 def trainer_status(rt: ScorerRuntime) -> dict[str, Any] | None:

@@ -132,6 +132,12 @@ def test_console_shows_the_pipeline_and_moves_models(
         assert page.text_content("#badge-redis") == "Redis up"
         assert page.text_content("#badge-consumer") == "consumer ok"
         assert page.text_content("#badge-trainer") == "no trainer"  # none runs here
+        # Serving works, but nothing learns: the overall status says so, amber.
+        assert page.text_content("#badge-status") == "no trainer"
+        assert "warn" in (page.get_attribute("#badge-status", "class") or "")
+        # Serving works, but nothing learns: the overall status says so, amber.
+        assert page.text_content("#badge-status") == "no trainer"
+        assert "warn" in (page.get_attribute("#badge-status", "class") or "")
 
         # Polls accumulate: throughput, dead letters and served quality become lines.
         page.wait_for_function(
@@ -214,3 +220,42 @@ def test_console_shows_the_pipeline_and_moves_models(
     assert "model_action action=rollback by=api:ops" in log
     assert "model_action action=follow by=api:ops" in log
     assert ADMIN_TOKEN not in log
+
+
+def test_console_opened_with_the_token_in_its_address(
+    settings: Settings, store: SnapshotStore, tmp_path: Path, browser_page: Any
+) -> None:
+    """``/console#token=<token>`` shows the dashboard, not the token form, and the token
+    leaves the address bar (it stays in the tab, as a typed one does)."""
+    page = browser_page
+    version = store.publish(popularity_on("A"))
+    s = with_tokens(settings)
+    base = f"http://127.0.0.1:{s.web_port}"
+    env = {**os.environ, **s.to_env(), "STREAMREC_LOG_LEVEL": "warning"}
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    scorer = ChildProcess.streamrec(["scorer"], env, tmp_path / "scorer.log")
+    try:
+        wait_assigned(s, scorer)
+        page.goto(f"{base}/console#token={READ_TOKEN}")
+        page.wait_for_selector("#console:not([hidden])")
+        assert page.is_hidden("#token-form")
+        page.wait_for_function(
+            f"() => document.getElementById('served-version').textContent === 'v{version}'"
+        )
+        assert page.url == f"{base}/console"  # the token is out of the address bar
+        assert page.evaluate("() => sessionStorage.getItem('streamrec.token')") == READ_TOKEN
+        page.reload()  # the tab keeps it
+        page.wait_for_selector("#console:not([hidden])")
+
+        # A wrong one is refused like a typed one; other fragment parameters stay.
+        page.click("#sign-out")
+        page.goto("about:blank")  # else only the fragment changes: the page stays
+        page.goto(f"{base}/console#token=not-a-token-0123456789&view=lag")
+        page.wait_for_selector("#token-form:not([hidden])")
+        assert page.text_content("#token-error") == "That token was not accepted."
+        assert page.url == f"{base}/console#view=lag"
+        assert errors == []
+    finally:
+        assert scorer.stop() == 0, scorer.output()[-3000:]
+    assert READ_TOKEN not in scorer.output()

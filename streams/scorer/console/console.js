@@ -202,7 +202,7 @@
     for (const r of s.versions) {
       const tr = document.createElement("tr");
       tr.dataset.version = r.version;
-      if (r.current) tr.className = "current";
+      if (r.is_served === undefined ? r.current : r.is_served) tr.className = "current";
       const served = r.served || {};
       cell(tr, "v" + r.version);
       cell(tr, r.created || "–");
@@ -213,7 +213,8 @@
       cell(tr, fmt(served["hit@" + k]));
       cell(tr, fmt(served["mrr@" + k]));
       cell(tr, served.judged === undefined ? "–" : String(served.judged));
-      cell(tr, r.verified ? (r.current ? (r.pinned ? "served · pinned" : "served") : "kept")
+      const onAir = r.is_served === undefined ? r.current : r.is_served;
+      cell(tr, r.verified ? (onAir ? (r.pinned ? "served · pinned" : "served") : "kept")
         : "refused: " + (r.error || "?"), "state");
       const outcomes = cell(tr, "", "experiments");
       for (const o of r.experiments || []) outcomes.appendChild(outcomeBadge(o));
@@ -296,7 +297,16 @@
       th.textContent = th.dataset.name + "@" + k;
     }
     const h = s.health;
-    badge("badge-status", h.status, h.status === "ok" ? "ok" : h.status === "degraded" ? "warn" : "bad");
+    // A scorer can be fine while nothing learns: no trainer (or a stalled one) for the
+    // namespace served turns the overall status amber (missing) or red (stalled).
+    const tr = s.trainer;
+    let status = h.status;
+    let level = h.status === "ok" ? "ok" : h.status === "degraded" ? "warn" : "bad";
+    if (level === "ok" && (!tr || tr.stalled)) {
+      status = tr ? "trainer stalled" : "no trainer";
+      level = tr ? "bad" : "warn";
+    }
+    badge("badge-status", status, level);
     badge("badge-kafka", "Kafka " + (h.kafka ? "up" : "down"), h.kafka ? "ok" : "bad");
     badge("badge-redis", "Redis " + (h.redis ? "up" : "down"), h.redis ? "ok" : "bad");
     const reader = h.consumer;
@@ -310,7 +320,9 @@
     badge("badge-trainer", !t ? "no trainer" : t.stalled ? "trainer STALLED" :
       "trainer " + (t.catching_up ? "catching up" : "learning"),
       !t || t.stalled ? "bad" : "ok");
-    $("model-name").textContent = s.served.model_name;
+    const sv = s.serving;
+    $("model-name").textContent = sv ? (sv.namespace === sv.model_name ? sv.model_name :
+      sv.model_name + " → " + sv.namespace) + " · " + sv.reason : s.served.model_name;
     $("updated").textContent = "updated " + clock(s.time) + " UTC";
     const v = s.served;
     $("served-version").textContent = v.version ? "v" + v.version : "cold start";
@@ -421,6 +433,24 @@
   $("follow").addEventListener("click", () => act("follow", {},
     "Unpin, and serve the trainer's newest version and each new one?"));
 
+  // A link may carry the token: /console#token=<token> (the fragment never reaches a
+  // server or its logs). It is used like a typed one, and taken out of the address bar
+  // and the history at once.
+  function tokenFromAddress() {
+    const fragment = new URLSearchParams(window.location.hash.slice(1));
+    const given = fragment.get("token");
+    if (given === null) return;
+    fragment.delete("token");
+    const rest = fragment.toString();
+    const url = window.location.pathname + window.location.search + (rest ? "#" + rest : "");
+    history.replaceState(history.state, "", url);
+    if (given.trim()) {
+      token = given.trim();
+      sessionStorage.setItem(TOKEN_KEY, token);
+    }
+  }
+
+  tokenFromAddress();
   if (needsToken && !token) askToken("");
   else poll();
 })();
