@@ -158,6 +158,11 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
 }
 
 
+DEFAULT_MODEL_NAME = "default"
+SCORER_GROUP = "streamrec-scorer"
+TRAINER_GROUP = "streamrec-trainer"
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything configurable, with defaults that work on a laptop.
@@ -180,7 +185,7 @@ class Settings:
     partitions: int = _env("STREAMREC_PARTITIONS", 3)
     replication_factor: int = _env("STREAMREC_REPLICATION_FACTOR", 1)
     #: The Redis namespace of one model's snapshots, lease and histories.
-    model_name: str = _env("STREAMREC_MODEL_NAME", "default")
+    model_name: str = _env("STREAMREC_MODEL_NAME", DEFAULT_MODEL_NAME)
     #: What the trainer builds: a built-in model name or ``package.module:Class``.
     model_spec: str = _env("STREAMREC_MODEL", "default")
     snapshot_key: Secret = _env("STREAMREC_SNAPSHOT_KEY", factory=lambda: Secret(""))  # noqa: RUF009
@@ -196,8 +201,9 @@ class Settings:
     history_ttl_s: int = _env("STREAMREC_HISTORY_TTL_S", 30 * 24 * 3600)
     max_event_bytes: int = _env("STREAMREC_MAX_EVENT_BYTES", 64 * 1024)
     session_timeout_ms: int = _env("STREAMREC_SESSION_TIMEOUT_MS", 6000)
-    scorer_group: str = _env("STREAMREC_SCORER_GROUP", "streamrec-scorer")
-    trainer_group: str = _env("STREAMREC_TRAINER_GROUP", "streamrec-trainer")
+    #: Consumer groups ("": derived from the model name, see :meth:`__post_init__`).
+    scorer_group: str = _env("STREAMREC_SCORER_GROUP", "")
+    trainer_group: str = _env("STREAMREC_TRAINER_GROUP", "")
     web_port: int = _env("STREAMREC_WEB_PORT", 6066)
     #: Address the scorer's REST API listens on: loopback unless told (compose: 0.0.0.0).
     web_bind: str = _env("STREAMREC_WEB_BIND", "127.0.0.1")
@@ -246,6 +252,30 @@ class Settings:
         settings = cls(**values)
         settings.validate()
         return settings
+
+    def __post_init__(self) -> None:
+        # Scorers (and trainers) of different model names must never share a consumer
+        # group: they would split the partitions between them, each model seeing part of
+        # the traffic. So the default group carries the model name ("default" keeps the
+        # plain names, which deployments already committed under).
+        suffix = "" if self.model_name == DEFAULT_MODEL_NAME else f".{self.model_name}"
+        if not self.scorer_group:
+            object.__setattr__(self, "scorer_group", f"{SCORER_GROUP}{suffix}")
+        if not self.trainer_group:
+            object.__setattr__(self, "trainer_group", f"{TRAINER_GROUP}{suffix}")
+
+    def trainer_group_of(self, namespace: str) -> str:
+        """The group the trainer of ``namespace`` commits under: this model name's own,
+        or, for a challenger (and a promoted one), ``<trainer group>.<namespace>``.
+
+        >>> Settings(model_name="default").trainer_group_of("default.xab")
+        'streamrec-trainer.default.xab'
+        """
+        return (
+            self.trainer_group
+            if namespace == self.model_name
+            else f"{self.trainer_group}.{namespace}"
+        )
 
     def validate(self) -> None:
         for name in (

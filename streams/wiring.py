@@ -6,12 +6,15 @@ snapshot store, signing key and codecs; they get them here, built one way.
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Callable
 from typing import Any
 
 from online_model.snapshot import signing_key
 from streams.io.codec import PAGE_VIEW, RECOMMENDATION, AvroCodec
 from streams.settings import Settings
 from streams.state.batch_layers import BatchLayerStore
+from streams.state.serving import Serving
 from streams.state.snapshot_store import SnapshotStore
 
 
@@ -30,6 +33,23 @@ def snapshot_store(settings: Settings, client: Any | None = None) -> SnapshotSto
         keep=settings.snapshot_keep,
         allow_pickle=settings.allow_pickle,
     )
+
+
+def store_for(settings: Settings, client: Any | None = None) -> Callable[[str], SnapshotStore]:
+    """namespace -> its snapshot store, all on one client (what is served may be another
+    namespace than ``settings.model_name`` after a promotion)."""
+    redis = client if client is not None else settings.redis_client(socket_timeout=5.0)
+
+    def store(namespace: str) -> SnapshotStore:
+        return snapshot_store(dataclasses.replace(settings, model_name=namespace), redis)
+
+    return store
+
+
+def serving(settings: Settings, client: Any | None = None) -> Serving:
+    """What scorers of ``settings.model_name`` serve (:mod:`streams.state.serving`)."""
+    redis = client if client is not None else settings.redis_client(socket_timeout=5.0)
+    return Serving(redis, settings.model_name)
 
 
 def batch_layer_store(settings: Settings, client: Any | None = None) -> BatchLayerStore:

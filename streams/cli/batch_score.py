@@ -27,7 +27,8 @@ from streams.scorer.core import ScoringCore
 from streams.scorer.model_holder import ModelHolder, Served
 from streams.settings import Settings
 from streams.state.history import HistoryStore
-from streams.wiring import snapshot_store
+from streams.state.serving import served_line
+from streams.wiring import serving, store_for
 
 
 @click.command("batch-score")
@@ -124,9 +125,12 @@ def command(
         raise InputError(
             f"--category: no page of the catalog is in {wanted}: every list would be empty"
         )
+    # What scorers of the model name serve now: after a promotion another namespace.
+    client = settings.redis_client(socket_timeout=5.0)
+    now = serving(settings, client).read()
     core = ScoringCore(
         ModelHolder(),
-        settings.model_name,
+        now.namespace,
         settings.k,
         settings.history_length,
         settings.max_event_bytes,
@@ -134,10 +138,11 @@ def command(
         catalog,
         settings.fresh_slots,
     )
-    snap = snapshot_store(settings).load_current()  # refused (exit 2) if it does not verify
+    store = store_for(settings, client)(now.namespace)
+    snap = None if now.version is None else store.load(now.version)  # refused if unverified
     if snap is None:
         click.echo(
-            f"model {settings.model_name!r} has no current snapshot: using cold-start "
+            f"model {now.namespace!r} has no current snapshot: using cold-start "
             f"popularity learned from the histories of these {len(users)} users (version 0)",
             err=True,
         )
@@ -146,9 +151,7 @@ def command(
     else:
         meta = snap.meta
         served = Served(snap.model, meta.version, time.time(), meta.created_at, meta.model_class)
-        click.echo(
-            f"model {settings.model_name!r} version {meta.version} ({meta.model_class})", err=True
-        )
+        click.echo(f"{served_line(now)} ({meta.model_class})", err=True)
     writer = open_writer(output_path, fmt)
     with Progress("scoring users", len(users), "users") as bar:
         rows = score_users(core, served, history, users, settings.k, chunk_size, bar.update, rules)

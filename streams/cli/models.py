@@ -23,24 +23,48 @@ from streams.experiment import results
 from streams.ops import model_actions
 from streams.ops.model_actions import cli_line
 from streams.settings import Settings
+from streams.state.serving import ServedModel, Serving, served_line
 from streams.state.snapshot_store import SnapshotStore
 from streams.state.trainer_status import STATUS_TTL_S, TrainerStatus, state_of
-from streams.wiring import snapshot_store
+from streams.wiring import serving, store_for
 
 
-def _store() -> SnapshotStore:
-    store: SnapshotStore = snapshot_store(Settings.from_env())
-    return store
+def _lifecycle(settings: Settings) -> tuple[Serving, model_actions.StoreFor]:
+    """What is served, and the store of any namespace, on one Redis connection."""
+    client = settings.redis_client(socket_timeout=5.0)
+    return serving(settings, client), store_for(settings, client)
+
+
+def _namespace_store(
+    settings: Settings, namespace: str | None
+) -> tuple[SnapshotStore, ServedModel]:
+    """The store of ``namespace`` (default: the one served) and what is served."""
+    lifecycle, stores = _lifecycle(settings)
+    served = lifecycle.read()
+    return stores(namespace or served.namespace), served
+
+
+def namespace_option(what: str) -> Any:
+    return click.option(
+        "--namespace",
+        default=None,
+        envvar="STREAMREC_MODELS_NAMESPACE",
+        show_envvar=True,
+        help=f"The namespace whose versions to {what}. [default: the one served: "
+        "STREAMREC_MODEL_NAME's own, or the one promoted into it]",
+    )
 
 
 def _table(rows: list[dict[str, Any]], k: int) -> str:
+    """The rows as a table; ``*`` marks the version served, ``c`` the current one of a
+    namespace that is not served."""
     head = ["", "VERSION", "CREATED", "ORIGIN", "EVENTS", "RANGE", f"HIT@{k}", "PINNED", "NOTE"]
     body = []
     for r in rows:
         if not r["verified"]:
             body.append(
                 [
-                    ("*" if r["current"] else "") + "!",
+                    _mark(r) + "!",
                     str(r["version"]),
                     "-",
                     r["origin"],
@@ -55,7 +79,7 @@ def _table(rows: list[dict[str, Any]], k: int) -> str:
         hit = r[f"hit@{k}"]
         body.append(
             [
-                "*" if r["current"] else "",
+                _mark(r),
                 str(r["version"]),
                 r["created"],
                 r["origin"],
@@ -76,6 +100,12 @@ def _table(rows: list[dict[str, Any]], k: int) -> str:
     )
 
 
+def _mark(row: dict[str, Any]) -> str:
+    if row.get("is_served", row["current"]):
+        return "*"
+    return "c" if row["current"] else ""
+
+
 @click.group("models")
 def command() -> None:
     """Snapshots of STREAMREC_MODEL_NAME: list, status, show, export, promote, rollback,
@@ -85,18 +115,25 @@ def command() -> None:
 @command.command("list")
 @json_option("STREAMREC_MODELS_JSON", "One JSON array on stdout instead of a table.")
 @k_option("Which hit@k to show.")
-def list_(as_json: bool, k: int | None) -> None:
-    """Kept versions, newest first; `*` marks current. Versions that do not verify are
-    listed as UNVERIFIED (and cannot be promoted)."""
+@namespace_option("list")
+def list_(as_json: bool, k: int | None, namespace: str | None) -> None:
+    """Kept versions of the namespace served, newest first, under a line saying what is
+    served and why; `*` marks the version scorers serve (`c` the current one of a
+    namespace that is not served). Versions that do not verify are listed as UNVERIFIED
+    (and cannot be promoted)."""
     settings = Settings.from_env(k=k)
-    store: SnapshotStore = snapshot_store(settings)
-    rows = model_actions.version_rows(store, settings.k)
+    store, served = _namespace_store(settings, namespace)
+    rows = model_actions.version_rows(store, settings.k, served)
     if as_json:
         click.echo(json.dumps(rows, sort_keys=True))
-    elif rows:
+        return
+    click.echo(served_line(served))
+    if store.model_name != served.namespace:
+        click.echo(f"listing {store.model_name}, which is not served")
+    if rows:
         click.echo(_table(rows, settings.k))
     else:
-        click.echo(f"no snapshots of model {store.model_name!r}", err=True)
+        click.echo(f"no snapshots in namespace {store.model_name!r}", err=True)
 
 
 @command.command("status")
@@ -140,13 +177,16 @@ def status_line(record: dict[str, Any]) -> str:
 
 @command.command("show")
 @click.argument("version", type=Count(1))
-def show(version: int) -> None:
+@namespace_option("show")
+def show(version: int, namespace: str | None) -> None:
     """The full metadata of VERSION as JSON (it must verify; nothing is unpickled)."""
-    store = _store()
+    store, served = _namespace_store(Settings.from_env(), namespace)
     meta = store.read_meta(version)
     out = meta.to_dict()
+    out["namespace"] = store.model_name
     out["current"] = store.current_version() == version
     out["pinned"] = out["current"] and store.is_pinned()
+    out["served"] = served.namespace == store.model_name and served.version == version
     # Kept beside the signed metadata: the experiments this version served in.
     out["experiments"] = model_actions.experiment_outcomes(store).get(version, [])
     click.echo(json.dumps(out, sort_keys=True, indent=2))
@@ -184,13 +224,14 @@ def show(version: int) -> None:
     show_envvar=True,
     help="File to write; '-' for stdout.",
 )
-def export(version: int, fmt: str, output: Path, top_n: int) -> None:
+@namespace_option("export from")
+def export(version: int, fmt: str, output: Path, top_n: int, namespace: str | None) -> None:
     """Write the model of VERSION to a file other tools can read.
 
     VERSION is verified first (HMAC); nothing is unpickled unless STREAMREC_ALLOW_PICKLE=1
     and VERSION is a format-1 snapshot, which is then converted.
     """
-    store = _store()
+    store, _ = _namespace_store(Settings.from_env(), namespace)
     if fmt == "safetensors":
         out = store.export_safetensors(version)
     elif fmt == "pmml":
@@ -221,21 +262,31 @@ def export(version: int, fmt: str, output: Path, top_n: int) -> None:
 
 @command.command("promote")
 @click.argument("version", type=Count(1))
-def promote(version: int) -> None:
+@namespace_option("promote from")
+def promote(version: int, namespace: str | None) -> None:
     """Serve VERSION and pin it (the trainer's publishes no longer move current).
 
-    Refused unless VERSION verifies and loads.
+    Refused unless VERSION verifies and loads. With --namespace another namespace's
+    VERSION (a challenger, or the namespace a promotion left) is served from then on;
+    `rollback` serves again what was served before.
     """
-    click.echo(cli_line(model_actions.promote(_store(), version, by="cli")))
+    lifecycle, stores = _lifecycle(Settings.from_env())
+    outcome = model_actions.promote(lifecycle, stores, version, by="cli", namespace=namespace)
+    click.echo(cli_line(outcome))
 
 
 @command.command("rollback")
 def rollback() -> None:
-    """Serve the newest verifiable version older than current, and pin it."""
-    click.echo(cli_line(model_actions.rollback(_store(), by="cli")))
+    """Undo the newest promotion from another namespace (serve again what was served
+    before it); otherwise serve the newest verifiable version older than the served one.
+    Either way the version is pinned."""
+    lifecycle, stores = _lifecycle(Settings.from_env())
+    click.echo(cli_line(model_actions.rollback(lifecycle, stores, by="cli")))
 
 
 @command.command("follow")
 def follow() -> None:
-    """Unpin: serve the newest trainer version, and each new one the trainer publishes."""
-    click.echo(cli_line(model_actions.follow(_store(), by="cli")))
+    """Unpin the namespace served: serve its newest trainer version, and each new one
+    its trainer publishes."""
+    lifecycle, stores = _lifecycle(Settings.from_env())
+    click.echo(cli_line(model_actions.follow(lifecycle, stores, by="cli")))

@@ -103,7 +103,9 @@ def ready_line(settings: Settings, runtime: ScorerRuntime) -> str:
     return (
         f"scorer ready: http://{host}:{settings.web_port} (/recommendations/<user>, "
         f"/readyz, /livez, /metrics, /openapi.json; {access}); "
-        f"model {settings.model_name} {model}; "
+        f"model {settings.model_name}"
+        + (f" serving {runtime.serving}" if runtime.serving != settings.model_name else "")
+        + f" {model}; "
         f"consuming {settings.topic_page_views} at {settings.bootstrap_servers}"
     )
 

@@ -3,15 +3,16 @@
 Keys (:class:`~streams.state.keys.ModelKeys` of the champion namespace, the one
 ``STREAMREC_MODEL_NAME`` names): ``experiment`` (the running record, JSON),
 ``experiment:<id>:counts`` (hash ``<arm>:<field>``, added to by every scorer),
-``experiments`` (finished records, newest first) and ``serving`` (the namespace served
-after a promotion). Ending an experiment is one transaction that only applies if the
-record is still the one the caller judged, so two scorers' gates, or a gate and an
-operator, cannot both decide.
+``experiments`` (finished records, newest first), ``serving`` (the namespace served
+after a promotion) and ``serving-log`` (:mod:`streams.state.serving`). Ending an
+experiment is one transaction that only applies if the record is still the one the
+caller judged, so two scorers' gates, or a gate and an operator, cannot both decide.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import time
 from typing import Any
@@ -27,6 +28,8 @@ from streams.experiment.record import Experiment
 from streams.experiment.statistics import ArmCounts
 from streams.state.connection import redis_errors
 from streams.state.keys import ModelKeys
+from streams.state.serving import LOG_LENGTH as SERVING_LOG_LENGTH
+from streams.state.serving import Placement, change_entry
 from streams.state.snapshot_store import SnapshotStore
 
 log = logging.getLogger(__name__)
@@ -129,6 +132,8 @@ class ExperimentStore:
                 arm: int(v) if v is not None else None
                 for arm, v in zip(arms, pipe.mget(currents), strict=True)
             }
+            champion_keys = ModelKeys(experiment.champion)
+            champion_pinned = bool(pipe.exists(champion_keys.pinned))
             finished = dataclasses.replace(
                 experiment,
                 state="promoted" if action == "promote" else "stopped",
@@ -148,6 +153,19 @@ class ExperimentStore:
             pipe.expire(self.keys.experiment_counts(experiment.id), COUNTS_TTL_S)
             if action == "promote":
                 pipe.set(self.keys.serving, experiment.challenger)
+                # What the champion served stays kept (its current is never pruned), so a
+                # rollback can serve exactly that again (streams.state.serving).
+                if versions["champion"] is not None:
+                    pipe.set(champion_keys.pinned, "1")
+                entry = change_entry(
+                    "experiment",
+                    by,
+                    Placement(experiment.challenger, versions["challenger"], False),
+                    Placement(experiment.champion, versions["champion"], champion_pinned),
+                    experiment=experiment.id,
+                )
+                pipe.lpush(self.keys.serving_log, json.dumps(entry, sort_keys=True))
+                pipe.ltrim(self.keys.serving_log, 0, SERVING_LOG_LENGTH - 1)
             results.record(pipe, finished, versions)
             pipe.execute()
         return finished

@@ -10,8 +10,9 @@ subscribed), each bounded by a timeout: the partitions of the page-view topic
 (metadata), their low and high watermarks (``ListOffsets``) and each group's committed
 offsets (``OffsetFetch``). The embedded
 Tansu broker answers all three; its high watermark is the base offset of the last
-batch + 1, so there the lag of a partition whose last batch held several records reads
-low (never below 0); on Apache Kafka it is exact.
+batch + 1, so there the high watermark is raised to the highest commit of the groups
+read, and the lag of a partition whose last batch held several records reads low (a
+lower bound, never below 0); on Apache Kafka it is exact.
 
 :class:`LagMonitor` caches the last read for ``max_age_s`` and runs reads on a thread of
 its own, one at a time: the scorer's event loop never waits for the broker longer than
@@ -119,11 +120,22 @@ def lag_rows(
 ) -> list[PartitionLag]:
     """Rows for every ``role -> group`` on every partition of ``watermarks``.
 
+    A high watermark below what a group committed (Tansu's reads low: the base offset of
+    the last batch + 1) is raised to the highest commit, since at least that many records
+    are there: no group shows "committed 944 of 1", and the others' lag is a lower bound.
+
     >>> rows = lag_rows({"scorer": "s"}, "pv", {0: (0, 5), 1: (0, 3)}, {"s": {0: 5}})
     >>> [(r.partition, r.committed, r.lag) for r in rows]
     [(0, 5, 0), (1, None, 3)]
+    >>> rows = lag_rows({"s": "s", "t": "t"}, "pv", {0: (0, 1)}, {"s": {0: 944}})
+    >>> [(r.group, r.committed, r.high, r.lag) for r in rows]
+    [('s', 944, 944, 0), ('t', None, 944, 944)]
     """
     rows = []
+    for partition, (low, high) in list(watermarks.items()):
+        commits = [committed.get(group, {}).get(partition) for group in groups.values()]
+        high = max([high, *(c for c in commits if c is not None and c >= 0)])
+        watermarks = {**watermarks, partition: (low, high)}
     for role, group in groups.items():
         done = committed.get(group, {})
         for partition, (low, high) in sorted(watermarks.items()):
@@ -263,13 +275,19 @@ class LagMonitor:
         self._executor.shutdown(wait=False, cancel_futures=True)
 
 
-def scorer_groups(settings: Settings, challenger: Callable[[], str | None]) -> dict[str, str]:
-    """role -> group id: the scorers, the trainer, and a running experiment's challenger
-    trainer (``streamrec trainer --challenger`` commits under ``<trainer group>.<name>``)."""
-    groups = {"scorer": settings.scorer_group, "trainer": settings.trainer_group}
+def scorer_groups(
+    settings: Settings,
+    challenger: Callable[[], str | None],
+    served: Callable[[], str] | None = None,
+) -> dict[str, str]:
+    """role -> group id: the scorers, the trainer of the namespace served (after a
+    promotion the promoted challenger's), and a running experiment's challenger trainer
+    (``streamrec trainer --challenger`` commits under ``<trainer group>.<name>``)."""
+    namespace = served() if served is not None else settings.model_name
+    groups = {"scorer": settings.scorer_group, "trainer": settings.trainer_group_of(namespace)}
     name = challenger()
     if name:
-        groups["challenger trainer"] = f"{settings.trainer_group}.{name}"
+        groups["challenger trainer"] = settings.trainer_group_of(name)
     return groups
 
 

@@ -78,7 +78,8 @@ def _action(summary: str, description: str, extra: dict[str, Any]) -> dict[str, 
 
 _MOVED = _json("Where current points now.", _ref("ModelAction"))
 _NOT_NOW = _json(
-    "Refused by the store: the version does not verify or load, or nothing to roll back to.",
+    "Refused: the version does not verify or load, nothing to roll back to, or serving would"
+    " move to another namespace while an experiment runs.",
     _ref("Error"),
 )
 _REDIS_AWAY = _json("Redis is not reachable; nothing changed.", _ref("Error"))
@@ -148,6 +149,12 @@ DOCUMENT: dict[str, Any] = {
                 "required": ["status", "model_version", "assigned_partitions"],
                 "properties": {
                     "status": {"type": "string", "enum": ["starting", "ok", "degraded"]},
+                    "model_name": {"type": "string", "description": "STREAMREC_MODEL_NAME."},
+                    "model_namespace": {
+                        "type": "string",
+                        "description": "Whose snapshots this scorer serves: the model "
+                        "name's own namespace, or the one promoted into it.",
+                    },
                     "model_version": {"type": "integer", "minimum": 0},
                     "model_class": {"type": "string", "nullable": True},
                     "snapshot_created_at": {"type": "number", "nullable": True},
@@ -177,7 +184,16 @@ DOCUMENT: dict[str, Any] = {
                 "properties": {
                     "version": {"type": "integer", "minimum": 1},
                     "origin": {"type": "string"},
-                    "current": {"type": "boolean"},
+                    "namespace": {
+                        "type": "string",
+                        "description": "Whose version this is: the model name's own "
+                        "namespace, or the one promoted into it.",
+                    },
+                    "current": {"type": "boolean", "description": "Current in its namespace."},
+                    "is_served": {
+                        "type": "boolean",
+                        "description": "The version scorers of the model name serve.",
+                    },
                     "pinned": {"type": "boolean"},
                     "verified": {"type": "boolean"},
                     "error": {"type": "string"},
@@ -297,6 +313,12 @@ DOCUMENT: dict[str, Any] = {
                         "items": _ref("ModelVersion"),
                     },
                     "versions_error": {"type": "string", "nullable": True},
+                    "serving": {
+                        "allOf": [_ref("ServedModel")],
+                        "nullable": True,
+                        "description": "What scorers of the model name serve, as Redis "
+                        "says (null while Redis is away); `served` is what this scorer holds.",
+                    },
                     "experiment": {
                         "type": "object",
                         "nullable": True,
@@ -359,12 +381,27 @@ DOCUMENT: dict[str, Any] = {
             },
             "ModelAction": {
                 "type": "object",
-                "required": ["model", "current", "pinned"],
+                "required": ["model", "namespace", "current", "pinned"],
                 "properties": {
                     "model": {"type": "string"},
+                    "namespace": {"type": "string", "description": "The namespace served now."},
                     "current": {"type": "integer", "minimum": 1, "nullable": True},
                     "pinned": {"type": "boolean"},
                     "previous": {"type": "integer", "minimum": 1, "nullable": True},
+                    "previous_namespace": {"type": "string"},
+                },
+            },
+            "ServedModel": {
+                "type": "object",
+                "required": ["model_name", "namespace", "version", "pinned", "reason"],
+                "properties": {
+                    "model_name": {"type": "string"},
+                    "namespace": {"type": "string"},
+                    "version": {"type": "integer", "minimum": 1, "nullable": True},
+                    "pinned": {"type": "boolean"},
+                    "promoted": {"type": "boolean"},
+                    "reason": {"type": "string"},
+                    "last_change": {"type": "object", "nullable": True},
                 },
             },
         },
@@ -494,6 +531,18 @@ DOCUMENT: dict[str, Any] = {
                 },
             }
         },
+        "/models/served": {
+            "get": {
+                **_READ,
+                "summary": "What scorers of this model name serve now, and why (as the first "
+                "line of `streamrec models list`).",
+                "responses": {
+                    "200": _json("The served namespace and version.", _ref("ServedModel")),
+                    "503": _REDIS_AWAY,
+                    **_REFUSED,
+                },
+            }
+        },
         "/console": {
             "get": {
                 **_OPEN,
@@ -558,14 +607,26 @@ DOCUMENT: dict[str, Any] = {
                                     "type": "object",
                                     "required": ["version"],
                                     "additionalProperties": False,
-                                    "properties": {"version": {"type": "integer", "minimum": 1}},
+                                    "properties": {
+                                        "version": {"type": "integer", "minimum": 1},
+                                        "namespace": {
+                                            "type": "string",
+                                            "minLength": 1,
+                                            "description": "Whose version (default: the "
+                                            "namespace served); another one moves serving "
+                                            "there.",
+                                        },
+                                    },
                                 }
                             }
                         },
                     },
                     "responses": {
                         "200": _MOVED,
-                        "400": _json('The body is not {"version": <n >= 1>}.', _ref("Error")),
+                        "400": _json(
+                            'The body is not {"version": <n >= 1>[, "namespace": ...]}.',
+                            _ref("Error"),
+                        ),
                         "404": _json("No such version is kept.", _ref("Error")),
                         "409": _NOT_NOW,
                         "503": _REDIS_AWAY,
@@ -576,8 +637,9 @@ DOCUMENT: dict[str, Any] = {
         },
         "/models/rollback": {
             "post": _action(
-                "Serve the newest verifiable version older than current, and pin it "
-                "(as `streamrec models rollback`).",
+                "Undo the newest promotion from another namespace, else serve the newest "
+                "verifiable version older than the served one; pinned (as `streamrec models "
+                "rollback`).",
                 "`previous` is the version served before.",
                 {
                     "responses": {

@@ -34,7 +34,7 @@ from streams.scorer.threaded_history import ThreadedHistoryStore
 from streams.settings import Settings
 from streams.state.history import AsyncHistoryStore
 from streams.state.snapshot_store import SnapshotStore
-from streams.wiring import snapshot_store
+from streams.wiring import serving, snapshot_store, store_for
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +81,10 @@ class ScorerRuntime:
         self.store = store if store is not None else snapshot_store(settings)
         #: The namespace whose snapshots are served (another after a promotion).
         self.serving = settings.model_name
+        #: What scorers of the model name serve and the store of any namespace: what the
+        #: operator endpoints act on (:mod:`streams.ops.model_actions`).
+        self.lifecycle = serving(settings, self.store.redis)
+        self.stores = store_for(settings, self.store.redis)
         self.experiments = ExperimentFollower(
             ExperimentStore(settings.redis_client(), settings.model_name),
             lambda namespace: snapshot_store(dataclasses.replace(settings, model_name=namespace)),

@@ -17,7 +17,7 @@ import faust
 import redis
 from faust.web import Request, Response, View
 
-from online_model.errors import SnapshotError
+from online_model.errors import ConfigurationError, SnapshotError
 from streams.catalog.rules import parse_rules
 from streams.errors import BadRule, StoreUnavailable
 from streams.ops import model_actions
@@ -80,6 +80,8 @@ def add_views(
         """Ready = the first model load attempt has finished and Kafka answers."""
         served = rt.holder.current
         body: dict[str, Any] = {
+            "model_name": settings.model_name,
+            "model_namespace": rt.serving,
             "model_version": served.version,
             "model_class": served.model_class,
             "snapshot_created_at": served.created_at,
@@ -107,7 +109,9 @@ def add_views(
 
     # Read on demand (console polls, /metrics scrapes), cached for a couple of seconds.
     lag = LagMonitor(
-        LagReader(settings), settings.topic_page_views, lambda: scorer_groups(settings, challenger)
+        LagReader(settings),
+        settings.topic_page_views,
+        lambda: scorer_groups(settings, challenger, lambda: rt.serving),
     )
     rt.metrics.watch_lag(lag)
     console.add_views(app, settings, rt, readiness, lag)
@@ -163,7 +167,7 @@ def add_views(
             return view.json({"error": f"Redis is not reachable: {exc}"}, status=503)
         except model_actions.VersionNotKept as exc:
             return view.json({"error": str(exc)}, status=404)
-        except SnapshotError as exc:
+        except (SnapshotError, ConfigurationError) as exc:
             return view.json({"error": str(exc)}, status=409)
         if swap:
             await rt.refresh_model()
@@ -172,7 +176,16 @@ def add_views(
     @app.page("/models")
     class Models(View):
         async def get(self, request: Request) -> Response:
-            return await on_store(self, lambda: model_actions.version_rows(rt.store, settings.k))
+            def rows() -> list[dict[str, Any]]:
+                served = rt.lifecycle.read()
+                return model_actions.version_rows(rt.stores(served.namespace), settings.k, served)
+
+            return await on_store(self, rows)
+
+    @app.page("/models/served")
+    class ServedNow(View):
+        async def get(self, request: Request) -> Response:
+            return await on_store(self, lambda: rt.lifecycle.read().to_dict())
 
     @app.page("/models/promote")
     class Promote(View):
@@ -181,20 +194,37 @@ def add_views(
                 body = json.loads(await self.read_request_content(request) or b"null")
             except ValueError:  # also UnicodeDecodeError
                 body = None
-            version = body.get("version") if isinstance(body, dict) and len(body) == 1 else None
-            if type(version) is not int or version < 1:
-                return self.json({"error": 'the body must be {"version": <n >= 1>}'}, status=400)
+            ok = isinstance(body, dict) and set(body) in ({"version"}, {"version", "namespace"})
+            version = body.get("version") if ok else None
+            namespace = body.get("namespace") if ok else None
+            if (
+                type(version) is not int
+                or version < 1
+                or ("namespace" in body and not (isinstance(namespace, str) and namespace))
+            ):
+                return self.json(
+                    {"error": 'the body must be {"version": <n >= 1>[, "namespace": "<name>"]}'},
+                    status=400,
+                )
             by = caller(request)
-            return await on_store(self, lambda: model_actions.promote(rt.store, version, by), True)
+            return await on_store(
+                self,
+                lambda: model_actions.promote(rt.lifecycle, rt.stores, version, by, namespace),
+                True,
+            )
 
     @app.page("/models/rollback")
     class Rollback(View):
         async def post(self, request: Request) -> Response:
             by = caller(request)
-            return await on_store(self, lambda: model_actions.rollback(rt.store, by), True)
+            return await on_store(
+                self, lambda: model_actions.rollback(rt.lifecycle, rt.stores, by), True
+            )
 
     @app.page("/models/follow")
     class Follow(View):
         async def post(self, request: Request) -> Response:
             by = caller(request)
-            return await on_store(self, lambda: model_actions.follow(rt.store, by), True)
+            return await on_store(
+                self, lambda: model_actions.follow(rt.lifecycle, rt.stores, by), True
+            )

@@ -127,6 +127,12 @@ class ModelKeys:
         was promoted (absent: this namespace's own)."""
         return f"{self.prefix}serving"
 
+    @property
+    def serving_log(self) -> str:
+        """Every change of what this namespace's scorers serve, newest first (list of
+        JSON; streams.state.serving)."""
+        return f"{self.prefix}serving-log"
+
     def shadow_served(self, user: str) -> str:
         """The challenger's list computed for a user in shadow mode (never sent)."""
         return f"{self.prefix}shadow:{user}"

@@ -134,17 +134,31 @@ def run_trainer(
 
 def challenger_training(settings: Settings) -> tuple[Settings, str | None, dict[str, str]]:
     """Settings, model and parameters of the challenger of the experiment running on
-    ``settings.model_name``: its own namespace (snapshots, lease) and its own commit group,
-    so it learns under the same exactly-once rules as any trainer."""
-    from streams.experiment.store import ExperimentStore
+    ``settings.model_name`` (after a promotion: of the promoted challenger, which is
+    served and must keep learning): its own namespace (snapshots, lease) and its own
+    commit group, so it learns under the same exactly-once rules as any trainer."""
+    from streams.experiment.store import LOG_LENGTH, ExperimentStore
 
-    running = ExperimentStore(settings.redis_client(), settings.model_name).running()
+    experiments = ExperimentStore(settings.redis_client(), settings.model_name)
+    serving, running = experiments.read()
     if running is None:
-        raise ConfigurationError(f"no experiment is running on {settings.model_name}")
+        running = next(
+            (
+                done
+                for done in experiments.history(LOG_LENGTH)
+                if done.state == "promoted" and done.challenger == serving
+            ),
+            None,
+        )
+    if running is None:
+        raise ConfigurationError(
+            f"no experiment is running on {settings.model_name}, and it serves {serving}, "
+            "no promoted challenger: nothing to train with --challenger"
+        )
     trained = dataclasses.replace(
         settings,
         model_name=running.challenger,
-        trainer_group=f"{settings.trainer_group}.{running.challenger}",
+        trainer_group=settings.trainer_group_of(running.challenger),
     )
     return trained, running.model or None, dict(running.params)
 

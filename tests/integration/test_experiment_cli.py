@@ -120,8 +120,13 @@ def test_a_stored_version_as_challenger_and_promotion(
     assert shown["experiments"] == [entry]
     table = run(cand_env, "models", "list").output
     assert f"exp {running.id} promote as challenger: hit@10 0.7500 (n=4)" in table
+    # What is served now, for the model name: the challenger's namespace.
+    served = json.loads(run(settings_env, "models", "list", "--json").output)
+    assert [r["version"] for r in served if r["is_served"]] == [cand_version]
+    assert {r["namespace"] for r in served} == {cand}
     # The champion's served version keeps the same outcome, as the arm that lost.
-    (kept,) = json.loads(run(settings_env, "models", "list", "--json").output)[0]["experiments"]
+    left = run(settings_env, "models", "list", "--json", "--namespace", settings.model_name)
+    (kept,) = json.loads(left.output)[0]["experiments"]
     assert kept["arm"] == "champion" and kept["figures"] == fig
     (done,) = experiments.history()
     assert done.decision is not None

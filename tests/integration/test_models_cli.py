@@ -51,7 +51,9 @@ def test_list_show_promote_rollback_follow(
     assert rows[2]["range"] == "0:<15" and rows[2]["events"] == 15
 
     table = models(settings_env, "list").stdout.splitlines()
-    assert table[0].split()[:3] == ["VERSION", "CREATED", "ORIGIN"]
+    name = settings.model_name
+    assert table[0] == f"model {name} serves {name} version {v2} (following its trainer)"
+    assert table[1].split()[:3] == ["VERSION", "CREATED", "ORIGIN"]
     current_line = next(line for line in table if line.startswith("*"))
     assert current_line.split()[1] == str(v2)
 

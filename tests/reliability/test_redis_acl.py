@@ -42,6 +42,8 @@ def scorer_acl(model: str, password: str) -> list[str]:
         f">{password}",
         *(f"%R~{ns}{key}" for ns in (c, x) for key in READ_ONLY_KEYS),
         *(f"~{c}{key}" for key in OWN_KEYS),
+        f"~{c}pinned",
+        f"~{x}pinned",
         f"%W~{c}experiments",
         f"~{c}experiment-results",
         f"~{x}experiment-results",
@@ -54,13 +56,17 @@ def scorer_acl(model: str, password: str) -> list[str]:
 
 #: Keys the scorer reads in its own namespace and in its challengers': snapshots, and
 #: what GET /models and the console show.
-READ_ONLY_KEYS = ("current", "snap:*", "versions", "origins", "deltas", "pinned")
+READ_ONLY_KEYS = ("current", "snap:*", "versions", "origins", "deltas")
 #: Keys the scorer reads and writes in its own namespace: per-user state, the running
-#: experiment, its counts and (the gate) the served namespace.
-OWN_KEYS = ("hist:*", "served:*", "shadow:*", "experiment", "experiment:*", "serving")
+#: experiment, its counts and (the gate) the served namespace and the log of changes.
+#: The gate also pins the namespace a promotion leaves (``pinned``, in both).
+OWN_KEYS = (
+    *("hist:*", "served:*", "shadow:*", "experiment", "experiment:*"),
+    *("serving", "serving-log"),
+)
 SCORER_COMMANDS = (
     # reads: snapshots, user state, the record and counts, version lists
-    *("get", "mget", "lrange", "zrange", "hgetall", "exists"),
+    *("get", "mget", "lrange", "lindex", "zrange", "hgetall", "exists"),
     # writes: user state, counts; the gate's transaction
     *("rpush", "ltrim", "expire", "set", "del", "lpush", "hset", "hincrbyfloat"),
     *("multi", "exec", "watch", "unwatch"),
@@ -112,7 +118,7 @@ def test_restricted_scorer_user_serves_and_hot_swaps_but_cannot_publish(
     trainer = ChildProcess.streamrec(
         ["trainer"],
         env_for(
-            s_trainer, settings_env, STREAMREC_MODEL="covisit", STREAMREC_SNAPSHOT_INTERVAL="0.5"
+            s_trainer, settings_env, STREAMREC_MODEL="covisit", STREAMREC_SNAPSHOT_INTERVAL="500ms"
         ),
         tmp_path / "trainer.log",
     )
