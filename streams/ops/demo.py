@@ -1,9 +1,10 @@
 """``streamrec demo``: the whole pipeline on one machine, with a summary at the end.
 
-Starts the embedded services (unless external ones are configured), a trainer and a
-scorer as real subprocesses, produces synthetic page views (a few malformed ones among
-them, to show the dead-letter queue) at a fixed rate, reads ``recommendations`` and
-prints what a person wants to know at a glance. Stops everything it started.
+Starts embedded services of its own (unless external ones are configured: see
+:func:`own_services`), a trainer and a scorer as real subprocesses, produces synthetic
+page views (a few malformed ones among them, to show the dead-letter queue) at a fixed
+rate, reads ``recommendations`` and prints what a person wants to know at a glance.
+Stops everything it started.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from confluent_kafka import Consumer
 from online_model.data.generate import generate
 from streams.io.producer import ReliableProducer, page_view
 from streams.io.topics import ensure_topics
-from streams.ops.embedded import EmbeddedServices
+from streams.ops.embedded import EmbeddedServices, free_port, port_in_use
 from streams.ops.processes import ChildProcess
 from streams.scorer.auth import curl_example, local_url, new_token
 from streams.settings import Secret, Settings
@@ -93,6 +94,31 @@ def _malformed(i: int, good: bytes) -> bytes:
     return kinds[i % len(kinds)]
 
 
+def own_services(settings: Settings) -> Settings:
+    """``settings`` for a demo that shares nothing with a stack already running.
+
+    The demo gets a state dir of its own (``<state dir>/demo``, or ``demo-<pid>`` while
+    another demo uses that one), so ``streamrec up``'s record of its services is neither
+    read nor changed; each embedded service, and the scorer's web port, is the configured
+    port when that is free, else a free one. External services stay as configured.
+    """
+    shared = Path(settings.state_dir)
+    state_dir = shared / "demo"
+    if EmbeddedServices(dataclasses.replace(settings, state_dir=state_dir)).running():
+        state_dir = shared / f"demo-{os.getpid()}"
+
+    def port(configured: int, embedded: bool = True) -> int:
+        return free_port() if embedded and port_in_use(configured) else configured
+
+    return dataclasses.replace(
+        settings,
+        state_dir=state_dir,
+        kafka_port=port(settings.kafka_port, settings.embedded_kafka),
+        redis_port=port(settings.redis_port, settings.embedded_redis),
+        web_port=port(settings.web_port),
+    )
+
+
 def run_demo(
     settings: Settings,
     duration: float = 30.0,
@@ -111,10 +137,13 @@ def run_demo(
         # And its scorer's REST API wants a token of its own, made for this run.
         token = new_token()
         settings = dataclasses.replace(settings, api_tokens=Secret(f"demo:admin:{token}"))
-    services = EmbeddedServices(settings)
+    settings = own_services(settings)
+    services = EmbeddedServices(settings, outlive_parent=False)
     started_services = services.up()
     if started_services:
-        say(f"started embedded {', '.join(started_services)}")
+        where = {"kafka": settings.bootstrap_servers, "redis": settings.redacted_redis_url}
+        listed = ", ".join(f"{name} at {where[name]}" for name in started_services)
+        say(f"started embedded {listed} for this demo (state in {settings.state_dir})")
     processes: list[ChildProcess] = []
     try:
         ensure_topics(settings)
@@ -130,7 +159,14 @@ def run_demo(
         shown = token or "<a token of STREAMREC_API_TOKENS>"
         made = "made for this run, admin role" if token else "yours"
         say(f"REST API while the demo runs (token {made}):\n  {curl_example(settings, shown)}")
-        say(f"Console (paste the token when it asks):\n  {local_url(settings, '/console')}")
+        console_url = local_url(settings, "/console")
+        if token:
+            say(
+                f"Console (paste the token when it asks, or open the second link, which "
+                f"carries it):\n  {console_url}\n  {console_url}#token={token}"
+            )
+        else:
+            say(f"Console (paste the token when it asks):\n  {console_url}")
         return _drive(settings, duration, rate, users, pages, say, processes)
     finally:
         for process in reversed(processes):

