@@ -60,9 +60,9 @@ def command(
 ) -> None:
     """Benchmark the scorer, latency, freshness, trainer, replay and memory.
 
-    Runs on the embedded broker and Redis (started on free ports, stopped after) unless
-    KAFKA_BOOTSTRAP_SERVERS and REDIS_URL are set. Writes bench/results/<section>.json,
-    bench/results/REPORT.md and bench/results/pipeline.png.
+    Runs on the embedded broker and Redis (started on free ports, stopped after, also on
+    SIGTERM or Ctrl-C) unless KAFKA_BOOTSTRAP_SERVERS and REDIS_URL are set. Writes
+    bench/results/<section>.json, bench/results/REPORT.md and bench/results/pipeline.png.
     """
     sections = [s.strip() for s in only.split(",") if s.strip()] or list(SECTIONS)
     unknown = set(sections) - set(SECTIONS)
@@ -70,15 +70,19 @@ def command(
         raise click.BadParameter(
             f"unknown section(s) {sorted(unknown)}; choose from {SECTIONS}", param_hint="--only"
         )
+    from bench.harness import stopped_by_signals
     from bench.run import run_benches
 
-    report = run_benches(
-        sections,
-        quick=quick,
-        runs=runs,
-        results_dir=results_dir,
-        snapshot_interval=snapshot_interval,
-    )
+    # SIGTERM (a `timeout` around `make bench`) or Ctrl-C: the services and children
+    # the benches started are stopped on the way out, not left running.
+    with stopped_by_signals():
+        report = run_benches(
+            sections,
+            quick=quick,
+            runs=runs,
+            results_dir=results_dir,
+            snapshot_interval=snapshot_interval,
+        )
     click.echo(report)
 
 

@@ -3,7 +3,9 @@
 The pipeline benches run against the embedded broker and Redis (started here on free
 ports in a temporary state dir) unless ``KAFKA_BOOTSTRAP_SERVERS`` and ``REDIS_URL`` name
 real ones. Each run gets its own topics, consumer group, model namespace and web port, so
-runs never read each other's data.
+runs never read each other's data. A bench stopped by SIGTERM or SIGINT stops what it
+started (:func:`stopped_by_signals`); one killed outright takes its embedded servers with
+it (they are started with ``outlive_parent=False``).
 """
 
 from __future__ import annotations
@@ -14,11 +16,14 @@ import importlib.metadata
 import logging
 import os
 import platform
+import signal
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, Producer, TopicPartition
@@ -80,8 +85,40 @@ def machine() -> dict[str, Any]:
 
 
 @contextlib.contextmanager
+def stopped_by_signals() -> Iterator[None]:
+    """Inside: SIGTERM raises ``SystemExit(143)`` and SIGINT ``KeyboardInterrupt`` in the
+    main thread, once, so the ``finally`` blocks that stop children and services run (by
+    default SIGTERM ends Python at once and they never do). Signals that come while
+    those run are ignored: the cleanup is bounded. Elsewhere than the main thread: no-op.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received: list[int] = []
+
+    def stop(signum: int, _frame: FrameType | None) -> None:
+        received.append(signum)
+        if len(received) > 1:
+            return  # already stopping
+        log.warning("bench stopping on %s: stopping what it started", signal.Signals(signum).name)
+        if signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        raise SystemExit(128 + signum)
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+@contextlib.contextmanager
 def bench_services(state_dir: Path) -> Iterator[tuple[Settings, str]]:
-    """Settings pointing at the services to bench against, and where they come from."""
+    """Settings pointing at the services to bench against, and where they come from.
+
+    Embedded services are stopped on the way out, also when SIGTERM or SIGINT ends the
+    bench (:func:`stopped_by_signals`), and die with the bench if it is killed."""
     bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS") or None
     redis_url = os.environ.get("REDIS_URL") or None
     base = Settings(
@@ -95,12 +132,13 @@ def bench_services(state_dir: Path) -> Iterator[tuple[Settings, str]]:
     if bootstrap and redis_url:
         yield base, "environment"
         return
-    services = EmbeddedServices(base)
-    services.up(timeout=60)
-    try:
-        yield base, "embedded"
-    finally:
-        services.down()
+    services = EmbeddedServices(base, outlive_parent=False)
+    with stopped_by_signals():
+        try:
+            services.up(timeout=60)
+            yield base, "embedded"
+        finally:
+            services.down()
 
 
 def run_standalone(
