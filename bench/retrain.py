@@ -63,7 +63,7 @@ def retrain_once(s: Settings, master: str, timeout: float, tree: Path = ROOT) ->
         sys.executable, "-m", "streams.cli", "retrain",
         "--master", master,
         "--publish", "candidate",
-        "--idle-timeout", str(IDLE_S),
+        "--idle-timeout", f"{IDLE_S:g}s",
         "--topic", s.topic_page_views,
     ]  # fmt: skip
     started = time.monotonic()

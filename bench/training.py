@@ -126,7 +126,7 @@ def replay_once(bench: Bench, s: Settings, timeout: float) -> dict[str, Any]:
         "--publish",
         "candidate",
         "--idle-timeout",
-        str(REPLAY_IDLE_S),
+        f"{REPLAY_IDLE_S:g}s",
         "--topic",
         s.topic_page_views,
     ]
@@ -237,7 +237,7 @@ def bench_training(bench: Bench, world: World, runs: int) -> dict[str, dict[str,
         seconds = summary([r["seconds"] for r in replay_runs])
         method = "streamrec replay"
         replay_notes = [
-            f"`streamrec replay --publish candidate --idle-timeout {REPLAY_IDLE_S}` timed as "
+            f"`streamrec replay --publish candidate --idle-timeout {REPLAY_IDLE_S:g}s` timed as "
             "a process (start, read, test-then-train, sign and store); the idle timeout it "
             "waits after the last record is subtracted",
             "trainer catch-up from an empty store on the same topic, for comparison: "

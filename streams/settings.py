@@ -21,6 +21,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from online_model.catalog import UNKNOWN_POLICIES
 from online_model.errors import ConfigurationError
+from streams.durations import parse_duration
 from streams.scorer.auth import parse_api_tokens
 
 if TYPE_CHECKING:
@@ -138,11 +139,18 @@ librdkafka_log = logging.getLogger("streams.librdkafka")
 librdkafka_log.addFilter(_OncePerMinute())
 
 
-def _env(var: str, default: Any = MISSING, factory: Any = MISSING) -> Any:
-    """A settings field read from environment variable ``var`` (parsed by its type)."""
+def _env(
+    var: str,
+    default: Any = MISSING,
+    factory: Any = MISSING,
+    parse: Callable[[str], Any] | None = None,
+) -> Any:
+    """A settings field read from environment variable ``var`` (parsed by its type, or by
+    ``parse``)."""
+    metadata = {"env": var} if parse is None else {"env": var, "parse": parse}
     if factory is not MISSING:
-        return field(default_factory=factory, metadata={"env": var})
-    return field(default=default, metadata={"env": var})
+        return field(default_factory=factory, metadata=metadata)
+    return field(default=default, metadata=metadata)
 
 
 #: How a variable's text becomes a field's value, by the field's annotation.
@@ -191,11 +199,12 @@ class Settings:
     snapshot_key: Secret = _env("STREAMREC_SNAPSHOT_KEY", factory=lambda: Secret(""))  # noqa: RUF009
     insecure_dev: bool = _env("STREAMREC_INSECURE_DEV", False)
     allow_pickle: bool = _env("STREAMREC_ALLOW_PICKLE", False)
-    snapshot_interval: float = _env("STREAMREC_SNAPSHOT_INTERVAL", 0.5)
+    #: Durations whose name has no unit are typed with one (``500ms``, ``2s``).
+    snapshot_interval: float = _env("STREAMREC_SNAPSHOT_INTERVAL", 0.5, parse=parse_duration)
     snapshot_keep: int = _env("STREAMREC_SNAPSHOT_KEEP", 20)
     #: Delta snapshots the trainer publishes between two full ones (0: only full ones).
     snapshot_full_every: int = _env("STREAMREC_SNAPSHOT_FULL_EVERY", 20)
-    model_poll_interval: float = _env("STREAMREC_MODEL_POLL_INTERVAL", 0.5)
+    model_poll_interval: float = _env("STREAMREC_MODEL_POLL_INTERVAL", 0.5, parse=parse_duration)
     k: int = _env("STREAMREC_K", 10)
     history_length: int = _env("STREAMREC_HISTORY_LENGTH", 50)
     history_ttl_s: int = _env("STREAMREC_HISTORY_TTL_S", 30 * 24 * 3600)
@@ -446,7 +455,7 @@ class Settings:
         an embedded broker started by the parent is the child's too), names and key.
         """
         env: dict[str, str] = {}
-        for name, (var, _) in _ENV.items():
+        for name, (var, parse) in _ENV.items():
             value = getattr(self, name)
             if value is None:
                 continue
@@ -454,6 +463,8 @@ class Settings:
                 value = value.get()
             elif isinstance(value, bool):
                 value = "1" if value else "0"
+            elif parse is parse_duration:
+                value = f"{float(value)!r}s"
             env[var] = str(value)
         env["KAFKA_BOOTSTRAP_SERVERS"] = self.bootstrap_servers
         env["REDIS_URL"] = self.effective_redis_url
@@ -476,5 +487,6 @@ class Settings:
 # name -> (environment variable, parser), derived from the fields; the order is the order
 # of the fields, which is the order of the README's table.
 _ENV: dict[str, tuple[str, Callable[[str], Any]]] = {
-    f.name: (f.metadata["env"], _PARSERS[str(f.type)]) for f in fields(Settings)
+    f.name: (f.metadata["env"], f.metadata.get("parse") or _PARSERS[str(f.type)])
+    for f in fields(Settings)
 }

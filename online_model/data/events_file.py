@@ -1,9 +1,11 @@
 """Read page-view logs (CSV or JSONL) into time-ordered events.
 
 Both formats carry ``user_id``, ``page_id``, ``ts_ms`` (epoch milliseconds) and an
-optional ``session_id``. Rows may come unsorted; they are stable-sorted by ``ts_ms`` so
-ties keep file order. A malformed row raises :class:`~online_model.errors.InputError`
-naming its line, or is skipped and counted with ``skip_bad=True``.
+optional ``session_id``. ``ts_ms`` is a number of milliseconds since 1970-01-01 UTC
+(``1733493600000``; a decimal or exponent form such as ``1.7334936e12`` is truncated to
+whole milliseconds). Rows may come unsorted; they are stable-sorted by ``ts_ms`` so ties
+keep file order. A malformed row raises :class:`~online_model.errors.InputError` naming
+the file and its line, or is skipped and counted with ``skip_bad=True``.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ REQUIRED_FIELDS = ("user_id", "page_id", "ts_ms")
 
 #: Timestamps are Avro longs (signed 64-bit) downstream.
 _TS_MIN, _TS_MAX = -(2**63), 2**63 - 1
+#: What a ``ts_ms`` that is not one should have been.
+TS_HINT = "give epoch milliseconds, e.g. 1733493600000 for 2024-12-06T14:00:00Z"
 
 
 class PageView(NamedTuple):
@@ -42,6 +46,7 @@ class EventLog:
     events: list[PageView]
     n_bad: int = 0
     bad_lines: list[int] = field(default_factory=list)  # first 100 skipped line numbers
+    first_bad: str | None = None  # why the first skipped row was bad
 
     def __iter__(self) -> Iterator[PageView]:
         return iter(self.events)
@@ -51,29 +56,34 @@ class EventLog:
 
 
 def _parse_ts(value: object) -> int:
+    """Epoch milliseconds; ``ValueError`` ending a sentence that starts with the value."""
     ts = _ts_number(value)
     if not _TS_MIN <= ts <= _TS_MAX:
-        raise ValueError("ts_ms does not fit in a signed 64-bit integer")
+        raise ValueError(f"does not fit in a signed 64-bit integer ({TS_HINT})")
     return ts
 
 
 def _ts_number(value: object) -> int:
     if isinstance(value, bool):
-        raise ValueError("ts_ms is a boolean")
+        raise ValueError(f"is a boolean, not a time ({TS_HINT})")
     if isinstance(value, int):
         return value
     if isinstance(value, float):
         if value != value or value in (float("inf"), float("-inf")):
-            raise ValueError("ts_ms is not finite")
+            raise ValueError(f"is not a finite time ({TS_HINT})")
         return int(value)
     text = str(value).strip()
     try:
         return int(text)
     except ValueError:
-        f = float(text)  # accept "1.7e12"; raises ValueError on garbage
-        if f != f or f in (float("inf"), float("-inf")):
-            raise ValueError("ts_ms is not finite") from None
-        return int(f)
+        pass
+    try:
+        f = float(text)  # accept "1.7e12"
+    except ValueError:
+        raise ValueError(f"is not a time ({TS_HINT})") from None
+    if f != f or f in (float("inf"), float("-inf")):
+        raise ValueError(f"is not a finite time ({TS_HINT})")
+    return int(f)
 
 
 def _row_to_view(row: dict, line: int) -> PageView:
@@ -83,7 +93,7 @@ def _row_to_view(row: dict, line: int) -> PageView:
     try:
         ts = _parse_ts(row["ts_ms"])
     except (TypeError, ValueError) as exc:
-        raise InputError(f"line {line}: ts_ms {row['ts_ms']!r} is not valid: {exc}") from exc
+        raise InputError(f"line {line}: ts_ms {row['ts_ms']!r} {exc}") from exc
     session = row.get("session_id")
     return PageView(
         str(row["user_id"]).strip(),
@@ -144,6 +154,16 @@ def file_rows(
     return _jsonl_rows(path) if fmt == "jsonl" else _csv_rows(path, required)
 
 
+def _located(
+    path: str | os.PathLike[str], rows: Iterator[tuple[int, dict | None, str | None]]
+) -> Iterator[tuple[int, dict | None, str | None]]:
+    """``rows``, with the file named in an error of its own (a header without ts_ms)."""
+    try:
+        yield from rows
+    except InputError as exc:
+        raise InputError(f"{path} {exc}") from exc
+
+
 def read_events(
     path: str | os.PathLike[str], *, skip_bad: bool = False, fmt: str | None = None
 ) -> EventLog:
@@ -162,11 +182,11 @@ def read_events(
     Raises
     ------
     InputError
-        On the first malformed row (naming its line) unless ``skip_bad``; on a missing
+        On the first malformed row (``events.csv line 3: ...``) unless ``skip_bad``; on a missing
         file, a CSV header without the required columns, or a file with no page view in
         it (empty, a header only, or every row skipped): an empty input is a mistake.
     """
-    rows = file_rows(path, REQUIRED_FIELDS, fmt)
+    rows = _located(path, file_rows(path, REQUIRED_FIELDS, fmt))
     events: list[PageView] = []
     log = EventLog(events)
     try:
@@ -175,12 +195,14 @@ def read_events(
                 if problem is not None:
                     raise InputError(f"line {line}: {problem}")
                 events.append(_row_to_view(row, line))  # type: ignore[arg-type]
-            except InputError:
+            except InputError as exc:
                 if not skip_bad:
-                    raise
+                    raise InputError(f"{path} {exc}") from exc
                 log.n_bad += 1
                 if len(log.bad_lines) < 100:
                     log.bad_lines.append(line)
+                if log.first_bad is None:
+                    log.first_bad = str(exc)
     except OSError as exc:
         raise InputError(f"cannot read {path}: {exc}") from exc
     except UnicodeDecodeError as exc:
@@ -191,6 +213,10 @@ def read_events(
     events.sort(key=lambda e: e.ts_ms)  # list.sort is stable: ties keep file order
     if log.n_bad:
         logger.warning(
-            "skipped bad rows path=%s n_bad=%d first=%s", path, log.n_bad, log.bad_lines[:5]
+            "skipped bad rows path=%s n_bad=%d lines=%s first: %s",
+            path,
+            log.n_bad,
+            log.bad_lines[:5],
+            log.first_bad,
         )
     return log

@@ -25,6 +25,7 @@ from typing import Any
 import click
 
 from online_model.errors import StreamrecError
+from streams.cli.options import Duration
 from streams.ops import progress as _progress
 
 
@@ -90,12 +91,13 @@ class _Group(click.Group):
 )
 @click.option(
     "--progress-interval",
-    default=_progress.DEFAULT_INTERVAL_S,
+    default=f"{_progress.DEFAULT_INTERVAL_S:g}s",
     envvar="STREAMREC_PROGRESS_INTERVAL",
     show_envvar=True,
     show_default=True,
-    type=click.FloatRange(min=0, min_open=True),
-    help="Seconds between progress lines of long commands when stderr is not a terminal.",
+    type=Duration(),
+    help="Time between progress lines of long commands when stderr is not a terminal "
+    "(e.g. 10s, 1m).",
 )
 @click.pass_context
 def main(ctx: click.Context, log_level: str, progress_interval: float) -> None:

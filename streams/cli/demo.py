@@ -6,6 +6,7 @@ import json
 
 import click
 
+from streams.cli.options import Duration
 from streams.ops.demo import result_json, run_demo
 from streams.settings import Settings
 
@@ -13,11 +14,12 @@ from streams.settings import Settings
 @click.command("demo")
 @click.option(
     "--duration",
-    default=30.0,
+    type=Duration(),
+    default="30s",
     show_default=True,
     envvar="STREAMREC_DEMO_DURATION",
     show_envvar=True,
-    help="Seconds of page views to produce.",
+    help="How long to produce page views (e.g. 30s, 5m).",
 )
 @click.option(
     "--rate",

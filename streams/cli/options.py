@@ -3,7 +3,8 @@
 ``--model``, ``--param``, ``--k`` and ``--json`` mean the same thing in every command that
 takes them, read the same environment variables and reject the same bad values. Numbers
 are :class:`Count` (ASCII digits only: ``5_0`` or a fullwidth ``5`` is refused, as in the
-settings and the REST API).
+settings and the REST API); durations are :class:`Duration` (``90s``, ``30m``, ``6h``: a
+bare number is refused, as in the settings).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any, TypeVar
 import click
 from click.core import ParameterSource
 
+from streams.durations import parse_duration
 from streams.errors import ConfigurationError
 from streams.settings import MAX_K, parse_count
 
@@ -62,6 +64,50 @@ class Count(click.ParamType):
 
     def __repr__(self) -> str:
         return f"Count({self.low}, {self.high})"
+
+
+class Duration(click.ParamType):
+    """A duration with its unit (:func:`~streams.durations.parse_duration`), as seconds.
+
+    Zero (``0``, ``0s``) only where ``zero`` allows it. The error names the option and the
+    value as typed (``--every 6: give a unit, e.g. 6s, 6m or 6h``), or the environment
+    variable when the value came from there.
+    """
+
+    name = "duration"
+
+    def __init__(self, zero: bool = False) -> None:
+        self.zero = zero
+
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)  # a default given in code, already seconds
+        try:
+            seconds = parse_duration(str(value))
+        except ValueError as exc:
+            raise click.UsageError(f"{_typed(value, param, ctx)}: {exc}", ctx) from None
+        if seconds == 0 and not self.zero:
+            raise click.UsageError(f"{_typed(value, param, ctx)}: must be longer than 0", ctx)
+        return seconds
+
+    def __repr__(self) -> str:
+        return "DURATION"
+
+
+def _typed(value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+    """``--every 6``, or ``STREAMREC_RETRAIN_EVERY=6`` when the value came from there."""
+    if param is None:
+        return str(value)
+    source = ctx.get_parameter_source(param.name) if ctx is not None and param.name else None
+    if source is ParameterSource.ENVIRONMENT:
+        envvar = param.envvar
+        names = [envvar] if isinstance(envvar, str) else list(envvar or ())
+        for var in names:
+            if os.environ.get(var):
+                return f"{var}={value}"
+    return f"{param.opts[0] if param.opts else param.name} {value}"
 
 
 def env_option(*decls: str, env: str, renamed_from: str | None = None, **kwargs: Any) -> Any:
@@ -191,22 +237,22 @@ def reading_options(command: str, lateness_help: str = "") -> Callable[[F], F]:
     return _stack(
         click.option(
             "--idle-timeout",
-            type=click.FloatRange(min=0, min_open=True),
-            default=5.0,
+            type=Duration(),
+            default="5s",
             show_default=True,
             envvar=f"{env}_IDLE_TIMEOUT",
             show_envvar=True,
-            help="Seconds without a record after which a partition counts as read.",
+            help="Time without a record (e.g. 5s, 2m) after which a partition counts as read.",
         ),
         click.option(
             "--lateness",
-            type=click.FloatRange(min=0),
-            default=0.0,
+            type=Duration(zero=True),
+            default="0s",
             show_default=True,
             envvar=f"{env}_LATENESS",
             show_envvar=True,
-            help="Seconds past --to a record must be stamped before its partition counts "
-            f"as read.{lateness_help}",
+            help="How long past --to (e.g. 30s, 10m) a record must be stamped before its "
+            f"partition counts as read.{lateness_help}",
         ),
         click.option(
             "--topic",

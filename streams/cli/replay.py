@@ -16,7 +16,7 @@ from streams.cli.options import (
     reading_options,
 )
 from streams.replay.publish import EXIT_GATE_REFUSED
-from streams.replay.rebuild import TimeRange, parse_time
+from streams.replay.rebuild import parse_range
 from streams.replay.run import EmptyRange, ReplayRequest, run_replay
 from streams.settings import Settings
 
@@ -52,7 +52,7 @@ def command(
     """
     settings = Settings.from_env(k=k)
     request = ReplayRequest(
-        TimeRange(parse_time(start), parse_time(end)),
+        parse_range(start, end),
         model_spec,
         parse_params(params),
         publish_mode,

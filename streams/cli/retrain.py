@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import json
 import logging
-import re
-import signal
-import threading
 from typing import Any
 
 import click
 
 from online_model.errors import ConfigurationError
+from streams.cli._repeat import repeat, utc_text
 from streams.cli.options import (
+    Duration,
     model_option,
     param_option,
     parse_params,
@@ -21,29 +20,11 @@ from streams.cli.options import (
     reading_options,
 )
 from streams.replay.publish import EXIT_GATE_REFUSED, publish
-from streams.replay.rebuild import TimeRange, check_gate_metric, parse_time
+from streams.replay.rebuild import TimeRange, check_gate_metric, parse_range
 from streams.settings import Settings
 from streams.wiring import snapshot_signing_key, snapshot_store
 
 log = logging.getLogger(__name__)
-
-_UNITS = {"": 1.0, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
-
-
-def parse_duration(text: str | None) -> float | None:
-    """Seconds from ``"90"``, ``"90s"``, ``"15m"``, ``"1h"``, ``"1d"``; None/"" = one shot.
-
-    >>> parse_duration("15m"), parse_duration("1.5h"), parse_duration("")
-    (900.0, 5400.0, None)
-    """
-    if text is None or not text.strip():
-        return None
-    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*", text.lower())
-    if not match or float(match.group(1)) <= 0:
-        raise ConfigurationError(
-            f"--every {text!r} is not a positive duration (e.g. 90s, 15m, 1h, 1d)"
-        )
-    return float(match.group(1)) * _UNITS[match.group(2)]
 
 
 @click.command("retrain")
@@ -56,7 +37,14 @@ def parse_duration(text: str | None) -> float | None:
     envvar="STREAMREC_RETRAIN_INPUT",
     show_envvar=True,
     help="Read this CSV/JSONL file of page views (as `streamrec produce` takes) "
-    "instead of the topic; malformed rows are counted and skipped.",
+    "instead of the topic; a malformed row stops the job, naming its line.",
+)
+@click.option(
+    "--skip-bad",
+    is_flag=True,
+    envvar="STREAMREC_SKIP_BAD",
+    show_envvar=True,
+    help="With --input: skip and count malformed rows instead of stopping at the first.",
 )
 @model_option(
     " covisit: the whole model, rebuilt in bulk; hybrid: its item-item batch layer, "
@@ -88,12 +76,14 @@ def parse_duration(text: str | None) -> float | None:
 )
 @click.option(
     "--every",
+    type=Duration(),
     default=None,
     metavar="DURATION",
     envvar="STREAMREC_RETRAIN_EVERY",
     show_envvar=True,
-    help="Repeat the job every DURATION (90s, 15m, 1h, 1d), one JSON line per run, until "
-    "interrupted. [default: run once]",
+    help="Start the job every DURATION (6h, 30m, 1d, 1h30m; a bare number is refused), "
+    "one JSON line per run, until Ctrl-C (exit 130) or SIGTERM (143, after the run in "
+    "progress). [default: run once]",
 )
 @click.option(
     "--records-per-task",
@@ -109,13 +99,14 @@ def command(
     start: str | None,
     end: str | None,
     input_path: str | None,
+    skip_bad: bool,
     model_spec: str | None,
     params: tuple[str, ...],
     publish_mode: str,
     gate: str | None,
     tail: int,
     master: str | None,
-    every: str | None,
+    every: float | None,
     records_per_task: int,
     idle_timeout: float,
     lateness: float,
@@ -136,8 +127,7 @@ def command(
     from streams.retrain.run import RetrainSpec, builds_batch_layer
 
     settings = Settings.from_env()
-    period = parse_duration(every)
-    base_range = TimeRange(parse_time(start), parse_time(end))
+    base_range = parse_range(start, end)
     spec_params = parse_params(params)
     name = model_spec or settings.model_spec
     batch_layer = builds_batch_layer(name, spec_params)  # a bad spec fails before Spark
@@ -150,6 +140,7 @@ def command(
         time_range=base_range,
         topic=topic,
         input_path=input_path,
+        skip_bad=skip_bad,
         tail=tail,
         gate=gate,
         idle_timeout=idle_timeout,
@@ -166,25 +157,20 @@ def command(
         raise ConfigurationError(
             "retrain needs pyspark: pip install 'streamrec[spark]' (and Java 17)"
         ) from exc
-    stop = threading.Event()
-    if period is not None:
-        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+
+    def run_once() -> bool:
+        if batch_layer:
+            _run_batch_layer(sc, settings, spec, key, publish_mode)
+            return False
+        return _run(sc, settings, spec, key, publish_mode)
+
+    ctx = click.get_current_context()
     try:
-        while True:
-            if batch_layer:
-                _run_batch_layer(sc, settings, spec, key, publish_mode)
-                refused = False
-            else:
-                refused = _run(sc, settings, spec, key, publish_mode)
-            if period is None:
-                if refused:
-                    click.get_current_context().exit(EXIT_GATE_REFUSED)
-                return
-            click.echo(f"next retrain in {period:g}s", err=True)
-            if stop.wait(period):
-                return
-    except KeyboardInterrupt:
-        return
+        if every is None:
+            if run_once():
+                ctx.exit(EXIT_GATE_REFUSED)
+            return
+        ctx.exit(repeat(run_once, every))
     finally:
         sc.stop()
 
@@ -215,7 +201,13 @@ def _up_to_now(spec: Any) -> Any:
         import dataclasses
         import time
 
-        time_range = TimeRange(time_range.start_ms, int(time.time() * 1000))
+        now_ms = int(time.time() * 1000)
+        if time_range.start_ms is not None and time_range.start_ms >= now_ms:
+            raise ConfigurationError(
+                f"--from {utc_text(time_range.start_ms / 1000)} is not before now "
+                f"({utc_text(now_ms / 1000)}): up to now nothing is in the range"
+            )
+        time_range = TimeRange(time_range.start_ms, now_ms)
         spec = dataclasses.replace(spec, time_range=time_range)
     return spec
 

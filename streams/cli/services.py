@@ -6,6 +6,7 @@ import json
 
 import click
 
+from streams.cli.options import Duration
 from streams.ops.embedded import EmbeddedServices
 from streams.scorer.auth import curl_example, new_token
 from streams.settings import Settings
@@ -14,11 +15,12 @@ from streams.settings import Settings
 @click.command("up")
 @click.option(
     "--timeout",
-    default=30.0,
+    type=Duration(),
+    default="30s",
     show_default=True,
     envvar="STREAMREC_UP_TIMEOUT",
     show_envvar=True,
-    help="Seconds to wait for each service to answer.",
+    help="How long to wait for each service to answer (e.g. 30s, 2m).",
 )
 def up(timeout: float) -> None:
     """Start the embedded services that are not configured externally (idempotent)."""

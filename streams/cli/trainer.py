@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from streams.cli.options import model_option, param_option, parse_params
+from streams.cli.options import Duration, model_option, param_option, parse_params
 from streams.settings import Settings
 from streams.trainer.run import DEFAULT_LEASE_TTL, challenger_training, ready_line, run_trainer
 
@@ -21,20 +21,20 @@ log = logging.getLogger(__name__)
 @param_option()
 @click.option(
     "--snapshot-interval",
-    type=float,
+    type=Duration(),
     default=None,
     envvar="STREAMREC_SNAPSHOT_INTERVAL",
     show_envvar=True,
-    help="Seconds between snapshots. [default: 0.5]",
+    help="Time between snapshots (e.g. 500ms, 2s). [default: 500ms]",
 )
 @click.option(
     "--lease-ttl",
-    type=float,
-    default=DEFAULT_LEASE_TTL,
+    type=Duration(),
+    default=f"{DEFAULT_LEASE_TTL:g}s",
     show_default=True,
     envvar="STREAMREC_TRAINER_LEASE_TTL",
     show_envvar=True,
-    help="Seconds a killed trainer keeps its successor waiting.",
+    help="How long a killed trainer keeps its successor waiting (e.g. 10s).",
 )
 @click.option(
     "--challenger",

@@ -105,6 +105,24 @@ def parse_time(text: str | None) -> int | None:
     return round(parsed.timestamp() * 1000)
 
 
+def parse_range(start: str | None, end: str | None) -> TimeRange:
+    """``--from``/``--to`` as typed into a :class:`TimeRange`; a reversed or empty range is
+    refused naming both as typed (not as the epoch milliseconds they became).
+
+    >>> parse_range("2024-05-01", None).start_ms
+    1714521600000
+    >>> parse_range("2024-06-01", "2024-05-01")
+    Traceback (most recent call last):
+    ...
+    online_model.errors.ConfigurationError: --to 2024-05-01 must be after --from 2024-06-01
+    """
+    start_ms, end_ms = parse_time(start), parse_time(end)
+    if start_ms is not None and end_ms is not None and end_ms <= start_ms:
+        assert start is not None and end is not None
+        raise ConfigurationError(f"--to {end.strip()} must be after --from {start.strip()}")
+    return TimeRange(start_ms, end_ms)
+
+
 class RangeReader(Protocol):
     """What replay needs from a log (Kafka, or a list in tests)."""
 

@@ -224,9 +224,14 @@ def merge_ranges(
     return events, spans, bad
 
 
-def read_file(path: str, time_range: TimeRange) -> LogRead:
-    """A CSV/JSONL file of page views (read on the driver; malformed rows are counted)."""
-    event_log = read_events(path, skip_bad=True)
+def read_file(path: str, time_range: TimeRange, *, skip_bad: bool = False) -> LogRead:
+    """A CSV/JSONL file of page views, read on the driver.
+
+    A malformed row refuses the file (``InputError`` naming the file and line), as
+    ``streamrec produce`` does; with ``skip_bad`` it is counted (``bad_row``), and
+    :func:`~online_model.data.events_file.read_events` logs the count and the first one.
+    """
+    event_log = read_events(path, skip_bad=skip_bad)
     events = OrderedEvents.from_rows(
         (e.user_id, e.page_id, e.ts_ms) for e in event_log.events if e.ts_ms in time_range
     )

@@ -57,6 +57,8 @@ class RetrainSpec:
     time_range: TimeRange
     topic: str | None = None
     input_path: str | None = None
+    #: Skip (and count) malformed rows of ``input_path`` instead of refusing the file.
+    skip_bad: bool = False
     tail: int = 5_000
     gate: str | None = None
     idle_timeout: float = 5.0
@@ -132,7 +134,7 @@ def retrain_batch_layer(sc: Any, settings: Settings, spec: RetrainSpec) -> Batch
 
 def _read(sc: Any, settings: Settings, spec: RetrainSpec) -> job.LogRead:
     if spec.input_path is not None:
-        return job.read_file(spec.input_path, spec.time_range)
+        return job.read_file(spec.input_path, spec.time_range, skip_bad=spec.skip_bad)
     return job.read_kafka(
         sc,
         settings,

@@ -14,7 +14,7 @@ from tests.support.scorer import http_json
 def test_the_demo_prints_a_working_curl_line(settings_env: dict[str, str], tmp_path: Path) -> None:
     env = {k: v for k, v in settings_env.items() if k != "STREAMREC_API_TOKENS"}
     demo = ChildProcess.streamrec(
-        ["demo", "--duration", "20", "--rate", "50"], env, tmp_path / "demo.log"
+        ["demo", "--duration", "20s", "--rate", "50"], env, tmp_path / "demo.log"
     )
     try:
         line = wait_for(

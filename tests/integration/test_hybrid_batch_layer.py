@@ -140,7 +140,7 @@ def test_a_running_hybrid_trainer_swaps_in_a_retrained_batch_layer_and_keeps_lea
         monkeypatch.setattr(job, "spark_context", lambda master: SharedSpark(spark))
         result = CliRunner().invoke(
             main,
-            ["retrain", "--model", "hybrid", "--publish", "live", "--idle-timeout", "1"],
+            ["retrain", "--model", "hybrid", "--publish", "live", "--idle-timeout", "1s"],
             env=settings.to_env(),
             catch_exceptions=False,
         )

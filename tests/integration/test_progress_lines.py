@@ -22,7 +22,7 @@ def run(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.Completed
     with open(cwd / "out.txt", "w") as out, open(cwd / "err.txt", "w") as err:
         code = subprocess.run(
             [sys.executable, "-m", "streams.cli", *args],
-            env={**env, "STREAMREC_PROGRESS_INTERVAL": "0.2"},
+            env={**env, "STREAMREC_PROGRESS_INTERVAL": "200ms"},
             cwd=cwd,
             stdout=out,
             stderr=err,
@@ -57,7 +57,7 @@ def test_produce_and_replay_print_progress_lines_into_a_file(
     assert counts == sorted(counts) and counts[-1] > counts[0]
     assert "of 2,000 page views" in done.stderr
 
-    done = run(["replay", "--idle-timeout", "1"], settings_env, tmp_path)
+    done = run(["replay", "--idle-timeout", "1s"], settings_env, tmp_path)
     assert done.returncode == 0, done.stderr
     assert progress(done.stderr, f"reading {settings.topic_page_views}"), done.stderr
 
@@ -76,7 +76,7 @@ def test_batch_score_prints_progress_lines_into_a_file(
 ) -> None:
     users = tmp_path / "users.txt"
     users.write_text("".join(f"user{i}\n" for i in range(30_000)))
-    env = {**settings_env, "STREAMREC_PROGRESS_INTERVAL": "0.05"}
+    env = {**settings_env, "STREAMREC_PROGRESS_INTERVAL": "50ms"}
     with open(tmp_path / "err.txt", "w") as err:
         code = subprocess.run(
             [

@@ -100,7 +100,7 @@ def test_a_range_without_page_views_says_so_and_is_not_judged(
             "--publish",
             "candidate",
             "--idle-timeout",
-            "1.5",
+            "1.5s",
         ],
         settings_env,
         tmp_path,

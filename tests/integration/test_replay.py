@@ -36,7 +36,7 @@ def walk_views(n: int, base_ms: int) -> list[dict[str, Any]]:
 
 def replay(settings_env: dict[str, str], *args: str) -> Result:
     return CliRunner().invoke(
-        main, ["replay", "--idle-timeout", "1.5", *args], env=settings_env, catch_exceptions=False
+        main, ["replay", "--idle-timeout", "1.5s", *args], env=settings_env, catch_exceptions=False
     )
 
 
@@ -114,7 +114,7 @@ def test_replay_of_a_sub_range_matches_local_evaluation_and_is_deterministic(
     assert meta.events_seen == 400
 
     # With lateness covering the tail, the late record is read too (and only it).
-    late = replay(settings_env, *args, "--lateness", "60")
+    late = replay(settings_env, *args, "--lateness", "60s")
     assert late.exit_code == 0, late.output
     assert out_json(late)["replay"]["bad_records"] == 2
     assert out_json(late)["content_hash"] == report["content_hash"]

@@ -157,7 +157,9 @@ def test_retrain_of_a_file_equals_online_learning_and_its_tail_metrics(
         fh.write("u1,p1,not-a-time,s1\n")
     events = [(u, p, t) for u, p, t, _ in views.rows()]
     params = {"backoff_rate": "0"}
-    spec = RetrainSpec("covisit", params, TimeRange(), input_path=str(path), tail=400)
+    spec = RetrainSpec(
+        "covisit", params, TimeRange(), input_path=str(path), skip_bad=True, tail=400
+    )
     outcome = retrain_once(spark, settings, spec)
     assert outcome.summary["bad_by_reason"] == {"bad_row": 1}
     assert outcome.summary["events"] == len(events)
@@ -216,7 +218,7 @@ def test_spark_submit_of_the_entry_point_publishes_a_snapshot_a_scorer_loads(
             "--tail",
             "100",
             "--idle-timeout",
-            "1",
+            "1s",
             "--records-per-task",
             "150",
         ],
@@ -243,11 +245,26 @@ def test_spark_submit_of_the_entry_point_publishes_a_snapshot_a_scorer_loads(
     assert len(snap.model.recommend("someone", k=10, history=history)) == 10
 
 
+def test_a_file_with_a_bad_row_is_refused_as_produce_refuses_it(tmp_path: Path) -> None:
+    path = tmp_path / "events.csv"
+    path.write_text("user_id,page_id,ts_ms\nu1,p1,5\nu2,p2,notatime\n")
+    result = CliRunner().invoke(
+        main,
+        ["retrain", "--input", str(path), "--master", "local[1]"],
+        env={"STREAMREC_INSECURE_DEV": "1"},
+        catch_exceptions=False,
+    )
+    assert result.exit_code == 2, result.output
+    assert f"error: {path} line 3: ts_ms 'notatime' is not a time" in result.stderr
+    assert result.stdout == ""  # no summary: nothing was built
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
         (["--model", "mf"], "cannot be retrained in bulk"),
-        (["--every", "soon"], "--every 'soon' is not a positive duration"),
+        (["--every", "soon"], "--every soon: not a duration"),
+        (["--every", "6"], "--every 6: give a unit, e.g. 6s, 6m or 6h"),
         (["--gate", "hit@3"], "is not a metric"),
         (["--gate", "hit@10", "--tail", "0"], "needs --tail > 0"),
         (["--model", "hybrid", "--gate", "hit@10"], "--gate judges whole models"),

@@ -73,9 +73,9 @@ def trainer_process(env: dict[str, str], log_path: Path) -> ChildProcess:
 def trainer_env(settings_env: dict[str, str]) -> dict[str, str]:
     return {
         **settings_env,
-        "STREAMREC_SNAPSHOT_INTERVAL": "0.5",
+        "STREAMREC_SNAPSHOT_INTERVAL": "500ms",
         "STREAMREC_MODEL": "covisit",
-        "STREAMREC_TRAINER_LEASE_TTL": "3",
+        "STREAMREC_TRAINER_LEASE_TTL": "3s",
     }
 
 
@@ -109,7 +109,7 @@ def test_sigkill_between_snapshots_then_restart_learns_each_event_exactly_once(
     produce_bad(settings, bad)
 
     # A long interval for the first run, so that the kill surely falls between snapshots.
-    slow_env = {**trainer_env, "STREAMREC_SNAPSHOT_INTERVAL": "2.5"}
+    slow_env = {**trainer_env, "STREAMREC_SNAPSHOT_INTERVAL": "2.5s"}
     first = trainer_process(slow_env, tmp_path / "trainer-1.log")
     processes.append(first)
     meta = wait_for(
@@ -166,7 +166,7 @@ def test_sigterm_publishes_a_final_snapshot_and_exits_zero(
     ensure_topics(settings, [settings.topic_page_views])
     n = 250
     assert produce_page_views(settings, views(0, n)).delivered == n
-    env = {**trainer_env, "STREAMREC_SNAPSHOT_INTERVAL": "600"}  # no periodic snapshot
+    env = {**trainer_env, "STREAMREC_SNAPSHOT_INTERVAL": "10m"}  # no periodic snapshot
     proc = trainer_process(env, tmp_path / "trainer.log")
     processes.append(proc)
     wait_for(lambda: "trainer learning" in proc.output(), 60, "the trainer to start learning")

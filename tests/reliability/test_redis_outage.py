@@ -34,8 +34,8 @@ def test_redis_outage_scorer_degrades_and_recovers_trainer_republishes(
     env = env_for(
         s,
         settings_env,
-        STREAMREC_TRAINER_LEASE_TTL="3",
-        STREAMREC_SNAPSHOT_INTERVAL="0.5",
+        STREAMREC_TRAINER_LEASE_TTL="3s",
+        STREAMREC_SNAPSHOT_INTERVAL="500ms",
         STREAMREC_MODEL="covisit",
     )
     ensure_topics(s)

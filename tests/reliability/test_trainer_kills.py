@@ -24,9 +24,9 @@ def test_current_only_moves_forward_across_trainer_kills_and_nothing_is_relearne
     ensure_topics(settings, [settings.topic_page_views])
     env = {
         **settings_env,
-        "STREAMREC_SNAPSHOT_INTERVAL": "0.3",
+        "STREAMREC_SNAPSHOT_INTERVAL": "300ms",
         "STREAMREC_MODEL": "covisit",
-        "STREAMREC_TRAINER_LEASE_TTL": "2",
+        "STREAMREC_TRAINER_LEASE_TTL": "2s",
     }
     store = SnapshotStore(settings.redis_client(), settings.model_name, TEST_SNAPSHOT_KEY.encode())
     samples: list[int] = []

@@ -171,7 +171,7 @@ def test_evaluate_command_env_fallback_and_skip_bad(tmp_path) -> None:
     assert report["k"] == 3 and report["n_bad"] == 3 and report["n_events"] == 2
 
     failed = CliRunner().invoke(cli, ["evaluate", "--input", str(path)])
-    assert failed.exit_code == 2 and "error: line 3" in failed.output
+    assert failed.exit_code == 2 and f"error: {path} line 3" in failed.output
 
 
 @pytest.mark.parametrize(

@@ -50,6 +50,35 @@ def test_a_timestamp_outside_int64_names_its_line(tmp_path: Path, ts: str) -> No
         read_events(path)
 
 
+@pytest.mark.parametrize("name", ["events.csv", "events.jsonl"])
+def test_a_timestamp_that_is_not_one_names_the_file_and_what_to_give(
+    tmp_path: Path, name: str
+) -> None:
+    body = (
+        "user_id,page_id,ts_ms\nu1,p1,5\nu2,p2,notatime\n"
+        if name.endswith(".csv")
+        else '{"user_id": "u1", "page_id": "p1", "ts_ms": 5}\n'
+        '{"user_id": "u2", "page_id": "p2", "ts_ms": "notatime"}\n'
+    )
+    path = write(tmp_path, name, body)
+    line = 3 if name.endswith(".csv") else 2
+    with pytest.raises(InputError) as refused:
+        read_events(path)
+    assert str(refused.value) == (
+        f"{path} line {line}: ts_ms 'notatime' is not a time (give epoch milliseconds, "
+        "e.g. 1733493600000 for 2024-12-06T14:00:00Z)"
+    )
+    # Skipped, the first problem is kept for the report.
+    log = read_events(path, skip_bad=True)
+    assert log.n_bad == 1 and log.first_bad is not None and "is not a time" in log.first_bad
+
+
+def test_a_header_without_ts_ms_names_the_file(tmp_path: Path) -> None:
+    path = write(tmp_path, "views.csv", "user_id,page_id\nu1,p1\n")
+    with pytest.raises(InputError, match=r"views\.csv line 1: header lacks ts_ms"):
+        read_events(path)
+
+
 def test_users_file_must_name_users(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="holds no user ids"):
         read_users(write(tmp_path, "users.txt", "\n\n"))

@@ -19,6 +19,7 @@ from streams.replay.rebuild import (
     build_snapshot,
     collect,
     judge,
+    parse_range,
     train,
 )
 
@@ -73,6 +74,21 @@ def test_open_ends_and_an_empty_range() -> None:
     assert TimeRange(None, 10).passed(10) and not TimeRange(None, 10).passed(10, lateness_ms=5)
     with pytest.raises(ConfigurationError, match="after --from"):
         TimeRange(10, 10)
+
+
+@pytest.mark.parametrize("command", ["replay", "retrain"])
+def test_a_reversed_range_is_refused_as_typed(command: str) -> None:
+    from click.testing import CliRunner
+
+    from streams.cli import main
+
+    args = ["--from", "2024-06-01T00:00:00Z", "--to", "2024-05-01"]
+    result = CliRunner().invoke(main, [command, *args], env={"STREAMREC_INSECURE_DEV": "1"})
+    assert result.exit_code == 2
+    assert "error: --to 2024-05-01 must be after --from 2024-06-01T00:00:00Z" in result.output
+    assert parse_range("1700000000000", "2024-05-01") == TimeRange(1700000000000, 1714521600000)
+    with pytest.raises(ConfigurationError, match=r"^--to 1000 must be after --from 1000$"):
+        parse_range(" 1000", "1000 ")
 
 
 def walk(n: int) -> list[ReplayEvent]:
