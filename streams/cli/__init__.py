@@ -29,6 +29,14 @@ from streams.cli.options import Duration
 from streams.ops import progress as _progress
 
 
+def _redis_error_line(exc: BaseException) -> str | None:
+    if not type(exc).__module__.startswith("redis"):
+        return None  # redis is not imported for the commands that never use it
+    from streams.state.connection import redis_error_line
+
+    return redis_error_line(exc)
+
+
 def _configure_logging(level: str) -> None:
     logging.basicConfig(
         level=level.upper(),
@@ -42,9 +50,10 @@ def _configure_logging(level: str) -> None:
 class _Group(click.Group):
     """Every failure a user can cause ends the same way: ``error: ...`` on stderr, exit 2.
 
-    Click's own usage errors (``Error: ...``, exit 2) and an operating system's refusal
-    (a file that cannot be written, a port in use) are reported the same way instead of
-    as click's wording or a traceback.
+    So does any Redis error that reaches a command (a peer that is not Redis, an ACL or
+    credentials refusal). Click's own usage errors (``Error: ...``, exit 2) and an
+    operating system's refusal (a file that cannot be written, a port in use) are reported
+    the same way instead of as click's wording or a traceback.
     """
 
     def invoke(self, ctx: click.Context) -> object:
@@ -56,6 +65,14 @@ class _Group(click.Group):
         except OSError as exc:
             where = f" ({exc.filename})" if exc.filename else ""
             click.echo(f"error: {exc.strerror or exc}{where}", err=True)
+            ctx.exit(2)
+        except Exception as exc:
+            # Any Redis error (a non-Redis peer, ACL, auth) is one line too, for every
+            # command, whichever call met it.
+            line = _redis_error_line(exc)
+            if line is None:
+                raise
+            click.echo(f"error: {line}", err=True)
             ctx.exit(2)
 
     def main(self, *args: Any, **kwargs: Any) -> Any:

@@ -13,6 +13,27 @@ from streams.errors import StoreUnavailable
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+def redis_error_line(exc: BaseException) -> str | None:
+    """What an operator reads for a Redis error, in one line (None: not one).
+
+    >>> redis_error_line(redis.exceptions.InvalidResponse("Protocol Error: H"))
+    'the server at REDIS_URL does not speak the Redis protocol (is it Redis?): Protocol Error: H'
+    """
+    if isinstance(exc, StoreUnavailable):
+        return str(exc)
+    if not isinstance(exc, redis.RedisError):
+        return None
+    if isinstance(exc, redis.exceptions.InvalidResponse):
+        return f"the server at REDIS_URL does not speak the Redis protocol (is it Redis?): {exc}"
+    if isinstance(exc, redis.AuthenticationError):
+        return f"Redis refused the credentials of REDIS_URL: {exc}"
+    if isinstance(exc, redis.exceptions.NoPermissionError):
+        return f"Redis refused this to the user of REDIS_URL (ACL, docs/redis-acl.md): {exc}"
+    if isinstance(exc, redis.ConnectionError | redis.TimeoutError):
+        return f"redis unavailable: {exc}"
+    return f"Redis answered with an error: {exc}"
+
+
 def redis_errors(func: F) -> F:
     """Raise :class:`StoreUnavailable` where Redis cannot be reached or times out."""
 

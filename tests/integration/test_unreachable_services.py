@@ -8,9 +8,12 @@ refused`` lines before their error.
 from __future__ import annotations
 
 import os
+import socketserver
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -142,3 +145,58 @@ def test_closed_redis_port_exits_2_in_seconds_when_the_command_needs_redis(
         code, elapsed, lines, slack_s, f"Redis is not reachable at redis://127.0.0.1:{port}/0"
     )
     assert "Kafka" not in "\n".join(lines)
+
+
+class _HttpAnswer(socketserver.BaseRequestHandler):
+    """Answers whatever it is sent as an HTTP server does, and keeps the connection."""
+
+    def handle(self) -> None:
+        while self.request.recv(4096):
+            self.request.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+
+
+@pytest.fixture
+def http_port() -> Iterator[int]:
+    """A port on loopback that answers, but in HTTP, not in the Redis protocol."""
+    server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), _HttpAnswer)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server.server_address[1]
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["models", "list"],
+        ["models", "promote", "3"],
+        ["models", "rollback"],
+        ["experiment", "status"],
+        ["batch-score", "--users", "{users}", "--output", "{out}"],
+    ],
+)
+def test_a_peer_that_is_not_redis_is_one_line_for_every_command(
+    args: list[str],
+    base_env: dict[str, str],
+    settings: Settings,
+    http_port: int,
+    tmp_path: Path,
+) -> None:
+    users = tmp_path / "users.txt"
+    users.write_text("u1\n")
+    env = {
+        **base_env,
+        "KAFKA_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
+        "REDIS_URL": f"redis://127.0.0.1:{http_port}/0",
+    }
+    argv = [a.format(users=users, out=tmp_path / "out.jsonl") for a in args]
+    code, _, lines = run(argv, env)
+    assert code == 2, lines
+    assert "Traceback" not in "\n".join(lines)
+    errors = [line for line in lines if line.startswith("error: ")]
+    assert len(errors) == 1, lines
+    assert "does not speak the Redis protocol" in errors[0], lines
