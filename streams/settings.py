@@ -171,6 +171,12 @@ SCORER_GROUP = "streamrec-scorer"
 TRAINER_GROUP = "streamrec-trainer"
 
 
+def _group_of(base: str, model_name: str) -> str:
+    """The default consumer group of ``model_name``: ``base`` for the default model,
+    ``base.<model name>`` for any other."""
+    return base if model_name == DEFAULT_MODEL_NAME else f"{base}.{model_name}"
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything configurable, with defaults that work on a laptop.
@@ -267,24 +273,27 @@ class Settings:
         # group: they would split the partitions between them, each model seeing part of
         # the traffic. So the default group carries the model name ("default" keeps the
         # plain names, which deployments already committed under).
-        suffix = "" if self.model_name == DEFAULT_MODEL_NAME else f".{self.model_name}"
         if not self.scorer_group:
-            object.__setattr__(self, "scorer_group", f"{SCORER_GROUP}{suffix}")
+            object.__setattr__(self, "scorer_group", _group_of(SCORER_GROUP, self.model_name))
         if not self.trainer_group:
-            object.__setattr__(self, "trainer_group", f"{TRAINER_GROUP}{suffix}")
+            object.__setattr__(self, "trainer_group", _group_of(TRAINER_GROUP, self.model_name))
 
     def trainer_group_of(self, namespace: str) -> str:
         """The group the trainer of ``namespace`` commits under: this model name's own,
-        or, for a challenger (and a promoted one), ``<trainer group>.<namespace>``.
+        or, for a challenger (and a promoted one), the group a trainer started with
+        ``STREAMREC_MODEL_NAME=<namespace>`` takes (``<trainer group>.<namespace>`` when
+        the group was set).
 
         >>> Settings(model_name="default").trainer_group_of("default.xab")
         'streamrec-trainer.default.xab'
+        >>> Settings(model_name="m", trainer_group="t").trainer_group_of("m.xab")
+        't.m.xab'
         """
-        return (
-            self.trainer_group
-            if namespace == self.model_name
-            else f"{self.trainer_group}.{namespace}"
-        )
+        if namespace == self.model_name:
+            return self.trainer_group
+        if self.trainer_group == _group_of(TRAINER_GROUP, self.model_name):
+            return _group_of(TRAINER_GROUP, namespace)
+        return f"{self.trainer_group}.{namespace}"
 
     def validate(self) -> None:
         for name in (

@@ -171,6 +171,12 @@ class ScorerMetrics:
         partition); ``GET /metrics`` refreshes it first when it is stale."""
         self.registry.register(_LagCollector(monitor))
 
+    def watch_serving(self, model_name: str, namespace: Callable[[], str]) -> None:
+        """Export which namespace this scorer serves, as ``streamrec_model_served_info``
+        (1, labelled with the model name and the namespace: another one after a
+        promotion); ``streamrec_model_version`` is that namespace's version."""
+        self.registry.register(_ServedCollector(model_name, namespace))
+
     def watch_consumer(self, health: Callable[[], Mapping[str, Any]]) -> None:
         """Export the page-view consumer's stall state (see streams/io/stall_watch.py)."""
         r = self.registry
@@ -192,6 +198,30 @@ class ScorerMetrics:
 
     def render(self) -> bytes:
         return bytes(generate_latest(self.registry))
+
+
+class _ServedCollector(Collector):
+    """The namespace served, as an info-style gauge (its labels change on a promotion)."""
+
+    def __init__(self, model_name: str, namespace: Callable[[], str]) -> None:
+        self.model_name = model_name
+        self.namespace = namespace
+
+    def _family(self) -> GaugeMetricFamily:
+        return GaugeMetricFamily(
+            "streamrec_model_served_info",
+            "1 for the namespace whose snapshots this scorer serves (the model name's own "
+            "or the one promoted into it)",
+            labels=["model_name", "namespace"],
+        )
+
+    def describe(self) -> Iterator[GaugeMetricFamily]:
+        yield self._family()
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        family = self._family()
+        family.add_metric([self.model_name, self.namespace()], 1.0)
+        yield family
 
 
 class _LagCollector(Collector):

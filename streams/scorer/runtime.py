@@ -91,6 +91,7 @@ class ScorerRuntime:
             settings.k,
         )
         self.metrics = ScorerMetrics(self.holder, settings.k, self.experiments)
+        self.metrics.watch_serving(settings.model_name, lambda: self.serving)
         #: Users' histories (the kafka engine passes the synchronous store in threads).
         self.history = history or AsyncHistoryStore(
             settings.redis_async_client(socket_timeout=0.5, socket_connect_timeout=0.5),

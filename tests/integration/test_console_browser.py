@@ -216,7 +216,10 @@ def test_console_shows_the_pipeline_and_moves_models(
         assert scorer.stop() == 0, scorer.output()[-3000:]
     log = scorer.output()
     # Each action from the page was recorded with the token's name.
-    assert f"model_action action=promote by=api:ops model={s.model_name} current={v1}" in log
+    assert (
+        f"model_action action=promote by=api:ops model={s.model_name} "
+        f"namespace={s.model_name} current={v1}"
+    ) in log
     assert "model_action action=rollback by=api:ops" in log
     assert "model_action action=follow by=api:ops" in log
     assert ADMIN_TOKEN not in log

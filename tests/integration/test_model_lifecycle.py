@@ -16,11 +16,11 @@ from typing import Any
 from click.testing import CliRunner
 
 from streams.cli import main
-from streams.ops.processes import ChildProcess, wait_for
+from streams.ops.processes import wait_for
 from streams.settings import Settings
 from tests.integration.test_experiment import start_experiment, stop_all, traffic
 from tests.support.fixtures import StoreFactory
-from tests.support.scorer import http_json, wait_ready
+from tests.support.scorer import http_json, http_text, wait_ready
 from tests.support.topics import produce_page_views
 
 USERS = [f"u{i}" for i in range(0, 300, 37)]
@@ -76,6 +76,12 @@ def assert_all_serve(
     assert console["served"]["version"] == version
     served_rows = [r["version"] for r in console["versions"] if r["is_served"]]
     assert served_rows == [version]
+    metrics = http_text(f"{base}/metrics")
+    assert (
+        f'streamrec_model_served_info{{model_name="{settings.model_name}",'
+        f'namespace="{namespace}"}} 1.0' in metrics
+    )
+    assert f"streamrec_model_version {version}.0" in metrics
 
 
 def rest_serves_within(settings: Settings, namespace: str, version: int, seconds: float) -> None:

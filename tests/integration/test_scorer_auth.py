@@ -76,7 +76,17 @@ def test_no_token_401_read_token_cannot_promote_admin_token_can(
 
         # An admin token promotes; the scorer serves the version it promoted.
         status, body = http_json(f"{base}/models/promote", token=ADMIN_TOKEN, post={"version": v1})
-        assert (status, body) == (200, {"model": s.model_name, "current": v1, "pinned": True})
+        assert (status, body) == (
+            200,
+            {
+                "model": s.model_name,
+                "namespace": s.model_name,
+                "current": v1,
+                "pinned": True,
+                "previous": v2,
+                "previous_namespace": s.model_name,
+            },
+        )
         assert store.current_version() == v1 and store.is_pinned()
         wait_for(
             lambda: http_json(recommendations, token=READ_TOKEN)[1]["model_version"] == v1,
