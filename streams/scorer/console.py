@@ -3,19 +3,24 @@
 The page is static HTML, JavaScript and CSS shipped in the package (``console/``), with
 no build step and nothing fetched from elsewhere: it asks for a bearer token when the
 API needs one (kept in the tab's sessionStorage), polls ``GET /console/state`` every few
-seconds and keeps the time series itself. Promote, rollback and follow call the admin
-``POST /models/...`` endpoints, which check the role and record who acted.
+seconds and draws its charts from the samples the scorer keeps. Promote, rollback and
+follow call the admin ``POST /models/...`` endpoints, which check the role and record who
+acted.
 
 ``/console/state`` gathers what this scorer already holds — its counters, served model
 and quality, readiness, the kept versions and the running experiment — so it costs a
 Redis read or two, not a scan; and the consumer lag of the scorer's and the trainer's
 groups per partition (:mod:`streams.ops.consumer_lag`: three small broker requests at
-most every two seconds, on a thread of their own).
+most every two seconds, on a thread of their own). It also returns the samples of the
+last hour the charts draw (:mod:`streams.scorer.console_history`): all of them, or with
+``?since=<t>`` those taken after ``t``, which is what the page asks for after its first
+poll.
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections.abc import Awaitable, Callable
 from importlib import resources
@@ -30,6 +35,7 @@ from streams.errors import StoreUnavailable
 from streams.io.json_values import finite
 from streams.ops import model_actions
 from streams.ops.consumer_lag import LagMonitor
+from streams.scorer import console_history
 from streams.scorer.runtime import ScorerRuntime
 from streams.settings import Settings
 from streams.state.trainer_status import TrainerStatus
@@ -133,6 +139,28 @@ def versions(rt: ScorerRuntime, k: int) -> dict[str, Any]:
     return {"serving": serving, "versions": rows, "versions_error": error}
 
 
+async def take_sample(
+    rt: ScorerRuntime, settings: Settings, lag: LagMonitor | None = None
+) -> console_history.Sample:
+    """A sample of what the charts draw: counters and served quality in memory, and the
+    lag through ``lag`` (its shared read, refreshed when older than 2 s)."""
+    report = await lag.report() if lag is not None else None
+    k = settings.k
+    return console_history.sample_of(time.time(), counters(rt), served(rt, k), k, report)
+
+
+def since_param(request: Request) -> float | None:
+    """``?since=<t>`` of a ``/console/state`` request (None: absent); ValueError unless
+    a finite number."""
+    raw = request.query.get("since")
+    if raw is None:
+        return None
+    value = float(raw)
+    if not math.isfinite(value):
+        raise ValueError(raw)
+    return value
+
+
 def trainer_status(rt: ScorerRuntime) -> dict[str, Any] | None:
     """The status record of the trainer of the served namespace (None: none alive or
     Redis away): streams/state/trainer_status.py."""
@@ -143,9 +171,15 @@ def trainer_status(rt: ScorerRuntime) -> dict[str, Any] | None:
 
 
 async def state(
-    rt: ScorerRuntime, settings: Settings, readiness: Readiness, lag: LagMonitor | None = None
+    rt: ScorerRuntime,
+    settings: Settings,
+    readiness: Readiness,
+    lag: LagMonitor | None = None,
+    history: console_history.History | None = None,
+    since: float | None = None,
 ) -> dict[str, Any]:
-    """Everything the console page shows, as of now."""
+    """Everything the console page shows, as of now, and the samples of ``history``
+    taken after ``since`` (all for None)."""
     k = settings.k
     health, _ = await readiness()
     kept = await asyncio.get_running_loop().run_in_executor(None, versions, rt, k)
@@ -167,6 +201,8 @@ async def state(
             "experiment": experiment(rt),
             "consumer_lag": consumer_lag,
             "trainer": trainer,
+            "history_interval_s": console_history.INTERVAL_S,
+            "history": [s.as_dict(k) for s in history.since(since)] if history is not None else [],
         }
     )
 
@@ -178,7 +214,15 @@ def add_views(
     readiness: Readiness,
     lag: LagMonitor | None = None,
 ) -> None:
-    """Register ``/console``, its assets and ``/console/state`` on ``app``."""
+    """Register ``/console``, its assets and ``/console/state`` on ``app``, and sample
+    the charts' figures while its web server runs."""
+    history = console_history.History()
+
+    async def take() -> console_history.Sample:
+        return await take_sample(rt, settings, lag)
+
+    web_app = app.web.web_app  # type: ignore[attr-defined]  # the aiohttp driver's
+    console_history.sample_in_background(web_app, history, take)
 
     @app.page("/console")
     class Page(View):
@@ -199,4 +243,8 @@ def add_views(
     @app.page("/console/state")
     class State(View):
         async def get(self, request: Request) -> Response:
-            return self.json(await state(rt, settings, readiness, lag))
+            try:
+                since = since_param(request)
+            except ValueError:
+                return self.json({"error": "since must be a number (seconds)"}, status=400)
+            return self.json(await state(rt, settings, readiness, lag, history, since))

@@ -1,10 +1,10 @@
 """``streamrec console``: the console page of a scorer, served from a process of its own.
 
 For an operator's machine or a host that reaches the scorers while browsers do not:
-it forwards the page, its assets, ``/console/state`` and the three model actions to one
-scorer, with the browser's ``Authorization`` header, and answers with the scorer's status,
-body and headers. So the page, the token check, the roles and the audit trail are the
-scorer's own; this process holds no token and no state.
+it forwards the page, its assets, ``/console/state`` (with its query) and the three model
+actions to one scorer, with the browser's ``Authorization`` header, and answers with the
+scorer's status, body and headers. So the page, the token check, the roles and the audit
+trail are the scorer's own; this process holds no token and no state.
 """
 
 from __future__ import annotations
@@ -79,7 +79,7 @@ def create_app(scorer: str, timeout_s: float = 10.0) -> web.Application:
         body = await request.read() if request.method == "POST" else None
         try:
             async with app[session_key].request(
-                request.method, base + request.rel_url.path, headers=headers, data=body
+                request.method, base + request.rel_url.path_qs, headers=headers, data=body
             ) as answer:
                 content = await answer.read()
                 passed = {name: answer.headers[name] for name in _ANSWER if name in answer.headers}

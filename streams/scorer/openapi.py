@@ -325,6 +325,54 @@ DOCUMENT: dict[str, Any] = {
                         "description": "The running experiment and its per-arm figures.",
                     },
                     "consumer_lag": _ref("ConsumerLag"),
+                    "history_interval_s": {
+                        "type": "number",
+                        "description": "Seconds between two samples of `history`.",
+                    },
+                    "history": {
+                        "type": "array",
+                        "description": "What the charts draw, sampled by this scorer every "
+                        "`history_interval_s` for the last hour (since it started), oldest "
+                        "first; with `since`, only the samples taken after it.",
+                        "items": _ref("ConsoleSample"),
+                    },
+                },
+            },
+            "ConsoleSample": {
+                "type": "object",
+                "required": [
+                    "t",
+                    "events_in",
+                    "events_out",
+                    "dead_letters",
+                    "version",
+                    "judged",
+                    "age_s",
+                    "lag",
+                ],
+                "properties": {
+                    "t": {"type": "number", "description": "When (seconds since the epoch)."},
+                    "events_in": {"type": "integer", "minimum": 0},
+                    "events_out": {"type": "integer", "minimum": 0},
+                    "dead_letters": {
+                        "type": "object",
+                        "additionalProperties": {"type": "integer", "minimum": 0},
+                    },
+                    "version": {"type": "integer", "minimum": 0},
+                    "judged": {"type": "integer", "minimum": 0},
+                    "age_s": {"type": "number", "nullable": True},
+                    "lag": {
+                        "type": "object",
+                        "nullable": True,
+                        "description": "Consumer lag per role, summed over partitions "
+                        "(null: no fresh read).",
+                        "additionalProperties": {"type": "integer", "minimum": 0},
+                    },
+                },
+                "additionalProperties": {
+                    "description": "Served hit@k and mrr@k (k = STREAMREC_K), rolling.",
+                    "type": "number",
+                    "nullable": True,
                 },
             },
             "ConsumerLag": {
@@ -586,9 +634,20 @@ DOCUMENT: dict[str, Any] = {
                 **_READ,
                 "summary": "What the console shows: counters, served model and quality, "
                 "readiness, kept versions with their served quality, the running experiment, "
-                "consumer lag per partition.",
+                "consumer lag per partition, and the samples the charts draw.",
+                "parameters": [
+                    {
+                        "name": "since",
+                        "in": "query",
+                        "required": False,
+                        "description": "Only the `history` samples taken after this time "
+                        "(seconds since the epoch; the page passes its newest sample's `t`).",
+                        "schema": {"type": "number"},
+                    }
+                ],
                 "responses": {
                     "200": _json("This scorer's state, as of now.", _ref("ConsoleState")),
+                    "400": _json("`since` is not a finite number.", _ref("Error")),
                     **_REFUSED,
                 },
             }

@@ -24,7 +24,8 @@ from streams.experiment.record import Experiment, new_id
 from streams.experiment.statistics import ArmCounts
 from streams.experiment.store import ExperimentStore
 from streams.io.producer import ReliableProducer, page_view
-from streams.ops.processes import ChildProcess
+from streams.ops.processes import ChildProcess, wait_for
+from streams.scorer.runtime import ScorerRuntime
 from streams.settings import Settings
 from streams.state.snapshot_store import SnapshotStore
 from tests.support.scorer import ADMIN_TOKEN, READ_TOKEN, http_json, wait_assigned, with_tokens
@@ -75,6 +76,12 @@ def stopped_experiment(settings: Settings) -> str:
     figures = gate.figures(experiment, arms, settings.k)
     experiments.finish(experiment, gate.STOP, "challenger worse", figures, by="gate")
     return experiment.id
+
+
+#: Points per line of one chart (selector): {series name: number of points}.
+CHART_POINTS = """sel => Object.fromEntries(
+  [...document.querySelectorAll(sel + ' path.line')].map(
+    p => [p.dataset.series, p.getAttribute('d').split('L').length]))"""
 
 
 @pytest.fixture
@@ -135,9 +142,6 @@ def test_console_shows_the_pipeline_and_moves_models(
         # Serving works, but nothing learns: the overall status says so, amber.
         assert page.text_content("#badge-status") == "no trainer"
         assert "warn" in (page.get_attribute("#badge-status", "class") or "")
-        # Serving works, but nothing learns: the overall status says so, amber.
-        assert page.text_content("#badge-status") == "no trainer"
-        assert "warn" in (page.get_attribute("#badge-status", "class") or "")
 
         # Polls accumulate: throughput, dead letters and served quality become lines.
         page.wait_for_function(
@@ -150,6 +154,24 @@ def test_console_shows_the_pipeline_and_moves_models(
             "() => Number(document.getElementById('events').textContent.split(' / ')[0]) > 0",
             timeout=30_000,
         )
+        # A page opened now draws the scorer's recent past at once (the samples it keeps),
+        # not "collecting data…" until a few polls have passed.
+        wait_for(
+            lambda: len(http_json(f"{base}/console/state", token=READ_TOKEN)[1]["history"]) >= 4,
+            60,
+            "four samples",
+            every=1.0,
+        )
+        page.reload()
+        page.wait_for_selector("#console:not([hidden])")
+        throughput = page.evaluate(CHART_POINTS, "#chart-throughput")
+        assert throughput.keys() == {"in", "out"} and min(throughput.values()) >= 2, throughput
+        lag = page.evaluate(CHART_POINTS, "#chart-lag")
+        assert lag.keys() >= {"scorer", "trainer"} and min(lag.values()) >= 2, lag
+        ticks = page.eval_on_selector_all(
+            "#chart-lag text.tick", "ts => ts.map(t => t.textContent)"
+        )
+        assert len(ticks) >= 2 and len(set(ticks)) == len(ticks), ticks
         # Consumer lag: a row per partition for the scorers' group and the trainer's.
         lag_roles = page.eval_on_selector_all(
             "#lag tbody tr", "rs => rs.map(r => r.dataset.role + ':' + r.dataset.partition)"
@@ -262,3 +284,130 @@ def test_console_opened_with_the_token_in_its_address(
     finally:
         assert scorer.stop() == 0, scorer.output()[-3000:]
     assert READ_TOKEN not in scorer.output()
+
+
+def test_charts_draw_the_history_at_once_on_readable_axes(
+    settings: Settings, browser_page: Any
+) -> None:
+    """The page as the scorer serves it (the state built by the scorer's own code, from a
+    runtime against the test's Redis, with an hour of samples), in a browser that asks a
+    stand-in origin: on its first render the charts have every sample, and axes show
+    distinct round numbers; the tick function is the page's own (niceTicks)."""
+    import asyncio
+    import json
+    from concurrent.futures import ThreadPoolExecutor
+
+    from streams.scorer import console
+    from streams.scorer.console_history import CAPACITY, History, Sample
+
+    history = History()
+    start = time.time() - CAPACITY * 5.0
+    for i in range(CAPACITY + 10):  # more than it keeps: the oldest ten are gone
+        history.add(
+            Sample(
+                t=start + i * 5.0,
+                events_in=40 * i,
+                events_out=40 * i,
+                dead_letters={},
+                version=1,
+                judged=i,
+                hit=0.4,
+                mrr=0.2,
+                age_s=30.0,
+                lag={"scorer": i % 2, "trainer": 0},  # a lag of 0 or 1 record
+            )
+        )
+
+    async def ready() -> tuple[dict[str, Any], int]:
+        return {"status": "ok", "model_version": 1, "assigned_partitions": 1}, 200
+
+    runtime = ScorerRuntime(settings)
+    state = console.state(runtime, settings, ready, history=history)
+    with ThreadPoolExecutor(1) as thread:  # playwright's loop runs in this one
+        full = thread.submit(asyncio.run, state).result()
+    asked: list[str] = []
+
+    def serve(route: Any) -> None:
+        url = route.request.url
+        asked.append(url)
+        path = url.split("streamrec.test", 1)[1]
+        if path == "/console":
+            page_html = console.asset("index.html").replace("__AUTH__", "none")
+            route.fulfill(body=page_html, content_type="text/html", headers=console._HEADERS)
+        elif path.startswith("/console/assets/"):
+            name = path.rsplit("/", 1)[1]
+            route.fulfill(
+                body=console.asset(name),
+                content_type=console.ASSETS[name],
+                headers=console._HEADERS,
+            )
+        else:  # /console/state; later polls (?since=) get no new samples
+            body = full if path == "/console/state" else {**full, "history": []}
+            route.fulfill(body=json.dumps(body), content_type="application/json")
+
+    page = browser_page
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.route("http://streamrec.test/**", serve)
+    page.goto("http://streamrec.test/console")
+    page.wait_for_selector("#console:not([hidden])")
+    # First render: an hour of points (one rate fewer than samples), not "collecting".
+    assert page.evaluate(CHART_POINTS, "#chart-throughput") == {
+        "in": CAPACITY - 1,
+        "out": CAPACITY - 1,
+    }
+    assert page.evaluate(CHART_POINTS, "#chart-lag") == {"scorer": CAPACITY, "trainer": CAPACITY}
+    tick_texts = "ts => ts.map(t => t.textContent)"
+    assert page.eval_on_selector_all("#chart-lag text.tick", tick_texts) == ["0", "1"]
+    assert page.eval_on_selector_all("#chart-throughput text.tick", tick_texts) == [
+        "0",
+        "2",
+        "4",
+        "6",
+        "8",
+    ]
+    assert page.eval_on_selector_all("#chart-quality text.tick", tick_texts) == [
+        "0",
+        "0.1",
+        "0.2",
+        "0.3",
+        "0.4",
+    ]
+    # A flat zero (no dead letters): still an axis to read.
+    assert page.eval_on_selector_all("#chart-dlq text.tick", tick_texts) == [
+        "0",
+        "0.25",
+        "0.50",
+        "0.75",
+        "1.00",
+    ]
+    page.wait_for_timeout(3500)  # the next poll asks only for newer samples
+    assert any("/console/state?since=" in url for url in asked), asked
+
+    def ticks(lo: float, hi: float, integer: bool) -> list[float]:
+        return list(page.evaluate("([lo, hi, i]) => niceTicks(lo, hi, i).ticks", [lo, hi, integer]))
+
+    def labels(lo: float, hi: float, integer: bool) -> list[str]:
+        return list(
+            page.evaluate(
+                "([lo, hi, i]) => { const s = niceTicks(lo, hi, i);"
+                " return tickLabels(s.ticks, s.step); }",
+                [lo, hi, integer],
+            )
+        )
+
+    assert ticks(0, 1, True) == [0, 1]  # not 0, 1, 1
+    assert ticks(0, 0, True) == [0, 1]  # a flat zero
+    assert ticks(0, 7, True) == [0, 2, 4, 6, 8]
+    assert ticks(0, 0.5, True) == [0, 1]  # counts never get fractional ticks
+    assert ticks(0, 0.6, False) == [0, 0.2, 0.4, 0.6]
+    assert labels(0, 1234567, True) == ["0", "0.5M", "1.0M", "1.5M"]
+    assert labels(0, 150000, True) == ["0", "50k", "100k", "150k"]
+    assert labels(0, 1000, True) == ["0", "250", "500", "750", "1000"]
+    assert labels(0, 0.0123, False) == ["0", "0.005", "0.010", "0.015"]
+    for lo, hi, integer in [(0, 3, True), (0, 1e9, True), (0, 42.5, False), (0, 1e-6, False)]:
+        shown = labels(lo, hi, integer)
+        assert len(set(shown)) == len(shown), shown
+        got = ticks(lo, hi, integer)
+        assert got[0] <= lo and got[-1] >= hi and 2 <= len(got) <= 6, got
+    assert errors == []

@@ -53,6 +53,10 @@ def test_the_console_process_forwards_to_its_scorer(
         status, state = http_json(f"{base}/console/state", token=READ_TOKEN)
         assert status == 200 and state["served"]["version"] == v2
         assert [row["version"] for row in state["versions"]] == [v2, v1]
+        # With its query: the page asks only for the samples after its newest one.
+        assert http_json(f"{base}/console/state?since=x", token=READ_TOKEN)[0] == 400
+        later = http_json(f"{base}/console/state?since=1e12", token=READ_TOKEN)[1]
+        assert later["history"] == []
 
         # The scorer checks the role and records who acted.
         promote = f"{base}/models/promote"

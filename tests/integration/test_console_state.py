@@ -95,3 +95,25 @@ def test_state_says_whether_the_served_namespace_has_a_live_trainer(settings: Se
     record = {"model_name": settings.model_name, "stalled": True, "behind": 7}
     TrainerStatus(settings.redis_client(), settings.model_name).write(record, ttl_s=5)
     assert asyncio.run(console.state(runtime, settings, _ready))["trainer"] == record
+
+
+def test_state_returns_the_samples_the_charts_draw(settings: Settings) -> None:
+    """The samples kept so far (oldest first), or with ``since`` only the newer ones: what
+    a page opened now draws at once, then what it adds on each poll."""
+    from streams.scorer.console_history import History
+
+    runtime = ScorerRuntime(settings)
+    history = History(capacity=2)
+    assert asyncio.run(console.state(runtime, settings, _ready, history=history))["history"] == []
+    for events in (3, 5, 8):
+        runtime.metrics.events_scored.inc(events)
+        history.add(asyncio.run(console.take_sample(runtime, settings)))
+    state = asyncio.run(console.state(runtime, settings, _ready, history=history))
+    json.dumps(state, allow_nan=False)
+    assert [s["events_out"] for s in state["history"]] == [8, 16]  # the first one is gone
+    first, last = state["history"]
+    assert first["t"] <= last["t"] <= state["time"]
+    assert first["version"] == 0 and first["lag"] is None and "hit@10" in first
+    assert state["history_interval_s"] == 5.0
+    newer = asyncio.run(console.state(runtime, settings, _ready, history=history, since=first["t"]))
+    assert newer["history"] == [last]

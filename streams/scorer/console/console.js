@@ -1,17 +1,63 @@
-// The streamrec console: polls /console/state, keeps the time series in the page,
-// draws them as SVG, and calls the admin model actions after a confirmation.
+// The streamrec console: polls /console/state, draws the samples the scorer keeps (the
+// last hour at first, then the new ones) as SVG charts, and calls the admin model
+// actions after a confirmation.
 "use strict";
+
+// -- axes (pure; the browser test calls them) ------------------------------------------
+// Ticks for a value axis covering [lo, hi]: distinct round numbers (steps of 1, 2, 2.5 or
+// 5 times a power of ten; whole numbers only when `integer`), about `count` of them, the
+// first at or below lo and the last at or above hi. A flat series gets an axis one unit
+// wide (0..1 for a flat zero).
+function niceTicks(lo, hi, integer, count) {
+  const want = Math.max(2, count || 5);
+  if (!Number.isFinite(lo) || !Number.isFinite(hi)) { lo = 0; hi = 1; }
+  if (hi < lo) { const swap = lo; lo = hi; hi = swap; }
+  if (hi === lo) {
+    if (lo > 0) lo = 0;
+    else if (lo < 0) hi = 0;
+    else hi = 1;
+  }
+  const rough = (hi - lo) / (want - 1);
+  const magnitude = Math.pow(10, Math.floor(Math.log10(rough)));
+  let step = 10 * magnitude;
+  for (const m of [1, 2, 2.5, 5]) {
+    if (integer && m === 2.5 && magnitude < 10) continue;
+    if (rough <= m * magnitude * (1 + 1e-9)) { step = m * magnitude; break; }
+  }
+  if (integer) step = Math.max(1, Math.round(step));
+  const clean = (x) => Number(x.toPrecision(12)) + 0; // no 0.30000000000000004, no -0
+  const first = Math.floor(lo / step + 1e-9), last = Math.ceil(hi / step - 1e-9);
+  const ticks = [];
+  for (let i = first; i <= last; i++) ticks.push(clean(i * step));
+  return { lo: ticks[0], hi: ticks[ticks.length - 1], step: step, ticks: ticks };
+}
+
+// Labels for niceTicks' ticks: one unit for the whole axis (k from 10 000, M, G, T, by the
+// largest tick) and as many decimals as the step needs, so 0, 0.5M, 1.0M, 1.5M.
+function tickLabels(ticks, step) {
+  const top = Math.max(0, ...ticks.map(Math.abs));
+  let unit = 1, suffix = "";
+  for (const [size, name, from] of [[1e12, "T", 1e12], [1e9, "G", 1e9], [1e6, "M", 1e6],
+    [1e3, "k", 1e4]]) {
+    if (top >= from) { unit = size; suffix = name; break; }
+  }
+  const scaled = step / unit;
+  let digits = 0;
+  for (let x = scaled; digits < 12 && (x < 1 || Math.abs(Math.round(x) - x) > 1e-6 * x);
+    x = scaled * 10 ** digits) digits++;
+  return ticks.map((v) => (v === 0 ? "0" : (v / unit).toFixed(digits) + suffix));
+}
 
 (function () {
   const POLL_MS = 3000;
-  const MAX_POINTS = 1200; // one hour at the poll interval
+  const MAX_POINTS = 720; // one hour of the scorer's samples (one per 5 s)
   const TOKEN_KEY = "streamrec.token";
   const COLORS = ["#2859c5", "#d9730d", "#1d7a46", "#b42318", "#7b3fb8", "#0f7b8a"];
   const SVG = "http://www.w3.org/2000/svg";
 
   const needsToken = document.body.dataset.auth === "bearer";
   let token = sessionStorage.getItem(TOKEN_KEY) || "";
-  let previous = null; // the last state, for rates
+  let lastSample = null; // the newest sample drawn: for rates, and ?since= of the next poll
   let timer = null;
   let k = 10;
   const series = { in: [], out: [], hit: [], mrr: [], age: [], dlq: {}, lag: {} };
@@ -54,8 +100,9 @@
     return new Date(t * 1000).toISOString().slice(11, 19);
   }
 
-  // lines: [{name, points: [{t, v}]}]; draws axes, three value labels and a legend.
-  function lineChart(svg, lines, digits) {
+  // lines: [{name, points: [{t, v}]}]; draws the value axis (niceTicks; whole numbers
+  // only when `integer`), the time span and a legend.
+  function lineChart(svg, lines, integer) {
     const box = svg.viewBox.baseVal;
     const W = box.width, H = box.height, L = 48, R = 8, T = 18, B = 20;
     svg.replaceChildren();
@@ -66,15 +113,17 @@
       return;
     }
     const t0 = Math.min(...all.map((p) => p.t)), t1 = Math.max(...all.map((p) => p.t));
-    let lo = Math.min(0, ...all.map((p) => p.v)), hi = Math.max(...all.map((p) => p.v));
-    if (hi <= lo) hi = lo + 1;
+    const scale = niceTicks(Math.min(0, ...all.map((p) => p.v)),
+      Math.max(...all.map((p) => p.v)), integer);
+    const lo = scale.lo, hi = scale.hi;
     const x = (t) => L + ((t - t0) / Math.max(t1 - t0, 1e-9)) * (W - L - R);
     const y = (v) => H - B - ((v - lo) / (hi - lo)) * (H - T - B);
-    for (const v of [lo, (lo + hi) / 2, hi]) {
+    const labels = tickLabels(scale.ticks, scale.step);
+    scale.ticks.forEach((v, i) => {
       svg.appendChild(el("line", { x1: L, x2: W - R, y1: y(v), y2: y(v), class: "axis" }));
-      svg.appendChild(el("text", { x: L - 4, y: y(v) + 3, "text-anchor": "end", class: "label" },
-        fmt(v, digits)));
-    }
+      svg.appendChild(el("text", { x: L - 4, y: y(v) + 3, "text-anchor": "end",
+        class: "label tick" }, labels[i]));
+    });
     svg.appendChild(el("text", { x: L, y: H - 4, class: "label" }, clock(t0)));
     svg.appendChild(el("text", { x: W - R, y: H - 4, "text-anchor": "end", class: "label" },
       clock(t1)));
@@ -132,37 +181,31 @@
     node.className = "badge " + level;
   }
 
-  function record(s) {
-    const t = s.time, c = s.counters;
-    if (previous && t > previous.time) {
-      const dt = t - previous.time, pc = previous.counters;
-      // Counters start again at 0 when the scorer restarts: skip that step.
-      if (c.events_in >= pc.events_in) {
-        push(series.in, t, (c.events_in - pc.events_in) / dt);
-        push(series.out, t, (c.events_out - pc.events_out) / dt);
-        const reasons = new Set(Object.keys(c.dead_letters).concat(Object.keys(series.dlq)));
-        for (const reason of reasons) {
-          series.dlq[reason] = series.dlq[reason] || [];
-          const now = c.dead_letters[reason] || 0, before = pc.dead_letters[reason] || 0;
-          push(series.dlq[reason], t, Math.max(0, now - before) / dt);
-        }
+  // One sample of the scorer's (`history` in /console/state): rates from the counters
+  // of the sample before, the rest as it is. A sample already drawn is skipped.
+  function addSample(p) {
+    const t = p.t, q = lastSample;
+    if (q && t <= q.t) return;
+    // Counters start again at 0 when the scorer restarts: skip that step.
+    if (q && p.events_in >= q.events_in && p.events_out >= q.events_out) {
+      const dt = t - q.t;
+      push(series.in, t, (p.events_in - q.events_in) / dt);
+      push(series.out, t, (p.events_out - q.events_out) / dt);
+      const reasons = new Set(Object.keys(p.dead_letters).concat(Object.keys(series.dlq)));
+      for (const reason of reasons) {
+        series.dlq[reason] = series.dlq[reason] || [];
+        const now = p.dead_letters[reason] || 0, before = q.dead_letters[reason] || 0;
+        push(series.dlq[reason], t, Math.max(0, now - before) / dt);
       }
     }
-    push(series.hit, t, s.served["hit@" + k]);
-    push(series.mrr, t, s.served["mrr@" + k]);
-    push(series.age, t, s.served.age_s);
-    const lag = s.consumer_lag;
-    if (lag && lag.measured_at && !lag.error) {
-      for (const role in lag.totals) {
-        series.lag[role] = series.lag[role] || [];
-        const points = series.lag[role];
-        // The same read (cached) is not a new point.
-        if (!points.length || points[points.length - 1].t < lag.measured_at) {
-          push(points, lag.measured_at, lag.totals[role]);
-        }
-      }
+    push(series.hit, t, p["hit@" + k]);
+    push(series.mrr, t, p["mrr@" + k]);
+    push(series.age, t, p.age_s);
+    for (const role in p.lag || {}) {
+      series.lag[role] = series.lag[role] || [];
+      push(series.lag[role], t, p.lag[role]);
     }
-    previous = s;
+    lastSample = p;
   }
 
   function cell(row, text, cls) {
@@ -240,6 +283,9 @@
   }
 
   function renderLag(s) {
+    const roles = Object.keys(series.lag).sort();
+    lineChart($("chart-lag"), roles.map((role) => ({ name: role, points: series.lag[role] })),
+      true);
     const lag = s.consumer_lag;
     const body = $("lag").querySelector("tbody");
     body.replaceChildren();
@@ -259,8 +305,6 @@
       cell(tr, String(r.lag), r.lag > 0 ? "lag behind" : "lag");
       body.appendChild(tr);
     }
-    const roles = Object.keys(series.lag).sort();
-    lineChart($("chart-lag"), roles.map((role) => ({ name: role, points: series.lag[role] })), 0);
   }
 
   function renderExperiment(s) {
@@ -341,14 +385,14 @@
     $("events-rate").textContent = last ? fmt(last.v, 1) + " events/s in" : "";
 
     lineChart($("chart-throughput"), [{ name: "in", points: series.in },
-      { name: "out", points: series.out }], 1);
+      { name: "out", points: series.out }], false);
     const reasons = Object.keys(series.dlq).sort();
     lineChart($("chart-dlq"), reasons.length ? reasons.map((r) => ({ name: r, points: series.dlq[r] }))
-      : [{ name: "none", points: series.in.map((p) => ({ t: p.t, v: 0 })) }], 2);
+      : [{ name: "none", points: series.in.map((p) => ({ t: p.t, v: 0 })) }], false);
     $("chart-quality-title").textContent = "Served quality (hit@" + k + ", MRR@" + k + ")";
     lineChart($("chart-quality"), [{ name: "hit@" + k, points: series.hit },
-      { name: "MRR@" + k, points: series.mrr }], 3);
-    lineChart($("chart-freshness"), [{ name: "age", points: series.age }], 0);
+      { name: "MRR@" + k, points: series.mrr }], false);
+    lineChart($("chart-freshness"), [{ name: "age", points: series.age }], true);
     renderVersions(s);
     renderLag(s);
     renderExperiment(s);
@@ -366,7 +410,10 @@
   async function poll() {
     clearTimeout(timer);
     try {
-      const response = await fetch("/console/state", { headers: headers(), cache: "no-store" });
+      // The first poll gets the scorer's last hour of samples, each later one the new ones.
+      const since = lastSample ? "?since=" + lastSample.t : "";
+      const response = await fetch("/console/state" + since,
+        { headers: headers(), cache: "no-store" });
       if (response.status === 401) {
         token = "";
         sessionStorage.removeItem(TOKEN_KEY);
@@ -379,7 +426,7 @@
       $("console").hidden = false;
       $("sign-out").hidden = !token;
       k = s.k;
-      record(s);
+      for (const p of s.history || []) addSample(p);
       render(s);
     } catch (err) {
       badge("badge-status", "unreachable", "bad");
