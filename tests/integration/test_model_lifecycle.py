@@ -86,9 +86,13 @@ def assert_all_serve(
 
 def rest_serves_within(settings: Settings, namespace: str, version: int, seconds: float) -> None:
     started = time.monotonic()
+
+    def serves() -> bool:
+        answer = rest(settings, USERS[0])
+        return (answer["model_name"], answer["model_version"]) == (namespace, version)
+
     wait_for(
-        lambda: (rest(settings, USERS[0])["model_name"], rest(settings, USERS[0])["model_version"])
-        == (namespace, version),
+        serves,
         seconds,
         f"REST to serve {namespace} version {version}",
     )
