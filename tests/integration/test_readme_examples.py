@@ -1,8 +1,9 @@
-"""The README's commands run as written, against real services.
+"""The README's commands (and the replay example of docs/operations.md) run as written.
 
 The replay example once asked for May 2024 while `streamrec generate` writes November
 2023: it read nothing and the gate judged 0.0000 against 0.0000. These tests take the
-lines out of README.md itself, so the example and the code cannot drift apart again.
+lines out of README.md and docs/operations.md themselves, so the examples and the code
+cannot drift apart again.
 """
 
 from __future__ import annotations
@@ -16,11 +17,13 @@ from pathlib import Path
 
 from streams.settings import Settings
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+ROOT = Path(__file__).resolve().parents[2]
+README = ROOT / "README.md"
+OPERATIONS = ROOT / "docs" / "operations.md"
 
 
-def section(title: str) -> str:
-    text = README.read_text()
+def section(title: str, page: Path = README) -> str:
+    text = page.read_text()
     start = text.index(f"\n## {title}\n")
     end = text.find("\n## ", start + 1)
     return text[start : end if end >= 0 else None]
@@ -57,7 +60,7 @@ def test_the_replay_example_works_on_what_the_readme_generates_and_produces(
     running = section("Running it")
     [generate] = commands(running, "generate")
     [produce] = commands(running, "produce")
-    [replay] = commands(section("Operations"), "replay")
+    [replay] = commands(section("Replay: rebuild a model from the log", OPERATIONS), "replay")
 
     done = run(generate, settings_env, tmp_path)
     assert done.returncode == 0, done.stderr
