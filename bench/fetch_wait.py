@@ -12,7 +12,7 @@ recommendation consumed at ``rate``/s, as the latency bench does:
 
 The bench's reader of ``recommendations`` is the same in both (fetch wait 5 ms). A fresh
 topic is where the old settings are at their best: on the embedded broker they starve
-once a partition holds tens of thousands of small batches (README, "The embedded
+once a partition holds tens of thousands of small batches (docs/guarantees.md, "The embedded
 broker"; ``python -m bench.soak`` runs the new ones for an hour).
 """
 

@@ -176,7 +176,7 @@ class PacedScorer:
     paced producer and reader; started by the constructor, serving after :meth:`wait`.
 
     Every paced run gets a new one: the embedded broker's fetch cost grows with the
-    record batches a partition holds (README, "The embedded broker"), so a topic reused
+    record batches a partition holds (docs/guarantees.md, "The embedded broker"), so a topic reused
     run after run would measure that growth rather than the scorer, and the broker's
     one-hop floor it is compared with is measured on a fresh topic too.
     """
@@ -220,7 +220,7 @@ def bench_latency(
     """Latency at each of :data:`RATES` for a scorer on each engine in turn; ``rates`` is
     the default engine's, ``engines`` holds every engine's."""
     hop_runs = 1 if bench.quick else runs
-    # As long as a scorer run: the embedded broker slows down as a topic fills (README),
+    # As long as a scorer run: the embedded broker slows down as a topic fills (docs/guarantees.md),
     # so the hop is measured over as many records as the pipeline runs it sees.
     hops = {rate: [broker_hop(bench, rate, duration) for _ in range(hop_runs)] for rate in RATES}
     by_engine: dict[str, dict[str, Any]] = {}

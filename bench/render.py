@@ -155,7 +155,7 @@ def plot(sections: dict[str, dict[str, Any]], path: Path) -> bool:
 
 
 def quoted_block(report: str) -> str:
-    """The results table between the markers (what the README quotes)."""
+    """The results table between the markers of a report."""
     start, end = report.find(BEGIN), report.find(END)
     return report[start + len(BEGIN) : end].strip() if start >= 0 and end > start else ""
 

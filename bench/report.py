@@ -100,7 +100,7 @@ def _fmt(value: Any, unit: str = "") -> str:
 
 
 def results_table(sections: Mapping[str, Mapping[str, Any]]) -> list[str]:
-    """The short table the README quotes: one row per figure, median [min-max]."""
+    """The short table REPORT.md leads with: one row per figure, median [min-max]."""
     rows: list[tuple[str, Any, str]] = []
     tp = sections.get("scorer_throughput")
     if tp:

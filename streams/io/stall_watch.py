@@ -3,7 +3,7 @@
 A consumer that receives nothing is normally caught up. It is *stalled* when it receives
 nothing for ``timeout_s`` while some partition it reads still holds records past its
 position (position < high watermark). Brokers do that: the embedded broker answers every
-fetch empty once listing a partition takes longer than the fetch wait (README, "The
+fetch empty once listing a partition takes longer than the fetch wait (docs/guarantees.md, "The
 embedded broker"); on Apache Kafka a lost fetch session or a stuck connection looks the
 same from the client. Nothing in librdkafka reports it, so every consumer loop of
 streamrec asks a :class:`StallWatch` after each poll.
@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 #: The longest fetch wait a stall raises the wait to (ms).
 MAX_FETCH_WAIT_MS = 2000
 #: The least fetch wait a replacement consumer gets (ms): the default wait, which serves
-#: the embedded broker for hours at the README's rates.
+#: the embedded broker for hours at the rates in docs/guarantees.md.
 MIN_REPLACEMENT_WAIT_MS = 100
 
 Partition = tuple[str, int]
@@ -89,7 +89,7 @@ def starved_error(reader: str, topic: str, partition: int, remaining: int) -> st
         f"{reader}: the broker answers no records of {topic}/{partition} though it holds "
         f"{remaining} more, even with a {MAX_FETCH_WAIT_MS} ms fetch wait; nothing was "
         "skipped, the read is incomplete (on the embedded broker: too many small batches in "
-        'the partition, README "The embedded broker")'
+        'the partition, docs/guarantees.md, "The embedded broker")'
     )
 
 

@@ -29,7 +29,7 @@ the snapshot poll and the pub/sub hint. Only the transport differs:
   then the offsets are committed, the consumer leaves the group and the process exits 0;
   a batch still undelivered by then exits 75 without committing (it is scored again).
 
-Faust's per-event stream machinery is what bounds the Faust engine (README,
+Faust's per-event stream machinery is what bounds the Faust engine (docs/benchmarks.md,
 Benchmarks); this loop does per batch what Faust does per event.
 """
 
