@@ -8,6 +8,7 @@ skips a level and stays short, and no paragraph of prose stands in two files.
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections import defaultdict
 from pathlib import Path
@@ -123,14 +124,14 @@ def test_the_readme_is_short_and_its_outline_never_skips_a_level() -> None:
     assert len(text.splitlines()) <= README_MAX_LINES
     levels = [level for level, _ in headings(text)]
     assert levels[0] == 1 and levels.count(1) == 1, "one title, first"
-    for before, after in zip(levels, levels[1:], strict=False):
+    for before, after in itertools.pairwise(levels):
         assert after <= before + 1, f"a heading jumps from level {before} to {after}"
 
 
 @pytest.mark.parametrize("path", documents()[1:], ids=lambda p: str(p.relative_to(ROOT)))
 def test_each_page_outline_never_skips_a_level(path: Path) -> None:
     levels = [level for level, _ in headings(path.read_text())]
-    for before, after in zip(levels, levels[1:], strict=False):
+    for before, after in itertools.pairwise(levels):
         assert after <= before + 1, f"{path.name}: a heading jumps from {before} to {after}"
 
 
