@@ -7,7 +7,7 @@ with ``--new-pages 0.2``: a fifth of the pages is published during the log and v
 from then on; the catalog gives each page its topic as category. Each variant runs the
 exact protocol of ``streamrec evaluate`` (k = 10, history = last 50 pages, every page the
 user has seen excluded) on the default model, alone (``slots=0``) or wrapped in
-:class:`online_model.fresh.FreshBlend`. Reach: for each page published during the log,
+:class:`online_model.catalog.fresh.FreshBlend`. Reach: for each page published during the log,
 the time from its publication to the first list that served it (a page never served
 counts as not reached).
 """
@@ -21,9 +21,9 @@ from collections.abc import Collection, Hashable, Sequence
 from pathlib import Path
 from typing import Any
 
+from online_model.catalog.fresh import DAY_MS, FreshBlend
 from online_model.data.generate import generate, page_catalog
 from online_model.evaluation import evaluate
-from online_model.fresh import DAY_MS, FreshBlend
 from online_model.registry import DEFAULT_MODEL, make_model
 
 from .harness import machine

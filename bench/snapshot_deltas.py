@@ -7,14 +7,14 @@ bench world's generator (seed 7, 100k users) trains the default model in process
 (1,000 = one second of traffic at 1k ev/s, the trainer's default interval). After each
 interval, timed on the same model:
 
-- ``full``: :func:`online_model.snapshot.dump_snapshot` (what the trainer paid per publish
+- ``full``: :func:`online_model.persist.snapshot.dump_snapshot` (what the trainer paid per publish
   before deltas, signing included) and its bytes;
-- ``delta``: ``state_delta()`` + :func:`online_model.snapshot_delta.dump_delta` (what it
+- ``delta``: ``state_delta()`` + :func:`online_model.persist.snapshot_delta.dump_delta` (what it
   pays now) and its bytes;
 - ``apply``: what a scorer holding the previous version pays: verify and parse the delta
-  (:func:`~online_model.snapshot_delta.read_delta`) and build the next model
-  (:func:`~online_model.snapshot_delta.apply_delta`);
-- ``load_full``: what it paid before: :func:`online_model.snapshot.load_snapshot` of the
+  (:func:`~online_model.persist.snapshot_delta.read_delta`) and build the next model
+  (:func:`~online_model.persist.snapshot_delta.apply_delta`);
+- ``load_full``: what it paid before: :func:`online_model.persist.snapshot.load_snapshot` of the
   full file.
 
 Each applied delta is checked to give, byte for byte, the full snapshot's tensors
@@ -33,10 +33,10 @@ from typing import Any
 import numpy as np
 
 from online_model.data.generate import generate
-from online_model.model_file import _tensor_bytes
+from online_model.persist.model_file import _tensor_bytes
+from online_model.persist.snapshot import Snapshot, SnapshotMeta, dump_snapshot, load_snapshot
+from online_model.persist.snapshot_delta import ChainPosition, apply_delta, dump_delta, read_delta
 from online_model.registry import DEFAULT_MODEL, make_model
-from online_model.snapshot import Snapshot, SnapshotMeta, dump_snapshot, load_snapshot
-from online_model.snapshot_delta import ChainPosition, apply_delta, dump_delta, read_delta
 
 from .report import write_pair
 from .snapshot_format import _timed

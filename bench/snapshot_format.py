@@ -5,9 +5,9 @@ No broker, no Redis: the bench world (generator seed 7, 100k users, ``--pages`` 
 trains the default model in process on ``--train`` events; then, for each format, the
 median of ``--runs`` timings of:
 
-- ``dump_s``: :func:`online_model.snapshot.dump_snapshot` (what the trainer pays per
+- ``dump_s``: :func:`online_model.persist.snapshot.dump_snapshot` (what the trainer pays per
   publish, signing included);
-- ``load_s``: :func:`online_model.snapshot.load_snapshot` (what a scorer pays per hot swap);
+- ``load_s``: :func:`online_model.persist.snapshot.load_snapshot` (what a scorer pays per hot swap);
 - ``first_1000_recommend_s``: the loaded model's first 1,000 ``recommend`` calls on
   histories of the world's users (a hot-swapped model serves with cold caches);
 - ``bytes``: the snapshot's size.
@@ -30,8 +30,8 @@ from typing import Any
 import numpy as np
 
 from online_model.data.generate import generate
+from online_model.persist.snapshot import Snapshot, SnapshotMeta, dump_snapshot, load_snapshot
 from online_model.registry import DEFAULT_MODEL, make_model
-from online_model.snapshot import Snapshot, SnapshotMeta, dump_snapshot, load_snapshot
 
 RESULTS = Path(__file__).parent / "results"
 KEY = b"bench-key"

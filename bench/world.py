@@ -17,8 +17,8 @@ from typing import Any
 
 from online_model.base import Recommender
 from online_model.data.generate import generate
+from online_model.persist.snapshot import Snapshot, SnapshotMeta
 from online_model.registry import DEFAULT_MODEL, make_model
-from online_model.snapshot import Snapshot, SnapshotMeta
 from streams.settings import Settings
 from streams.state.snapshot_store import SnapshotStore
 from streams.wiring import snapshot_store

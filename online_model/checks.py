@@ -10,7 +10,7 @@ plug-in model (``STREAMREC_MODEL=package.module:Class``) can run the same checks
 
 A model opts out of a check by listing its name in ``_unit_test_skips()``.
 
->>> from online_model.popularity import DecayedPopularity
+>>> from online_model.models.popularity import DecayedPopularity
 >>> check_recommender(DecayedPopularity())
 """
 
@@ -22,9 +22,9 @@ from typing import Any
 
 from online_model.base import Recommender
 from online_model.data.generate import generate
-from online_model.forgetting import can_forget, forget_pages
-from online_model.model_state import exports_state
-from online_model.snapshot import Snapshot, SnapshotMeta, dump_snapshot, load_snapshot
+from online_model.models.forgetting import can_forget, forget_pages
+from online_model.persist.snapshot import Snapshot, SnapshotMeta, dump_snapshot, load_snapshot
+from online_model.state import exports_state
 
 Check = Callable[[Recommender], None]
 Event = tuple[str, str, int]
@@ -131,7 +131,7 @@ def check_deterministic(model: Recommender) -> None:
 def check_forgets_pages(model: Recommender) -> None:
     """Forgotten pages are neither recommended nor in the snapshot; learning goes on.
 
-    Only for models that can forget (:mod:`online_model.forgetting`)."""
+    Only for models that can forget (:mod:`online_model.models.forgetting`)."""
     events = _events()
     _fit(model, events[:-200])
     gone = {item for item, _ in model.recommend("u0", k=3)}

@@ -12,7 +12,7 @@ Every event is learned exactly once, after it was predicted: the scores are hone
 estimates of what a live scorer would have served.
 
 Periodic retraining (``retrain_every=N``, for models with a batch layer such as
-:class:`~online_model.hybrid.Hybrid`): before the events numbered N, 2N, 3N, ... are
+:class:`~online_model.models.hybrid.Hybrid`): before the events numbered N, 2N, 3N, ... are
 scored, the batch layer is refit on exactly the events before them and swapped in, as a
 batch job that reads the log up to "now" would be; the online part keeps learning every
 event once. A batch layer is thus never fit on an event it is then judged on.
@@ -76,7 +76,7 @@ class PrequentialEvaluator:
 
     Examples
     --------
-    >>> from online_model.popularity import DecayedPopularity
+    >>> from online_model.models.popularity import DecayedPopularity
     >>> ev = PrequentialEvaluator(DecayedPopularity(half_life=0), k=1)
     >>> for user, page, ts in [("a", "p1", 1), ("b", "p1", 2), ("a", "p2", 3), ("b", "p2", 4)]:
     ...     _ = ev.update(user, page, ts)

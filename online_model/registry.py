@@ -2,7 +2,8 @@
 
 ``make_model("covisit", {"window": "3"})`` builds a built-in; a dotted path
 ``package.module:Class`` (or ``package.module.Class``) builds any River-compatible class;
-one that is not a :class:`Recommender` is wrapped in :class:`~online_model.adapter.RiverRanker`.
+one that is not a :class:`Recommender` is wrapped in
+:class:`~online_model.models.adapter.RiverRanker`.
 String parameters are coerced to the type of the constructor's default (or annotation).
 """
 
@@ -14,14 +15,14 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from online_model.adapter import RiverRanker
 from online_model.base import Recommender
-from online_model.blend import Blend
-from online_model.covisit import Covisitation
 from online_model.errors import ModelError
-from online_model.factorization import ImplicitMF
-from online_model.hybrid import Hybrid
-from online_model.popularity import DecayedPopularity
+from online_model.models.adapter import RiverRanker
+from online_model.models.blend import Blend
+from online_model.models.covisit import Covisitation
+from online_model.models.factorization import ImplicitMF
+from online_model.models.hybrid import Hybrid
+from online_model.models.popularity import DecayedPopularity
 
 logger = logging.getLogger(__name__)
 
@@ -121,6 +122,25 @@ def _coerce(value: Any, param: inspect.Parameter, name: str) -> Any:
     return value
 
 
+def blend_members(spec: str, seed: Any = 42) -> list[tuple[Recommender, float]]:
+    """``"covisit:1.0,mf:0.2"`` -> ``[(Covisitation(seed=...), 1.0), (ImplicitMF(...), 0.2)]``.
+
+    >>> [(type(m).__name__, w) for m, w in blend_members("covisit:1,popularity:0.1")]
+    [('Covisitation', 1.0), ('DecayedPopularity', 0.1)]
+    """
+    members = []
+    for part in filter(None, (p.strip() for p in spec.split(","))):
+        name, _, weight = part.partition(":")
+        try:
+            w = float(weight) if weight else 1.0
+        except ValueError as exc:
+            raise ModelError(f"blend member {part!r}: weight is not a number") from exc
+        members.append((make_model(name.strip(), {"seed": seed}), w))
+    if not members:
+        raise ModelError("a blend needs at least one member")
+    return members
+
+
 def make_model(name: str, params: Mapping[str, Any] | None = None) -> Recommender:
     """Build model ``name`` (built-in or dotted path) with ``params`` coerced to its types.
 
@@ -133,10 +153,15 @@ def make_model(name: str, params: Mapping[str, Any] | None = None) -> Recommende
     --------
     >>> make_model("covisit", {"window": "3"}).window
     3
-    >>> make_model("online_model.popularity:DecayedPopularity", {"half_life": "50"}).half_life
+    >>> popularity = "online_model.models.popularity:DecayedPopularity"
+    >>> make_model(popularity, {"half_life": "50"}).half_life
     50.0
     """
     cls = resolve(name)
+    params = dict(params or {})
+    if cls is Blend and isinstance(params.get("models"), str):
+        # The registry reads a blend's spec: Blend itself only takes (model, weight) pairs.
+        params["models"] = blend_members(params["models"], params.get("seed", 42))
     try:
         signature = inspect.signature(cls)
     except (TypeError, ValueError) as exc:

@@ -10,7 +10,7 @@ import dataclasses
 from collections.abc import Callable
 from typing import Any
 
-from online_model.snapshot import signing_key
+from online_model.persist.snapshot import signing_key
 from streams.io.codec import PAGE_VIEW, RECOMMENDATION, AvroCodec
 from streams.settings import Settings
 from streams.state.batch_layers import BatchLayerStore

@@ -25,8 +25,8 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from online_model.catalog import Catalog
+from online_model.catalog.fresh import FreshPages
 from online_model.errors import InputError
-from online_model.fresh import FreshPages
 from streams.errors import SchemaViolation, SerializationError, ServiceError
 from streams.io.codec import PAGE, AvroCodec
 from streams.io.event_source import KafkaEventSource

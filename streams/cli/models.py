@@ -17,7 +17,7 @@ from typing import Any
 import click
 
 from online_model.errors import InputError, ModelError
-from online_model.pmml import covisit_pmml
+from online_model.export.pmml import covisit_pmml
 from streams.cli.options import Count, json_option, k_option
 from streams.experiment import results
 from streams.ops import model_actions

@@ -213,8 +213,8 @@ def _up_to_now(spec: Any) -> Any:
 
 
 def _run_batch_layer(sc: Any, settings: Settings, spec: Any, key: bytes, publish_mode: str) -> None:
-    from online_model.batch_layer_file import dump_batch_layer, load_batch_layer
-    from online_model.snapshot import SnapshotMeta
+    from online_model.persist.batch_layer_file import dump_batch_layer, load_batch_layer
+    from online_model.persist.snapshot import SnapshotMeta
     from streams.retrain.run import retrain_batch_layer
     from streams.wiring import batch_layer_store
 

@@ -20,7 +20,7 @@ from typing import Any
 import redis
 
 from online_model.errors import ConfigurationError
-from online_model.snapshot import Snapshot
+from online_model.persist.snapshot import Snapshot
 from streams.errors import StoreUnavailable
 from streams.experiment import results
 from streams.experiment.assignment import ARMS

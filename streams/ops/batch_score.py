@@ -27,7 +27,7 @@ import fastavro
 
 from online_model.catalog import Rules
 from online_model.errors import InputError
-from online_model.popularity import DecayedPopularity
+from online_model.models.popularity import DecayedPopularity
 from streams.errors import ServiceError
 from streams.scorer.core import ScoringCore
 from streams.scorer.model_holder import Served

@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from online_model.errors import ConfigurationError, SnapshotError
-from online_model.snapshot import SnapshotMeta
+from online_model.persist.snapshot import SnapshotMeta
 from streams.experiment import results
 from streams.state.connection import redis_errors
 from streams.state.serving import Placement, ServedModel, Serving, change_entry

@@ -6,7 +6,7 @@ from typing import Any
 
 import click
 
-from online_model.snapshot import Snapshot, dump_snapshot, read_meta
+from online_model.persist.snapshot import Snapshot, dump_snapshot, read_meta
 from streams.replay.rebuild import Verdict
 from streams.settings import Settings
 from streams.wiring import snapshot_store

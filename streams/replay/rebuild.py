@@ -43,7 +43,7 @@ from typing import Any, Protocol
 from online_model.base import Recommender
 from online_model.errors import ConfigurationError, StreamrecError
 from online_model.evaluation import PrequentialEvaluator
-from online_model.snapshot import Snapshot, SnapshotMeta
+from online_model.persist.snapshot import Snapshot, SnapshotMeta
 from streams.records import LogRecord
 
 logger = logging.getLogger(__name__)

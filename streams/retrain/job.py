@@ -6,13 +6,13 @@ Two Spark stages, each passing numpy columns, never a Python object per event:
    (:func:`~streams.retrain.kafka_ranges.read_range`); the driver collects them (about 24
    bytes per event), drops what lies past each partition's end, merges the id tables and
    sorts the events into learning order with one ``lexsort``
-   (:class:`~online_model.covisit_batch.OrderedEvents`);
+   (:class:`~online_model.models.covisit.batch.OrderedEvents`);
 2. **count** — the events, cut into slices by user, go back to the executors, where
-   :func:`~online_model.covisit_batch.pair_sums` counts each slice's transitions with
+   :func:`~online_model.models.covisit.batch.pair_sums` counts each slice's transitions with
    numpy; the driver merges the per-pair sums and keeps each page's strongest links
-   (:func:`~online_model.covisit_batch.bulk_statistics`).
+   (:func:`~online_model.models.covisit.batch.bulk_statistics`).
 
-What is computed per user, pair or page comes from :mod:`online_model.covisit_batch`
+What is computed per user, pair or page comes from :mod:`online_model.models.covisit.batch`
 (shipped to the executors), so the distributed job and the online model share one
 definition.
 
@@ -38,15 +38,15 @@ from typing import Any
 
 import numpy as np
 
-from online_model.covisit_batch import (
+from online_model.data.events_file import read_events
+from online_model.models.covisit.batch import (
     CovisitStatistics,
     OrderedEvents,
     bulk_statistics,
     sorted_table,
 )
-from online_model.data.events_file import read_events
-from online_model.itemitem import ItemItem
-from online_model.itemitem_batch import fit_in_bulk
+from online_model.models.itemitem import ItemItem
+from online_model.models.itemitem_batch import fit_in_bulk
 from streams.replay.rebuild import TimeRange
 from streams.retrain.kafka_ranges import RangeRead, ReadSpec, plan_ranges, read_ranges
 from streams.retrain.spark_daemon import daemon_module
@@ -269,7 +269,7 @@ def item_item_layer(
 ) -> ItemItem:
     """A hybrid's item-item batch layer over all ``events``: the users' page sets and the
     Gram matrix parts computed by one task per slice of users, summed and solved (EASE)
-    on the driver (:func:`online_model.itemitem_batch.fit_in_bulk`)."""
+    on the driver (:func:`online_model.models.itemitem_batch.fit_in_bulk`)."""
 
     def on_executors(function: Callable[[Any], Any], slices: list[Any]) -> list[Any]:
         return sc.parallelize(slices, len(slices)).map(function).collect()

@@ -5,7 +5,7 @@
    :mod:`streams.retrain.job`.
 2. All but the newest ``tail`` events (the *prefix*) are aggregated into co-visitation
    statistics (pairs counted on the executors), from which the driver builds the model
-   (:func:`online_model.covisit_batch.build_covisitation`).
+   (:func:`online_model.models.covisit.batch.build_covisitation`).
 3. The driver learns the tail online, test-then-train, with the users' earlier pages as
    their history (so the scores are those a replay gives on those events). This learns the
    popularity weight m, which is sequential, and gives the metrics of the snapshot.
@@ -19,7 +19,7 @@ the last record read in range per partition, as a trainer would commit them.
 ``--model hybrid`` builds no model: :func:`retrain_batch_layer` reads the log the same way
 and fits the hybrid's item-item batch layer on all of it (the Gram matrix of the users'
 page sets summed from the executors' parts, EASE solved on the driver:
-:mod:`online_model.itemitem_batch`); the layer records the offsets it covers and is
+:mod:`online_model.models.itemitem_batch`); the layer records the offsets it covers and is
 published for the hybrid's trainer to swap in (:mod:`streams.state.batch_layers`).
 """
 
@@ -31,14 +31,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from online_model.base import Recommender
-from online_model.covisit import Covisitation
-from online_model.covisit_batch import build_covisitation
 from online_model.errors import ConfigurationError
 from online_model.evaluation import PrequentialEvaluator
-from online_model.hybrid import Hybrid
-from online_model.itemitem import ItemItem
-from online_model.itemitem_batch import fit_params
-from online_model.snapshot import Snapshot, SnapshotMeta
+from online_model.models.covisit import Covisitation
+from online_model.models.covisit.batch import build_covisitation
+from online_model.models.hybrid import Hybrid
+from online_model.models.itemitem import ItemItem
+from online_model.models.itemitem_batch import fit_params
+from online_model.persist.snapshot import Snapshot, SnapshotMeta
 from streams.replay.rebuild import TimeRange, Verdict, check_gate_metric, numeric_metrics
 from streams.retrain import job
 from streams.settings import Settings
@@ -97,7 +97,7 @@ class BatchLayerOutcome:
 def retrain_batch_layer(sc: Any, settings: Settings, spec: RetrainSpec) -> BatchLayerOutcome:
     """Read the log as :func:`retrain_once` does and fit the hybrid's batch layer on all of
     it (no tail, no gate: the hybrid's trainer learns the mix weight online)."""
-    from online_model.batch_layer_file import json_offsets
+    from online_model.persist.batch_layer_file import json_offsets
 
     started = time.perf_counter()
     hybrid = make_bulk_model(spec.model, spec.params)

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from online_model.catalog import Catalog, Rules, recommend_eligible
-from online_model.fresh import blend_fresh
+from online_model.catalog.fresh import blend_fresh
 from online_model.quality import HitCounts, rank_of
 from streams.catalog.rules import NO_RULES, rules_from_context
 from streams.errors import DecodeError, KeyMismatch, SchemaViolation

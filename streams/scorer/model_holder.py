@@ -20,7 +20,7 @@ from typing import Any, Protocol
 
 from online_model.base import Recommender
 from online_model.errors import SnapshotError
-from online_model.popularity import DecayedPopularity
+from online_model.models.popularity import DecayedPopularity
 
 log = logging.getLogger(__name__)
 

@@ -83,8 +83,9 @@ class ScorerRuntime:
         self.serving = settings.model_name
         #: What scorers of the model name serve and the store of any namespace: what the
         #: operator endpoints act on (:mod:`streams.ops.model_actions`).
-        self.lifecycle = serving(settings, self.store.redis)
-        self.stores = store_for(settings, self.store.redis)
+        lifecycle_client = settings.redis_client(socket_timeout=5.0)  # connects when used
+        self.lifecycle = serving(settings, lifecycle_client)
+        self.stores = store_for(settings, lifecycle_client)
         self.experiments = ExperimentFollower(
             ExperimentStore(settings.redis_client(), settings.model_name),
             lambda namespace: snapshot_store(dataclasses.replace(settings, model_name=namespace)),

@@ -6,7 +6,7 @@ and swaps it into its model, whose snapshots then carry it to the scorers. Keys,
 ``streamrec:<model_name>:`` (:class:`~streams.state.keys.ModelKeys`):
 
 ``batch:<version>``
-    A signed batch layer file (:mod:`online_model.batch_layer_file`), verified on load.
+    A signed batch layer file (:mod:`online_model.persist.batch_layer_file`), verified on load.
 ``batch_seq``
     ``INCR`` counter handing out versions.
 ``batch_newest``
@@ -24,15 +24,15 @@ import logging
 import time
 from typing import Any, cast
 
-from online_model.batch_layer_file import (
+from online_model.errors import SnapshotError
+from online_model.models.itemitem import ItemItem
+from online_model.persist.batch_layer_file import (
     BatchLayerRecord,
     dump_batch_layer,
     json_offsets,
     load_batch_layer,
 )
-from online_model.errors import SnapshotError
-from online_model.itemitem import ItemItem
-from online_model.snapshot import SnapshotMeta
+from online_model.persist.snapshot import SnapshotMeta
 from streams.state.connection import redis_errors
 from streams.state.keys import ModelKeys
 

@@ -3,7 +3,7 @@
 Key layout, all under ``streamrec:<model_name>:``:
 
 ``snap:<version>``
-    The signed snapshot bytes (:mod:`online_model.snapshot`); the header repeats the
+    The signed snapshot bytes (:mod:`online_model.persist.snapshot`); the header repeats the
     version and model name, and :meth:`SnapshotStore.load` refuses a body stored under
     another version or model (a copied key is not a way to roll back).
 ``version_seq``
@@ -20,7 +20,7 @@ Key layout, all under ``streamrec:<model_name>:``:
     find candidates and to prune; whatever is loaded is verified.
 ``deltas``
     Hash version -> the version it applies to, for delta versions only
-    (:mod:`online_model.snapshot_delta`): an unauthenticated hint that pruning follows so
+    (:mod:`online_model.persist.snapshot_delta`): an unauthenticated hint that pruning follows so
     that it never deletes what a kept delta builds on.
 ``experiment-results``
     Hash ``<version>:<experiment id>`` -> JSON: the outcome of a finished experiment
@@ -62,8 +62,7 @@ from typing import Any, cast
 
 from online_model.base import Recommender
 from online_model.errors import SnapshotError
-from online_model.model_state import ModelState
-from online_model.snapshot import (
+from online_model.persist.snapshot import (
     Snapshot,
     SnapshotFormatError,
     SnapshotMeta,
@@ -73,7 +72,7 @@ from online_model.snapshot import (
     read_meta,
     verified_parts,
 )
-from online_model.snapshot_delta import (
+from online_model.persist.snapshot_delta import (
     ChainPosition,
     SnapshotDelta,
     apply_delta,
@@ -81,6 +80,7 @@ from online_model.snapshot_delta import (
     is_delta,
     read_delta,
 )
+from online_model.state import ModelState
 from streams.state.connection import redis_errors
 from streams.state.keys import ModelKeys
 
@@ -151,12 +151,12 @@ class SnapshotStore:
     model_name
         Namespace of the keys.
     key
-        HMAC key (see :func:`online_model.snapshot.signing_key`).
+        HMAC key (see :func:`online_model.persist.snapshot.signing_key`).
     keep
         How many versions to keep (current and the newest trainer version always are).
     allow_pickle
         Whether snapshots may hold pickles (user River models, format 1); default from
-        ``STREAMREC_ALLOW_PICKLE`` (see :func:`online_model.snapshot.pickle_allowed`).
+        ``STREAMREC_ALLOW_PICKLE`` (see :func:`online_model.persist.snapshot.pickle_allowed`).
     """
 
     def __init__(
@@ -229,7 +229,7 @@ class SnapshotStore:
         make_current: bool = True,
     ) -> ChainPosition:
         """Sign and store the delta ``changes`` of ``model`` (its
-        :meth:`~online_model.model_state.TracksChanges.state_delta`) as a new version that
+        :meth:`~online_model.state.TracksChanges.state_delta`) as a new version that
         applies to ``after``'s version; ``current`` moves as in :meth:`publish`."""
         version = int(self.redis.incr(self.keys.version_seq))
         meta = self._stamped(meta, version)
@@ -444,7 +444,7 @@ class SnapshotStore:
 
     def export_safetensors(self, version: int) -> bytes:
         """``version``'s model as a plain ``.safetensors`` file (see
-        :func:`online_model.snapshot.export_safetensors`)."""
+        :func:`online_model.persist.snapshot.export_safetensors`)."""
         return export_safetensors(self.full_bytes(version), self._key, self.allow_pickle)
 
     def load_current(self) -> Snapshot | None:

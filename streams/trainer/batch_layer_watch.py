@@ -2,14 +2,14 @@
 
 ``streamrec retrain --model hybrid`` publishes an item-item batch layer that covers the
 log up to some offsets (:mod:`streams.state.batch_layers`). The trainer of a
-:class:`~online_model.hybrid.Hybrid` calls :meth:`BatchLayerWatcher.check` from its loop;
+:class:`~online_model.models.hybrid.Hybrid` calls :meth:`BatchLayerWatcher.check` from its loop;
 at most every ``check_every`` seconds it reads the newest batch layer's version (one
 ``GET``) and, when it is new:
 
 * waits while the trainer has not read the log up to the layer's offsets (a layer of
   events the online layer has not seen yet would be a fit of another log, see
   :meth:`Hybrid.set_batch_layer`), and swaps it in once it has;
-* swaps it into the model with :meth:`~online_model.hybrid.Hybrid.set_batch_layer`,
+* swaps it into the model with :meth:`~online_model.models.hybrid.Hybrid.set_batch_layer`,
   which replaces the item-item weights only: the online layer, the learned mix weights
   and the users' recent pages carry on, so nothing learned since the retrain's offsets is
   lost and nothing is relearned;
@@ -28,10 +28,10 @@ from typing import Any
 
 import redis
 
-from online_model.batch_layer_file import BatchLayerRecord
 from online_model.errors import ModelError, SnapshotError
-from online_model.hybrid import Hybrid
-from online_model.itemitem import ItemItem
+from online_model.models.hybrid import Hybrid
+from online_model.models.itemitem import ItemItem
+from online_model.persist.batch_layer_file import BatchLayerRecord
 from streams.errors import StoreUnavailable
 from streams.state.batch_layers import BatchLayerStore
 

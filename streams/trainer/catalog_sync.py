@@ -7,7 +7,7 @@ then live: :class:`~streams.catalog.follower.CatalogFollower`), for two things:
   :class:`~online_model.catalog.Catalog` the follower fills is handed to
   :class:`~streams.trainer.quality_estimate.RollingHitRate`);
 - a page **deleted** (a tombstone) or **expired** (its ``expires_at`` passed) is final:
-  :class:`CatalogSync` has the model forget it (:mod:`online_model.forgetting`), so it
+  :class:`CatalogSync` has the model forget it (:mod:`online_model.models.forgetting`), so it
   stops taking room and leaves the next snapshot. A **hidden** page (``available=false``,
   ``published_at`` ahead) is reversible and stays in the model; scorers filter it.
 
@@ -31,7 +31,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from online_model.forgetting import can_forget, forget_pages
+from online_model.models.forgetting import can_forget, forget_pages
 
 log = logging.getLogger(__name__)
 

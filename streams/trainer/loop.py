@@ -8,7 +8,7 @@ the next run from the same offsets, so nothing is learned twice and nothing is s
 Kafka commits are made after each publish, for lag monitoring only: the snapshot is the
 truth.
 
-Snapshots are full or deltas (:mod:`online_model.snapshot_delta`): a model that tracks
+Snapshots are full or deltas (:mod:`online_model.persist.snapshot_delta`): a model that tracks
 its changes (co-visitation, popularity) publishes only what changed since its previous
 snapshot, so a publish costs O(change); a full snapshot is published first after each
 start, every ``full_every`` deltas, after a change that touched everything (a decay
@@ -36,14 +36,14 @@ from typing import Any, Protocol
 
 from online_model.base import Recommender
 from online_model.errors import ConfigurationError, StreamrecError
-from online_model.model_state import (
+from online_model.persist.snapshot import Snapshot, SnapshotMeta
+from online_model.persist.snapshot_delta import ChainPosition
+from online_model.state import (
     ModelState,
     StateNotExportable,
     TracksChanges,
     tracks_deltas,
 )
-from online_model.snapshot import Snapshot, SnapshotMeta
-from online_model.snapshot_delta import ChainPosition
 from streams.errors import LeaseLost, StoreUnavailable
 from streams.records import LogRecord
 from streams.state.lease import TrainerLease

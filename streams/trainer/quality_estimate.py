@@ -46,7 +46,7 @@ class RollingHitRate:
     weighted over about ``horizon`` judgements. ``report`` omits the rates until a first
     judgement exists (a 0 from no judgement would read as a broken model).
 
-    >>> from online_model.popularity import DecayedPopularity
+    >>> from online_model.models.popularity import DecayedPopularity
     >>> est = RollingHitRate(k=2, every=1)
     >>> model = DecayedPopularity()
     >>> for user, page in [("v", "b"), ("u", "a"), ("u", "b"), ("u", "c")]:

@@ -14,8 +14,8 @@ from typing import Any
 
 from online_model.catalog import Catalog
 from online_model.errors import ConfigurationError
-from online_model.hybrid import Hybrid
-from online_model.snapshot import check_storable
+from online_model.models.hybrid import Hybrid
+from online_model.persist.snapshot import check_storable
 from streams.catalog.follower import CatalogFollower
 from streams.io.event_source import KafkaEventSource
 from streams.io.topics import ensure_topics

@@ -11,8 +11,8 @@ from typing import Any
 import fastavro
 from click.testing import CliRunner, Result
 
-from online_model.covisit import Covisitation
-from online_model.snapshot import Snapshot, SnapshotMeta
+from online_model.models.covisit import Covisitation
+from online_model.persist.snapshot import Snapshot, SnapshotMeta
 from streams.cli import main
 from streams.io.producer import page_view
 from streams.io.topics import ensure_topics

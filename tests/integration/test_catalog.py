@@ -140,8 +140,8 @@ def test_a_hidden_page_leaves_rest_and_the_topic_and_comes_back_when_shown(
 def test_batch_score_leaves_hidden_pages_out_and_keeps_lists_full(
     settings: Settings, settings_env: dict[str, str], tmp_path: Path
 ) -> None:
-    from online_model.popularity import DecayedPopularity
-    from online_model.snapshot import Snapshot, SnapshotMeta
+    from online_model.models.popularity import DecayedPopularity
+    from online_model.persist.snapshot import Snapshot, SnapshotMeta
     from streams.catalog.publish import publish_pages
     from streams.wiring import snapshot_store
 

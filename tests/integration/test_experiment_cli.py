@@ -6,8 +6,8 @@ import json
 
 from click.testing import CliRunner, Result
 
-from online_model.popularity import DecayedPopularity
-from online_model.snapshot import Snapshot, SnapshotMeta
+from online_model.models.popularity import DecayedPopularity
+from online_model.persist.snapshot import Snapshot, SnapshotMeta
 from streams.cli import main
 from streams.experiment.statistics import ArmCounts
 from streams.experiment.store import ExperimentStore

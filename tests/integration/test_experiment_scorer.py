@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import time
 
-from online_model.popularity import DecayedPopularity
-from online_model.snapshot import Snapshot, SnapshotMeta
+from online_model.models.popularity import DecayedPopularity
+from online_model.persist.snapshot import Snapshot, SnapshotMeta
 from streams.experiment.record import Experiment, new_id
 from streams.experiment.store import ExperimentStore
 from streams.scorer.runtime import ScorerRuntime

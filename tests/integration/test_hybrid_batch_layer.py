@@ -14,12 +14,12 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from online_model.covisit_batch import OrderedEvents
 from online_model.data.generate import generate
 from online_model.errors import SnapshotError
-from online_model.hybrid import Hybrid
-from online_model.itemitem import fit_item_item
-from online_model.snapshot import SnapshotMeta
+from online_model.models.covisit.batch import OrderedEvents
+from online_model.models.hybrid import Hybrid
+from online_model.models.itemitem import fit_item_item
+from online_model.persist.snapshot import SnapshotMeta
 from streams.cli import main
 from streams.io.producer import page_view
 from streams.io.topics import ensure_topics

@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner, Result
 from safetensors import safe_open
 
-from online_model.snapshot import Snapshot, SnapshotMeta
+from online_model.persist.snapshot import Snapshot, SnapshotMeta
 from streams.cli import main
 from streams.io.topics import ensure_topics
 from streams.ops.processes import ChildProcess, wait_for
@@ -152,8 +152,8 @@ def test_rollback_changes_what_a_running_scorer_serves(
 def test_export_writes_a_model_other_tools_read(
     settings: Settings, settings_env: dict[str, str], tmp_path: Path
 ) -> None:
-    from online_model.covisit import Covisitation
     from online_model.data.generate import generate
+    from online_model.models.covisit import Covisitation
 
     store = snapshot_store(settings)
     model = Covisitation()
@@ -196,7 +196,7 @@ def test_export_writes_a_model_other_tools_read(
 def test_export_of_a_format_1_snapshot_needs_the_pickle_flag(
     settings: Settings, settings_env: dict[str, str], tmp_path: Path
 ) -> None:
-    from online_model.snapshot import dump_snapshot
+    from online_model.persist.snapshot import dump_snapshot
     from tests.support.fixtures import TEST_SNAPSHOT_KEY
 
     store = snapshot_store(settings)

@@ -6,8 +6,8 @@ import struct
 import time
 from pathlib import Path
 
-from online_model.popularity import DecayedPopularity
-from online_model.snapshot import Snapshot, SnapshotMeta
+from online_model.models.popularity import DecayedPopularity
+from online_model.persist.snapshot import Snapshot, SnapshotMeta
 from streams.io.codec import PAGE_VIEW, RECOMMENDATION, AvroCodec
 from streams.io.producer import ReliableProducer, page_view
 from streams.io.topics import ensure_topics

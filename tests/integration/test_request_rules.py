@@ -123,8 +123,8 @@ def test_category_and_exclude_hold_over_rest_and_on_the_topic(
 def test_batch_score_applies_category_and_exclude_and_refuses_bad_values(
     settings: Settings, settings_env: dict[str, str], tmp_path: Path
 ) -> None:
-    from online_model.popularity import DecayedPopularity
-    from online_model.snapshot import Snapshot, SnapshotMeta
+    from online_model.models.popularity import DecayedPopularity
+    from online_model.persist.snapshot import Snapshot, SnapshotMeta
     from streams.wiring import snapshot_store
 
     model = DecayedPopularity()

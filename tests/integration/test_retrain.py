@@ -13,11 +13,11 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from online_model.covisit import Covisitation
-from online_model.covisit_batch import OrderedEvents, build_covisitation
 from online_model.data.generate import generate, write_csv
 from online_model.evaluation import PrequentialEvaluator
-from online_model.popularity import DecayedPopularity
+from online_model.models.covisit import Covisitation
+from online_model.models.covisit.batch import OrderedEvents, build_covisitation
+from online_model.models.popularity import DecayedPopularity
 from streams.cli import main
 from streams.io.producer import ReliableProducer, page_view
 from streams.io.topics import ensure_topics

@@ -11,8 +11,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from online_model.covisit import Covisitation
-from online_model.snapshot import Snapshot, SnapshotMeta
+from online_model.models.covisit import Covisitation
+from online_model.persist.snapshot import Snapshot, SnapshotMeta
 from streams.io.topics import ensure_topics
 from streams.ops.processes import ChildProcess, wait_for
 from streams.settings import Settings

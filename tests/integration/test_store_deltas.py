@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from online_model.covisit import Covisitation
-from online_model.model_file import _tensor_bytes
+from online_model.models.covisit import Covisitation
+from online_model.persist.model_file import _tensor_bytes
 from streams.cli import main
 from streams.io.codec import PAGE_VIEW, AvroCodec
 from streams.io.producer import page_view

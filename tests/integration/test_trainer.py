@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
-from online_model.covisit import Covisitation
 from online_model.errors import ConfigurationError
-from online_model.popularity import DecayedPopularity
-from online_model.snapshot import SnapshotMeta
+from online_model.models.covisit import Covisitation
+from online_model.models.popularity import DecayedPopularity
+from online_model.persist.snapshot import SnapshotMeta
 from streams.errors import LeaseLost, StoreUnavailable
 from streams.io.codec import PAGE_VIEW, AvroCodec
 from streams.io.producer import ReliableProducer, page_view

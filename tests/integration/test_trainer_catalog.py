@@ -8,7 +8,7 @@ import threading
 import time
 from typing import Any
 
-from online_model.covisit import Covisitation
+from online_model.models.covisit import Covisitation
 from streams.catalog.publish import publish_pages
 from streams.io.producer import page_view
 from streams.io.topics import ensure_topics

@@ -6,8 +6,8 @@ import signal
 import time
 from pathlib import Path
 
-from online_model.popularity import DecayedPopularity
-from online_model.snapshot import Snapshot, SnapshotMeta
+from online_model.models.popularity import DecayedPopularity
+from online_model.persist.snapshot import Snapshot, SnapshotMeta
 from streams.experiment.assignment import arm_of
 from streams.experiment.record import Experiment, new_id
 from streams.experiment.store import ExperimentStore

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import redis
 
-from online_model.popularity import DecayedPopularity
-from online_model.snapshot import Snapshot, SnapshotMeta
+from online_model.models.popularity import DecayedPopularity
+from online_model.persist.snapshot import Snapshot, SnapshotMeta
 from streams.experiment import results
 from streams.experiment.assignment import CHALLENGER, CHAMPION
 from streams.experiment.record import Experiment, new_id

@@ -17,10 +17,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from online_model.covisit import Covisitation
-from online_model.popularity import DecayedPopularity
-from online_model.snapshot import _PREFIX, Snapshot, SnapshotMeta, dump_snapshot
-from online_model.snapshot_delta import DeltaLink, dump_delta
+from online_model.models.covisit import Covisitation
+from online_model.models.popularity import DecayedPopularity
+from online_model.persist.snapshot import _PREFIX, Snapshot, SnapshotMeta, dump_snapshot
+from online_model.persist.snapshot_delta import DeltaLink, dump_delta
 from streams.io.topics import ensure_topics
 from streams.ops.processes import ChildProcess, wait_for
 from streams.settings import Settings

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from online_model.popularity import DecayedPopularity
-from online_model.snapshot import Snapshot, SnapshotMeta
+from online_model.models.popularity import DecayedPopularity
+from online_model.persist.snapshot import Snapshot, SnapshotMeta
 
 
 def popularity_on(prefix: str, n_pages: int = 5, origin: str = "trainer") -> Snapshot:

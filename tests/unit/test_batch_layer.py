@@ -9,24 +9,24 @@ from typing import Any
 import numpy as np
 import pytest
 
-from online_model.batch_layer_file import (
-    BatchLayerRecord,
-    dump_batch_layer,
-    load_batch_layer,
-)
-from online_model.covisit import Covisitation
-from online_model.covisit_batch import OrderedEvents
 from online_model.errors import (
     ModelError,
     SnapshotError,
     SnapshotFormatError,
     SnapshotVerificationError,
 )
-from online_model.hybrid import Hybrid
-from online_model.itemitem import ItemItem, fit_item_item
-from online_model.itemitem_batch import fit_in_bulk
-from online_model.snapshot import Snapshot, SnapshotMeta, dump_snapshot, load_snapshot
-from online_model.snapshot_delta import ChainPosition
+from online_model.models.covisit import Covisitation
+from online_model.models.covisit.batch import OrderedEvents
+from online_model.models.hybrid import Hybrid
+from online_model.models.itemitem import ItemItem, fit_item_item
+from online_model.models.itemitem_batch import fit_in_bulk
+from online_model.persist.batch_layer_file import (
+    BatchLayerRecord,
+    dump_batch_layer,
+    load_batch_layer,
+)
+from online_model.persist.snapshot import Snapshot, SnapshotMeta, dump_snapshot, load_snapshot
+from online_model.persist.snapshot_delta import ChainPosition
 from streams.testing import ListEventSource
 from streams.trainer.batch_layer_watch import BatchLayerWatcher
 from streams.trainer.loop import Trainer

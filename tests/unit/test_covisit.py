@@ -5,7 +5,7 @@ from __future__ import annotations
 import pickle
 import random
 
-from online_model.covisit import Covisitation
+from online_model.models.covisit import Covisitation
 
 
 def _trending_stream(n: int = 3_000) -> list[tuple[str, str]]:

@@ -8,8 +8,9 @@ from typing import Any
 
 import pytest
 
-from online_model.covisit import Covisitation
-from online_model.covisit_batch import (
+from online_model.data.generate import generate
+from online_model.models.covisit import Covisitation
+from online_model.models.covisit.batch import (
     DecayClock,
     OrderedEvents,
     build_covisitation,
@@ -17,8 +18,7 @@ from online_model.covisit_batch import (
     events_first_after,
     statistics_in_memory,
 )
-from online_model.data.generate import generate
-from online_model.decay import ForwardDecay
+from online_model.models.decay import ForwardDecay
 
 Events = list[tuple[str, str, int]]
 

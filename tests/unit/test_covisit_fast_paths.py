@@ -17,9 +17,9 @@ from operator import itemgetter
 
 import pytest
 
-from online_model import covisit
-from online_model.covisit import Covisitation
 from online_model.data.generate import generate
+from online_model.models.covisit import Covisitation
+from online_model.models.covisit import model as covisit
 
 
 # -- the oracle: Covisitation's serving code before the fast paths --------------------------

@@ -10,7 +10,7 @@ from click.testing import CliRunner
 from online_model.data.events_file import read_events
 from online_model.errors import InputError
 from online_model.evaluation import PrequentialEvaluator, evaluate
-from online_model.popularity import DecayedPopularity
+from online_model.models.popularity import DecayedPopularity
 from streams.cli import evaluate as evaluate_cli
 from streams.cli import generate as generate_cli
 from streams.cli import main as cli

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from online_model.popularity import DecayedPopularity
+from online_model.models.popularity import DecayedPopularity
 from streams.experiment.assignment import arm_of
 from streams.experiment.record import Experiment
 from streams.experiment.routing import ArmRouting

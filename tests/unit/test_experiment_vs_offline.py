@@ -12,7 +12,7 @@ import time
 
 from online_model.data.generate import generate
 from online_model.evaluation import PrequentialEvaluator
-from online_model.popularity import DecayedPopularity
+from online_model.models.popularity import DecayedPopularity
 from online_model.quality import HitCounts
 from online_model.registry import make_model
 from streams.experiment.assignment import CHALLENGER, CHAMPION, arm_of

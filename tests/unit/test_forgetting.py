@@ -8,13 +8,14 @@ import time
 import numpy as np
 import pytest
 
-from online_model.blend import Blend
 from online_model.catalog import Catalog
-from online_model.covisit import Covisitation
 from online_model.data.generate import generate
-from online_model.factorization import ImplicitMF
-from online_model.forgetting import can_forget
-from online_model.popularity import DecayedPopularity
+from online_model.models.blend import Blend
+from online_model.models.covisit import Covisitation
+from online_model.models.factorization import ImplicitMF
+from online_model.models.forgetting import can_forget
+from online_model.models.popularity import DecayedPopularity
+from online_model.registry import make_model
 from streams.trainer.catalog_sync import CatalogSync
 from streams.trainer.quality_estimate import RollingHitRate
 
@@ -84,7 +85,7 @@ def test_a_model_loaded_from_a_snapshot_forgets_too() -> None:
 
 def test_which_models_can_forget() -> None:
     assert can_forget(Covisitation()) and can_forget(DecayedPopularity())
-    assert can_forget(Blend("covisit:1.0,popularity:0.1"))
+    assert can_forget(make_model("blend", {"models": "covisit:1.0,popularity:0.1"}))
     assert not can_forget(ImplicitMF())
     assert not can_forget(Blend())  # its mf member would keep recommending them
 

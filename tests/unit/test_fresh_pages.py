@@ -5,8 +5,8 @@ from __future__ import annotations
 import time
 
 from online_model.catalog import Catalog, Rules
-from online_model.fresh import FreshBlend, FreshPages, blend_fresh
-from online_model.popularity import DecayedPopularity
+from online_model.catalog.fresh import FreshBlend, FreshPages, blend_fresh
+from online_model.models.popularity import DecayedPopularity
 from streams.scorer.core import ScoringCore
 from streams.scorer.model_holder import ModelHolder
 from streams.state.history import UserState

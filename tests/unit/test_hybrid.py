@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from online_model.covisit import Covisitation
 from online_model.errors import ModelError
 from online_model.evaluation import PrequentialEvaluator, evaluate
-from online_model.hybrid import Hybrid
-from online_model.itemitem import (
+from online_model.models.covisit import Covisitation
+from online_model.models.hybrid import Hybrid
+from online_model.models.itemitem import (
     Distribution,
     ease_weights,
     fit_item_item,
@@ -24,7 +24,7 @@ from online_model.itemitem import (
     page_pair_counts,
     recent_page_sets,
 )
-from online_model.snapshot import Snapshot, SnapshotMeta, dump_snapshot, load_snapshot
+from online_model.persist.snapshot import Snapshot, SnapshotMeta, dump_snapshot, load_snapshot
 from streams.cli import main as cli
 from tests.support.hybrid_events import Event, make_events, probes
 

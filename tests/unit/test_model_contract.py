@@ -11,8 +11,8 @@ from river import checks as river_checks
 from online_model.base import Recommender
 from online_model.checks import yield_checks
 from online_model.errors import SnapshotFormatError
+from online_model.persist.pickles import is_allowed_global, restricted_loads
 from online_model.registry import MODELS, make_model
-from online_model.snapshot import _restricted_loads, is_allowed_global
 
 
 def _cases(yield_from: Callable[[Recommender], Any]) -> list[Any]:
@@ -38,5 +38,5 @@ def test_river_checks(model: Recommender, check: Callable[[Recommender], None]) 
 def test_allow_list_refuses_code_execution() -> None:
     evil = b"cos\nsystem\n(S'echo pwned'\ntR."
     with pytest.raises(SnapshotFormatError):
-        _restricted_loads(evil)
+        restricted_loads(evil)
     assert not is_allowed_global("builtins", "eval")

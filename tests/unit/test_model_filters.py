@@ -9,8 +9,8 @@ from collections.abc import Hashable
 import pytest
 
 from online_model.catalog import MODEL_FILTER_SHARE, Catalog, recommend_eligible
-from online_model.covisit import Covisitation
-from online_model.popularity import DecayedPopularity
+from online_model.models.covisit import Covisitation
+from online_model.models.popularity import DecayedPopularity
 
 #: More pages than popularity's top list (256): some lists need the pool.
 N_PAGES = 1_000

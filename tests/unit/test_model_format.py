@@ -16,10 +16,7 @@ import numpy as np
 import pytest
 from river import reco
 
-from online_model import model_file, snapshot
-from online_model.adapter import RiverRanker
 from online_model.base import Recommender
-from online_model.covisit import Covisitation
 from online_model.data.generate import generate
 from online_model.errors import (
     ConfigurationError,
@@ -28,16 +25,11 @@ from online_model.errors import (
     SnapshotFormatError,
     SnapshotVerificationError,
 )
-from online_model.model_state import (
-    ModelState,
-    StateNotExportable,
-    decode_strings,
-    encode_strings,
-    exports_state,
-)
-from online_model.popularity import DecayedPopularity
-from online_model.registry import MODELS, make_model
-from online_model.snapshot import (
+from online_model.models.adapter import RiverRanker
+from online_model.models.covisit import Covisitation
+from online_model.models.popularity import DecayedPopularity
+from online_model.persist import model_file, pickles, snapshot
+from online_model.persist.snapshot import (
     Snapshot,
     SnapshotMeta,
     check_storable,
@@ -45,6 +37,15 @@ from online_model.snapshot import (
     load_snapshot,
     pickle_allowed,
     read_meta,
+)
+from online_model.registry import MODELS, make_model
+from online_model.state import (
+    ModelState,
+    StateNotExportable,
+    class_name,
+    decode_strings,
+    encode_strings,
+    exports_state,
 )
 
 KEY = b"format-test-key"
@@ -88,8 +89,8 @@ def no_pickle(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(pickle, "loads", refuse)
     monkeypatch.setattr(pickle, "load", refuse)
     monkeypatch.setattr(pickle, "Unpickler", refuse)
-    monkeypatch.setattr(snapshot._RestrictedUnpickler, "load", refuse)
-    monkeypatch.setattr(snapshot, "_restricted_loads", refuse)
+    monkeypatch.setattr(pickles._RestrictedUnpickler, "load", refuse)
+    monkeypatch.setattr(snapshot, "restricted_loads", refuse)
 
 
 @pytest.mark.parametrize("name", sorted(MODELS))
@@ -105,7 +106,7 @@ def test_builtin_models_load_without_pickle_and_serve_the_same_top10(
     assert top10s(loaded.model) == before
     assert loaded.trainer_state == {"bad_events": 2}
     assert loaded.meta.offsets == {"t": {0: 9}}
-    assert loaded.meta.model_class == f"{type(model).__module__}.{type(model).__qualname__}"
+    assert loaded.meta.model_class == class_name(type(model))
     # It resumes learning exactly where the original is: same answers, same bytes.
     for user, page, ts, _ in EVENTS[:300]:
         model.learn_one(user, page, x={"ts": ts})
@@ -124,7 +125,7 @@ def test_a_loaded_covisitation_answers_the_river_api_and_pickles_like_the_origin
     assert loaded.rank(user, pages) == model.rank(user, pages)
     assert loaded.predict_one(user, pages[0]) == model.predict_one(user, pages[0])
     # A format-1 copy of a loaded model is the original's.
-    copy = snapshot._restricted_loads(pickle.dumps(loaded, protocol=5))
+    copy = pickles.restricted_loads(pickle.dumps(loaded, protocol=5))
     assert top10s(copy) == top10s(model)
 
 
@@ -255,7 +256,7 @@ def test_user_river_models_need_the_flag_to_be_stored_and_loaded() -> None:
 
 
 def test_a_blend_with_a_member_without_arrays_falls_back_to_pickle_only_when_allowed() -> None:
-    from online_model.blend import Blend
+    from online_model.models.blend import Blend
 
     blend = Blend([(Covisitation(), 1.0), (river_ranker(), 0.5)])
     without_rng(blend._members[1][0])  # type: ignore[arg-type]
@@ -267,7 +268,7 @@ def test_a_blend_with_a_member_without_arrays_falls_back_to_pickle_only_when_all
 
 
 def test_a_blend_of_member_objects_round_trips_without_pickle(no_pickle: None) -> None:
-    from online_model.blend import Blend
+    from online_model.models.blend import Blend
 
     blend = Blend([(Covisitation(window=3), 1.0), (DecayedPopularity(half_life=50), 0.3)])
     for user, page, ts, _ in EVENTS:
@@ -297,7 +298,7 @@ _HASH_SCRIPT = """
 import sys
 from online_model.data.generate import generate
 from online_model.registry import make_model
-from online_model.snapshot import Snapshot, SnapshotMeta, dump_snapshot, read_meta
+from online_model.persist.snapshot import Snapshot, SnapshotMeta, dump_snapshot, read_meta
 for name in sys.argv[1:]:
     model = make_model(name, {"seed": "5"})
     for user, page, ts, _ in generate(n_users=50, n_pages=60, n_events=800, seed=3).rows():
@@ -354,7 +355,7 @@ def test_model_state_checks_array_types() -> None:
 
 def test_a_model_that_opts_in_is_stored_without_pickle(no_pickle: None) -> None:
     """A plug-in model opts in with two methods and the decorator."""
-    from online_model.model_state import stores_state
+    from online_model.state import stores_state
 
     @stores_state
     class Counter(DecayedPopularity):
@@ -384,7 +385,7 @@ def test_state_not_exportable_is_a_model_error() -> None:
 def test_export_to_safetensors_carries_the_manifest_and_refuses_pickles() -> None:
     from safetensors.numpy import load as load_tensors
 
-    from online_model.snapshot import export_safetensors
+    from online_model.persist.snapshot import export_safetensors
 
     model = trained("mf")
     data = dump_snapshot(snap_of(model), KEY)
@@ -412,3 +413,34 @@ def test_an_untrained_model_round_trips_and_then_learns(name: str) -> None:
         for user, page, ts, _ in EVENTS[:200]:
             m.learn_one(user, page, x={"ts": ts})
     assert top10s(loaded) == top10s(fresh)
+
+
+def test_files_name_the_builtins_as_the_format_defines_them() -> None:
+    """The class names files record are part of the format (docs/model-format.md): they
+    stay what they were when the format was defined, wherever the code lives now."""
+    names = {name: class_name(type(trained(name))) for name in sorted(MODELS)}
+    assert names == {
+        "blend": "online_model.blend.Blend",
+        "covisit": "online_model.covisit.Covisitation",
+        "hybrid": "online_model.hybrid.Hybrid",
+        "mf": "online_model.factorization.ImplicitMF",
+        "popularity": "online_model.popularity.DecayedPopularity",
+    }
+    spec = (Path(__file__).parents[2] / "docs" / "model-format.md").read_text()
+    assert all(f"`{name}`" in spec for name in names.values() if "Blend" not in name)
+
+
+def test_a_pickle_naming_the_old_module_paths_still_loads(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Format-1 snapshots pickled the built-ins under the module paths of the time."""
+    import online_model.models.popularity as module
+
+    model = trained("popularity")
+    with monkeypatch.context() as old_layout:  # pickle it as the old layout named it
+        old_layout.setattr(DecayedPopularity, "__module__", "online_model.popularity")
+        old_layout.setitem(sys.modules, "online_model.popularity", module)
+        data = pickle.dumps(model, protocol=5)
+    assert b"online_model.popularity" in data and "online_model.popularity" not in sys.modules
+    loaded = pickles.restricted_loads(data)
+    assert type(loaded) is DecayedPopularity and top10s(loaded) == top10s(model)

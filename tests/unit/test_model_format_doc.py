@@ -9,9 +9,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from online_model.covisit import Covisitation
 from online_model.data.generate import generate
-from online_model.snapshot import Snapshot, SnapshotMeta, dump_snapshot
+from online_model.models.covisit import Covisitation
+from online_model.persist.snapshot import Snapshot, SnapshotMeta, dump_snapshot
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "model-format.md"
 MARKER = "<!-- model-format-example -->"

@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from online_model.errors import SnapshotError
-from online_model.popularity import DecayedPopularity
-from online_model.snapshot import Snapshot, SnapshotMeta
+from online_model.models.popularity import DecayedPopularity
+from online_model.persist.snapshot import Snapshot, SnapshotMeta
 from streams.scorer.model_holder import ModelHolder
 
 

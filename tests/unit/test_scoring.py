@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from online_model.errors import SnapshotVerificationError
-from online_model.popularity import DecayedPopularity
+from online_model.models.popularity import DecayedPopularity
 from streams.io.codec import PAGE_VIEW, RECOMMENDATION, AvroCodec
 from streams.io.dlq import RawMessage
 from streams.io.producer import page_view

@@ -14,22 +14,22 @@ from typing import Any
 import numpy as np
 import pytest
 
-from online_model import snapshot as snapshot_mod
 from online_model.base import Recommender
-from online_model.covisit import Covisitation
 from online_model.errors import (
     ConfigurationError,
     SnapshotError,
     SnapshotFormatError,
     SnapshotVerificationError,
 )
-from online_model.popularity import DecayedPopularity
-from online_model.snapshot import (
+from online_model.models.covisit import Covisitation
+from online_model.models.popularity import DecayedPopularity
+from online_model.persist import pickles
+from online_model.persist.pickles import is_allowed_global
+from online_model.persist.snapshot import (
     INSECURE_DEV_KEY,
     Snapshot,
     SnapshotMeta,
     dump_snapshot,
-    is_allowed_global,
     load_snapshot,
     read_meta,
     signing_key,
@@ -178,8 +178,8 @@ def test_validly_signed_pickle_calling_os_system_is_refused(tmp_path: Path) -> N
         ("numpy", "load"),
         ("numpy.testing", "assert_equal"),
         ("random", "Random"),
-        ("online_model.snapshot", "os.system"),  # attribute walk through an allowed module
-        ("online_model.snapshot", "__builtins__"),
+        ("online_model.persist.snapshot", "os.system"),  # attribute walk through an allowed module
+        ("online_model.persist.snapshot", "__builtins__"),
         ("river.utils", "__builtins__"),
         ("river.stream", "iter_csv"),  # a river function, not a class
     ],
@@ -252,7 +252,7 @@ def test_allow_list_is_sufficient_and_minimal() -> None:
     assert all(is_allowed_global(m, n) for m, n in used)
     # Every exact entry is needed by something above; only the wildcard prefixes
     # (online_model.*, river classes) are not enumerated.
-    unused = {entry for entry in snapshot_mod._ALLOWED_GLOBALS if entry not in used}
+    unused = {entry for entry in pickles._ALLOWED_GLOBALS if entry not in used}
     assert unused == set()
 
 
@@ -276,6 +276,6 @@ def test_signing_key_rules(caplog: pytest.LogCaptureFixture) -> None:
     assert signing_key("s3cret", insecure_dev=True) == b"s3cret"
     with pytest.raises(ConfigurationError, match="STREAMREC_SNAPSHOT_KEY is not set"):
         signing_key("", insecure_dev=False)
-    with caplog.at_level(logging.WARNING, logger="online_model.snapshot"):
+    with caplog.at_level(logging.WARNING, logger="online_model.persist.snapshot"):
         assert signing_key("", insecure_dev=True) == INSECURE_DEV_KEY
     assert any(r.levelno == logging.WARNING for r in caplog.records)

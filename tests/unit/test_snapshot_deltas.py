@@ -14,18 +14,18 @@ from typing import Any
 import numpy as np
 import pytest
 
-from online_model.covisit import Covisitation
 from online_model.errors import SnapshotFormatError, SnapshotVerificationError
-from online_model.model_file import _tensor_bytes
-from online_model.model_state import ModelState
-from online_model.popularity import DecayedPopularity
-from online_model.snapshot import Snapshot, SnapshotMeta, dump_snapshot, load_snapshot
-from online_model.snapshot_delta import (
+from online_model.models.covisit import Covisitation
+from online_model.models.popularity import DecayedPopularity
+from online_model.persist.model_file import _tensor_bytes
+from online_model.persist.snapshot import Snapshot, SnapshotMeta, dump_snapshot, load_snapshot
+from online_model.persist.snapshot_delta import (
     ChainPosition,
     apply_delta,
     dump_delta,
     read_delta,
 )
+from online_model.state import ModelState
 
 KEY = b"k" * 32
 

@@ -6,8 +6,8 @@ import zlib
 
 import pytest
 
-from online_model.covisit import Covisitation
 from online_model.data.generate import generate
+from online_model.models.covisit import Covisitation
 from streams.trainer.quality_estimate import RollingHitRate, wilson_interval
 
 

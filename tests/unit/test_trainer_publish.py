@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 
 import streams.trainer.loop as loop
-from online_model.covisit import Covisitation
-from online_model.popularity import DecayedPopularity
-from online_model.snapshot_delta import ChainPosition
+from online_model.models.covisit import Covisitation
+from online_model.models.popularity import DecayedPopularity
+from online_model.persist.snapshot_delta import ChainPosition
 from streams.testing import ListEventSource
 from streams.trainer.loop import Trainer
 from tests.unit.test_snapshot_deltas import assert_same_state

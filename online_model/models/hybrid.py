@@ -8,15 +8,15 @@ from bisect import bisect_right
 from collections import OrderedDict
 from collections.abc import Collection, Hashable, Sequence
 from operator import itemgetter
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
 from online_model.base import Recommender, Reward
-from online_model.covisit import Covisitation
 from online_model.errors import ModelError
-from online_model.hybrid_delta import apply_recent, recent_rows
-from online_model.itemitem import (
+from online_model.models.covisit import Covisitation
+from online_model.models.hybrid_delta import apply_recent, recent_rows
+from online_model.models.itemitem import (
     HISTORY_LENGTH,
     L2,
     MAX_PAGES,
@@ -25,7 +25,7 @@ from online_model.itemitem import (
     ItemItem,
     fit_item_item,
 )
-from online_model.model_state import (
+from online_model.state import (
     ModelState,
     check_indptr,
     id_table,
@@ -67,11 +67,11 @@ def _bucket(n_distinct: int) -> int:
 class Hybrid(Recommender):
     """``(1 - w) · P_online(p | history) + w · P_batch(p | history)``, ``w`` learned online.
 
-    The **online layer** is today's default, :class:`~online_model.covisit.Covisitation`
+    The **online layer** is today's default, :class:`~online_model.models.covisit.Covisitation`
     with its default parameters: it learns every event it is given, one at a time. The
-    **batch layer** is an :class:`~online_model.itemitem.ItemItem` model (EASE over each
+    **batch layer** is an :class:`~online_model.models.itemitem.ItemItem` model (EASE over each
     user's last ``history_length`` distinct pages, i.e. whole histories for most users)
-    fit by :func:`~online_model.itemitem.fit_item_item` on a prefix of the log, by a batch
+    fit by :func:`~online_model.models.itemitem.fit_item_item` on a prefix of the log, by a batch
     job or by :meth:`fit_batch_layer`, and swapped in with :meth:`set_batch_layer`. It
     scores a history by summing the item-item weights of its last ``batch_recent``
     distinct pages (the one of age ``a`` weighted ``batch_recency ** a``), normalised to
@@ -114,7 +114,7 @@ class Hybrid(Recommender):
         Decay of the hit counts per judged event of a bucket (they cover ~``1 /
         batch_rate`` events; 0: ``batch_weight`` is served for good, nothing is judged).
     history_length, max_pages, l2, n_neighbours
-        How :meth:`fit_batch_layer` fits the batch layer (see :mod:`online_model.itemitem`).
+        How :meth:`fit_batch_layer` fits the batch layer (see :mod:`online_model.models.itemitem`).
     batch_recent, batch_recency
         The batch layer scores the last ``batch_recent`` distinct pages of the history,
         the page of age ``a`` (0: the newest) weighted ``batch_recency ** a``.
@@ -141,6 +141,9 @@ class Hybrid(Recommender):
     >>> [page for page, _ in model.recommend("d", k=2, history=["x"])]
     ['y', 'z']
     """
+
+    #: The name files record for this class (:mod:`online_model.state.registration`).
+    STORED_AS: ClassVar[str] = "online_model.hybrid.Hybrid"
 
     def __init__(
         self,
@@ -278,7 +281,7 @@ class Hybrid(Recommender):
             return None
         return layer.distribution(history, self.batch_recent, self.batch_recency)
 
-    # -- delta snapshots (online_model.hybrid_delta) --------------------------------------
+    # -- delta snapshots (online_model.models.hybrid_delta) --------------------------------------
     # Change tracking is off until mark_published (class defaults: a model built by
     # from_state or __init__ starts untracked).
     _dirty_recent: set[Hashable] | None = None
@@ -448,7 +451,7 @@ class Hybrid(Recommender):
             return online
         return [(1.0 - w) * p + w * batch.get(i) for i, p in zip(items, online, strict=True)]
 
-    # -- pickle-free state (online_model.model_state) ------------------------------------
+    # -- pickle-free state (online_model.state) ------------------------------------
     def state_arrays(self) -> ModelState:
         """The online layer under ``online``, the batch layer (if any) under ``batch``,
         ``w``, and each user's recent pages as CSR rows of the ``recent.pages`` table."""

@@ -10,7 +10,7 @@ A hidden page (``available=false``, or ``published_at`` still ahead) is not forg
 hiding is reversible, and what the model learned about the page is still true when it
 comes back. Scorers filter it out of every list meanwhile.
 
->>> from online_model.popularity import DecayedPopularity
+>>> from online_model.models.popularity import DecayedPopularity
 >>> model = DecayedPopularity()
 >>> model.learn_one("u", "p1")
 >>> can_forget(model), forget_pages(model, {"p1"}), model.n_items

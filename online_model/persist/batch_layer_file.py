@@ -1,18 +1,18 @@
 """Batch layer files: a hybrid's item-item layer, signed and laid out like a snapshot.
 
 ``streamrec retrain --model hybrid`` fits the batch layer of
-:class:`~online_model.hybrid.Hybrid` and publishes it as one of these; the trainer of a
+:class:`~online_model.models.hybrid.Hybrid` and publishes it as one of these; the trainer of a
 hybrid loads it and swaps it into its model (:mod:`streams.trainer.batch_layer_watch`).
 The file is format 2 (docs/model-format.md, "Batch layer files"): the same prefix, MAC,
 manifest and safetensors as a snapshot, with ``"kind": "batch-layer"`` in the manifest
-and the :class:`~online_model.itemitem.ItemItem` state as the model section. Its
+and the :class:`~online_model.models.itemitem.ItemItem` state as the model section. Its
 ``meta.offsets`` are the offsets it covers (the NEXT offset per partition), which the
 trainer compares with its own before swapping the layer in.
 
 A snapshot loader refuses these files (ItemItem is not a model it may build) and
 :func:`load_batch_layer` refuses snapshots: neither can be served as the other.
 
->>> from online_model.itemitem import fit_item_item
+>>> from online_model.models.itemitem import fit_item_item
 >>> events = [("a", "x", 1), ("a", "y", 2), ("b", "x", 3), ("b", "y", 4)]
 >>> layer = fit_item_item(events, l2=0.5, position={"views": {"0": 4}})
 >>> data = dump_batch_layer(SnapshotMeta("demo", offsets={"views": {0: 4}}), layer, b"k")
@@ -29,10 +29,16 @@ from dataclasses import dataclass
 from typing import Any
 
 from online_model.errors import ModelError, SnapshotFormatError
-from online_model.itemitem import ItemItem
-from online_model.model_file import canonical_json, state_from_tensors, state_tensors
-from online_model.model_state import class_name
-from online_model.snapshot import FORMAT_VERSION, SnapshotMeta, meta_from, sign_v2, verified_parts
+from online_model.models.itemitem import ItemItem
+from online_model.persist.model_file import state_from_tensors, state_tensors
+from online_model.persist.snapshot import (
+    FORMAT_VERSION,
+    SnapshotMeta,
+    meta_from,
+    sign_v2,
+    verified_parts,
+)
+from online_model.state import canonical_json, class_name
 
 #: The manifest's ``kind`` of a batch layer file (a snapshot's manifest has none).
 KIND = "batch-layer"

@@ -1,6 +1,6 @@
 """Co-visitation learned in bulk: the statistics of :class:`Covisitation`, then the model.
 
-:class:`~online_model.covisit.Covisitation` learns one event at a time. Its state after a
+:class:`~online_model.models.covisit.Covisitation` learns one event at a time. Its state after a
 sequence of events is a function of per-user page sequences and of each event's place in
 the global learning order, so it can also be computed in bulk, split by user:
 
@@ -13,7 +13,7 @@ the global learning order, so it can also be computed in bulk, split by user:
 4. sums per pair and per source, popularity per page, and the users' last pages are
    aggregated: :func:`bulk_statistics` does it with numpy over :class:`OrderedEvents`
    (columns of codes), handing the pair counting of user slices and the strongest links
-   of each page (:mod:`online_model.covisit_pairs`) to a ``map_reduce`` function (Spark
+   of each page (:mod:`online_model.models.covisit.pairs`) to a ``map_reduce`` function (Spark
    tasks in :mod:`streams.retrain`, a plain loop here);
    :func:`statistics_in_memory` is the event-by-event reference it is tested against;
 5. :func:`build_covisitation` turns those aggregates into a model that serves, and keeps
@@ -51,6 +51,7 @@ and numpy.
 
 from __future__ import annotations
 
+import bisect
 import heapq
 import math
 from collections import OrderedDict
@@ -61,14 +62,14 @@ from typing import Any
 
 import numpy as np
 
-from online_model.covisit import Covisitation
-from online_model.covisit_pairs import pair_buckets, strongest_links
-from online_model.decay import _MAX_EXPONENT
+from online_model.models.covisit import Covisitation
+from online_model.models.covisit.pairs import pair_buckets, strongest_links
+from online_model.models.decay import _MAX_EXPONENT
 
 
 @dataclass(frozen=True)
 class DecayClock:
-    """The arithmetic of :class:`~online_model.decay.ForwardDecay`, for a known sequence.
+    """The arithmetic of :class:`~online_model.models.decay.ForwardDecay`, for a known sequence.
 
     ``time_of`` is what the clock reads for an event (its 0-based index for
     ``unit="events"``, seconds for ``unit="seconds"``); ``final_origin`` is the origin the
@@ -287,8 +288,6 @@ def statistics_in_memory(
 
 
 def _after(times: Sequence[float]) -> Callable[[float], float | None]:
-    import bisect
-
     def first_after(t: float) -> float | None:
         i = bisect.bisect_right(times, t)
         return times[i] if i < len(times) else None
@@ -404,9 +403,9 @@ def bulk_statistics(
     """:class:`CovisitStatistics` of events ``[0, n_prefix)``, with numpy.
 
     The events are cut into ``n_slices`` slices by user (each user's views whole and in
-    order); ``map_reduce`` counts each slice's pairs (:func:`~online_model.covisit_pairs.\
+    order); ``map_reduce`` counts each slice's pairs (:func:`~online_model.models.covisit.pairs.\
 pair_buckets`) and keeps the strongest links of each bucket of source pages
-    (:func:`~online_model.covisit_pairs.strongest_links`); the rest is a handful of
+    (:func:`~online_model.models.covisit.pairs.strongest_links`); the rest is a handful of
     vectorised passes on the caller's side. Same statistics as
     :func:`statistics_in_memory` (to float rounding).
     """

@@ -1,18 +1,18 @@
 """The item-item batch layer fit in bulk over columns of events, slices of users at a time.
 
-:func:`~online_model.itemitem.fit_item_item` fits the batch layer of
-:class:`~online_model.hybrid.Hybrid` from a list of events in one process. A batch job
+:func:`~online_model.models.itemitem.fit_item_item` fits the batch layer of
+:class:`~online_model.models.hybrid.Hybrid` from a list of events in one process. A batch job
 (``streamrec retrain --model hybrid``) holds the log as columns of codes
-(:class:`~online_model.covisit_batch.OrderedEvents`) and cuts it into slices of users;
+(:class:`~online_model.models.covisit.batch.OrderedEvents`) and cuts it into slices of users;
 :func:`fit_in_bulk` runs the per-user steps on the slices, through a ``run`` function
 (Spark tasks in :mod:`streams.retrain.job`, a plain loop here), and the per-page ones
 on the caller's side:
 
 1. per slice, each user's last ``history_length`` distinct pages (:func:`slice_page_sets`,
-   what :func:`~online_model.itemitem.recent_page_sets` keeps) and how many users hold
+   what :func:`~online_model.models.itemitem.recent_page_sets` keeps) and how many users hold
    each page, with the place the page was first seen (:func:`held_pages`);
 2. on the caller: the ``max_pages`` pages most users hold (ties: first seen, as
-   :func:`~online_model.itemitem.select_pages` breaks them);
+   :func:`~online_model.models.itemitem.select_pages` breaks them);
 3. per slice, the slice's part of the Gram matrix ``XᵀX`` over those pages
    (:func:`slice_pair_counts`);
 4. on the caller: the parts summed (integer counts, so in any order to the same matrix),
@@ -21,7 +21,7 @@ on the caller's side:
 The result equals ``fit_item_item(events)`` exactly: same pages in the same order, same
 counts, same weights.
 
->>> from online_model.covisit_batch import OrderedEvents
+>>> from online_model.models.covisit.batch import OrderedEvents
 >>> rows = [("a", "x", 1), ("a", "y", 2), ("b", "x", 3), ("b", "y", 4), ("c", "x", 5)]
 >>> layer = fit_in_bulk(OrderedEvents.from_rows(rows), {"l2": 0.5}, n_slices=2)
 >>> layer.pages, layer.n_events
@@ -39,7 +39,7 @@ import numpy as np
 from scipy import sparse
 
 from online_model.errors import ModelError
-from online_model.itemitem import (
+from online_model.models.itemitem import (
     HISTORY_LENGTH,
     L2,
     MAX_PAGES,
@@ -118,7 +118,7 @@ def slice_page_sets(views: Slice, history_length: int) -> tuple[np.ndarray, ...]
 def held_pages(views: Slice, history_length: int, n_pages: int) -> tuple[np.ndarray, np.ndarray]:
     """Users of the slice holding each page in their set, and where each page was first
     seen (the smallest ``first_index * (history_length + 1) + place in the set``, the order
-    in which :func:`~online_model.itemitem.select_pages` meets pages; int64 max if never)."""
+    in which :func:`~online_model.models.itemitem.select_pages` meets pages; int64 max if never)."""
     _, indptr, pages, first_index = slice_page_sets(views, history_length)
     held = np.bincount(pages, minlength=n_pages).astype(np.int64)
     first_seen = np.full(n_pages, np.iinfo(np.int64).max, dtype=np.int64)
@@ -187,7 +187,7 @@ def fit_in_bulk(
     n_slices: int = 1,
     position: Any = None,
 ) -> ItemItem:
-    """The batch layer of ``events`` (an :class:`~online_model.covisit_batch.OrderedEvents`,
+    """The batch layer of ``events`` (an :class:`~online_model.models.covisit.batch.OrderedEvents`,
     all of it) with a hybrid's fit ``params``; ``run`` maps a function over the slices."""
     fit = fit_params(params)
     history_length, n_pages = fit["history_length"], len(events.pages)

@@ -32,8 +32,8 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from online_model.base import MAX_HISTORY
+from online_model.catalog.fresh import FreshPages
 from online_model.errors import ConfigurationError, InputError
-from online_model.fresh import FreshPages
 
 #: What a catalog does with pages it has no record of.
 UNKNOWN_POLICIES = ("allow", "deny")
@@ -295,7 +295,7 @@ def recommend_eligible(
     many eligible pages, fewer only when it has no more candidates. With ``categories``,
     only pages the catalog lists in one of them are eligible.
 
-    >>> from online_model.popularity import DecayedPopularity
+    >>> from online_model.models.popularity import DecayedPopularity
     >>> model = DecayedPopularity()
     >>> for n, page in enumerate("abcdefghij"):
     ...     for _ in range(10 - n):

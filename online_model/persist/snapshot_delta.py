@@ -1,6 +1,6 @@
 """Delta snapshots: what changed since the previous snapshot, signed like a full one.
 
-A delta is a format 2 file (:mod:`online_model.snapshot`, same prefix and MAC) whose
+A delta is a format 2 file (:mod:`online_model.persist.snapshot`, same prefix and MAC) whose
 manifest's model section has ``encoding: "delta"`` and which carries one more object,
 ``delta`` (:class:`DeltaLink`)::
 
@@ -18,8 +18,8 @@ bytes) followed by the SHA-256 of the delta's canonical model section and tensor
 names the model the chain builds, at a cost that grows with the delta, not with the model
 (a full export of the same model has the plain content hash of a full file).
 
->>> from online_model.covisit import Covisitation
->>> from online_model.snapshot import dump_snapshot, load_snapshot
+>>> from online_model.models.covisit import Covisitation
+>>> from online_model.persist.snapshot import dump_snapshot, load_snapshot
 >>> model = Covisitation()
 >>> model.learn_one("u1", "home"); model.learn_one("u1", "news")
 >>> data = dump_snapshot(Snapshot(SnapshotMeta("demo", version=1), model), b"k")
@@ -46,9 +46,8 @@ from typing import Any
 
 from online_model.base import Recommender
 from online_model.errors import SnapshotFormatError
-from online_model.model_file import ModelImage, canonical_json, decode_image, encode_delta
-from online_model.model_state import ModelState
-from online_model.snapshot import (
+from online_model.persist.model_file import ModelImage, decode_image, encode_delta
+from online_model.persist.snapshot import (
     FORMAT_VERSION,
     Snapshot,
     SnapshotMeta,
@@ -57,6 +56,7 @@ from online_model.snapshot import (
     trainer_state_of,
     verified_parts,
 )
+from online_model.state import ModelState, canonical_json
 
 
 @dataclass(frozen=True)

@@ -1,11 +1,11 @@
 """Co-visitation pairs counted over columns of views: the part of a bulk rebuild that runs
-on executors (:func:`online_model.covisit_batch.bulk_statistics` hands it slices of users).
+on executors (:func:`online_model.models.covisit.batch.bulk_statistics` hands it slices of users).
 
 Map: :func:`pair_buckets` sums one slice's links per pair and splits them by source page
 into buckets; reduce: :func:`strongest_links` merges a bucket's parts and keeps each
 source page's strongest links and its total outgoing weight. Pages are codes into a
 table sorted by name, so a larger code is a larger name (the tie-break of
-:func:`online_model.covisit_batch.strongest`).
+:func:`online_model.models.covisit.batch.strongest`).
 
 Only numpy here: an executor that unpickles :func:`pair_sums` imports this module alone,
 not the models (River and SciPy take about a second to import on each worker).
@@ -28,7 +28,7 @@ def pair_sums(
     ``views`` are ``(user, page, weight)`` columns, grouped by user, in learning order
     within each user, with each view's weight against the final origin. The view at
     distance ``d`` (1..window) before a view of the same user is its ``d``-th previous
-    page (:func:`~online_model.covisit_batch.user_transitions`: the history holds repeats
+    page (:func:`~online_model.models.covisit.batch.user_transitions`: the history holds repeats
     too, a repeat does not
     link); same float operations per link.
     """
@@ -112,7 +112,7 @@ def strongest_links(
 
 def _strongest(sums: np.ndarray, keys: np.ndarray, a: int, b: int, kept: int) -> np.ndarray:
     """Positions of the ``kept`` heaviest links in ``[a, b)``, heaviest first; among equal
-    weights the larger key (page) first, as :func:`~online_model.covisit_batch.strongest`."""
+    weights the larger key (page) first, as :func:`~online_model.models.covisit.batch.strongest`."""
     weights = sums[a:b]
     if b - a > kept:
         # Partition instead of sorting the whole run: keep what beats the kept-th weight,

@@ -10,14 +10,15 @@ import math
 from collections import OrderedDict
 from collections.abc import Callable, Collection, Hashable, Sequence
 from operator import itemgetter
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
 from online_model.base import Recommender, Reward
-from online_model.decay import ForwardDecay
 from online_model.errors import ModelError
-from online_model.model_state import (
+from online_model.models.decay import ForwardDecay
+from online_model.models.popularity import DecayedPopularity
+from online_model.state import (
     ModelState,
     check_indptr,
     check_rows,
@@ -28,7 +29,6 @@ from online_model.model_state import (
     take_rows,
     tracks_changes,
 )
-from online_model.popularity import DecayedPopularity
 
 logger = logging.getLogger(__name__)
 
@@ -119,6 +119,9 @@ class Covisitation(Recommender):
     ['home']
     """
 
+    #: The name files record for this class (:mod:`online_model.state.registration`).
+    STORED_AS: ClassVar[str] = "online_model.covisit.Covisitation"
+
     def __init__(
         self,
         window: int = 5,
@@ -197,7 +200,7 @@ class Covisitation(Recommender):
             state["_popularity"]._clock = copy.deepcopy(state["_clock"])
         self.__dict__.update(state)
 
-    # -- pickle-free state (online_model.model_state) ------------------------------------
+    # -- pickle-free state (online_model.state) ------------------------------------
     def state_arrays(self) -> ModelState:
         """The transition graph in CSR form over one page table, and the user buffers.
 
@@ -731,7 +734,7 @@ class Covisitation(Recommender):
         ranked.sort(key=itemgetter(1), reverse=True)  # stable: ties keep candidates first
         return ranked[:k]
 
-    # -- the catalog (online_model.forgetting, online_model.catalog) -----------------------
+    # -- the catalog (online_model.models.forgetting, online_model.catalog) -----------------------
     def forget(self, pages: Collection[Hashable]) -> int:
         """Drop everything learned about ``pages`` (deleted from the catalog): their rows,
         the links into them from other pages' rows (whose outgoing weight shrinks by as

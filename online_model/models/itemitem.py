@@ -34,13 +34,13 @@ import logging
 from collections import OrderedDict
 from collections.abc import Collection, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 from scipy import sparse
 
 from online_model.errors import ModelError
-from online_model.model_state import ModelState, check_indptr, id_table, indptr_of
+from online_model.state import ModelState, check_indptr, id_table, indptr_of
 
 logger = logging.getLogger(__name__)
 
@@ -191,8 +191,11 @@ class ItemItem:
     Parameters record how it was fit; ``n_events`` is how many events of the log it
     covers (the log's first ``n_events``), and ``position`` what a batch job records about
     where those end (say Kafka offsets per partition): the online layer of a
-    :class:`~online_model.hybrid.Hybrid` learns exactly the events after it.
+    :class:`~online_model.models.hybrid.Hybrid` learns exactly the events after it.
     """
+
+    #: The name files record for this class (:mod:`online_model.state.registration`).
+    STORED_AS: ClassVar[str] = "online_model.itemitem.ItemItem"
 
     def __init__(
         self,
@@ -273,7 +276,7 @@ class ItemItem:
         dist = self.distribution(history)
         return {} if dist is None else dict(dist.top(self.n_pages))
 
-    # -- pickle-free state (online_model.model_state) ------------------------------------
+    # -- pickle-free state (online_model.state) ------------------------------------
     def state_arrays(self) -> ModelState:
         """Pages as a string table; neighbours as CSR rows of it; the fit's parameters,
         event count and position as values."""

@@ -5,17 +5,17 @@ from __future__ import annotations
 import functools
 import logging
 import random
-from collections import OrderedDict
+from collections import OrderedDict, defaultdict
 from collections.abc import Collection, Hashable, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 from river import optim, reco
 
 from online_model.base import Recommender, Reward
 from online_model.errors import ModelError
-from online_model.model_state import ModelState, id_table, stores_state
-from online_model.popularity import DecayedPopularity
+from online_model.models.popularity import DecayedPopularity
+from online_model.state import ModelState, id_table, stores_state
 
 logger = logging.getLogger(__name__)
 
@@ -73,6 +73,9 @@ class ImplicitMF(Recommender):
     >>> [page for page, _ in top]
     ['y', 'z']
     """
+
+    #: The name files record for this class (:mod:`online_model.state.registration`).
+    STORED_AS: ClassVar[str] = "online_model.factorization.ImplicitMF"
 
     def __init__(
         self,
@@ -145,7 +148,7 @@ class ImplicitMF(Recommender):
             state = {**state, "_generator": state.pop("_rng")}
         self.__dict__.update({**state, "_mf": mf})
 
-    # -- pickle-free state (online_model.model_state) ------------------------------------
+    # -- pickle-free state (online_model.state) ------------------------------------
     def state_arrays(self) -> ModelState:
         """Factor matrices over the page and user tables, plus every random state.
 
@@ -347,8 +350,6 @@ class ImplicitMF(Recommender):
 
 
 def _factor_dict(factory: Any, values: dict) -> Any:
-    from collections import defaultdict
-
     d: defaultdict = defaultdict(factory)
     d.update(values)
     return d

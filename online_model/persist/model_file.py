@@ -1,15 +1,15 @@
 """Format v2 model files: a JSON manifest and the model's arrays in safetensors.
 
-The layout, byte by byte, is specified in docs/model-format.md; :mod:`online_model.snapshot`
+The layout, byte by byte, is specified in docs/model-format.md; :mod:`online_model.persist.snapshot`
 adds the prefix and the MAC and checks them before anything here parses a byte. This
 module turns a model into the manifest's ``model`` section plus a safetensors buffer and
 back:
 
 * ``encoding: "arrays"`` - a class registered with
-  :func:`~online_model.model_state.stores_state`: its parameters and JSON values in the
+  :func:`~online_model.state.stores_state`: its parameters and JSON values in the
   manifest, its arrays and string tables in the tensors. Nothing is unpickled to load it.
 * ``encoding: "pickle"`` - any other model (a River model behind
-  :class:`~online_model.adapter.RiverRanker`, a plug-in class): one ``uint8`` tensor
+  :class:`~online_model.models.adapter.RiverRanker`, a plug-in class): one ``uint8`` tensor
   ``model.pickle``, written and read only when the operator allows pickle.
 
 The content hash is the SHA-256 of the canonical JSON of the ``model`` section followed
@@ -19,7 +19,6 @@ by the tensor bytes: equal models give equal hashes in every process (for ``arra
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import pickle
 from collections.abc import Callable
@@ -27,22 +26,24 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from river import base as river_base
 from safetensors import SafetensorError
 from safetensors.numpy import load as load_tensors
 from safetensors.numpy import save as save_tensors
 
+import online_model.models  # noqa: F401  (the built-in models register: files name them)
 from online_model.base import Recommender
 from online_model.errors import ConfigurationError, ModelError, SnapshotFormatError
-from online_model.model_state import (
+from online_model.state import (
     ModelState,
     StateNotExportable,
+    canonical_json,
     check_array,
     class_name,
     decode_strings,
     delta_class,
     encode_strings,
     exports_state,
+    json_params,
     registered_class,
 )
 
@@ -55,36 +56,6 @@ ALLOW_PICKLE_HINT = (
     "set STREAMREC_ALLOW_PICKLE=1 on the trainer and the scorers to store and load such "
     "models (only for code you trust)"
 )
-
-
-def canonical_json(value: Any) -> bytes:
-    """The one byte form of ``value`` that is hashed and signed: sorted keys, no spaces."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":")).encode("utf-8")
-
-
-def json_params(model: Any) -> dict[str, Any]:
-    """``model``'s constructor parameters as JSON values (nested models as class+params).
-
-    Raises
-    ------
-    StateNotExportable
-        A parameter is neither a JSON value nor a model.
-    """
-    return {name: _json_param(name, value) for name, value in model._get_params().items()}
-
-
-def _json_param(name: str, value: Any) -> Any:
-    if value is None or isinstance(value, (str, bool, int, float)):
-        return value
-    if isinstance(value, river_base.Base):
-        return {"class": class_name(type(value)), "params": json_params(value)}
-    if isinstance(value, tuple) and len(value) == 2 and isinstance(value[0], type):
-        # River's own spelling of a nested estimator: (class, its parameters).
-        params = {k: _json_param(k, v) for k, v in value[1].items()}
-        return {"class": class_name(value[0]), "params": params}
-    if isinstance(value, (list, tuple)):
-        return [_json_param(name, v) for v in value]
-    raise StateNotExportable(f"parameter {name}={value!r} is not a JSON value")
 
 
 @dataclass(frozen=True)
@@ -171,7 +142,7 @@ def _tensor_bytes(state: ModelState) -> bytes:
 
 
 def encode_delta(model: Recommender, delta: ModelState) -> EncodedModel:
-    """A delta (:meth:`~online_model.model_state.TracksChanges.state_delta`) as the
+    """A delta (:meth:`~online_model.state.TracksChanges.state_delta`) as the
     manifest's ``model`` section (``encoding: "delta"``) and its tensors. Its
     ``content_hash`` is the hash of this section and these tensors only."""
     name = class_name(type(model))

@@ -6,10 +6,10 @@ import heapq
 import logging
 from collections.abc import Collection, Hashable, Sequence
 from operator import itemgetter
-from typing import Any
+from typing import Any, ClassVar
 
 from online_model.base import Recommender, Reward
-from online_model.popularity import DecayedPopularity
+from online_model.models.popularity import DecayedPopularity
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +38,9 @@ class RiverRanker(Recommender):
     >>> [page for page, _ in model.recommend("a", k=1, exclude={"y"})]
     ['x']
     """
+
+    #: The name files record for this class (:mod:`online_model.state.registration`).
+    STORED_AS: ClassVar[str] = "online_model.adapter.RiverRanker"
 
     def __init__(self, model: Any, implicit_rating: float = 1.0) -> None:
         self.model = model

@@ -13,7 +13,7 @@ a single page as input, that is that page's top transitions.
 Popularity, the learned mixture weight and the averaging over the last pages of a
 history are not part of the export: an association model has no place for them.
 
->>> from online_model.covisit import Covisitation
+>>> from online_model.models.covisit import Covisitation
 >>> model = Covisitation()
 >>> for user in ("a", "b", "c"):
 ...     for page in ("home", "news", "sports"):
@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from online_model.errors import ModelError
+from online_model.models.covisit import Covisitation
 
 NAMESPACE = "http://www.dmg.org/PMML-4_4"
 
@@ -57,15 +58,13 @@ def top_rules(state: Any, top_n: int) -> list[tuple[int, list[tuple[int, float, 
 
 
 def covisit_pmml(model: Any, top_n: int = 10, description: str = "") -> bytes:
-    """``model`` (a :class:`~online_model.covisit.Covisitation`) as PMML 4.4 (UTF-8 XML).
+    """``model`` (a :class:`~online_model.models.covisit.Covisitation`) as PMML 4.4 (UTF-8 XML).
 
     Raises
     ------
     ModelError
         ``model`` is not a co-visitation model, or ``top_n`` < 1.
     """
-    from online_model.covisit import Covisitation
-
     if not isinstance(model, Covisitation):
         raise ModelError(
             f"PMML export writes co-visitation transitions, not a {type(model).__name__}"

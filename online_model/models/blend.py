@@ -6,24 +6,31 @@ import heapq
 import logging
 from collections.abc import Collection, Hashable, Sequence
 from operator import itemgetter
-from typing import Any
+from typing import Any, ClassVar
 
 from online_model.base import Recommender, Reward
 from online_model.errors import ModelError
-from online_model.model_state import (
+from online_model.models.covisit import Covisitation
+from online_model.models.factorization import ImplicitMF
+from online_model.models.forgetting import can_forget
+from online_model.models.popularity import DecayedPopularity
+from online_model.state import (
     ModelState,
     StateNotExportable,
     class_name,
     exports_state,
+    json_params,
     registered_class,
     stores_state,
 )
-from online_model.popularity import DecayedPopularity
 
 logger = logging.getLogger(__name__)
 
-#: Members when none are given: sequential co-visitation plus matrix factorisation.
-DEFAULT_MEMBERS = "covisit:1.0,mf:0.2"
+
+def default_members(seed: int | None) -> list[tuple[Recommender, float]]:
+    """Members when none are given: sequential co-visitation (weight 1.0) plus matrix
+    factorisation (0.2); as the spec ``covisit:1.0,mf:0.2`` gives them."""
+    return [(Covisitation(seed=seed), 1.0), (ImplicitMF(seed=seed), 0.2)]
 
 
 @stores_state
@@ -38,8 +45,11 @@ class Blend(Recommender):
     Parameters
     ----------
     models
-        Either a list of ``(model, weight)`` pairs (models are cloned, so templates are not
-        mutated) or a spec string ``"name:weight,name:weight"`` of registry names.
+        ``(model, weight)`` pairs (models are cloned, so templates are not mutated); None
+        for :func:`default_members`. A spec string ``"name:weight,name:weight"`` of
+        registry names is read by :func:`online_model.registry.make_model`
+        (``make_model("blend", {"models": "covisit:1.0,popularity:0.1"})``), which
+        builds the pairs.
     popularity_weight
         Weight of the decayed-popularity backoff.
     popularity_half_life
@@ -47,11 +57,11 @@ class Blend(Recommender):
     oversample
         Candidates per member, as a multiple of ``k``.
     seed
-        Passed to members built from a spec string.
+        Passed to the default members.
 
     Examples
     --------
-    >>> model = Blend("covisit:1.0,popularity:0.1")
+    >>> model = Blend([(Covisitation(), 1.0), (DecayedPopularity(), 0.1)])
     >>> for user in ["u1", "u2"]:
     ...     for page in ["home", "news", "sport"]:
     ...         model.learn_one(user, page)
@@ -59,9 +69,12 @@ class Blend(Recommender):
     ['sport', 'news']
     """
 
+    #: The name files record for this class (:mod:`online_model.state.registration`).
+    STORED_AS: ClassVar[str] = "online_model.blend.Blend"
+
     def __init__(
         self,
-        models: str | Sequence[tuple[Recommender, float]] = DEFAULT_MEMBERS,
+        models: Sequence[tuple[Recommender, float]] | None = None,
         popularity_weight: float = 0.01,
         popularity_half_life: float = 20_000,
         oversample: int = 3,
@@ -78,19 +91,15 @@ class Blend(Recommender):
 
     @staticmethod
     def _build_members(
-        models: str | Sequence[tuple[Recommender, float]], seed: int | None
+        models: Sequence[tuple[Recommender, float]] | None, seed: int | None
     ) -> list[tuple[Recommender, float]]:
         if isinstance(models, str):
-            from online_model.registry import make_model  # registry imports this module
-
-            members = []
-            for part in filter(None, (p.strip() for p in models.split(","))):
-                name, _, weight = part.partition(":")
-                try:
-                    w = float(weight) if weight else 1.0
-                except ValueError as exc:
-                    raise ModelError(f"blend member {part!r}: weight is not a number") from exc
-                members.append((make_model(name.strip(), {"seed": seed}), w))
+            raise ModelError(
+                "Blend takes (model, weight) pairs; a spec string such as "
+                f"{models!r} is read by make_model('blend', {{'models': ...}})"
+            )
+        if models is None:
+            members = default_members(seed)
         else:
             members = [(m.clone(), float(w)) for m, w in models]
         if not members:
@@ -101,12 +110,10 @@ class Blend(Recommender):
     def n_items(self) -> int:
         return self._popularity.n_items
 
-    # -- pickle-free state (online_model.model_state) ------------------------------------
+    # -- pickle-free state (online_model.state) ------------------------------------
     def state_arrays(self) -> ModelState:
         """Each member's own state under ``member<i>``, its class, parameters and weight
         in ``values["members"]``, and the popularity backoff under ``popularity``."""
-        from online_model.model_file import json_params  # the file format imports models
-
         state = ModelState(values={"n_events_learned": self.n_events_learned, "members": []})
         for i, (member, weight) in enumerate(self._members):
             if not exports_state(member):
@@ -135,10 +142,10 @@ class Blend(Recommender):
                 raise ModelError(f"blend member class {entry['class']!r} is not known")
             member = member_cls.from_state(entry["params"], state.sub(f"member{i}"))  # type: ignore[attr-defined]
             members.append((member, float(entry["weight"])))
-        models = params.get("models", DEFAULT_MEMBERS)
-        if not isinstance(models, str):
-            # Members given as objects: templates of the same classes and parameters,
-            # which is all that clone() reads from them.
+        models = params.get("models")
+        if models is not None:
+            # Templates of the same classes and parameters, which is all that clone() reads
+            # from them (files of earlier releases may hold a spec string here instead).
             models = [(m.clone(), w) for m, w in members]
         model = cls(**{**params, "models": models})
         if [type(m) for m, _ in model._members] != [type(m) for m, _ in members]:
@@ -169,10 +176,8 @@ class Blend(Recommender):
 
     @property
     def forgets_pages(self) -> bool:
-        """Whether every member can forget pages (:mod:`online_model.forgetting`): the
+        """Whether every member can forget pages (:mod:`online_model.models.forgetting`): the
         default blend's ``mf`` member cannot."""
-        from online_model.forgetting import can_forget
-
         return all(can_forget(member) for member, _ in self._members)
 
     def forget(self, pages: Collection[Hashable]) -> int:

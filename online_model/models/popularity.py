@@ -7,14 +7,14 @@ import itertools
 import logging
 from collections.abc import Callable, Collection, Hashable, Mapping, Sequence
 from operator import itemgetter
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
 from online_model.base import Recommender, Reward
-from online_model.decay import ForwardDecay
 from online_model.errors import ModelError
-from online_model.model_state import (
+from online_model.models.decay import ForwardDecay
+from online_model.state import (
     ModelState,
     check_rows,
     id_table,
@@ -31,7 +31,7 @@ logger = logging.getLogger(__name__)
 class DecayedPopularity(Recommender):
     """Recommend the most viewed pages, with old views fading exponentially.
 
-    Counts are forward-decayed (see :mod:`online_model.decay`), so an event costs O(1)
+    Counts are forward-decayed (see :mod:`online_model.models.decay`), so an event costs O(1)
     and ranking needs no decay pass. The exact top ``top_m`` items are maintained
     incrementally (decayed counts only grow relative to each other), which makes
     ``recommend`` a scan of a short cached list instead of a sort of all items.
@@ -66,6 +66,9 @@ class DecayedPopularity(Recommender):
     >>> copy.recommend("new-user", k=3) == model.recommend("new-user", k=3)
     True
     """
+
+    #: The name files record for this class (:mod:`online_model.state.registration`).
+    STORED_AS: ClassVar[str] = "online_model.popularity.DecayedPopularity"
 
     def __init__(
         self,
@@ -141,7 +144,7 @@ class DecayedPopularity(Recommender):
         self._top_sorted = None
         self._delta_broken = True
 
-    # -- pickle-free state (online_model.model_state) ------------------------------------
+    # -- pickle-free state (online_model.state) ------------------------------------
     def state_arrays(self, pages: dict[Hashable, int] | None = None) -> ModelState:
         """Counts in first-seen order, the top list as positions, the clock as values.
 
@@ -303,7 +306,7 @@ class DecayedPopularity(Recommender):
             state.strings["pages"] = base.table("pages") + new_pages
         return state
 
-    # -- the catalog (online_model.forgetting, online_model.catalog) -----------------------
+    # -- the catalog (online_model.models.forgetting, online_model.catalog) -----------------------
     def forget(self, items: Collection[Hashable]) -> int:
         """Drop every count of ``items`` (pages deleted from the catalog); returns how many
         were known. The top list is refilled from the remaining counts, and the next

@@ -1,4 +1,4 @@
-"""Delta snapshots of :class:`~online_model.hybrid.Hybrid`: the users' recent pages.
+"""Delta snapshots of :class:`~online_model.models.hybrid.Hybrid`: the users' recent pages.
 
 A hybrid's delta (docs/model-format.md, "Delta snapshots") is its online layer's delta
 (a co-visitation delta, under ``online.``), its learned weights, the recent pages of the
@@ -19,7 +19,7 @@ from collections.abc import Hashable, Sequence
 import numpy as np
 
 from online_model.errors import ModelError
-from online_model.model_state import (
+from online_model.state import (
     ModelState,
     check_indptr,
     id_table,

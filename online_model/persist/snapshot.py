@@ -8,7 +8,7 @@ Layout (all of it covered by the MAC; docs/model-format.md has every byte)::
 
 Format 2, written by default: the header is the manifest ``{"meta", "model",
 "trainer_state"}`` (all JSON) and the body a safetensors file of the model's named
-arrays and string tables (:mod:`online_model.model_file`). The fixed-size prefix gives
+arrays and string tables (:mod:`online_model.persist.model_file`). The fixed-size prefix gives
 every length, so a file is checked to be complete without parsing any of it. Built-in models
 load without ``pickle``. Models without a pickle-free form (user River models) are stored
 as a pickle inside the tensors, and both writing and reading those need the operator's
@@ -29,7 +29,7 @@ key must not mean remote code execution).
 give equal hashes in every process; format 1 hashed the pickle, which could differ across
 processes for models holding sets).
 
->>> from online_model.popularity import DecayedPopularity
+>>> from online_model.models.popularity import DecayedPopularity
 >>> model = DecayedPopularity()
 >>> model.learn_one("u1", "p1")
 >>> data = dump_snapshot(Snapshot(SnapshotMeta("demo", events_seen=1), model), b"key")
@@ -48,7 +48,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import hmac
-import io
 import json
 import logging
 import os
@@ -64,7 +63,7 @@ from online_model.errors import (
     SnapshotFormatError,
     SnapshotVerificationError,
 )
-from online_model.model_file import (
+from online_model.persist.model_file import (
     ALLOW_PICKLE_HINT,
     ModelImage,
     canonical_json,
@@ -73,7 +72,8 @@ from online_model.model_file import (
     encode_model,
     standalone_safetensors,
 )
-from online_model.model_state import ModelState
+from online_model.persist.pickles import restricted_loads
+from online_model.state import ModelState
 
 logger = logging.getLogger(__name__)
 
@@ -151,7 +151,7 @@ class Snapshot:
 
     A loaded snapshot of a built-in model also keeps ``image``, the state it was built
     from (what a delta applies to), and, when it was materialised from deltas, ``link``
-    (:class:`online_model.snapshot_delta.DeltaLink`: its base and position in the chain).
+    (:class:`online_model.persist.snapshot_delta.DeltaLink`: its base and position in the chain).
     """
 
     meta: SnapshotMeta
@@ -159,82 +159,6 @@ class Snapshot:
     trainer_state: dict[str, Any] = field(default_factory=dict)
     image: ModelImage | None = field(default=None, compare=False, repr=False)
     link: Any = None
-
-
-# -- allow-list -----------------------------------------------------------------------------
-# Exactly the globals that pickles of the built-in models, of numpy arrays/scalars/random
-# generators and of plain containers refer to under protocol 5 (proven sufficient and
-# minimal in tests/unit/test_snapshot.py). Sets, frozensets, tuples and bytearrays need no
-# global under protocol 5; the builtins listed are defaultdict factories and plain values.
-# ``numpy.core`` is the numpy 1.x spelling of ``numpy._core``.
-_NUMPY_ALIASES = {
-    "numpy.core.multiarray": "numpy._core.multiarray",
-    "numpy.core.numeric": "numpy._core.numeric",
-}
-_ALLOWED_GLOBALS = frozenset(
-    {
-        ("builtins", "dict"),
-        ("builtins", "list"),
-        ("builtins", "set"),
-        ("builtins", "int"),
-        ("builtins", "float"),
-        ("builtins", "complex"),
-        ("builtins", "slice"),
-        ("collections", "OrderedDict"),
-        ("collections", "defaultdict"),
-        ("collections", "deque"),
-        ("collections", "Counter"),
-        ("numpy", "ndarray"),
-        ("numpy", "dtype"),
-        ("numpy._core.multiarray", "_reconstruct"),
-        ("numpy._core.multiarray", "scalar"),
-        ("numpy._core.numeric", "_frombuffer"),
-        # numpy random generators (ImplicitMF samples negatives with one).
-        ("numpy.random._pickle", "__bit_generator_ctor"),
-        ("numpy.random._pickle", "__generator_ctor"),
-        ("numpy.random._pickle", "__randomstate_ctor"),
-        ("numpy.random.bit_generator", "SeedSequence"),
-        ("numpy.random.bit_generator", "__pyx_unpickle_SeedSequence"),
-        ("numpy.random._mt19937", "MT19937"),
-        ("numpy.random._pcg64", "PCG64"),
-        ("numpy.random._pcg64", "PCG64DXSM"),
-        ("numpy.random._philox", "Philox"),
-        ("numpy.random._sfc64", "SFC64"),
-    }
-)
-
-
-def is_allowed_global(module: str, name: str) -> bool:
-    """Whether a snapshot's pickle may refer to ``module.name`` (before importing it).
-
-    River globals additionally have to turn out to be classes once resolved.
-    """
-    if (_NUMPY_ALIASES.get(module, module), name) in _ALLOWED_GLOBALS:
-        return True
-    if "." in name or name.startswith("__"):
-        # Dotted names walk attributes (``os.path.join`` style); dunders reach internals.
-        return False
-    return module == "online_model" or module.startswith(("online_model.", "river."))
-
-
-class _RestrictedUnpickler(pickle.Unpickler):
-    """An unpickler that resolves only allow-listed globals."""
-
-    def find_class(self, module: str, name: str) -> Any:
-        if is_allowed_global(module, name):
-            obj = super().find_class(module, name)
-            if not module.startswith("river.") or isinstance(obj, type):
-                return obj
-        raise SnapshotFormatError(f"snapshot refers to {module}.{name}, which is not allowed")
-
-
-def _restricted_loads(data: bytes) -> Any:
-    try:
-        return _RestrictedUnpickler(io.BytesIO(data)).load()
-    except SnapshotFormatError:
-        raise
-    except Exception as exc:  # any unpickling failure means the bytes are not usable
-        raise SnapshotFormatError(f"snapshot body does not unpickle: {exc!r}") from exc
 
 
 # -- keys -----------------------------------------------------------------------------------
@@ -507,7 +431,7 @@ def load_snapshot(data: bytes, key: bytes, allow_pickle: bool | None = None) -> 
         image = decode_image(section, bytes(body))
         model = image.build()
     else:
-        model = decode_model(section, bytes(body), allowed, _restricted_loads)
+        model = decode_model(section, bytes(body), allowed, restricted_loads)
     return Snapshot(meta=meta, model=model, trainer_state=trainer_state_of(header), image=image)
 
 
@@ -526,10 +450,10 @@ def _load_v1(header: dict[str, Any], body: memoryview, meta: SnapshotMeta) -> Sn
             raw = zlib.decompress(raw)
         except zlib.error as exc:
             raise SnapshotFormatError(f"snapshot body does not decompress: {exc}") from exc
-    outer = _restricted_loads(raw)
+    outer = restricted_loads(raw)
     if not isinstance(outer, dict) or not isinstance(outer.get("model"), bytes):
         raise SnapshotFormatError("snapshot body is not {model, trainer_state}")
-    model = _restricted_loads(outer["model"])
+    model = restricted_loads(outer["model"])
     if not isinstance(model, Recommender):
         raise SnapshotFormatError(f"snapshot model is a {type(model).__name__}, not a Recommender")
     state = outer.get("trainer_state") or {}
@@ -540,7 +464,7 @@ def _load_v1(header: dict[str, Any], body: memoryview, meta: SnapshotMeta) -> Sn
 
 def export_safetensors(data: bytes, key: bytes, allow_pickle: bool | None = None) -> bytes:
     """The model of a verified snapshot as one plain ``.safetensors`` file (manifest in its
-    metadata, see :func:`online_model.model_file.standalone_safetensors`).
+    metadata, see :func:`online_model.persist.model_file.standalone_safetensors`).
 
     A format-1 snapshot is loaded (which needs ``allow_pickle``) and converted first.
 

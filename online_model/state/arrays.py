@@ -35,15 +35,13 @@ import itertools
 import logging
 from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol, TypeVar, runtime_checkable
+from typing import Any
 
 import numpy as np
 
 from online_model.errors import ModelError
 
 logger = logging.getLogger(__name__)
-
-T = TypeVar("T", bound=type)
 
 #: Array dtypes a state may use: the ones every safetensors reader knows.
 ARRAY_DTYPES = frozenset(
@@ -99,100 +97,6 @@ class ModelState:
             return self.strings[name]
         except KeyError as exc:
             raise ModelError(f"model state has no string table {name!r}") from exc
-
-
-@runtime_checkable
-class StoresState(Protocol):
-    """A model with a pickle-free state (see the module docstring)."""
-
-    def state_arrays(self) -> ModelState: ...
-
-    @classmethod
-    def from_state(cls, params: dict[str, Any], state: ModelState) -> Any: ...
-
-
-# -- classes that may be rebuilt from a snapshot ------------------------------------------
-_CLASSES: dict[str, type] = {}
-
-
-def class_name(cls: type) -> str:
-    """The name a snapshot records for ``cls``: ``module.QualName``."""
-    return f"{cls.__module__}.{cls.__qualname__}"
-
-
-def stores_state(cls: T) -> T:
-    """Class decorator: ``cls`` may be rebuilt from a snapshot by :meth:`from_state`.
-
-    Only registered classes are: a snapshot names a class, and the loader looks the name
-    up here instead of importing whatever module the file names.
-    """
-    if not all(callable(getattr(cls, m, None)) for m in ("state_arrays", "from_state")):
-        raise TypeError(f"{cls.__name__} must define state_arrays() and from_state()")
-    _CLASSES[class_name(cls)] = cls
-    return cls
-
-
-@runtime_checkable
-class TracksChanges(Protocol):
-    """A model that can describe what changed since its last publish (delta snapshots).
-
-    ``mark_published()``
-        The model's state as it is now was published: start (or restart) tracking.
-    ``state_delta() -> ModelState | None``
-        What changed since, at a cost that grows with the change, not with the model;
-        None when only a full state will do (tracking not started, or a change that
-        touched everything, such as a decay rescale).
-    ``apply_state_delta(base, delta) -> ModelState`` (a staticmethod)
-        The full state (as :meth:`StoresState.state_arrays` would give it) after
-        applying ``delta`` to ``base``; pure, ``base`` is left as it is.
-    """
-
-    def mark_published(self) -> None: ...
-
-    def state_delta(self) -> ModelState | None: ...
-
-    @staticmethod
-    def apply_state_delta(base: ModelState, delta: ModelState) -> ModelState: ...
-
-
-_DELTA_CLASSES: set[str] = set()
-
-
-def tracks_changes(cls: T) -> T:
-    """Class decorator: ``cls`` (already :func:`stores_state`) publishes delta snapshots."""
-    methods = ("mark_published", "state_delta", "apply_state_delta")
-    if not all(callable(getattr(cls, m, None)) for m in methods):
-        raise TypeError(f"{cls.__name__} must define {', '.join(methods)}")
-    _DELTA_CLASSES.add(class_name(cls))
-    return cls
-
-
-def tracks_deltas(model: object) -> bool:
-    """Whether ``model``'s own class publishes deltas (a subclass must opt in itself)."""
-    name = class_name(type(model))
-    return name in _DELTA_CLASSES and _CLASSES.get(name) is type(model)
-
-
-def delta_class(name: str) -> type | None:
-    """The registered class ``name`` if it applies deltas, else None."""
-    cls = registered_class(name)
-    return cls if cls is not None and name in _DELTA_CLASSES else None
-
-
-def registered_class(name: str) -> type | None:
-    """The class registered under ``name``, or None.
-
-    The built-in models register themselves when :mod:`online_model.registry` imports
-    them; plug-in models when their own module is imported.
-    """
-    import online_model.registry  # noqa: F401  (registers the built-ins)
-
-    return _CLASSES.get(name)
-
-
-def exports_state(model: object) -> bool:
-    """Whether ``model``'s class opted in (an instance may still refuse, see above)."""
-    return _CLASSES.get(class_name(type(model))) is type(model)
 
 
 # -- ids --------------------------------------------------------------------------------------

@@ -1,0 +1,2 @@
+"""Models written for other tools: PMML (:mod:`~online_model.export.pmml`). The
+safetensors export lives beside the snapshot format (:mod:`online_model.persist.snapshot`)."""
