@@ -1,4 +1,7 @@
-"""Read page-view logs (CSV or JSONL) into time-ordered events.
+"""Read page-view logs (CSV or JSONL, plain or gzipped) into time-ordered events.
+
+A name ending in ``.gz`` is decompressed while it is read (never whole in memory), its
+format told by the name before ``.gz`` (``views.csv.gz``, ``views.jsonl.gz``).
 
 Both formats carry ``user_id``, ``page_id``, ``ts_ms`` (epoch milliseconds) and an
 optional ``session_id``. ``ts_ms`` is a number of milliseconds since 1970-01-01 UTC
@@ -11,12 +14,13 @@ the file and its line, or is skipped and counted with ``skip_bad=True``.
 from __future__ import annotations
 
 import csv
+import gzip
 import json
 import logging
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import IO, NamedTuple
 
 from online_model.errors import InputError
 
@@ -103,11 +107,18 @@ def _row_to_view(row: dict, line: int) -> PageView:
     )
 
 
+def _open_text(path: str | os.PathLike[str], newline: str | None = None) -> IO[str]:
+    """``path`` opened for reading text, through gzip when its name ends in ``.gz``."""
+    # utf-8-sig: a byte-order mark (spreadsheet exports write one) is not part of the header
+    if str(path).lower().endswith(".gz"):
+        return gzip.open(path, "rt", encoding="utf-8-sig", newline=newline)
+    return open(path, encoding="utf-8-sig", newline=newline)
+
+
 def _csv_rows(
     path: str | os.PathLike[str], required: tuple[str, ...] = REQUIRED_FIELDS
 ) -> Iterator[tuple[int, dict | None, str | None]]:
-    # utf-8-sig: a byte-order mark (spreadsheet exports write one) is not part of the header
-    with open(path, newline="", encoding="utf-8-sig") as fh:
+    with _open_text(path, newline="") as fh:
         reader = csv.reader(fh)
         try:
             header = [h.strip() for h in next(reader)]
@@ -128,7 +139,7 @@ def _csv_rows(
 
 
 def _jsonl_rows(path: str | os.PathLike[str]) -> Iterator[tuple[int, dict | None, str | None]]:
-    with open(path, encoding="utf-8-sig") as fh:
+    with _open_text(path) as fh:
         for line, text in enumerate(fh, 1):
             if not text.strip():
                 continue
@@ -147,9 +158,10 @@ def file_rows(
     path: str | os.PathLike[str], required: tuple[str, ...], fmt: str | None = None
 ) -> Iterator[tuple[int, dict | None, str | None]]:
     """``(line, row, problem)`` for each row of a CSV (with a header naming ``required``)
-    or JSONL file: the reading every events-like file shares (page views, the catalog)."""
+    or JSONL file, either gzipped (``.gz``): the reading every events-like file shares
+    (page views, the catalog)."""
     if fmt is None:
-        lower = str(path).lower()
+        lower = str(path).lower().removesuffix(".gz")
         fmt = "jsonl" if lower.endswith((".jsonl", ".json", ".ndjson")) else "csv"
     return _jsonl_rows(path) if fmt == "jsonl" else _csv_rows(path, required)
 
@@ -173,7 +185,8 @@ def read_events(
     ----------
     path
         File to read. ``.jsonl``/``.json``/``.ndjson`` are read as JSON lines, anything
-        else as CSV with a header row.
+        else as CSV with a header row; a further ``.gz`` (``views.csv.gz``) is gunzipped
+        on the fly.
     skip_bad
         Skip and count malformed rows instead of raising.
     fmt
@@ -203,7 +216,7 @@ def read_events(
                     log.bad_lines.append(line)
                 if log.first_bad is None:
                     log.first_bad = str(exc)
-    except OSError as exc:
+    except (OSError, EOFError) as exc:  # EOFError: a truncated .gz
         raise InputError(f"cannot read {path}: {exc}") from exc
     except UnicodeDecodeError as exc:
         raise InputError(f"{path} is not UTF-8 text: {exc}") from exc

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 
 import pytest
@@ -232,3 +233,33 @@ def test_no_view_precedes_its_page_even_when_almost_every_page_is_new() -> None:
     assert (views.published_ms > views.published_ms.min()).sum() == 9  # all but the head
     with pytest.raises(ValueError, match="new_pages"):
         generate(n_pages=10, new_pages=1.0)
+
+
+def test_evaluate_reads_gzipped_csv_and_jsonl_as_the_plain_files(tmp_path) -> None:
+    plain = tmp_path / "views.csv"
+    CliRunner().invoke(generate_cli.command, ["--events", "2000", "--output", str(plain)])
+    text = plain.read_text()
+    zipped = tmp_path / "views.csv.gz"
+    zipped.write_bytes(gzip.compress(text.encode()))
+    jsonl = tmp_path / "views.jsonl.gz"
+    rows = [dict(zip(("user_id", "page_id", "ts_ms"), r, strict=True)) for r in LOG]
+    jsonl.write_bytes(gzip.compress("".join(json.dumps(r) + "\n" for r in rows).encode()))
+
+    reports = []
+    for path in (plain, zipped):
+        result = CliRunner().invoke(
+            evaluate_cli.command, ["--input", str(path), "--model", "popularity"]
+        )
+        assert result.exit_code == 0, result.output
+        reports.append(json.loads(result.stdout))
+    assert reports[0]["n_events"] == reports[1]["n_events"] == 2000
+    assert reports[0]["hit@10"] == reports[1]["hit@10"] and reports[0]["hit@10"] > 0
+    assert [tuple(e[:3]) for e in read_events(jsonl)] == LOG
+
+
+def test_truncated_gzip_is_an_input_error(tmp_path) -> None:
+    path = tmp_path / "views.csv.gz"
+    data = gzip.compress(("user_id,page_id,ts_ms\n" + "u1,p1,1\n" * 5000).encode())
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(InputError, match="cannot read"):
+        read_events(path)
