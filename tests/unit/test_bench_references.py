@@ -3,9 +3,12 @@ runs them beside the models on the synthetic worlds and the real log."""
 
 from __future__ import annotations
 
+import gzip
+import json
+
 import pytest
 
-from bench import robustness
+from bench import quality, robustness
 from bench.real_logs import REAL_LOGS, real_log
 from bench.references import (
     REFERENCES,
@@ -120,3 +123,16 @@ def test_robustness_runs_the_real_log_beside_the_synthetic_worlds() -> None:
     meta |= {"mimics": {"generator": "streamrec generate", "retail": "Online Retail"}}
     text = robustness.markdown(reports, summary, meta)
     assert "| retail | ref:" in text and "| **worst (world)** |" in text
+
+
+def test_quality_bench_judges_models_and_references_on_a_gzipped_log(tmp_path) -> None:
+    rows = [f"u{i % 7},p{(i * 3) % 11},{1000 + i}" for i in range(300)]
+    data = tmp_path / "views.csv.gz"
+    data.write_bytes(gzip.compress("\n".join(["user_id,page_id,ts_ms", *rows]).encode()))
+    out = tmp_path / "quality.json"
+    quality.main(["--input", str(data), "--references", "--output", str(out)])
+    reports = json.loads(out.read_text())["results"]
+    models = [r["model"] for r in reports]
+    assert "covisit" in models and "bench.references:SessionKNN" in models
+    assert len(models) == len(quality.MODELS) + len(REFERENCES)
+    assert all(r["n_events"] == 300 for r in reports)
