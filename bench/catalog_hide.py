@@ -37,7 +37,7 @@ from streams.catalog.publish import publish_pages
 from streams.io.codec import PAGE, PAGE_VIEW, RECOMMENDATION, AvroCodec
 from streams.io.producer import page_view
 from streams.io.topics import ensure_topics
-from streams.ops.processes import ChildProcess, wait_for
+from streams.services.processes import ChildProcess, wait_for
 from streams.settings import Settings
 
 from .harness import TopicTail, child_env

@@ -30,8 +30,8 @@ import urllib.request
 from typing import Any
 
 from streams.io.topics import ensure_topics
-from streams.ops.embedded import free_port
-from streams.ops.processes import ChildProcess
+from streams.services.embedded import free_port
+from streams.services.processes import ChildProcess
 
 from .harness import Bench, TopicTail, child_env, encode_rows, produce_all
 from .harness import seed_histories as reset_histories

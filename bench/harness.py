@@ -31,7 +31,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, Producer, Topic
 from streams.io.codec import PAGE_VIEW, AvroCodec
 from streams.io.producer import page_view
 from streams.io.topics import ensure_topics
-from streams.ops.embedded import EmbeddedServices, free_port
+from streams.services.embedded import EmbeddedServices, free_port
 from streams.settings import Secret, Settings
 from streams.state.history import HistoryStore, HistoryUpdate
 from streams.state.keys import ModelKeys

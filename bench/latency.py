@@ -21,7 +21,7 @@ from confluent_kafka import Message, Producer
 
 from streams.io.codec import RECOMMENDATION, AvroCodec
 from streams.io.topics import ensure_topics
-from streams.ops.processes import ChildProcess
+from streams.services.processes import ChildProcess
 from streams.settings import Settings
 
 from .harness import Bench, TopicTail, child_env, encode_rows, paced

@@ -1,5 +1,5 @@
 """A minimal reproducer of the librdkafka abort that made the scorer read lag without the
-admin client (streams/ops/consumer_lag.py).
+admin client (streams/io/consumer_lag.py).
 
 Run ``python -m bench.librdkafka_admin_abort`` (about 20 s; it starts its own embedded
 broker). An ``AdminClient.list_consumer_group_offsets`` request times out while the broker
@@ -21,7 +21,7 @@ import time
 
 from confluent_kafka import libversion, version
 
-from streams.ops.embedded import KAFKA, free_port, server_argv
+from streams.services.embedded import KAFKA, free_port, server_argv
 
 CHILD = """
 import sys, time

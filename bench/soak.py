@@ -33,11 +33,12 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 
+from streams.io.codec import page_view_codec, recommendation_codec
+from streams.io.consumer_lag import partition_lag
 from streams.io.topics import ensure_topics
-from streams.ops.consumer_lag import partition_lag
-from streams.ops.processes import ChildProcess
+from streams.services.processes import ChildProcess
 from streams.settings import Settings
-from streams.wiring import page_view_codec, recommendation_codec, snapshot_store
+from streams.wiring import snapshot_store
 
 from .harness import Bench, TopicTail, bench_services, child_env, machine
 from .report import RESULTS, write_pair

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from streams.io.topics import ensure_topics
-from streams.ops.processes import ChildProcess
+from streams.services.processes import ChildProcess
 from streams.settings import Settings
 
 from .harness import Bench, child_env, encode_rows, produce_all

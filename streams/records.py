@@ -1,4 +1,4 @@
-"""One record as read from the page-view log, before it is decoded.
+"""One record as read from the page-view log, before it is decoded, and how far a reader got.
 
 The trainer (from a consumer group) and replay (from a time range) both read these; the
 scorer's input, which also carries a key and headers for dead letters, is
@@ -8,6 +8,10 @@ scorer's input, which also carries a key and headers for dead letters, is
 from __future__ import annotations
 
 from typing import NamedTuple
+
+#: topic -> partition -> offset: the next offset to read (what a consumer commits, what a
+#: snapshot records it has learned up to).
+Offsets = dict[str, dict[int, int]]
 
 
 class LogRecord(NamedTuple):

@@ -3,7 +3,7 @@
 Every other module asks :class:`Settings` for its client configuration, so the
 librdkafka, aiokafka (Faust) and Redis dicts are built in one place. With neither
 ``KAFKA_BOOTSTRAP_SERVERS`` nor ``REDIS_URL`` set, streamrec runs against the embedded
-broker and Redis-compatible server on loopback (see :mod:`streams.ops.embedded`).
+broker and Redis-compatible server on loopback (see :mod:`streams.services.embedded`).
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 from online_model.catalog import UNKNOWN_POLICIES
 from online_model.errors import ConfigurationError
+from streams.api_tokens import parse_api_tokens
 from streams.durations import parse_duration
-from streams.scorer.auth import parse_api_tokens
 
 if TYPE_CHECKING:
     import redis as redis_sync
@@ -239,7 +239,7 @@ class Settings:
     #: stalled and replaced (streams/io/stall_watch.py).
     stall_timeout_s: float = _env("STREAMREC_STALL_TIMEOUT_S", 30.0)
     #: A trainer on the embedded broker warns when the broker's resident memory passes
-    #: this many MB, and at each doubling (0: never); streams/ops/broker_memory.py.
+    #: this many MB, and at each doubling (0: never); streams/services/embedded_broker_watch.py.
     broker_memory_warn_mb: int = _env("STREAMREC_BROKER_MEMORY_WARN_MB", 2048)
     #: Batches a kafka-engine scorer has scored and sent whose acknowledgement it awaits,
     #: at most (1: it takes the next batch only once the last one is acknowledged).

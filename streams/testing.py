@@ -15,9 +15,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 
-from streams.records import LogRecord
-
-Offsets = dict[str, dict[int, int]]
+from streams.records import LogRecord, Offsets
 
 
 class ListEventSource:

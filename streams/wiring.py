@@ -1,7 +1,8 @@
 """Typed constructors of the parts every process builds from :class:`Settings`.
 
-The scorer, the trainer, replay, batch scoring and the ops commands all need the same
-snapshot store, signing key and codecs; they get them here, built one way.
+The scorer, the trainer, replay, batch scoring and the operator commands all need the
+same snapshot store, signing key and Redis stores; they get them here, built one way.
+The Avro codecs are built in :mod:`streams.io.codec`.
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ from collections.abc import Callable
 from typing import Any
 
 from online_model.persist.snapshot import signing_key
-from streams.io.codec import PAGE_VIEW, RECOMMENDATION, AvroCodec
 from streams.settings import Settings
 from streams.state.batch_layers import BatchLayerStore
 from streams.state.serving import Serving
@@ -57,14 +57,3 @@ def batch_layer_store(settings: Settings, client: Any | None = None) -> BatchLay
     layer, published by ``streamrec retrain --model hybrid``), signed with the snapshot key."""
     redis = client if client is not None else settings.redis_client(socket_timeout=5.0)
     return BatchLayerStore(redis, settings.model_name, snapshot_signing_key(settings))
-
-
-def page_view_codec(settings: Settings) -> AvroCodec:
-    """The PageView codec, refusing events over ``max_event_bytes``."""
-    return AvroCodec.bundled(
-        PAGE_VIEW, settings.schema_registry_url, max_bytes=settings.max_event_bytes
-    )
-
-
-def recommendation_codec(settings: Settings) -> AvroCodec:
-    return AvroCodec.bundled(RECOMMENDATION, settings.schema_registry_url)

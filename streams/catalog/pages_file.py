@@ -16,7 +16,7 @@ from typing import Any
 
 from online_model.data.events_file import file_rows
 from online_model.errors import ConfigurationError, InputError
-from streams.replay.rebuild import parse_time
+from streams.time_range import parse_time
 
 FIELDS = ("page_id", "available", "categories", "published_at", "expires_at", "title", "url")
 _TRUE = {"true", "1", "yes", "y"}

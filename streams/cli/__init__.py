@@ -25,8 +25,8 @@ from typing import Any
 import click
 
 from online_model.errors import StreamrecError
+from streams import progress as _progress
 from streams.cli.options import Duration
-from streams.ops import progress as _progress
 
 
 def _redis_error_line(exc: BaseException) -> str | None:

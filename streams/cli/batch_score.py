@@ -11,7 +11,8 @@ from streams.catalog.follower import read_catalog
 from streams.catalog.rules import parse_rules
 from streams.cli.options import Count, k_option
 from streams.io.topics import ensure_topics
-from streams.ops.batch_score import (
+from streams.progress import Progress
+from streams.scorer.batch_score import (
     FORMATS,
     check_distinct,
     format_for,
@@ -21,10 +22,9 @@ from streams.ops.batch_score import (
     score_users,
     write_rows,
 )
-from streams.ops.probes import require
-from streams.ops.progress import Progress
 from streams.scorer.core import ScoringCore
 from streams.scorer.model_holder import ModelHolder, Served
+from streams.services.probes import require
 from streams.settings import Settings
 from streams.state.history import HistoryStore
 from streams.state.serving import served_line

@@ -20,7 +20,7 @@ from streams.catalog.pages_file import read_pages
 from streams.catalog.publish import publish_pages, set_available
 from streams.cli.options import json_option, pages_topic_option
 from streams.io.topics import ensure_topics
-from streams.ops.probes import require
+from streams.services.probes import require
 from streams.settings import Settings
 
 

@@ -38,9 +38,9 @@ def command(scorer_url: str, port: int) -> None:
     """
     from aiohttp import web
 
-    from streams.ops.embedded import port_in_use
     from streams.scorer.auth import check_bind
     from streams.scorer.console_proxy import create_app, scorer_base
+    from streams.services.embedded import port_in_use
 
     settings = Settings.from_env()
     check_bind(settings)

@@ -7,7 +7,7 @@ import json
 import click
 
 from streams.cli.options import Duration
-from streams.ops.demo import result_json, run_demo
+from streams.demo.run import result_json, run_demo
 from streams.settings import Settings
 
 

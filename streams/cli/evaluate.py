@@ -21,7 +21,7 @@ from streams.cli.options import (
     parse_params,
 )
 from streams.errors import ConfigurationError
-from streams.ops.progress import Progress
+from streams.progress import Progress
 
 
 @click.command("evaluate")

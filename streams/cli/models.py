@@ -20,8 +20,8 @@ from online_model.errors import InputError, ModelError
 from online_model.export.pmml import covisit_pmml
 from streams.cli.options import Count, json_option, k_option
 from streams.experiment import results
-from streams.ops import model_actions
-from streams.ops.model_actions import cli_line
+from streams.lifecycle import model_actions
+from streams.lifecycle.model_actions import cli_line
 from streams.settings import Settings
 from streams.state.serving import ServedModel, Serving, served_line
 from streams.state.snapshot_store import SnapshotStore

@@ -9,11 +9,11 @@ import click
 from online_model.data.events_file import read_events
 from streams.cli import _signals
 from streams.errors import ProducerFailed
+from streams.io.ingest import produce_log
 from streams.io.producer import DeliveryReport, ReliableProducer
 from streams.io.topics import ensure_topics
-from streams.ops.ingest import produce_log
-from streams.ops.probes import require
-from streams.ops.progress import Progress
+from streams.progress import Progress
+from streams.services.probes import require
 from streams.settings import Settings
 
 

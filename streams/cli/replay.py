@@ -16,9 +16,9 @@ from streams.cli.options import (
     reading_options,
 )
 from streams.replay.publish import EXIT_GATE_REFUSED
-from streams.replay.rebuild import parse_range
 from streams.replay.run import EmptyRange, ReplayRequest, run_replay
 from streams.settings import Settings
+from streams.time_range import parse_range
 
 
 @click.command("replay")

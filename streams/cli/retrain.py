@@ -20,8 +20,9 @@ from streams.cli.options import (
     reading_options,
 )
 from streams.replay.publish import EXIT_GATE_REFUSED, publish
-from streams.replay.rebuild import TimeRange, check_gate_metric, parse_range
+from streams.replay.rebuild import check_gate_metric
 from streams.settings import Settings
+from streams.time_range import TimeRange, parse_range
 from streams.wiring import snapshot_signing_key, snapshot_store
 
 log = logging.getLogger(__name__)

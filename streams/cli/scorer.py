@@ -23,7 +23,7 @@ def run_scorer(settings: Settings, loglevel: str = "warn") -> None:
     runtime = prepare(settings)
     logging.getLogger("aiokafka").setLevel(logging.WARNING)
     # Promote, rollback and follow over REST are an audit trail: logged at any log level.
-    logging.getLogger("streams.ops.model_actions").setLevel(logging.INFO)
+    logging.getLogger("streams.lifecycle.model_actions").setLevel(logging.INFO)
     if settings.scorer_engine == "kafka":
         from streams.scorer import kafka_engine
 
@@ -37,10 +37,10 @@ def run_scorer(settings: Settings, loglevel: str = "warn") -> None:
 def prepare(settings: Settings) -> ScorerRuntime:
     """What every engine checks and loads before it consumes: the bind address, the web
     port, Kafka and Redis, the topics; the experiment, stored model and catalog."""
-    from streams.ops.embedded import port_in_use
-    from streams.ops.probes import require
     from streams.scorer.auth import check_bind
     from streams.scorer.runtime import ScorerRuntime
+    from streams.services.embedded import port_in_use
+    from streams.services.probes import require
 
     check_bind(settings)
     if port_in_use(settings.web_port, settings.web_bind):

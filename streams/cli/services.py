@@ -6,9 +6,10 @@ import json
 
 import click
 
+from streams.api_tokens import new_token
 from streams.cli.options import Duration
-from streams.ops.embedded import EmbeddedServices
-from streams.scorer.auth import curl_example, new_token
+from streams.scorer.auth import curl_example
+from streams.services.embedded import EmbeddedServices
 from streams.settings import Settings
 
 

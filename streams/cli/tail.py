@@ -13,7 +13,7 @@ from streams.cli import _signals
 from streams.cli.options import Count, env_option
 from streams.io.tail import RecommendationTail
 from streams.io.topics import ensure_topics
-from streams.ops.probes import require
+from streams.services.probes import require
 from streams.settings import Settings
 
 #: Seconds one poll may block: how late a Ctrl-C, --timeout or --max is noticed at most.

@@ -1,0 +1,1 @@
+"""Kafka and Avro: codecs, schema registry, producing, reading the log, topics, consumer lag."""

@@ -15,7 +15,7 @@ from __future__ import annotations
 import copy
 import io
 import struct
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import fastavro
 from fastavro.read import SchemaResolutionError
@@ -36,6 +36,9 @@ from streams.io.schema_registry import (
     SchemaVersion,
     bundled_schemas,
 )
+
+if TYPE_CHECKING:
+    from streams.settings import Settings
 
 MAGIC_BYTE = 0
 HEADER = struct.Struct(">bI")
@@ -327,3 +330,15 @@ class AvroCodec:
             value = record.get(name)
             if not isinstance(value, str) or not value:
                 raise SchemaViolation(f"{self.full_name}.{name} must be a non-empty string")
+
+
+def page_view_codec(settings: Settings) -> AvroCodec:
+    """The PageView codec, refusing events over ``max_event_bytes``."""
+    return AvroCodec.bundled(
+        PAGE_VIEW, settings.schema_registry_url, max_bytes=settings.max_event_bytes
+    )
+
+
+def recommendation_codec(settings: Settings) -> AvroCodec:
+    """The Recommendation codec."""
+    return AvroCodec.bundled(RECOMMENDATION, settings.schema_registry_url)

@@ -22,9 +22,8 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPar
 from streams.errors import ServiceError
 from streams.io.consumer_errors import is_record
 from streams.io.stall_watch import Partition, StallWatch, next_fetch_wait, records_past
-from streams.records import LogRecord
+from streams.records import LogRecord, Offsets
 from streams.settings import Settings
-from streams.trainer.loop import Offsets
 
 log = logging.getLogger(__name__)
 

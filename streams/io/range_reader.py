@@ -39,8 +39,8 @@ from streams.errors import ServiceError
 from streams.io.consumer_errors import is_record
 from streams.io.stall_watch import MAX_FETCH_WAIT_MS, next_fetch_wait, records_past, starved_error
 from streams.records import LogRecord
-from streams.replay.rebuild import TimeRange
 from streams.settings import Settings
+from streams.time_range import TimeRange
 
 log = logging.getLogger(__name__)
 

@@ -26,11 +26,10 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 
 from streams.errors import SerializationError, ServiceError
-from streams.io.codec import AvroCodec
+from streams.io.codec import AvroCodec, recommendation_codec
 from streams.io.event_source import KafkaEventSource
+from streams.records import Offsets
 from streams.settings import Settings
-from streams.trainer.loop import Offsets
-from streams.wiring import recommendation_codec
 
 log = logging.getLogger(__name__)
 

@@ -17,13 +17,12 @@ from typing import Any
 import click
 
 from streams.errors import StreamrecError
+from streams.io.codec import page_view_codec
 from streams.io.range_reader import KafkaRangeReader
-from streams.ops.probes import require
-from streams.ops.progress import Progress
+from streams.progress import Progress
 from streams.replay.publish import EXIT_GATE_REFUSED, publish
 from streams.replay.rebuild import (
     ReplayLog,
-    TimeRange,
     Verdict,
     build_snapshot,
     check_gate_metric,
@@ -31,8 +30,10 @@ from streams.replay.rebuild import (
     judge,
     train,
 )
+from streams.services.probes import require
 from streams.settings import Settings
-from streams.wiring import page_view_codec, snapshot_signing_key, snapshot_store
+from streams.time_range import TimeRange
+from streams.wiring import snapshot_signing_key, snapshot_store
 
 log = logging.getLogger(__name__)
 

@@ -47,10 +47,10 @@ from online_model.models.covisit.batch import (
 )
 from online_model.models.itemitem import ItemItem
 from online_model.models.itemitem_batch import fit_in_bulk
-from streams.replay.rebuild import TimeRange
 from streams.retrain.kafka_ranges import RangeRead, ReadSpec, plan_ranges, read_ranges
 from streams.retrain.spark_daemon import daemon_module
 from streams.settings import Settings
+from streams.time_range import TimeRange
 
 log = logging.getLogger(__name__)
 

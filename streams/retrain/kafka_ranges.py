@@ -46,8 +46,8 @@ from streams.retrain.view_fields import fields_reader
 
 # Not at run time: tasks import this module, and Settings imports every model.
 if TYPE_CHECKING:
-    from streams.replay.rebuild import TimeRange
     from streams.settings import Settings
+    from streams.time_range import TimeRange
 
 log = logging.getLogger(__name__)
 

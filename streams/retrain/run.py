@@ -39,9 +39,10 @@ from online_model.models.hybrid import Hybrid
 from online_model.models.itemitem import ItemItem
 from online_model.models.itemitem_batch import fit_params
 from online_model.persist.snapshot import Snapshot, SnapshotMeta
-from streams.replay.rebuild import TimeRange, Verdict, check_gate_metric, numeric_metrics
+from streams.replay.rebuild import Verdict, check_gate_metric, numeric_metrics
 from streams.retrain import job
 from streams.settings import Settings
+from streams.time_range import TimeRange
 
 log = logging.getLogger(__name__)
 

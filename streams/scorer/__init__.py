@@ -1,0 +1,1 @@
+"""Page view -> recommendation: the scoring core, its runtime, two engines, REST, console."""

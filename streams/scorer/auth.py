@@ -1,11 +1,11 @@
 """Who may call the scorer's REST API: bearer tokens with a read or an admin role.
 
-``STREAMREC_API_TOKENS`` holds ``name:role:token`` entries separated by commas. When it
-is set, every endpoint but the orchestrator probes (``/livez``, ``/readyz``, ``/healthz``)
-and the console's static page (``/console`` and its assets, which hold no data: the page
-reads ``/console/state`` with a token) needs ``Authorization: Bearer <token>``: 401
-without one (``missing token``) or with a wrong one (``invalid token``), 403 when the
-token's role is below the endpoint's.
+``STREAMREC_API_TOKENS`` holds ``name:role:token`` entries separated by commas
+(:mod:`streams.api_tokens` reads them). When it is set, every endpoint but the
+orchestrator probes (``/livez``, ``/readyz``, ``/healthz``) and the console's static page
+(``/console`` and its assets, which hold no data: the page reads ``/console/state`` with
+a token) needs ``Authorization: Bearer <token>``: 401 without one (``missing token``) or
+with a wrong one (``invalid token``), 403 when the token's role is below the endpoint's.
 Which role an endpoint needs is written in the OpenAPI description
 (:mod:`streams.scorer.openapi`), the one place that lists them.
 
@@ -17,17 +17,14 @@ audit trail name the token's ``name``.
 from __future__ import annotations
 
 import functools
-import hashlib
 import hmac
 import ipaddress
 import logging
-import secrets
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
-from enum import IntEnum
 from typing import TYPE_CHECKING, Any
 
 from online_model.errors import ConfigurationError
+from streams.api_tokens import ApiToken, Role, parse_api_tokens, token_digest
 
 if TYPE_CHECKING:
     from aiohttp import web
@@ -35,9 +32,6 @@ if TYPE_CHECKING:
     from streams.settings import Settings
 
 log = logging.getLogger(__name__)
-
-#: Fewest characters of a token (``secrets.token_urlsafe(32)`` gives 43).
-MIN_TOKEN_CHARS = 16
 
 
 @functools.cache
@@ -48,71 +42,6 @@ def caller_key() -> Any:
 
     request_key = getattr(web, "RequestKey", None)  # aiohttp >= 3.11
     return request_key("streamrec_caller", str) if request_key else "streamrec_caller"
-
-
-class Role(IntEnum):
-    """What a token may do; a higher role may do everything a lower one may."""
-
-    OPEN = 0  # no token needed (probes)
-    READ = 1  # recommendations, metrics, the API description
-    ADMIN = 2  # operator actions: promote, rollback, follow
-
-    @classmethod
-    def named(cls, text: str) -> Role:
-        if text not in {"read", "admin"}:
-            raise ValueError(text)
-        return cls[text.upper()]
-
-
-@dataclass(frozen=True)
-class ApiToken:
-    name: str
-    role: Role
-    digest: bytes = field(repr=False)  # SHA-256 of the token: what requests are compared to
-
-
-def _digest(token: str) -> bytes:
-    return hashlib.sha256(token.encode()).digest()
-
-
-def parse_api_tokens(text: str) -> tuple[ApiToken, ...]:
-    """``"ops:admin:<token>,grafana:read:<token>"`` -> tokens; errors never show a token.
-
-    >>> [(t.name, t.role.name) for t in parse_api_tokens("ops:admin:" + "a" * 16)]
-    [('ops', 'ADMIN')]
-    >>> try:
-    ...     parse_api_tokens("ops:owner:" + "a" * 16)
-    ... except ConfigurationError as exc:
-    ...     print(exc)
-    STREAMREC_API_TOKENS entry 1 (ops): role must be read or admin, got 'owner'
-    """
-    tokens: list[ApiToken] = []
-    names: set[str] = set()
-    digests: set[bytes] = set()
-    entries = [entry.strip() for entry in text.split(",")] if text.strip() else []
-    for i, entry in enumerate(entries, 1):
-        name, role_text, token = (part.strip() for part in [*entry.split(":", 2), "", ""][:3])
-        where = f"STREAMREC_API_TOKENS entry {i}" + (f" ({name})" if name else "")
-        if entry.count(":") < 2 or not name or not token:
-            raise ConfigurationError(f"{where}: write it as name:role:token (role read or admin)")
-        try:
-            role = Role.named(role_text)
-        except ValueError:
-            raise ConfigurationError(
-                f"{where}: role must be read or admin, got {role_text!r}"
-            ) from None
-        if len(token) < MIN_TOKEN_CHARS or any(c.isspace() for c in token):
-            raise ConfigurationError(
-                f"{where}: a token needs at least {MIN_TOKEN_CHARS} characters and no spaces, "
-                "e.g. `python -c 'import secrets; print(secrets.token_urlsafe(32))'`"
-            )
-        digest = _digest(token)
-        if name in names or digest in digests:
-            raise ConfigurationError(f"{where}: names and tokens must each be unique")
-        names.add(name)
-        digests.add(digest)
-        tokens.append(ApiToken(name, role, digest))
-    return tuple(tokens)
 
 
 def bearer_credential(authorization: str | None) -> str | None:
@@ -156,17 +85,12 @@ class ApiTokens:
         presented = bearer_credential(authorization)
         if presented is None:
             return None
-        candidate = _digest(presented)
+        candidate = token_digest(presented)
         found: ApiToken | None = None
         for token in self.tokens:
             if hmac.compare_digest(candidate, token.digest):
                 found = token
         return found
-
-
-def new_token() -> str:
-    """A fresh random token (43 URL-safe characters, 256 bits)."""
-    return secrets.token_urlsafe(32)
 
 
 def local_url(settings: Settings, path: str) -> str:

@@ -10,7 +10,7 @@ acted.
 ``/console/state`` gathers what this scorer already holds — its counters, served model
 and quality, readiness, the kept versions and the running experiment — so it costs a
 Redis read or two, not a scan; and the consumer lag of the scorer's and the trainer's
-groups per partition (:mod:`streams.ops.consumer_lag`: three small broker requests at
+groups per partition (:mod:`streams.io.consumer_lag`: three small broker requests at
 most every two seconds, on a thread of their own). It also returns the samples of the
 last hour the charts draw (:mod:`streams.scorer.console_history`): all of them, or with
 ``?since=<t>`` those taken after ``t``, which is what the page asks for after its first
@@ -32,9 +32,9 @@ from faust.web import Request, Response, View
 
 from online_model.errors import SnapshotError
 from streams.errors import StoreUnavailable
+from streams.io.consumer_lag import LagMonitor
 from streams.io.json_values import finite
-from streams.ops import model_actions
-from streams.ops.consumer_lag import LagMonitor
+from streams.lifecycle import model_actions
 from streams.scorer import console_history
 from streams.scorer.runtime import ScorerRuntime
 from streams.settings import Settings

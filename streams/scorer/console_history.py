@@ -2,7 +2,7 @@
 
 Every :data:`INTERVAL_S` seconds the scorer takes a :class:`Sample` of figures it already
 holds (its counters, the served version and rolling served quality, the snapshot's age)
-and of the consumer lag totals (through the console's :class:`~streams.ops.consumer_lag.
+and of the consumer lag totals (through the console's :class:`~streams.io.consumer_lag.
 LagMonitor`, which reads at most every 2 s and shares that read with ``/console/state``
 and ``/metrics``). :class:`History` keeps the last :data:`CAPACITY` of them (one hour) in
 a fixed-length ring, so memory stays bounded (a few hundred bytes per sample) however long
@@ -27,7 +27,7 @@ from typing import Any
 
 from aiohttp import web
 
-from streams.ops.consumer_lag import LagReport
+from streams.io.consumer_lag import LagReport
 
 log = logging.getLogger(__name__)
 

@@ -19,10 +19,10 @@ from online_model.quality import HitCounts, rank_of
 from streams.catalog.rules import NO_RULES, rules_from_context
 from streams.errors import DecodeError, KeyMismatch, SchemaViolation
 from streams.experiment.assignment import CHALLENGER, CHAMPION
-from streams.experiment.routing import ArmRouting
 from streams.experiment.statistics import ArmCounts
 from streams.io.codec import PAGE_VIEW, RECOMMENDATION, AvroCodec
 from streams.io.dlq import DeadLetter, InputMessage
+from streams.scorer.experiment_routing import ArmRouting
 from streams.scorer.model_holder import ModelHolder, Served
 from streams.state.history import HistoryUpdate, UserState
 

@@ -22,8 +22,8 @@ from streams.scorer.model_holder import ModelHolder
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Mapping
 
-    from streams.experiment.routing import ExperimentFollower
-    from streams.ops.consumer_lag import LagMonitor
+    from streams.io.consumer_lag import LagMonitor
+    from streams.scorer.experiment_routing import ExperimentFollower
 
 __all__ = ["CONTENT_TYPE_LATEST", "RollingQuality", "ScorerMetrics"]
 
@@ -242,7 +242,7 @@ class _LagCollector(Collector):
         yield self._family()
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        from streams.ops.consumer_lag import lag_metric_samples
+        from streams.io.consumer_lag import lag_metric_samples
 
         family = self._family()
         for labels, value in lag_metric_samples(self.monitor.latest):

@@ -11,8 +11,8 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from streams.api_tokens import Role
 from streams.catalog.rules import MAX_CATEGORIES, MAX_EXCLUDE, MAX_VALUE_CHARS, VALUE_PATTERN
-from streams.scorer.auth import Role
 from streams.settings import MAX_K
 
 _ERROR = {

@@ -24,10 +24,10 @@ from online_model.errors import SnapshotError
 from streams.catalog.follower import CatalogFollower, new_catalog
 from streams.catalog.rules import NO_RULES
 from streams.errors import StoreUnavailable
-from streams.experiment.routing import ExperimentFollower
 from streams.experiment.store import ExperimentStore
 from streams.io.dlq import DeadLetter, InputMessage
 from streams.scorer.core import ScoredBatch, ScoringCore
+from streams.scorer.experiment_routing import ExperimentFollower
 from streams.scorer.metrics import ScorerMetrics
 from streams.scorer.model_holder import ModelHolder
 from streams.scorer.threaded_history import ThreadedHistoryStore
@@ -82,7 +82,7 @@ class ScorerRuntime:
         #: The namespace whose snapshots are served (another after a promotion).
         self.serving = settings.model_name
         #: What scorers of the model name serve and the store of any namespace: what the
-        #: operator endpoints act on (:mod:`streams.ops.model_actions`).
+        #: operator endpoints act on (:mod:`streams.lifecycle.model_actions`).
         lifecycle_client = settings.redis_client(socket_timeout=5.0)  # connects when used
         self.lifecycle = serving(settings, lifecycle_client)
         self.stores = store_for(settings, lifecycle_client)

@@ -20,13 +20,13 @@ from faust.web import Request, Response, View
 from online_model.errors import ConfigurationError, SnapshotError
 from streams.catalog.rules import parse_rules
 from streams.errors import BadRule, StoreUnavailable
-from streams.ops import model_actions
-from streams.ops.consumer_lag import LagMonitor, LagReader, scorer_groups
-from streams.ops.probes import kafka_reachable
+from streams.io.consumer_lag import LagMonitor, LagReader, scorer_groups
+from streams.lifecycle import model_actions
 from streams.scorer import console, openapi
 from streams.scorer.auth import caller_key
 from streams.scorer.metrics import CONTENT_TYPE_LATEST
 from streams.scorer.runtime import ScorerRuntime
+from streams.services.probes import kafka_reachable
 from streams.settings import MAX_K, Settings, parse_count
 
 

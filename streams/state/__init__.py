@@ -1,0 +1,1 @@
+"""Redis: the one key layout, snapshots, serving pointers, histories, batch layers, lease."""

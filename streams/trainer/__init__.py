@@ -1,0 +1,1 @@
+"""The online trainer: learn every page view once, publish signed snapshots, resume."""

@@ -33,11 +33,10 @@ from online_model.models.hybrid import Hybrid
 from online_model.models.itemitem import ItemItem
 from online_model.persist.batch_layer_file import BatchLayerRecord
 from streams.errors import StoreUnavailable
+from streams.records import Offsets
 from streams.state.batch_layers import BatchLayerStore
 
 logger = logging.getLogger(__name__)
-
-Offsets = dict[str, dict[int, int]]
 
 
 def offsets_behind(read: Offsets, covered: Offsets) -> dict[str, dict[int, int]]:

@@ -45,7 +45,7 @@ from online_model.state import (
     tracks_deltas,
 )
 from streams.errors import LeaseLost, StoreUnavailable
-from streams.records import LogRecord
+from streams.records import LogRecord, Offsets
 from streams.state.lease import TrainerLease
 from streams.state.snapshot_store import SnapshotStore
 from streams.state.trainer_status import STATUS_INTERVAL_S, TrainerStatus
@@ -53,8 +53,6 @@ from streams.trainer.catalog_sync import CatalogSync
 from streams.trainer.quality_estimate import RollingHitRate
 
 logger = logging.getLogger(__name__)
-
-Offsets = dict[str, dict[int, int]]
 
 
 class EventSource(Protocol):

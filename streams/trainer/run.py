@@ -17,10 +17,11 @@ from online_model.errors import ConfigurationError
 from online_model.models.hybrid import Hybrid
 from online_model.persist.snapshot import check_storable
 from streams.catalog.follower import CatalogFollower
+from streams.io.codec import page_view_codec
 from streams.io.event_source import KafkaEventSource
 from streams.io.topics import ensure_topics
-from streams.ops.embedded_broker_watch import EmbeddedBrokerWatch
-from streams.ops.probes import require
+from streams.services.embedded_broker_watch import EmbeddedBrokerWatch
+from streams.services.probes import require
 from streams.settings import Settings
 from streams.state.lease import TrainerLease
 from streams.state.trainer_status import TrainerStatus
@@ -28,7 +29,7 @@ from streams.trainer.batch_layer_watch import BatchLayerWatcher
 from streams.trainer.catalog_sync import CatalogSync
 from streams.trainer.loop import Trainer
 from streams.trainer.quality_estimate import RollingHitRate
-from streams.wiring import batch_layer_store, page_view_codec, snapshot_store
+from streams.wiring import batch_layer_store, snapshot_store
 
 log = logging.getLogger(__name__)
 

@@ -16,8 +16,8 @@ from online_model.persist.snapshot import Snapshot, SnapshotMeta
 from streams.cli import main
 from streams.io.producer import page_view
 from streams.io.topics import ensure_topics
-from streams.ops.processes import ChildProcess, wait_for
 from streams.scorer.runtime import snapshot_store
+from streams.services.processes import ChildProcess, wait_for
 from streams.settings import Settings
 from streams.state.history import HistoryStore, HistoryUpdate
 from tests.support.scorer import http_json, wait_ready

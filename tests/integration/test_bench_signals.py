@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from streams.ops.processes import wait_for
+from streams.services.processes import wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 

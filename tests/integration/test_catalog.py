@@ -12,7 +12,7 @@ from confluent_kafka.admin import AdminClient, ConfigResource
 
 from streams.catalog.follower import read_catalog
 from streams.io.topics import ensure_topics
-from streams.ops.processes import ChildProcess, wait_for
+from streams.services.processes import ChildProcess, wait_for
 from streams.settings import Settings
 from tests.integration.test_readme_examples import commands, run, section
 from tests.support.scorer import http_json, wait_assigned

@@ -24,8 +24,8 @@ from streams.experiment.record import Experiment, new_id
 from streams.experiment.statistics import ArmCounts
 from streams.experiment.store import ExperimentStore
 from streams.io.producer import ReliableProducer, page_view
-from streams.ops.processes import ChildProcess, wait_for
 from streams.scorer.runtime import ScorerRuntime
+from streams.services.processes import ChildProcess, wait_for
 from streams.settings import Settings
 from streams.state.snapshot_store import SnapshotStore
 from tests.support.scorer import ADMIN_TOKEN, READ_TOKEN, http_json, wait_assigned, with_tokens

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from streams.ops.embedded import free_port
-from streams.ops.processes import ChildProcess, wait_for
+from streams.services.embedded import free_port
+from streams.services.processes import ChildProcess, wait_for
 from streams.settings import Settings
 from streams.state.snapshot_store import SnapshotStore
 from tests.support.scorer import ADMIN_TOKEN, READ_TOKEN, http_json, wait_ready, with_tokens

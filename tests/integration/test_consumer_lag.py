@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from confluent_kafka import Consumer, Producer, TopicPartition
 
+from streams.io.consumer_lag import LagReader
 from streams.io.topics import ensure_topics
-from streams.ops.consumer_lag import LagReader
 from streams.settings import Settings
 
 

@@ -10,7 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from streams.ops.embedded import free_port, port_in_use
+from streams.services.embedded import free_port, port_in_use
 
 
 def streamrec(

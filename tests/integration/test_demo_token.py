@@ -7,7 +7,7 @@ import re
 import shlex
 from pathlib import Path
 
-from streams.ops.processes import ChildProcess, wait_for
+from streams.services.processes import ChildProcess, wait_for
 from tests.support.scorer import http_json
 
 

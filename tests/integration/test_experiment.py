@@ -22,8 +22,8 @@ from streams.experiment.record import Experiment
 from streams.experiment.store import ExperimentStore
 from streams.io.producer import page_view
 from streams.io.topics import ensure_topics
-from streams.ops.model_actions import experiment_outcomes
-from streams.ops.processes import ChildProcess, wait_for
+from streams.lifecycle.model_actions import experiment_outcomes
+from streams.services.processes import ChildProcess, wait_for
 from streams.settings import Settings
 from streams.state.snapshot_store import SnapshotStore
 from tests.support.fixtures import StoreFactory

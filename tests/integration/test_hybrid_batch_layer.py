@@ -23,9 +23,9 @@ from online_model.persist.snapshot import SnapshotMeta
 from streams.cli import main
 from streams.io.producer import page_view
 from streams.io.topics import ensure_topics
-from streams.ops.processes import wait_for
 from streams.retrain import job
 from streams.scorer.model_holder import ModelHolder
+from streams.services.processes import wait_for
 from streams.settings import Settings
 from streams.state.snapshot_store import SnapshotStore
 from streams.trainer.loop import Trainer

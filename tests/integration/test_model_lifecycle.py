@@ -16,7 +16,7 @@ from typing import Any
 from click.testing import CliRunner
 
 from streams.cli import main
-from streams.ops.processes import wait_for
+from streams.services.processes import wait_for
 from streams.settings import Settings
 from tests.integration.test_experiment import start_experiment, stop_all, traffic
 from tests.support.fixtures import StoreFactory

@@ -21,8 +21,8 @@ from typing import Any
 import pytest
 import schemathesis
 
-from streams.ops.processes import ChildProcess
 from streams.scorer import openapi
+from streams.services.processes import ChildProcess
 from streams.settings import Secret
 from streams.wiring import snapshot_store
 from tests.support.fixtures import ServiceEndpoints, settings_for

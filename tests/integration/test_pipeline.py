@@ -11,7 +11,7 @@ from online_model.persist.snapshot import Snapshot, SnapshotMeta
 from streams.io.codec import PAGE_VIEW, RECOMMENDATION, AvroCodec
 from streams.io.producer import ReliableProducer, page_view
 from streams.io.topics import ensure_topics
-from streams.ops.processes import ChildProcess, wait_for
+from streams.services.processes import ChildProcess, wait_for
 from streams.settings import Settings
 from streams.state.snapshot_store import SnapshotStore
 from tests.support.fixtures import TEST_SNAPSHOT_KEY, on_every_engine

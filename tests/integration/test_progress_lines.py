@@ -13,7 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from streams.ops.processes import ChildProcess, wait_for
+from streams.services.processes import ChildProcess, wait_for
 from streams.settings import Settings
 
 

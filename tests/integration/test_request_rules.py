@@ -10,7 +10,7 @@ from urllib.parse import urlencode
 from streams.catalog.publish import publish_pages
 from streams.catalog.rules import CONTEXT_CATEGORY, CONTEXT_EXCLUDE
 from streams.io.topics import ensure_topics
-from streams.ops.processes import ChildProcess, wait_for
+from streams.services.processes import ChildProcess, wait_for
 from streams.settings import Settings
 from tests.integration.test_catalog import streamrec, view, views_making_hot_everyones_favourite
 from tests.support.scorer import http_json, wait_assigned

@@ -21,10 +21,10 @@ from online_model.models.popularity import DecayedPopularity
 from streams.cli import main
 from streams.io.producer import ReliableProducer, page_view
 from streams.io.topics import ensure_topics
-from streams.replay.rebuild import TimeRange
 from streams.retrain import job
 from streams.retrain.run import RetrainSpec, retrain_once
 from streams.settings import Settings
+from streams.time_range import TimeRange
 from streams.wiring import snapshot_store
 from tests.support.topics import produce_page_views
 from tests.unit.test_covisit_batch import assert_same_top

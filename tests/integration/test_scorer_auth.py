@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from streams.ops.processes import ChildProcess, wait_for
 from streams.scorer.auth import INVALID_TOKEN, MISSING_TOKEN
+from streams.services.processes import ChildProcess, wait_for
 from streams.settings import Settings
 from streams.wiring import snapshot_store
 from tests.support.scorer import ADMIN_TOKEN, READ_TOKEN, http_json, wait_ready, with_tokens

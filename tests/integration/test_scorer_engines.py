@@ -7,7 +7,7 @@ from __future__ import annotations
 import socket
 from pathlib import Path
 
-from streams.ops.processes import ChildProcess
+from streams.services.processes import ChildProcess
 from streams.settings import Settings
 
 

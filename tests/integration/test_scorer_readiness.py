@@ -14,7 +14,7 @@ from pathlib import Path
 from online_model.models.covisit import Covisitation
 from online_model.persist.snapshot import Snapshot, SnapshotMeta
 from streams.io.topics import ensure_topics
-from streams.ops.processes import ChildProcess, wait_for
+from streams.services.processes import ChildProcess, wait_for
 from streams.settings import Settings
 from streams.wiring import snapshot_store
 from tests.support.fixtures import on_every_engine

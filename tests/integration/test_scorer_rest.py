@@ -6,7 +6,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from streams.ops.processes import ChildProcess
+from streams.services.processes import ChildProcess
 from streams.settings import Settings
 from tests.support.fixtures import on_every_engine
 from tests.support.scorer import http_json, wait_ready

@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from streams.ops.embedded import free_port
+from streams.services.embedded import free_port
 from streams.settings import Settings
 
 

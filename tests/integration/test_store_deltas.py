@@ -21,8 +21,8 @@ from online_model.persist.model_file import _tensor_bytes
 from streams.cli import main
 from streams.io.codec import PAGE_VIEW, AvroCodec
 from streams.io.producer import page_view
-from streams.ops.processes import wait_for
 from streams.scorer.model_holder import ModelHolder
+from streams.services.processes import wait_for
 from streams.state.snapshot_store import SnapshotStore
 from streams.testing import ListEventSource
 from streams.trainer.loop import Trainer

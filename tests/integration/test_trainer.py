@@ -18,7 +18,7 @@ from streams.errors import LeaseLost, StoreUnavailable
 from streams.io.codec import PAGE_VIEW, AvroCodec
 from streams.io.producer import ReliableProducer, page_view
 from streams.io.topics import ensure_topics
-from streams.ops.processes import ChildProcess, wait_for
+from streams.services.processes import ChildProcess, wait_for
 from streams.settings import Settings
 from streams.state.lease import TrainerLease
 from streams.state.snapshot_store import SnapshotStore

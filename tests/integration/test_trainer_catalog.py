@@ -12,7 +12,7 @@ from online_model.models.covisit import Covisitation
 from streams.catalog.publish import publish_pages
 from streams.io.producer import page_view
 from streams.io.topics import ensure_topics
-from streams.ops.processes import wait_for
+from streams.services.processes import wait_for
 from streams.settings import Settings
 from streams.state.snapshot_store import SnapshotStore
 from streams.trainer.loop import Trainer

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from streams.ops.embedded import free_port
+from streams.services.embedded import free_port
 from streams.settings import Settings
 from tests.support.fixtures import TEST_SNAPSHOT_KEY
 

@@ -13,7 +13,7 @@ import fastavro
 from streams.io.codec import HEADER, MAGIC_BYTE, _parse
 from streams.io.producer import ReliableProducer, page_view
 from streams.io.topics import ensure_topics
-from streams.ops.processes import ChildProcess
+from streams.services.processes import ChildProcess
 from streams.settings import Settings
 from tests.support.fixtures import on_every_engine
 from tests.support.outages import stopping, summary

@@ -15,7 +15,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 from streams.io.producer import ReliableProducer
 from streams.io.topics import ensure_topics
-from streams.ops.processes import ChildProcess, wait_for
+from streams.services.processes import ChildProcess, wait_for
 from streams.settings import Settings
 from tests.support.fixtures import on_every_engine
 from tests.support.outages import PrivateServer, Traffic, env_for, replace, stopping, summary

@@ -23,7 +23,7 @@ from confluent_kafka import Producer
 
 from streams.io.producer import page_view
 from streams.io.topics import ensure_topics
-from streams.ops.processes import ChildProcess
+from streams.services.processes import ChildProcess
 from streams.settings import Settings
 from streams.trainer.loop import Trainer
 from streams.trainer.run import run_trainer
@@ -144,7 +144,7 @@ def test_a_starved_scorer_detects_the_stall_shows_it_and_answers_every_view(
 #: Reads consumer lag in a child process while the parent stops and resumes the broker.
 _LAG_READER = """
 import sys, time
-from streams.ops.consumer_lag import LagReader
+from streams.io.consumer_lag import LagReader
 from streams.settings import Settings
 s = Settings(kafka_bootstrap_servers=sys.argv[1], topic_page_views=sys.argv[2])
 reader = LagReader(s)
@@ -218,8 +218,8 @@ def test_replay_and_retrain_readers_read_a_starved_partition_to_its_end(
     still holds records must not end it (it would replay or retrain on a part of the log
     as if it were all)."""
     from streams.io.range_reader import KafkaRangeReader
-    from streams.replay.rebuild import TimeRange
     from streams.retrain.kafka_ranges import OffsetRange, ReadSpec, read_range
+    from streams.time_range import TimeRange
 
     s = starved(settings, private_kafka)
     ensure_topics(s, [s.topic_page_views])

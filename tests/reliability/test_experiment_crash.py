@@ -12,7 +12,7 @@ from streams.experiment.assignment import arm_of
 from streams.experiment.record import Experiment, new_id
 from streams.experiment.store import ExperimentStore
 from streams.io.topics import ensure_topics
-from streams.ops.processes import ChildProcess, wait_for
+from streams.services.processes import ChildProcess, wait_for
 from streams.settings import Settings
 from tests.support.fixtures import StoreFactory, on_every_engine
 from tests.support.outages import Traffic, stopping

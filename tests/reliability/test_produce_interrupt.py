@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from streams.ops.processes import ChildProcess, wait_for
+from streams.services.processes import ChildProcess, wait_for
 from streams.settings import Settings
 from tests.reliability.test_broker_outage import high_watermarks
 from tests.support.outages import env_for, stopping, summary

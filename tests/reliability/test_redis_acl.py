@@ -15,12 +15,12 @@ from online_model.persist.snapshot import Snapshot, SnapshotMeta
 from streams.experiment import results
 from streams.experiment.assignment import CHALLENGER, CHAMPION
 from streams.experiment.record import Experiment, new_id
-from streams.experiment.routing import ExperimentFollower
 from streams.experiment.statistics import ArmCounts
 from streams.experiment.store import ExperimentStore, copy_as_challenger
 from streams.io.topics import ensure_topics
-from streams.ops import model_actions
-from streams.ops.processes import ChildProcess, wait_for
+from streams.lifecycle import model_actions
+from streams.scorer.experiment_routing import ExperimentFollower
+from streams.services.processes import ChildProcess, wait_for
 from streams.settings import Settings
 from streams.state.history import AsyncHistoryStore, HistoryUpdate, UserState
 from streams.state.keys import ModelKeys

@@ -9,8 +9,8 @@ from pathlib import Path
 from confluent_kafka import Consumer, TopicPartition
 
 from streams.io.topics import ensure_topics
-from streams.ops.embedded import free_port
-from streams.ops.processes import ChildProcess
+from streams.services.embedded import free_port
+from streams.services.processes import ChildProcess
 from streams.settings import Settings
 from tests.support.fixtures import on_every_engine
 from tests.support.outages import Traffic, stopping, summary

@@ -22,7 +22,7 @@ from online_model.models.popularity import DecayedPopularity
 from online_model.persist.snapshot import _PREFIX, Snapshot, SnapshotMeta, dump_snapshot
 from online_model.persist.snapshot_delta import DeltaLink, dump_delta
 from streams.io.topics import ensure_topics
-from streams.ops.processes import ChildProcess, wait_for
+from streams.services.processes import ChildProcess, wait_for
 from streams.settings import Settings
 from streams.state.snapshot_store import SnapshotStore
 from tests.support.fixtures import TEST_SNAPSHOT_KEY, on_every_engine

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 from streams.io.topics import ensure_topics
-from streams.ops.processes import ChildProcess, wait_for
+from streams.services.processes import ChildProcess, wait_for
 from streams.settings import Settings
 from streams.state.snapshot_store import SnapshotStore
 from tests.support.fixtures import TEST_SNAPSHOT_KEY

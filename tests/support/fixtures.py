@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from streams.ops.embedded import EmbeddedServices, free_port
+from streams.services.embedded import EmbeddedServices, free_port
 from streams.settings import SCORER_ENGINES, Secret, Settings
 from streams.state.snapshot_store import SnapshotStore
 

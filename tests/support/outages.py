@@ -23,8 +23,8 @@ from typing import Any
 import pytest
 
 from streams.io.producer import ReliableProducer, page_view
-from streams.ops.embedded import KAFKA, REDIS, free_port, server_argv
-from streams.ops.probes import kafka_reachable, redis_reachable
+from streams.services.embedded import KAFKA, REDIS, free_port, server_argv
+from streams.services.probes import kafka_reachable, redis_reachable
 from streams.settings import Settings
 from tests.support.topics import PV
 

@@ -8,7 +8,7 @@ import urllib.error
 import urllib.request
 from typing import Any
 
-from streams.ops.processes import ChildProcess, wait_for
+from streams.services.processes import ChildProcess, wait_for
 from streams.settings import Secret, Settings
 
 #: Tokens of a scorer started by :func:`with_tokens` (named ``grafana`` and ``ops``).

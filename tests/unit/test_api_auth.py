@@ -10,8 +10,9 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from online_model.errors import ConfigurationError
+from streams.api_tokens import Role, parse_api_tokens
 from streams.scorer import auth, openapi
-from streams.scorer.auth import ApiTokens, Role, check_bind, parse_api_tokens
+from streams.scorer.auth import ApiTokens, check_bind
 from streams.settings import Secret, Settings
 from tests.unit.test_cli_errors import streamrec
 

@@ -9,7 +9,7 @@ import json
 import pytest
 from aiohttp import web
 
-from streams.ops.consumer_lag import LagReport, PartitionLag
+from streams.io.consumer_lag import LagReport, PartitionLag
 from streams.scorer import console_history
 from streams.scorer.console_history import History, Sample, sample_of
 

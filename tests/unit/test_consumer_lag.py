@@ -10,7 +10,7 @@ from collections.abc import Mapping
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
-from streams.ops.consumer_lag import (
+from streams.io.consumer_lag import (
     LagMonitor,
     LagReader,
     PartitionLag,
@@ -51,7 +51,7 @@ def test_rows_per_group_and_partition_with_totals_per_role() -> None:
         ("trainer", 0, None, 5, 3),
         ("trainer", 1, None, 8, 8),
     ]
-    from streams.ops.consumer_lag import LagReport
+    from streams.io.consumer_lag import LagReport
 
     report = LagReport(1.0, tuple(rows))
     assert report.totals() == {"scorer": 2, "trainer": 11}

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from streams.ops.embedded import EmbeddedServices
-from streams.ops.embedded_broker_watch import EmbeddedBrokerWatch
+from streams.services.embedded import EmbeddedServices
+from streams.services.embedded_broker_watch import EmbeddedBrokerWatch
 from streams.settings import Settings
 
 
@@ -32,7 +32,7 @@ def test_warns_past_the_memory_limit_then_at_each_doubling(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     watch = EmbeddedBrokerWatch(stand_in(tmp_path, broker_memory_warn_mb=1))
-    with caplog.at_level(logging.WARNING, "streams.ops.embedded_broker_watch"):
+    with caplog.at_level(logging.WARNING, "streams.services.embedded_broker_watch"):
         rss, _ = watch.check()
         watch.check()  # still below the next (doubled) limit: no second warning
     assert rss is not None and rss > 1
@@ -48,7 +48,7 @@ def test_warns_when_the_broker_keeps_a_core_busy(
     busy_until = time.process_time() + 0.3
     while time.process_time() < busy_until:  # this process stands in for a busy broker
         pass
-    with caplog.at_level(logging.WARNING, "streams.ops.embedded_broker_watch"):
+    with caplog.at_level(logging.WARNING, "streams.services.embedded_broker_watch"):
         _, share = watch.check()
     assert share is not None and share >= 0.5
     assert watch.warnings == 1 and "embedded_broker_load" in caplog.text

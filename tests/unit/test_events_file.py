@@ -8,7 +8,7 @@ import pytest
 
 from online_model.data.events_file import read_events
 from online_model.errors import InputError
-from streams.ops.batch_score import check_distinct, read_users
+from streams.scorer.batch_score import check_distinct, read_users
 
 
 def write(tmp_path: Path, name: str, data: str | bytes) -> Path:

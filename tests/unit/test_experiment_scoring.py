@@ -7,11 +7,11 @@ import time
 from online_model.models.popularity import DecayedPopularity
 from streams.experiment.assignment import arm_of
 from streams.experiment.record import Experiment
-from streams.experiment.routing import ArmRouting
 from streams.io.codec import PAGE_VIEW, RECOMMENDATION, AvroCodec
 from streams.io.dlq import RawMessage
 from streams.io.producer import page_view
 from streams.scorer.core import ScoringCore
+from streams.scorer.experiment_routing import ArmRouting
 from streams.scorer.model_holder import ModelHolder, Served
 from streams.state.history import UserState
 

@@ -17,9 +17,9 @@ from online_model.quality import HitCounts
 from online_model.registry import make_model
 from streams.experiment.assignment import CHALLENGER, CHAMPION, arm_of
 from streams.experiment.record import Experiment
-from streams.experiment.routing import ArmRouting
 from streams.experiment.statistics import ArmCounts
 from streams.scorer.core import PageViewIn, ScoringCore
+from streams.scorer.experiment_routing import ArmRouting
 from streams.scorer.model_holder import ModelHolder, Served
 from streams.state.history import UserState
 

@@ -7,9 +7,9 @@ import time
 
 import pytest
 
-from streams.ops import probes
-from streams.ops import progress as _progress
-from streams.ops.embedded import free_port
+from streams import progress as _progress
+from streams.services import probes
+from streams.services.embedded import free_port
 from streams.settings import Settings
 
 

@@ -13,15 +13,8 @@ import pytest
 from online_model.errors import ConfigurationError, StreamrecError
 from online_model.registry import make_model
 from streams.records import LogRecord
-from streams.replay.rebuild import (
-    ReplayEvent,
-    TimeRange,
-    build_snapshot,
-    collect,
-    judge,
-    parse_range,
-    train,
-)
+from streams.replay.rebuild import ReplayEvent, build_snapshot, collect, judge, train
+from streams.time_range import TimeRange, parse_range
 
 
 class Bad(StreamrecError):

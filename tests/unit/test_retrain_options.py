@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from online_model.errors import InputError
-from streams.replay.rebuild import TimeRange
 from streams.retrain import job
 from streams.retrain.kafka_ranges import split_partition
+from streams.time_range import TimeRange
 
 
 def test_a_file_with_a_bad_row_is_refused_as_produce_refuses_it(tmp_path: Path) -> None:

@@ -27,13 +27,14 @@ from typing import Any
 from confluent_kafka import Consumer
 
 from online_model.data.generate import generate
+from streams.api_tokens import new_token
+from streams.io.codec import page_view_codec, recommendation_codec
 from streams.io.producer import ReliableProducer, page_view
 from streams.io.topics import ensure_topics
-from streams.ops.embedded import EmbeddedServices, free_port, port_in_use
-from streams.ops.processes import ChildProcess
-from streams.scorer.auth import curl_example, local_url, new_token
+from streams.scorer.auth import curl_example, local_url
+from streams.services.embedded import EmbeddedServices, free_port, port_in_use
+from streams.services.processes import ChildProcess
 from streams.settings import Secret, Settings
-from streams.wiring import page_view_codec, recommendation_codec
 
 BAD_EVERY = 500  # one malformed message per this many page views
 

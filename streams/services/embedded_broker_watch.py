@@ -17,7 +17,7 @@ import threading
 import time
 from pathlib import Path
 
-from streams.ops.embedded import EmbeddedServices, rss_mb
+from streams.services.embedded import EmbeddedServices, rss_mb
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)

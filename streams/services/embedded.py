@@ -30,7 +30,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from streams.errors import ServiceError
-from streams.ops.probes import kafka_reachable, redis_reachable
+from streams.services.probes import kafka_reachable, redis_reachable
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)

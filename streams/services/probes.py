@@ -22,7 +22,7 @@ from streams.settings import Settings
 #: Seconds each probe may take; a refused connection answers at once.
 PROBE_TIMEOUT_S = 2.0
 
-_quiet = logging.getLogger("streams.ops.probes.librdkafka")
+_quiet = logging.getLogger("streams.services.probes.librdkafka")
 _quiet.setLevel(logging.CRITICAL)  # a probe's failure is its answer, not log lines
 _quiet.propagate = False
 

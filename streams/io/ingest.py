@@ -8,9 +8,9 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from online_model.data.events_file import PageView
+from streams.io.codec import page_view_codec
 from streams.io.producer import DeliveryReport, ReliableProducer, page_view
 from streams.settings import Settings
-from streams.wiring import page_view_codec
 
 
 def event_ids(views: Iterable[PageView]) -> Iterable[str]:

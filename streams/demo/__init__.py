@@ -1,0 +1,1 @@
+"""``streamrec demo``: the whole pipeline on one machine (:mod:`streams.demo.run`)."""
