@@ -18,8 +18,7 @@ from operator import itemgetter
 import pytest
 
 from online_model.data.generate import generate
-from online_model.models.covisit import Covisitation
-from online_model.models.covisit import model as covisit
+from online_model.models.covisit import Covisitation, frozen
 
 
 # -- the oracle: Covisitation's serving code before the fast paths --------------------------
@@ -236,14 +235,14 @@ def test_a_snapshot_pickled_before_the_fast_paths_loads_and_serves(rows: list[tu
 
 def test_an_untrained_model_serves_popularity_alone_when_frozen() -> None:
     model = Covisitation()
-    for _ in range(3 * covisit._FREEZE_AFTER):
+    for _ in range(3 * frozen._FREEZE_AFTER):
         assert model.recommend("u", k=5, history=["a", "b"], exclude={"a"}) == []
     model.learn_one("u", "a")
-    for _ in range(3 * covisit._FREEZE_AFTER):
+    for _ in range(3 * frozen._FREEZE_AFTER):
         assert model.recommend("v", k=5, history=["a"]) == reference_recommend(
             model, "v", 5, ["a"], ()
         )
 
 
 def test_freeze_threshold_is_small_enough_for_a_scorer() -> None:
-    assert 1 <= covisit._FREEZE_AFTER <= 1_000
+    assert 1 <= frozen._FREEZE_AFTER <= 1_000
