@@ -14,7 +14,7 @@ from streams.catalog.follower import read_catalog
 from streams.io.topics import ensure_topics
 from streams.services.processes import ChildProcess, wait_for
 from streams.settings import Settings
-from tests.integration.test_readme_examples import commands, run, section
+from tests.integration.test_readme_examples import OPERATIONS, commands, run, section
 from tests.support.scorer import http_json, wait_assigned
 from tests.support.topics import produce_page_views, read_answers
 
@@ -168,10 +168,11 @@ def test_batch_score_leaves_hidden_pages_out_and_keeps_lists_full(
     assert after[0][:5] == [p for p in before[0] if p not in top]  # same order otherwise
 
 
-def test_the_readme_catalog_commands_work_as_written(
+def test_the_documented_catalog_commands_work_as_written(
     settings: Settings, settings_env: dict[str, str], tmp_path: Path
 ) -> None:
-    load, hide, hidden, show, look = commands(section("Operations"), "catalog")
+    catalog = section("Catalog: hide, show and describe pages", OPERATIONS)
+    load, hide, hidden, show, look = commands(catalog, "catalog")
     (tmp_path / load[3]).write_text("page_id,categories\np42,news\np43,news\n")
     now = int(time.time() * 1000)
     for args, eligible in ((load, True), (hide, False), (show, True)):
