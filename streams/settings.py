@@ -134,6 +134,8 @@ class _OncePerMinute(logging.Filter):
         return True
 
 
+log = logging.getLogger(__name__)
+
 #: Where librdkafka's own log lines go (through Python logging, so --log-level applies).
 librdkafka_log = logging.getLogger("streams.librdkafka")
 librdkafka_log.addFilter(_OncePerMinute())
@@ -164,6 +166,26 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "Path": Path,
     "Secret": Secret,
 }
+
+
+def _option(
+    var: str,
+    parse: Callable[[str], Any],
+    role: str,
+    renamed_from: str | None = None,
+) -> Any:
+    """The environment fallback of a command-line option (role: the command), read like
+    every setting; ``renamed_from`` is the variable's former name, still read (with a
+    warning) when ``var`` is not set. Unset: None, and the option's default applies."""
+    metadata = {"env": var, "parse": parse, "role": role}
+    if renamed_from is not None:
+        metadata["renamed_from"] = renamed_from
+    return field(default=None, metadata=metadata)
+
+
+def _words(value: str) -> tuple[str, ...]:
+    """A repeatable option's variable: its values separated by spaces."""
+    return tuple(value.split())
 
 
 DEFAULT_MODEL_NAME = "default"
@@ -250,19 +272,168 @@ class Settings:
     fresh_window_s: float = _env("STREAMREC_FRESH_WINDOW_S", 86_400.0)
     fresh_max_views: int = _env("STREAMREC_FRESH_MAX_VIEWS", 5)
 
+    # -- the command line's options -----------------------------------------------------
+    # Each option's environment fallback, declared and read here like every setting
+    # (:func:`env_value`); the option itself gives the default and checks the value.
+    # None: not set.
+    # every command
+    log_level: str | None = _option("STREAMREC_LOG_LEVEL", str, role="streamrec")
+    progress_interval: float | None = _option(
+        "STREAMREC_PROGRESS_INTERVAL", parse_duration, role="streamrec"
+    )
+    # streamrec up
+    up_timeout: float | None = _option("STREAMREC_UP_TIMEOUT", parse_duration, role="up")
+    # streamrec status
+    status_json: bool | None = _option("STREAMREC_STATUS_JSON", _env_bool, role="status")
+    # streamrec produce (and retrain --input)
+    produce_input: str | None = _option("STREAMREC_PRODUCE_INPUT", str, role="produce")
+    produce_rate: float | None = _option("STREAMREC_PRODUCE_RATE", float, role="produce")
+    skip_bad: bool | None = _option("STREAMREC_SKIP_BAD", _env_bool, role="produce")
+    # streamrec generate
+    generate_users: int | None = _option(
+        "STREAMREC_GENERATE_USERS", parse_count, renamed_from="STREAMREC_USERS", role="generate"
+    )
+    generate_pages: int | None = _option(
+        "STREAMREC_GENERATE_PAGES", parse_count, renamed_from="STREAMREC_PAGES", role="generate"
+    )
+    generate_events: int | None = _option(
+        "STREAMREC_GENERATE_EVENTS", parse_count, renamed_from="STREAMREC_EVENTS", role="generate"
+    )
+    generate_seed: int | None = _option(
+        "STREAMREC_GENERATE_SEED", parse_count, renamed_from="STREAMREC_SEED", role="generate"
+    )
+    generate_output: str | None = _option(
+        "STREAMREC_GENERATE_OUTPUT", str, renamed_from="STREAMREC_OUTPUT", role="generate"
+    )
+    generate_new_pages: float | None = _option(
+        "STREAMREC_GENERATE_NEW_PAGES", float, role="generate"
+    )
+    generate_catalog: str | None = _option("STREAMREC_GENERATE_CATALOG", str, role="generate")
+    # streamrec evaluate (model parameters: also trainer, replay, retrain)
+    evaluate_input: str | None = _option(
+        "STREAMREC_EVALUATE_INPUT", str, renamed_from="STREAMREC_INPUT", role="evaluate"
+    )
+    model_params: tuple[str, ...] | None = _option(
+        "STREAMREC_MODEL_PARAMS", _words, renamed_from="STREAMREC_PARAM", role="evaluate"
+    )
+    evaluate_skip_bad: bool | None = _option(
+        "STREAMREC_EVALUATE_SKIP_BAD", _env_bool, renamed_from="STREAMREC_SKIP_BAD", role="evaluate"
+    )
+    evaluate_retrain_every: int | None = _option(
+        "STREAMREC_EVALUATE_RETRAIN_EVERY", parse_count, role="evaluate"
+    )
+    # streamrec trainer
+    trainer_lease_ttl: float | None = _option(
+        "STREAMREC_TRAINER_LEASE_TTL", parse_duration, role="trainer"
+    )
+    trainer_challenger: bool | None = _option(
+        "STREAMREC_TRAINER_CHALLENGER", _env_bool, role="trainer"
+    )
+    # streamrec replay
+    replay_from: str | None = _option("STREAMREC_REPLAY_FROM", str, role="replay")
+    replay_to: str | None = _option("STREAMREC_REPLAY_TO", str, role="replay")
+    replay_publish: str | None = _option("STREAMREC_REPLAY_PUBLISH", str, role="replay")
+    replay_gate: str | None = _option("STREAMREC_REPLAY_GATE", str, role="replay")
+    replay_idle_timeout: float | None = _option(
+        "STREAMREC_REPLAY_IDLE_TIMEOUT", parse_duration, role="replay"
+    )
+    replay_lateness: float | None = _option(
+        "STREAMREC_REPLAY_LATENESS", parse_duration, role="replay"
+    )
+    # streamrec retrain
+    retrain_from: str | None = _option("STREAMREC_RETRAIN_FROM", str, role="retrain")
+    retrain_to: str | None = _option("STREAMREC_RETRAIN_TO", str, role="retrain")
+    retrain_input: str | None = _option("STREAMREC_RETRAIN_INPUT", str, role="retrain")
+    retrain_publish: str | None = _option("STREAMREC_RETRAIN_PUBLISH", str, role="retrain")
+    retrain_gate: str | None = _option("STREAMREC_RETRAIN_GATE", str, role="retrain")
+    retrain_tail: int | None = _option("STREAMREC_RETRAIN_TAIL", parse_count, role="retrain")
+    spark_master: str | None = _option("STREAMREC_SPARK_MASTER", str, role="retrain")
+    retrain_every: float | None = _option("STREAMREC_RETRAIN_EVERY", parse_duration, role="retrain")
+    retrain_records_per_task: int | None = _option(
+        "STREAMREC_RETRAIN_RECORDS_PER_TASK", parse_count, role="retrain"
+    )
+    retrain_idle_timeout: float | None = _option(
+        "STREAMREC_RETRAIN_IDLE_TIMEOUT", parse_duration, role="retrain"
+    )
+    retrain_lateness: float | None = _option(
+        "STREAMREC_RETRAIN_LATENESS", parse_duration, role="retrain"
+    )
+    # streamrec experiment
+    experiment_challenger: str | None = _option(
+        "STREAMREC_EXPERIMENT_CHALLENGER", str, role="experiment"
+    )
+    experiment_params: tuple[str, ...] | None = _option(
+        "STREAMREC_EXPERIMENT_PARAMS", _words, role="experiment"
+    )
+    experiment_version: int | None = _option(
+        "STREAMREC_EXPERIMENT_VERSION", parse_count, role="experiment"
+    )
+    experiment_share: float | None = _option("STREAMREC_EXPERIMENT_SHARE", float, role="experiment")
+    experiment_shadow: bool | None = _option(
+        "STREAMREC_EXPERIMENT_SHADOW", _env_bool, role="experiment"
+    )
+    experiment_auto: bool | None = _option(
+        "STREAMREC_EXPERIMENT_AUTO", _env_bool, role="experiment"
+    )
+    experiment_min_judged: int | None = _option(
+        "STREAMREC_EXPERIMENT_MIN_JUDGED", parse_count, role="experiment"
+    )
+    experiment_alpha: float | None = _option("STREAMREC_EXPERIMENT_ALPHA", float, role="experiment")
+    experiment_tau: float | None = _option("STREAMREC_EXPERIMENT_TAU", float, role="experiment")
+    experiment_name: str | None = _option("STREAMREC_EXPERIMENT_NAME", str, role="experiment")
+    experiment_json: bool | None = _option(
+        "STREAMREC_EXPERIMENT_JSON", _env_bool, role="experiment"
+    )
+    experiment_promote: bool | None = _option(
+        "STREAMREC_EXPERIMENT_PROMOTE", _env_bool, role="experiment"
+    )
+    # streamrec models
+    models_json: bool | None = _option("STREAMREC_MODELS_JSON", _env_bool, role="models")
+    models_namespace: str | None = _option("STREAMREC_MODELS_NAMESPACE", str, role="models")
+    export_format: str | None = _option("STREAMREC_EXPORT_FORMAT", str, role="models")
+    export_top_n: int | None = _option("STREAMREC_EXPORT_TOP_N", parse_count, role="models")
+    export_output: str | None = _option("STREAMREC_EXPORT_OUTPUT", str, role="models")
+    # streamrec batch-score
+    batch_users: str | None = _option("STREAMREC_BATCH_USERS", str, role="batch-score")
+    batch_output: str | None = _option("STREAMREC_BATCH_OUTPUT", str, role="batch-score")
+    batch_format: str | None = _option("STREAMREC_BATCH_FORMAT", str, role="batch-score")
+    batch_chunk_size: int | None = _option(
+        "STREAMREC_BATCH_CHUNK_SIZE", parse_count, role="batch-score"
+    )
+    batch_category: tuple[str, ...] | None = _option(
+        "STREAMREC_BATCH_CATEGORY", _words, role="batch-score"
+    )
+    batch_exclude: tuple[str, ...] | None = _option(
+        "STREAMREC_BATCH_EXCLUDE", _words, role="batch-score"
+    )
+    # streamrec catalog
+    catalog_json: bool | None = _option("STREAMREC_CATALOG_JSON", _env_bool, role="catalog")
+    # streamrec tail
+    tail_from_beginning: bool | None = _option(
+        "STREAMREC_TAIL_FROM_BEGINNING", _env_bool, role="tail"
+    )
+    tail_user: str | None = _option("STREAMREC_TAIL_USER", str, role="tail")
+    tail_max: int | None = _option("STREAMREC_TAIL_MAX", parse_count, role="tail")
+    tail_timeout: float | None = _option("STREAMREC_TAIL_TIMEOUT", float, role="tail")
+    # streamrec console
+    console_scorer: str | None = _option("STREAMREC_CONSOLE_SCORER", str, role="console")
+    console_port: int | None = _option("STREAMREC_CONSOLE_PORT", parse_count, role="console")
+    # streamrec demo
+    demo_duration: float | None = _option("STREAMREC_DEMO_DURATION", parse_duration, role="demo")
+    demo_rate: float | None = _option("STREAMREC_DEMO_RATE", float, role="demo")
+    demo_users: int | None = _option("STREAMREC_DEMO_USERS", parse_count, role="demo")
+    demo_pages: int | None = _option("STREAMREC_DEMO_PAGES", parse_count, role="demo")
+    demo_json: bool | None = _option("STREAMREC_DEMO_JSON", _env_bool, role="demo")
+
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
         """Read every setting from ``env`` (default ``os.environ``); ``overrides`` win."""
         env = os.environ if env is None else env
         values: dict[str, Any] = {}
-        for name, (var, parse) in _ENV.items():
-            raw = env.get(var)
-            if raw is None or raw == "":
-                continue
-            try:
-                values[name] = parse(raw)
-            except ValueError as exc:
-                raise ConfigurationError(f"{var}={raw!r} is not valid: {exc}") from exc
+        for name in _ENV:
+            value = env_value(name, env)
+            if value is not None:
+                values[name] = value
         values.update({k: v for k, v in overrides.items() if v is not None})
         settings = cls(**values)
         settings.validate()
@@ -465,6 +636,8 @@ class Settings:
         """
         env: dict[str, str] = {}
         for name, (var, parse) in _ENV.items():
+            if name in _OPTIONS:
+                continue  # a command's own option: not a setting children inherit
             value = getattr(self, name)
             if value is None:
                 continue
@@ -486,6 +659,8 @@ class Settings:
         """All settings with secrets hidden, for ``--help`` style listings and logs."""
         out = {}
         for f in fields(self):
+            if f.name in _OPTIONS:
+                continue
             value = getattr(self, f.name)
             if f.name == "redis_url" and value:
                 value = self.redacted_redis_url
@@ -499,3 +674,46 @@ _ENV: dict[str, tuple[str, Callable[[str], Any]]] = {
     f.name: (f.metadata["env"], f.metadata.get("parse") or _PARSERS[str(f.type)])
     for f in fields(Settings)
 }
+#: Fields that are a command's option (name -> the command), not a setting of a service.
+_OPTIONS: dict[str, str] = {
+    f.name: f.metadata["role"] for f in fields(Settings) if "role" in f.metadata
+}
+_RENAMED: dict[str, str] = {
+    f.name: f.metadata["renamed_from"] for f in fields(Settings) if "renamed_from" in f.metadata
+}
+
+
+_WARNED: set[str] = set()
+
+
+def env_value(name: str, env: Mapping[str, str] | None = None) -> Any:
+    """Setting ``name`` as its environment variable gives it (None: not set).
+
+    The one place a ``STREAMREC_*`` variable is read: :meth:`Settings.from_env` and every
+    command-line option's fallback (``streams.cli.options.setting_option``) call it.
+    """
+    env = os.environ if env is None else env
+    var, parse = _ENV[name]
+    raw = env.get(var)
+    old = _RENAMED.get(name)
+    if (raw is None or raw == "") and old is not None and env.get(old):
+        raw, var = env[old], old
+        if old not in _WARNED:
+            _WARNED.add(old)
+            log.warning("%s is deprecated; set %s instead", old, _ENV[name][0])
+    if raw is None or raw == "":
+        return None
+    try:
+        return parse(raw)
+    except ValueError as exc:
+        raise ConfigurationError(f"{var}={raw!r} is not valid: {exc}") from exc
+
+
+def renamed_variable(name: str) -> str | None:
+    """The former name of setting ``name``'s variable, still read (None: never renamed)."""
+    return _RENAMED.get(name)
+
+
+def option_settings() -> dict[str, str]:
+    """Fields that are a command's option -> the command (``streamrec`` for every one)."""
+    return dict(_OPTIONS)

@@ -50,7 +50,6 @@ import hashlib
 import hmac
 import json
 import logging
-import os
 import pickle
 import struct
 import zlib
@@ -83,8 +82,6 @@ FORMAT_VERSION = 2
 #: The pickle format of earlier releases, still read (behind STREAMREC_ALLOW_PICKLE).
 LEGACY_FORMAT_VERSION = 1
 READABLE_VERSIONS = (LEGACY_FORMAT_VERSION, FORMAT_VERSION)
-#: Environment variable that lets snapshots hold (and load) pickles.
-ALLOW_PICKLE_ENV = "STREAMREC_ALLOW_PICKLE"
 _PREFIX = struct.Struct(">6sBI")  # magic, format version, header length
 _LENGTHS_V2 = struct.Struct(">IQ")  # after magic and version: manifest and tensors length
 _PREFIX_V2_SIZE = 7 + _LENGTHS_V2.size
@@ -193,21 +190,10 @@ def signing_key(key: str, insecure_dev: bool) -> bytes:
 
 
 def pickle_allowed(allow_pickle: bool | None = None) -> bool:
-    """``allow_pickle`` if given, else whether ``STREAMREC_ALLOW_PICKLE`` is on.
-
-    Raises
-    ------
-    ConfigurationError
-        The variable holds something other than a boolean.
-    """
-    if allow_pickle is not None:
-        return allow_pickle
-    raw = os.environ.get(ALLOW_PICKLE_ENV, "").strip().lower()
-    if raw in ("1", "true", "yes", "on"):
-        return True
-    if raw in ("", "0", "false", "no", "off"):
-        return False
-    raise ConfigurationError(f"{ALLOW_PICKLE_ENV}={raw!r} is not a boolean")
+    """Whether pickles may be written and read: only when the caller says so (streamrec's
+    processes pass ``STREAMREC_ALLOW_PICKLE``, which :mod:`streams.settings` reads; this
+    package reads no environment)."""
+    return bool(allow_pickle)
 
 
 def _mac(key: bytes, data: bytes | memoryview) -> bytes:
@@ -230,8 +216,8 @@ def dump_snapshot(
     format_version
         2 (default), or 1 to write the legacy pickle format (for compatibility tests).
     allow_pickle
-        Whether a model without a pickle-free form may be stored as a pickle; default
-        from ``STREAMREC_ALLOW_PICKLE``.
+        Whether a model without a pickle-free form may be stored as a pickle (default:
+        no; streamrec passes its ``STREAMREC_ALLOW_PICKLE`` setting).
     state
         The model's ``state_arrays()`` when the caller already has it (format 2 only).
 
@@ -404,7 +390,8 @@ def load_snapshot(data: bytes, key: bytes, allow_pickle: bool | None = None) -> 
     ----------
     allow_pickle
         Whether a pickled model (format 1, or a format 2 user model) may be unpickled,
-        with the allow-listed unpickler; default from ``STREAMREC_ALLOW_PICKLE``.
+        with the allow-listed unpickler (default: no; streamrec passes its
+        ``STREAMREC_ALLOW_PICKLE`` setting).
 
     Raises
     ------

@@ -26,7 +26,7 @@ import click
 
 from online_model.errors import StreamrecError
 from streams import progress as _progress
-from streams.cli.options import Duration
+from streams.cli.options import Duration, setting_option
 
 
 def _redis_error_line(exc: BaseException) -> str | None:
@@ -97,20 +97,18 @@ class _Group(click.Group):
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
-@click.option(
+@setting_option(
     "--log-level",
     default="warning",
-    envvar="STREAMREC_LOG_LEVEL",
-    show_envvar=True,
+    setting="log_level",
     show_default=True,
     type=click.Choice(["debug", "info", "warning", "error"]),
     help="Log level for library messages on stderr.",
 )
-@click.option(
+@setting_option(
     "--progress-interval",
     default=f"{_progress.DEFAULT_INTERVAL_S:g}s",
-    envvar="STREAMREC_PROGRESS_INTERVAL",
-    show_envvar=True,
+    setting="progress_interval",
     show_default=True,
     type=Duration(),
     help="Time between progress lines of long commands when stderr is not a terminal "

@@ -9,7 +9,7 @@ import click
 from online_model.errors import InputError
 from streams.catalog.follower import read_catalog
 from streams.catalog.rules import parse_rules
-from streams.cli.options import Count, k_option
+from streams.cli.options import Count, k_option, setting_option
 from streams.io.topics import ensure_topics
 from streams.progress import Progress
 from streams.scorer.batch_score import (
@@ -32,60 +32,54 @@ from streams.wiring import serving, store_for
 
 
 @click.command("batch-score")
-@click.option(
+@setting_option(
     "--users",
     "users_path",
     required=True,
     type=click.Path(exists=True, dir_okay=False),
-    envvar="STREAMREC_BATCH_USERS",
-    show_envvar=True,
+    setting="batch_users",
     help="One user_id per line, or a CSV with a user_id column.",
 )
-@click.option(
+@setting_option(
     "--output",
     "output_path",
     required=True,
     type=click.Path(dir_okay=False, writable=True),
-    envvar="STREAMREC_BATCH_OUTPUT",
-    show_envvar=True,
+    setting="batch_output",
     help="File to write (overwritten).",
 )
 @k_option("Pages per user.")
-@click.option(
+@setting_option(
     "--format",
     "fmt",
     type=click.Choice(FORMATS),
     default=None,
-    envvar="STREAMREC_BATCH_FORMAT",
-    show_envvar=True,
+    setting="batch_format",
     help="jsonl: {user_id, items, model_name, model_version, history_length} per line; "
     "csv: one line per "
     "(user, rank); avro: container file of schemas/batch_recommendation.avsc. "
     "[default: from the --output suffix, else jsonl]",
 )
-@click.option(
+@setting_option(
     "--chunk-size",
     type=Count(1),
     default=500,
     show_default=True,
-    envvar="STREAMREC_BATCH_CHUNK_SIZE",
-    show_envvar=True,
+    setting="batch_chunk_size",
     help="Users whose histories are read in one pipelined Redis round trip.",
 )
-@click.option(
+@setting_option(
     "--category",
     "categories",
     multiple=True,
-    envvar="STREAMREC_BATCH_CATEGORY",
-    show_envvar=True,
+    setting="batch_category",
     help="Only pages the catalog lists in this category; repeat for any of several "
     "(the variable: separated by spaces).",
 )
-@click.option(
+@setting_option(
     "--exclude",
     multiple=True,
-    envvar="STREAMREC_BATCH_EXCLUDE",
-    show_envvar=True,
+    setting="batch_exclude",
     help="A page id nobody gets; repeat for several (the variable: separated by spaces).",
 )
 def command(

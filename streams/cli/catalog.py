@@ -46,7 +46,7 @@ def command() -> None:
     help="File format. [default: from the name: .jsonl/.json/.ndjson are JSON lines, else CSV]",
 )
 @pages_topic_option()
-@json_option("STREAMREC_CATALOG_JSON")
+@json_option("catalog_json")
 def load(file: str, fmt: str | None, pages_topic: str | None, as_json: bool) -> None:
     """Publish every page of FILE (CSV with a page_id header, or JSONL) to the catalog.
 
@@ -80,7 +80,7 @@ def load(file: str, fmt: str | None, pages_topic: str | None, as_json: bool) -> 
     "from page views). Without it such a PAGE is refused.",
 )
 @pages_topic_option()
-@json_option("STREAMREC_CATALOG_JSON")
+@json_option("catalog_json")
 def set_(
     page: str, hidden: bool | None, create: bool, pages_topic: str | None, as_json: bool
 ) -> None:
@@ -111,7 +111,7 @@ def set_(
 @command.command("show")
 @click.argument("page")
 @pages_topic_option()
-@json_option("STREAMREC_CATALOG_JSON", "The page's record as JSON instead of a line.")
+@json_option("catalog_json", "The page's record as JSON instead of a line.")
 def show(page: str, pages_topic: str | None, as_json: bool) -> None:
     """PAGE as the catalog topic holds it now: visible, hidden, expired or not published
     yet, and the rest of its record. Exit 1 when the topic has no record of PAGE."""
@@ -134,7 +134,7 @@ def show(page: str, pages_topic: str | None, as_json: bool) -> None:
 @command.command("list")
 @click.option("--hidden", "hidden_only", is_flag=True, help="Only hidden pages.")
 @pages_topic_option()
-@json_option("STREAMREC_CATALOG_JSON", "One JSON array of records instead of lines.")
+@json_option("catalog_json", "One JSON array of records instead of lines.")
 def list_(hidden_only: bool, pages_topic: str | None, as_json: bool) -> None:
     """The pages of the catalog topic, by page id, one line each (as `show` prints it)."""
     settings = _settings(pages_topic)

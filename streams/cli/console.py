@@ -4,27 +4,25 @@ from __future__ import annotations
 
 import click
 
-from streams.cli.options import Count
+from streams.cli.options import Count, setting_option
 from streams.errors import ConfigurationError
 from streams.settings import Settings
 
 
 @click.command("console")
-@click.option(
+@setting_option(
     "--scorer",
     "scorer_url",
     default="http://127.0.0.1:6066",
-    envvar="STREAMREC_CONSOLE_SCORER",
-    show_envvar=True,
+    setting="console_scorer",
     show_default=True,
     help="The scorer whose console this serves: http(s)://host[:port].",
 )
-@click.option(
+@setting_option(
     "--port",
     type=Count(1, 65535),
     default=6070,
-    envvar="STREAMREC_CONSOLE_PORT",
-    show_envvar=True,
+    setting="console_port",
     show_default=True,
     help="Port to listen on (address: STREAMREC_WEB_BIND).",
 )

@@ -6,51 +6,46 @@ import json
 
 import click
 
-from streams.cli.options import Duration
+from streams.cli.options import Duration, setting_option
 from streams.demo.run import result_json, run_demo
 from streams.settings import Settings
 
 
 @click.command("demo")
-@click.option(
+@setting_option(
     "--duration",
     type=Duration(),
     default="30s",
     show_default=True,
-    envvar="STREAMREC_DEMO_DURATION",
-    show_envvar=True,
+    setting="demo_duration",
     help="How long to produce page views (e.g. 30s, 5m).",
 )
-@click.option(
+@setting_option(
     "--rate",
     default=300.0,
     show_default=True,
-    envvar="STREAMREC_DEMO_RATE",
-    show_envvar=True,
+    setting="demo_rate",
     help="Page views per second.",
 )
-@click.option(
+@setting_option(
     "--users",
     default=500,
     show_default=True,
-    envvar="STREAMREC_DEMO_USERS",
-    show_envvar=True,
+    setting="demo_users",
     help="Synthetic users.",
 )
-@click.option(
+@setting_option(
     "--pages",
     default=300,
     show_default=True,
-    envvar="STREAMREC_DEMO_PAGES",
-    show_envvar=True,
+    setting="demo_pages",
     help="Synthetic pages.",
 )
-@click.option(
+@setting_option(
     "--json",
     "as_json",
     is_flag=True,
-    envvar="STREAMREC_DEMO_JSON",
-    show_envvar=True,
+    setting="demo_json",
     help="Also print the summary as one JSON line on stdout.",
 )
 def command(duration: float, rate: float, users: int, pages: int, as_json: bool) -> None:

@@ -14,40 +14,38 @@ from online_model.evaluation import evaluate, retrain_cadence
 from online_model.registry import DEFAULT_MODEL, make_model
 from streams.cli.options import (
     Count,
-    env_option,
     k_option,
     model_option,
     param_option,
     parse_params,
+    setting_option,
 )
 from streams.errors import ConfigurationError
 from streams.progress import Progress
 
 
 @click.command("evaluate")
-@env_option(
+@setting_option(
     "--input",
     "input_path",
-    env="STREAMREC_EVALUATE_INPUT",
-    renamed_from="STREAMREC_INPUT",
+    setting="evaluate_input",
     required=True,
     type=click.Path(dir_okay=False),
     help="CSV (user_id,page_id,ts_ms[,session_id]) or JSONL page views.",
 )
 @model_option()
 @k_option("Length of each recommendation list.", default=10)
-@param_option(renamed_from="STREAMREC_PARAM")
-@env_option(
+@param_option()
+@setting_option(
     "--skip-bad",
-    env="STREAMREC_EVALUATE_SKIP_BAD",
-    renamed_from="STREAMREC_SKIP_BAD",
+    setting="evaluate_skip_bad",
     is_flag=True,
     default=False,
     help="Skip and count malformed rows instead of failing.",
 )
-@env_option(
+@setting_option(
     "--retrain-every",
-    env="STREAMREC_EVALUATE_RETRAIN_EVERY",
+    setting="evaluate_retrain_every",
     type=Count(0),
     default=None,
     help="Refit the model's batch layer every N events, on the events before the refit "

@@ -18,7 +18,7 @@ import click
 
 from online_model.errors import ConfigurationError
 from online_model.registry import make_model
-from streams.cli.options import Count, env_option, json_option, parse_params
+from streams.cli.options import Count, json_option, parse_params, setting_option
 from streams.experiment.gate import PROMOTE, STOP, figures, judge
 from streams.experiment.record import (
     DEFAULT_ALPHA,
@@ -49,92 +49,83 @@ def command() -> None:
 
 
 @command.command("start")
-@click.option(
+@setting_option(
     "--challenger",
     "challenger_text",
-    envvar="STREAMREC_EXPERIMENT_CHALLENGER",
-    show_envvar=True,
+    setting="experiment_challenger",
     default=None,
     metavar="MODEL[:KEY=VALUE,...]",
     help="The challenger: a model the challenger's trainer builds and keeps learning, "
     "e.g. covisit or covisit:window=3 or blend with --param models=covisit:1,mf:0.5.",
 )
-@env_option(
+@setting_option(
     "--param",
     "params",
-    env="STREAMREC_EXPERIMENT_PARAMS",
+    setting="experiment_params",
     multiple=True,
     metavar="KEY=VALUE",
     help="A challenger constructor parameter; repeat it (the variable is space-separated).",
 )
-@click.option(
+@setting_option(
     "--version",
     "from_version",
-    envvar="STREAMREC_EXPERIMENT_VERSION",
-    show_envvar=True,
+    setting="experiment_version",
     type=Count(1),
     default=None,
     help="The challenger: this version of the champion's namespace (e.g. a replay "
     "candidate), copied into the challenger's namespace, where its trainer resumes from it.",
 )
-@click.option(
+@setting_option(
     "--share",
-    envvar="STREAMREC_EXPERIMENT_SHARE",
-    show_envvar=True,
+    setting="experiment_share",
     type=click.FloatRange(0.0, 1.0, min_open=True),
     default=0.1,
     show_default=True,
     help="Share of users in the challenger arm.",
 )
-@click.option(
+@setting_option(
     "--shadow",
-    envvar="STREAMREC_EXPERIMENT_SHADOW",
-    show_envvar=True,
+    setting="experiment_shadow",
     is_flag=True,
     default=False,
     help="Serve every user the champion; compute and judge the challenger's list for the "
     "challenger arm's users without sending it.",
 )
-@click.option(
+@setting_option(
     "--auto",
-    envvar="STREAMREC_EXPERIMENT_AUTO",
-    show_envvar=True,
+    setting="experiment_auto",
     is_flag=True,
     default=False,
     help="Let the gate promote or stop the challenger.",
 )
-@click.option(
+@setting_option(
     "--min-judged",
-    envvar="STREAMREC_EXPERIMENT_MIN_JUDGED",
-    show_envvar=True,
+    setting="experiment_min_judged",
     type=Count(1),
     default=DEFAULT_MIN_JUDGED,
     show_default=True,
     help="Judged views per arm before the gate decides.",
 )
-@click.option(
+@setting_option(
     "--alpha",
-    envvar="STREAMREC_EXPERIMENT_ALPHA",
-    show_envvar=True,
+    setting="experiment_alpha",
     type=click.FloatRange(0.0, 1.0, min_open=True, max_open=True),
     default=DEFAULT_ALPHA,
     show_default=True,
     help="Error rate of the gate's always-valid test.",
 )
-@click.option(
+@setting_option(
     "--tau",
-    envvar="STREAMREC_EXPERIMENT_TAU",
-    show_envvar=True,
+    setting="experiment_tau",
     type=click.FloatRange(0.0, min_open=True),
     default=DEFAULT_TAU,
     show_default=True,
     help="Scale of hit-rate differences the gate's test is tuned to detect.",
 )
-@click.option(
+@setting_option(
     "--name",
     "namespace",
-    envvar="STREAMREC_EXPERIMENT_NAME",
-    show_envvar=True,
+    setting="experiment_name",
     default=None,
     help="Namespace of the challenger's snapshots. [default: <champion>.x<id>]",
 )
@@ -252,7 +243,7 @@ def _print_status(status: dict[str, Any], k: int) -> None:
 
 
 @command.command("status")
-@json_option("STREAMREC_EXPERIMENT_JSON")
+@json_option("experiment_json")
 def status(as_json: bool) -> None:
     """The running experiment: per-arm judged views, hit@k, MRR@k and the difference."""
     settings, experiments = _settings_and_store()
@@ -264,10 +255,9 @@ def status(as_json: bool) -> None:
 
 
 @command.command("stop")
-@click.option(
+@setting_option(
     "--promote",
-    envvar="STREAMREC_EXPERIMENT_PROMOTE",
-    show_envvar=True,
+    setting="experiment_promote",
     is_flag=True,
     default=False,
     help="Make the challenger the served model.",

@@ -5,69 +5,64 @@ from __future__ import annotations
 import click
 
 from online_model.data.generate import GeneratorConfig, generate, write_catalog, write_csv
-from streams.cli.options import Count, env_option
+from streams.cli.options import Count, setting_option
 
 _DEFAULTS = GeneratorConfig()
 
 
 @click.command("generate")
-@env_option(
+@setting_option(
     "--users",
     default=_DEFAULTS.n_users,
     show_default=True,
     type=Count(1),
-    env="STREAMREC_GENERATE_USERS",
-    renamed_from="STREAMREC_USERS",
+    setting="generate_users",
     help="Number of users.",
 )
-@env_option(
+@setting_option(
     "--pages",
     default=_DEFAULTS.n_pages,
     show_default=True,
     type=Count(1),
-    env="STREAMREC_GENERATE_PAGES",
-    renamed_from="STREAMREC_PAGES",
+    setting="generate_pages",
     help="Number of pages.",
 )
-@env_option(
+@setting_option(
     "--events",
     default=_DEFAULTS.n_events,
     show_default=True,
     type=Count(1),
-    env="STREAMREC_GENERATE_EVENTS",
-    renamed_from="STREAMREC_EVENTS",
+    setting="generate_events",
     help="Number of page views.",
 )
-@env_option(
+@setting_option(
     "--seed",
     default=_DEFAULTS.seed,
     show_default=True,
     type=Count(0),
-    env="STREAMREC_GENERATE_SEED",
-    renamed_from="STREAMREC_SEED",
+    setting="generate_seed",
     help="Random seed (same seed, same file).",
 )
-@env_option(
+@setting_option(
     "--output",
     required=True,
     type=click.Path(dir_okay=False, writable=True),
-    env="STREAMREC_GENERATE_OUTPUT",
-    renamed_from="STREAMREC_OUTPUT",
+    setting="generate_output",
     help="CSV to write (user_id,page_id,ts_ms,session_id).",
 )
-@env_option(
+@setting_option(
     "--new-pages",
     default=_DEFAULTS.new_pages,
     show_default=True,
     type=click.FloatRange(0, 1, max_open=True),
-    env="STREAMREC_GENERATE_NEW_PAGES",
+    setting="generate_new_pages",
     help="Share of pages published during the timeline (none viewed before it).",
 )
-@env_option(
+@setting_option(
     "--catalog",
     default=None,
     type=click.Path(dir_okay=False, writable=True),
-    env="STREAMREC_GENERATE_CATALOG",
+    setting="generate_catalog",
     help="Also write the pages as a catalog CSV (page_id,categories,published_at) for "
     "`streamrec catalog load`.",
 )

@@ -18,7 +18,7 @@ import click
 
 from online_model.errors import InputError, ModelError
 from online_model.export.pmml import covisit_pmml
-from streams.cli.options import Count, json_option, k_option
+from streams.cli.options import Count, json_option, k_option, setting_option
 from streams.experiment import results
 from streams.lifecycle import model_actions
 from streams.lifecycle.model_actions import cli_line
@@ -45,11 +45,10 @@ def _namespace_store(
 
 
 def namespace_option(what: str) -> Any:
-    return click.option(
+    return setting_option(
         "--namespace",
         default=None,
-        envvar="STREAMREC_MODELS_NAMESPACE",
-        show_envvar=True,
+        setting="models_namespace",
         help=f"The namespace whose versions to {what}. [default: the one served: "
         "STREAMREC_MODEL_NAME's own, or the one promoted into it]",
     )
@@ -113,7 +112,7 @@ def command() -> None:
 
 
 @command.command("list")
-@json_option("STREAMREC_MODELS_JSON", "One JSON array on stdout instead of a table.")
+@json_option("models_json", "One JSON array on stdout instead of a table.")
 @k_option("Which hit@k to show.")
 @namespace_option("list")
 def list_(as_json: bool, k: int | None, namespace: str | None) -> None:
@@ -137,7 +136,7 @@ def list_(as_json: bool, k: int | None, namespace: str | None) -> None:
 
 
 @command.command("status")
-@json_option("STREAMREC_MODELS_JSON", "The trainer's status record as JSON instead of a line.")
+@json_option("models_json", "The trainer's status record as JSON instead of a line.")
 def status(as_json: bool) -> None:
     """Is a trainer learning STREAMREC_MODEL_NAME? Exit 0 when one is alive and not
     stalled; 1 when none has said so for 15 s, or it is stalled (behind the log and
@@ -194,34 +193,31 @@ def show(version: int, namespace: str | None) -> None:
 
 @command.command("export")
 @click.argument("version", type=Count(1))
-@click.option(
+@setting_option(
     "--format",
     "fmt",
     type=click.Choice(["safetensors", "snapshot", "pmml"]),
     default="safetensors",
-    envvar="STREAMREC_EXPORT_FORMAT",
-    show_envvar=True,
+    setting="export_format",
     show_default=True,
     help="safetensors: a plain .safetensors file, the manifest in its metadata (unsigned). "
     "snapshot: the signed snapshot bytes (a delta version materialised as a full "
     "snapshot; docs/model-format.md). pmml: a co-visitation model's transitions as a "
     "PMML 4.4 AssociationModel (page -> next page, confidence = P(next | page)).",
 )
-@click.option(
+@setting_option(
     "--top-n",
     type=click.IntRange(min=1),
     default=10,
-    envvar="STREAMREC_EXPORT_TOP_N",
-    show_envvar=True,
+    setting="export_top_n",
     show_default=True,
     help="pmml: rules per page (its strongest transitions).",
 )
-@click.option(
+@setting_option(
     "--output",
     type=click.Path(dir_okay=False, path_type=Path),
     required=True,
-    envvar="STREAMREC_EXPORT_OUTPUT",
-    show_envvar=True,
+    setting="export_output",
     help="File to write; '-' for stdout.",
 )
 @namespace_option("export from")

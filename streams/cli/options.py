@@ -1,7 +1,10 @@
 """Options every command spells the same way, and the one ``key=value`` parser.
 
 ``--model``, ``--param``, ``--k`` and ``--json`` mean the same thing in every command that
-takes them, read the same environment variables and reject the same bad values. Numbers
+takes them, fall back to the same settings and reject the same bad values. Every option's
+environment fallback is a field of :class:`~streams.settings.Settings`, read by
+:func:`~streams.settings.env_value` like every setting (:func:`setting_option`): no command
+reads a ``STREAMREC_*`` variable itself. Numbers
 are :class:`Count` (ASCII digits only: ``5_0`` or a fullwidth ``5`` is refused, as in the
 settings and the REST API); durations are :class:`Duration` (``90s``, ``30m``, ``6h``: a
 bare number is refused, as in the settings).
@@ -10,16 +13,14 @@ bare number is refused, as in the settings).
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 import click
-from click.core import ParameterSource
 
 from streams.durations import parse_duration
 from streams.errors import ConfigurationError
-from streams.settings import MAX_K, parse_count
+from streams.settings import MAX_K, Settings, env_value, parse_count, renamed_variable
 
 log = logging.getLogger(__name__)
 
@@ -97,59 +98,55 @@ class Duration(click.ParamType):
 
 
 def _typed(value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
-    """``--every 6``, or ``STREAMREC_RETRAIN_EVERY=6`` when the value came from there."""
+    """``--every 6`` (a variable's value is checked where it is read: streams/settings.py)."""
     if param is None:
         return str(value)
-    source = ctx.get_parameter_source(param.name) if ctx is not None and param.name else None
-    if source is ParameterSource.ENVIRONMENT:
-        envvar = param.envvar
-        names = [envvar] if isinstance(envvar, str) else list(envvar or ())
-        for var in names:
-            if os.environ.get(var):
-                return f"{var}={value}"
     return f"{param.opts[0] if param.opts else param.name} {value}"
 
 
-def env_option(*decls: str, env: str, renamed_from: str | None = None, **kwargs: Any) -> Any:
-    """``click.option`` reading ``env``; ``renamed_from`` is an older variable name that
-    still works, with a deprecation warning, when ``env`` is not set."""
-    names = [env] if renamed_from is None else [env, renamed_from]
+class _SettingOption(click.Option):
+    """An option whose environment fallback is a field of :class:`~streams.settings.Settings`:
+    click asks it for the variable's value, and it answers with what
+    :func:`~streams.settings.env_value` reads (parsed there, like every setting)."""
 
-    def warn(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
-        if (
-            renamed_from
-            and param.name
-            and ctx.get_parameter_source(param.name) is ParameterSource.ENVIRONMENT
-            and env not in os.environ
-            and renamed_from in os.environ
-        ):
-            click.echo(f"warning: {renamed_from} is deprecated; set {env} instead", err=True)
-        return value
+    def __init__(self, *args: Any, setting: str, **kwargs: Any) -> None:
+        self.setting = setting
+        super().__init__(*args, **kwargs)
 
-    # The variable goes into the help text by hand: click's show_envvar would also name it
-    # in every error about the option, even when the value came from the command line.
-    shown = env if renamed_from is None else f"{env}; formerly {renamed_from}"
+    def value_from_envvar(self, ctx: click.Context) -> Any:
+        value = env_value(self.setting)
+        if value is None:
+            return None
+        return tuple(value) if self.multiple else value
+
+
+def setting_option(*decls: str, setting: str, **kwargs: Any) -> Any:
+    """``click.option`` whose environment fallback is the field ``setting`` of
+    :class:`~streams.settings.Settings` (read by :func:`~streams.settings.env_value`, as
+    every setting is), named in the help text."""
+    var = Settings.env_var(setting)
+    old = renamed_variable(setting)
+    shown = var if old is None else f"{var}; formerly {old}"
     kwargs["help"] = f"{kwargs.get('help', '')}  [env var: {shown}]".strip()
-    return click.option(*decls, envvar=names, callback=warn, **kwargs)
+    return click.option(*decls, cls=_SettingOption, setting=setting, **kwargs)
 
 
 def model_option(help_suffix: str = "") -> Any:
-    return env_option(
+    return setting_option(
         "--model",
         "model_spec",
-        env="STREAMREC_MODEL",
+        setting="model_spec",
         default=None,
         help="Model: covisit, popularity, mf, blend, hybrid, or package.module:Class. "
         f"[default: covisit]{help_suffix}",
     )
 
 
-def param_option(renamed_from: str | None = None) -> Any:
-    return env_option(
+def param_option() -> Any:
+    return setting_option(
         "--param",
         "params",
-        env="STREAMREC_MODEL_PARAMS",
-        renamed_from=renamed_from,
+        setting="model_params",
         multiple=True,
         metavar="KEY=VALUE",
         help="Model constructor parameter; repeat it (the variable is space-separated).",
@@ -158,9 +155,9 @@ def param_option(renamed_from: str | None = None) -> Any:
 
 def k_option(help_text: str = "Pages per list.", default: int | None = None) -> Any:
     """``--k``; ``default=None`` leaves the default to the settings (``STREAMREC_K``)."""
-    return env_option(
+    return setting_option(
         "--k",
-        env="STREAMREC_K",
+        setting="k",
         type=Count(1, MAX_K),
         default=default,
         show_default=default is not None,
@@ -168,8 +165,11 @@ def k_option(help_text: str = "Pages per list.", default: int | None = None) -> 
     )
 
 
-def json_option(env: str, help_text: str = "Print JSON.") -> Any:
-    return env_option("--json", "as_json", env=env, is_flag=True, default=False, help=help_text)
+def json_option(setting: str, help_text: str = "Print JSON.") -> Any:
+    """``--json``, falling back to the boolean setting ``setting``."""
+    return setting_option(
+        "--json", "as_json", setting=setting, is_flag=True, default=False, help=help_text
+    )
 
 
 def _stack(*decorators: Any) -> Callable[[F], F]:
@@ -183,23 +183,18 @@ def _stack(*decorators: Any) -> Callable[[F], F]:
 
 def range_options(command: str, to_default: str) -> Callable[[F], F]:
     """``--from``/``--to``: the record-time range a command reads (``start``, ``end``)."""
-    env = f"STREAMREC_{command.upper()}"
     return _stack(
-        click.option(
+        setting_option(
             "--from",
             "start",
-            default=None,
-            envvar=f"{env}_FROM",
-            show_envvar=True,
+            setting=f"{command}_from",
             help="Start of the range (inclusive): ISO-8601 (UTC if no zone) or epoch ms. "
             "[default: the beginning of the topic]",
         ),
-        click.option(
+        setting_option(
             "--to",
             "end",
-            default=None,
-            envvar=f"{env}_TO",
-            show_envvar=True,
+            setting=f"{command}_to",
             help=f"End of the range (exclusive), same formats. [default: {to_default}]",
         ),
     )
@@ -207,25 +202,22 @@ def range_options(command: str, to_default: str) -> Callable[[F], F]:
 
 def publish_options(command: str, gate_help: str) -> Callable[[F], F]:
     """``--publish none|candidate|live`` (``publish_mode``) and ``--gate METRIC``."""
-    env = f"STREAMREC_{command.upper()}"
     return _stack(
-        click.option(
+        setting_option(
             "--publish",
             "publish_mode",
             type=click.Choice(["none", "candidate", "live"]),
             default="none",
             show_default=True,
-            envvar=f"{env}_PUBLISH",
-            show_envvar=True,
+            setting=f"{command}_publish",
             help="none: only print; candidate: store it, current unchanged; live: store "
             "and promote it (pinned).",
         ),
-        click.option(
+        setting_option(
             "--gate",
             default=None,
             metavar="METRIC",
-            envvar=f"{env}_GATE",
-            show_envvar=True,
+            setting=f"{command}_gate",
             help=gate_help,
         ),
     )
@@ -233,32 +225,28 @@ def publish_options(command: str, gate_help: str) -> Callable[[F], F]:
 
 def reading_options(command: str, lateness_help: str = "") -> Callable[[F], F]:
     """How a command reads the topic: ``--idle-timeout``, ``--lateness``, ``--topic``."""
-    env = f"STREAMREC_{command.upper()}"
     return _stack(
-        click.option(
+        setting_option(
             "--idle-timeout",
             type=Duration(),
             default="5s",
             show_default=True,
-            envvar=f"{env}_IDLE_TIMEOUT",
-            show_envvar=True,
+            setting=f"{command}_idle_timeout",
             help="Time without a record (e.g. 5s, 2m) after which a partition counts as read.",
         ),
-        click.option(
+        setting_option(
             "--lateness",
             type=Duration(zero=True),
             default="0s",
             show_default=True,
-            envvar=f"{env}_LATENESS",
-            show_envvar=True,
+            setting=f"{command}_lateness",
             help="How long past --to (e.g. 30s, 10m) a record must be stamped before its "
             f"partition counts as read.{lateness_help}",
         ),
-        click.option(
+        setting_option(
             "--topic",
             default=None,
-            envvar="STREAMREC_TOPIC_PAGE_VIEWS",
-            show_envvar=True,
+            setting="topic_page_views",
             help="Topic to read. [default: page-views]",
         ),
     )
@@ -266,10 +254,10 @@ def reading_options(command: str, lateness_help: str = "") -> Callable[[F], F]:
 
 def pages_topic_option() -> Any:
     """``--topic`` of the catalog commands (``pages_topic``): the compacted catalog topic."""
-    return env_option(
+    return setting_option(
         "--topic",
         "pages_topic",
-        env="STREAMREC_TOPIC_PAGES",
+        setting="topic_pages",
         default=None,
         help="Catalog topic. [default: pages]",
     )

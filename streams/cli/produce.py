@@ -8,6 +8,7 @@ import click
 
 from online_model.data.events_file import read_events
 from streams.cli import _signals
+from streams.cli.options import setting_option
 from streams.errors import ProducerFailed
 from streams.io.ingest import produce_log
 from streams.io.producer import DeliveryReport, ReliableProducer
@@ -19,35 +20,31 @@ from streams.settings import Settings
 
 @_signals.handles_signals
 @click.command("produce")
-@click.option(
+@setting_option(
     "--input",
     "input_path",
     required=True,
-    envvar="STREAMREC_PRODUCE_INPUT",
-    show_envvar=True,
+    setting="produce_input",
     type=click.Path(exists=True, dir_okay=False),
     help="CSV (header user_id,page_id,ts_ms[,session_id]) or .jsonl with those fields.",
 )
-@click.option(
+@setting_option(
     "--topic",
     default=None,
-    envvar="STREAMREC_TOPIC_PAGE_VIEWS",
-    show_envvar=True,
+    setting="topic_page_views",
     help="Target topic. [default: page-views]",
 )
-@click.option(
+@setting_option(
     "--rate",
     default=0.0,
     show_default=True,
-    envvar="STREAMREC_PRODUCE_RATE",
-    show_envvar=True,
+    setting="produce_rate",
     help="Page views per second; 0 sends as fast as the broker takes.",
 )
-@click.option(
+@setting_option(
     "--skip-bad",
     is_flag=True,
-    envvar="STREAMREC_SKIP_BAD",
-    show_envvar=True,
+    setting="skip_bad",
     help="Skip and count malformed rows instead of stopping at the first.",
 )
 def command(input_path: str, topic: str | None, rate: float, skip_bad: bool) -> None:

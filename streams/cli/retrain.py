@@ -18,6 +18,7 @@ from streams.cli.options import (
     publish_options,
     range_options,
     reading_options,
+    setting_option,
 )
 from streams.replay.publish import EXIT_GATE_REFUSED, publish
 from streams.replay.rebuild import check_gate_metric
@@ -30,21 +31,19 @@ log = logging.getLogger(__name__)
 
 @click.command("retrain")
 @range_options("retrain", "when the job starts")
-@click.option(
+@setting_option(
     "--input",
     "input_path",
     default=None,
     type=click.Path(dir_okay=False),
-    envvar="STREAMREC_RETRAIN_INPUT",
-    show_envvar=True,
+    setting="retrain_input",
     help="Read this CSV/JSONL file of page views (as `streamrec produce` takes) "
     "instead of the topic; a malformed row stops the job, naming its line.",
 )
-@click.option(
+@setting_option(
     "--skip-bad",
     is_flag=True,
-    envvar="STREAMREC_SKIP_BAD",
-    show_envvar=True,
+    setting="skip_bad",
     help="With --input: skip and count malformed rows instead of stopping at the first.",
 )
 @model_option(
@@ -58,41 +57,37 @@ log = logging.getLogger(__name__)
     "params rebuilt from the same events, scored on the tail; else exit "
     f"{EXIT_GATE_REFUSED} (one-shot) or skip this round (--every).",
 )
-@click.option(
+@setting_option(
     "--tail",
     type=click.IntRange(min=0),
     default=5_000,
     show_default=True,
-    envvar="STREAMREC_RETRAIN_TAIL",
-    show_envvar=True,
+    setting="retrain_tail",
     help="Newest events learned online on the driver, test-then-train: they learn the "
     "popularity weight and give the metrics (and the gate's score).",
 )
-@click.option(
+@setting_option(
     "--master",
     default=None,
-    envvar="STREAMREC_SPARK_MASTER",
-    show_envvar=True,
+    setting="spark_master",
     help="Spark master URL (e.g. spark://host:7077). [default: spark-submit's, else local[*]]",
 )
-@click.option(
+@setting_option(
     "--every",
     type=Duration(),
     default=None,
     metavar="DURATION",
-    envvar="STREAMREC_RETRAIN_EVERY",
-    show_envvar=True,
+    setting="retrain_every",
     help="Start the job every DURATION (6h, 30m, 1d, 1h30m; a bare number is refused), "
     "one JSON line per run, until Ctrl-C (exit 130) or SIGTERM (143, after the run in "
     "progress). [default: run once]",
 )
-@click.option(
+@setting_option(
     "--records-per-task",
     type=click.IntRange(min=1),
     default=250_000,
     show_default=True,
-    envvar="STREAMREC_RETRAIN_RECORDS_PER_TASK",
-    show_envvar=True,
+    setting="retrain_records_per_task",
     help="Offsets of a partition read by one Spark task.",
 )
 @reading_options("retrain")

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from streams.cli.options import Count, k_option
+from streams.cli.options import Count, k_option, setting_option
 from streams.errors import ConfigurationError
 from streams.io.topics import ensure_topics
 from streams.settings import SCORER_ENGINES, Settings
@@ -111,29 +111,26 @@ def ready_line(settings: Settings, runtime: ScorerRuntime) -> str:
 
 
 @click.command("scorer")
-@click.option(
+@setting_option(
     "--web-port",
     type=Count(1),
     default=None,
-    envvar="STREAMREC_WEB_PORT",
-    show_envvar=True,
+    setting="web_port",
     help="Port of the REST API (/recommendations, /healthz, /metrics). [default: 6066]",
 )
 @k_option("Pages per recommendation.")
-@click.option(
+@setting_option(
     "--batch-size",
     type=Count(1),
     default=None,
-    envvar="STREAMREC_BATCH_SIZE",
-    show_envvar=True,
+    setting="batch_size",
     help="Most page views scored per batch. [default: 500]",
 )
-@click.option(
+@setting_option(
     "--engine",
     type=click.Choice(SCORER_ENGINES),
     default=None,
-    envvar="STREAMREC_SCORER_ENGINE",
-    show_envvar=True,
+    setting="scorer_engine",
     help="What drives the scorer: a confluent-kafka consumer loop (kafka) or a Faust "
     "worker (faust); the same scoring, REST API and guarantees. [default: kafka]",
 )

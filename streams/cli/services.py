@@ -7,20 +7,19 @@ import json
 import click
 
 from streams.api_tokens import new_token
-from streams.cli.options import Duration
+from streams.cli.options import Duration, setting_option
 from streams.scorer.auth import curl_example
 from streams.services.embedded import EmbeddedServices
 from streams.settings import Settings
 
 
 @click.command("up")
-@click.option(
+@setting_option(
     "--timeout",
     type=Duration(),
     default="30s",
     show_default=True,
-    envvar="STREAMREC_UP_TIMEOUT",
-    show_envvar=True,
+    setting="up_timeout",
     help="How long to wait for each service to answer (e.g. 30s, 2m).",
 )
 def up(timeout: float) -> None:
@@ -52,12 +51,11 @@ def down() -> None:
 
 
 @click.command("status")
-@click.option(
+@setting_option(
     "--json",
     "as_json",
     is_flag=True,
-    envvar="STREAMREC_STATUS_JSON",
-    show_envvar=True,
+    setting="status_json",
     help="Print JSON instead of a table.",
 )
 def status(as_json: bool) -> None:

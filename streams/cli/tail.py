@@ -10,7 +10,7 @@ import time
 import click
 
 from streams.cli import _signals
-from streams.cli.options import Count, env_option
+from streams.cli.options import Count, setting_option
 from streams.io.tail import RecommendationTail
 from streams.io.topics import ensure_topics
 from streams.services.probes import require
@@ -22,41 +22,41 @@ POLL_S = 0.2
 
 @_signals.handles_signals
 @click.command("tail")
-@env_option(
+@setting_option(
     "--from-beginning",
-    env="STREAMREC_TAIL_FROM_BEGINNING",
+    setting="tail_from_beginning",
     is_flag=True,
     default=False,
     help="Print every record the topic holds, then follow it. [default: only records "
     "written after tail starts]",
 )
-@env_option(
+@setting_option(
     "--user",
-    env="STREAMREC_TAIL_USER",
+    setting="tail_user",
     default=None,
     metavar="USER",
     help="Only this user's records (the record key).",
 )
-@env_option(
+@setting_option(
     "--max",
     "max_records",
-    env="STREAMREC_TAIL_MAX",
+    setting="tail_max",
     type=Count(1),
     default=None,
     metavar="N",
     help="Stop after printing N records.",
 )
-@env_option(
+@setting_option(
     "--timeout",
-    env="STREAMREC_TAIL_TIMEOUT",
+    setting="tail_timeout",
     type=click.FloatRange(min=0, min_open=True),
     default=None,
     metavar="SECONDS",
     help="Stop after this many seconds; exit 1 if --max was given and not reached.",
 )
-@env_option(
+@setting_option(
     "--topic",
-    env="STREAMREC_TOPIC_RECOMMENDATIONS",
+    setting="topic_recommendations",
     default=None,
     help="Topic to read. [default: recommendations]",
 )

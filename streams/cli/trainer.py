@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from streams.cli.options import Duration, model_option, param_option, parse_params
+from streams.cli.options import Duration, model_option, param_option, parse_params, setting_option
 from streams.settings import Settings
 from streams.trainer.run import DEFAULT_LEASE_TTL, challenger_training, ready_line, run_trainer
 
@@ -19,28 +19,25 @@ log = logging.getLogger(__name__)
 @click.command("trainer")
 @model_option(" Built when no snapshot exists.")
 @param_option()
-@click.option(
+@setting_option(
     "--snapshot-interval",
     type=Duration(),
     default=None,
-    envvar="STREAMREC_SNAPSHOT_INTERVAL",
-    show_envvar=True,
+    setting="snapshot_interval",
     help="Time between snapshots (e.g. 500ms, 2s). [default: 500ms]",
 )
-@click.option(
+@setting_option(
     "--lease-ttl",
     type=Duration(),
     default=f"{DEFAULT_LEASE_TTL:g}s",
     show_default=True,
-    envvar="STREAMREC_TRAINER_LEASE_TTL",
-    show_envvar=True,
+    setting="trainer_lease_ttl",
     help="How long a killed trainer keeps its successor waiting (e.g. 10s).",
 )
-@click.option(
+@setting_option(
     "--challenger",
     is_flag=True,
-    envvar="STREAMREC_TRAINER_CHALLENGER",
-    show_envvar=True,
+    setting="trainer_challenger",
     default=False,
     help="Train the challenger of the experiment running on STREAMREC_MODEL_NAME (its "
     "namespace, model and parameters come from the experiment record).",

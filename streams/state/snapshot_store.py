@@ -155,8 +155,8 @@ class SnapshotStore:
     keep
         How many versions to keep (current and the newest trainer version always are).
     allow_pickle
-        Whether snapshots may hold pickles (user River models, format 1); default from
-        ``STREAMREC_ALLOW_PICKLE`` (see :func:`online_model.persist.snapshot.pickle_allowed`).
+        Whether snapshots may hold pickles (user River models, format 1): the
+        ``STREAMREC_ALLOW_PICKLE`` setting (default: no).
     """
 
     def __init__(

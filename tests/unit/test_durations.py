@@ -73,8 +73,10 @@ def test_the_option_names_itself_or_its_variable_in_the_error() -> None:
     assert runner.invoke(_probe(), ["--every", "6h"]).output == "21600.0\n"
     typed = runner.invoke(_probe(), ["--every", "6"])
     assert typed.exit_code == 2 and "--every 6: give a unit, e.g. 6s, 6m or 6h" in typed.output
-    from_env = runner.invoke(_probe(), [], env={"PROBE_EVERY": "6"})
-    assert "PROBE_EVERY=6: give a unit" in from_env.output
+    # A variable's value is checked where every variable is read (streams/settings.py).
+    from_env = runner.invoke(main, ["retrain"], env={"STREAMREC_RETRAIN_EVERY": "6"})
+    assert from_env.exit_code == 2
+    assert "STREAMREC_RETRAIN_EVERY='6' is not valid: give a unit" in from_env.output
     assert "--every 0: must be longer than 0" in runner.invoke(_probe(), ["--every", "0"]).output
     assert runner.invoke(_probe(zero=True), ["--every", "0"]).output == "0.0\n"
 

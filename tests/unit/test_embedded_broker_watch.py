@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from streams.services import embedded_broker_watch as watch_module
 from streams.services.embedded import EmbeddedServices
 from streams.services.embedded_broker_watch import EmbeddedBrokerWatch
 from streams.settings import Settings
@@ -41,16 +42,19 @@ def test_warns_past_the_memory_limit_then_at_each_doubling(
 
 
 def test_warns_when_the_broker_keeps_a_core_busy(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     watch = EmbeddedBrokerWatch(stand_in(tmp_path, broker_memory_warn_mb=0))
     assert watch.check()[1] is None  # the first look has nothing to compare with
-    busy_until = time.process_time() + 0.3
-    while time.process_time() < busy_until:  # this process stands in for a busy broker
-        pass
+    assert watch_module.cpu_seconds(os.getpid()) is not None  # it reads /proc
+    # 0.6 s of the broker's CPU in 1 s of wall time (a clock of its own: a loaded machine
+    # stretches a real busy loop's wall time, not its CPU time).
+    last_wall, last_cpu = watch._last_cpu or (0.0, 0.0)
+    monkeypatch.setattr(watch_module, "cpu_seconds", lambda pid: last_cpu + 0.6)
+    monkeypatch.setattr(watch_module.time, "monotonic", lambda: last_wall + 1.0)
     with caplog.at_level(logging.WARNING, "streams.services.embedded_broker_watch"):
         _, share = watch.check()
-    assert share is not None and share >= 0.5
+    assert share is not None and share == pytest.approx(0.6)
     assert watch.warnings == 1 and "embedded_broker_load" in caplog.text
 
 

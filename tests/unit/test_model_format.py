@@ -47,6 +47,7 @@ from online_model.state import (
     encode_strings,
     exports_state,
 )
+from streams.settings import Settings
 
 KEY = b"format-test-key"
 ROOT = Path(__file__).resolve().parents[2]
@@ -207,22 +208,22 @@ def test_format_1_loads_only_with_the_flag(monkeypatch: pytest.MonkeyPatch) -> N
     model = trained("covisit")
     old = dump_snapshot(snap_of(model), KEY, format_version=1)
     assert old[:7] == b"SRSNAP\x01"
-    monkeypatch.delenv("STREAMREC_ALLOW_PICKLE", raising=False)
+    # Even with the variable set: only the caller's word (the settings' reading) counts.
+    monkeypatch.setenv("STREAMREC_ALLOW_PICKLE", "1")
     with pytest.raises(SnapshotFormatError, match=r"format 1.*STREAMREC_ALLOW_PICKLE=1"):
         load_snapshot(old, KEY)
     assert read_meta(old, KEY).events_seen == model.n_events_learned  # no pickle in meta
-    monkeypatch.setenv("STREAMREC_ALLOW_PICKLE", "1")
-    assert top10s(load_snapshot(old, KEY).model) == top10s(model)
-    monkeypatch.setenv("STREAMREC_ALLOW_PICKLE", "0")
+    allowed = Settings.from_env({"STREAMREC_ALLOW_PICKLE": "1"}).allow_pickle
+    assert top10s(load_snapshot(old, KEY, allowed).model) == top10s(model)
+    refused = Settings.from_env({"STREAMREC_ALLOW_PICKLE": "0"}).allow_pickle
     with pytest.raises(SnapshotFormatError, match="STREAMREC_ALLOW_PICKLE"):
-        load_snapshot(old, KEY)
+        load_snapshot(old, KEY, refused)
 
 
-def test_a_bad_flag_value_is_a_configuration_error(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("STREAMREC_ALLOW_PICKLE", "maybe")
+def test_a_bad_flag_value_is_a_configuration_error() -> None:
     with pytest.raises(ConfigurationError, match="STREAMREC_ALLOW_PICKLE"):
-        pickle_allowed()
-    assert pickle_allowed(True) is True
+        Settings.from_env({"STREAMREC_ALLOW_PICKLE": "maybe"})
+    assert pickle_allowed(True) is True and pickle_allowed(None) is False
 
 
 def river_ranker() -> RiverRanker:
