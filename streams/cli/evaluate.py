@@ -31,7 +31,8 @@ from streams.progress import Progress
     setting="evaluate_input",
     required=True,
     type=click.Path(dir_okay=False),
-    help="CSV (user_id,page_id,ts_ms[,session_id]) or JSONL page views.",
+    help="CSV (user_id,page_id,ts_ms[,session_id]) or JSONL page views; a name ending in "
+    ".gz (views.csv.gz) is gunzipped as it is read.",
 )
 @model_option()
 @k_option("Length of each recommendation list.", default=10)
