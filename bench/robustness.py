@@ -60,6 +60,7 @@ CANDIDATES: list[Candidate] = [
     ("mf", "mf", {}),
     # The batch + online hybrid (EASE item-item refit periodically, mixed with covisit).
     ("hybrid", "hybrid", {}),
+    ("ensemble", "ensemble", {}),
 ]
 #: The reference recommenders, under the same protocol (always run: the yardsticks).
 REFERENCE_CANDIDATES: list[Candidate] = [

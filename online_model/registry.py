@@ -20,6 +20,7 @@ from online_model.errors import ModelError
 from online_model.models.adapter import RiverRanker
 from online_model.models.blend import Blend
 from online_model.models.covisit import Covisitation
+from online_model.models.ensemble import Ensemble
 from online_model.models.factorization import ImplicitMF
 from online_model.models.hybrid import Hybrid
 from online_model.models.popularity import DecayedPopularity
@@ -32,6 +33,7 @@ MODELS: dict[str, type[Recommender]] = {
     "mf": ImplicitMF,
     "blend": Blend,
     "hybrid": Hybrid,
+    "ensemble": Ensemble,
 }
 
 #: Chosen by prequential measurement (bench/MODELS.md): best geometric-mean hit@10 and

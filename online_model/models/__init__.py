@@ -8,6 +8,7 @@ the command line and ``make_model`` are in :mod:`online_model.registry`.
 from online_model.models.adapter import RiverRanker
 from online_model.models.blend import Blend
 from online_model.models.covisit import Covisitation
+from online_model.models.ensemble import Ensemble
 from online_model.models.factorization import ImplicitMF
 from online_model.models.hybrid import Hybrid
 from online_model.models.itemitem import ItemItem
@@ -17,6 +18,7 @@ __all__ = [
     "Blend",
     "Covisitation",
     "DecayedPopularity",
+    "Ensemble",
     "Hybrid",
     "ImplicitMF",
     "ItemItem",
