@@ -104,7 +104,7 @@ class Ensemble(Recommender):
     ['football', 'home']
     """
 
-    STORED_AS: ClassVar[str] = "online_model.models.ensemble.Ensemble"
+    STORED_AS: ClassVar[str] = "online_model.ensemble.Ensemble"
 
     def __init__(
         self,
