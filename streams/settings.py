@@ -247,6 +247,9 @@ class Settings:
     #: ``name:role:token,...`` (role ``read`` or ``admin``); when set, the REST API wants
     #: ``Authorization: Bearer <token>`` (streams/scorer/auth.py).
     api_tokens: Secret = _env("STREAMREC_API_TOKENS", factory=lambda: Secret(""))  # noqa: RUF009
+    #: ``GET /recommendations`` requests a scorer works on at once, at most: past it the
+    #: scorer answers 503 with ``Retry-After`` at once (streams/scorer/overload.py; 0: no bound).
+    rest_max_in_flight: int = _env("STREAMREC_REST_MAX_IN_FLIGHT", 32)
     #: What drives a scorer: ``kafka`` (a confluent-kafka consumer loop) or ``faust``.
     scorer_engine: str = _env("STREAMREC_SCORER_ENGINE", "kafka")
     batch_size: int = _env("STREAMREC_BATCH_SIZE", 500)
@@ -514,6 +517,11 @@ class Settings:
                 f"localhost, got {self.web_bind!r}"
             )
         parse_api_tokens(self.api_tokens.get())  # a bad entry stops every command at start
+        if self.rest_max_in_flight < 0:
+            raise ConfigurationError(
+                f"STREAMREC_REST_MAX_IN_FLIGHT must be >= 0 (0: no bound), got "
+                f"{self.rest_max_in_flight}"
+            )
         if self.stall_timeout_s <= 0:
             raise ConfigurationError(
                 f"STREAMREC_STALL_TIMEOUT_S must be > 0, got {self.stall_timeout_s}"

@@ -84,6 +84,11 @@ MEANINGS: dict[str, str] = {
     "STREAMREC_API_TOKENS": "`name:role:token,...`, role `read` or `admin`, tokens of 16+ "
     "characters; set, the REST API wants `Authorization: Bearer <token>` "
     "([Security](serving.md#security-tokens-roles-and-where-the-api-listens))",
+    "STREAMREC_REST_MAX_IN_FLIGHT": "`GET /recommendations` requests a scorer works on at "
+    "once; past them it answers `503` with `Retry-After: 1` at once, so that an overload "
+    "neither makes every answer wait longer nor slows the page views scored on the same "
+    "loop (`streamrec_rest_refused_total` counts them; the probes and `/metrics` are never "
+    "bounded). `0`: no bound ([Overload](serving.md#overload))",
     "STREAMREC_SCORER_ENGINE": "what drives a scorer (`streamrec scorer --engine`): `kafka`, "
     "a confluent-kafka consumer loop, or `faust`, a Faust worker; the same scoring, REST API "
     "and guarantees ([Scorer engines](serving.md#scorer-engines))",

@@ -16,7 +16,7 @@ from typing import Any
 
 import faust
 
-from streams.scorer import auth, not_found
+from streams.scorer import auth, not_found, overload
 from streams.scorer.faust_stalls import FaustStallWatch
 from streams.scorer.openapi import roles
 from streams.scorer.runtime import ScorerRuntime
@@ -110,8 +110,12 @@ class _BadRequestsInOneLine(logging.Filter):
 logging.getLogger("aiohttp.server").addFilter(_BadRequestsInOneLine())
 
 
-def faust_app(settings: Settings) -> faust.App:
-    """A Faust app with the scorer's tuning, and no agents yet (the bench reuses it)."""
+def faust_app(settings: Settings, rest_limit: overload.InFlightLimit | None = None) -> faust.App:
+    """A Faust app with the scorer's tuning, and no agents yet (the bench reuses it).
+
+    ``rest_limit`` bounds the recommendation requests in progress (default: a new one of
+    ``STREAMREC_REST_MAX_IN_FLIGHT``; the scorer passes the one its metrics show)."""
+    limit = overload.InFlightLimit.from_settings(settings) if rest_limit is None else rest_limit
     session_s = settings.session_timeout_ms / 1000.0
     Path(settings.state_dir).mkdir(parents=True, exist_ok=True)
     tune_fetch_wait(settings.fetch_wait_ms)
@@ -127,11 +131,13 @@ def faust_app(settings: Settings) -> faust.App:
         web_port=settings.web_port,
         web_bind=settings.web_bind,
         web_in_thread=False,
-        # Every request passes the token check first (a no-op without tokens); a request
-        # that matches no route then answers 404/405 as JSON, like every other error.
+        # Every request passes the token check first (a no-op without tokens); past the
+        # bound on recommendation requests in progress, 503 at once; a request that
+        # matches no route then answers 404/405 as JSON, like every other error.
         web_application_options={
             "middlewares": [
                 auth.middleware(auth.ApiTokens.from_settings(settings), roles()),
+                *overload.middlewares(limit),
                 not_found.middleware(),
             ]
         },
@@ -154,8 +160,10 @@ def faust_app(settings: Settings) -> faust.App:
 
 def create_app(settings: Settings, runtime: ScorerRuntime | None = None) -> faust.App:
     """Build the scorer app for ``settings`` (one per process)."""
-    app = faust_app(settings)
+    rest_limit = overload.InFlightLimit.from_settings(settings)
+    app = faust_app(settings, rest_limit)
     rt = runtime or ScorerRuntime(settings)
+    rt.metrics.watch_rest_limit(rest_limit)
     app.streamrec = rt  # type: ignore[attr-defined]
     page_views = app.topic(settings.topic_page_views, partitions=settings.partitions)
 

@@ -335,9 +335,12 @@ def web_server(
     views as the Faust engine's; no agent, consumer or producer of it ever starts.
     """
     from streams.scorer.app import faust_app
+    from streams.scorer.overload import InFlightLimit
     from streams.scorer.web import add_views
 
-    app = faust_app(settings)
+    rest_limit = InFlightLimit.from_settings(settings)
+    runtime.metrics.watch_rest_limit(rest_limit)
+    app = faust_app(settings, rest_limit)
     add_views(app, settings, runtime, assigned=assigned, consumer_health=consumer_health)
     web = app.web
     web.cors  # type: ignore[attr-defined]  # noqa: B018 - CORS routing is set up before the routes, as Faust's on_start does

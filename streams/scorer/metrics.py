@@ -12,7 +12,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.registry import Collector
 
@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 
     from streams.io.consumer_lag import LagMonitor
     from streams.scorer.experiment_routing import ExperimentFollower
+    from streams.scorer.overload import InFlightLimit
 
 __all__ = ["CONTENT_TYPE_LATEST", "RollingQuality", "ScorerMetrics"]
 
@@ -196,6 +197,11 @@ class ScorerMetrics:
             registry=r,
         ).set_function(lambda: float(health()["fetch_wait_ms"]))
 
+    def watch_rest_limit(self, limit: InFlightLimit) -> None:
+        """Export the bound on recommendation requests in progress: its refusals (503)
+        as ``streamrec_rest_refused_total`` and the requests in progress now."""
+        self.registry.register(_RestLimitCollector(limit))
+
     def render(self) -> bytes:
         return bytes(generate_latest(self.registry))
 
@@ -250,3 +256,23 @@ class _LagCollector(Collector):
                 [labels["role"], labels["group"], labels["topic"], labels["partition"]], value
             )
         yield family
+
+
+class _RestLimitCollector(Collector):
+    """Refusals and requests in progress of :class:`~streams.scorer.overload.InFlightLimit`."""
+
+    def __init__(self, limit: InFlightLimit) -> None:
+        self.limit = limit
+
+    def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
+        yield CounterMetricFamily(
+            "streamrec_rest_refused",
+            "Recommendation requests answered 503 at once: STREAMREC_REST_MAX_IN_FLIGHT "
+            "were in progress",
+            value=self.limit.refused,
+        )
+        yield GaugeMetricFamily(
+            "streamrec_rest_in_flight",
+            "Recommendation requests in progress",
+            value=self.limit.in_flight,
+        )

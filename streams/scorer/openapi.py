@@ -504,6 +504,14 @@ DOCUMENT: dict[str, Any] = {
                             "text/plain": {"schema": {"type": "string"}},
                         },
                     },
+                    "503": {
+                        "description": "Overloaded: STREAMREC_REST_MAX_IN_FLIGHT requests of"
+                        " this endpoint were in progress; answered at once, before any work"
+                        " (streamrec_rest_refused_total counts them). Ask again after"
+                        " `Retry-After` seconds, or ask another scorer.",
+                        "headers": {"Retry-After": {"schema": {"type": "integer", "minimum": 1}}},
+                        "content": {"application/json": {"schema": _ref("Error")}},
+                    },
                     **_REFUSED,
                 },
             }
