@@ -152,7 +152,15 @@ async def take_sample(
 def since_param(request: Request) -> float | None:
     """``?since=<t>`` of a ``/console/state`` request (None: absent); ValueError unless
     a finite number."""
-    raw = request.query.get("since")
+    return parse_since(request.query.get("since"))
+
+
+def parse_since(raw: str | None) -> float | None:
+    """The value of ``?since=`` (None: absent); ValueError unless a finite number.
+
+    >>> parse_since("1700000000.5"), parse_since(None)
+    (1700000000.5, None)
+    """
     if raw is None:
         return None
     value = float(raw)

@@ -38,6 +38,42 @@ def assigned_partitions(app: faust.App, topic: str) -> int:
         return 0
 
 
+def parse_k(raw: str | None, default: int) -> int:
+    """``?k=`` of a recommendations request (``default`` when absent); ValueError unless
+    a whole number from 1 to :data:`~streams.settings.MAX_K`.
+
+    >>> parse_k(None, 10), parse_k("3", 10)
+    (10, 3)
+    """
+    k = default if raw is None else parse_count(raw)
+    if not 1 <= k <= MAX_K:
+        raise ValueError(f"k must be from 1 to {MAX_K}, got {k}")
+    return k
+
+
+def parse_promote_body(content: bytes | None) -> tuple[int, str | None] | None:
+    """``(version, namespace)`` of a ``/models/promote`` body, None unless it is
+    ``{"version": <n >= 1>[, "namespace": "<name>"]}``.
+
+    >>> parse_promote_body(b'{"version": 3}'), parse_promote_body(b'{"version": 0}')
+    ((3, None), None)
+    """
+    try:
+        body = json.loads(content or b"null")
+    except ValueError:  # also UnicodeDecodeError
+        body = None
+    ok = isinstance(body, dict) and set(body) in ({"version"}, {"version", "namespace"})
+    version = body.get("version") if ok else None
+    namespace = body.get("namespace") if ok else None
+    if (
+        type(version) is not int
+        or version < 1
+        or ("namespace" in body and not (isinstance(namespace, str) and namespace))
+    ):
+        return None
+    return version, namespace
+
+
 def add_views(
     app: faust.App,
     settings: Settings,
@@ -63,10 +99,7 @@ def add_views(
     class Recommendations(View):
         async def get(self, request: Request, user_id: str) -> Response:
             try:
-                raw_k = request.query.get("k")
-                k = settings.k if raw_k is None else parse_count(raw_k)
-                if not 1 <= k <= MAX_K:
-                    raise ValueError
+                k = parse_k(request.query.get("k"), settings.k)
             except ValueError:
                 return self.json({"error": f"k must be an integer from 1 to {MAX_K}"}, status=400)
             query = request.rel_url.query  # a multidict: category and exclude may repeat
@@ -190,22 +223,13 @@ def add_views(
     @app.page("/models/promote")
     class Promote(View):
         async def post(self, request: Request) -> Response:
-            try:
-                body = json.loads(await self.read_request_content(request) or b"null")
-            except ValueError:  # also UnicodeDecodeError
-                body = None
-            ok = isinstance(body, dict) and set(body) in ({"version"}, {"version", "namespace"})
-            version = body.get("version") if ok else None
-            namespace = body.get("namespace") if ok else None
-            if (
-                type(version) is not int
-                or version < 1
-                or ("namespace" in body and not (isinstance(namespace, str) and namespace))
-            ):
+            parsed = parse_promote_body(await self.read_request_content(request))
+            if parsed is None:
                 return self.json(
                     {"error": 'the body must be {"version": <n >= 1>[, "namespace": "<name>"]}'},
                     status=400,
                 )
+            version, namespace = parsed
             by = caller(request)
             return await on_store(
                 self,
