@@ -18,6 +18,7 @@ import gzip
 import json
 import logging
 import os
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import IO, NamedTuple
@@ -216,7 +217,7 @@ def read_events(
                     log.bad_lines.append(line)
                 if log.first_bad is None:
                     log.first_bad = str(exc)
-    except (OSError, EOFError) as exc:  # EOFError: a truncated .gz
+    except (OSError, EOFError, zlib.error) as exc:  # a truncated or corrupt .gz
         raise InputError(f"cannot read {path}: {exc}") from exc
     except UnicodeDecodeError as exc:
         raise InputError(f"{path} is not UTF-8 text: {exc}") from exc

@@ -276,6 +276,9 @@ def _state_from(arrays: dict[str, np.ndarray], values: Any) -> ModelState:
         offsets = arrays.pop(table + STRING_OFFSETS, None)
         if offsets is None or data.dtype != np.uint8 or offsets.dtype != np.int64:
             raise SnapshotFormatError(f"string table {table!r} is malformed")
-        state.strings[table] = decode_strings(data, offsets)
+        try:
+            state.strings[table] = decode_strings(data, offsets)
+        except ModelError as exc:  # what every loader's caller catches is SnapshotError
+            raise SnapshotFormatError(f"string table {table!r} is malformed: {exc}") from exc
     state.arrays = arrays
     return state

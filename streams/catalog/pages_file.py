@@ -12,6 +12,7 @@ catalog half loaded would hide or show pages nobody meant to.
 from __future__ import annotations
 
 import os
+import zlib
 from typing import Any
 
 from online_model.data.events_file import file_rows
@@ -113,7 +114,7 @@ def read_pages(path: str | os.PathLike[str], fmt: str | None = None) -> list[dic
                 pages.append(page_record(row or {}))
             except ValueError as exc:
                 raise InputError(f"{path} line {line}: {exc}") from exc
-    except OSError as exc:
+    except (OSError, EOFError, zlib.error) as exc:  # also a truncated or corrupt .gz
         raise InputError(f"cannot read {path}: {exc}") from exc
     except UnicodeDecodeError as exc:
         raise InputError(f"{path} is not UTF-8 text: {exc}") from exc

@@ -1,0 +1,52 @@
+"""What the fuzzers found (tests/fuzz/regressions/), each as a plain test of the fix.
+
+tests/unit/test_fuzz.py replays the committed inputs through their harnesses; these
+say what each input was and what is promised instead.
+"""
+
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+
+import numpy as np
+import pytest
+from safetensors.numpy import save
+
+from online_model.data.events_file import read_events
+from online_model.errors import InputError, SnapshotFormatError
+from online_model.persist.model_file import state_from_tensors
+from streams.catalog.pages_file import read_pages
+
+
+def _corrupt_gzip(text: bytes) -> bytes:
+    """A .gz whose header is fine and whose deflate stream is not (zlib.error, not OSError)."""
+    data = bytearray(gzip.compress(text, mtime=0))
+    data[10:14] = b"\xff\xff\xff\xff"
+    return bytes(data)
+
+
+def test_a_corrupt_gzipped_events_file_is_an_input_error(tmp_path: Path) -> None:
+    path = tmp_path / "views.csv.gz"
+    path.write_bytes(_corrupt_gzip(b"user_id,page_id,ts_ms\nu1,p1,1\n" * 20))
+    with pytest.raises(InputError, match="cannot read"):
+        read_events(path)
+
+
+@pytest.mark.parametrize("cut", [_corrupt_gzip, lambda text: gzip.compress(text)[:-9]])
+def test_a_corrupt_or_truncated_gzipped_catalog_is_an_input_error(tmp_path: Path, cut) -> None:
+    path = tmp_path / "pages.csv.gz"
+    path.write_bytes(cut(b"page_id,title\n" + b"p1,Home\n" * 20))
+    with pytest.raises(InputError, match="cannot read"):
+        read_pages(path)
+
+
+def test_a_string_table_whose_offsets_do_not_span_its_bytes_is_a_snapshot_format_error() -> None:
+    tensors = save(
+        {
+            "pages.utf8": np.frombuffer(b"homenews", dtype=np.uint8).copy(),
+            "pages.offsets": np.array([0, 4, 9], dtype=np.int64),
+        }
+    )
+    with pytest.raises(SnapshotFormatError, match="string table 'pages' is malformed"):
+        state_from_tensors(tensors, {})
