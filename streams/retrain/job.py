@@ -78,6 +78,11 @@ def spark_context(master: str | None, app_name: str = "streamrec-retrain") -> An
     """
     from pyspark import SparkConf, SparkContext
 
+    if "PYSPARK_GATEWAY_PORT" in os.environ:
+        # spark-submit started this process and its JVM, which holds spark-submit's
+        # settings (--master, --conf...). A SparkConf made before PySpark connects to that
+        # JVM is an empty dict: its master would be local[*], whatever --master said.
+        SparkContext._ensure_initialized()
     conf = SparkConf()
     resolved = master or conf.get("spark.master", None) or "local[*]"
     if resolved.startswith("local"):
