@@ -149,6 +149,9 @@ def _jsonl_rows(path: str | os.PathLike[str]) -> Iterator[tuple[int, dict | None
             except json.JSONDecodeError as exc:
                 yield line, None, f"invalid JSON ({exc.msg})"
                 continue
+            except RecursionError:
+                yield line, None, "invalid JSON (nested too deeply)"
+                continue
             if not isinstance(row, dict):
                 yield line, None, "not a JSON object"
                 continue

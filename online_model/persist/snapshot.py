@@ -322,7 +322,7 @@ def _verified_v2(view: memoryview, key: bytes) -> tuple[dict[str, Any], memoryvi
         raise SnapshotVerificationError("snapshot MAC does not match: wrong key or altered bytes")
     try:
         header = json.loads(bytes(view[_PREFIX_V2_SIZE:body_start]))
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:  # RecursionError: nested too deeply
         raise SnapshotFormatError(f"bad snapshot manifest: {exc!r}") from exc
     if not isinstance(header, dict) or not isinstance(header.get("meta"), dict):
         raise SnapshotFormatError("bad snapshot manifest: no meta object")
@@ -343,7 +343,7 @@ def _verified_v1(view: memoryview, key: bytes) -> tuple[dict[str, Any], memoryvi
         meta_dict = header["meta"]
         encoding = header["body_encoding"]
         body_length = int(header["body_length"])
-    except (ValueError, KeyError, TypeError) as exc:
+    except (ValueError, KeyError, TypeError, RecursionError) as exc:
         raise SnapshotFormatError(f"bad snapshot header: {exc!r}") from exc
     body = signed[body_start:]
     if (

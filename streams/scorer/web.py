@@ -60,7 +60,7 @@ def parse_promote_body(content: bytes | None) -> tuple[int, str | None] | None:
     """
     try:
         body = json.loads(content or b"null")
-    except ValueError:  # also UnicodeDecodeError
+    except (ValueError, RecursionError):  # also UnicodeDecodeError; nested too deeply
         body = None
     ok = isinstance(body, dict) and set(body) in ({"version"}, {"version", "namespace"})
     version = body.get("version") if ok else None

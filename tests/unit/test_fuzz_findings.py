@@ -50,3 +50,30 @@ def test_a_string_table_whose_offsets_do_not_span_its_bytes_is_a_snapshot_format
     )
     with pytest.raises(SnapshotFormatError, match="string table 'pages' is malformed"):
         state_from_tensors(tensors, {})
+
+
+# JSON nested past the interpreter's recursion limit: json raises RecursionError (not a
+# ValueError) there, which escaped every parser that caught only ValueError.
+DEEP = b"[" * 5000
+
+
+def test_a_deeply_nested_jsonl_row_is_a_bad_row(tmp_path: Path) -> None:
+    path = tmp_path / "views.jsonl"
+    path.write_bytes(DEEP + b'\n{"user_id": "u1", "page_id": "p1", "ts_ms": 1}\n')
+    with pytest.raises(InputError, match="line 1: invalid JSON"):
+        read_events(path)
+    assert len(read_events(path, skip_bad=True)) == 1
+
+
+def test_a_deeply_nested_promote_body_is_refused() -> None:
+    from streams.scorer.web import parse_promote_body
+
+    assert parse_promote_body(DEEP) is None
+
+
+def test_a_deeply_nested_signed_manifest_is_a_snapshot_format_error() -> None:
+    from online_model.persist.snapshot import load_snapshot
+    from tests.fuzz.fuzz_snapshot import KEY, frame
+
+    with pytest.raises(SnapshotFormatError, match="bad snapshot manifest"):
+        load_snapshot(frame(DEEP, b""), KEY)
