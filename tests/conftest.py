@@ -1,3 +1,7 @@
 """Fixtures live in :mod:`tests.support`; they are registered here as pytest plugins."""
 
-pytest_plugins = ["tests.support.fixtures", "tests.support.outages"]
+pytest_plugins = [
+    "tests.support.fixtures",
+    "tests.support.outages",
+    "tests.support.spark_cluster",
+]
