@@ -90,6 +90,17 @@ _MIN_SIZE = _PREFIX.size + _MAC_SIZE
 #: Compress the body with zlib level 1 only when it saves at least this share of bytes.
 _MIN_SAVING = 0.1
 
+#: Types of SnapshotMeta's scalar fields, checked when one is read from a file.
+_META_TYPES: dict[str, type | tuple[type, ...]] = {
+    "model_name": str,
+    "version": int,
+    "created_at": (int, float),
+    "events_seen": int,
+    "origin": str,
+    "model_class": str,
+    "content_hash": str,
+}
+
 #: Used when STREAMREC_SNAPSHOT_KEY is empty and STREAMREC_INSECURE_DEV=1. It is public,
 #: so snapshots signed with it prove nothing.
 INSECURE_DEV_KEY = b"streamrec-insecure-dev-key-do-not-use-in-production"
@@ -135,6 +146,10 @@ class SnapshotMeta:
         }
         values["metrics"] = {str(k): float(v) for k, v in (data.get("metrics") or {}).items()}
         values["extra"] = dict(data.get("extra") or {})
+        for name, kind in _META_TYPES.items():  # what the readers of a meta compare and format
+            value = values.get(name)
+            if name in values and (not isinstance(value, kind) or isinstance(value, bool)):
+                raise TypeError(f"meta {name} is a {type(value).__name__}")
         return cls(**values)
 
     @classmethod
@@ -373,7 +388,8 @@ def _raise_if_truncated(view: memoryview, body_start: int) -> None:
 def meta_from(header: dict[str, Any]) -> SnapshotMeta:
     try:
         return SnapshotMeta.from_dict(header["meta"])
-    except (ValueError, KeyError, TypeError) as exc:
+    # AttributeError: offsets or metrics not an object; OverflowError: a number too large
+    except (ValueError, KeyError, TypeError, AttributeError, OverflowError) as exc:
         raise SnapshotFormatError(f"bad snapshot metadata: {exc!r}") from exc
 
 

@@ -77,3 +77,23 @@ def test_a_deeply_nested_signed_manifest_is_a_snapshot_format_error() -> None:
 
     with pytest.raises(SnapshotFormatError, match="bad snapshot manifest"):
         load_snapshot(frame(DEEP, b""), KEY)
+
+
+@pytest.mark.parametrize(
+    "meta",
+    [
+        {"model_name": "m", "offsets": "x"},  # found: AttributeError from .items()
+        {"model_name": "m", "offsets": {"t": {"0": 1e400}}},  # int(inf): OverflowError
+        {"model_name": "m", "metrics": {"hit@10": 10**400}},  # float(big int): OverflowError
+        {"model_name": "m", "version": "7"},  # later compared with an int: TypeError
+        {"model_name": ["m"]},
+    ],
+)
+def test_signed_metadata_of_the_wrong_shape_is_a_snapshot_format_error(meta: dict) -> None:
+    import json
+
+    from online_model.persist.snapshot import read_meta
+    from tests.fuzz.fuzz_snapshot import KEY, frame
+
+    with pytest.raises(SnapshotFormatError, match="bad snapshot metadata"):
+        read_meta(frame(json.dumps({"meta": meta}).encode(), b""), KEY)
