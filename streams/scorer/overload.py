@@ -18,6 +18,7 @@ without a token gets 401, not 503, and takes no place in the bound.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from typing import TYPE_CHECKING, Any
@@ -72,7 +73,10 @@ class InFlightLimit:
         from aiohttp import web
 
         headers = {"Retry-After": str(RETRY_AFTER_S)}
-        body = {"error": f"{OVERLOADED} ({self.limit}); retry after {RETRY_AFTER_S} s"}
+        # Made once: a refusal must cost as little as possible, it comes in floods.
+        body = json.dumps(
+            {"error": f"{OVERLOADED} ({self.limit}); retry after {RETRY_AFTER_S} s"}
+        ).encode()
 
         @web.middleware
         async def bounded(request: web.Request, handler: Any) -> web.StreamResponse:
@@ -81,7 +85,9 @@ class InFlightLimit:
                 return await handler(request)
             if self.in_flight >= self.limit:
                 self._note_refusal()
-                return web.json_response(body, status=503, headers=headers)
+                return web.Response(
+                    body=body, status=503, headers=headers, content_type="application/json"
+                )
             self.in_flight += 1
             try:
                 return await handler(request)
