@@ -3,13 +3,16 @@
 The cluster (:mod:`tests.support.spark_cluster`) is a master and one worker started from
 the installed PySpark's jars on loopback. The commands are the ones of "Retraining on
 Spark" in docs/operations.md, taken out of the page itself, with only the example master
-URL replaced by the test cluster's: ``streamrec retrain --master spark://...`` and
-``spark-submit --master spark://... <streams/retrain/submit.py>``. Each must rebuild, from
-the embedded broker, the very model a ``local[2]`` retrain builds from the same events.
+URL replaced by the test cluster's: ``streamrec retrain --master spark://...``,
+``spark-submit --master spark://... <streams/retrain/submit.py>``, and the latter with
+``--model hybrid`` for the hybrid's batch layer. Each must run as one application on the
+cluster and rebuild, from the embedded broker, the very model (or batch layer) a
+``local[2]`` retrain builds from the same events: the same content hash.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -21,11 +24,12 @@ from typing import Any
 
 import pytest
 
-from online_model.persist.snapshot import dump_snapshot, read_meta
-from streams.retrain.run import RetrainSpec, retrain_once
+from online_model.persist.batch_layer_file import dump_batch_layer, load_batch_layer
+from online_model.persist.snapshot import SnapshotMeta, dump_snapshot, read_meta
+from streams.retrain.run import RetrainSpec, retrain_batch_layer, retrain_once
 from streams.settings import Settings
 from streams.time_range import TimeRange
-from streams.wiring import snapshot_signing_key, snapshot_store
+from streams.wiring import batch_layer_store, snapshot_signing_key, snapshot_store
 from tests.integration.test_retrain import BAD, _produce_with_bad_records, _views
 from tests.support.spark_cluster import SparkCluster
 
@@ -56,31 +60,33 @@ def documented_cluster_commands(page: Path = OPERATIONS, title: str = SECTION) -
     return found
 
 
-#: The commands of the section run here, by the tool that starts them.
-TESTED = ("streamrec", "spark-submit")
+#: The section's cluster commands, by what starts them: the model (covisit), by
+#: ``streamrec`` and by ``spark-submit``, and the hybrid's batch layer (its namespace set
+#: first), by ``spark-submit``.
+KINDS = ("streamrec", "spark-submit", "hybrid spark-submit")
+#: How the hybrid's line names its namespace; the test gives its own instead.
+HYBRID_NAMESPACE = "STREAMREC_MODEL_NAME=hybrid"
 
 
-def test_the_section_documents_the_tested_ways_onto_a_cluster() -> None:
+def _kind(command: str) -> str:
+    if command.startswith(f"{HYBRID_NAMESPACE} "):
+        return f"hybrid {command.split()[1]}"
+    return command.split()[0]
+
+
+def documented(kind: str) -> str:
+    [command] = [c for c in documented_cluster_commands() if _kind(c) == kind]
+    return command
+
+
+def test_the_section_documents_the_tested_commands_and_says_so() -> None:
     commands = documented_cluster_commands()
-    tested = [c for c in commands if c.split()[0] in TESTED]
-    assert [c.split()[0] for c in tested] == list(TESTED), commands
-    assert "streams.retrain.submit" in tested[1]
-    # The hybrid's batch layer is sent by the same spark-submit line, with other options.
-    submit = tested[1].removesuffix("--publish candidate")
-    others = [c for c in commands if c not in tested]
-    assert others and all(c.startswith(f"STREAMREC_MODEL_NAME=hybrid {submit}") for c in others)
-    # The page says where they are tested.
+    assert sorted(_kind(c) for c in commands) == sorted(KINDS), commands
+    assert "streams.retrain.submit" in documented("spark-submit")
+    # The hybrid's batch layer goes through the same spark-submit line, other options.
+    submit = documented("spark-submit").removesuffix("--publish candidate")
+    assert documented("hybrid spark-submit").startswith(f"{HYBRID_NAMESPACE} {submit}")
     assert Path(__file__).relative_to(ROOT).as_posix() in OPERATIONS.read_text()
-
-
-def _local_content_hash(spark: Any, settings: Settings) -> str:
-    """The content hash of what ``streamrec retrain`` builds on ``local[2]`` (every event up
-    to now, --tail TAIL): the retrain's own code, on the session's local SparkContext."""
-    now = int(time.time() * 1000)
-    spec = RetrainSpec(settings.model_spec, {}, TimeRange(None, now), tail=TAIL)
-    outcome = retrain_once(spark, settings, spec)
-    key = snapshot_signing_key(settings)
-    return read_meta(dump_snapshot(outcome.snapshot, key), key).content_hash
 
 
 def _finished_apps(cluster: SparkCluster) -> set[str]:
@@ -100,49 +106,60 @@ def _apps_finished_since(
     return new
 
 
-@pytest.mark.parametrize("tool", TESTED)
+def _run_on(
+    cluster: SparkCluster, command: str, settings_env: dict[str, str], cwd: Path
+) -> dict[str, Any]:
+    """Run the documented ``command`` on ``cluster`` (its master URL put in); check that it
+    ran there, as one application; return its JSON summary."""
+    command = command.replace(DOC_MASTER, cluster.master_url)
+    # `python`, `streamrec` and `spark-submit` are this virtualenv's, as on a machine where
+    # streamrec[spark] is installed; its interpreter runs the executors' Python workers.
+    bin_dir = str(Path(sys.executable).parent)
+    env = {
+        **settings_env,
+        **cluster.client_env,
+        "PATH": os.pathsep.join([bin_dir, os.environ.get("PATH", "")]),
+        "STREAMREC_RETRAIN_TAIL": str(TAIL),
+        "STREAMREC_LOG_LEVEL": "warning",
+    }
+    before = _finished_apps(cluster)
+    started = time.monotonic()
+    proc = subprocess.run(
+        ["bash", "-c", command], env=env, cwd=cwd, capture_output=True, text=True, timeout=240
+    )
+    seconds = time.monotonic() - started
+    assert proc.returncode == 0, f"{command}\n{proc.stderr[-4000:]}\n{cluster.logs()}"
+    out: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert len(_apps_finished_since(cluster, before)) == 1, cluster.status()
+    print(f"{command}: {seconds:.1f}s, retrain {out['seconds']}")
+    return out
+
+
+def _produce(settings: Settings) -> list[dict[str, Any]]:
+    views = _views(1_500, int(time.time() * 1000) - 3_600_000, seed=7)
+    _produce_with_bad_records(settings, views)
+    return views
+
+
+@pytest.mark.parametrize("kind", ["streamrec", "spark-submit"])
 def test_the_documented_cluster_command_builds_the_local_model_and_publishes_it(
-    tool: str,
+    kind: str,
     spark_cluster: SparkCluster,
     spark: Any,
     settings: Settings,
     settings_env: dict[str, str],
     tmp_path: Path,
 ) -> None:
-    [command] = [c for c in documented_cluster_commands() if c.split()[0] == tool]
-    command = command.replace(DOC_MASTER, spark_cluster.master_url)
+    views = _produce(settings)
+    # What the same retrain builds on local[2] (every event up to now, --tail TAIL): the
+    # retrain's own code, on the session's local SparkContext.
+    spec = RetrainSpec(settings.model_spec, {}, TimeRange(None, int(time.time() * 1000)))
+    local = retrain_once(spark, settings, dataclasses.replace(spec, tail=TAIL)).snapshot
+    key = snapshot_signing_key(settings)
+    expected = read_meta(dump_snapshot(local, key), key).content_hash
 
-    base = int(time.time() * 1000) - 3_600_000
-    views = _views(1_500, base, seed=7)
-    _produce_with_bad_records(settings, views)
-    expected = _local_content_hash(spark, settings)
+    out = _run_on(spark_cluster, documented(kind), settings_env, tmp_path)
 
-    # `python`, `streamrec` and `spark-submit` are this virtualenv's, as on a machine where
-    # streamrec[spark] is installed; its interpreter runs the executors' Python workers.
-    bin_dir = str(Path(sys.executable).parent)
-    env = {
-        **settings_env,
-        **spark_cluster.client_env,
-        "PATH": os.pathsep.join([bin_dir, os.environ.get("PATH", "")]),
-        "STREAMREC_RETRAIN_TAIL": str(TAIL),
-        "STREAMREC_LOG_LEVEL": "warning",
-    }
-    before = _finished_apps(spark_cluster)
-    started = time.monotonic()
-    proc = subprocess.run(
-        ["bash", "-c", command],
-        env=env,
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=240,
-    )
-    seconds = time.monotonic() - started
-    assert proc.returncode == 0, f"{command}\n{proc.stderr[-4000:]}\n{spark_cluster.logs()}"
-    out = json.loads(proc.stdout.strip().splitlines()[-1])
-
-    # It ran on the cluster: one more application finished there.
-    assert len(_apps_finished_since(spark_cluster, before)) == 1, spark_cluster.status()
     assert out["events"] == len(views)
     assert out["bulk_events"] == len(views) - TAIL  # counted by the cluster's executor
     assert out["bad_by_reason"] == dict.fromkeys(BAD.values(), 1)
@@ -156,4 +173,31 @@ def test_the_documented_cluster_command_builds_the_local_model_and_publishes_it(
     assert snap.meta.origin == "retrain"
     assert snap.meta.content_hash == expected
     assert store.current_version() is None
-    print(f"{tool} on {spark_cluster.master_url}: {seconds:.1f}s, retrain {out['seconds']}")
+
+
+def test_the_documented_hybrid_command_builds_the_local_batch_layer_and_publishes_it(
+    spark_cluster: SparkCluster,
+    spark: Any,
+    settings: Settings,
+    settings_env: dict[str, str],
+    tmp_path: Path,
+) -> None:
+    views = _produce(settings)
+    spec = RetrainSpec("hybrid", {}, TimeRange(None, int(time.time() * 1000)))
+    local = retrain_batch_layer(spark, settings, spec)
+    key = snapshot_signing_key(settings)
+    meta = SnapshotMeta(settings.model_name, offsets=local.offsets, origin="retrain")
+    expected = load_batch_layer(dump_batch_layer(meta, local.layer, key), key).meta.content_hash
+
+    # The test's own namespace, not the shared "hybrid".
+    command = documented("hybrid spark-submit")
+    command = command.replace(HYBRID_NAMESPACE, f"STREAMREC_MODEL_NAME={settings.model_name}")
+    out = _run_on(spark_cluster, command, settings_env, tmp_path)
+
+    assert out["events"] == len(views)
+    assert out["bad_by_reason"] == dict.fromkeys(BAD.values(), 1)
+    assert out["content_hash"] == expected  # the very layer local[2] fits
+    assert out["publish"] == "live" and out["version"] is not None
+    published = batch_layer_store(settings).load(out["version"])
+    assert published.meta.content_hash == expected
+    assert published.meta.offsets == local.offsets
