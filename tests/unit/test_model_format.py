@@ -429,9 +429,7 @@ def test_files_name_the_builtins_as_the_format_defines_them() -> None:
         "popularity": "online_model.popularity.DecayedPopularity",
     }
     spec = (Path(__file__).parents[2] / "docs" / "model-format.md").read_text()
-    # The ensemble's layout is described in docs/models.md until model-format.md gets it.
-    undocumented = ("Blend", "Ensemble")
-    assert all(f"`{name}`" in spec for name in names.values() if not name.endswith(undocumented))
+    assert all(f"`{name}`" in spec for name in names.values())
 
 
 def test_a_pickle_naming_the_old_module_paths_still_loads(
