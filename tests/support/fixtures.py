@@ -163,13 +163,26 @@ def settings_env(settings: Settings) -> dict[str, str]:
 
 
 @pytest.fixture(scope="session")
-def spark() -> Iterator[Any]:
-    """One local[2] SparkContext for every test of the session (start-up costs seconds)."""
+def _spark_contexts() -> Iterator[dict[str, Any]]:
+    """The session's local[2] SparkContext, once made (stopped at the end)."""
+    held: dict[str, Any] = {}
+    yield held
+    sc = held.get("sc")
+    if sc is not None and sc._jsc is not None:
+        sc.stop()
+
+
+@pytest.fixture
+def spark(_spark_contexts: dict[str, Any]) -> Any:
+    """One local[2] SparkContext shared by the session's tests (start-up costs seconds),
+    made again when a test stopped it: an in-process ``streamrec retrain`` stops the
+    context it ran on, which is this one."""
     from streams.retrain import job  # imported late: pyspark is an optional extra
 
-    sc = job.spark_context("local[2]", app_name="streamrec-tests")
-    yield sc
-    sc.stop()
+    sc = _spark_contexts.get("sc")
+    if sc is None or sc._jsc is None:
+        sc = _spark_contexts["sc"] = job.spark_context("local[2]", app_name="streamrec-tests")
+    return sc
 
 
 StoreFactory = Callable[..., SnapshotStore]
