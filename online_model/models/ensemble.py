@@ -37,36 +37,13 @@ import numpy as np
 from online_model.base import Recommender, Reward
 from online_model.errors import ModelError
 from online_model.models.covisit import Covisitation
-from online_model.models.hybrid_delta import recent_rows
-from online_model.state import ModelState, check_indptr, id_table, rows_of, stores_state
-
-#: The weights of the session neighbours the ranker chooses from (0: covisit alone).
-GRID = (0.0, 0.05, 0.1, 0.2, 0.35, 0.5)
-_GRID_COLUMN = np.asarray(GRID)[:, None]
-
-#: The list length the weights are judged on.
-JUDGE_K = 10
-#: Judged events (decayed) before a weight learned from them is served.
-MIN_EVIDENCE = 200.0
-#: A weight above 0 must beat 0 by this many hits and this many standard deviations.
-MIN_GAIN = 3.0
-Z_GAIN = 2.0
-
-
-def _rows_state(keys: list[Hashable], lists: Sequence[Sequence[Hashable]], what: str) -> ModelState:
-    state = recent_rows(id_table(keys, what), lists)
-    return state
-
-
-def _rows_from(state: ModelState, what: str) -> OrderedDict[str, list[str]]:
-    keys = state.table("recent.users")
-    table = state.table("recent.pages")
-    flat = state.array("recent.page", np.int32)
-    bounds = check_indptr(state.array("recent.indptr", np.int64), len(keys), len(flat), what)
-    rows = rows_of(flat, len(table), what)
-    return OrderedDict(
-        (key, [table[r] for r in rows[bounds[i] : bounds[i + 1]]]) for i, key in enumerate(keys)
-    )
+from online_model.models.hybrid_delta import recent_lists, recent_rows
+from online_model.models.judged_weight import (
+    GRID,
+    choose_weight,
+    hits_by_weight,
+)
+from online_model.state import ModelState, id_table, stores_state
 
 
 @stores_state
@@ -189,11 +166,7 @@ class Ensemble(Recommender):
         cands, on, nb = self._mixable(user, session, set(session))
         hits = np.zeros(len(GRID))
         if item in cands and len(cands) > 0:
-            at = cands.index(item)
-            mixed = (1.0 - _GRID_COLUMN) * on + _GRID_COLUMN * nb
-            mine = mixed[:, at : at + 1]
-            rank = (mixed > mine).sum(axis=1) + (mixed[:, :at] == mine).sum(axis=1)
-            hits = (rank < JUDGE_K).astype(float)
+            hits = hits_by_weight(on, nb, cands.index(item))
         decay = 1.0 - self.rate
         self._hits = self._hits * decay + hits
         self._disagree = self._disagree * decay + (hits != hits[0])
@@ -201,12 +174,7 @@ class Ensemble(Recommender):
         self.weight = self._choose()
 
     def _choose(self) -> float:
-        if self._judged < MIN_EVIDENCE:
-            return 0.0
-        gain = self._hits - self._hits[0]
-        enough = (gain >= MIN_GAIN) & (gain >= Z_GAIN * np.sqrt(self._disagree))
-        enough[0] = True
-        return GRID[int(np.argmax(np.where(enough, self._hits, -np.inf)))]
+        return choose_weight(self._hits, self._disagree, self._judged, 0.0)
 
     # -- the session-neighbour generator --------------------------------------------------------
     def _neighbour_scores(
@@ -306,10 +274,11 @@ class Ensemble(Recommender):
         )
         state.nest("covisit", self.covisit.state_arrays())
         users = list(self._sessions)
-        state.nest("sessions", _rows_state(users, list(self._sessions.values()), "user"))
+        state.nest("sessions", recent_rows(id_table(users, "user"), list(self._sessions.values())))
         state.arrays["active"] = np.fromiter((self._active[u] for u in users), np.int64, len(users))
         state.nest(
-            "viewers", _rows_state(list(self._viewers), list(self._viewers.values()), "page")
+            "viewers",
+            recent_rows(id_table(list(self._viewers), "page"), list(self._viewers.values())),
         )
         return state
 
@@ -328,10 +297,10 @@ class Ensemble(Recommender):
                 raise ModelError(f"ensemble state: {name} of shape {counts.shape}")
             setattr(model, f"_{name}", counts)
         sessions = state.sub("sessions")
-        model._sessions = _rows_from(sessions, "sessions")  # type: ignore[assignment]
+        model._sessions = recent_lists(sessions, "sessions")  # type: ignore[assignment]
         active = state.array("active", np.int64)
         if len(active) != len(model._sessions):
             raise ModelError("ensemble state: activity and sessions differ in length")
         model._active = dict(zip(model._sessions, active.tolist(), strict=True))
-        model._viewers = dict(_rows_from(state.sub("viewers"), "viewers"))  # type: ignore[arg-type]
+        model._viewers = dict(recent_lists(state.sub("viewers"), "viewers"))  # type: ignore[arg-type]
         return model

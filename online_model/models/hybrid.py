@@ -15,7 +15,7 @@ import numpy as np
 from online_model.base import Recommender, Reward
 from online_model.errors import ModelError
 from online_model.models.covisit import Covisitation
-from online_model.models.hybrid_delta import apply_recent, recent_rows
+from online_model.models.hybrid_delta import apply_recent, recent_lists, recent_rows
 from online_model.models.itemitem import (
     HISTORY_LENGTH,
     L2,
@@ -25,33 +25,15 @@ from online_model.models.itemitem import (
     ItemItem,
     fit_item_item,
 )
+from online_model.models.judged_weight import GRID, JUDGE_K, choose_weight, hits_by_weight
 from online_model.state import (
     ModelState,
-    check_indptr,
     id_table,
-    rows_of,
     stores_state,
     tracks_changes,
 )
 
 logger = logging.getLogger(__name__)
-
-#: The batch shares ``w`` a history bucket chooses from (the first, 0, is covisit alone).
-GRID = (0.0, 0.05, 0.1, 0.2, 0.35, 0.5)
-
-#: GRID as a column, to mix every weight with one product.
-_GRID_COLUMN = np.asarray(GRID)[:, None]
-
-#: The list length the weights are judged on (hit@10).
-JUDGE_K = 10
-
-#: Judged events (decayed) a bucket needs before it serves a weight learned from them.
-MIN_EVIDENCE = 200.0
-
-#: A weight above 0 is served only if its decayed hits beat those of 0 by ``MIN_GAIN`` and
-#: by ``Z_GAIN`` standard deviations of a sign test on the events where the two disagree.
-MIN_GAIN = 3.0
-Z_GAIN = 2.0
 
 #: Lower bounds of the history-length buckets (distinct pages) that each learn a ``w``.
 _BUCKETS = (1, 2, 4, 8, 16, 32)
@@ -365,15 +347,8 @@ class Hybrid(Recommender):
                 cands += extra
                 scores += self.online.score_items(user, extra, recent)
             get = batch.get
-            on = np.asarray(scores)
             ba = np.fromiter((get(page) for page in cands), float, len(cands))
-            at = cands.index(item)
-            grid = _GRID_COLUMN
-            mixed = (1.0 - grid) * on + grid * ba  # (weights, candidates)
-            mine = mixed[:, at : at + 1]
-            # Its rank under a stable sort: the candidates above it, and those tied before it.
-            rank = (mixed > mine).sum(axis=1) + (mixed[:, :at] == mine).sum(axis=1)
-            hits = (rank < JUDGE_K).astype(float)
+            hits = hits_by_weight(np.asarray(scores), ba, cands.index(item))
         decay = 1.0 - self.batch_rate
         self._hits[bucket] *= decay
         self._hits[bucket] += hits
@@ -384,14 +359,9 @@ class Hybrid(Recommender):
 
     def _choose(self, bucket: int) -> float:
         """The weight ``bucket`` serves given its evidence (see the class docstring)."""
-        if self._judged[bucket] < MIN_EVIDENCE:
-            return self._prior[bucket]
-        hits = self._hits[bucket]
-        gain = hits - hits[0]
-        enough = (gain >= MIN_GAIN) & (gain >= Z_GAIN * np.sqrt(self._disagree[bucket]))
-        enough[0] = True
-        best = int(np.argmax(np.where(enough, hits, -np.inf)))  # first: the smallest
-        return GRID[best]
+        return choose_weight(
+            self._hits[bucket], self._disagree[bucket], self._judged[bucket], self._prior[bucket]
+        )
 
     def _weight_values(self) -> dict[str, Any]:
         """The learned weights and their evidence, as plain values."""
@@ -492,15 +462,5 @@ class Hybrid(Recommender):
         if state.values["has_batch"]:
             model.batch_layer = ItemItem.from_state(state.sub("batch"))
         model._load_weights(state.values)
-        users = state.table("recent.users")
-        pages = state.table("recent.pages")
-        flat = state.array("recent.page", np.int32)
-        bounds = check_indptr(
-            state.array("recent.indptr", np.int64), len(users), len(flat), "recent"
-        )
-        rows = rows_of(flat, len(pages), "recent pages")
-        model._recent = OrderedDict(
-            (user, [pages[r] for r in rows[bounds[i] : bounds[i + 1]]])
-            for i, user in enumerate(users)
-        )
+        model._recent = recent_lists(state, "recent")  # type: ignore[assignment]
         return model

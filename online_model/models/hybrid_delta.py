@@ -14,6 +14,7 @@ order and with the page table :meth:`Hybrid.state_arrays` gives.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Hashable, Sequence
 
 import numpy as np
@@ -42,6 +43,18 @@ def recent_rows(users: list[str], lists: Sequence[Sequence[Hashable]]) -> ModelS
             "recent.page": np.fromiter((table[p] for pages in lists for p in pages), np.int32),
         },
         strings={"recent.users": users, "recent.pages": id_table(table, "page")},
+    )
+
+
+def recent_lists(state: ModelState, what: str) -> OrderedDict[str, list[str]]:
+    """Inverse of :func:`recent_rows`: each key's list, in the stored order (``what``
+    names the rows in errors)."""
+    keys, pages = state.table("recent.users"), state.table("recent.pages")
+    flat = state.array("recent.page", np.int32)
+    bounds = check_indptr(state.array("recent.indptr", np.int64), len(keys), len(flat), what)
+    rows = rows_of(flat, len(pages), f"{what} pages")
+    return OrderedDict(
+        (key, [pages[r] for r in rows[bounds[i] : bounds[i + 1]]]) for i, key in enumerate(keys)
     )
 
 

@@ -10,7 +10,8 @@ import pytest
 
 from online_model.errors import ModelError
 from online_model.models.covisit import Covisitation
-from online_model.models.ensemble import GRID, MIN_EVIDENCE, Ensemble
+from online_model.models.ensemble import Ensemble
+from online_model.models.judged_weight import GRID, MIN_EVIDENCE
 from online_model.registry import make_model
 
 
