@@ -10,7 +10,6 @@ restart.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from typing import Any
 
@@ -31,7 +30,7 @@ from streams.experiment.record import (
 from streams.experiment.store import ExperimentStore, copy_as_challenger
 from streams.settings import Settings
 from streams.state.snapshot_store import SnapshotStore
-from streams.wiring import snapshot_store
+from streams.wiring import store_for
 
 
 def _settings_and_store() -> tuple[Settings, ExperimentStore]:
@@ -40,7 +39,7 @@ def _settings_and_store() -> tuple[Settings, ExperimentStore]:
 
 
 def _store_of(settings: Settings, namespace: str) -> SnapshotStore:
-    return snapshot_store(dataclasses.replace(settings, model_name=namespace))
+    return store_for(settings)(namespace)
 
 
 @click.group("experiment")

@@ -121,18 +121,18 @@ def list_(as_json: bool, k: int | None, namespace: str | None) -> None:
     namespace that is not served). Versions that do not verify are listed as UNVERIFIED
     (and cannot be promoted)."""
     settings = Settings.from_env(k=k)
-    store, served = _namespace_store(settings, namespace)
-    rows = model_actions.version_rows(store, settings.k, served)
+    served, rows = model_actions.served_rows(*_lifecycle(settings), settings.k, namespace)
     if as_json:
         click.echo(json.dumps(rows, sort_keys=True))
         return
     click.echo(served_line(served))
-    if store.model_name != served.namespace:
-        click.echo(f"listing {store.model_name}, which is not served")
+    listed = namespace or served.namespace
+    if listed != served.namespace:
+        click.echo(f"listing {listed}, which is not served")
     if rows:
         click.echo(_table(rows, settings.k))
     else:
-        click.echo(f"no snapshots in namespace {store.model_name!r}", err=True)
+        click.echo(f"no snapshots in namespace {listed!r}", err=True)
 
 
 @command.command("status")

@@ -12,7 +12,6 @@ caller judged, so two scorers' gates, or a gate and an operator, cannot both dec
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import time
 from typing import Any
@@ -28,8 +27,7 @@ from streams.experiment.record import Experiment
 from streams.experiment.statistics import ArmCounts
 from streams.state.connection import redis_errors
 from streams.state.keys import ModelKeys
-from streams.state.serving import LOG_LENGTH as SERVING_LOG_LENGTH
-from streams.state.serving import Placement, change_entry
+from streams.state.serving import Placement, change_entry, queue_change
 from streams.state.snapshot_store import SnapshotStore
 
 log = logging.getLogger(__name__)
@@ -164,8 +162,7 @@ class ExperimentStore:
                     Placement(experiment.champion, versions["champion"], champion_pinned),
                     experiment=experiment.id,
                 )
-                pipe.lpush(self.keys.serving_log, json.dumps(entry, sort_keys=True))
-                pipe.ltrim(self.keys.serving_log, 0, SERVING_LOG_LENGTH - 1)
+                queue_change(pipe, self.namespace, entry)
             results.record(pipe, finished, versions)
             pipe.execute()
         return finished

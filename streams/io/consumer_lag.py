@@ -131,14 +131,14 @@ def lag_rows(
     >>> [(r.group, r.committed, r.high, r.lag) for r in rows]
     [('s', 944, 944, 0), ('t', None, 944, 944)]
     """
+    bounds = {}
+    for partition, (low, high) in sorted(watermarks.items()):
+        commits = (committed.get(group, {}).get(partition) for group in groups.values())
+        bounds[partition] = (low, max([high, *(c for c in commits if c is not None and c >= 0)]))
     rows = []
-    for partition, (low, high) in list(watermarks.items()):
-        commits = [committed.get(group, {}).get(partition) for group in groups.values()]
-        high = max([high, *(c for c in commits if c is not None and c >= 0)])
-        watermarks = {**watermarks, partition: (low, high)}
     for role, group in groups.items():
         done = committed.get(group, {})
-        for partition, (low, high) in sorted(watermarks.items()):
+        for partition, (low, high) in bounds.items():
             offset = done.get(partition)
             offset = None if offset is None or offset < 0 else offset
             rows.append(

@@ -25,6 +25,9 @@ from streams.state.snapshot_store import SnapshotStore
 
 log = logging.getLogger(__name__)
 
+#: The snapshot store of a namespace (built from the caller's settings).
+StoreFor = Callable[[str], SnapshotStore]
+
 
 def _when(ts: float) -> str:
     if not ts:
@@ -119,15 +122,20 @@ def version_rows(
     return rows
 
 
+def served_rows(
+    serving: Serving, store_for: StoreFor, k: int, namespace: str | None = None
+) -> tuple[ServedModel, list[dict[str, Any]]]:
+    """What is served, and the :func:`version_rows` of ``namespace`` (default: the one
+    served): ``models list``, ``GET /models`` and the console all show these."""
+    served = serving.read()
+    return served, version_rows(store_for(namespace or served.namespace), k, served)
+
+
 @redis_errors
 def experiment_outcomes(store: SnapshotStore) -> dict[int, list[dict[str, Any]]]:
     """The finished experiments each kept version served in, with the decision and the
     per-arm served quality it was taken on (:mod:`streams.experiment.results`)."""
     return results.by_version(store.redis, store.keys)
-
-
-#: The snapshot store of a namespace (built from the caller's settings).
-StoreFor = Callable[[str], SnapshotStore]
 
 
 def _outcome(action: str, by: str, after: ServedModel, before: ServedModel) -> dict[str, Any]:

@@ -124,9 +124,8 @@ def versions(rt: ScorerRuntime, k: int) -> dict[str, Any]:
     error: str | None = None
     serving: dict[str, Any] | None = None
     try:
-        now = rt.lifecycle.read()
+        now, rows = model_actions.served_rows(rt.lifecycle, rt.stores, k)
         serving = now.to_dict()
-        rows = model_actions.version_rows(rt.stores(now.namespace), k, now)
     except (StoreUnavailable, redis.RedisError, SnapshotError, OSError) as exc:
         rows, error = [], f"versions unavailable: {exc}"
     for row in rows:

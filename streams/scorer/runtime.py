@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import logging
 import os
 import time
@@ -81,14 +80,15 @@ class ScorerRuntime:
         self.store = store if store is not None else snapshot_store(settings)
         #: The namespace whose snapshots are served (another after a promotion).
         self.serving = settings.model_name
-        #: What scorers of the model name serve and the store of any namespace: what the
-        #: operator endpoints act on (:mod:`streams.lifecycle.model_actions`).
+        #: What scorers of the model name serve and the store of any namespace (the served
+        #: one after a promotion, a challenger's): what the experiment follower and the
+        #: operator endpoints use (:mod:`streams.lifecycle.model_actions`).
         lifecycle_client = settings.redis_client(socket_timeout=5.0)  # connects when used
         self.lifecycle = serving(settings, lifecycle_client)
         self.stores = store_for(settings, lifecycle_client)
         self.experiments = ExperimentFollower(
             ExperimentStore(settings.redis_client(), settings.model_name),
-            lambda namespace: snapshot_store(dataclasses.replace(settings, model_name=namespace)),
+            self.stores,
             settings.k,
         )
         self.metrics = ScorerMetrics(self.holder, settings.k, self.experiments)
@@ -287,7 +287,7 @@ class ScorerRuntime:
         try:
             serving, adopted = self.experiments.poll()
             if serving != self.serving:
-                store = snapshot_store(dataclasses.replace(self.settings, model_name=serving))
+                store = self.stores(serving)
                 if adopted is None:
                     # Not this scorer's challenger: load it before serving it. Versions of
                     # two namespaces are not comparable, so the model held now is dropped.

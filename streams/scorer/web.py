@@ -210,8 +210,7 @@ def add_views(
     class Models(View):
         async def get(self, request: Request) -> Response:
             def rows() -> list[dict[str, Any]]:
-                served = rt.lifecycle.read()
-                return model_actions.version_rows(rt.stores(served.namespace), settings.k, served)
+                return model_actions.served_rows(rt.lifecycle, rt.stores, settings.k)[1]
 
             return await on_store(self, rows)
 

@@ -168,6 +168,15 @@ def change_entry(
     }
 
 
+def queue_change(pipe: Any, model_name: str, entry: dict[str, Any]) -> None:
+    """Queue ``entry`` at the head of ``model_name``'s serving log on a MULTI ``pipe``:
+    for a change made inside another transaction (an experiment's promotion), as
+    :meth:`Serving.switch` logs its own."""
+    log = ModelKeys(model_name).serving_log
+    pipe.lpush(log, json.dumps(entry, sort_keys=True))
+    pipe.ltrim(log, 0, LOG_LENGTH - 1)
+
+
 def _int(raw: bytes | None) -> int | None:
     return int(raw) if raw is not None else None
 
