@@ -71,8 +71,8 @@ class Duration(click.ParamType):
     """A duration with its unit (:func:`~streams.durations.parse_duration`), as seconds.
 
     Zero (``0``, ``0s``) only where ``zero`` allows it. The error names the option and the
-    value as typed (``--every 6: give a unit, e.g. 6s, 6m or 6h``), or the environment
-    variable when the value came from there.
+    value as typed (``--every 6: give a unit, e.g. 6s, 6m or 6h``); a variable's value is
+    checked where it is read (``STREAMREC_RETRAIN_EVERY='6' is not valid: ...``).
     """
 
     name = "duration"
@@ -98,7 +98,7 @@ class Duration(click.ParamType):
 
 
 def _typed(value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
-    """``--every 6`` (a variable's value is checked where it is read: streams/settings.py)."""
+    """``--every 6``: the option as typed."""
     if param is None:
         return str(value)
     return f"{param.opts[0] if param.opts else param.name} {value}"
