@@ -332,6 +332,9 @@ class Settings:
     trainer_challenger: bool | None = _option(
         "STREAMREC_TRAINER_CHALLENGER", _env_bool, role="trainer"
     )
+    #: ``i/N``: this process is trainer shard i of N, learning the partitions p % N == i
+    #: (unset: one trainer learns every partition, as always; docs/operations.md).
+    trainer_shard: str | None = _option("STREAMREC_TRAINER_SHARD", str, role="trainer")
     # streamrec replay
     replay_from: str | None = _option("STREAMREC_REPLAY_FROM", str, role="replay")
     replay_to: str | None = _option("STREAMREC_REPLAY_TO", str, role="replay")

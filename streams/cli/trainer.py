@@ -12,6 +12,7 @@ import click
 from streams.cli.options import Duration, model_option, param_option, parse_params, setting_option
 from streams.settings import Settings
 from streams.trainer.run import DEFAULT_LEASE_TTL, challenger_training, ready_line, run_trainer
+from streams.trainer.shards import ShardRun, ShardSpec, run_shard
 
 log = logging.getLogger(__name__)
 
@@ -42,12 +43,20 @@ log = logging.getLogger(__name__)
     help="Train the challenger of the experiment running on STREAMREC_MODEL_NAME (its "
     "namespace, model and parameters come from the experiment record).",
 )
+@setting_option(
+    "--shard",
+    default=None,
+    setting="trainer_shard",
+    help="Run as trainer shard i/N (e.g. 0/2): learn the partitions p with p % N == i; "
+    "the shards' merge is the model (covisit and popularity only).",
+)
 def command(
     model_spec: str | None,
     params: tuple[str, ...],
     snapshot_interval: float | None,
     lease_ttl: float,
     challenger: bool,
+    shard: str | None,
 ) -> None:
     """Learn from page views; publish signed snapshots to Redis until SIGTERM/SIGINT.
 
@@ -66,6 +75,9 @@ def command(
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
+    if shard:
+        _run_shard(settings, ShardSpec.parse(shard), model_spec, model_params, stop, lease_ttl)
+        return
     trainer = run_trainer(
         settings,
         model_spec,
@@ -78,5 +90,28 @@ def command(
         f"trainer stopped: learned {trainer.events_learned} events, skipped "
         f"{trainer.bad_events} bad, published {trainer.snapshots_published} snapshots "
         f"(last version {trainer.last_version})",
+        err=True,
+    )
+
+
+def _run_shard(
+    settings: Settings,
+    spec: ShardSpec,
+    model_spec: str | None,
+    params: dict[str, str],
+    stop: threading.Event,
+    lease_ttl: float,
+) -> None:
+    def ready(run: ShardRun) -> None:
+        click.echo(
+            f"trainer shard ready: model {settings.model_name}, shard {spec}, partitions "
+            f"{sorted(run.trainers)} of {settings.topic_page_views}",
+            err=True,
+        )
+
+    run = run_shard(settings, spec, model_spec, params, stop, lease_ttl, on_ready=ready)
+    click.echo(
+        f"trainer shard stopped: learned {run.events_learned} events in partitions "
+        f"{sorted(run.trainers)}, {run.merger.merges_published} merged snapshots published",
         err=True,
     )

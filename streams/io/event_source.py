@@ -43,6 +43,9 @@ class KafkaEventSource:
         How often to look for new partitions.
     reader
         Names the reader in logs (``trainer``, ``catalog``, ...).
+    only_partitions
+        Read only these partitions of each topic (a trainer shard's); None: every one,
+        including partitions added later.
     """
 
     def __init__(
@@ -52,10 +55,12 @@ class KafkaEventSource:
         group_id: str | None = None,
         metadata_refresh_s: float = 10.0,
         reader: str = "trainer",
+        only_partitions: set[int] | None = None,
     ) -> None:
         self.topics = list(topics or [settings.topic_page_views])
         self.metadata_refresh_s = metadata_refresh_s
         self.reader = reader
+        self.only_partitions = None if only_partitions is None else set(only_partitions)
         self.fetch_wait_ms = settings.fetch_wait_ms
         self._config = settings.consumer_config(group_id or settings.trainer_group)
         self._consumer = Consumer(self._config)
@@ -76,7 +81,11 @@ class KafkaEventSource:
                 raise ServiceError(f"cannot read metadata of topic {topic}: {exc}") from exc
             if meta is None or meta.error is not None:
                 raise ServiceError(f"topic {topic} is not available: {meta and meta.error}")
-            out[topic] = sorted(meta.partitions)
+            out[topic] = sorted(
+                p
+                for p in meta.partitions
+                if self.only_partitions is None or p in self.only_partitions
+            )
         return out
 
     def assign(self, offsets: Offsets) -> None:
@@ -84,7 +93,7 @@ class KafkaEventSource:
         wanted = {t: set(ps) for t, ps in self.partitions().items()}
         for topic, parts in offsets.items():
             if topic in wanted:  # a partition the snapshot saw is kept even if metadata lags
-                wanted[topic] |= set(parts)
+                wanted[topic] |= {p for p in parts if self._mine(p)}
         self._positions = {
             (t, p): o for t, ps in offsets.items() if t in wanted for p, o in ps.items()
         }
@@ -92,6 +101,9 @@ class KafkaEventSource:
         self._consumer.assign(self._start_points())
         self._next_refresh = time.monotonic() + self.metadata_refresh_s
         log.info("trainer source assigned partitions=%s", {t: sorted(p) for t, p in wanted.items()})
+
+    def _mine(self, partition: int) -> bool:
+        return self.only_partitions is None or partition in self.only_partitions
 
     def _start_points(self) -> list[TopicPartition]:
         return [

@@ -1,0 +1,201 @@
+"""The merger of trainer shards: sum the partitions' newest states into the model's chain.
+
+Each partition of ``page-views`` is learned into a namespace of its own
+(:func:`partition_namespace`), by the ordinary :class:`~streams.trainer.loop.Trainer`
+(its snapshots, deltas, lease and offsets: exactly once per partition). The merger reads
+each partition's ``current`` version, loads what changed (a delta applies to the state it
+holds) and publishes :func:`~online_model.models.shard_merge.merge_states` of them as a
+full snapshot of the model's own namespace, with ``origin="trainer"`` and the partitions'
+offsets: scorers, experiments, lifecycle tools and ``models status`` see one trainer's
+chain. It runs where the model's :class:`~streams.state.lease.TrainerLease` is held, so
+one merger publishes at a time and a plain trainer cannot run beside shards.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from online_model.errors import ConfigurationError, SnapshotError
+from online_model.models.shard_merge import merge_states
+from online_model.persist.snapshot import Snapshot, SnapshotMeta
+from streams.errors import StoreUnavailable
+from streams.state.snapshot_store import SnapshotStore
+from streams.state.trainer_status import STATUS_INTERVAL_S, TrainerStatus
+
+logger = logging.getLogger(__name__)
+
+
+def partition_namespace(model_name: str, partition: int) -> str:
+    """The namespace one partition's part of ``model_name`` is learned in: its keys are
+    those of any namespace (:class:`~streams.state.keys.ModelKeys`), under the model's
+    prefix, so the model's ACL patterns cover them.
+
+    >>> partition_namespace("default", 2)
+    'default:part-2'
+    """
+    return f"{model_name}:part-{partition}"
+
+
+class ShardMerger:
+    """Publishes the merge of the partitions' newest snapshots to ``store``.
+
+    Parameters
+    ----------
+    store
+        The model's own snapshot store (what scorers serve).
+    partition_stores
+        Partition id -> the store its part is published to.
+    cls, params
+        The model's class and constructor parameters (the merged model's).
+    topic
+        The topic whose partitions these are (the merged snapshot's offsets).
+    status
+        Where the model's trainer status goes (``streamrec models status``).
+    """
+
+    def __init__(
+        self,
+        store: SnapshotStore,
+        partition_stores: Mapping[int, SnapshotStore],
+        cls: type,
+        params: Mapping[str, Any],
+        topic: str,
+        status: TrainerStatus | None = None,
+    ) -> None:
+        self.store = store
+        self.partition_stores = dict(partition_stores)
+        self.cls = cls
+        self.params = dict(params)
+        self.topic = topic
+        self.status = status
+        self.held: dict[int, Snapshot] = {}
+        self.merges_published = 0
+        self.last_version: int | None = None
+        self.started_at = time.time()
+        self._next_status = 0.0
+        self._checked_origin = False
+
+    def check_model(self) -> None:
+        """Refuse a namespace whose newest trainer snapshot was not made by shards (a plain
+        trainer's model cannot be split into partitions), or holds another class."""
+        if self._checked_origin:
+            return
+        newest = self.store.newest_version_hint("trainer")
+        if newest is not None:
+            meta = self.store.read_meta(newest)
+            if "partitions" not in meta.extra:
+                raise ConfigurationError(
+                    f"model {self.store.model_name!r} was learned by a single trainer "
+                    f"(version {newest}); trainer shards learn per partition and cannot take "
+                    "it over: use another STREAMREC_MODEL_NAME for a sharded model"
+                )
+        self._checked_origin = True
+
+    def refresh(self) -> bool:
+        """Load every partition's newer ``current``; True when something changed."""
+        changed = False
+        for partition, store in sorted(self.partition_stores.items()):
+            version = store.current_version()
+            held = self.held.get(partition)
+            if version is None or (held is not None and held.meta.version == version):
+                continue
+            try:
+                snap = store.load(version, held=held)
+            except SnapshotError as exc:
+                logger.warning(
+                    "partition snapshot not merged partition=%d version=%d error=%r",
+                    partition,
+                    version,
+                    str(exc),
+                )
+                continue
+            if type(snap.model) is not self.cls or snap.image is None:
+                raise ConfigurationError(
+                    f"partition {partition} of {self.store.model_name} holds a "
+                    f"{type(snap.model).__name__}, not a {self.cls.__name__}"
+                )
+            self.held[partition] = snap
+            changed = True
+        return changed
+
+    def merge(self) -> int | None:
+        """Publish the merge of the held partition snapshots when any changed; returns the
+        version (None: nothing new, or Redis unavailable)."""
+        try:
+            self.check_model()
+            if not self.refresh() or not self.held:
+                return None
+            snap, state = self.merged()
+            version = self.store.publish_full(snap, state=state).version
+        except StoreUnavailable as exc:
+            logger.warning("merged snapshot not published error=%r", str(exc))
+            return None
+        self.merges_published += 1
+        self.last_version = version
+        return version
+
+    def merged(self) -> tuple[Snapshot, Any]:
+        """The merged snapshot of the held partitions, and its state."""
+        held = [self.held[p] for p in sorted(self.held)]
+        parts = []
+        for snap in held:
+            assert snap.image is not None
+            parts.append((snap.image.params, snap.image.state))
+        state = merge_states(self.cls, self.params, parts)
+        model = self.cls.from_state(dict(self.params), state)  # type: ignore[attr-defined]
+        events = sum(s.meta.events_seen for s in held)
+        offsets = {
+            self.topic: {
+                p: s.meta.offsets.get(self.topic, {}).get(p, 0) for p, s in self.held.items()
+            }
+        }
+        metrics: dict[str, float] = {}
+        for name in {n for s in held for n in s.meta.metrics}:
+            weights = [
+                (s.meta.metrics[name], s.meta.events_seen) for s in held if name in s.meta.metrics
+            ]
+            total = sum(w for _, w in weights)
+            metrics[name] = sum(v * w for v, w in weights) / total if total else weights[0][0]
+        meta = SnapshotMeta(
+            model_name=self.store.model_name,
+            created_at=time.time(),
+            events_seen=events,
+            origin="trainer",
+            offsets=offsets,
+            metrics=metrics,
+            extra={"partitions": {str(p): s.meta.version for p, s in self.held.items()}},
+        )
+        bad = sum(int(s.trainer_state.get("bad_events", 0)) for s in held)
+        return Snapshot(meta, model, {"bad_events": bad}), state
+
+    def report(self, shard_records: Callable[[], list[dict[str, Any]]]) -> None:
+        """Every few seconds, the model's trainer status: the shards' records summed."""
+        now = time.monotonic()
+        if self.status is None or now < self._next_status:
+            return
+        self._next_status = now + STATUS_INTERVAL_S
+        records = shard_records()
+        record: dict[str, Any] = {
+            "model_name": self.store.model_name,
+            "model_class": self.cls.__name__,
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "started_at": self.started_at,
+            "updated_at": time.time(),
+            "events_learned": sum(int(r.get("events_learned", 0)) for r in records),
+            "bad_events": sum(int(r.get("bad_events", 0)) for r in records),
+            "last_version": self.last_version,
+            "catching_up": any(r.get("catching_up") for r in records),
+            "stalled": any(r.get("stalled") for r in records),
+            "behind": sum(int(r.get("behind", 0) or 0) for r in records),
+            "shards": len(self.partition_stores),
+        }
+        try:
+            self.status.write(record)
+        except StoreUnavailable as exc:
+            logger.debug("merger status not written error=%r", str(exc))

@@ -1,0 +1,108 @@
+"""Trainer shards (streams/trainer/shards.py): two processes share the page-view
+partitions of one model; the one that merges is SIGKILLed while page views flow and
+comes back. Each partition's state travels with its offsets, so at the end the merged
+model counts every produced page view exactly once, page by page."""
+
+from __future__ import annotations
+
+import signal
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from streams.io.topics import ensure_topics
+from streams.services.processes import ChildProcess, wait_for
+from streams.settings import Settings
+from streams.state.lease import TrainerLease
+from streams.state.snapshot_store import SnapshotStore
+from streams.trainer.merger import partition_namespace
+from tests.support.fixtures import TEST_SNAPSHOT_KEY
+from tests.support.outages import Traffic, stopping, summary
+
+pytestmark = pytest.mark.trainer_shards
+
+#: Counts without decay, so the merged model's counts can be compared page by page.
+NO_DECAY = ["--param", "half_life=0", "--param", "pop_half_life=0"]
+
+
+def _shard(env: dict[str, str], spec: str, log: Path) -> ChildProcess:
+    return ChildProcess.streamrec(
+        ["--log-level", "info", "trainer", "--shard", spec, *NO_DECAY], env, log
+    )
+
+
+def _lease_holder(settings: Settings, procs: list[ChildProcess]) -> ChildProcess | None:
+    holder = TrainerLease(settings.redis_client(), settings.model_name).holder() or ""
+    return next((p for p in procs if f":{p.pid}:" in holder), None)
+
+
+def test_a_sigkilled_shard_resumes_its_partitions_and_every_event_is_learned_once(
+    settings: Settings, settings_env: dict[str, str], tmp_path: Path
+) -> None:
+    ensure_topics(settings, [settings.topic_page_views])
+    env = {
+        **settings_env,
+        "STREAMREC_SNAPSHOT_INTERVAL": "300ms",
+        "STREAMREC_MODEL": "covisit",
+        "STREAMREC_TRAINER_LEASE_TTL": "2s",
+    }
+    key = TEST_SNAPSHOT_KEY.encode()
+    client = settings.redis_client()
+    store = SnapshotStore(client, settings.model_name, key)
+    traffic = Traffic(settings, rate=150.0).start()
+    procs = [_shard(env, f"{i}/2", tmp_path / f"shard-{i}.log") for i in range(2)]
+    try:
+        wait_for(
+            lambda: (v := store.current_version()) is not None
+            and len(store.read_meta(v).extra.get("partitions", {})) == settings.partitions,
+            30,
+            "a merge of every partition",
+        )
+        victim = _lease_holder(settings, procs)
+        assert victim is not None, [p.output()[-2000:] for p in procs]
+        time.sleep(0.5)
+        victim.popen.send_signal(signal.SIGKILL)
+        assert victim.popen.wait(5) == -signal.SIGKILL
+        victim.stop()
+        index = procs.index(victim)
+        killed_at = store.current_version()
+        time.sleep(1.0)  # page views the dead shard's partitions wait for
+        procs.append(_shard(env, f"{index}/2", tmp_path / f"shard-{index}-again.log"))
+        produced = traffic.stop()
+        wait_for(
+            lambda: store.read_meta(store.current_version()).events_seen == produced,  # type: ignore[arg-type]
+            40,
+            "the merge to count every page view",
+        )
+        codes = [p.stop(signal.SIGTERM) for p in procs if p.alive()]
+    finally:
+        for proc in procs:
+            with stopping(proc):
+                pass
+    final = store.load(store.current_version())  # type: ignore[arg-type]
+    pop = final.model._popularity  # type: ignore[attr-defined]
+    want = Counter(traffic.view(i)["page_id"] for i in range(produced))
+    resumed = [
+        SnapshotStore(client, partition_namespace(settings.model_name, p), key).newest_version_hint(
+            "trainer"
+        )
+        for p in range(settings.partitions)
+    ]
+    summary(
+        "trainer_shards_kill",
+        events_in=produced,
+        learned=final.model.n_events_learned,
+        events_seen=final.meta.events_seen,
+        merged_versions=final.meta.version,
+        killed_at_version=killed_at,
+        partition_versions=resumed,
+        exit_codes=codes,
+    )
+    assert codes == [0, 0]
+    assert final.model.n_events_learned == final.meta.events_seen == produced
+    # Page by page: no page view counted twice or missed, whichever partition it was in.
+    assert {page: round(count) for page, count in pop._counts.items()} == dict(want)
+    assert sum(final.meta.offsets[settings.topic_page_views].values()) >= produced
+    assert "trainer resumed" in procs[-1].output()
