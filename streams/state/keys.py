@@ -93,6 +93,12 @@ class ModelKeys:
         """The running trainer's status record (:mod:`streams.state.trainer_status`)."""
         return f"{self.prefix}trainer-status"
 
+    @property
+    def trainer_shards(self) -> str:
+        """The live trainer shards of this model that share its partitions by themselves
+        (sorted set: shard token -> expiry in epoch ms; :mod:`streams.state.shard_members`)."""
+        return f"{self.prefix}trainer-shards"
+
     # -- per-user state (streams.state.history) -----------------------------------------
     def history(self, user: str) -> str:
         return f"{self.prefix}hist:{user}"
