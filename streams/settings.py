@@ -208,6 +208,9 @@ class Settings:
 
     kafka_bootstrap_servers: str | None = _env("KAFKA_BOOTSTRAP_SERVERS", None)
     redis_url: str | None = _env("REDIS_URL", None)
+    #: REDIS_URL names one node of a Redis Cluster (the others are found from it): keys
+    #: take the cluster layout, hash-tagged per model family (docs/redis-cluster.md).
+    redis_cluster: bool = _env("STREAMREC_REDIS_CLUSTER", False)
     schema_registry_url: str | None = _env("SCHEMA_REGISTRY_URL", None)
     kafka_port: int = _env("STREAMREC_KAFKA_PORT", 19092)
     redis_port: int = _env("STREAMREC_REDIS_PORT", 16379)
@@ -536,6 +539,22 @@ class Settings:
                 "REDIS_URL must start with redis://, rediss:// or unix://, "
                 f"got {self.redacted_redis_url}"
             )
+        if self.redis_cluster:
+            self._validate_cluster_url()
+
+    def _validate_cluster_url(self) -> None:
+        if not self.redis_url:
+            raise ConfigurationError(
+                "STREAMREC_REDIS_CLUSTER needs REDIS_URL: the address of one node of the "
+                "cluster (the embedded server is a single node)"
+            )
+        parts = urlsplit(self.redis_url)
+        if parts.scheme == "unix":
+            raise ConfigurationError("a Redis Cluster is reached over TCP: REDIS_URL is unix://")
+        if parts.path.strip("/") not in {"", "0"}:
+            raise ConfigurationError(
+                f"a Redis Cluster has only database 0; REDIS_URL names {parts.path.strip('/')}"
+            )
 
     @staticmethod
     def env_var(name: str) -> str:
@@ -624,12 +643,17 @@ class Settings:
         return ",".join(f"kafka://{server}" for server in self.bootstrap_servers.split(","))
 
     def redis_client(self, **kwargs: Any) -> redis_sync.Redis:
-        """A ``redis.Redis`` for :attr:`effective_redis_url` (username/password/TLS from it)."""
+        """A ``redis.Redis`` for :attr:`effective_redis_url` (username/password/TLS from it);
+        a ``redis.cluster.RedisCluster`` when :attr:`redis_cluster` is set."""
         import redis
 
         kwargs.setdefault("socket_timeout", 2.0)
         kwargs.setdefault("socket_connect_timeout", 2.0)
         kwargs.setdefault("health_check_interval", 10)
+        if self.redis_cluster:
+            from streams.state.cluster_client import cluster_client
+
+            return cluster_client(self.effective_redis_url, **kwargs)  # type: ignore[return-value]
         return redis.Redis.from_url(self.effective_redis_url, **kwargs)
 
     def redis_async_client(self, **kwargs: Any) -> redis_async.Redis:
@@ -637,6 +661,10 @@ class Settings:
 
         kwargs.setdefault("socket_timeout", 2.0)
         kwargs.setdefault("socket_connect_timeout", 2.0)
+        if self.redis_cluster:
+            from streams.state.cluster_client import async_cluster_client
+
+            return async_cluster_client(self.effective_redis_url, **kwargs)  # type: ignore[return-value]
         return redis.asyncio.Redis.from_url(self.effective_redis_url, **kwargs)
 
     def to_env(self) -> dict[str, str]:

@@ -29,6 +29,7 @@ from streams.experiment.record import (
 )
 from streams.experiment.store import ExperimentStore, copy_as_challenger
 from streams.settings import Settings
+from streams.state.serving import cross_family
 from streams.state.snapshot_store import SnapshotStore
 from streams.wiring import store_for
 
@@ -147,6 +148,8 @@ def start(
     champion = experiments.serving()
     experiment_id = new_id()
     challenger = namespace or f"{champion}.x{experiment_id}"
+    if not experiments.keys.same_slot(challenger):
+        raise ConfigurationError(cross_family(champion, challenger))
     model, model_params = "", dict[str, str]()
     if challenger_text is not None:
         model, model_params = parse_challenger(challenger_text)

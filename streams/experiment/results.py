@@ -61,14 +61,17 @@ def namespaces(experiment: Experiment) -> dict[str, str]:
     return {CHAMPION: experiment.champion, CHALLENGER: experiment.challenger}
 
 
-def record(pipe: Any, finished: Experiment, versions: Mapping[str, int | None]) -> None:
-    """Queue, on a MULTI ``pipe``, the outcome under each arm's version (none: skipped)."""
+def record(
+    pipe: Any, keys: ModelKeys, finished: Experiment, versions: Mapping[str, int | None]
+) -> None:
+    """Queue, on a MULTI ``pipe``, the outcome under each arm's version (none: skipped);
+    ``keys`` gives the layout (any namespace's keys)."""
     for arm, namespace in namespaces(finished).items():
         version = versions.get(arm)
         if version is None:
             continue
         pipe.hset(
-            ModelKeys(namespace).experiment_results,
+            keys.of(namespace).experiment_results,
             field_name(version, finished.id),
             json.dumps(outcome(finished, arm, versions), sort_keys=True, allow_nan=False),
         )

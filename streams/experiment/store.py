@@ -25,7 +25,7 @@ from streams.experiment import results
 from streams.experiment.assignment import ARMS
 from streams.experiment.record import Experiment
 from streams.experiment.statistics import ArmCounts
-from streams.state.connection import redis_errors
+from streams.state.connection import is_cluster, redis_errors
 from streams.state.keys import ModelKeys
 from streams.state.serving import Placement, change_entry, queue_change
 from streams.state.snapshot_store import SnapshotStore
@@ -47,13 +47,13 @@ class ExperimentStore:
     def __init__(self, client: Any, namespace: str) -> None:
         self.redis = client
         self.namespace = namespace
-        self.keys = ModelKeys(namespace)
+        self.keys = ModelKeys(namespace, is_cluster(client))
 
     # -- what scorers read every poll ---------------------------------------------------
     @redis_errors
     def read(self) -> tuple[str, Experiment | None]:
         """(namespace to serve as champion, running experiment or None), one round trip."""
-        serving, raw = self.redis.mget([self.keys.serving, self.keys.experiment])
+        serving, raw = self.redis.mget(self.keys.experiment_read_group())
         namespace = serving.decode() if serving else self.namespace
         return namespace, Experiment.from_json(raw) if raw else None
 
@@ -119,18 +119,19 @@ class ExperimentStore:
         self, experiment: Experiment, action: str, reason: str, figures: dict[str, Any], by: str
     ) -> Experiment | None:
         arms = results.namespaces(experiment)
-        currents = [ModelKeys(namespace).current for namespace in arms.values()]
+        currents = [self.keys.of(namespace).current for namespace in arms.values()]
         with self.redis.pipeline(transaction=True) as pipe:
             pipe.watch(self.keys.experiment, *currents)
             raw = pipe.get(self.keys.experiment)
             if not raw or Experiment.from_json(raw).id != experiment.id:
                 return None
             # The version each arm serves now: the decision is recorded beside them.
+            # One GET per arm: a cluster client's pipeline refuses MGET.
             versions = {
                 arm: int(v) if v is not None else None
-                for arm, v in zip(arms, pipe.mget(currents), strict=True)
+                for arm, v in zip(arms, [pipe.get(key) for key in currents], strict=True)
             }
-            champion_keys = ModelKeys(experiment.champion)
+            champion_keys = self.keys.of(experiment.champion)
             champion_pinned = bool(pipe.exists(champion_keys.pinned))
             finished = dataclasses.replace(
                 experiment,
@@ -162,8 +163,8 @@ class ExperimentStore:
                     Placement(experiment.champion, versions["champion"], champion_pinned),
                     experiment=experiment.id,
                 )
-                queue_change(pipe, self.namespace, entry)
-            results.record(pipe, finished, versions)
+                queue_change(pipe, self.keys, entry)
+            results.record(pipe, self.keys, finished, versions)
             pipe.execute()
         return finished
 

@@ -33,7 +33,7 @@ from online_model.persist.batch_layer_file import (
     load_batch_layer,
 )
 from online_model.persist.snapshot import SnapshotMeta
-from streams.state.connection import redis_errors
+from streams.state.connection import is_cluster, redis_errors
 from streams.state.keys import ModelKeys
 
 logger = logging.getLogger(__name__)
@@ -62,7 +62,7 @@ class BatchLayerStore:
         self.redis = redis
         self.model_name = model_name
         self.keep = keep
-        self.keys = ModelKeys(model_name)
+        self.keys = ModelKeys(model_name, is_cluster(redis))
         self._key = key
         self.rejected = 0  # layers that failed verification, for metrics
         self._publish = redis.register_script(_PUBLISH)
@@ -91,11 +91,7 @@ class BatchLayerStore:
         )
         data = dump_batch_layer(record, layer, self._key)
         pruned = self._publish(
-            keys=[
-                self.keys.batch_layer(version),
-                self.keys.batch_layer_newest,
-                self.keys.batch_layer_versions,
-            ],
+            keys=self.keys.batch_publish_group(version),
             args=[data, version, self.keep, self.keys.batch_layer_prefix],
         )
         logger.info(

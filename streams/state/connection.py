@@ -7,6 +7,8 @@ from collections.abc import Callable
 from typing import Any, TypeVar, cast
 
 import redis
+import redis.asyncio.cluster
+import redis.cluster
 
 from streams.errors import StoreUnavailable
 
@@ -45,3 +47,15 @@ def redis_errors(func: F) -> F:
             raise StoreUnavailable(f"redis unavailable: {exc}") from exc
 
     return cast(F, wrapper)
+
+
+def is_cluster(client: Any) -> bool:
+    """Whether ``client`` (a client or one of its pipelines) talks to a Redis Cluster:
+    what decides the key layout (:class:`~streams.state.keys.ModelKeys`)."""
+    return isinstance(
+        client,
+        redis.cluster.RedisCluster
+        | redis.cluster.ClusterPipeline
+        | redis.asyncio.cluster.RedisCluster
+        | redis.asyncio.cluster.ClusterPipeline,
+    )

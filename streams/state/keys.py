@@ -7,23 +7,80 @@ an ACL pattern (docs/redis-acl.md) or a ``SCAN`` covers exactly what one model o
 >>> keys = ModelKeys("default")
 >>> keys.snapshot(7), keys.current, keys.history("u42")
 ('streamrec:default:snap:7', 'streamrec:default:current', 'streamrec:default:hist:u42')
+
+On a Redis Cluster (``STREAMREC_REDIS_CLUSTER``) the keys a script or a transaction
+touches together must hash to one slot, so every key but the per-user ones carries the
+hash tag of the model *family*: the namespace up to its first ``.``, which a model name's
+challengers (``<model>.x<id>``) and theirs share. The per-user keys keep their single-node
+names, which have no tag, so histories spread over the cluster by user
+(docs/redis-cluster.md):
+
+>>> keys = ModelKeys("default.xab", cluster=True)
+>>> keys.current, keys.history("u42")
+('streamrec:{default}.xab:current', 'streamrec:default.xab:hist:u42')
+>>> keys.published_channel
+'streamrec:default.xab:published'
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from online_model.errors import ConfigurationError
+
 ROOT = "streamrec"
+
+
+def family(namespace: str) -> str:
+    """The model family of ``namespace``: what a Redis Cluster hash tag names.
+
+    >>> family("default"), family("default.x1a2b.x3c4d")
+    ('default', 'default')
+    """
+    return namespace.split(".", 1)[0]
 
 
 @dataclass(frozen=True)
 class ModelKeys:
-    """Redis keys and the pub/sub channel of one model namespace."""
+    """Redis keys and the pub/sub channel of one model namespace.
+
+    ``cluster`` selects the Redis Cluster layout (hash-tagged by :func:`family`); the
+    single-node layout is the default and the names it always had.
+    """
 
     namespace: str
+    cluster: bool = False
+
+    def __post_init__(self) -> None:
+        if self.cluster and ("{" in self.namespace or "}" in self.namespace):
+            raise ConfigurationError(
+                f"model namespace {self.namespace!r} holds a brace; on a Redis Cluster "
+                "braces are hash tags, so a model name must not contain { or }"
+            )
+
+    def of(self, namespace: str) -> ModelKeys:
+        """The keys of another namespace, in the same layout."""
+        return ModelKeys(namespace, self.cluster)
+
+    @property
+    def tag(self) -> str:
+        """The hash tag every non-user key of this namespace carries on a cluster."""
+        return f"{{{family(self.namespace)}}}"
+
+    def same_slot(self, namespace: str) -> bool:
+        """Whether ``namespace``'s keys hash with this one's (always, on one node)."""
+        return not self.cluster or family(namespace) == family(self.namespace)
 
     @property
     def prefix(self) -> str:
+        if self.cluster:
+            rest = self.namespace[len(family(self.namespace)) :]
+            return f"{ROOT}:{self.tag}{rest}:"
+        return self.plain_prefix
+
+    @property
+    def plain_prefix(self) -> str:
+        """``streamrec:<namespace>:``, untagged: the per-user keys and the channel."""
         return f"{ROOT}:{self.namespace}:"
 
     # -- snapshots (streams.state.snapshot_store) ---------------------------------------
@@ -60,7 +117,8 @@ class ModelKeys:
 
     @property
     def published_channel(self) -> str:
-        return f"{self.prefix}published"
+        # A channel is not a key (PUBLISH reaches every node): the same name in both layouts.
+        return f"{self.plain_prefix}published"
 
     # -- batch layers of a hybrid (streams.state.batch_layers) ---------------------------
     @property
@@ -100,11 +158,14 @@ class ModelKeys:
         return f"{self.prefix}trainer-shards"
 
     # -- per-user state (streams.state.history) -----------------------------------------
+    # Untagged in both layouts: on a cluster each user's keys hash on their whole name, so
+    # histories spread by user; a batch reads and writes them in a non-transactional
+    # pipeline, which a cluster client splits by node.
     def history(self, user: str) -> str:
-        return f"{self.prefix}hist:{user}"
+        return f"{self.plain_prefix}hist:{user}"
 
     def served(self, user: str) -> str:
-        return f"{self.prefix}served:{user}"
+        return f"{self.plain_prefix}served:{user}"
 
     # -- live experiments on this namespace (streams.experiment) ------------------------
     @property
@@ -141,4 +202,75 @@ class ModelKeys:
 
     def shadow_served(self, user: str) -> str:
         """The challenger's list computed for a user in shadow mode (never sent)."""
-        return f"{self.prefix}shadow:{user}"
+        return f"{self.plain_prefix}shadow:{user}"
+
+    # -- keys one command, script or transaction touches together -----------------------
+    # On a Redis Cluster each group must hash to one slot (tests/unit/test_cluster_slots.py
+    # checks every one); the code of each operation takes its keys from here.
+    def publish_group(self, version: int | str) -> list[str]:
+        """The snapshot publish script's KEYS (streams.state.snapshot_store)."""
+        return [
+            self.snapshot(version),
+            self.current,
+            self.pinned,
+            self.versions,
+            self.origins,
+            self.delta_links,
+        ]
+
+    def set_current_group(self, version: int | str) -> list[str]:
+        """The script moving ``current`` (promote, rollback, follow within a namespace)."""
+        return [self.snapshot(version), self.current, self.pinned]
+
+    def prune_group(self) -> list[str]:
+        """The prune script's KEYS; it also deletes ``snap:<v>`` keys it builds from
+        :attr:`snapshot_prefix`."""
+        return [
+            self.current,
+            self.versions,
+            self.origins,
+            self.delta_links,
+            self.experiment_results,
+        ]
+
+    def batch_publish_group(self, version: int | str) -> list[str]:
+        """The batch layer publish script's KEYS; it also deletes ``batch:<v>`` keys it
+        builds from :attr:`batch_layer_prefix` (streams.state.batch_layers)."""
+        return [self.batch_layer(version), self.batch_layer_newest, self.batch_layer_versions]
+
+    def served_group(self) -> list[str]:
+        """What one MGET reads of the namespace served: ``current`` and ``pinned``."""
+        return [self.current, self.pinned]
+
+    def experiment_read_group(self) -> list[str]:
+        """What scorers MGET every poll: ``serving`` and ``experiment``."""
+        return [self.serving, self.experiment]
+
+    def switch_group(self, target: str, version: int | str, left: str) -> list[str]:
+        """The serving switch script's KEYS, this namespace being the model name's:
+        its pointer and log, the ``target`` namespace's snapshot, ``current`` and pin, the
+        pin of the namespace ``left`` behind (streams.state.serving)."""
+        to, before = self.of(target), self.of(left)
+        return [
+            self.serving,
+            to.snapshot(version),
+            to.current,
+            to.pinned,
+            self.serving_log,
+            before.pinned,
+        ]
+
+    def finish_group(self, champion: str, challenger: str, experiment_id: str) -> list[str]:
+        """Every key the transaction ending an experiment watches or writes, this
+        namespace being the model name's (streams.experiment.store)."""
+        arms = [self.of(champion), self.of(challenger)]
+        return [
+            self.experiment,
+            *(arm.current for arm in arms),
+            self.experiment_log,
+            self.experiment_counts(experiment_id),
+            self.serving,
+            arms[0].pinned,
+            self.serving_log,
+            *(arm.experiment_results for arm in arms),
+        ]

@@ -14,7 +14,7 @@ import socket
 import uuid
 from typing import Any
 
-from streams.state.connection import redis_errors
+from streams.state.connection import is_cluster, redis_errors
 from streams.state.keys import ModelKeys
 
 logger = logging.getLogger(__name__)
@@ -48,7 +48,7 @@ class TrainerLease:
 
     def __init__(self, redis: Any, model_name: str, ttl_s: float = 10.0) -> None:
         self.redis = redis
-        self.key = ModelKeys(model_name).trainer_lease
+        self.key = ModelKeys(model_name, is_cluster(redis)).trainer_lease
         self.ttl_ms = max(1, int(ttl_s * 1000))
         self.token = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._refresh = redis.register_script(_REFRESH)

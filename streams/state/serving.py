@@ -19,9 +19,9 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from online_model.errors import SnapshotError
-from streams.state.connection import redis_errors
-from streams.state.keys import ModelKeys
+from online_model.errors import ConfigurationError, SnapshotError
+from streams.state.connection import is_cluster, redis_errors
+from streams.state.keys import ModelKeys, family
 
 #: Changes kept in the serving log.
 LOG_LENGTH = 100
@@ -168,13 +168,27 @@ def change_entry(
     }
 
 
-def queue_change(pipe: Any, model_name: str, entry: dict[str, Any]) -> None:
-    """Queue ``entry`` at the head of ``model_name``'s serving log on a MULTI ``pipe``:
-    for a change made inside another transaction (an experiment's promotion), as
-    :meth:`Serving.switch` logs its own."""
-    log = ModelKeys(model_name).serving_log
+def queue_change(pipe: Any, keys: ModelKeys, entry: dict[str, Any]) -> None:
+    """Queue ``entry`` at the head of the serving log of ``keys``' model name on a MULTI
+    ``pipe``: for a change made inside another transaction (an experiment's promotion),
+    as :meth:`Serving.switch` logs its own."""
+    log = keys.serving_log
     pipe.lpush(log, json.dumps(entry, sort_keys=True))
     pipe.ltrim(log, 0, LOG_LENGTH - 1)
+
+
+def cross_family(model_name: str, namespace: str) -> str:
+    """Why a model name cannot serve ``namespace`` on a Redis Cluster, in one line.
+
+    >>> cross_family("default", "other").endswith("(default and default.*), whose keys "
+    ...     "share one hash slot; other is not one")
+    True
+    """
+    base = family(model_name)
+    return (
+        f"on a Redis Cluster, model {model_name} serves only namespaces of its family "
+        f"({base} and {base}.*), whose keys share one hash slot; {namespace} is not one"
+    )
 
 
 def _int(raw: bytes | None) -> int | None:
@@ -187,7 +201,7 @@ class Serving:
     def __init__(self, client: Any, model_name: str) -> None:
         self.redis = client
         self.model_name = model_name
-        self.keys = ModelKeys(model_name)
+        self.keys = ModelKeys(model_name, is_cluster(client))
         self._switch = client.register_script(_SWITCH)
 
     @redis_errors
@@ -200,8 +214,8 @@ class Serving:
             .execute()
         )
         namespace = pointer.decode() if pointer else self.model_name
-        served = ModelKeys(namespace)
-        current, pinned = self.redis.mget([served.current, served.pinned])
+        served = self.keys.of(namespace)
+        current, pinned = self.redis.mget(served.served_group())
         return ServedModel(
             self.model_name,
             namespace,
@@ -227,17 +241,12 @@ class Serving:
         the namespace left behind at its ``current``, so that what it served stays kept
         and can be restored.
         """
-        target = ModelKeys(to.namespace)
-        left = ModelKeys(before.namespace)
+        if not self.keys.same_slot(to.namespace):
+            raise ConfigurationError(cross_family(self.model_name, to.namespace))
+        target = self.keys.of(to.namespace)
+        version = to.version if to.version is not None else 0
         result = self._switch(
-            keys=[
-                self.keys.serving,
-                target.snapshot(to.version if to.version is not None else 0),
-                target.current,
-                target.pinned,
-                self.keys.serving_log,
-                left.pinned,
-            ],
+            keys=self.keys.switch_group(to.namespace, version, before.namespace),
             args=[
                 "" if before.namespace == self.model_name else before.namespace,
                 "" if to.namespace == self.model_name else to.namespace,

@@ -81,7 +81,7 @@ from online_model.persist.snapshot_delta import (
     read_delta,
 )
 from online_model.state import ModelState
-from streams.state.connection import redis_errors
+from streams.state.connection import is_cluster, redis_errors
 from streams.state.keys import ModelKeys
 
 logger = logging.getLogger(__name__)
@@ -171,7 +171,7 @@ class SnapshotStore:
         self.model_name = model_name
         self.keep = keep
         self._key = key
-        self.keys = ModelKeys(model_name)
+        self.keys = ModelKeys(model_name, is_cluster(redis))
         self.allow_pickle = allow_pickle
         self.rejected = 0  # snapshots that failed verification or loading, for metrics
         self.last_published_bytes = 0  # size of the newest publish, for the trainer
@@ -254,14 +254,7 @@ class SnapshotStore:
         # script then leaves ``current`` alone (versions only move forward).
         version = meta.version
         moved = self._publish(
-            keys=[
-                self.keys.snapshot(version),
-                self.keys.current,
-                self.keys.pinned,
-                self.keys.versions,
-                self.keys.origins,
-                self.keys.delta_links,
-            ],
+            keys=self.keys.publish_group(version),
             args=[
                 data,
                 version,
@@ -312,13 +305,7 @@ class SnapshotStore:
         doomed = [v for v in members if v not in kept]
         if doomed:
             n = self._prune(
-                keys=[
-                    self.keys.current,
-                    self.keys.versions,
-                    self.keys.origins,
-                    self.keys.delta_links,
-                    self.keys.experiment_results,
-                ],
+                keys=self.keys.prune_group(),
                 args=[self.keys.snapshot_prefix, *doomed],
             )
             logger.info("snapshots pruned model=%s n=%d keep=%d", self.model_name, n, self.keep)
@@ -499,7 +486,7 @@ class SnapshotStore:
     # -- operator actions ---------------------------------------------------------------
     def _point_current(self, version: int, pin: bool) -> None:
         ok = self._set_current(
-            keys=[self.keys.snapshot(version), self.keys.current, self.keys.pinned],
+            keys=self.keys.set_current_group(version),
             args=[version, "1" if pin else "0", self.keys.published_channel],
         )
         if not ok:

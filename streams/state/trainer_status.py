@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from streams.state.connection import redis_errors
+from streams.state.connection import is_cluster, redis_errors
 from streams.state.keys import ModelKeys
 
 #: Seconds between two status records of a running trainer.
@@ -26,7 +26,7 @@ class TrainerStatus:
 
     def __init__(self, redis: Any, model_name: str) -> None:
         self.redis = redis
-        self.key = ModelKeys(model_name).trainer_status
+        self.key = ModelKeys(model_name, is_cluster(redis)).trainer_status
 
     @redis_errors
     def write(self, record: dict[str, Any], ttl_s: float = STATUS_TTL_S) -> None:

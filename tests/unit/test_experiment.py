@@ -187,7 +187,8 @@ def test_the_outcome_goes_beside_each_arms_version_as_plain_json() -> None:
         running, state="stopped", decision={"action": STOP, "by": "operator", "figures": shown}
     )
     pipe = _Pipe()
-    results.record(pipe, finished, {CHAMPION: 4, CHALLENGER: None})  # no challenger version
+    no_challenger = {CHAMPION: 4, CHALLENGER: None}
+    results.record(pipe, ModelKeys("m"), finished, no_challenger)
     assert list(pipe.hash) == [ModelKeys("m").experiment_results]
     pipe.hash[ModelKeys("m").experiment_results]["bad:e0"] = "not json"
     (entry,) = results.by_version(pipe, ModelKeys("m"))[4]
@@ -200,6 +201,6 @@ def test_the_outcome_goes_beside_each_arms_version_as_plain_json() -> None:
     assert entry["figures"][CHALLENGER]["hit@10"] == 1.0
     # What JSON cannot hold (an interval of nothing judged) is stored as null, not NaN.
     shown["difference_hit@10"]["ci95"] = [float("nan"), float("inf")]
-    results.record(pipe, finished, {CHAMPION: 5})
+    results.record(pipe, ModelKeys("m"), finished, {CHAMPION: 5})
     (later,) = results.by_version(pipe, ModelKeys("m"))[5]
     assert later["figures"]["difference_hit@10"]["ci95"] == [None, None]

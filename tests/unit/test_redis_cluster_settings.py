@@ -1,0 +1,29 @@
+"""STREAMREC_REDIS_CLUSTER: one setting, refused with one line when it cannot work."""
+
+from __future__ import annotations
+
+import pytest
+
+from online_model.errors import ConfigurationError
+from streams.settings import Settings
+
+
+def test_the_cluster_setting_is_read_and_off_by_default() -> None:
+    assert Settings.from_env({}).redis_cluster is False
+    on = Settings.from_env({"STREAMREC_REDIS_CLUSTER": "1", "REDIS_URL": "redis://10.0.0.1:7000"})
+    assert on.redis_cluster is True
+    assert on.to_env()["STREAMREC_REDIS_CLUSTER"] == "1"  # children see a cluster too
+
+
+@pytest.mark.parametrize(
+    ("url", "error"),
+    [
+        (None, "STREAMREC_REDIS_CLUSTER needs REDIS_URL"),
+        ("unix:///tmp/redis.sock", "over TCP"),
+        ("redis://10.0.0.1:7000/3", "only database 0"),
+    ],
+)
+def test_a_cluster_it_cannot_reach_that_way_is_one_error(url: str | None, error: str) -> None:
+    env = {"STREAMREC_REDIS_CLUSTER": "1", **({"REDIS_URL": url} if url else {})}
+    with pytest.raises(ConfigurationError, match=error):
+        Settings.from_env(env)
