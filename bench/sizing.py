@@ -1,0 +1,226 @@
+"""Sizing: per-unit costs measured on the real processes, and what they mean at scale.
+
+    python -m bench.sizing [--quick] [--retrain-runs N] [--output bench/results/sizing.json]
+
+Measures, on the embedded broker and Redis (or the ones ``KAFKA_BOOTSTRAP_SERVERS`` and
+``REDIS_URL`` name), at several scales (``bench.sizing_measure``):
+
+* trainer bytes per buffered user and per page link, and CPU seconds per event;
+* scorer bytes per user and per link of the model it loads, and CPU seconds per event
+  (backlog and paced at 1,000/s), with the Redis server's CPU for its round trips;
+* full-snapshot bytes per user and per link; Redis bytes per user history;
+* ``streamrec retrain`` seconds per million events on ``local[1]`` and ``local[2]``.
+
+Fits each cost linearly over the scales (``bench.sizing_table.fit_linear``) and turns
+the costs into the table of ``bench.sizing_table.table`` for 1M / 10M / 100M users,
+100k / 1M pages and 1k / 10k / 100k events/s. Writes ``bench/results/sizing.json`` and
+``sizing.md`` (``bench.sizing_report``). Quick: about 6 minutes on 2 cores; full: ~20.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from .harness import Bench, run_standalone
+from .report import RESULTS
+from .sizing_measure import history_points, model_point, retrain_point, retrain_topic
+from .sizing_report import report
+from .sizing_table import Assumptions, Costs, fit_linear, table
+
+log = logging.getLogger(__name__)
+
+#: (users, pages, events) of each world the trainer and a scorer run on.
+WORLDS = {
+    True: [
+        (10_000, 2_000, 100_000),
+        (40_000, 2_000, 200_000),
+        (10_000, 16_000, 200_000),
+        (30_000, 8_000, 150_000),
+    ],
+    False: [
+        (20_000, 2_000, 200_000),
+        (100_000, 2_000, 500_000),
+        (20_000, 20_000, 400_000),
+        (60_000, 10_000, 400_000),
+        (30_000, 50_000, 800_000),
+        (150_000, 20_000, 800_000),
+    ],
+}
+SCORE_PHASES = {True: [3_000, 3_000], False: [5_000, 5_000, 5_000]}
+PACED_S = {True: 4.0, False: 10.0}
+HISTORY_USERS = {True: [10_000, 20_000, 40_000], False: [25_000, 50_000, 100_000, 200_000]}
+RETRAIN_SIZES = {True: [100_000, 300_000], False: [200_000, 1_000_000]}
+MASTERS = ("local[1]", "local[2]")
+#: Ids of the history measurement: the generator's short ones, and UUID-like ones.
+ID_LENGTHS = (8, 36)
+#: Links a page's row holds at most (2 x max_neighbours, the default 50): the table
+#: prices every page at this, the most a page costs.
+LINKS_PER_PAGE = 100
+TABLE = {
+    "users": [1_000_000, 10_000_000, 100_000_000],
+    "pages": [100_000, 1_000_000],
+    "rates": [1_000, 10_000, 100_000],
+}
+
+
+def measure(bench: Bench, quick: bool, retrain_runs: int) -> dict[str, Any]:
+    """Every measurement, in the order the report lists them."""
+    out: dict[str, Any] = {"quick": quick, "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    out["histories"] = [
+        history_points(bench, HISTORY_USERS[quick], n, bench.base.history_length, bench.base.k)
+        for n in ID_LENGTHS
+    ]
+    out["models"] = [
+        model_point(bench, u, p, e, SCORE_PHASES[quick], PACED_S[quick])
+        for u, p, e in WORLDS[quick]
+    ]
+    out["retrain"] = []
+    for n in RETRAIN_SIZES[quick]:
+        s = retrain_topic(bench, n)
+        for _ in range(retrain_runs):
+            for master in MASTERS:  # in turns, so a change of load hits both alike
+                out["retrain"].append(retrain_point(s, n, master))
+    return out
+
+
+def _per_event(phases: list[dict[str, Any]], kind: str, key: str) -> float:
+    chosen = [p for p in phases if p["kind"] == kind]
+    return sum(p[key] * p["events"] for p in chosen) / sum(p["events"] for p in chosen)
+
+
+def _median(values: list[float | None]) -> float | None:
+    known = [v for v in values if v is not None]
+    return statistics.median(known) if known else None
+
+
+def _larger_median(per_event: dict[str, list[Any]], *names: str) -> float:
+    return max(float(statistics.median(per_event[n])) for n in names)
+
+
+def costs_of(m: dict[str, Any]) -> tuple[Costs, dict[str, Any]]:
+    """The per-unit costs of a run's measurements, and the fits behind them."""
+    trainers = [{**p["trainer"]} for p in m["models"]]
+    scorers = [
+        {**p["scorer"], "users": p["trainer"]["users"], "links": p["trainer"]["links"]}
+        for p in m["models"]
+    ]
+    fits: dict[str, Any] = {
+        "trainer_peak_rss": fit_linear(trainers, "peak_rss_bytes", ["users", "links"]),
+        "trainer_rss": fit_linear(trainers, "rss_bytes", ["users", "links"]),
+        "scorer_peak_rss": fit_linear(scorers, "peak_rss_bytes", ["users", "links"]),
+        "scorer_ready_rss": fit_linear(scorers, "ready_rss_bytes", ["users", "links"]),
+        "snapshot": fit_linear(trainers, "snapshot_bytes", ["users", "links"]),
+    }
+    for h in m["histories"]:
+        fits[f"redis_{h['id_length']}"] = fit_linear(h["points"], "used_memory", ["users"])
+    per_event: dict[str, list[Any]] = {
+        "scorer_backlog": [
+            _per_event(p["scorer"]["phases"], "backlog", "cpu_s_per_event") for p in m["models"]
+        ],
+        "scorer_paced": [
+            _per_event(p["scorer"]["phases"], "paced", "cpu_s_per_event") for p in m["models"]
+        ],
+        "redis_backlog": [
+            _per_event(p["scorer"]["phases"], "backlog", "redis_cpu_s_per_event")
+            for p in m["models"]
+        ],
+        "redis_paced": [
+            _per_event(p["scorer"]["phases"], "paced", "redis_cpu_s_per_event") for p in m["models"]
+        ],
+        "trainer": [p["trainer"]["cpu_s_per_event"] for p in m["models"]],
+    }
+    retrain: dict[str, Any] = {}
+    for master in MASTERS:
+        runs = [r for r in m["retrain"] if r["master"] == master]
+        cores = int(master.split("[")[1].rstrip("]"))
+        fit = fit_linear(runs, "spark_s", ["events"])
+        cpu = fit_linear(runs, "tree_cpu_s", ["events"])
+        retrain[master] = {
+            "fit": fit.as_dict(),
+            "cpu_fit": cpu.as_dict(),
+            "cpu_s_per_million": cpu.coef["events"] * 1e6,
+            "cores": cores,
+            "s_per_million": fit.coef["events"] * 1e6,
+            "core_s_per_million": fit.coef["events"] * 1e6 * cores,
+        }
+    trainer_fit = fit_linear(trainers, "cpu_s_at_cover", ["events"])
+    fits["trainer_cpu"] = trainer_fit
+    median = {name: _median(v) for name, v in per_event.items()}
+    t, sc, snap = fits["trainer_peak_rss"], fits["scorer_peak_rss"], fits["snapshot"]
+    costs = Costs(
+        trainer_base_bytes=t.intercept,
+        trainer_bytes_per_user=t.coef["users"],
+        trainer_bytes_per_page=t.coef["links"] * LINKS_PER_PAGE,
+        scorer_base_bytes=sc.intercept,
+        # A scorer holds at least the snapshot's arrays (RSS noise can fit less).
+        scorer_bytes_per_user=max(sc.coef["users"], snap.coef["users"]),
+        scorer_bytes_per_page=max(sc.coef["links"], snap.coef["links"]) * LINKS_PER_PAGE,
+        snapshot_bytes_per_user=snap.coef["users"],
+        snapshot_bytes_per_page=snap.coef["links"] * LINKS_PER_PAGE,
+        redis_bytes_per_user=fits[f"redis_{max(ID_LENGTHS)}"].coef["users"],
+        scorer_cpu_s_per_event=_larger_median(per_event, "scorer_paced", "scorer_backlog"),
+        trainer_cpu_s_per_event=trainer_fit.coef["events"],
+        redis_cpu_s_per_event=_larger_median(per_event, "redis_paced", "redis_backlog"),
+        retrain_core_s_per_million=max(r["core_s_per_million"] for r in retrain.values()),
+    )
+    detail = {
+        "fits": {k: f.as_dict() for k, f in fits.items()},
+        "per_event": per_event,
+        "per_event_median": median,
+        "retrain": retrain,
+        "links_per_page_priced": LINKS_PER_PAGE,
+        "links_per_page_measured": [
+            p["trainer"]["links"] / p["trainer"]["pages"] for p in m["models"]
+        ],
+    }
+    return costs, detail
+
+
+def run(bench: Bench, quick: bool, retrain_runs: int) -> dict[str, Any]:
+    m = measure(bench, quick, retrain_runs)
+    costs, detail = costs_of(m)
+    assumptions = Assumptions()
+    rows = table(costs, TABLE["users"], TABLE["pages"], TABLE["rates"], assumptions)
+    return {
+        **m,
+        "costs": costs.__dict__,
+        "derivation": detail,
+        "assumptions": {
+            **assumptions.__dict__,
+            "history_length": bench.base.history_length,
+            "k": bench.base.k,
+            "redis_id_length": max(ID_LENGTHS),
+        },
+        "table": [r.as_dict() for r in rows],
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="smaller scales (~6 min)")
+    parser.add_argument("--retrain-runs", type=int, default=None, help="[quick 1, full 2]")
+    parser.add_argument("--output", type=Path, default=RESULTS / "sizing.json")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    retrain_runs = args.retrain_runs or (1 if args.quick else 2)
+    command = "python -m bench.sizing" + (" --quick" if args.quick else "")
+    if args.retrain_runs:
+        command += f" --retrain-runs {args.retrain_runs}"
+
+    def go(bench: Bench) -> dict[str, Any]:
+        started = time.monotonic()
+        out = run(bench, args.quick, retrain_runs)
+        return {"command": command, **out, "seconds": round(time.monotonic() - started)}
+
+    run_standalone(args.output, go, report)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

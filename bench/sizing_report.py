@@ -1,0 +1,180 @@
+"""``bench/results/sizing.md``: the per-unit costs, how they were fitted, and the table."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .sizing_table import GB
+
+_PART_NOTE = {
+    "trainer CPU": "one trainer per model name today",
+    "trainer memory": "one trainer per model name today",
+}
+
+
+def _us(seconds: float) -> str:
+    return f"{seconds * 1e6:.0f} µs"
+
+
+def _b(value: float) -> str:
+    return f"{value:,.0f} B"
+
+
+def _fit(f: dict[str, Any]) -> str:
+    """A bytes fit: B per unit, the fixed part in MB, R²."""
+    slopes = ", ".join(f"{v:,.1f} B/{k.rstrip('s')}" for k, v in f["coef"].items())
+    return f"{slopes}; fixed {f['intercept'] / 1e6:,.1f} MB; R² {f['r2']:.3f} over {f['n']} scales"
+
+
+def _cpu_fit(f: dict[str, Any]) -> str:
+    """A CPU-seconds-over-events fit: µs per event, the fixed part in s, R²."""
+    return (
+        f"{f['coef']['events'] * 1e6:.1f} µs/event; fixed {f['intercept']:.1f} s; "
+        f"R² {f['r2']:.3f} over {f['n']} scales"
+    )
+
+
+def _costs(out: dict[str, Any]) -> list[str]:
+    c, d = out["costs"], out["derivation"]
+    fits, med, a = d["fits"], d["per_event_median"], out["assumptions"]
+    links = d["links_per_page_measured"]
+    redis_short, redis_long = fits["redis_8"]["coef"]["users"], fits["redis_36"]["coef"]["users"]
+    spark = d["retrain"]
+    return [
+        "| cost | value | how |",
+        "|---|---:|---|",
+        f"| trainer bytes per buffered user | {_b(c['trainer_bytes_per_user'])} | peak RSS of "
+        f"`streamrec trainer` after catching up: {_fit(fits['trainer_peak_rss'])} |",
+        f"| trainer bytes per page | {_b(c['trainer_bytes_per_page'])} | the same fit's bytes "
+        f"per link x {d['links_per_page_priced']} links (a full row; measured rows held "
+        f"{min(links):.0f}-{max(links):.0f}) |",
+        f"| trainer fixed | {c['trainer_base_bytes'] / 1e6:,.0f} MB | the fit's intercept |",
+        f"| scorer bytes per page | {_b(c['scorer_bytes_per_page'])} | peak RSS of "
+        f"`streamrec scorer` after loading and scoring: {_fit(fits['scorer_peak_rss'])} |",
+        f"| scorer bytes per buffered user | {_b(c['scorer_bytes_per_user'])} | the same fit "
+        "(the snapshot carries the trainer's user buffers); both scorer figures are at least "
+        "the snapshot's, whose arrays a scorer holds |",
+        f"| scorer fixed | {c['scorer_base_bytes'] / 1e6:,.0f} MB | the fit's intercept |",
+        f"| full snapshot bytes per page / per user | {_b(c['snapshot_bytes_per_page'])} / "
+        f"{_b(c['snapshot_bytes_per_user'])} | {_fit(fits['snapshot'])} |",
+        f"| Redis bytes per user (history of {a['history_length']} + served list of "
+        f"{a['k']}) | {_b(c['redis_bytes_per_user'])} | `used_memory` slope, "
+        f"{a['redis_id_length']}-character ids: {_fit(fits['redis_36'])}; 8-character ids: "
+        f"{_b(redis_short)} (MEMORY USAGE per key below) |",
+        f"| scorer CPU per event | {_us(c['scorer_cpu_s_per_event'])} | /proc CPU of the "
+        f"scorer net of its idle rate; median over worlds: paced 1,000/s "
+        f"{_us(med['scorer_paced'])}, backlog {_us(med['scorer_backlog'])}; the larger |",
+        f"| Redis CPU per event | {_us(c['redis_cpu_s_per_event'])} | INFO cpu of the Redis "
+        f"server over the same phases: paced {_us(med['redis_paced'])}, backlog "
+        f"{_us(med['redis_backlog'])}; the larger |",
+        f"| trainer CPU per event | {_us(c['trainer_cpu_s_per_event'])} | /proc CPU of "
+        "`streamrec trainer` when its snapshot covers the topic, over the events: "
+        f"{_cpu_fit(fits['trainer_cpu'])}; between its first and that snapshot, per "
+        f"world: {', '.join(_us(x) if x else '-' for x in d['per_event']['trainer'])} |",
+        f"| retrain core-seconds per 1M events | {c['retrain_core_s_per_million']:.1f} s | "
+        "slope of `streamrec retrain`'s read + aggregate seconds over events x cores: "
+        + "; ".join(
+            f"`{m}` {r['s_per_million']:.1f} s per 1M (x {r['cores']} = "
+            f"{r['core_s_per_million']:.1f}; CPU of driver + JVM {r['cpu_s_per_million']:.1f} "
+            "s per 1M)"
+            for m, r in spark.items()
+        )
+        + "; the larger |",
+        "",
+        f"Redis MEMORY USAGE per key (median of a sample; {a['redis_id_length']}- and "
+        "8-character ids): "
+        + "; ".join(
+            f"{h['id_length']} chars: history {_median(h['usage']['history'])} B, served "
+            f"{_median(h['usage']['served'])} B"
+            for h in out["histories"]
+        )
+        + f" (used_memory per user, which adds the key table and TTLs: {_b(redis_long)} / "
+        f"{_b(redis_short)}).",
+    ]
+
+
+def _median(values: list[int]) -> int:
+    ordered = sorted(values)
+    return ordered[len(ordered) // 2] if ordered else 0
+
+
+def _worlds(out: dict[str, Any]) -> list[str]:
+    lines = [
+        "| world (users, pages, events) | buffered users | pages | links | trainer peak MB | "
+        "trainer µs/event | snapshot MB | scorer peak MB | scorer µs/event backlog / paced |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for p in out["models"]:
+        w, t, s = p["world"], p["trainer"], p["scorer"]
+        back = [x for x in s["phases"] if x["kind"] == "backlog"]
+        paced = [x for x in s["phases"] if x["kind"] == "paced"]
+        b_us = sum(x["cpu_s"] for x in back) / sum(x["events"] for x in back) * 1e6
+        p_us = sum(x["cpu_s"] for x in paced) / sum(x["events"] for x in paced) * 1e6
+        lines.append(
+            f"| {w['users']:,} / {w['pages']:,} / {w['events']:,} | {t['users']:,} | "
+            f"{t['pages']:,} | {t['links']:,} | {t['peak_rss_bytes'] / 1e6:.0f} | "
+            f"{(t['cpu_s_per_event'] or 0) * 1e6:.0f} | {t['snapshot_bytes'] / 1e6:.1f} | "
+            f"{s['peak_rss_bytes'] / 1e6:.0f} | {b_us:.0f} / {p_us:.0f} |"
+        )
+    return lines
+
+
+def _table(out: dict[str, Any]) -> list[str]:
+    lines = [
+        "| users | pages | events/s | scorers | scorer GB each | trainers needed (today 1) "
+        "| trainer GB | Redis nodes | Redis GB | retrain cores | first limit (demand / one unit) |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for r in out["table"]:
+        limit = r["first_limit"]
+        note = _PART_NOTE.get(limit, "") if r["ratios"][limit] > 1 else ""
+        trainers = r["trainers"] if r["trainers"] else "does not fit"
+        lines.append(
+            f"| {r['users']:,} | {r['pages']:,} | {r['events_per_s']:,.0f} | {r['scorers']} | "
+            f"{r['scorer_memory_gb']:.1f} | {trainers} | {r['trainer_memory_gb']:.1f} | "
+            f"{r['redis_nodes']} | {r['redis_memory_gb']:.0f} | {r['retrain_cores']} | "
+            f"{limit} ({r['ratios'][limit]:.2f}{'; ' + note if note else ''}) |"
+        )
+    return lines
+
+
+def report(out: dict[str, Any]) -> str:
+    a, m = out["assumptions"], out["machine"]
+    lines = [
+        "# Sizing: per-unit costs and what to deploy",
+        "",
+        f"`{out['command']}` on {m['cores']} shared cores ({m['cpu']}), load average "
+        f"{m['load_avg_at_start']} at the start, {out['services']} broker and Redis, "
+        f"{out['started_at']}; {out['seconds']} s. How to read it: "
+        "[docs/sizing.md](../../docs/sizing.md).",
+        "",
+        "## Per-unit costs",
+        "",
+        *_costs(out),
+        "",
+        "## Measured worlds",
+        "",
+        "Each world: the generator's events in a topic, `streamrec trainer` (user buffers "
+        "unbounded: `max_users` raised) catching up on them, then a kafka-engine scorer "
+        "loading its model and scoring the next events (1,000 warm-up, then backlog "
+        "phases, then 1,000/s paced).",
+        "",
+        *_worlds(out),
+        "",
+        "## The table",
+        "",
+        f"Assumptions: every user has a full history in Redis ({a['history_length']} pages, "
+        f"a served list of {a['k']}, {a['redis_id_length']}-character ids); the trainer "
+        f"keeps a buffer for {a['trainer_user_share']:.0%} of users (and the snapshot, so "
+        f"every scorer, carries them); every page's row is full; processes and Redis nodes "
+        f"are planned at {a['cpu_target']:.0%} of one core; a scorer or trainer may use "
+        f"{a['process_memory_bytes'] / GB:.0f} GB and a Redis node "
+        f"{a['redis_node_bytes'] / GB:.0f} GB usable; Redis holds "
+        f"{a['full_snapshots_in_redis']:g} full snapshots' worth of snapshots; retrain reads "
+        f"{a['retrain_days']:g} days of events within {a['retrain_window_s'] / 3600:g} h. "
+        "Kafka brokers are not sized here (the embedded broker is not Kafka).",
+        "",
+        *_table(out),
+        "",
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,127 @@
+"""The sizing table's arithmetic (bench.sizing_table): per-unit costs → process counts.
+
+Round costs whose answers can be worked out by hand; no measurement, no timing."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from bench.sizing_table import GB, Assumptions, Costs, fit_linear, plan, table, units
+
+COSTS = Costs(
+    trainer_base_bytes=1 * GB,
+    trainer_bytes_per_user=200.0,
+    trainer_bytes_per_page=10_000.0,
+    scorer_base_bytes=0.5 * GB,
+    scorer_bytes_per_user=10.0,
+    scorer_bytes_per_page=2_000.0,
+    snapshot_bytes_per_user=10.0,
+    snapshot_bytes_per_page=1_000.0,
+    redis_bytes_per_user=1_000.0,
+    scorer_cpu_s_per_event=100e-6,  # 10,000 events/s per core
+    trainer_cpu_s_per_event=20e-6,  # 50,000 events/s per core
+    redis_cpu_s_per_event=5e-6,  # 200,000 events/s per core
+    retrain_core_s_per_million=36.0,
+)
+#: Whole cores, memory budgets in round GB, retrain of one day within one hour.
+EVEN = Assumptions(
+    cpu_target=1.0,
+    process_memory_bytes=10 * GB,
+    redis_node_bytes=10 * GB,
+    full_snapshots_in_redis=2.0,
+    retrain_days=1.0,
+    retrain_window_s=3600.0,
+)
+
+
+def test_units_rounds_up_but_not_on_float_noise() -> None:
+    assert units(2.0, 1.0) == 2
+    assert units(2.000000001, 1.0) == 2  # 10,000 x 100e-6 is 1.0000000000000002
+    assert units(2.01, 1.0) == 3
+    assert units(0.0, 1.0) == 1  # at least one of everything
+    with pytest.raises(ValueError):
+        units(1.0, 0.0)
+
+
+def test_scorers_follow_events_and_cpu_target() -> None:
+    assert plan(COSTS, 1_000, 1_000, 10_000, EVEN).scorers == 1
+    assert plan(COSTS, 1_000, 1_000, 10_001, EVEN).scorers == 2
+    assert plan(COSTS, 1_000, 1_000, 100_000, EVEN).scorers == 10
+    # At half a core per process, twice as many.
+    half = dataclasses.replace(EVEN, cpu_target=0.5)
+    assert plan(COSTS, 1_000, 1_000, 100_000, half).scorers == 20
+
+
+def test_memory_of_each_part() -> None:
+    row = plan(COSTS, 10_000_000, 100_000, 1_000, EVEN)
+    # scorer: 0.5 GB + 100k pages x 2 kB + 10M users x 10 B = 0.5 + 0.2 + 0.1
+    assert row.scorer_memory_gb == pytest.approx(0.8)
+    # trainer: 1 GB + 100k x 10 kB + 10M x 200 B = 1 + 1 + 2
+    assert row.trainer_memory_gb == pytest.approx(4.0)
+    # Redis: 10M x 1 kB of histories + 2 snapshots of (100k x 1 kB + 10M x 10 B) = 10 + 0.4
+    assert row.redis_memory_gb == pytest.approx(10.4)
+    assert row.redis_nodes == 2  # 10.4 GB over 10 GB nodes
+    assert row.ratios["Redis memory"] == pytest.approx(1.04)
+    assert row.first_limit == "Redis memory"
+
+
+def test_redis_nodes_for_cpu_when_memory_is_small() -> None:
+    row = plan(COSTS, 1_000, 1_000, 1_000_000, EVEN)
+    assert row.ratios["Redis CPU"] == pytest.approx(5.0)
+    assert row.redis_nodes == 5
+    assert row.scorers == 100
+    assert row.first_limit == "scorer CPU"
+
+
+def test_trainers_for_cpu_and_for_memory() -> None:
+    # CPU: 100k events/s x 20 µs = 2 cores.
+    assert plan(COSTS, 1_000, 1_000, 100_000, EVEN).trainers == 2
+    # Memory: every shard holds 1 GB + 100k pages x 10 kB = 2 GB; 100M users x 200 B = 20 GB
+    # of buffers split over the 8 GB left in each: 3 shards.
+    row = plan(COSTS, 100_000_000, 100_000, 1_000, EVEN)
+    assert row.trainer_memory_gb == pytest.approx(22.0)
+    assert row.trainers == 3
+    assert row.ratios["trainer memory"] == pytest.approx(2.2)
+    # Pages alone past the budget: no number of shards fits.
+    assert plan(COSTS, 1_000, 1_000_000, 1_000, EVEN).trainers == 0
+
+
+def test_trainer_user_share_scales_buffers_not_histories() -> None:
+    share = dataclasses.replace(EVEN, trainer_user_share=0.5)
+    row = plan(COSTS, 10_000_000, 100_000, 1_000, share)
+    assert row.trainer_memory_gb == pytest.approx(3.0)  # 1 + 1 + 5M x 200 B
+    # Histories of every user still; snapshots of half the buffers: 10 + 2 x (0.1 + 0.05)
+    assert row.redis_memory_gb == pytest.approx(10.3)
+
+
+def test_retrain_cores() -> None:
+    # 10k events/s for a day = 864M events x 36 core-s per 1M = 31,104 core-s; in 1 h: 9 cores.
+    assert plan(COSTS, 1_000, 1_000, 10_000, EVEN).retrain_cores == 9
+    week = dataclasses.replace(EVEN, retrain_days=7.0)
+    assert plan(COSTS, 1_000, 1_000, 10_000, week).retrain_cores == 61  # 60.48
+
+
+def test_table_covers_every_combination_users_outermost() -> None:
+    rows = table(COSTS, [1, 2], [10, 20, 30], [100.0, 200.0], EVEN)
+    assert len(rows) == 12
+    assert [(r.users, r.pages, r.events_per_s) for r in rows[:3]] == [
+        (1, 10, 100.0),
+        (1, 10, 200.0),
+        (1, 20, 100.0),
+    ]
+
+
+def test_fit_linear_recovers_slopes_and_intercept() -> None:
+    points = [
+        {"users": u, "links": n, "bytes": 5e6 + 300 * u + 40 * n}
+        for u, n in [(1_000, 10_000), (4_000, 12_000), (2_000, 50_000), (6_000, 30_000)]
+    ]
+    fit = fit_linear(points, "bytes", ["users", "links"])
+    assert fit.coef["users"] == pytest.approx(300)
+    assert fit.coef["links"] == pytest.approx(40)
+    assert fit.intercept == pytest.approx(5e6)
+    assert fit.r2 == pytest.approx(1.0)
+    with pytest.raises(ValueError):
+        fit_linear(points[:2], "bytes", ["users", "links"])
