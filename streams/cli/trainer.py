@@ -47,8 +47,9 @@ log = logging.getLogger(__name__)
     "--shard",
     default=None,
     setting="trainer_shard",
-    help="Run as trainer shard i/N (e.g. 0/2): learn the partitions p with p % N == i; "
-    "the shards' merge is the model (covisit and popularity only).",
+    help="Run as a trainer shard: i/N (e.g. 0/2) learns the partitions p with p % N == i; "
+    "auto shares the partitions with the other live auto shards, rebalanced as they come "
+    "and go. The shards' merge is the model (covisit and popularity only).",
 )
 def command(
     model_spec: str | None,

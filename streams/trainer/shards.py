@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -37,6 +38,7 @@ from streams.io.topics import ensure_topics
 from streams.services.probes import require
 from streams.settings import Settings
 from streams.state.lease import TrainerLease
+from streams.state.shard_members import ShardMembers, assign
 from streams.state.trainer_status import TrainerStatus
 from streams.trainer.catalog_sync import CatalogSync
 from streams.trainer.loop import Trainer
@@ -49,31 +51,134 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class ShardSpec:
-    """Shard ``index`` of ``count``: it learns the partitions ``p % count == index``."""
+    """Shard ``index`` of ``count`` (it learns the partitions ``p % count == index``), or
+    ``auto``: the live shards share the partitions among themselves
+    (:mod:`streams.state.shard_members`)."""
 
-    index: int
-    count: int
+    index: int = 0
+    count: int = 0
 
     @classmethod
     def parse(cls, text: str) -> ShardSpec:
-        """``"i/N"`` with ``0 <= i < N``.
+        """``"i/N"`` with ``0 <= i < N``, or ``"auto"``.
 
         >>> ShardSpec.parse("1/2").owns(3), ShardSpec.parse("1/2").owns(4)
         (True, False)
+        >>> ShardSpec.parse("auto").auto
+        True
         """
+        if text.strip() == "auto":
+            return cls()
         try:
             index, count = (int(part) for part in text.split("/"))
         except ValueError:
-            raise ConfigurationError(f"trainer shard {text!r} is not i/N (e.g. 0/2)") from None
+            raise ConfigurationError(
+                f"trainer shard {text!r} is neither i/N (e.g. 0/2) nor auto"
+            ) from None
         if count < 1 or not 0 <= index < count:
             raise ConfigurationError(f"trainer shard {text!r}: need 0 <= i < N")
         return cls(index, count)
 
+    @property
+    def auto(self) -> bool:
+        return self.count == 0
+
     def owns(self, partition: int) -> bool:
-        return partition % self.count == self.index
+        return not self.auto and partition % self.count == self.index
 
     def __str__(self) -> str:
-        return f"{self.index}/{self.count}"
+        return "auto" if self.auto else f"{self.index}/{self.count}"
+
+
+class PartitionPool:
+    """The partition trainers this shard runs, each in a thread with its own stop: started
+    when the shard is given a partition, stopped (a last snapshot, the lease released)
+    when the partition goes to another shard."""
+
+    def __init__(self, make: Callable[[int], Trainer], stop: threading.Event) -> None:
+        self.make = make
+        self.stop = stop
+        self.trainers: dict[int, Trainer] = {}
+        self.ready: set[int] = set()
+        self.errors: list[BaseException] = []
+        self.events_done = 0  # learned by trainers that stopped
+        self._running: dict[int, tuple[Trainer, threading.Event, threading.Thread]] = {}
+
+    @property
+    def owned(self) -> set[int]:
+        return set(self._running)
+
+    @property
+    def events_learned(self) -> int:
+        return self.events_done + sum(t.events_learned for t, _, _ in self._running.values())
+
+    def reconcile(self, owned: set[int]) -> None:
+        """Start the trainers of partitions newly ``owned``; stop the others."""
+        self._reap()
+        for partition in sorted(set(self._running) - owned):
+            _, stop, _ = self._running[partition]
+            stop.set()  # it publishes, releases the partition's lease and ends
+            log.info("trainer shard gives up partition=%d", partition)
+        for partition in sorted(owned - set(self._running)):
+            trainer = self.trainers[partition] = self.make(partition)
+            stop = threading.Event()
+            thread = threading.Thread(
+                target=self._learn,
+                args=(partition, trainer, stop),
+                daemon=True,
+                name=f"trainer-p{partition}",
+            )
+            self._running[partition] = (trainer, stop, thread)
+            thread.start()
+            log.info("trainer shard takes partition=%d", partition)
+
+    def _learn(self, partition: int, trainer: Trainer, stop: threading.Event) -> None:
+        either = _Either(self.stop, stop)
+        try:
+            trainer.run(either, on_ready=lambda _t: self.ready.add(partition))
+        except BaseException as exc:
+            self.errors.append(exc)
+            log.exception("partition trainer failed model_name=%s", trainer.store.model_name)
+            self.stop.set()
+
+    def _reap(self) -> None:
+        for partition, (trainer, stop, thread) in list(self._running.items()):
+            if stop.is_set() and not thread.is_alive():
+                del self._running[partition]
+                self.ready.discard(partition)
+                self.events_done += trainer.events_learned
+
+    def all_ready(self) -> bool:
+        return set(self._running) <= self.ready
+
+    def join(self) -> None:
+        """Wait for every trainer's last publish (after the shard's stop was set)."""
+        for _, _, thread in list(self._running.values()):
+            thread.join()
+        for partition in list(self._running):
+            self._running[partition][1].set()
+        self._reap()
+
+
+class _Either(threading.Event):
+    """Set when either of two events is: the shard stops, or the partition moves."""
+
+    def __init__(self, a: threading.Event, b: threading.Event) -> None:
+        super().__init__()
+        self._a, self._b = a, b
+
+    def is_set(self) -> bool:
+        return self._a.is_set() or self._b.is_set()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        # Trainers wait in short steps (lease retries): poll both.
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not self.is_set():
+            left = 0.05 if deadline is None else min(0.05, deadline - time.monotonic())
+            if left <= 0:
+                break
+            self._b.wait(left)
+        return self.is_set()
 
 
 @dataclass
@@ -81,12 +186,17 @@ class ShardRun:
     """A running shard: its partition trainers and the merger (for counters)."""
 
     spec: ShardSpec
-    trainers: dict[int, Trainer]
+    pool: PartitionPool
     merger: ShardMerger
 
     @property
+    def trainers(self) -> dict[int, Trainer]:
+        """Every partition trainer this shard ran, by partition (the latest of each)."""
+        return self.pool.trainers
+
+    @property
     def events_learned(self) -> int:
-        return sum(t.events_learned for t in self.trainers.values())
+        return self.pool.events_learned
 
 
 def run_shard(
@@ -119,7 +229,9 @@ def run_shard(
     part_params = partition_params(cls, full_params, len(partitions))
     codec = page_view_codec(settings)
     catalog = Catalog(settings.catalog_unknown)
-    syncs: dict[int, CatalogSync] = {p: CatalogSync() for p in partitions if spec.owns(p)}
+    # One catalog sync per partition from the start, so a partition taken over later
+    # forgets every page deleted before it came.
+    syncs: dict[int, CatalogSync] = {p: CatalogSync() for p in partitions}
 
     def observe(page_id: str, record: Mapping[str, Any] | None) -> None:
         for sync in syncs.values():
@@ -128,10 +240,10 @@ def run_shard(
     follower = CatalogFollower(
         settings, catalog, on_change=observe, group=settings.trainer_group
     ).start()
-    trainers: dict[int, Trainer] = {}
-    for partition, sync in syncs.items():
+
+    def make(partition: int) -> Trainer:
         namespace = partition_namespace(settings.model_name, partition)
-        trainers[partition] = Trainer(
+        return Trainer(
             cls(**part_params),
             stores(namespace),
             KafkaEventSource(settings, only_partitions={partition}),
@@ -140,9 +252,10 @@ def run_shard(
             full_every=settings.snapshot_full_every,
             lease=TrainerLease(client, namespace, ttl_s=lease_ttl),
             evaluator=RollingHitRate(catalog=catalog),
-            catalog_sync=sync,
+            catalog_sync=syncs[partition],
             status=TrainerStatus(client, namespace),
         )
+
     merger = ShardMerger(
         snapshot_store(settings, client),
         {p: stores(partition_namespace(settings.model_name, p)) for p in partitions},
@@ -152,36 +265,21 @@ def run_shard(
         status=TrainerStatus(client, settings.model_name),
     )
     merger.check_model()  # refuse a single trainer's model before learning anything
-    run = ShardRun(spec, trainers, merger)
+    pool = PartitionPool(make, stop)
+    run = ShardRun(spec, pool, merger)
+    members = None if not spec.auto else ShardMembers(client, settings.model_name, lease_ttl)
     log.info(
-        "trainer shard starting model_name=%s shard=%s partitions=%s of %s",
+        "trainer shard starting model_name=%s shard=%s partitions=%s",
         settings.model_name,
         spec,
-        sorted(trainers),
         partitions,
     )
-    ready: set[int] = set()
-    errors: list[BaseException] = []
-
-    def learn(partition: int, trainer: Trainer) -> None:
-        try:
-            trainer.run(stop, on_ready=lambda _t: ready.add(partition))
-        except BaseException as exc:
-            errors.append(exc)
-            log.exception("partition trainer failed model_name=%s", trainer.store.model_name)
-            stop.set()
-
-    threads = [
-        threading.Thread(target=learn, args=(p, t), name=f"trainer-p{p}", daemon=True)
-        for p, t in trainers.items()
-    ]
-    for thread in threads:
-        thread.start()
     announced = False
 
     def tick() -> None:
         nonlocal announced
-        if not announced and len(ready) == len(trainers):
+        pool.reconcile(_owned(spec, partitions, members, pool.owned))
+        if not announced and pool.all_ready() and pool.owned:
             announced = True
             if on_ready is not None:
                 on_ready(run)
@@ -192,21 +290,34 @@ def run_shard(
             merger,
             TrainerLease(client, settings.model_name, ttl_s=lease_ttl),
             settings.snapshot_interval,
-            threads,
+            pool,
             [
                 TrainerStatus(client, partition_namespace(settings.model_name, p))
                 for p in partitions
             ],
             tick,
+            members,
         )
     finally:
         stop.set()
-        for thread in threads:
-            thread.join()
+        pool.join()
         follower.stop()
-    if errors:
-        raise errors[0]
+    if pool.errors:
+        raise pool.errors[0]
     return run
+
+
+def _owned(
+    spec: ShardSpec, partitions: list[int], members: ShardMembers | None, held: set[int]
+) -> set[int]:
+    """The partitions this shard should learn now (``held`` while Redis cannot say)."""
+    if members is None:
+        return {p for p in partitions if spec.owns(p)}
+    try:
+        return assign(partitions, members.beat(), members.token)
+    except StoreUnavailable as exc:
+        log.warning("trainer shard membership not refreshed error=%r", str(exc))
+        return held
 
 
 def _merge_until(
@@ -214,9 +325,10 @@ def _merge_until(
     merger: ShardMerger,
     lease: TrainerLease,
     interval: float,
-    threads: list[threading.Thread],
+    pool: PartitionPool,
     statuses: list[TrainerStatus],
     tick: Callable[[], None],
+    members: ShardMembers | None,
 ) -> None:
     """Merge every ``interval`` while holding the model's lease (taken when free); at the
     stop, after the partition trainers published their last snapshots, merge once more."""
@@ -233,8 +345,10 @@ def _merge_until(
                 merger.merge()
                 merger.report(shard_records)
             stop.wait(interval)
-        for thread in threads:  # their final publishes come first
-            thread.join()
+        if members is not None:
+            with contextlib.suppress(StoreUnavailable):
+                members.leave()  # the others start waiting for our partitions' leases
+        pool.join()  # the partitions' last publishes come first
         if _hold(lease, held):
             merger.merge()
             held = True

@@ -55,8 +55,10 @@ def test_a_sigkilled_shard_resumes_its_partitions_and_every_event_is_learned_onc
     procs = [_shard(env, f"{i}/2", tmp_path / f"shard-{i}.log") for i in range(2)]
     try:
         wait_for(
-            lambda: (v := store.current_version()) is not None
-            and len(store.read_meta(v).extra.get("partitions", {})) == settings.partitions,
+            lambda: (
+                (v := store.current_version()) is not None
+                and len(store.read_meta(v).extra.get("partitions", {})) == settings.partitions
+            ),
             30,
             "a merge of every partition",
         )
@@ -106,3 +108,80 @@ def test_a_sigkilled_shard_resumes_its_partitions_and_every_event_is_learned_onc
     assert {page: round(count) for page, count in pop._counts.items()} == dict(want)
     assert sum(final.meta.offsets[settings.topic_page_views].values()) >= produced
     assert "trainer resumed" in procs[-1].output()
+
+
+def test_shards_joining_and_leaving_hand_their_partitions_over_without_loss_or_repeat(
+    settings: Settings, settings_env: dict[str, str], tmp_path: Path
+) -> None:
+    """``--shard auto``: a second shard joins a running one and takes some partitions;
+    then the first leaves (SIGTERM) and the second takes them all. Each hand-over is a
+    last snapshot of the partition, then its lease released and taken."""
+    ensure_topics(settings, [settings.topic_page_views])
+    env = {
+        **settings_env,
+        "STREAMREC_SNAPSHOT_INTERVAL": "300ms",
+        "STREAMREC_MODEL": "covisit",
+        "STREAMREC_TRAINER_LEASE_TTL": "2s",
+    }
+    key = TEST_SNAPSHOT_KEY.encode()
+    client = settings.redis_client()
+    store = SnapshotStore(client, settings.model_name, key)
+    parts = [
+        SnapshotStore(client, partition_namespace(settings.model_name, p), key)
+        for p in range(settings.partitions)
+    ]
+
+    traffic = Traffic(settings, rate=150.0).start()
+    first = _shard(env, "auto", tmp_path / "first.log")
+    procs = [first]
+    try:
+        wait_for(
+            lambda: all(s.current_version() is not None for s in parts),
+            30,
+            "the first shard learning every partition",
+        )
+        second = _shard(env, "auto", tmp_path / "second.log")
+        procs.append(second)
+        wait_for(
+            lambda: (
+                "trainer shard takes partition" in second.output()
+                and "trainer resumed" in second.output()
+            ),
+            30,
+            "the second shard taking over a partition",
+        )
+        took_on_join = second.output().count("trainer shard takes partition")
+        assert first.stop(signal.SIGTERM) == 0
+        wait_for(
+            lambda: second.output().count("trainer shard takes partition") == settings.partitions,
+            30,
+            "the second shard taking every partition",
+        )
+        produced = traffic.stop()
+        wait_for(
+            lambda: store.read_meta(store.current_version()).events_seen == produced,  # type: ignore[arg-type]
+            40,
+            "the merge to count every page view",
+        )
+        code = second.stop(signal.SIGTERM)
+    finally:
+        for proc in procs:
+            with stopping(proc):
+                pass
+    final = store.load(store.current_version())  # type: ignore[arg-type]
+    pop = final.model._popularity  # type: ignore[attr-defined]
+    want = Counter(traffic.view(i)["page_id"] for i in range(produced))
+    summary(
+        "trainer_shards_join_leave",
+        events_in=produced,
+        learned=final.model.n_events_learned,
+        events_seen=final.meta.events_seen,
+        partitions_taken_on_join=took_on_join,
+        merged_versions=final.meta.version,
+        exit_code=code,
+    )
+    assert code == 0
+    assert 1 <= took_on_join < settings.partitions
+    assert "trainer shard gives up partition" in first.output()
+    assert final.model.n_events_learned == final.meta.events_seen == produced
+    assert {page: round(count) for page, count in pop._counts.items()} == dict(want)
