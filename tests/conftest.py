@@ -3,5 +3,6 @@
 pytest_plugins = [
     "tests.support.fixtures",
     "tests.support.outages",
+    "tests.support.redis_cluster",
     "tests.support.spark_cluster",
 ]
