@@ -122,8 +122,9 @@ def _worlds(out: dict[str, Any]) -> list[str]:
 def _table(out: dict[str, Any]) -> list[str]:
     lines = [
         "| users | pages | events/s | scorers | scorer GB each | trainers needed (today 1) "
-        "| trainer GB | Redis nodes | Redis GB | retrain cores | first limit (demand / one unit) |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+        "| trainer GB | Redis nodes | Redis GB | retrain cores | first limit (demand / one unit) "
+        "| past what runs today |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|",
     ]
     for r in out["table"]:
         limit = r["first_limit"]
@@ -133,7 +134,8 @@ def _table(out: dict[str, Any]) -> list[str]:
             f"| {r['users']:,} | {r['pages']:,} | {r['events_per_s']:,.0f} | {r['scorers']} | "
             f"{r['scorer_memory_gb']:.1f} | {trainers} | {r['trainer_memory_gb']:.1f} | "
             f"{r['redis_nodes']} | {r['redis_memory_gb']:.0f} | {r['retrain_cores']} | "
-            f"{limit} ({r['ratios'][limit]:.2f}{'; ' + note if note else ''}) |"
+            f"{limit} ({r['ratios'][limit]:.2f}{'; ' + note if note else ''}) | "
+            f"{', '.join(r['blocked']) or '-'} |"
         )
     return lines
 

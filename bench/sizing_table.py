@@ -61,6 +61,7 @@ class Assumptions:
     full_snapshots_in_redis: float = 2.0  # full-snapshot equivalents kept (base + deltas)
     retrain_days: float = 7.0  # retrain reads this much of the log ...
     retrain_window_s: float = 3600.0  # ... and must finish within this
+    trainers_max: int = 1  # trainer processes one model name can have today
 
 
 def units(demand: float, capacity: float) -> int:
@@ -87,6 +88,7 @@ class Row:
     retrain_cores: int
     ratios: dict[str, float]  # demand / what one unit of the part can take
     first_limit: str  # the part with the highest ratio
+    blocked: list[str]  # parts past one unit that cannot have more today (see plan)
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -103,7 +105,9 @@ def plan(costs: Costs, users: int, pages: int, events_per_s: float, a: Assumptio
     * Redis: every user's history and served list plus the kept snapshots, over
       ``redis_node_bytes``; and its CPU for the scorer's round trips at ``cpu_target``;
     * retrain: executor cores so that ``retrain_days`` of the log takes
-      ``retrain_window_s``.
+      ``retrain_window_s``;
+    * ``first_limit``: the part with the highest demand over what one unit takes;
+      ``blocked``: the parts past what can be deployed today (:func:`blocked`).
     """
     buffered = users * a.trainer_user_share
     cpu = a.cpu_target
@@ -143,7 +147,22 @@ def plan(costs: Costs, users: int, pages: int, events_per_s: float, a: Assumptio
         retrain_cores=units(retrain_core_s, a.retrain_window_s),
         ratios=ratios,
         first_limit=max(PARTS, key=ratios.__getitem__),
+        blocked=blocked(ratios, trainers, a.trainers_max),
     )
+
+
+def blocked(ratios: Mapping[str, float], trainers: int, trainers_max: int) -> list[str]:
+    """The parts a deployment needs more of than it can have: trainers past
+    ``trainers_max`` (or none that fits), and a model larger than a scorer may hold
+    (every scorer holds all of it, so more scorers do not help)."""
+    out = []
+    if trainers == 0 or trainers > trainers_max:
+        out += [p for p in ("trainer CPU", "trainer memory") if ratios[p] > 1]
+        if not out:  # the shards' pages alone leave too little room: memory
+            out = ["trainer memory"]
+    if ratios["scorer memory"] > 1:
+        out.append("scorer memory")
+    return out
 
 
 def table(

@@ -65,6 +65,7 @@ def test_memory_of_each_part() -> None:
     assert row.redis_nodes == 2  # 10.4 GB over 10 GB nodes
     assert row.ratios["Redis memory"] == pytest.approx(1.04)
     assert row.first_limit == "Redis memory"
+    assert row.blocked == []  # Redis nodes can be added
 
 
 def test_redis_nodes_for_cpu_when_memory_is_small() -> None:
@@ -84,8 +85,16 @@ def test_trainers_for_cpu_and_for_memory() -> None:
     assert row.trainer_memory_gb == pytest.approx(22.0)
     assert row.trainers == 3
     assert row.ratios["trainer memory"] == pytest.approx(2.2)
-    # Pages alone past the budget: no number of shards fits.
-    assert plan(COSTS, 1_000, 1_000_000, 1_000, EVEN).trainers == 0
+    assert row.blocked == ["trainer memory"]  # one trainer per model name today
+    sharded = dataclasses.replace(EVEN, trainers_max=4)
+    assert plan(COSTS, 100_000_000, 100_000, 1_000, sharded).blocked == []
+    # Pages alone past the budget: no number of shards fits, and no scorer holds the model.
+    row = plan(COSTS, 1_000, 1_000_000, 1_000, sharded)
+    assert row.trainers == 0
+    assert row.blocked == ["trainer memory"]
+    huge = plan(COSTS, 1_000, 10_000_000, 1_000, sharded)
+    assert huge.scorer_memory_gb == pytest.approx(20.5)
+    assert huge.blocked == ["trainer memory", "scorer memory"]
 
 
 def test_trainer_user_share_scales_buffers_not_histories() -> None:
