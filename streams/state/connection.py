@@ -14,6 +14,24 @@ from streams.errors import StoreUnavailable
 
 F = TypeVar("F", bound=Callable[..., Any])
 
+#: What says Redis cannot answer now (rather than refusing a command): a connection or a
+#: timeout, and on a cluster a slot whose master is down or moving (``CLUSTERDOWN``,
+#: ``TRYAGAIN``) or no node answering. redis-py's cluster errors are not all RedisErrors.
+UNAVAILABLE: tuple[type[BaseException], ...] = (
+    redis.ConnectionError,
+    redis.TimeoutError,
+    redis.exceptions.ClusterError,
+    redis.exceptions.TryAgainError,
+    redis.exceptions.SlotNotCoveredError,
+    redis.exceptions.RedisClusterUnreachableError,
+)
+#: Every failure of a Redis call a degrading reader (histories) rides out.
+REDIS_FAILURES: tuple[type[BaseException], ...] = (
+    redis.RedisError,
+    redis.exceptions.RedisClusterException,
+    OSError,
+)
+
 
 def redis_error_line(exc: BaseException) -> str | None:
     """What an operator reads for a Redis error, in one line (None: not one).
@@ -23,6 +41,8 @@ def redis_error_line(exc: BaseException) -> str | None:
     """
     if isinstance(exc, StoreUnavailable):
         return str(exc)
+    if isinstance(exc, redis.exceptions.RedisClusterException | redis.exceptions.ClusterError):
+        return f"redis cluster unavailable: {exc}"
     if not isinstance(exc, redis.RedisError):
         return None
     if isinstance(exc, redis.exceptions.InvalidResponse):
@@ -43,7 +63,7 @@ def redis_errors(func: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return func(*args, **kwargs)
-        except (redis.ConnectionError, redis.TimeoutError) as exc:
+        except UNAVAILABLE as exc:
             raise StoreUnavailable(f"redis unavailable: {exc}") from exc
 
     return cast(F, wrapper)

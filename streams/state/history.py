@@ -18,9 +18,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-import redis
-import redis.asyncio
-
+from streams.state.connection import REDIS_FAILURES
 from streams.state.keys import ModelKeys
 
 log = logging.getLogger(__name__)
@@ -181,7 +179,7 @@ class AsyncHistoryStore(_HistoryStoreBase):
             return pipe
         try:
             results = await pipe.execute()
-        except (redis.RedisError, OSError) as exc:
+        except REDIS_FAILURES as exc:
             return self._read_failed(exc)
         return self._read_done(wanted, results)
 
@@ -191,7 +189,7 @@ class AsyncHistoryStore(_HistoryStoreBase):
             return not update
         try:
             await pipe.execute()
-        except (redis.RedisError, OSError) as exc:
+        except REDIS_FAILURES as exc:
             self._breaker.failed(exc, "write")
             return False
         self._breaker.succeeded()
@@ -208,7 +206,7 @@ class HistoryStore(_HistoryStoreBase):
             return pipe
         try:
             results = pipe.execute()
-        except (redis.RedisError, OSError) as exc:
+        except REDIS_FAILURES as exc:
             return self._read_failed(exc)
         return self._read_done(wanted, results)
 
@@ -218,7 +216,7 @@ class HistoryStore(_HistoryStoreBase):
             return not update
         try:
             pipe.execute()
-        except (redis.RedisError, OSError) as exc:
+        except REDIS_FAILURES as exc:
             self._breaker.failed(exc, "write")
             return False
         self._breaker.succeeded()

@@ -27,3 +27,26 @@ def test_a_cluster_it_cannot_reach_that_way_is_one_error(url: str | None, error:
     env = {"STREAMREC_REDIS_CLUSTER": "1", **({"REDIS_URL": url} if url else {})}
     with pytest.raises(ConfigurationError, match=error):
         Settings.from_env(env)
+
+
+def test_a_cluster_whose_slot_is_down_is_an_outage_not_a_crash() -> None:
+    """CLUSTERDOWN and TRYAGAIN (a master down or a slot moving) are ridden out like a
+    lost connection: the trainer keeps learning, the scorer degrades."""
+    import redis
+
+    from streams.errors import StoreUnavailable
+    from streams.state.connection import redis_error_line, redis_errors
+
+    @redis_errors
+    def call(exc: Exception) -> None:
+        raise exc
+
+    for exc in (
+        redis.exceptions.ClusterDownError("The cluster is down"),
+        redis.exceptions.TryAgainError("TRYAGAIN"),
+        redis.exceptions.SlotNotCoveredError("slot 7 is not covered"),
+    ):
+        with pytest.raises(StoreUnavailable, match="redis unavailable"):
+            call(exc)
+    line = redis_error_line(redis.exceptions.RedisClusterException("no node answered"))
+    assert line == "redis cluster unavailable: no node answered"
