@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from streams.errors import ServiceError
+from streams.errors import ServiceError, StreamrecError
 from streams.settings import Settings
 
 #: Seconds each probe may take; a refused connection answers at once.
@@ -108,9 +108,12 @@ def redis_problem(settings: Settings, timeout: float = PROBE_TIMEOUT_S) -> str |
     """None when Redis answers a PING within ``timeout`` seconds, else why not."""
     import redis
 
-    client = settings.redis_client(
-        socket_timeout=timeout, socket_connect_timeout=timeout, health_check_interval=0
-    )
+    try:  # a cluster client asks for the cluster's nodes as it is made
+        client = settings.redis_client(
+            socket_timeout=timeout, socket_connect_timeout=timeout, health_check_interval=0
+        )
+    except StreamrecError as exc:
+        return str(exc)
     try:
         client.ping()
         return None
