@@ -21,6 +21,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from online_model.errors import ConfigurationError, SnapshotError
+from online_model.models.covisit.model import Covisitation
 from online_model.models.shard_merge import merge_states
 from online_model.persist.snapshot import Snapshot, SnapshotMeta
 from streams.errors import StoreUnavailable
@@ -56,6 +57,9 @@ class ShardMerger:
         The topic whose partitions these are (the merged snapshot's offsets).
     status
         Where the model's trainer status goes (``streamrec models status``).
+    min_gap
+        Least seconds between two merges (each one is a full snapshot that scorers load):
+        partitions publishing at different moments are merged together.
     """
 
     def __init__(
@@ -66,6 +70,7 @@ class ShardMerger:
         params: Mapping[str, Any],
         topic: str,
         status: TrainerStatus | None = None,
+        min_gap: float = 0.0,
     ) -> None:
         self.store = store
         self.partition_stores = dict(partition_stores)
@@ -73,6 +78,8 @@ class ShardMerger:
         self.params = dict(params)
         self.topic = topic
         self.status = status
+        self.min_gap = min_gap
+        self._last_merge = 0.0
         self.held: dict[int, Snapshot] = {}
         self.merges_published = 0
         self.last_version: int | None = None
@@ -126,10 +133,13 @@ class ShardMerger:
     def merge(self) -> int | None:
         """Publish the merge of the held partition snapshots when any changed; returns the
         version (None: nothing new, or Redis unavailable)."""
+        if time.monotonic() - self._last_merge < self.min_gap:
+            return None
         try:
             self.check_model()
             if not self.refresh() or not self.held:
                 return None
+            self._last_merge = time.monotonic()
             snap, state = self.merged()
             version = self.store.publish_full(snap, state=state).version
         except StoreUnavailable as exc:
@@ -199,3 +209,36 @@ class ShardMerger:
             self.status.write(record)
         except StoreUnavailable as exc:
             logger.debug("merger status not written error=%r", str(exc))
+
+
+class MixtureReference:
+    """The newest merged model, handed to this shard's partition models every
+    :attr:`EVERY_S` seconds to learn the popularity weight of the mixture on
+    (:meth:`~online_model.models.covisit.model.Covisitation.set_mixture_reference`): a
+    part's own graph holds a fraction of the evidence. One copy per shard process."""
+
+    #: Seconds between two loads (each builds the merged graph's dicts: O(model)).
+    EVERY_S = 10.0
+
+    def __init__(self, store: SnapshotStore) -> None:
+        self.store = store
+        self.model: Any = None
+        self.version: int | None = None
+        self._next = 0.0
+
+    def hand_out(self, models: list[Any]) -> None:
+        now = time.monotonic()
+        if now >= self._next:
+            self._next = now + self.EVERY_S
+            try:
+                version = self.store.newest_version_hint("trainer")
+                if version is not None and version != self.version:
+                    model = self.store.load(version).model
+                    if isinstance(model, Covisitation):
+                        self.model, self.version = model, version
+            except (StoreUnavailable, SnapshotError) as exc:
+                logger.warning("mixture reference not loaded error=%r", str(exc))
+        if self.model is not None:
+            for model in models:
+                if getattr(model, "_mixture_reference", None) is not self.model:
+                    model.set_mixture_reference(self.model)

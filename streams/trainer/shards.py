@@ -28,6 +28,7 @@ from typing import Any
 
 from online_model.catalog import Catalog
 from online_model.errors import ConfigurationError
+from online_model.models.covisit.model import Covisitation
 from online_model.models.shard_merge import check_shardable, partition_params
 from online_model.persist.snapshot import check_storable
 from streams.catalog.follower import CatalogFollower
@@ -42,7 +43,8 @@ from streams.state.shard_members import ShardMembers, assign
 from streams.state.trainer_status import TrainerStatus
 from streams.trainer.catalog_sync import CatalogSync
 from streams.trainer.loop import Trainer
-from streams.trainer.merger import ShardMerger, partition_namespace
+from streams.trainer.merger import MixtureReference, ShardMerger, partition_namespace
+from streams.trainer.partition_pool import PartitionPool
 from streams.trainer.quality_estimate import RollingHitRate
 from streams.wiring import snapshot_store, store_for
 
@@ -88,97 +90,6 @@ class ShardSpec:
 
     def __str__(self) -> str:
         return "auto" if self.auto else f"{self.index}/{self.count}"
-
-
-class PartitionPool:
-    """The partition trainers this shard runs, each in a thread with its own stop: started
-    when the shard is given a partition, stopped (a last snapshot, the lease released)
-    when the partition goes to another shard."""
-
-    def __init__(self, make: Callable[[int], Trainer], stop: threading.Event) -> None:
-        self.make = make
-        self.stop = stop
-        self.trainers: dict[int, Trainer] = {}
-        self.ready: set[int] = set()
-        self.errors: list[BaseException] = []
-        self.events_done = 0  # learned by trainers that stopped
-        self._running: dict[int, tuple[Trainer, threading.Event, threading.Thread]] = {}
-
-    @property
-    def owned(self) -> set[int]:
-        return set(self._running)
-
-    @property
-    def events_learned(self) -> int:
-        return self.events_done + sum(t.events_learned for t, _, _ in self._running.values())
-
-    def reconcile(self, owned: set[int]) -> None:
-        """Start the trainers of partitions newly ``owned``; stop the others."""
-        self._reap()
-        for partition in sorted(set(self._running) - owned):
-            _, stop, _ = self._running[partition]
-            stop.set()  # it publishes, releases the partition's lease and ends
-            log.info("trainer shard gives up partition=%d", partition)
-        for partition in sorted(owned - set(self._running)):
-            trainer = self.trainers[partition] = self.make(partition)
-            stop = threading.Event()
-            thread = threading.Thread(
-                target=self._learn,
-                args=(partition, trainer, stop),
-                daemon=True,
-                name=f"trainer-p{partition}",
-            )
-            self._running[partition] = (trainer, stop, thread)
-            thread.start()
-            log.info("trainer shard takes partition=%d", partition)
-
-    def _learn(self, partition: int, trainer: Trainer, stop: threading.Event) -> None:
-        either = _Either(self.stop, stop)
-        try:
-            trainer.run(either, on_ready=lambda _t: self.ready.add(partition))
-        except BaseException as exc:
-            self.errors.append(exc)
-            log.exception("partition trainer failed model_name=%s", trainer.store.model_name)
-            self.stop.set()
-
-    def _reap(self) -> None:
-        for partition, (trainer, stop, thread) in list(self._running.items()):
-            if stop.is_set() and not thread.is_alive():
-                del self._running[partition]
-                self.ready.discard(partition)
-                self.events_done += trainer.events_learned
-
-    def all_ready(self) -> bool:
-        return set(self._running) <= self.ready
-
-    def join(self) -> None:
-        """Wait for every trainer's last publish (after the shard's stop was set)."""
-        for _, _, thread in list(self._running.values()):
-            thread.join()
-        for partition in list(self._running):
-            self._running[partition][1].set()
-        self._reap()
-
-
-class _Either(threading.Event):
-    """Set when either of two events is: the shard stops, or the partition moves."""
-
-    def __init__(self, a: threading.Event, b: threading.Event) -> None:
-        super().__init__()
-        self._a, self._b = a, b
-
-    def is_set(self) -> bool:
-        return self._a.is_set() or self._b.is_set()
-
-    def wait(self, timeout: float | None = None) -> bool:
-        # Trainers wait in short steps (lease retries): poll both.
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while not self.is_set():
-            left = 0.05 if deadline is None else min(0.05, deadline - time.monotonic())
-            if left <= 0:
-                break
-            self._b.wait(left)
-        return self.is_set()
 
 
 @dataclass
@@ -263,6 +174,7 @@ def run_shard(
         full_params,
         settings.topic_page_views,
         status=TrainerStatus(client, settings.model_name),
+        min_gap=settings.snapshot_interval / 2,
     )
     merger.check_model()  # refuse a single trainer's model before learning anything
     pool = PartitionPool(make, stop)
@@ -275,10 +187,13 @@ def run_shard(
         partitions,
     )
     announced = False
+    reference = MixtureReference(snapshot_store(settings, client)) if cls is Covisitation else None
 
     def tick() -> None:
         nonlocal announced
         pool.reconcile(_owned(spec, partitions, members, pool.owned))
+        if reference is not None:
+            reference.hand_out(pool.models())
         if not announced and pool.all_ready() and pool.owned:
             announced = True
             if on_ready is not None:
@@ -336,20 +251,27 @@ def _merge_until(
     def shard_records() -> list[dict[str, Any]]:
         return [r for r in (s.read() for s in statuses) if r is not None]
 
+    # Partitions publish every ``interval``, each at its own moment: look for new ones
+    # often, so a merge follows soon after (the merger merges at most every interval/2).
+    look = min(0.1, interval / 5)
+    next_tick = 0.0
     held = False
     try:
         while not stop.is_set():
-            tick()
-            held = _hold(lease, held)
+            if time.monotonic() >= next_tick:
+                next_tick = time.monotonic() + interval
+                tick()
+                held = _hold(lease, held)
             if held:
                 merger.merge()
                 merger.report(shard_records)
-            stop.wait(interval)
+            stop.wait(look)
         if members is not None:
             with contextlib.suppress(StoreUnavailable):
                 members.leave()  # the others start waiting for our partitions' leases
         pool.join()  # the partitions' last publishes come first
         if _hold(lease, held):
+            merger.min_gap = 0.0
             merger.merge()
             held = True
     finally:

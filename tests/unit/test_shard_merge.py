@@ -123,3 +123,24 @@ def test_models_whose_state_does_not_add_up_refuse_shards() -> None:
     check_shardable(DecayedPopularity)
     with pytest.raises(ConfigurationError, match="cannot be learned by trainer shards"):
         check_shardable(ImplicitMF)
+
+
+def test_parts_learn_the_mixture_weight_on_the_merged_model_they_are_given() -> None:
+    """On its own sparser graph a part credits popularity with more than one model does;
+    scored on the whole graph (here one model's, standing in for the merge) it does not."""
+    events = _events(12_000)
+    params: dict[str, Any] = {}
+    single = Covisitation(**params)
+    alone = [Covisitation(**partition_params(Covisitation, params, N_PARTS)) for _ in range(3)]
+    guided = [Covisitation(**partition_params(Covisitation, params, N_PARTS)) for _ in range(3)]
+    for part in guided:
+        part.set_mixture_reference(single)
+    for user, page, ts in events:
+        part = _part_of(user)
+        alone[part].learn_one(user, page, x={"ts": ts})
+        guided[part].learn_one(user, page, x={"ts": ts})
+        single.learn_one(user, page, x={"ts": ts})  # after the parts: scored before learning
+    gap_alone = max(abs(p._mixture - single._mixture) for p in alone)
+    gap_guided = max(abs(p._mixture - single._mixture) for p in guided)
+    assert gap_guided < gap_alone
+    assert "_mixture_reference" not in guided[0].__getstate__()  # never stored

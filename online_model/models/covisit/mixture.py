@@ -35,22 +35,30 @@ def clamped(m: float) -> float:
     return min(max(m, MIN_MIXTURE), 1.0 - MIN_MIXTURE)
 
 
-def update_mixture(model: Mixed, hist: list[Hashable], item: Hashable) -> None:
+def update_mixture(
+    model: Mixed, hist: list[Hashable], item: Hashable, scorer: Mixed | None = None
+) -> None:
     """One online EM step on the weight of popularity, scored before learning ``item``.
 
     The served score is the mixture ``(1 - m) P_transitions + m P_popularity``; here
     both parts are asked how likely the page the user actually viewed was, and ``m``
     moves towards the share of that likelihood popularity explains (deleted
     interpolation, done prequentially). Repeats are skipped: serving excludes them.
+
+    ``scorer`` is the model whose two parts are asked (default: ``model`` itself). A
+    model that learns one partition of the events passes the merged model scorers serve:
+    its own graph holds a fraction of the evidence, and would credit popularity with
+    more than its share (docs/models.md, trainer shards).
     """
-    pop = model._popularity
+    ref = model if scorer is None else scorer
+    pop = ref._popularity
     if not pop._total:
         return
     if item in hist:
         return
     num = den = 0.0
     age_weight = 1.0
-    neighbours, out, recency = model._neighbours, model._out, model.recency
+    neighbours, out, recency = ref._neighbours, ref._out, model.recency
     for n_used, prev in enumerate(reversed(hist)):
         if n_used >= model.n_recent:
             break

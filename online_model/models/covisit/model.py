@@ -189,12 +189,21 @@ class Covisitation(Recommender):
     _dirty_rows: set[Hashable] | None = None
     _dirty_users: set[Hashable] | None = None
     _delta_broken = False
+    # The model the mixture weight is learned on, when not this one (trainer shards:
+    # see set_mixture_reference). Never stored.
+    _mixture_reference: Covisitation | None = None
 
     def __getstate__(self) -> dict[str, Any]:
         if self._stored is not None:
             self.__getattr__(STORED_DICTS[0])  # build the dicts a pickle holds
         state = {**self.__dict__, "_candidates": {}}  # a cache: rebuilt on demand
-        for derived in ("_frozen", "_serve_version", "_serve_calls", "_stored"):
+        for derived in (
+            "_frozen",
+            "_serve_version",
+            "_serve_calls",
+            "_stored",
+            "_mixture_reference",
+        ):
             state.pop(derived, None)
         return state
 
@@ -264,6 +273,20 @@ class Covisitation(Recommender):
         del self.__dict__["_stored"]
         return self.__dict__[name]
 
+    def set_mixture_reference(self, reference: Covisitation | None) -> None:
+        """Learn the popularity weight of the mixture on ``reference``'s transitions and
+        popularity instead of this model's own (None: its own again).
+
+        A model that learns one partition of the events (a trainer shard's part) passes
+        the merged model scorers serve: scored on a part's own, sparser graph, popularity
+        would explain more of each page than it does on the whole graph, and the learned
+        weight would drift above one trainer's (docs/models.md). The reference is read,
+        never changed, and never stored with this model.
+        """
+        if reference is not None:
+            _ = reference._neighbours  # a loaded model builds its dicts here, not per event
+        self._mixture_reference = reference
+
     def user_history(self, user: Hashable) -> Sequence[Hashable]:
         return self._histories.get(user, ())
 
@@ -285,7 +308,7 @@ class Covisitation(Recommender):
                 dirty.update(hist)
                 dirty.add(item)
         if hist and self.backoff_rate:
-            update_mixture(self, hist, item)
+            update_mixture(self, hist, item, self._mixture_reference)
         self._popularity.learn_one(user, item, x=x)
         if hist is None:
             hist = self._histories[user] = []

@@ -1,0 +1,263 @@
+"""Trainer shards: events/s and CPU-seconds per event for 1, 2 and 4 shards, the merged
+model's quality against one trainer's, per-shard per-user memory and freshness.
+
+Run ``python -m bench.trainer_shards [--quick]``; writes
+``bench/results/trainer_shards.{json,md}``. On the embedded broker and Redis (or those
+of ``KAFKA_BOOTSTRAP_SERVERS`` / ``REDIS_URL``):
+
+- **throughput**: the generator's events are produced once to a topic of 4 partitions;
+  then, for one trainer (no shards) and for 1, 2 and 4 shards (``streamrec trainer
+  --shard i/N``, real processes, each run on a fresh model namespace), the time and the
+  CPU-seconds (utime + stime of the processes, from /proc) from the moment every process
+  is learning to the moment the merged model counts every event. On 2 shared cores more
+  than two processes cannot run faster: CPU-seconds per event is the figure that says
+  whether sharding costs work.
+- **quality** (in process, :mod:`bench.shard_quality`): prequential hit@10 of the served
+  merge against a served single model on the same events, and per-user state per shard.
+- **freshness**: 2 shards learning a paced stream (1k events/s); for each event, the
+  seconds from its produce() to the first merged ``current`` whose offsets pass it
+  (polled every 10 ms; a scorer adds its swap, woken by the publish's pub/sub hint).
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import logging
+import os
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from confluent_kafka import Producer
+
+from online_model.data.generate import generate
+from streams.io.topics import ensure_topics
+from streams.services.processes import ChildProcess
+from streams.settings import Settings
+from streams.state.snapshot_store import SnapshotStore
+
+from .harness import Bench, child_env, encode_rows, paced, produce_all, run_standalone
+from .report import percentile
+from .shard_quality import prequential
+
+log = logging.getLogger(__name__)
+
+PARTITIONS = 4
+RESULTS = Path(__file__).parent / "results" / "trainer_shards.json"
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def _cpu_s(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICK
+
+
+def _store(s: Settings) -> SnapshotStore:
+    key = s.snapshot_key.get().encode()
+    return SnapshotStore(s.redis_client(), s.model_name, key)
+
+
+def _learned(store: SnapshotStore) -> int:
+    version = store.current_version()
+    return 0 if version is None else store.read_meta(version).events_seen
+
+
+def _start(bench: Bench, s: Settings, shards: int | None, tag: str) -> list[ChildProcess]:
+    env = child_env(s, STREAMREC_LOG_LEVEL="info")
+    if shards is None:
+        return [ChildProcess.streamrec(["trainer"], env, bench.logs / f"{tag}.log")]
+    return [
+        ChildProcess.streamrec(
+            ["trainer", "--shard", f"{i}/{shards}"], env, bench.logs / f"{tag}-{i}.log"
+        )
+        for i in range(shards)
+    ]
+
+
+def _wait_ready(procs: list[ChildProcess], timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not all("ready:" in p.output() for p in procs):
+        for p in procs:
+            p.check()
+        if time.monotonic() > deadline:
+            raise TimeoutError("trainers not ready")
+        time.sleep(0.02)
+
+
+def _throughput(bench: Bench, base: Settings, n_events: int, shards: int | None) -> dict[str, Any]:
+    tag = "single" if shards is None else f"shards-{shards}"
+    s = bench.run_settings(tag, topic_page_views=base.topic_page_views, partitions=PARTITIONS)
+    store = _store(s)
+    procs = _start(bench, s, shards, tag)
+    try:
+        _wait_ready(procs)
+        started = time.monotonic()
+        cpu0 = sum(_cpu_s(p.pid) for p in procs)
+        while _learned(store) < n_events:
+            for p in procs:
+                p.check()
+            time.sleep(0.05)
+        took = time.monotonic() - started
+        cpu = sum(_cpu_s(p.pid) for p in procs) - cpu0
+        rss = [p.peak_rss_mb() for p in procs]
+    finally:
+        for p in procs:
+            p.stop()
+    return {
+        "processes": len(procs),
+        "seconds": round(took, 2),
+        "events_per_s": round(n_events / took),
+        "cpu_s": round(cpu, 2),
+        "cpu_us_per_event": round(cpu / n_events * 1e6, 2),
+        "peak_rss_mb": rss,
+    }
+
+
+def _freshness(bench: Bench, world: list[Any], rate: float, seconds: float) -> dict[str, Any]:
+    s = bench.run_settings("fresh", partitions=PARTITIONS)
+    ensure_topics(s, [s.topic_page_views])
+    store = _store(s)
+    procs = _start(bench, s, 2, "fresh")
+    seen: list[tuple[float, dict[int, int]]] = []  # (first seen as current, its offsets)
+    done = threading.Event()
+
+    def watch() -> None:
+        last = None
+        while not done.is_set():
+            version = store.current_version()
+            if version is not None and version != last:
+                last = version
+                offsets = store.read_meta(version).offsets.get(s.topic_page_views, {})
+                seen.append((time.time(), offsets))
+            time.sleep(0.01)
+
+    sent: list[tuple[float, int, int]] = []  # (produce time, partition, offset)
+    try:
+        _wait_ready(procs)
+        watcher = threading.Thread(target=watch, daemon=True)
+        watcher.start()
+        producer = Producer(s.producer_config(**{"linger.ms": 5}))
+        events = encode_rows(world[: int(rate * seconds)], "fresh")
+
+        def delivered(at: float, err: Any, msg: Any) -> None:
+            if err is None:
+                sent.append((at, msg.partition(), msg.offset()))
+
+        for i in paced(producer, len(events), rate):
+            key, value = events[i]
+            producer.produce(
+                s.topic_page_views,
+                value,
+                key,
+                on_delivery=functools.partial(delivered, time.time()),
+            )
+        producer.flush(30)
+        time.sleep(3.0)
+    finally:
+        done.set()
+        for p in procs:
+            p.stop()
+    fresh = []
+    for at, partition, offset in sent:
+        covered = next((t for t, offs in seen if offs.get(partition, 0) > offset), None)
+        if covered is not None:
+            fresh.append(covered - at)
+    return {
+        "shards": 2,
+        "offered_rate": rate,
+        "seconds": seconds,
+        "events": len(sent),
+        "covered": len(fresh),
+        "p50_s": round(percentile(fresh, 50), 3),
+        "p99_s": round(percentile(fresh, 99), 3),
+        "max_s": round(max(fresh), 3) if fresh else None,
+    }
+
+
+def run(bench: Bench, n_events: int, quality_events: int) -> dict[str, Any]:
+    views = generate(n_users=20_000, n_pages=2_000, n_events=n_events, seed=11)
+    rows = views.rows()
+    base = bench.run_settings("events", partitions=PARTITIONS)
+    ensure_topics(base, [base.topic_page_views])
+    produce_all(base, base.topic_page_views, encode_rows(rows, "ev"))
+    throughput = {
+        "single_trainer": _throughput(bench, base, n_events, None),
+        **{f"{n}_shards": _throughput(bench, base, n_events, n) for n in (1, 2, 4)},
+    }
+    one = throughput["1_shards"]["cpu_us_per_event"]
+    for figures in throughput.values():
+        figures["cpu_per_event_vs_1_shard"] = round(figures["cpu_us_per_event"] / one, 3)
+    quality = prequential(
+        [(u, p, t) for u, p, t, _ in rows[:quality_events]], PARTITIONS, 1_000, 10_000
+    )
+    freshness = _freshness(bench, rows, 1_000, 20.0 if not bench.quick else 8.0)
+    return {
+        "events": n_events,
+        "partitions": PARTITIONS,
+        "cores": os.cpu_count(),
+        "throughput": throughput,
+        "quality": {"events": quality_events, **quality},
+        "freshness": freshness,
+    }
+
+
+def report(out: dict[str, Any]) -> str:
+    t = out["throughput"]
+    lines = [
+        "# Trainer shards",
+        "",
+        f"{out['events']:,} generated events (20k users, 2k pages) on a topic of "
+        f"{out['partitions']} partitions, {out['cores']} cores, services: {out['services']}. "
+        "`python -m bench.trainer_shards`.",
+        "",
+        "| trainers | processes | events/s | CPU µs/event | vs 1 shard | peak RSS MB |",
+        "|---|---:|---:|---:|---:|---|",
+    ]
+    for name, f in t.items():
+        lines.append(
+            f"| {name.replace('_', ' ')} | {f['processes']} | {f['events_per_s']:,} | "
+            f"{f['cpu_us_per_event']} | {f['cpu_per_event_vs_1_shard']}x | "
+            f"{', '.join(str(r) for r in f['peak_rss_mb'])} |"
+        )
+    q = out["quality"]
+    pu = q["per_user_state"]
+    lines += [
+        "",
+        f"Prequential hit@10 on the first {q['events']:,} events (served model refreshed "
+        f"every 1,000 events): one trainer {q['single']['hit@10']:.4f}, merged "
+        f"{q['merged']['hit@10']:.4f} ({q['relative_difference'] * 100:+.2f} % relative); "
+        f"mixture weight: one trainer {q['mixture']['single']:.4f}, parts "
+        f"{q['mixture']['parts']}.",
+        "",
+        "Per-user state (recent pages) held by the largest shard: "
+        + ", ".join(
+            f"{n} shard{'s' if n > 1 else ''} {pu[f'{n}_shards']['largest_shard_users']:,} users "
+            f"{pu[f'{n}_shards']['largest_shard_mb']:.2f} MB"
+            for n in (1, 2, 4)
+        )
+        + f" (one trainer: {pu['single_trainer']['users']:,} users "
+        f"{pu['single_trainer']['mb']:.2f} MB).",
+        "",
+        f"Freshness with 2 shards at {out['freshness']['offered_rate']:,.0f} events/s: p50 "
+        f"{out['freshness']['p50_s']} s, p99 {out['freshness']['p99_s']} s "
+        f"({out['freshness']['covered']:,} of {out['freshness']['events']:,} events covered; "
+        "produce -> merged `current` covering it).",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer events (a smoke run)")
+    parser.add_argument("--output", type=Path, default=RESULTS)
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    events, quality = (40_000, 20_000) if args.quick else (300_000, 150_000)
+    run_standalone(args.output, lambda bench: run(bench, events, quality), report)
+
+
+if __name__ == "__main__":
+    main()
