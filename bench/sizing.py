@@ -10,7 +10,9 @@ Measures, on the embedded broker and Redis (or the ones ``KAFKA_BOOTSTRAP_SERVER
 * scorer bytes per user and per link of the model it loads, and CPU seconds per event
   (backlog and paced at 1,000/s), with the Redis server's CPU for its round trips;
 * full-snapshot bytes per user and per link; Redis bytes per user history;
-* ``streamrec retrain`` seconds per million events on ``local[1]`` and ``local[2]``.
+* ``streamrec retrain`` seconds per million events on ``local[1]`` and ``local[2]``;
+* as a check of the table's arithmetic for shards: ``streamrec trainer --shard i/N``
+  processes on one world, each one's RSS beside what the single trainer's fit predicts.
 
 Fits each cost linearly over the scales (``bench.sizing_table.fit_linear``) and turns
 the costs into the table of ``bench.sizing_table.table`` for 1M / 10M / 100M users,
@@ -33,9 +35,10 @@ from typing import Any
 
 from .harness import Bench, run_standalone
 from .report import RESULTS, write_pair
-from .sizing_measure import history_points, model_point, retrain_point, retrain_topic
+from .sizing_measure import history_points, model_point, shard_point
 from .sizing_report import report
-from .sizing_table import Assumptions, Costs, fit_linear, table
+from .sizing_retrain import retrain_point, retrain_topic
+from .sizing_table import Assumptions, Costs, Fit, fit_linear, table
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +62,9 @@ WORLDS = {
 SCORE_PHASES = {True: [3_000, 3_000], False: [5_000, 5_000, 5_000]}
 PACED_S = {True: 4.0, False: 10.0}
 HISTORY_USERS = {True: [10_000, 20_000, 40_000], False: [25_000, 50_000, 100_000, 200_000]}
+#: The world trainer shards learn (``--shard i/N`` on a 4-partition topic), and their N.
+SHARDED = {True: (30_000, 8_000, 150_000), False: (60_000, 10_000, 400_000)}
+SHARD_COUNTS = {True: [2], False: [2, 4]}
 RETRAIN_SIZES = {True: [100_000, 300_000], False: [200_000, 1_000_000]}
 MASTERS = ("local[1]", "local[2]")
 #: Ids of the history measurement: the generator's short ones, and UUID-like ones.
@@ -84,6 +90,7 @@ def measure(bench: Bench, quick: bool, retrain_runs: int) -> dict[str, Any]:
         model_point(bench, u, p, e, SCORE_PHASES[quick], PACED_S[quick])
         for u, p, e in WORLDS[quick]
     ]
+    out["shards"] = [shard_point(bench, *SHARDED[quick], n, 4) for n in SHARD_COUNTS[quick]]
     out["retrain"] = []
     for n in RETRAIN_SIZES[quick]:
         s = retrain_topic(bench, n)
@@ -107,6 +114,40 @@ def _larger_median(per_event: dict[str, list[Any]], *names: str) -> float:
     return max(float(statistics.median(per_event[n])) for n in names)
 
 
+def shard_check(run: dict[str, Any], trainer: Fit, snap: Fit, factor: float) -> dict[str, Any]:
+    """Each shard's peak RSS beside the single trainer's fit applied to the users and
+    links of the partitions it learned, without and with the merging term of
+    ``bench.sizing_table.trainer_bytes`` (``factor`` x the arrays of every partition's
+    state and of the merge)."""
+    parts = {int(p): shape for p, shape in run["parts"].items()}
+    merged = run["merged"]["links"] + sum(shape["links"] for shape in parts.values())
+    merging = factor * snap.coef["links"] * merged
+    rows = []
+    for proc in run["processes"]:
+        users = sum(parts[p]["users"] for p in proc["partitions"] if p in parts)
+        links = sum(parts[p]["links"] for p in proc["partitions"] if p in parts)
+        plain = trainer.intercept + trainer.coef["users"] * users + trainer.coef["links"] * links
+        rows.append(
+            {
+                "shard": proc["shard"],
+                "users": users,
+                "links": links,
+                "peak_rss_bytes": proc["peak_rss_bytes"],
+                "predicted_bytes": plain,
+                "predicted_merging_bytes": plain + merging,
+                "cpu_s": proc["cpu_s"],
+            }
+        )
+    return {
+        "shards": run["shards"],
+        "partitions": run["partitions"],
+        "world": run["world"],
+        "links_in_parts_over_merged": (merged - run["merged"]["links"]) / run["merged"]["links"],
+        "cpu_s_per_event": sum(r["cpu_s"] or 0.0 for r in rows) / run["world"]["events"],
+        "processes": rows,
+    }
+
+
 def costs_of(m: dict[str, Any]) -> tuple[Costs, dict[str, Any]]:
     """The per-unit costs of a run's measurements, and the fits behind them."""
     trainers = [{**p["trainer"]} for p in m["models"]]
@@ -114,7 +155,7 @@ def costs_of(m: dict[str, Any]) -> tuple[Costs, dict[str, Any]]:
         {**p["scorer"], "users": p["trainer"]["users"], "links": p["trainer"]["links"]}
         for p in m["models"]
     ]
-    fits: dict[str, Any] = {
+    fits: dict[str, Fit] = {
         "trainer_peak_rss": fit_linear(trainers, "peak_rss_bytes", ["users", "links"]),
         "trainer_rss": fit_linear(trainers, "rss_bytes", ["users", "links"]),
         "scorer_peak_rss": fit_linear(scorers, "peak_rss_bytes", ["users", "links"]),
@@ -174,6 +215,7 @@ def costs_of(m: dict[str, Any]) -> tuple[Costs, dict[str, Any]]:
         retrain_core_s_per_million=max(r["core_s_per_million"] for r in retrain.values()),
     )
     detail = {
+        "shard_check": [shard_check(r, t, snap, Assumptions().merger_factor) for r in m["shards"]],
         "fits": {k: f.as_dict() for k, f in fits.items()},
         "per_event": per_event,
         "per_event_median": median,

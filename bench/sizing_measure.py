@@ -8,29 +8,30 @@
   per event from /proc net of its idle rate, and the Redis server's from INFO cpu).
 * :func:`history_points`: Redis ``used_memory`` as users' histories and served lists
   are written (with the scorer's own :class:`HistoryStore`), and MEMORY USAGE per key.
-* :func:`retrain_point`: ``streamrec retrain`` on ``local[N]``, its Spark phases' seconds.
+* :func:`shard_point`: ``streamrec trainer --shard i/N`` processes on one world: each
+  shard's RSS and CPU, and the shapes of the partitions' models and of their merge.
+
+``streamrec retrain`` is measured in ``bench.sizing_retrain``.
 """
 
 from __future__ import annotations
 
-import contextlib
+import dataclasses
 import json
 import logging
-import os
 import random
-import threading
 import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any
 
-from online_model.data.generate import generate
 from streams.io.topics import ensure_topics
 from streams.services.processes import ChildProcess, wait_for
 from streams.settings import Settings
 from streams.state.history import HistoryStore, HistoryUpdate
 from streams.state.keys import ModelKeys
+from streams.trainer.merger import partition_namespace
 
 from .harness import (
     Bench,
@@ -42,7 +43,6 @@ from .harness import (
     produce_all,
     seed_histories,
 )
-from .retrain import retrain_once
 from .training import cpu_seconds
 from .world import make_world, store_for
 
@@ -280,73 +280,76 @@ def history_points(
     return {"id_length": id_length, "length": length, "k": k, "points": points, "usage": usage}
 
 
-def retrain_topic(bench: Bench, n: int) -> Settings:
-    """A fresh topic of ``n`` generated views (users = n / 50, 2,000 pages)."""
-    s = bench.run_settings(f"sz-retrain{n}")
-    ensure_topics(s, [s.topic_page_views])
-    rows = generate(n_users=max(50, n // 50), n_pages=2_000, n_events=n, seed=42).rows()
-    produce_all(s, s.topic_page_views, encode_rows(rows, f"r{n}"))
-    return s
-
-
-class TreeCPU(threading.Thread):
-    """Every 0.2 s, the CPU seconds of each process under this one's children whose
-    command line holds ``marker`` (the Python child and the JVM it starts, which it does
-    not reap, so RUSAGE_CHILDREN misses it); the sum of the last readings at the end."""
-
-    def __init__(self, marker: str) -> None:
-        super().__init__(daemon=True)
-        self.marker, self.last, self.done = marker, dict[int, float](), threading.Event()
-
-    def run(self) -> None:
-        while not self.done.wait(0.2):
-            parents = {}
-            for stat in Path("/proc").glob("[0-9]*/stat"):
-                with contextlib.suppress(OSError, IndexError, ValueError):
-                    parents[int(stat.parent.name)] = int(
-                        stat.read_text().rsplit(")", 1)[1].split()[1]
-                    )
-            roots = {
-                pid for pid, ppid in parents.items()
-                if ppid == os.getpid() and self.marker in _cmdline(pid)
-            }  # fmt: skip
-            tree = set(roots)
-            while grown := {p for p, pp in parents.items() if pp in tree} - tree:
-                tree |= grown
-            for pid in tree:
-                if (cpu := cpu_seconds(pid)) is not None:
-                    self.last[pid] = cpu
-
-    def stop(self) -> float:
-        self.done.set()
-        self.join()
-        return sum(self.last.values())
-
-
-def _cmdline(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-    except OSError:
-        return ""
-
-
-def retrain_point(s: Settings, n: int, master: str) -> dict[str, Any]:
-    """One ``streamrec retrain --master master``: its phases' seconds, its wall time and
-    the CPU seconds of its process tree (Python driver and Spark's JVM), sampled."""
-    watch = TreeCPU("retrain")
-    watch.start()
-    try:
-        run = retrain_once(s, master, 600 + n / 1_000)
-    finally:
-        cpu = watch.stop()
-    phases = run["job_seconds"]
-    out = {
-        "master": master,
-        "events": run["events"],
-        "wall_s": run["wall_s"],
-        "spark_s": phases["read"] + phases["aggregate"],
-        "phases_s": phases,
-        "tree_cpu_s": cpu,
+def _state_shape(store: Any, version: int) -> dict[str, int]:
+    state = store.load(version).model.state_arrays()
+    return {
+        "users": len(state.strings["users"]),
+        "pages": len(state.strings["pages"]),
+        "links": len(state.arrays["neighbours.page"]),
     }
-    log.info("retrain %s", json.dumps(out))
+
+
+def shard_point(
+    bench: Bench, users: int, pages: int, events: int, shards: int, partitions: int
+) -> dict[str, Any]:
+    """``shards`` processes of ``streamrec trainer --shard i/N`` on one world in a topic of
+    ``partitions`` partitions, until the merged model covers it: each shard's RSS and
+    CPU, and the shape of each partition's model and of the merged one."""
+    world = make_world(users, pages, events, 0)
+    s = bench.run_settings(f"szshard{shards}", partitions=partitions)
+    ensure_topics(s, [s.topic_page_views])
+    ends = produce_all(s, s.topic_page_views, encode_rows(world.train, f"sh{users}"))
+    store = store_for(s)
+    children = [
+        ChildProcess.streamrec(
+            ["trainer", "--shard", f"{i}/{shards}"],
+            child_env(s, STREAMREC_MODEL_PARAMS=TRAINER_PARAMS),
+            bench.logs / f"sizing-shard-{i}.log",
+        )
+        for i in range(shards)
+    ]
+    deadline = time.monotonic() + 300 + events / 500
+    version = None
+    try:
+        while version is None:
+            if time.monotonic() > deadline:
+                raise TimeoutError("trainer shards did not catch up")
+            for child in children:
+                child.check()
+            current = store.current_version()
+            if current is not None and _covers(
+                store.read_meta(current).offsets, s.topic_page_views, ends
+            ):
+                version = current
+            time.sleep(0.1)
+        procs = [
+            {
+                "shard": f"{i}/{shards}",
+                "partitions": [p for p in range(partitions) if p % shards == i],
+                "rss_bytes": (proc_kb(c.pid, "VmRSS") or 0) * 1024,
+                "peak_rss_bytes": (proc_kb(c.pid, "VmHWM") or 0) * 1024,
+                "cpu_s": cpu_seconds(c.pid),
+            }
+            for i, c in enumerate(children)
+        ]
+    finally:
+        for child in children:
+            child.stop()
+    parts = {}
+    for p in range(partitions):
+        part = store_for(dataclasses.replace(s, model_name=partition_namespace(s.model_name, p)))
+        if (v := part.current_version()) is not None:
+            parts[p] = _state_shape(part, v)
+    out = {
+        "world": {"users": users, "pages": pages, "events": events},
+        "shards": shards,
+        "partitions": partitions,
+        "processes": procs,
+        "parts": parts,
+        "merged": {
+            **_state_shape(store, version),
+            "snapshot_bytes": len(store.full_bytes(version)),
+        },
+    }
+    log.info("shards %s", json.dumps(out))
     return out

@@ -6,11 +6,6 @@ from typing import Any
 
 from .sizing_table import GB
 
-_PART_NOTE = {
-    "trainer CPU": "one trainer per model name today",
-    "trainer memory": "one trainer per model name today",
-}
-
 
 def _us(seconds: float) -> str:
     return f"{seconds * 1e6:.0f} µs"
@@ -121,23 +116,46 @@ def _worlds(out: dict[str, Any]) -> list[str]:
 
 def _table(out: dict[str, Any]) -> list[str]:
     lines = [
-        "| users | pages | events/s | scorers | scorer GB each | trainers needed (today 1) "
-        "| trainer GB | Redis nodes | Redis GB | retrain cores | first limit (demand / one unit) "
-        "| past what runs today |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|",
+        "| users | pages | events/s | scorers | scorer GB each | trainers (1 plain, N shards) "
+        "| largest trainer GB | partitions | Redis nodes | Redis GB | retrain cores "
+        "| first limit (demand / one unit) | does not fit |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|",
     ]
     for r in out["table"]:
         limit = r["first_limit"]
-        note = _PART_NOTE.get(limit, "") if r["ratios"][limit] > 1 else ""
-        trainers = r["trainers"] if r["trainers"] else "does not fit"
+        trainers = r["trainers"] or "none fits"
         lines.append(
             f"| {r['users']:,} | {r['pages']:,} | {r['events_per_s']:,.0f} | {r['scorers']} | "
             f"{r['scorer_memory_gb']:.1f} | {trainers} | {r['trainer_memory_gb']:.1f} | "
-            f"{r['redis_nodes']} | {r['redis_memory_gb']:.0f} | {r['retrain_cores']} | "
-            f"{limit} ({r['ratios'][limit]:.2f}{'; ' + note if note else ''}) | "
+            f"{r['partitions']} | {r['redis_nodes']} | {r['redis_memory_gb']:.0f} | "
+            f"{r['retrain_cores']} | {limit} ({r['ratios'][limit]:.2f}) | "
             f"{', '.join(r['blocked']) or '-'} |"
         )
     return lines
+
+
+def _shards(out: dict[str, Any]) -> list[str]:
+    lines = [
+        "| world (users, pages, events) | shard | its users / links | peak RSS MB | "
+        "predicted MB: as a plain trainer / merging | CPU s |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
+    for check in out["derivation"]["shard_check"]:
+        w = check["world"]
+        for p in check["processes"]:
+            lines.append(
+                f"| {w['users']:,} / {w['pages']:,} / {w['events']:,} | {p['shard']} of "
+                f"{check['partitions']} partitions | {p['users']:,} / {p['links']:,} | "
+                f"{p['peak_rss_bytes'] / 1e6:.0f} | {p['predicted_bytes'] / 1e6:.0f} / "
+                f"{p['predicted_merging_bytes'] / 1e6:.0f} | {p['cpu_s'] or 0:.1f} |"
+            )
+    summary = [
+        f"{c['shards']} shards: the partitions' models held "
+        f"{c['links_in_parts_over_merged']:.2f}x the links of their merge, and all shards "
+        f"together used {c['cpu_s_per_event'] * 1e6:.0f} µs of CPU per event"
+        for c in out["derivation"]["shard_check"]
+    ]
+    return [*lines, "", "; ".join(summary) + "."] if summary else []
 
 
 def report(out: dict[str, Any]) -> str:
@@ -163,12 +181,25 @@ def report(out: dict[str, Any]) -> str:
         "",
         *_worlds(out),
         "",
+        "## Trainer shards: a check of the arithmetic",
+        "",
+        "`streamrec trainer --shard i/N` processes on one world (4 partitions): each one's "
+        "peak RSS beside the plain trainer's fit applied to the users and links of its "
+        "partitions' models, without and with the merging term the table adds to one shard.",
+        "",
+        *_shards(out),
+        "",
         "## The table",
         "",
         f"Assumptions: every user has a full history in Redis ({a['history_length']} pages, "
         f"a served list of {a['k']}, {a['redis_id_length']}-character ids); the trainer "
-        f"keeps a buffer for {a['trainer_user_share']:.0%} of users (and the snapshot, so "
-        f"every scorer, carries them); every page's row is full; processes and Redis nodes "
+        f"keeps a buffer for {a['trainer_user_share']:.0%} of users (a plain trainer's "
+        "snapshot, so every scorer, carries them; a merge of shards does not); every "
+        "page's row is full, in every partition's model too; one plain trainer while it "
+        f"fits, else the fewest shards (up to {a['trainers_max']}) that do, the topic "
+        "having a partition per scorer or per shard, whichever is more, and the merging "
+        f"shard holding {a['merger_factor']:g}x the arrays of every partition's state and "
+        "of the merge (the check above); processes and Redis nodes "
         f"are planned at {a['cpu_target']:.0%} of one core; a scorer or trainer may use "
         f"{a['process_memory_bytes'] / GB:.0f} GB and a Redis node "
         f"{a['redis_node_bytes'] / GB:.0f} GB usable; Redis holds "

@@ -28,6 +28,7 @@ PARTS = (
     "trainer memory",
     "Redis memory",
     "Redis CPU",
+    "model's snapshots (one Redis node)",
 )
 
 
@@ -61,7 +62,10 @@ class Assumptions:
     full_snapshots_in_redis: float = 2.0  # full-snapshot equivalents kept (base + deltas)
     retrain_days: float = 7.0  # retrain reads this much of the log ...
     retrain_window_s: float = 3600.0  # ... and must finish within this
-    trainers_max: int = 1  # trainer processes one model name can have today
+    trainers_max: int = 256  # trainer shards one model name may have (`--shard i/N`)
+    #: A merging shard holds every partition's state and the merge: their arrays times
+    #: this (numpy and Python copies around them; the sharded check measured about 2).
+    merger_factor: float = 2.0
 
 
 def units(demand: float, capacity: float) -> int:
@@ -81,8 +85,9 @@ class Row:
     events_per_s: float
     scorers: int
     scorer_memory_gb: float
-    trainers: int  # for CPU and memory together; today a model name has one
-    trainer_memory_gb: float
+    trainers: int  # 1: one plain trainer; N > 1: N shards; 0: no layout fits
+    trainer_memory_gb: float  # the largest trainer process of that layout
+    partitions: int  # of page-views: at least one per scorer and per trainer shard
     redis_nodes: int
     redis_memory_gb: float
     retrain_cores: int
@@ -99,69 +104,119 @@ def plan(costs: Costs, users: int, pages: int, events_per_s: float, a: Assumptio
 
     * scorers: enough cores at ``cpu_target`` for the events (each scorer holds the
       whole model, so its memory does not shrink with more of them);
-    * trainers: for CPU as scorers; for memory, shards split the user buffers but each
-      holds every page's row; a model whose pages alone exceed a process never fits
-      (``trainers`` is then 0 and ``trainer memory`` the ratio that says so);
-    * Redis: every user's history and served list plus the kept snapshots, over
-      ``redis_node_bytes``; and its CPU for the scorer's round trips at ``cpu_target``;
+    * trainers: one plain trainer when it has the CPU and memory (:func:`trainer_layout`),
+      else the fewest shards that do; the scorers' model carries user buffers only from
+      a plain trainer (a merge of shards holds none);
+    * Redis: every user's history and served list plus the kept snapshots (the model's,
+      and with shards every partition's), over ``redis_node_bytes``; and its CPU for
+      the scorers' round trips at ``cpu_target``;
     * retrain: executor cores so that ``retrain_days`` of the log takes
       ``retrain_window_s``;
     * ``first_limit``: the part with the highest demand over what one unit takes;
-      ``blocked``: the parts past what can be deployed today (:func:`blocked`).
+      ``blocked``: the parts past what can be deployed (:func:`blocked`).
     """
     buffered = users * a.trainer_user_share
     cpu = a.cpu_target
-    scorer_mem = (
-        costs.scorer_base_bytes
-        + costs.scorer_bytes_per_page * pages
-        + costs.scorer_bytes_per_user * buffered
+    scorer_cpu = events_per_s * costs.scorer_cpu_s_per_event / cpu
+    scorers = units(scorer_cpu, 1.0)
+    trainer_cpu = events_per_s * costs.trainer_cpu_s_per_event / cpu
+    trainers, trainer_mem, partitions = trainer_layout(
+        costs, buffered, pages, units(trainer_cpu, 1.0), scorers, a
     )
-    trainer_fixed = costs.trainer_base_bytes + costs.trainer_bytes_per_page * pages
-    trainer_users = costs.trainer_bytes_per_user * buffered
-    trainer_mem = trainer_fixed + trainer_users
-    snapshot = costs.snapshot_bytes_per_page * pages + costs.snapshot_bytes_per_user * buffered
-    redis_mem = costs.redis_bytes_per_user * users + a.full_snapshots_in_redis * snapshot
+    sharded = trainers > 1
+    page_arrays = costs.snapshot_bytes_per_page * pages
+    user_arrays = costs.snapshot_bytes_per_user * buffered
+    scorer_mem = costs.scorer_base_bytes + costs.scorer_bytes_per_page * pages
+    if not sharded:
+        scorer_mem += costs.scorer_bytes_per_user * buffered
+    # Kept snapshots: the model's (with the buffers of a plain trainer), and with shards
+    # each partition's (its own rows and its users' buffers).
+    snapshots = page_arrays + user_arrays
+    if sharded:
+        snapshots = (partitions + 1) * page_arrays + user_arrays
+    redis_mem = costs.redis_bytes_per_user * users + a.full_snapshots_in_redis * snapshots
     ratios = {
-        "scorer CPU": events_per_s * costs.scorer_cpu_s_per_event / cpu,
+        "scorer CPU": scorer_cpu,
         "scorer memory": scorer_mem / a.process_memory_bytes,
-        "trainer CPU": events_per_s * costs.trainer_cpu_s_per_event / cpu,
-        "trainer memory": trainer_mem / a.process_memory_bytes,
+        "trainer CPU": trainer_cpu,
+        "trainer memory": trainer_bytes(costs, buffered, pages, 1, 1, a) / a.process_memory_bytes,
         "Redis memory": redis_mem / a.redis_node_bytes,
         "Redis CPU": events_per_s * costs.redis_cpu_s_per_event / cpu,
+        # A model's keys share a hash slot on a cluster: its snapshots are on one node.
+        "model's snapshots (one Redis node)": a.full_snapshots_in_redis
+        * snapshots
+        / a.redis_node_bytes,
     }
-    room = a.process_memory_bytes - trainer_fixed
-    trainers_mem = units(trainer_users, room) if room > 0 else 0
-    trainers = 0 if trainers_mem == 0 else max(units(ratios["trainer CPU"], 1.0), trainers_mem)
     retrain_events = events_per_s * a.retrain_days * 86_400
     retrain_core_s = retrain_events / 1e6 * costs.retrain_core_s_per_million
     return Row(
         users=users,
         pages=pages,
         events_per_s=events_per_s,
-        scorers=units(ratios["scorer CPU"], 1.0),
+        scorers=scorers,
         scorer_memory_gb=scorer_mem / GB,
         trainers=trainers,
         trainer_memory_gb=trainer_mem / GB,
+        partitions=partitions,
         redis_nodes=max(units(ratios["Redis memory"], 1.0), units(ratios["Redis CPU"], 1.0)),
         redis_memory_gb=redis_mem / GB,
         retrain_cores=units(retrain_core_s, a.retrain_window_s),
         ratios=ratios,
         first_limit=max(PARTS, key=ratios.__getitem__),
-        blocked=blocked(ratios, trainers, a.trainers_max),
+        blocked=blocked(ratios, trainers),
     )
 
 
-def blocked(ratios: Mapping[str, float], trainers: int, trainers_max: int) -> list[str]:
-    """The parts a deployment needs more of than it can have: trainers past
-    ``trainers_max`` (or none that fits), and a model larger than a scorer may hold
-    (every scorer holds all of it, so more scorers do not help)."""
+def trainer_bytes(
+    costs: Costs, users: float, pages: int, shards: int, partitions: int, a: Assumptions
+) -> float:
+    """The largest trainer process when ``shards`` share ``partitions``: one plain
+    trainer (``shards == 1``) holds one model; a shard holds a model per partition it
+    learns (each with a row per page) and ``1 / shards`` of the user buffers, and the
+    merging shard also every partition's state and the merge (``merger_factor``)."""
+    if shards == 1:
+        tables, merger = 1, 0.0
+    else:
+        tables = math.ceil(partitions / shards)
+        merger = a.merger_factor * costs.snapshot_bytes_per_page * pages * (partitions + 1)
+    return (
+        costs.trainer_base_bytes
+        + costs.trainer_bytes_per_page * pages * tables
+        + costs.trainer_bytes_per_user * users / shards
+        + merger
+    )
+
+
+def trainer_layout(
+    costs: Costs, users: float, pages: int, cpu_units: int, scorers: int, a: Assumptions
+) -> tuple[int, float, int]:
+    """(trainer processes, bytes of the largest, partitions): one plain trainer if one
+    core and one process' memory take it, else the fewest shards (up to
+    ``trainers_max``, each on its own partitions) that do; (0, a plain trainer's bytes,
+    ``scorers``) when none does."""
+    single = trainer_bytes(costs, users, pages, 1, 1, a)
+    if cpu_units <= 1 and single <= a.process_memory_bytes:
+        return 1, single, scorers
+    for shards in range(max(2, cpu_units), a.trainers_max + 1):
+        partitions = max(scorers, shards)
+        size = trainer_bytes(costs, users, pages, shards, partitions, a)
+        if size <= a.process_memory_bytes:
+            return shards, size, partitions
+    return 0, single, scorers
+
+
+def blocked(ratios: Mapping[str, float], trainers: int) -> list[str]:
+    """The parts no deployment of this size has enough of: trainers when no layout
+    fits (:func:`trainer_layout`), a model larger than a scorer may hold (every scorer
+    holds all of it, so more scorers do not help), and snapshots larger than a Redis
+    node (a model's keys share one hash slot on a cluster)."""
     out = []
-    if trainers == 0 or trainers > trainers_max:
-        out += [p for p in ("trainer CPU", "trainer memory") if ratios[p] > 1]
-        if not out:  # the shards' pages alone leave too little room: memory
-            out = ["trainer memory"]
-    if ratios["scorer memory"] > 1:
-        out.append("scorer memory")
+    if trainers == 0:
+        too_big = ratios["trainer memory"] > 1
+        out.append("trainer memory" if too_big else "trainer CPU (no shard layout fits)")
+    for part in ("scorer memory", "model's snapshots (one Redis node)"):
+        if ratios[part] > 1:
+            out.append(part)
     return out
 
 

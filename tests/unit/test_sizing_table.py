@@ -76,25 +76,53 @@ def test_redis_nodes_for_cpu_when_memory_is_small() -> None:
     assert row.first_limit == "scorer CPU"
 
 
-def test_trainers_for_cpu_and_for_memory() -> None:
-    # CPU: 100k events/s x 20 µs = 2 cores.
-    assert plan(COSTS, 1_000, 1_000, 100_000, EVEN).trainers == 2
-    # Memory: every shard holds 1 GB + 100k pages x 10 kB = 2 GB; 100M users x 200 B = 20 GB
-    # of buffers split over the 8 GB left in each: 3 shards.
+def test_one_plain_trainer_while_it_fits() -> None:
+    row = plan(COSTS, 10_000_000, 100_000, 1_000, EVEN)
+    assert (row.trainers, row.partitions) == (1, 1)
+    assert row.trainer_memory_gb == pytest.approx(4.0)
+
+
+def test_shards_for_cpu() -> None:
+    # 100k events/s x 20 µs = 2 cores: 2 shards; the topic has a partition per scorer (10),
+    # 5 per shard, each shard a page table per partition: 1 GB + 5 x 1k x 10 kB + 1k x
+    # 200 B / 2, and the merging shard 2 x 1 kB x 1k pages x (10 + 1) besides.
+    row = plan(COSTS, 1_000, 1_000, 100_000, EVEN)
+    assert (row.trainers, row.partitions) == (2, 10)
+    assert row.trainer_memory_gb == pytest.approx(1.0 + 0.05 + 0.0001 + 0.022)
+
+
+def test_shards_for_memory() -> None:
+    # A plain trainer: 1 GB + 100k pages x 10 kB + 100M users x 200 B = 22 GB > 10.
+    # 2 shards: 1 + 1 + 10 + merger 2 x 0.1 GB x 3 = 12.6 GB; 3 shards: 1 + 1 + 6.67 + 0.8.
     row = plan(COSTS, 100_000_000, 100_000, 1_000, EVEN)
-    assert row.trainer_memory_gb == pytest.approx(22.0)
-    assert row.trainers == 3
     assert row.ratios["trainer memory"] == pytest.approx(2.2)
-    assert row.blocked == ["trainer memory"]  # one trainer per model name today
-    sharded = dataclasses.replace(EVEN, trainers_max=4)
-    assert plan(COSTS, 100_000_000, 100_000, 1_000, sharded).blocked == []
-    # Pages alone past the budget: no number of shards fits, and no scorer holds the model.
-    row = plan(COSTS, 1_000, 1_000_000, 1_000, sharded)
+    assert (row.trainers, row.partitions) == (3, 3)
+    assert row.trainer_memory_gb == pytest.approx(1 + 1 + 20 / 3 + 0.8)
+    assert row.blocked == []
+    # A merge of shards holds no user buffers: scorers hold the pages only.
+    assert row.scorer_memory_gb == pytest.approx(0.7)
+    # Redis: histories 100 GB + 2 x (the model's and 3 partitions' page arrays, 4 x 0.1 GB,
+    # + every user's buffer once in the partitions' snapshots, 1 GB).
+    assert row.redis_memory_gb == pytest.approx(100 + 2 * (0.4 + 1.0))
+    assert row.ratios["model's snapshots (one Redis node)"] == pytest.approx(0.28)
+
+
+def test_no_layout_fits() -> None:
+    two = dataclasses.replace(EVEN, trainers_max=2)
+    row = plan(COSTS, 100_000_000, 100_000, 1_000, two)
     assert row.trainers == 0
     assert row.blocked == ["trainer memory"]
-    huge = plan(COSTS, 1_000, 10_000_000, 1_000, sharded)
-    assert huge.scorer_memory_gb == pytest.approx(20.5)
-    assert huge.blocked == ["trainer memory", "scorer memory"]
+    one = dataclasses.replace(EVEN, trainers_max=1)
+    assert plan(COSTS, 1_000, 1_000, 100_000, one).blocked == ["trainer CPU (no shard layout fits)"]
+    # Pages alone past the budget: more shards only add page tables and merging.
+    row = plan(COSTS, 1_000, 1_000_000, 1_000, EVEN)
+    assert row.trainers == 0
+    assert row.blocked == ["trainer memory"]
+    huge = plan(COSTS, 1_000, 10_000_000, 1_000, EVEN)
+    assert huge.scorer_memory_gb == pytest.approx(20.5, rel=1e-4)
+    # ... and 2 snapshots of 10M pages x 1 kB, 20 GB, on the node holding the model's slot.
+    assert huge.ratios["model's snapshots (one Redis node)"] == pytest.approx(2.0, rel=1e-4)
+    assert huge.blocked == ["trainer memory", "scorer memory", "model's snapshots (one Redis node)"]
 
 
 def test_trainer_user_share_scales_buffers_not_histories() -> None:
