@@ -31,6 +31,10 @@ def test_compose_builds_one_image_and_keeps_its_data() -> None:
         assert env["STREAMREC_API_TOKENS"].startswith("${STREAMREC_API_TOKENS:?")
     # roles without a web port do not run the scorer's health check
     assert services["trainer"]["healthcheck"] == {"disable": True}
+    # two trainer shards share the partitions (docs/operations.md)
+    for trainer in ("trainer", "trainer-2"):
+        assert services[trainer]["command"] == ["trainer"]
+        assert services[trainer]["environment"]["STREAMREC_TRAINER_SHARD"] == "auto"
 
 
 def test_compose_scorers_serve_the_console_to_the_host() -> None:
