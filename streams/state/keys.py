@@ -10,10 +10,10 @@ an ACL pattern (docs/redis-acl.md) or a ``SCAN`` covers exactly what one model o
 
 On a Redis Cluster (``STREAMREC_REDIS_CLUSTER``) the keys a script or a transaction
 touches together must hash to one slot, so every key but the per-user ones carries the
-hash tag of the model *family*: the namespace up to its first ``.``, which a model name's
-challengers (``<model>.x<id>``) and theirs share. The per-user keys keep their single-node
-names, which have no tag, so histories spread over the cluster by user
-(docs/redis-cluster.md):
+hash tag of the model *family*: the namespace up to its first ``.`` or ``:``, which a model
+name's challengers (``<model>.x<id>``), theirs and its trainer shards' partitions share.
+The per-user keys keep their single-node names, which have no tag, so histories spread
+over the cluster by user (docs/redis-cluster.md):
 
 >>> keys = ModelKeys("default.xab", cluster=True)
 >>> keys.current, keys.history("u42")
@@ -24,6 +24,7 @@ names, which have no tag, so histories spread over the cluster by user
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from online_model.errors import ConfigurationError
@@ -32,12 +33,14 @@ ROOT = "streamrec"
 
 
 def family(namespace: str) -> str:
-    """The model family of ``namespace``: what a Redis Cluster hash tag names.
+    """The model family of ``namespace``: what a Redis Cluster hash tag names. It ends at
+    the first ``.`` (a challenger, ``<model>.x<id>``) or ``:`` (a trainer shard's
+    partition, ``<model>:part-<p>``).
 
-    >>> family("default"), family("default.x1a2b.x3c4d")
-    ('default', 'default')
+    >>> family("default"), family("default.x1a2b.x3c4d"), family("default:part-2")
+    ('default', 'default', 'default')
     """
-    return namespace.split(".", 1)[0]
+    return re.split(r"[.:]", namespace, maxsplit=1)[0]
 
 
 @dataclass(frozen=True)

@@ -41,8 +41,8 @@ from tests.support.topics import read_answers
 pytestmark = pytest.mark.redis_cluster
 
 #: What both users need on a cluster beyond a single server's rights: the cluster
-#: client asks a node for the slot map (and the command table) when it connects.
-CLUSTER_DISCOVERY = ("+cluster|slots", "+cluster|shards", "+command")
+#: client asks a node for the slot map and the command table when it connects.
+CLUSTER_DISCOVERY = ("+cluster|slots", "+command")
 #: Per-user keys keep their single-node names on a cluster (no hash tag).
 USER_KEYS = ("hist:", "served:", "shadow:")
 

@@ -46,7 +46,7 @@ def test_every_multi_key_operation_hashes_to_one_slot_on_a_cluster(namespace: st
     # Every namespace of the family (the model name's and its challengers') is one slot.
     family = {
         slot
-        for ns in (namespace, f"{namespace}.x1", f"{namespace}.x1.x2")
+        for ns in (namespace, f"{namespace}.x1", f"{namespace}.x1.x2", f"{namespace}:part-2")
         for slot in _slots([ModelKeys(ns, cluster=True).current])
     }
     assert len(family) == 1
