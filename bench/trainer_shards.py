@@ -176,7 +176,7 @@ def _freshness(bench: Bench, world: list[Any], rate: float, seconds: float) -> d
     }
 
 
-def run(bench: Bench, n_events: int, quality_events: int) -> dict[str, Any]:
+def run(bench: Bench, n_events: int, quality_events: int, fresh_s: float) -> dict[str, Any]:
     views = generate(n_users=20_000, n_pages=2_000, n_events=n_events, seed=11)
     rows = views.rows()
     base = bench.run_settings("events", partitions=PARTITIONS)
@@ -192,7 +192,7 @@ def run(bench: Bench, n_events: int, quality_events: int) -> dict[str, Any]:
     quality = prequential(
         [(u, p, t) for u, p, t, _ in rows[:quality_events]], PARTITIONS, 1_000, 10_000
     )
-    freshness = _freshness(bench, rows, 1_000, 20.0 if not bench.quick else 8.0)
+    freshness = _freshness(bench, rows, 1_000, fresh_s)
     return {
         "events": n_events,
         "partitions": PARTITIONS,
@@ -255,8 +255,8 @@ def main() -> None:
     parser.add_argument("--output", type=Path, default=RESULTS)
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    events, quality = (40_000, 20_000) if args.quick else (300_000, 150_000)
-    run_standalone(args.output, lambda bench: run(bench, events, quality), report)
+    events, quality, fresh = (40_000, 20_000, 8.0) if args.quick else (300_000, 150_000, 30.0)
+    run_standalone(args.output, lambda bench: run(bench, events, quality, fresh), report)
 
 
 if __name__ == "__main__":

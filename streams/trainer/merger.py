@@ -17,7 +17,7 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from online_model.errors import ConfigurationError, SnapshotError
@@ -58,8 +58,9 @@ class ShardMerger:
     status
         Where the model's trainer status goes (``streamrec models status``).
     min_gap
-        Least seconds between two merges (each one is a full snapshot that scorers load):
-        partitions publishing at different moments are merged together.
+        Least seconds between two merges (each one is a full snapshot that scorers load;
+        twice that while a partition is behind the log): partitions publishing at
+        different moments are merged together.
     """
 
     def __init__(
@@ -80,12 +81,23 @@ class ShardMerger:
         self.status = status
         self.min_gap = min_gap
         self._last_merge = 0.0
+        self._cost = 0.0  # seconds a merge and its publish take, smoothed
+        #: Whether a partition is behind the log (its trainer's status says so).
+        self.catching_up = False
         self.held: dict[int, Snapshot] = {}
         self.merges_published = 0
         self.last_version: int | None = None
         self.started_at = time.time()
         self._next_status = 0.0
         self._checked_origin = False
+
+    #: Merging takes at most this share of the merger's time once the partitions have
+    #: caught up with the log, and :attr:`MAX_MERGE_SHARE_BEHIND` while one of them is
+    #: behind (a merge of a model still catching up is worth less than the CPU it
+    #: takes from learning). A merge is O(model) (every row of every partition, then a
+    #: full snapshot): a large model is merged less often than every ``min_gap``.
+    MAX_MERGE_SHARE = 0.5
+    MAX_MERGE_SHARE_BEHIND = 0.1
 
     def check_model(self) -> None:
         """Refuse a namespace whose newest trainer snapshot was not made by shards (a plain
@@ -130,18 +142,25 @@ class ShardMerger:
             changed = True
         return changed
 
-    def merge(self) -> int | None:
-        """Publish the merge of the held partition snapshots when any changed; returns the
-        version (None: nothing new, or Redis unavailable)."""
-        if time.monotonic() - self._last_merge < self.min_gap:
+    def merge(self, force: bool = False) -> int | None:
+        """Publish the merge of the held partition snapshots when any changed and one is
+        due (``force``: whenever any changed); returns the version (None: nothing new or
+        not due, or Redis unavailable)."""
+        behind = self.catching_up
+        share = self.MAX_MERGE_SHARE_BEHIND if behind else self.MAX_MERGE_SHARE
+        gap = max(self.min_gap * (2.0 if behind else 1.0), self._cost / share)
+        if not force and time.monotonic() - self._last_merge < gap:
             return None
         try:
             self.check_model()
             if not self.refresh() or not self.held:
                 return None
             self._last_merge = time.monotonic()
+            started = time.monotonic()
             snap, state = self.merged()
             version = self.store.publish_full(snap, state=state).version
+            cost = time.monotonic() - started
+            self._cost = cost if not self.merges_published else 0.8 * self._cost + 0.2 * cost
         except StoreUnavailable as exc:
             logger.warning("merged snapshot not published error=%r", str(exc))
             return None
@@ -183,13 +202,13 @@ class ShardMerger:
         bad = sum(int(s.trainer_state.get("bad_events", 0)) for s in held)
         return Snapshot(meta, model, {"bad_events": bad}), state
 
-    def report(self, shard_records: Callable[[], list[dict[str, Any]]]) -> None:
-        """Every few seconds, the model's trainer status: the shards' records summed."""
+    def report(self, records: list[dict[str, Any]]) -> None:
+        """Every few seconds, the model's trainer status: the partitions' records summed."""
+        self.catching_up = any(r.get("catching_up") for r in records)
         now = time.monotonic()
         if self.status is None or now < self._next_status:
             return
         self._next_status = now + STATUS_INTERVAL_S
-        records = shard_records()
         record: dict[str, Any] = {
             "model_name": self.store.model_name,
             "model_class": self.cls.__name__,

@@ -174,7 +174,7 @@ def run_shard(
         full_params,
         settings.topic_page_views,
         status=TrainerStatus(client, settings.model_name),
-        min_gap=settings.snapshot_interval / 2,
+        min_gap=settings.snapshot_interval / 4,
     )
     merger.check_model()  # refuse a single trainer's model before learning anything
     pool = PartitionPool(make, stop)
@@ -252,7 +252,7 @@ def _merge_until(
         return [r for r in (s.read() for s in statuses) if r is not None]
 
     # Partitions publish every ``interval``, each at its own moment: look for new ones
-    # often, so a merge follows soon after (the merger merges at most every interval/2).
+    # often, so a merge follows soon after (see ShardMerger for how often it merges).
     look = min(0.1, interval / 5)
     next_tick = 0.0
     held = False
@@ -262,17 +262,17 @@ def _merge_until(
                 next_tick = time.monotonic() + interval
                 tick()
                 held = _hold(lease, held)
+                if held:
+                    merger.report(shard_records())
             if held:
                 merger.merge()
-                merger.report(shard_records)
             stop.wait(look)
         if members is not None:
             with contextlib.suppress(StoreUnavailable):
                 members.leave()  # the others start waiting for our partitions' leases
         pool.join()  # the partitions' last publishes come first
         if _hold(lease, held):
-            merger.min_gap = 0.0
-            merger.merge()
+            merger.merge(force=True)
             held = True
     finally:
         if held:
