@@ -25,6 +25,7 @@ measurements it holds, without measuring.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import statistics
@@ -114,38 +115,59 @@ def _larger_median(per_event: dict[str, list[Any]], *names: str) -> float:
     return max(float(statistics.median(per_event[n])) for n in names)
 
 
-def shard_check(run: dict[str, Any], trainer: Fit, snap: Fit, factor: float) -> dict[str, Any]:
-    """Each shard's peak RSS beside the single trainer's fit applied to the users and
-    links of the partitions it learned, without and with the merging term of
-    ``bench.sizing_table.trainer_bytes`` (``factor`` x the arrays of every partition's
-    state and of the merge)."""
+def shard_check(
+    run: dict[str, Any], trainer: Fit, snap: Fit, plain_cpu_s: float | None
+) -> dict[str, Any]:
+    """Each shard's peak RSS beside the plain trainer's fit applied to the users and
+    links of the partitions it learned. The shards but the one furthest above it share
+    an overhead (their median excess); that one is taken as the merging shard, and its
+    excess beyond the overhead over the arrays of every partition's state and of the
+    merge is the merging factor (``merger_factor`` of ``bench.sizing_table``). The
+    shards' CPU (start included) over ``plain_cpu_s``, a plain trainer's on the same
+    world (start included), is ``shard_cpu_factor``."""
     parts = {int(p): shape for p, shape in run["parts"].items()}
-    merged = run["merged"]["links"] + sum(shape["links"] for shape in parts.values())
-    merging = factor * snap.coef["links"] * merged
+    links = run["merged"]["links"] + sum(shape["links"] for shape in parts.values())
+    arrays = snap.coef["links"] * links
     rows = []
     for proc in run["processes"]:
         users = sum(parts[p]["users"] for p in proc["partitions"] if p in parts)
-        links = sum(parts[p]["links"] for p in proc["partitions"] if p in parts)
-        plain = trainer.intercept + trainer.coef["users"] * users + trainer.coef["links"] * links
+        held = sum(parts[p]["links"] for p in proc["partitions"] if p in parts)
+        plain = trainer.intercept + trainer.coef["users"] * users + trainer.coef["links"] * held
         rows.append(
             {
                 "shard": proc["shard"],
                 "users": users,
-                "links": links,
+                "links": held,
                 "peak_rss_bytes": proc["peak_rss_bytes"],
                 "predicted_bytes": plain,
-                "predicted_merging_bytes": plain + merging,
+                "excess_bytes": proc["peak_rss_bytes"] - plain,
                 "cpu_s": proc["cpu_s"],
             }
         )
+    cpu = sum(r["cpu_s"] or 0.0 for r in rows)
+    merging = max(rows, key=lambda r: r["excess_bytes"])
+    others = [r["excess_bytes"] for r in rows if r is not merging]
+    overhead = statistics.median(others) if others else 0.0
     return {
         "shards": run["shards"],
         "partitions": run["partitions"],
         "world": run["world"],
-        "links_in_parts_over_merged": (merged - run["merged"]["links"]) / run["merged"]["links"],
-        "cpu_s_per_event": sum(r["cpu_s"] or 0.0 for r in rows) / run["world"]["events"],
+        "links_in_parts_over_merged": (links - run["merged"]["links"]) / run["merged"]["links"],
+        "cpu_s_per_event": cpu / run["world"]["events"],
+        "plain_cpu_s": plain_cpu_s,
+        "shard_cpu_factor": cpu / plain_cpu_s if plain_cpu_s else None,
         "processes": rows,
+        "merging_shard": merging["shard"],
+        "overhead_bytes": overhead,
+        "merging_arrays_bytes": arrays,
+        "merger_factor": (merging["excess_bytes"] - overhead) / arrays,
     }
+
+
+def plain_cpu(m: dict[str, Any], world: dict[str, int]) -> float | None:
+    """A plain trainer's CPU seconds (start included) on ``world``, if one was measured."""
+    same = [p["trainer"]["cpu_s_at_cover"] for p in m["models"] if p["world"] == world]
+    return same[0] if same else None
 
 
 def costs_of(m: dict[str, Any]) -> tuple[Costs, dict[str, Any]]:
@@ -215,7 +237,7 @@ def costs_of(m: dict[str, Any]) -> tuple[Costs, dict[str, Any]]:
         retrain_core_s_per_million=max(r["core_s_per_million"] for r in retrain.values()),
     )
     detail = {
-        "shard_check": [shard_check(r, t, snap, Assumptions().merger_factor) for r in m["shards"]],
+        "shard_check": [shard_check(r, t, snap, plain_cpu(m, r["world"])) for r in m["shards"]],
         "fits": {k: f.as_dict() for k, f in fits.items()},
         "per_event": per_event,
         "per_event_median": median,
@@ -231,7 +253,16 @@ def costs_of(m: dict[str, Any]) -> tuple[Costs, dict[str, Any]]:
 def derive(m: dict[str, Any], history_length: int, k: int) -> dict[str, Any]:
     """The costs, their fits and the table of measurements ``m`` (``measure``'s)."""
     costs, detail = costs_of(m)
+    # The shards' factors as measured (the largest of each), else the defaults.
     assumptions = Assumptions()
+    checks = detail["shard_check"]
+    if checks:
+        cpu = [c["shard_cpu_factor"] for c in checks if c["shard_cpu_factor"]]
+        assumptions = dataclasses.replace(
+            assumptions,
+            merger_factor=max(c["merger_factor"] for c in checks),
+            shard_cpu_factor=max(cpu, default=assumptions.shard_cpu_factor),
+        )
     rows = table(costs, TABLE["users"], TABLE["pages"], TABLE["rates"], assumptions)
     return {
         "costs": costs.__dict__,

@@ -137,24 +137,31 @@ def _table(out: dict[str, Any]) -> list[str]:
 def _shards(out: dict[str, Any]) -> list[str]:
     lines = [
         "| world (users, pages, events) | shard | its users / links | peak RSS MB | "
-        "predicted MB: as a plain trainer / merging | CPU s |",
-        "|---|---|---:|---:|---:|---:|",
+        "predicted as a plain trainer MB | excess MB | CPU s |",
+        "|---|---|---:|---:|---:|---:|---:|",
     ]
+    summary = []
     for check in out["derivation"]["shard_check"]:
         w = check["world"]
         for p in check["processes"]:
             lines.append(
                 f"| {w['users']:,} / {w['pages']:,} / {w['events']:,} | {p['shard']} of "
                 f"{check['partitions']} partitions | {p['users']:,} / {p['links']:,} | "
-                f"{p['peak_rss_bytes'] / 1e6:.0f} | {p['predicted_bytes'] / 1e6:.0f} / "
-                f"{p['predicted_merging_bytes'] / 1e6:.0f} | {p['cpu_s'] or 0:.1f} |"
+                f"{p['peak_rss_bytes'] / 1e6:.0f} | {p['predicted_bytes'] / 1e6:.0f} | "
+                f"{p['excess_bytes'] / 1e6:.0f} | {p['cpu_s'] or 0:.1f} |"
             )
-    summary = [
-        f"{c['shards']} shards: the partitions' models held "
-        f"{c['links_in_parts_over_merged']:.2f}x the links of their merge, and all shards "
-        f"together used {c['cpu_s_per_event'] * 1e6:.0f} µs of CPU per event"
-        for c in out["derivation"]["shard_check"]
-    ]
+        summary.append(
+            f"{check['shards']} shards: the partitions' models held "
+            f"{check['links_in_parts_over_merged']:.2f}x the links of their merge; all "
+            f"shards together used {check['cpu_s_per_event'] * 1e6:.0f} µs of CPU per event "
+            f"(start included), {check['shard_cpu_factor'] or 0:.2f}x a plain trainer's on "
+            "the same world; "
+            f"the shards other than the one furthest above the prediction (taken as the "
+            f"merging one, {check['merging_shard']}) were {check['overhead_bytes'] / 1e6:.0f} "
+            f"MB above it, and that one held {check['merger_factor']:.1f}x the "
+            f"{check['merging_arrays_bytes'] / 1e6:.1f} MB of arrays of every partition's "
+            "state and of the merge beyond that"
+        )
     return [*lines, "", "; ".join(summary) + "."] if summary else []
 
 
@@ -185,7 +192,8 @@ def report(out: dict[str, Any]) -> str:
         "",
         "`streamrec trainer --shard i/N` processes on one world (4 partitions): each one's "
         "peak RSS beside the plain trainer's fit applied to the users and links of its "
-        "partitions' models, without and with the merging term the table adds to one shard.",
+        "partitions' models. The table prices the merging shard with the largest factor "
+        "measured here.",
         "",
         *_shards(out),
         "",
@@ -198,8 +206,9 @@ def report(out: dict[str, Any]) -> str:
         "page's row is full, in every partition's model too; one plain trainer while it "
         f"fits, else the fewest shards (up to {a['trainers_max']}) that do, the topic "
         "having a partition per scorer or per shard, whichever is more, and the merging "
-        f"shard holding {a['merger_factor']:g}x the arrays of every partition's state and "
-        "of the merge (the check above); processes and Redis nodes "
+        f"shard holding {a['merger_factor']:.1f}x the arrays of every partition's state and "
+        f"of the merge and the shards using {a['shard_cpu_factor']:.2f}x a plain trainer's "
+        "CPU (the largest of the check above); processes and Redis nodes "
         f"are planned at {a['cpu_target']:.0%} of one core; a scorer or trainer may use "
         f"{a['process_memory_bytes'] / GB:.0f} GB and a Redis node "
         f"{a['redis_node_bytes'] / GB:.0f} GB usable; Redis holds "

@@ -66,6 +66,9 @@ class Assumptions:
     #: A merging shard holds every partition's state and the merge: their arrays times
     #: this (numpy and Python copies around them; the sharded check measured about 2).
     merger_factor: float = 2.0
+    #: CPU of shards over a plain trainer's on the same events (their own start, consumers
+    #: and merging); shards are counted for the trainer's CPU times this.
+    shard_cpu_factor: float = 1.0
 
 
 def units(demand: float, capacity: float) -> int:
@@ -121,7 +124,7 @@ def plan(costs: Costs, users: int, pages: int, events_per_s: float, a: Assumptio
     scorers = units(scorer_cpu, 1.0)
     trainer_cpu = events_per_s * costs.trainer_cpu_s_per_event / cpu
     trainers, trainer_mem, partitions = trainer_layout(
-        costs, buffered, pages, units(trainer_cpu, 1.0), scorers, a
+        costs, buffered, pages, trainer_cpu, scorers, a
     )
     sharded = trainers > 1
     page_arrays = costs.snapshot_bytes_per_page * pages
@@ -188,16 +191,17 @@ def trainer_bytes(
 
 
 def trainer_layout(
-    costs: Costs, users: float, pages: int, cpu_units: int, scorers: int, a: Assumptions
+    costs: Costs, users: float, pages: int, cpu: float, scorers: int, a: Assumptions
 ) -> tuple[int, float, int]:
     """(trainer processes, bytes of the largest, partitions): one plain trainer if one
-    core and one process' memory take it, else the fewest shards (up to
-    ``trainers_max``, each on its own partitions) that do; (0, a plain trainer's bytes,
-    ``scorers``) when none does."""
+    core (``cpu``: the trainer's demand in planned cores) and one process' memory take
+    it, else the fewest shards (up to ``trainers_max``, each on its own partitions, their
+    CPU ``shard_cpu_factor`` times a plain trainer's) that do; (0, a plain trainer's
+    bytes, ``scorers``) when none does."""
     single = trainer_bytes(costs, users, pages, 1, 1, a)
-    if cpu_units <= 1 and single <= a.process_memory_bytes:
+    if units(cpu, 1.0) <= 1 and single <= a.process_memory_bytes:
         return 1, single, scorers
-    for shards in range(max(2, cpu_units), a.trainers_max + 1):
+    for shards in range(max(2, units(cpu * a.shard_cpu_factor, 1.0)), a.trainers_max + 1):
         partitions = max(scorers, shards)
         size = trainer_bytes(costs, users, pages, shards, partitions, a)
         if size <= a.process_memory_bytes:

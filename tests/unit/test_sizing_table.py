@@ -91,6 +91,14 @@ def test_shards_for_cpu() -> None:
     assert row.trainer_memory_gb == pytest.approx(1.0 + 0.05 + 0.0001 + 0.022)
 
 
+def test_shards_cost_more_cpu_than_a_plain_trainer() -> None:
+    # 2 cores of plain training at shards costing 1.6x: 3.2 cores, 4 shards.
+    costly = dataclasses.replace(EVEN, shard_cpu_factor=1.6)
+    assert plan(COSTS, 1_000, 1_000, 100_000, costly).trainers == 4
+    # Within one core a plain trainer runs, whatever shards would cost.
+    assert plan(COSTS, 1_000, 1_000, 50_000, costly).trainers == 1
+
+
 def test_shards_for_memory() -> None:
     # A plain trainer: 1 GB + 100k pages x 10 kB + 100M users x 200 B = 22 GB > 10.
     # 2 shards: 1 + 1 + 10 + merger 2 x 0.1 GB x 3 = 12.6 GB; 3 shards: 1 + 1 + 6.67 + 0.8.
