@@ -208,8 +208,9 @@ class Settings:
 
     kafka_bootstrap_servers: str | None = _env("KAFKA_BOOTSTRAP_SERVERS", None)
     redis_url: str | None = _env("REDIS_URL", None)
-    #: REDIS_URL names one node of a Redis Cluster (the others are found from it): keys
-    #: take the cluster layout, hash-tagged per model family (docs/redis-cluster.md).
+    #: REDIS_URL names a node of a Redis Cluster, or several (``host:port,host:port``; the
+    #: others are found from them): keys take the cluster layout, hash-tagged per model
+    #: family (docs/redis-cluster.md).
     redis_cluster: bool = _env("STREAMREC_REDIS_CLUSTER", False)
     schema_registry_url: str | None = _env("SCHEMA_REGISTRY_URL", None)
     kafka_port: int = _env("STREAMREC_KAFKA_PORT", 19092)
@@ -541,6 +542,11 @@ class Settings:
             )
         if self.redis_cluster:
             self._validate_cluster_url()
+        elif self.redis_url and "," in urlsplit(self.redis_url).netloc.rpartition("@")[2]:
+            raise ConfigurationError(
+                "REDIS_URL names several hosts, which only a Redis Cluster takes: set "
+                "STREAMREC_REDIS_CLUSTER=1, or name one server"
+            )
 
     def _validate_cluster_url(self) -> None:
         if not self.redis_url:
@@ -585,8 +591,8 @@ class Settings:
         if parts.password is None:
             return self.effective_redis_url
         user = parts.username or ""
-        host = parts.hostname or ""
-        netloc = f"{user}:***@{host}" + (f":{parts.port}" if parts.port else "")
+        hosts = parts.netloc.rpartition("@")[2]  # as written: one host, or a cluster's list
+        netloc = f"{user}:***@{hosts}"
         return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 
     # -- client configuration, built in one place -------------------------------------

@@ -43,9 +43,9 @@ _EMBEDDED_BROKER = "guarantees.md#the-embedded-broker-tansu-memory-storage-is-no
 MEANINGS: dict[str, str] = {
     "KAFKA_BOOTSTRAP_SERVERS": "Kafka bootstrap servers",
     "REDIS_URL": "`redis://[user:password@]host:port/db`, `rediss://` for TLS",
-    "STREAMREC_REDIS_CLUSTER": "`1`: `REDIS_URL` names one node of a Redis Cluster (the "
-    "others are found from it); keys take the cluster layout, hash-tagged per model "
-    "([redis-cluster.md](redis-cluster.md))",
+    "STREAMREC_REDIS_CLUSTER": "`1`: `REDIS_URL` names a node of a Redis Cluster, or "
+    "several separated by commas (the others are found from them); keys take the cluster "
+    "layout, hash-tagged per model ([redis-cluster.md](redis-cluster.md))",
     "SCHEMA_REGISTRY_URL": "Confluent-compatible schema registry",
     "STREAMREC_KAFKA_PORT": "port of the embedded broker",
     "STREAMREC_REDIS_PORT": "port of the embedded Redis-compatible server",

@@ -1,16 +1,18 @@
 """Clients of a Redis Cluster (``STREAMREC_REDIS_CLUSTER``), built from ``REDIS_URL``.
 
-``REDIS_URL`` names one node (user, password and TLS as for a single server); redis-py
-finds the others from it (``CLUSTER SLOTS``) and sends each command to the node owning its
-keys' slot. The synchronous client asks the cluster for its nodes when it is made, so a
-cluster that no node of answers is a :class:`~streams.errors.StoreUnavailable` (one line)
-rather than redis-py's bare ``RedisClusterException``. The asyncio client asks on its
-first command.
+``REDIS_URL`` names one node (user, password and TLS as for a single server), or several
+separated by commas (``redis://user:pw@10.0.0.1:6379,10.0.0.2:6379``), so that a process
+starts while one of them is down; redis-py finds the others from the first that answers
+(``CLUSTER SLOTS``) and sends each command to the node owning its keys' slot. The
+synchronous client asks the cluster for its nodes when it is made, so a cluster that no
+node of answers is a :class:`~streams.errors.StoreUnavailable` (one line) rather than
+redis-py's bare ``RedisClusterException``. The asyncio client asks on its first command.
 """
 
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import redis
 import redis.asyncio.cluster
@@ -23,18 +25,49 @@ from streams.errors import StoreUnavailable
 _SINGLE_NODE_ONLY = ("health_check_interval",)
 
 
+def seed_nodes(url: str) -> tuple[str, list[tuple[str, int]]]:
+    """``url`` with its first node only, and the other nodes it names (host, port).
+
+    >>> seed_nodes("redis://u:p@10.0.0.1:7000,10.0.0.2:7001,[::1]/0")
+    ('redis://u:p@10.0.0.1:7000/0', [('10.0.0.2', 7001), ('::1', 6379)])
+    >>> seed_nodes("rediss://node:6380")
+    ('rediss://node:6380', [])
+    """
+    parts = urlsplit(url)
+    userinfo, at, hosts = parts.netloc.rpartition("@")
+    first, *others = hosts.split(",")
+    netloc = f"{userinfo}{at}{first}"
+    return urlunsplit(parts._replace(netloc=netloc)), [_host_port(h) for h in others]
+
+
+def _host_port(text: str) -> tuple[str, int]:
+    if text.startswith("["):  # [IPv6]:port
+        host, _, rest = text[1:].partition("]")
+        return host, int(rest[1:]) if rest.startswith(":") else 6379
+    host, _, port = text.partition(":")
+    return host, int(port) if port else 6379
+
+
 def _cluster_kwargs(kwargs: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in kwargs.items() if k not in _SINGLE_NODE_ONLY}
 
 
 def cluster_client(url: str, **kwargs: Any) -> redis.cluster.RedisCluster:
-    """A ``RedisCluster`` for the cluster one node of which ``url`` names."""
+    """A ``RedisCluster`` for the cluster whose nodes ``url`` names (one is enough)."""
+    first, others = seed_nodes(url)
+    nodes = [redis.cluster.ClusterNode(host, port) for host, port in others]
     try:
-        return redis.cluster.RedisCluster.from_url(url, **_cluster_kwargs(kwargs))
+        return redis.cluster.RedisCluster.from_url(
+            first, startup_nodes=nodes, **_cluster_kwargs(kwargs)
+        )
     except (RedisClusterException, redis.RedisError) as exc:
         raise StoreUnavailable(f"redis cluster unavailable at REDIS_URL: {exc}") from exc
 
 
 def async_cluster_client(url: str, **kwargs: Any) -> redis.asyncio.cluster.RedisCluster:
     """The asyncio ``RedisCluster`` for the same cluster (connects on its first command)."""
-    return redis.asyncio.cluster.RedisCluster.from_url(url, **_cluster_kwargs(kwargs))
+    first, others = seed_nodes(url)
+    nodes = [redis.asyncio.cluster.ClusterNode(host, port) for host, port in others]
+    return redis.asyncio.cluster.RedisCluster.from_url(
+        first, startup_nodes=nodes, **_cluster_kwargs(kwargs)
+    )

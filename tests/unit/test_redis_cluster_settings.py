@@ -50,3 +50,12 @@ def test_a_cluster_whose_slot_is_down_is_an_outage_not_a_crash() -> None:
             call(exc)
     line = redis_error_line(redis.exceptions.RedisClusterException("no node answered"))
     assert line == "redis cluster unavailable: no node answered"
+
+
+def test_a_cluster_url_may_name_several_nodes_and_hides_its_password() -> None:
+    env = {"STREAMREC_REDIS_CLUSTER": "1", "REDIS_URL": "redis://scorer:s3cret@a:7000,b:7001/0"}
+    s = Settings.from_env(env)
+    assert s.redacted_redis_url == "redis://scorer:***@a:7000,b:7001/0"
+    assert "s3cret" not in repr(s.describe())
+    with pytest.raises(ConfigurationError, match="only a Redis Cluster takes"):
+        Settings.from_env({"REDIS_URL": "redis://a:7000,b:7001"})
