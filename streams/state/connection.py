@@ -17,7 +17,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 #: What says Redis cannot answer now (rather than refusing a command): a connection or a
 #: timeout, and on a cluster a slot whose master is down or moving (``CLUSTERDOWN``,
 #: ``TRYAGAIN``) or no node answering. redis-py's cluster errors are not all RedisErrors.
-UNAVAILABLE: tuple[type[BaseException], ...] = (
+UNAVAILABLE: tuple[type[Exception], ...] = (
     redis.ConnectionError,
     redis.TimeoutError,
     redis.exceptions.ClusterError,
@@ -26,7 +26,7 @@ UNAVAILABLE: tuple[type[BaseException], ...] = (
     redis.exceptions.RedisClusterUnreachableError,
 )
 #: Every failure of a Redis call a degrading reader (histories) rides out.
-REDIS_FAILURES: tuple[type[BaseException], ...] = (
+REDIS_FAILURES: tuple[type[Exception], ...] = (
     redis.RedisError,
     redis.exceptions.RedisClusterException,
     OSError,
