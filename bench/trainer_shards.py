@@ -94,13 +94,14 @@ def _throughput(bench: Bench, base: Settings, n_events: int, shards: int | None)
     try:
         _wait_ready(procs)
         started = time.monotonic()
-        cpu0 = sum(_cpu_s(p.pid) for p in procs)
+        cpu0 = [_cpu_s(p.pid) for p in procs]
         while _learned(store) < n_events:
             for p in procs:
                 p.check()
             time.sleep(0.05)
         took = time.monotonic() - started
-        cpu = sum(_cpu_s(p.pid) for p in procs) - cpu0
+        each = [_cpu_s(p.pid) - c for p, c in zip(procs, cpu0, strict=True)]
+        cpu = sum(each)
         rss = [p.peak_rss_mb() for p in procs]
     finally:
         for p in procs:
@@ -111,6 +112,7 @@ def _throughput(bench: Bench, base: Settings, n_events: int, shards: int | None)
         "events_per_s": round(n_events / took),
         "cpu_s": round(cpu, 2),
         "cpu_us_per_event": round(cpu / n_events * 1e6, 2),
+        "cpu_s_per_process": [round(c, 2) for c in each],
         "peak_rss_mb": rss,
     }
 
@@ -177,6 +179,7 @@ def _freshness(bench: Bench, world: list[Any], rate: float, seconds: float) -> d
 
 
 def run(bench: Bench, n_events: int, quality_events: int, fresh_s: float) -> dict[str, Any]:
+    load_before = os.getloadavg()[0]
     views = generate(n_users=20_000, n_pages=2_000, n_events=n_events, seed=11)
     rows = views.rows()
     base = bench.run_settings("events", partitions=PARTITIONS)
@@ -197,6 +200,7 @@ def run(bench: Bench, n_events: int, quality_events: int, fresh_s: float) -> dic
         "events": n_events,
         "partitions": PARTITIONS,
         "cores": os.cpu_count(),
+        "load_average_1m": {"before": round(load_before, 2), "after": round(os.getloadavg()[0], 2)},
         "throughput": throughput,
         "quality": {"events": quality_events, **quality},
         "freshness": freshness,
@@ -209,16 +213,21 @@ def report(out: dict[str, Any]) -> str:
         "# Trainer shards",
         "",
         f"{out['events']:,} generated events (20k users, 2k pages) on a topic of "
-        f"{out['partitions']} partitions, {out['cores']} cores, services: {out['services']}. "
-        "`python -m bench.trainer_shards`.",
+        f"{out['partitions']} partitions, {out['cores']} cores (1-minute load average "
+        f"{out['load_average_1m']['before']} before, {out['load_average_1m']['after']} after"
+        + (": other work shared the machine" if out["load_average_1m"]["before"] > 1 else "")
+        + "), services: "
+        f"{out['services']}. `python -m bench.trainer_shards`.",
         "",
-        "| trainers | processes | events/s | CPU µs/event | vs 1 shard | peak RSS MB |",
-        "|---|---:|---:|---:|---:|---|",
+        "| trainers | processes | events/s | CPU µs/event | vs 1 shard | CPU s per process "
+        "| peak RSS MB |",
+        "|---|---:|---:|---:|---:|---|---|",
     ]
     for name, f in t.items():
         lines.append(
             f"| {name.replace('_', ' ')} | {f['processes']} | {f['events_per_s']:,} | "
             f"{f['cpu_us_per_event']} | {f['cpu_per_event_vs_1_shard']}x | "
+            f"{', '.join(str(c) for c in f['cpu_s_per_process'])} | "
             f"{', '.join(str(r) for r in f['peak_rss_mb'])} |"
         )
     q = out["quality"]

@@ -222,6 +222,7 @@ class ShardMerger:
             "catching_up": any(r.get("catching_up") for r in records),
             "stalled": any(r.get("stalled") for r in records),
             "behind": sum(int(r.get("behind", 0) or 0) for r in records),
+            "idle_s": max((float(r.get("idle_s", 0) or 0) for r in records), default=0.0),
             "shards": len(self.partition_stores),
         }
         try:

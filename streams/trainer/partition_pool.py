@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from streams.errors import LeaseLost
 from streams.trainer.loop import Trainer
 
 log = logging.getLogger(__name__)
@@ -65,6 +66,14 @@ class PartitionPool:
         either = _Either(self.stop, stop)
         try:
             trainer.run(either, on_ready=lambda _t: self.ready.add(partition))
+        except LeaseLost as exc:
+            # Another shard learns this partition now (this one paused past its lease):
+            # drop it; if it is still ours, the next reconcile waits for the lease and
+            # resumes from the newest snapshot, learning nothing twice.
+            log.warning(
+                "partition trainer lost its lease partition=%d error=%r", partition, str(exc)
+            )
+            stop.set()  # reaped; started again if the partition is still this shard's
         except BaseException as exc:
             self.errors.append(exc)
             log.exception("partition trainer failed model_name=%s", trainer.store.model_name)

@@ -6,6 +6,8 @@ model counts every produced page view exactly once, page by page."""
 from __future__ import annotations
 
 import signal
+import subprocess
+import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -78,6 +80,14 @@ def test_a_sigkilled_shard_resumes_its_partitions_and_every_event_is_learned_onc
             40,
             "the merge to count every page view",
         )
+        # Operators see the shards as the model's trainer (the merger's summed record).
+        status = subprocess.run(
+            [sys.executable, "-m", "streams.cli", "models", "status"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
         codes = [p.stop(signal.SIGTERM) for p in procs if p.alive()]
     finally:
         for proc in procs:
@@ -103,6 +113,7 @@ def test_a_sigkilled_shard_resumes_its_partitions_and_every_event_is_learned_onc
         exit_codes=codes,
     )
     assert codes == [0, 0]
+    assert status.returncode == 0 and "learning" in status.stdout, status.stdout + status.stderr
     assert final.model.n_events_learned == final.meta.events_seen == produced
     # Page by page: no page view counted twice or missed, whichever partition it was in.
     assert {page: round(count) for page, count in pop._counts.items()} == dict(want)
