@@ -17,7 +17,7 @@ Measures, on the embedded broker and Redis (or the ones ``KAFKA_BOOTSTRAP_SERVER
 Fits each cost linearly over the scales (``bench.sizing_table.fit_linear``) and turns
 the costs into the table of ``bench.sizing_table.table`` for 1M / 10M / 100M users,
 100k / 1M pages and 1k / 10k / 100k events/s. Writes ``bench/results/sizing.json`` and
-``sizing.md`` (``bench.sizing_report``). Quick: about 3 minutes on 2 cores; full: ~15.
+``sizing.md`` (``bench.sizing_report``). Quick: about 3 minutes on 2 cores; full: ~10.
 ``--rederive`` recomputes the costs, table and report of ``--output`` from the
 measurements it holds, without measuring.
 """
@@ -47,17 +47,17 @@ log = logging.getLogger(__name__)
 WORLDS = {
     True: [
         (10_000, 2_000, 100_000),
-        (40_000, 2_000, 200_000),
+        (200_000, 2_000, 400_000),
         (10_000, 16_000, 200_000),
         (30_000, 8_000, 150_000),
     ],
     False: [
         (20_000, 2_000, 200_000),
-        (100_000, 2_000, 500_000),
+        (400_000, 2_000, 1_000_000),
         (20_000, 20_000, 400_000),
         (60_000, 10_000, 400_000),
         (30_000, 50_000, 800_000),
-        (150_000, 20_000, 800_000),
+        (1_000_000, 5_000, 2_000_000),
     ],
 }
 SCORE_PHASES = {True: [3_000, 3_000], False: [5_000, 5_000, 5_000]}
@@ -66,7 +66,7 @@ HISTORY_USERS = {True: [10_000, 20_000, 40_000], False: [25_000, 50_000, 100_000
 #: The world trainer shards learn (``--shard i/N`` on a 4-partition topic), and their N.
 SHARDED = {True: (30_000, 8_000, 150_000), False: (60_000, 10_000, 400_000)}
 SHARD_COUNTS = {True: [2], False: [2, 4]}
-RETRAIN_SIZES = {True: [100_000, 300_000], False: [200_000, 1_000_000]}
+RETRAIN_SIZES = {True: [100_000, 500_000], False: [200_000, 1_000_000]}
 MASTERS = ("local[1]", "local[2]")
 #: Ids of the history measurement: the generator's short ones, and UUID-like ones.
 ID_LENGTHS = (8, 36)
