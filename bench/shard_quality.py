@@ -4,7 +4,8 @@ Prequential (test, then learn), as a live scorer would serve: the served model i
 snapshot refreshed every ``every`` events, of one model learning everything
 (``single``), or the merge (:func:`online_model.models.shard_merge.merge_states`) of one
 model per partition, each learning its users' events (``merged``, partitions by a hash
-of the user as Kafka's key partitioner does). Every event is first judged on the served
+of the user as Kafka's key partitioner does; kept up to date as the merger does, by
+:class:`~online_model.models.merged_chain.MergedChain`). Every event is first judged on the served
 model, with the user's earlier pages as history (the last ``HISTORY``) and excluded, then
 learned. Also: the per-user state (recent pages) each shard holds for 1, 2 and 4 shards.
 """
@@ -18,7 +19,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from online_model.models.covisit.model import Covisitation
-from online_model.models.shard_merge import merge_states, partition_params
+from online_model.models.merged_chain import MergedChain
+from online_model.models.shard_merge import partition_params
 from online_model.quality import HitCounts, rank_of
 
 HISTORY = 20
@@ -42,14 +44,15 @@ def prequential(
     single = Covisitation(**params)
     part_params = partition_params(Covisitation, params, partitions)
     parts = [Covisitation(**part_params) for _ in range(partitions)]
+    chain = MergedChain(params)  # the merger's: deltas of the rows the parts changed
     served_single = served_merged = None
     hits = {"single": HitCounts(), "merged": HitCounts()}
     histories: dict[str, deque[str]] = {}
     for i, (user, page, ts) in enumerate(events):
         if i % every == 0:
             served_single = Covisitation.from_state(params, single.state_arrays())
-            state = merge_states(
-                Covisitation, params, [(part_params, p.state_arrays()) for p in parts]
+            state, _ = chain.update(
+                {j: (part_params, p.state_arrays()) for j, p in enumerate(parts)}
             )
             served_merged = Covisitation.from_state(params, state)
         if reference_every and i % reference_every == 0 and i:

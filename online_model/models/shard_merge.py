@@ -211,7 +211,7 @@ def _merge_covisitation(params: Mapping[str, Any], parts: Sequence[Part]) -> Mod
         keys.append(src * n + rows[dst])
         weights.append(state.array("neighbours.weight", np.float64) * factor)
         np.add.at(out, rows, state.array("out", np.float64) * factor)
-    src, dst, weight = _strongest(keys, weights, n, max_links)
+    src, dst, weight = keep_strongest(keys, weights, n, max_links)
     mixtures = [(float(s.values["mixture"]), int(s.values["n_events_learned"])) for _, s in parts]
     events = sum(e for _, e in mixtures)
     mixture = (
@@ -251,7 +251,7 @@ def _merge_covisitation(params: Mapping[str, Any], parts: Sequence[Part]) -> Mod
     return state
 
 
-def _strongest(
+def keep_strongest(
     keys: list[np.ndarray], weights: list[np.ndarray], n: int, kept: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Links summed per (source, destination) page, at most ``kept`` per source (the

@@ -22,8 +22,11 @@ from typing import Any
 
 from online_model.errors import ConfigurationError, SnapshotError
 from online_model.models.covisit.model import Covisitation
+from online_model.models.merged_chain import MergedChain
 from online_model.models.shard_merge import merge_states
 from online_model.persist.snapshot import Snapshot, SnapshotMeta
+from online_model.persist.snapshot_delta import ChainPosition
+from online_model.state import ModelState
 from streams.errors import StoreUnavailable
 from streams.state.snapshot_store import SnapshotStore
 from streams.state.trainer_status import STATUS_INTERVAL_S, TrainerStatus
@@ -61,6 +64,9 @@ class ShardMerger:
         Least seconds between two merges (each one is a full snapshot that scorers load;
         twice that while a partition is behind the log): partitions publishing at
         different moments are merged together.
+    full_every
+        Deltas published between two full snapshots (co-visitation: a delta carries the
+        rows the partitions changed since the previous merge).
     """
 
     def __init__(
@@ -72,6 +78,7 @@ class ShardMerger:
         topic: str,
         status: TrainerStatus | None = None,
         min_gap: float = 0.0,
+        full_every: int = 20,
     ) -> None:
         self.store = store
         self.partition_stores = dict(partition_stores)
@@ -80,6 +87,10 @@ class ShardMerger:
         self.topic = topic
         self.status = status
         self.min_gap = min_gap
+        self.full_every = full_every
+        self.deltas_published = 0
+        self._chain: ChainPosition | None = None
+        self._merged = MergedChain(self.params) if cls is Covisitation else None
         self._last_merge = 0.0
         self._cost = 0.0  # seconds a merge and its publish take, smoothed
         #: Whether a partition is behind the log (its trainer's status says so).
@@ -157,8 +168,8 @@ class ShardMerger:
                 return None
             self._last_merge = time.monotonic()
             started = time.monotonic()
-            snap, state = self.merged()
-            version = self.store.publish_full(snap, state=state).version
+            snap, state, delta = self.merged()
+            version = self._publish(snap, state, delta)
             cost = time.monotonic() - started
             self._cost = cost if not self.merges_published else 0.8 * self._cost + 0.2 * cost
         except StoreUnavailable as exc:
@@ -168,14 +179,35 @@ class ShardMerger:
         self.last_version = version
         return version
 
-    def merged(self) -> tuple[Snapshot, Any]:
-        """The merged snapshot of the held partitions, and its state."""
+    def _publish(self, snap: Snapshot, state: ModelState, delta: ModelState | None) -> int:
+        """Publish a delta after our previous publish when there is one and the chain
+        allows (``full_every``), else a full snapshot."""
+        chain = self._chain
+        if delta is not None and chain is not None and chain.sequence < self.full_every:
+            blank = self.cls(**self.params)  # a delta's file names the class and parameters
+            self._chain = self.store.publish_delta(
+                snap.meta, blank, delta, chain, snap.trainer_state
+            )
+            self.deltas_published += 1
+        else:
+            self._chain = self.store.publish_full(snap, state=state)
+        return self._chain.version
+
+    def merged(self) -> tuple[Snapshot, ModelState, ModelState | None]:
+        """The merged snapshot of the held partitions, its state, and the delta from the
+        previous merge (None: a full merge; only for co-visitation, see
+        :mod:`online_model.models.merged_chain`)."""
         held = [self.held[p] for p in sorted(self.held)]
-        parts = []
-        for snap in held:
-            assert snap.image is not None
-            parts.append((snap.image.params, snap.image.state))
-        state = merge_states(self.cls, self.params, parts)
+        parts: dict[int, tuple[dict[str, Any], ModelState]] = {}
+        for p in sorted(self.held):
+            image = self.held[p].image
+            assert image is not None
+            parts[p] = (image.params, image.state)
+        delta = None
+        if self._merged is not None:
+            state, delta = self._merged.update(parts)
+        else:
+            state = merge_states(self.cls, self.params, list(parts.values()))
         model = self.cls.from_state(dict(self.params), state)  # type: ignore[attr-defined]
         events = sum(s.meta.events_seen for s in held)
         offsets = {
@@ -200,7 +232,7 @@ class ShardMerger:
             extra={"partitions": {str(p): s.meta.version for p, s in self.held.items()}},
         )
         bad = sum(int(s.trainer_state.get("bad_events", 0)) for s in held)
-        return Snapshot(meta, model, {"bad_events": bad}), state
+        return Snapshot(meta, model, {"bad_events": bad}), state, delta
 
     def report(self, records: list[dict[str, Any]]) -> None:
         """Every few seconds, the model's trainer status: the partitions' records summed."""

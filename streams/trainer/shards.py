@@ -175,6 +175,7 @@ def run_shard(
         settings.topic_page_views,
         status=TrainerStatus(client, settings.model_name),
         min_gap=settings.snapshot_interval / 4,
+        full_every=settings.snapshot_full_every,
     )
     merger.check_model()  # refuse a single trainer's model before learning anything
     pool = PartitionPool(make, stop)

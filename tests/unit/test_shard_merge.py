@@ -12,14 +12,15 @@ from online_model.data.generate import generate
 from online_model.errors import ConfigurationError
 from online_model.models.covisit.model import Covisitation
 from online_model.models.factorization import ImplicitMF
+from online_model.models.merged_chain import MergedChain
 from online_model.models.popularity import DecayedPopularity
 from online_model.models.shard_merge import check_shardable, merge_states, partition_params
 
 N_PARTS = 3
 
 
-def _events(n_events: int = 6_000) -> list[tuple[str, str, int]]:
-    views = generate(n_users=300, n_pages=150, n_events=n_events, seed=7)
+def _events(n_events: int = 6_000, n_pages: int = 150) -> list[tuple[str, str, int]]:
+    views = generate(n_users=300, n_pages=n_pages, n_events=n_events, seed=7)
     return [(u, p, t) for u, p, t, _ in views.rows()]
 
 
@@ -144,3 +145,43 @@ def test_parts_learn_the_mixture_weight_on_the_merged_model_they_are_given() -> 
     gap_guided = max(abs(p._mixture - single._mixture) for p in guided)
     assert gap_guided < gap_alone
     assert "_mixture_reference" not in guided[0].__getstate__()  # never stored
+
+
+@pytest.mark.parametrize("decay", [False, True], ids=["counts", "decay-events"])
+def test_the_merge_kept_up_to_date_by_deltas_serves_as_a_fresh_merge(decay: bool) -> None:
+    """MergedChain recomputes only the rows the parts changed: without decay that is the
+    fresh merge exactly; with decay in events, rows nobody touched keep their values (as
+    one model's do), and the lists served stay those of a fresh merge."""
+    # Without decay nothing pruned either: equal weights at a row's cut may be kept in
+    # another order by a fresh merge, whose page table is in another order.
+    params: dict[str, Any] = (
+        {} if decay else {"half_life": 0, "pop_half_life": 0, "max_neighbours": 10_000}
+    )
+    parts = [Covisitation(**partition_params(Covisitation, params, N_PARTS)) for _ in range(3)]
+    chain = MergedChain(params)
+    deltas = 0
+    for i, (user, page, ts) in enumerate(_events(9_000, n_pages=3_000)):
+        parts[_part_of(user)].learn_one(user, page, x={"ts": ts})
+        if i % 300 == 299:
+            state, delta = chain.update(
+                {p: (m._get_params(), m.state_arrays()) for p, m in enumerate(parts)}
+            )
+            if delta is not None:
+                deltas += 1
+                assert len(delta.arrays["rows"]) < len(state.table("pages")) / 2
+    assert deltas >= 10  # after the first, merges are deltas
+    kept = Covisitation.from_state(params, chain.state)  # type: ignore[arg-type]
+    fresh = Covisitation.from_state(
+        params,
+        merge_states(Covisitation, params, [(m._get_params(), m.state_arrays()) for m in parts]),
+    )
+    assert kept.n_events_learned == fresh.n_events_learned == 9_000
+    if not decay:
+        assert kept._popularity._counts == pytest.approx(fresh._popularity._counts)
+        assert _rows(kept) == {s: pytest.approx(r) for s, r in _rows(fresh).items()}
+    same = 0
+    for history in (["p1"], ["p3", "p10"], ["p40", "p2", "p7"], ["p5"], ["p90", "p11"]):
+        a = [p for p, _ in kept.recommend("x", 10, history, set())]
+        b = [p for p, _ in fresh.recommend("x", 10, history, set())]
+        same += len(set(a) & set(b))
+    assert same >= (50 if not decay else 40)
