@@ -149,6 +149,7 @@ class Trainer:
         self.status = status
         self._next_status = 0.0
         self._reported_stalled = False
+        self._reported_behind = False
         self.started_at = time.time()
         self.offsets: Offsets = {}
         self.events_learned = 0
@@ -334,11 +335,14 @@ class Trainer:
         }
 
     def _stall_changed(self) -> bool:
-        """A stall began or ended since the last status record: worth saying at once."""
+        """A stall began or ended, or the trainer fell behind the log or caught up, since
+        the last status record: worth saying at once (trainer shards' merger merges less
+        often while a partition catches up)."""
         watch = getattr(self.source, "watch", None)
         stalled = bool(getattr(watch, "stalled", False))
-        changed = stalled != self._reported_stalled
-        self._reported_stalled = stalled
+        behind = self._behind_since is not None
+        changed = (stalled, behind) != (self._reported_stalled, self._reported_behind)
+        self._reported_stalled, self._reported_behind = stalled, behind
         return changed
 
     def _report_status(self, now: float) -> None:
