@@ -317,6 +317,11 @@ class Trainer:
             self._report_status(now)
         return len(events)
 
+    @property
+    def catching_up(self) -> bool:
+        """Whether the trainer is behind the log (its polls come back full)."""
+        return self._behind_since is not None
+
     def status_record(self) -> dict[str, Any]:
         """What the trainer says about itself (see :mod:`streams.state.trainer_status`)."""
         health = getattr(self.source, "health", None)

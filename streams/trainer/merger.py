@@ -269,19 +269,23 @@ class MixtureReference:
     (:meth:`~online_model.models.covisit.model.Covisitation.set_mixture_reference`): a
     part's own graph holds a fraction of the evidence. One copy per shard process."""
 
-    #: Seconds between two loads (each builds the merged graph's dicts: O(model)).
+    #: Seconds between two loads (each builds the merged graph's dicts: O(model)), and
+    #: while a partition of this shard catches up with the log (learning comes first;
+    #: the weight moves little in a minute).
     EVERY_S = 10.0
+    EVERY_BEHIND_S = 60.0
 
     def __init__(self, store: SnapshotStore) -> None:
         self.store = store
         self.model: Any = None
         self.version: int | None = None
-        self._next = 0.0
+        self._last = -float("inf")  # when the newest merge was last looked for
 
-    def hand_out(self, models: list[Any]) -> None:
+    def hand_out(self, models: list[Any], behind: bool = False) -> None:
+        """Give ``models`` the newest merge, loaded again when it is due."""
         now = time.monotonic()
-        if now >= self._next:
-            self._next = now + self.EVERY_S
+        if now - self._last >= (self.EVERY_BEHIND_S if behind else self.EVERY_S):
+            self._last = now
             try:
                 version = self.store.newest_version_hint("trainer")
                 if version is not None and version != self.version:

@@ -90,6 +90,10 @@ class PartitionPool:
         """The models the running partition trainers learn now."""
         return [trainer.model for trainer, _, _ in self._running.values()]
 
+    def behind(self) -> bool:
+        """Whether a running partition trainer is catching up with the log."""
+        return any(t.catching_up for t, _, _ in self._running.values())
+
     def all_ready(self) -> bool:
         return set(self._running) <= self.ready
 

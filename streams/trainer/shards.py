@@ -194,7 +194,7 @@ def run_shard(
         nonlocal announced
         pool.reconcile(_owned(spec, partitions, members, pool.owned))
         if reference is not None:
-            reference.hand_out(pool.models())
+            reference.hand_out(pool.models(), behind=pool.behind())
         if not announced and pool.all_ready() and pool.owned:
             announced = True
             if on_ready is not None:
