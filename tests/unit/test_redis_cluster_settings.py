@@ -59,3 +59,15 @@ def test_a_cluster_url_may_name_several_nodes_and_hides_its_password() -> None:
     assert "s3cret" not in repr(s.describe())
     with pytest.raises(ConfigurationError, match="only a Redis Cluster takes"):
         Settings.from_env({"REDIS_URL": "redis://a:7000,b:7001"})
+
+
+def test_cluster_clients_seed_from_every_named_node_and_fail_fast() -> None:
+    """The asyncio client connects on its first command, so it can be looked at here;
+    the synchronous one is made with the same options (streams/state/cluster_client.py)."""
+    from streams.state.cluster_client import RETRIES, async_cluster_client
+
+    client = async_cluster_client("redis://scorer:pw@127.0.0.1:7000,127.0.0.2:7001/0")
+    assert sorted(client.nodes_manager.startup_nodes) == ["127.0.0.1:7000", "127.0.0.2:7001"]
+    assert client.connection_kwargs["username"] == "scorer"
+    # Not redis-py's ten retries up to a second apart: a lost master's users degrade at once.
+    assert client.retry.get_retries() == RETRIES == 2
