@@ -13,6 +13,7 @@ import redis
 from redis.cluster import RedisCluster
 
 from online_model.errors import ConfigurationError
+from online_model.models.itemitem import fit_item_item
 from streams.experiment import results
 from streams.experiment.assignment import CHALLENGER, CHAMPION
 from streams.experiment.record import Experiment, new_id
@@ -24,8 +25,11 @@ from streams.scorer.experiment_routing import ExperimentFollower
 from streams.services.processes import ChildProcess, wait_for
 from streams.settings import Settings
 from streams.state.keys import ModelKeys
+from streams.state.lease import TrainerLease
 from streams.state.serving import Serving
 from streams.state.snapshot_store import SnapshotStore
+from streams.state.trainer_status import TrainerStatus
+from streams.wiring import batch_layer_store, serving, store_for
 from tests.reliability.test_redis_acl import (
     popularity_snapshot,
     scorer_acl,
@@ -242,6 +246,47 @@ def test_the_scorer_user_runs_an_experiment_to_the_gates_decision_on_a_cluster(
             by="test",
             namespace=other,
         )
+
+
+def test_every_state_store_works_on_a_cluster(
+    settings: Settings, redis_cluster: RedisClusterServers
+) -> None:
+    """What the pipeline above does not reach in a short run, in process: pruning (a script
+    deleting snap:<v> keys it names itself), batch layers and their pruning, the lease,
+    the trainer status, and promoting a challenger namespace and rolling it back."""
+    s = replace(settings, redis_url=redis_cluster.address, redis_cluster=True)
+    client = s.redis_client()
+    key = TEST_SNAPSHOT_KEY.encode()
+    model = s.model_name
+    store = SnapshotStore(client, model, key, keep=2)
+    versions = [store.publish(popularity_snapshot()) for _ in range(5)]
+    assert sorted(store.versions()) == versions[-2:]
+    assert client.exists(store.keys.snapshot(versions[0])) == 0
+
+    layers = batch_layer_store(s, client)
+    layers.keep = 1
+    events = [(f"u{i % 7}", f"p{i % 11}", i) for i in range(200)]
+    for n in (100, 200):
+        layers.publish(fit_item_item(events[:n], position={"v": {"0": n}}), {"v": {0: n}})
+    assert layers.newest_version() == 2 and layers.load_newest() is not None
+    assert client.exists(layers.keys.batch_layer(1)) == 0
+
+    lease, rival = TrainerLease(client, model, ttl_s=5), TrainerLease(client, model, ttl_s=5)
+    assert lease.acquire() and not rival.acquire() and lease.refresh()
+    lease.release()
+    assert rival.acquire()
+    status = TrainerStatus(client, model)
+    status.write({"state": "learning"})
+    assert status.read() == {"state": "learning"}
+
+    challenger = f"{model}.x1a2b3c4d"
+    theirs = SnapshotStore(client, challenger, key).publish(popularity_snapshot())
+    lifecycle, stores = serving(s, client), store_for(s, client)
+    model_actions.promote(lifecycle, stores, theirs, by="test", namespace=challenger)
+    assert lifecycle.read().namespace == challenger
+    model_actions.rollback(lifecycle, stores, by="test")
+    back = lifecycle.read()
+    assert back.namespace == model and back.version == versions[-1]
 
 
 def test_the_cluster_users_differ_from_the_documented_ones_only_by_the_tag() -> None:
