@@ -11,8 +11,9 @@ Measures, on the embedded broker and Redis (or the ones ``KAFKA_BOOTSTRAP_SERVER
   (backlog and paced at 1,000/s), with the Redis server's CPU for its round trips;
 * full-snapshot bytes per user and per link; Redis bytes per user history;
 * ``streamrec retrain`` seconds per million events on ``local[1]`` and ``local[2]``;
-* as a check of the table's arithmetic for shards: ``streamrec trainer --shard i/N``
-  processes on one world, each one's RSS beside what the single trainer's fit predicts.
+* ``streamrec trainer --shard i/N`` processes on one world, each one's RSS beside what
+  the plain trainer's fit predicts: the merging shard's and the shards' CPU factors the
+  table uses (``shard_check``).
 
 Fits each cost linearly over the scales (``bench.sizing_table.fit_linear``) and turns
 the costs into the table of ``bench.sizing_table.table`` for 1M / 10M / 100M users,
