@@ -145,9 +145,10 @@ def plan(costs: Costs, users: int, pages: int, events_per_s: float, a: Assumptio
         "trainer memory": trainer_bytes(costs, buffered, pages, 1, 1, a) / a.process_memory_bytes,
         "Redis memory": redis_mem / a.redis_node_bytes,
         "Redis CPU": events_per_s * costs.redis_cpu_s_per_event / cpu,
-        # A model's keys share a hash slot on a cluster: its snapshots are on one node.
+        # A model's keys share a hash slot on a cluster: its snapshots are on one node
+        # (a shard's partitions have hash tags of their own and spread).
         "model's snapshots (one Redis node)": a.full_snapshots_in_redis
-        * snapshots
+        * (page_arrays if sharded else page_arrays + user_arrays)
         / a.redis_node_bytes,
     }
     retrain_events = events_per_s * a.retrain_days * 86_400
@@ -175,13 +176,15 @@ def trainer_bytes(
 ) -> float:
     """The largest trainer process when ``shards`` share ``partitions``: one plain
     trainer (``shards == 1``) holds one model; a shard holds a model per partition it
-    learns (each with a row per page) and ``1 / shards`` of the user buffers, and the
-    merging shard also every partition's state and the merge (``merger_factor``)."""
+    learns (each with a row per page), ``1 / shards`` of the user buffers and the newest
+    merge (its arrays), and the merging shard also every partition's state and the
+    merge (``merger_factor`` times their arrays)."""
     if shards == 1:
         tables, merger = 1, 0.0
     else:
         tables = math.ceil(partitions / shards)
-        merger = a.merger_factor * costs.snapshot_bytes_per_page * pages * (partitions + 1)
+        merge = costs.snapshot_bytes_per_page * pages
+        merger = merge + a.merger_factor * merge * (partitions + 1)
     return (
         costs.trainer_base_bytes
         + costs.trainer_bytes_per_page * pages * tables

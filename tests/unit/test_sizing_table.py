@@ -85,10 +85,11 @@ def test_one_plain_trainer_while_it_fits() -> None:
 def test_shards_for_cpu() -> None:
     # 100k events/s x 20 µs = 2 cores: 2 shards; the topic has a partition per scorer (10),
     # 5 per shard, each shard a page table per partition: 1 GB + 5 x 1k x 10 kB + 1k x
-    # 200 B / 2, and the merging shard 2 x 1 kB x 1k pages x (10 + 1) besides.
+    # 200 B / 2, the merge's arrays (1 kB x 1k pages), and the merging shard 2 x those
+    # x (10 + 1) besides.
     row = plan(COSTS, 1_000, 1_000, 100_000, EVEN)
     assert (row.trainers, row.partitions) == (2, 10)
-    assert row.trainer_memory_gb == pytest.approx(1.0 + 0.05 + 0.0001 + 0.022)
+    assert row.trainer_memory_gb == pytest.approx(1.0 + 0.05 + 0.0001 + 0.001 + 0.022)
 
 
 def test_shards_cost_more_cpu_than_a_plain_trainer() -> None:
@@ -101,18 +102,20 @@ def test_shards_cost_more_cpu_than_a_plain_trainer() -> None:
 
 def test_shards_for_memory() -> None:
     # A plain trainer: 1 GB + 100k pages x 10 kB + 100M users x 200 B = 22 GB > 10.
-    # 2 shards: 1 + 1 + 10 + merger 2 x 0.1 GB x 3 = 12.6 GB; 3 shards: 1 + 1 + 6.67 + 0.8.
+    # 2 shards: 1 + 1 + 10 + the merge 0.1 + merging 2 x 0.1 GB x 3 = 12.7 GB;
+    # 3 shards: 1 + 1 + 6.67 + 0.1 + 0.8.
     row = plan(COSTS, 100_000_000, 100_000, 1_000, EVEN)
     assert row.ratios["trainer memory"] == pytest.approx(2.2)
     assert (row.trainers, row.partitions) == (3, 3)
-    assert row.trainer_memory_gb == pytest.approx(1 + 1 + 20 / 3 + 0.8)
+    assert row.trainer_memory_gb == pytest.approx(1 + 1 + 20 / 3 + 0.1 + 0.8)
     assert row.blocked == []
     # A merge of shards holds no user buffers: scorers hold the pages only.
     assert row.scorer_memory_gb == pytest.approx(0.7)
     # Redis: histories 100 GB + 2 x (the model's and 3 partitions' page arrays, 4 x 0.1 GB,
     # + every user's buffer once in the partitions' snapshots, 1 GB).
     assert row.redis_memory_gb == pytest.approx(100 + 2 * (0.4 + 1.0))
-    assert row.ratios["model's snapshots (one Redis node)"] == pytest.approx(0.28)
+    # On a cluster only the merge's snapshots share the model's slot: 2 x 0.1 GB.
+    assert row.ratios["model's snapshots (one Redis node)"] == pytest.approx(0.02)
 
 
 def test_no_layout_fits() -> None:
