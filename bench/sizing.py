@@ -283,6 +283,7 @@ def rederive(path: Path) -> None:
     (after a change to the fits, the assumptions or the report), without measuring."""
     out = json.loads(path.read_text())
     out.update(derive(out, out["assumptions"]["history_length"], out["assumptions"]["k"]))
+    out["rederived_at"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     write_pair(path, out, report(out))
     print(report(out))
 

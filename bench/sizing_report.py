@@ -172,8 +172,14 @@ def report(out: dict[str, Any]) -> str:
         "",
         f"`{out['command']}` on {m['cores']} shared cores ({m['cpu']}), load average "
         f"{m['load_avg_at_start']} at the start, {out['services']} broker and Redis, "
-        f"{out['started_at']}; {out['seconds']} s. How to read it: "
-        "[docs/sizing.md](../../docs/sizing.md).",
+        f"{out['started_at']}; {out['seconds']} s"
+        + (
+            f"; costs and table recomputed from its measurements by `--rederive` at "
+            f"{out['rederived_at']}"
+            if out.get("rederived_at")
+            else ""
+        )
+        + ". How to read it: [docs/sizing.md](../../docs/sizing.md).",
         "",
         "## Per-unit costs",
         "",
