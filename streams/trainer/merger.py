@@ -20,7 +20,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from online_model.errors import ConfigurationError, SnapshotError
+from online_model.errors import ConfigurationError, SnapshotError, StreamrecError
 from online_model.models.covisit.model import Covisitation
 from online_model.models.merged_chain import MergedChain
 from online_model.models.shard_merge import merge_states
@@ -179,6 +179,13 @@ class ShardMerger:
         self.last_version = version
         return version
 
+    def restart_chain(self) -> None:
+        """Publish a full merge next (this shard just took the model's lease: another
+        merger may have published since our last merge)."""
+        self._chain = None
+        if self._merged is not None:
+            self._merged = MergedChain(self.params)
+
     def _publish(self, snap: Snapshot, state: ModelState, delta: ModelState | None) -> int:
         """Publish a delta after our previous publish when there is one and the chain
         allows (``full_every``), else a full snapshot."""
@@ -204,9 +211,15 @@ class ShardMerger:
             assert image is not None
             parts[p] = (image.params, image.state)
         delta = None
+        state = None
         if self._merged is not None:
-            state, delta = self._merged.update(parts)
-        else:
+            try:
+                state, delta = self._merged.update(parts)
+            except (StreamrecError, ValueError, IndexError, KeyError) as exc:  # a bug
+                # Merge whole instead, and chain deltas from there.
+                logger.error("merged delta not built error=%r", str(exc))
+                self.restart_chain()
+        if state is None:
             state = merge_states(self.cls, self.params, list(parts.values()))
         model = self.cls.from_state(dict(self.params), state)  # type: ignore[attr-defined]
         events = sum(s.meta.events_seen for s in held)

@@ -262,7 +262,9 @@ def _merge_until(
             if time.monotonic() >= next_tick:
                 next_tick = time.monotonic() + interval
                 tick()
-                held = _hold(lease, held)
+                was_held, held = held, _hold(lease, held)
+                if held and not was_held:
+                    merger.restart_chain()
                 if held:
                     merger.report(shard_records())
             if held:
