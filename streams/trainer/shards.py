@@ -159,7 +159,7 @@ def run_shard(
             stores(namespace),
             KafkaEventSource(settings, only_partitions={partition}),
             codec.decode,
-            snapshot_interval=settings.snapshot_interval,
+            snapshot_interval=settings.snapshot_interval / 2,  # the merge takes the rest
             full_every=settings.snapshot_full_every,
             lease=TrainerLease(client, namespace, ttl_s=lease_ttl),
             evaluator=RollingHitRate(catalog=catalog),
