@@ -54,7 +54,7 @@ def check_shardable(model: Recommender | type) -> None:
     if cls not in SHARDABLE:
         names = ", ".join(c.__name__ for c in SHARDABLE)
         raise ConfigurationError(
-            f"a {cls.__name__} cannot be learned by trainer shards: only models whose state "
+            f"{cls.__name__} cannot be learned by trainer shards: only models whose state "
             f"is a sum over events can ({names}); run one trainer (no STREAMREC_TRAINER_SHARD)"
         )
 
