@@ -225,7 +225,8 @@ def report(out: dict[str, Any]) -> str:
     ]
     for name, f in t.items():
         lines.append(
-            f"| {name.replace('_', ' ')} | {f['processes']} | {f['events_per_s']:,} | "
+            f"| {name.replace('_', ' ').replace('1 shards', '1 shard')} | {f['processes']} | "
+            f"{f['events_per_s']:,} | "
             f"{f['cpu_us_per_event']} | {f['cpu_per_event_vs_1_shard']}x | "
             f"{', '.join(str(c) for c in f['cpu_s_per_process'])} | "
             f"{', '.join(str(r) for r in f['peak_rss_mb'])} |"
