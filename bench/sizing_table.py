@@ -145,10 +145,10 @@ def plan(costs: Costs, users: int, pages: int, events_per_s: float, a: Assumptio
         "trainer memory": trainer_bytes(costs, buffered, pages, 1, 1, a) / a.process_memory_bytes,
         "Redis memory": redis_mem / a.redis_node_bytes,
         "Redis CPU": events_per_s * costs.redis_cpu_s_per_event / cpu,
-        # A model's keys share a hash slot on a cluster: its snapshots are on one node
-        # (a shard's partitions have hash tags of their own and spread).
+        # A model's keys share a hash slot on a cluster, and so do its shards' partitions
+        # (streams.state.keys.family): all its snapshots are on one node.
         "model's snapshots (one Redis node)": a.full_snapshots_in_redis
-        * (page_arrays if sharded else page_arrays + user_arrays)
+        * snapshots
         / a.redis_node_bytes,
     }
     retrain_events = events_per_s * a.retrain_days * 86_400

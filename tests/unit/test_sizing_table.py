@@ -114,8 +114,8 @@ def test_shards_for_memory() -> None:
     # Redis: histories 100 GB + 2 x (the model's and 3 partitions' page arrays, 4 x 0.1 GB,
     # + every user's buffer once in the partitions' snapshots, 1 GB).
     assert row.redis_memory_gb == pytest.approx(100 + 2 * (0.4 + 1.0))
-    # On a cluster only the merge's snapshots share the model's slot: 2 x 0.1 GB.
-    assert row.ratios["model's snapshots (one Redis node)"] == pytest.approx(0.02)
+    # On a cluster the partitions share the model's slot too: all of that 2.8 GB on one node.
+    assert row.ratios["model's snapshots (one Redis node)"] == pytest.approx(0.28)
 
 
 def test_no_layout_fits() -> None:
