@@ -230,7 +230,9 @@ def test_a_delta_nearly_as_large_as_the_model_is_published_full(
     source = ListEventSource([])
     fill(source, 0, 200)
     trainer = train(store, source, 200, full_every=50)
-    assert trainer.snapshots_published > 3 and trainer.deltas_published == 0
+    # Every publish after the first could have been a delta (how many polls a loaded
+    # machine merges into one publish varies): none was.
+    assert trainer.snapshots_published >= 2 and trainer.deltas_published == 0
     assert store.delta_hints() == {}
 
 
