@@ -35,6 +35,17 @@ def _shard(env: dict[str, str], spec: str, log: Path) -> ChildProcess:
     )
 
 
+def _shards_env(settings: Settings, settings_env: dict[str, str]) -> dict[str, str]:
+    """The topic made, and the environment of shards that publish and hand over fast."""
+    ensure_topics(settings, [settings.topic_page_views])
+    return {
+        **settings_env,
+        "STREAMREC_SNAPSHOT_INTERVAL": "300ms",
+        "STREAMREC_MODEL": "covisit",
+        "STREAMREC_TRAINER_LEASE_TTL": "2s",
+    }
+
+
 def _lease_holder(settings: Settings, procs: list[ChildProcess]) -> ChildProcess | None:
     holder = TrainerLease(settings.redis_client(), settings.model_name).holder() or ""
     return next((p for p in procs if f":{p.pid}:" in holder), None)
@@ -43,13 +54,7 @@ def _lease_holder(settings: Settings, procs: list[ChildProcess]) -> ChildProcess
 def test_a_sigkilled_shard_resumes_its_partitions_and_every_event_is_learned_once(
     settings: Settings, settings_env: dict[str, str], tmp_path: Path
 ) -> None:
-    ensure_topics(settings, [settings.topic_page_views])
-    env = {
-        **settings_env,
-        "STREAMREC_SNAPSHOT_INTERVAL": "300ms",
-        "STREAMREC_MODEL": "covisit",
-        "STREAMREC_TRAINER_LEASE_TTL": "2s",
-    }
+    env = _shards_env(settings, settings_env)
     key = TEST_SNAPSHOT_KEY.encode()
     client = settings.redis_client()
     store = SnapshotStore(client, settings.model_name, key)
@@ -127,13 +132,7 @@ def test_shards_joining_and_leaving_hand_their_partitions_over_without_loss_or_r
     """``--shard auto``: a second shard joins a running one and takes some partitions;
     then the first leaves (SIGTERM) and the second takes them all. Each hand-over is a
     last snapshot of the partition, then its lease released and taken."""
-    ensure_topics(settings, [settings.topic_page_views])
-    env = {
-        **settings_env,
-        "STREAMREC_SNAPSHOT_INTERVAL": "300ms",
-        "STREAMREC_MODEL": "covisit",
-        "STREAMREC_TRAINER_LEASE_TTL": "2s",
-    }
+    env = _shards_env(settings, settings_env)
     key = TEST_SNAPSHOT_KEY.encode()
     client = settings.redis_client()
     store = SnapshotStore(client, settings.model_name, key)
