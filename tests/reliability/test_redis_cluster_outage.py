@@ -19,8 +19,8 @@ from tests.reliability.test_redis_outage import _metric
 from tests.support.fixtures import TEST_SNAPSHOT_KEY
 from tests.support.outages import Traffic, env_for, replace, stopping, summary
 from tests.support.redis_cluster import ClusterNode, RedisClusterServers
+from tests.support.redis_recovery import recover_and_drain
 from tests.support.scorer import http_json, http_text, wait_assigned
-from tests.support.topics import read_answers
 
 pytestmark = pytest.mark.redis_cluster
 
@@ -92,32 +92,20 @@ def test_one_master_down_and_back_scorer_degrades_and_trainer_republishes(
         master.start()  # same port and node id (nodes.conf), no data
         redis_cluster.wait_ok()
         recovered_at = time.monotonic()
-        republished = wait_for(store.current_version, 30, "the trainer to publish again")
-        republish_s = time.monotonic() - recovered_at
-        wait_for(
-            lambda: served_version() == store.current_version(),
-            20,
-            "the scorer to swap to the republished snapshot",
+        r = recover_and_drain(
+            s, store, traffic, scorer, trainer, served_version, history, recovered_at
         )
-        grows_from = history()
-        wait_for(lambda: history() > grows_from, 20, "history growing")
-        produced = traffic.stop()
-        answers = read_answers(s, set(traffic.event_ids), timeout=45)
-        metrics = http_text(f"{base}/metrics")
-        alive = scorer.alive() and trainer.alive()
-        assert scorer.stop() == 0, scorer.output()[-3000:]
-        assert trainer.stop() == 0, trainer.output()[-3000:]
     meta = store.read_meta(store.current_version())  # type: ignore[arg-type]
     summary(
         "redis_cluster_master_outage",
-        events_in=produced,
+        events_in=r.produced,
         outage_s=round(outage, 1),
-        recommendations_out=len(answers.recommendations),
-        duplicates=answers.duplicates,
-        lost=len(answers.lost),
-        answered_during_outage=len(sent_during_outage & set(answers.ids)),
-        redis_errors=int(_metric(metrics, "streamrec_redis_errors_total")),
-        trainer_republished_after_s=round(republish_s, 1),
+        recommendations_out=len(r.answers.recommendations),
+        duplicates=r.answers.duplicates,
+        lost=len(r.answers.lost),
+        answered_during_outage=len(sent_during_outage & set(r.answers.ids)),
+        redis_errors=int(_metric(r.metrics, "streamrec_redis_errors_total")),
+        trainer_republished_after_s=round(r.republish_s, 1),
         final_events_seen=meta.events_seen,
         version_before=last_version,
         version_after=meta.version,
@@ -125,8 +113,8 @@ def test_one_master_down_and_back_scorer_degrades_and_trainer_republishes(
     assert alive_during and survivor_answered and late_answered
     assert rest_status == 200
     assert errors_during > 0
-    assert not answers.lost and sent_during_outage <= set(answers.ids)
-    assert alive and republished is not None
-    assert last_version is not None and republished > last_version
+    assert not r.answers.lost and sent_during_outage <= set(r.answers.ids)
+    assert r.alive and r.republished is not None
+    assert last_version is not None and r.republished > last_version
     # Nothing the trainer learned was lost with the master: the republished model holds it.
-    assert meta.events_seen == produced, (meta.events_seen, produced)
+    assert meta.events_seen == r.produced, (meta.events_seen, r.produced)

@@ -13,8 +13,8 @@ from streams.settings import Settings
 from streams.state.snapshot_store import SnapshotStore
 from tests.support.fixtures import TEST_SNAPSHOT_KEY, on_every_engine
 from tests.support.outages import PrivateServer, Traffic, env_for, replace, stopping, summary
+from tests.support.redis_recovery import recover_and_drain
 from tests.support.scorer import http_json, http_text, wait_assigned
-from tests.support.topics import read_answers
 
 #: Scorer behaviour: checked on each scorer engine.
 pytestmark = on_every_engine
@@ -78,34 +78,22 @@ def test_redis_outage_scorer_degrades_and_recovers_trainer_republishes(
         recovered_at = time.monotonic()
         wait_for(lambda: history() > 0, 20, "histories written again")
         history_recovery_s = time.monotonic() - recovered_at
-        republished = wait_for(store.current_version, 30, "the trainer to publish again")
-        republish_s = time.monotonic() - recovered_at
-        wait_for(
-            lambda: served_version() == store.current_version(),
-            20,
-            "the scorer to swap to the republished snapshot",
+        r = recover_and_drain(
+            s, store, traffic, scorer, trainer, served_version, history, recovered_at
         )
-        grows_from = history()
-        wait_for(lambda: history() > grows_from, 20, "history growing")
-        produced = traffic.stop()
-        answers = read_answers(s, set(traffic.event_ids), timeout=45)
-        metrics = http_text(f"{base}/metrics")
-        alive = scorer.alive() and trainer.alive()
-        assert scorer.stop() == 0, scorer.output()[-3000:]
-        assert trainer.stop() == 0, trainer.output()[-3000:]
     meta = store.read_meta(store.current_version())  # type: ignore[arg-type]
     summary(
         "redis_outage",
-        events_in=produced,
+        events_in=r.produced,
         outage_s=round(outage, 1),
-        recommendations_out=len(answers.recommendations),
-        duplicates=answers.duplicates,
-        lost=len(answers.lost),
+        recommendations_out=len(r.answers.recommendations),
+        duplicates=r.answers.duplicates,
+        lost=len(r.answers.lost),
         dlq=0,
-        answered_during_outage=len(sent_during_outage & set(answers.ids)),
-        redis_errors=int(_metric(metrics, "streamrec_redis_errors_total")),
+        answered_during_outage=len(sent_during_outage & set(r.answers.ids)),
+        redis_errors=int(_metric(r.metrics, "streamrec_redis_errors_total")),
         history_back_after_s=round(history_recovery_s, 1),
-        trainer_republished_after_s=round(republish_s, 1),
+        trainer_republished_after_s=round(r.republish_s, 1),
         final_events_seen=meta.events_seen,
         version_before=last_version,
         version_after=meta.version,
@@ -114,9 +102,9 @@ def test_redis_outage_scorer_degrades_and_recovers_trainer_republishes(
     assert during["scorer_alive"] and during["trainer_alive"], during
     assert during["rest"][0] == 200 and during["rest"][1] is False and during["rest"][2] > 0
     assert errors_during > 0
-    assert not answers.lost and sent_during_outage <= set(answers.ids)
-    assert alive and republished is not None
+    assert not r.answers.lost and sent_during_outage <= set(r.answers.ids)
+    assert r.alive and r.republished is not None
     # Versions keep moving forward although the store forgot them.
-    assert last_version is not None and republished > last_version
+    assert last_version is not None and r.republished > last_version
     # Nothing the trainer learned was lost with Redis: the republished model holds it all.
-    assert meta.events_seen == produced, (meta.events_seen, produced)
+    assert meta.events_seen == r.produced, (meta.events_seen, r.produced)
