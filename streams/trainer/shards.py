@@ -191,10 +191,14 @@ def run_shard(
     reference = MixtureReference(snapshot_store(settings, client)) if cls is Covisitation else None
 
     def tick() -> None:
-        nonlocal announced
         pool.reconcile(_owned(spec, partitions, members, pool.owned))
         if reference is not None:
             reference.hand_out(pool.models(), behind=pool.behind())
+
+    def announce() -> None:
+        # Looked at every loop, not every interval: the partitions learn from the moment
+        # they are ready, and whoever waits for the shard should know as soon.
+        nonlocal announced
         if not announced and pool.all_ready() and pool.owned:
             announced = True
             if on_ready is not None:
@@ -213,6 +217,7 @@ def run_shard(
             ],
             tick,
             members,
+            announce,
         )
     finally:
         stop.set()
@@ -245,6 +250,7 @@ def _merge_until(
     statuses: list[TrainerStatus],
     tick: Callable[[], None],
     members: ShardMembers | None,
+    announce: Callable[[], None] = lambda: None,
 ) -> None:
     """Merge every ``interval`` while holding the model's lease (taken when free); at the
     stop, after the partition trainers published their last snapshots, merge once more."""
@@ -267,6 +273,7 @@ def _merge_until(
                     merger.restart_chain()
                 if held:
                     merger.report(shard_records())
+            announce()
             if held:
                 merger.merge()
             stop.wait(look)
