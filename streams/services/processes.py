@@ -34,6 +34,8 @@ class ChildProcess:
         self.log_path = log_path
         self.started = time.time()
         self._log: IO[bytes] = open(log_path, "ab")  # noqa: SIM115 - closed in stop()/wait()
+        #: Where this process's output begins in the log (earlier runs' output precedes it).
+        self.log_start = self._log.tell()
         self.popen = subprocess.Popen(
             list(argv), env=env, stdout=self._log, stderr=subprocess.STDOUT, cwd=cwd
         )
@@ -59,6 +61,12 @@ class ChildProcess:
 
     def output(self) -> str:
         return self.log_path.read_text(errors="replace")
+
+    def own_output(self) -> str:
+        """What this process wrote to its log (not the earlier runs' output before it)."""
+        with open(self.log_path, "rb") as f:
+            f.seek(self.log_start)
+            return f.read().decode(errors="replace")
 
     def check(self) -> None:
         """Raise with the end of the log if the process has exited."""
