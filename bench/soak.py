@@ -195,9 +195,15 @@ class Soak:
         ensure_topics(self.settings)
         for path in self.logs.values():
             path.unlink(missing_ok=True)  # ChildProcess appends: one log per run
-        for name in ("trainer", "scorer"):
-            self.children[name] = ChildProcess.streamrec([name], self.env, self.logs[name])
-        wait_ready([(self.children[n], f"{n} ready") for n in ("trainer", "scorer")])
+        shard = ["--shard", self.args.trainer_shard] if self.args.trainer_shard else []
+        self.children["trainer"] = ChildProcess.streamrec(
+            ["trainer", *shard], self.env, self.logs["trainer"]
+        )
+        self.children["scorer"] = ChildProcess.streamrec(["scorer"], self.env, self.logs["scorer"])
+        trainer_ready = "trainer shard ready" if shard else "trainer ready"
+        wait_ready(
+            [(self.children["trainer"], trainer_ready), (self.children["scorer"], "scorer ready")]
+        )
         a = self.args
         argv = [sys.executable, "-m", "streams.cli", "generate", "--users", str(a.users)]
         argv += ["--pages", str(a.pages), "--events", str(self.events), "--output", str(csv)]
@@ -295,7 +301,10 @@ class Soak:
         self.final["error_lines"] = {n: len(v) for n, v in logged.items()}
         self.final["error_examples"] = {n: v[:5] for n, v in logged.items()}
         a = self.args
-        config = {k: getattr(a, k) for k in ("minutes", "rate", "users", "pages", "sample_s")}
+        config = {
+            k: getattr(a, k)
+            for k in ("minutes", "rate", "users", "pages", "sample_s", "trainer_shard")
+        }
         config.update(events=self.events, max_lag_s=a.max_lag_s, max_rss_slope=a.max_rss_slope)
         return {"config": config, "samples": self.samples, "final": self.final}
 
@@ -322,6 +331,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.add_argument(
             flag, type=type(default), default=_env(var, default), help=f"{text} (${var})"
         )
+    parser.add_argument(
+        "--trainer-shard",
+        default=os.environ.get("STREAMREC_SOAK_TRAINER_SHARD", ""),
+        metavar="SPEC",
+        help="run the trainer as `trainer --shard SPEC` (e.g. auto: one process learning "
+        "every partition as a shard, merging them), not a plain trainer "
+        "($STREAMREC_SOAK_TRAINER_SHARD)",
+    )
     parser.add_argument(
         "--results-dir",
         type=Path,

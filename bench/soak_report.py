@@ -189,7 +189,8 @@ def render_markdown(result: Mapping[str, Any]) -> str:
         f"({result['services']} services)",
         "",
         f"World: `streamrec generate --users {cfg['users']} --pages {cfg['pages']} "
-        f"--events {cfg['events']}`; one trainer and one scorer (`python -m streams.cli`), "
+        f"--events {cfg['events']}`; one {_trainer(cfg)} and one scorer "
+        "(`python -m streams.cli`), "
         f"sampled every {cfg['sample_s']:g} s. Produced for {s['duration_s']} s: "
         f"{s['produced']:,} page views. {m['cores']} cores, load average at start "
         f"{m['load_avg_at_start']}.",
@@ -241,3 +242,9 @@ def plot(result: Mapping[str, Any], path: Path) -> bool:
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return True
+
+
+def _trainer(cfg: dict[str, Any]) -> str:
+    """How the run's trainer ran: plain, or as a shard (``--trainer-shard``)."""
+    spec = cfg.get("trainer_shard")
+    return f"trainer shard (`trainer --shard {spec}`)" if spec else "trainer"
