@@ -10,24 +10,22 @@ from pathlib import Path
 import pytest
 import redis
 
-from online_model.models.popularity import DecayedPopularity
-from online_model.persist.snapshot import Snapshot, SnapshotMeta
 from streams.experiment import results
-from streams.experiment.assignment import CHALLENGER, CHAMPION
+from streams.experiment.assignment import CHALLENGER
 from streams.experiment.record import Experiment, new_id
-from streams.experiment.statistics import ArmCounts
-from streams.experiment.store import ExperimentStore, copy_as_challenger
+from streams.experiment.store import ExperimentStore
 from streams.io.topics import ensure_topics
 from streams.lifecycle import model_actions
-from streams.scorer.experiment_routing import ExperimentFollower
 from streams.services.processes import ChildProcess, wait_for
 from streams.settings import Settings
 from streams.state.history import AsyncHistoryStore, HistoryUpdate, UserState
 from streams.state.keys import ModelKeys
 from streams.state.snapshot_store import SnapshotStore
+from tests.support.experiments import count_a_clear_win, follower_of, start_auto_experiment
 from tests.support.fixtures import TEST_SNAPSHOT_KEY
 from tests.support.outages import PrivateServer, Traffic, env_for, replace, stopping, summary
 from tests.support.scorer import http_json, http_text, wait_assigned
+from tests.support.snapshots import popularity_snapshot
 from tests.support.topics import read_answers
 
 
@@ -210,31 +208,16 @@ def test_the_scorer_user_runs_an_experiment_to_the_gates_decision(
     scorer_url = user_url(private_redis, "scorer", "scorer-secret")
     scorer = redis.Redis.from_url(scorer_url)
     key = TEST_SNAPSHOT_KEY.encode()
-    eid = new_id()
-    experiment = Experiment(
-        id=eid, champion=model, challenger=f"{model}.x{eid}", share=0.5, auto=True, min_judged=50
-    )
-    champion_version = SnapshotStore(operator, model, key).publish(popularity_snapshot())
-    challenger_version = copy_as_challenger(
-        SnapshotStore(operator, model, key),
-        champion_version,
-        SnapshotStore(operator, experiment.challenger, key),
-    )
-    ExperimentStore(operator, model).start(experiment)
+    started = start_auto_experiment(operator, model, key)
+    experiment = started.experiment
+    champion_version, challenger_version = started.champion_version, started.challenger_version
 
-    follower = ExperimentFollower(
-        ExperimentStore(scorer, model), lambda ns: SnapshotStore(scorer, ns, key), k=10
-    )
+    follower = follower_of(scorer, model, key)
     follower.poll()  # joins: reads the record, loads the challenger
     assert follower.routing is not None, "the scorer user could not load the challenger"
     wrote, state = asyncio.run(shadow_round_trip(replace(settings, redis_url=scorer_url)))
     assert wrote and state.shadow_served == {"u1": ["p3"]} and not state.degraded
-    follower.count(
-        {
-            CHAMPION: ArmCounts(judged=400, hits=40, reciprocal_rank=20.0, rr_squares=10.0),
-            CHALLENGER: ArmCounts(judged=400, hits=200, reciprocal_rank=100.0, rr_squares=50.0),
-        }
-    )
+    count_a_clear_win(follower)
     follower.poll()  # adds the counts, asks the gate: promote
     assert follower.decisions == 1
     # A second scorer's gate finds it decided already (and lets go of its WATCH).
@@ -282,14 +265,6 @@ async def shadow_round_trip(settings: Settings) -> tuple[bool, UserState]:
     store = AsyncHistoryStore(settings.redis_async_client(), settings.model_name)
     wrote = await store.write(HistoryUpdate({"u1": ["p1"]}, {"u1": ["p2"]}, {"u1": ["p3"]}))
     return wrote, await store.read(["u1"], shadow=True)
-
-
-def popularity_snapshot() -> Snapshot:
-    model = DecayedPopularity()
-    for i in range(20):
-        model.learn_one(f"u{i}", f"p{i % 3}")
-    meta = SnapshotMeta(model_name="ignored", events_seen=20, origin="trainer", offsets={})
-    return Snapshot(meta, model, {})
 
 
 def http_version(body: dict) -> int:

@@ -15,13 +15,9 @@ from redis.cluster import RedisCluster
 from online_model.errors import ConfigurationError
 from online_model.models.itemitem import fit_item_item
 from streams.experiment import results
-from streams.experiment.assignment import CHALLENGER, CHAMPION
-from streams.experiment.record import Experiment, new_id
-from streams.experiment.statistics import ArmCounts
-from streams.experiment.store import ExperimentStore, copy_as_challenger
+from streams.experiment.assignment import CHALLENGER
 from streams.io.topics import ensure_topics
 from streams.lifecycle import model_actions
-from streams.scorer.experiment_routing import ExperimentFollower
 from streams.services.processes import ChildProcess, wait_for
 from streams.settings import Settings
 from streams.state.keys import ModelKeys
@@ -31,15 +27,16 @@ from streams.state.snapshot_store import SnapshotStore
 from streams.state.trainer_status import TrainerStatus
 from streams.wiring import batch_layer_store, serving, store_for
 from tests.reliability.test_redis_acl import (
-    popularity_snapshot,
     scorer_acl,
     shadow_round_trip,
     trainer_acl,
 )
+from tests.support.experiments import count_a_clear_win, follower_of, start_auto_experiment
 from tests.support.fixtures import TEST_SNAPSHOT_KEY
 from tests.support.outages import Traffic, env_for, replace, stopping, summary
 from tests.support.redis_cluster import RedisClusterServers
 from tests.support.scorer import http_json, http_text, wait_assigned
+from tests.support.snapshots import popularity_snapshot
 from tests.support.topics import read_answers
 
 pytestmark = pytest.mark.redis_cluster
@@ -188,31 +185,17 @@ def test_the_scorer_user_runs_an_experiment_to_the_gates_decision_on_a_cluster(
     operator = RedisCluster.from_url(urls["trainer"])
     scorer = RedisCluster.from_url(urls["scorer"])
     key = TEST_SNAPSHOT_KEY.encode()
-    eid = new_id()
-    experiment = Experiment(
-        id=eid, champion=model, challenger=f"{model}.x{eid}", share=0.5, auto=True, min_judged=50
-    )
-    champion_version = SnapshotStore(operator, model, key).publish(popularity_snapshot())
-    challenger_version = copy_as_challenger(
-        SnapshotStore(operator, model, key),
-        champion_version,
-        SnapshotStore(operator, experiment.challenger, key),
-    )
-    ExperimentStore(operator, model).start(experiment)
-    follower = ExperimentFollower(
-        ExperimentStore(scorer, model), lambda ns: SnapshotStore(scorer, ns, key), k=10
-    )
+    started = start_auto_experiment(operator, model, key)
+    experiment = started.experiment
+    champion_version, challenger_version = started.champion_version, started.challenger_version
+
+    follower = follower_of(scorer, model, key)
     follower.poll()
     assert follower.routing is not None, "the scorer user could not load the challenger"
     s_scorer = replace(settings, redis_url=urls["scorer"], redis_cluster=True)
     wrote, state = asyncio.run(shadow_round_trip(s_scorer))
     assert wrote and state.shadow_served == {"u1": ["p3"]} and not state.degraded
-    follower.count(
-        {
-            CHAMPION: ArmCounts(judged=400, hits=40, reciprocal_rank=20.0, rr_squares=10.0),
-            CHALLENGER: ArmCounts(judged=400, hits=200, reciprocal_rank=100.0, rr_squares=50.0),
-        }
-    )
+    count_a_clear_win(follower)
     follower.poll()  # the gate promotes
     assert follower.decisions == 1
     serving, adopted = follower.poll()

@@ -20,3 +20,12 @@ def popularity_on(prefix: str, n_pages: int = 5, origin: str = "trainer") -> Sna
         metrics={"hit@10": 0.25 if prefix == "A" else 0.5},
     )
     return Snapshot(meta, model)
+
+
+def popularity_snapshot() -> Snapshot:
+    """A popularity model of 20 views over pages p0..p2, published as a trainer's."""
+    model = DecayedPopularity()
+    for i in range(20):
+        model.learn_one(f"u{i}", f"p{i % 3}")
+    meta = SnapshotMeta(model_name="ignored", events_seen=20, origin="trainer", offsets={})
+    return Snapshot(meta, model, {})
