@@ -11,6 +11,7 @@ import sys
 import time
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -44,6 +45,16 @@ def _shards_env(settings: Settings, settings_env: dict[str, str]) -> dict[str, s
         "STREAMREC_MODEL": "covisit",
         "STREAMREC_TRAINER_LEASE_TTL": "2s",
     }
+
+
+def _merged_counts(
+    store: SnapshotStore, traffic: Traffic, produced: int
+) -> tuple[Any, dict[str, int], dict[str, int]]:
+    """The merged snapshot, its views per page, and the views per page produced."""
+    final = store.load(store.current_version())  # type: ignore[arg-type]
+    pop = final.model._popularity  # type: ignore[attr-defined]
+    learned = {page: round(count) for page, count in pop._counts.items()}
+    return final, learned, dict(Counter(traffic.view(i)["page_id"] for i in range(produced)))
 
 
 def _lease_holder(settings: Settings, procs: list[ChildProcess]) -> ChildProcess | None:
@@ -98,9 +109,7 @@ def test_a_sigkilled_shard_resumes_its_partitions_and_every_event_is_learned_onc
         for proc in procs:
             with stopping(proc):
                 pass
-    final = store.load(store.current_version())  # type: ignore[arg-type]
-    pop = final.model._popularity  # type: ignore[attr-defined]
-    want = Counter(traffic.view(i)["page_id"] for i in range(produced))
+    final, learned, want = _merged_counts(store, traffic, produced)
     resumed = [
         SnapshotStore(client, partition_namespace(settings.model_name, p), key).newest_version_hint(
             "trainer"
@@ -121,7 +130,7 @@ def test_a_sigkilled_shard_resumes_its_partitions_and_every_event_is_learned_onc
     assert status.returncode == 0 and "learning" in status.stdout, status.stdout + status.stderr
     assert final.model.n_events_learned == final.meta.events_seen == produced
     # Page by page: no page view counted twice or missed, whichever partition it was in.
-    assert {page: round(count) for page, count in pop._counts.items()} == dict(want)
+    assert learned == want
     assert sum(final.meta.offsets[settings.topic_page_views].values()) >= produced
     assert "trainer resumed" in procs[-1].output()
 
@@ -178,9 +187,7 @@ def test_shards_joining_and_leaving_hand_their_partitions_over_without_loss_or_r
         for proc in procs:
             with stopping(proc):
                 pass
-    final = store.load(store.current_version())  # type: ignore[arg-type]
-    pop = final.model._popularity  # type: ignore[attr-defined]
-    want = Counter(traffic.view(i)["page_id"] for i in range(produced))
+    final, learned, want = _merged_counts(store, traffic, produced)
     summary(
         "trainer_shards_join_leave",
         events_in=produced,
@@ -194,4 +201,4 @@ def test_shards_joining_and_leaving_hand_their_partitions_over_without_loss_or_r
     assert 1 <= took_on_join < settings.partitions
     assert "trainer shard gives up partition" in first.output()
     assert final.model.n_events_learned == final.meta.events_seen == produced
-    assert {page: round(count) for page, count in pop._counts.items()} == dict(want)
+    assert learned == want
