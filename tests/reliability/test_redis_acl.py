@@ -24,7 +24,7 @@ from streams.state.snapshot_store import SnapshotStore
 from tests.support.experiments import count_a_clear_win, follower_of, start_auto_experiment
 from tests.support.fixtures import TEST_SNAPSHOT_KEY
 from tests.support.outages import PrivateServer, Traffic, env_for, replace, stopping, summary
-from tests.support.scorer import http_json, http_text, wait_assigned
+from tests.support.scorer import http_json, http_text, metric_value, wait_assigned
 from tests.support.snapshots import popularity_snapshot
 from tests.support.topics import read_answers
 
@@ -166,13 +166,7 @@ def test_restricted_scorer_user_serves_and_hot_swaps_but_cannot_publish(
         assert int(scorer_client.get(f"streamrec:{model}:current")) == current
         assert scorer.stop() == 0, scorer.output()[-3000:]
         assert trainer.stop() == 0, trainer.output()[-3000:]
-    redis_errors = float(
-        next(
-            line.split()[-1]
-            for line in metrics.splitlines()
-            if line.startswith("streamrec_redis_errors_total")
-        )
-    )
+    redis_errors = metric_value(metrics, "streamrec_redis_errors_total")
     summary(
         "redis_acl",
         events_in=produced,

@@ -35,7 +35,7 @@ from tests.support.experiments import count_a_clear_win, follower_of, start_auto
 from tests.support.fixtures import TEST_SNAPSHOT_KEY
 from tests.support.outages import Traffic, env_for, replace, stopping, summary
 from tests.support.redis_cluster import RedisClusterServers
-from tests.support.scorer import http_json, http_text, wait_assigned
+from tests.support.scorer import http_json, http_text, metric_value, wait_assigned
 from tests.support.snapshots import popularity_snapshot
 from tests.support.topics import read_answers
 
@@ -146,13 +146,7 @@ def test_the_pipeline_runs_on_a_cluster_under_its_acl_users(
     learned = store.read_meta(store.current_version()).events_seen  # type: ignore[arg-type]
     histories = keys_per_node(redis_cluster, f"streamrec:{model}:hist:*")
     tagged = keys_per_node(redis_cluster, f"streamrec:{{{model}}}:*")
-    redis_errors = float(
-        next(
-            line.split()[-1]
-            for line in metrics.splitlines()
-            if line.startswith("streamrec_redis_errors_total")
-        )
-    )
+    redis_errors = metric_value(metrics, "streamrec_redis_errors_total")
     summary(
         "redis_cluster_pipeline",
         events_in=produced,

@@ -15,12 +15,11 @@ from streams.services.processes import ChildProcess, wait_for
 from streams.settings import Settings
 from streams.state.keys import ModelKeys
 from streams.state.snapshot_store import SnapshotStore
-from tests.reliability.test_redis_outage import _metric
 from tests.support.fixtures import TEST_SNAPSHOT_KEY
 from tests.support.outages import Traffic, env_for, replace, stopping, summary
 from tests.support.redis_cluster import ClusterNode, RedisClusterServers
 from tests.support.redis_recovery import recover_and_drain
-from tests.support.scorer import http_json, http_text, wait_assigned
+from tests.support.scorer import http_json, http_text, metric_value, wait_assigned
 
 pytestmark = pytest.mark.redis_cluster
 
@@ -84,7 +83,7 @@ def test_one_master_down_and_back_scorer_degrades_and_trainer_republishes(
         late_answered = late.ping() and late.llen(survivor_key) > 0
         time.sleep(OUTAGE_S / 2)
         sent_during_outage = set(traffic.event_ids[sent_before_outage:])
-        errors_during = _metric(http_text(f"{base}/metrics"), "streamrec_redis_errors_total")
+        errors_during = metric_value(http_text(f"{base}/metrics"), "streamrec_redis_errors_total")
         alive_during = scorer.alive() and trainer.alive()
         outage = time.monotonic() - outage_started
         survivor_answered = survivor.client().ping()
@@ -104,7 +103,7 @@ def test_one_master_down_and_back_scorer_degrades_and_trainer_republishes(
         duplicates=r.answers.duplicates,
         lost=len(r.answers.lost),
         answered_during_outage=len(sent_during_outage & set(r.answers.ids)),
-        redis_errors=int(_metric(r.metrics, "streamrec_redis_errors_total")),
+        redis_errors=int(metric_value(r.metrics, "streamrec_redis_errors_total")),
         trainer_republished_after_s=round(r.republish_s, 1),
         final_events_seen=meta.events_seen,
         version_before=last_version,

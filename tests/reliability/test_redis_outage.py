@@ -3,7 +3,6 @@ embedded Valkey, which persists nothing): scorers and the trainer ride it out.""
 
 from __future__ import annotations
 
-import re
 import time
 from pathlib import Path
 
@@ -14,17 +13,12 @@ from streams.state.snapshot_store import SnapshotStore
 from tests.support.fixtures import TEST_SNAPSHOT_KEY, on_every_engine
 from tests.support.outages import PrivateServer, Traffic, env_for, replace, stopping, summary
 from tests.support.redis_recovery import recover_and_drain
-from tests.support.scorer import http_json, http_text, wait_assigned
+from tests.support.scorer import http_json, http_text, metric_value, wait_assigned
 
 #: Scorer behaviour: checked on each scorer engine.
 pytestmark = on_every_engine
 
 OUTAGE_S = 10.0
-
-
-def _metric(text: str, name: str) -> float:
-    match = re.search(rf"^{name} (\S+)$", text, re.MULTILINE)
-    return float(match.group(1)) if match else 0.0
 
 
 def test_redis_outage_scorer_degrades_and_recovers_trainer_republishes(
@@ -70,7 +64,7 @@ def test_redis_outage_scorer_degrades_and_recovers_trainer_republishes(
         during["health"] = http_json(f"{base}/healthz")[1]["status"]
         time.sleep(OUTAGE_S / 2 - (time.monotonic() - outage_started - OUTAGE_S / 2))
         sent_during_outage = set(traffic.event_ids[sent_before_outage:])
-        errors_during = _metric(http_text(f"{base}/metrics"), "streamrec_redis_errors_total")
+        errors_during = metric_value(http_text(f"{base}/metrics"), "streamrec_redis_errors_total")
         during["scorer_alive"], during["trainer_alive"] = scorer.alive(), trainer.alive()
         outage = time.monotonic() - outage_started
 
@@ -91,7 +85,7 @@ def test_redis_outage_scorer_degrades_and_recovers_trainer_republishes(
         lost=len(r.answers.lost),
         dlq=0,
         answered_during_outage=len(sent_during_outage & set(r.answers.ids)),
-        redis_errors=int(_metric(r.metrics, "streamrec_redis_errors_total")),
+        redis_errors=int(metric_value(r.metrics, "streamrec_redis_errors_total")),
         history_back_after_s=round(history_recovery_s, 1),
         trainer_republished_after_s=round(r.republish_s, 1),
         final_events_seen=meta.events_seen,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import urllib.error
 import urllib.request
 from typing import Any
@@ -66,3 +67,10 @@ def wait_assigned(settings: Settings, proc: ChildProcess, timeout: float = 60.0)
         return status == 200 and body["assigned_partitions"] > 0
 
     wait_for(assigned, timeout, "scorer partitions assigned")
+
+
+def metric_value(text: str, name: str) -> float:
+    """The value of the unlabelled metric ``name`` in a /metrics page (it must be there)."""
+    match = re.search(rf"^{name} (\S+)$", text, re.MULTILINE)
+    assert match, f"{name} is not in /metrics"
+    return float(match.group(1))
