@@ -16,8 +16,6 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-import redis
-
 from online_model.catalog import Rules
 from online_model.errors import SnapshotError
 from streams.catalog.follower import CatalogFollower, new_catalog
@@ -31,9 +29,13 @@ from streams.scorer.metrics import ScorerMetrics
 from streams.scorer.model_holder import ModelHolder
 from streams.scorer.threaded_history import ThreadedHistoryStore
 from streams.settings import Settings
+from streams.state.connection import REDIS_FAILURES
 from streams.state.history import AsyncHistoryStore
 from streams.state.snapshot_store import SnapshotStore
 from streams.wiring import serving, snapshot_store, store_for
+
+#: What a poll of Redis state (an experiment, a model change) rides out and retries.
+_STORE_FAILURES: tuple[type[Exception], ...] = (StoreUnavailable, *REDIS_FAILURES)
 
 log = logging.getLogger(__name__)
 
@@ -271,7 +273,7 @@ class ScorerRuntime:
                         await self.refresh_model()
             except asyncio.CancelledError:
                 raise
-            except (redis.RedisError, OSError) as exc:
+            except REDIS_FAILURES as exc:
                 log.debug("snapshot_listener_reconnect error=%r", exc)
                 await asyncio.sleep(1.0)
             finally:
@@ -296,7 +298,7 @@ class ScorerRuntime:
                 self.holder.adopt(adopted)
                 self.serving, self.store = serving, store
                 self.core.model_name = serving
-        except (StoreUnavailable, redis.RedisError, OSError) as exc:
+        except _STORE_FAILURES as exc:
             log.warning("experiment_poll_failed error=%r", exc)
         except Exception:  # following an experiment must never take the scorer down
             log.exception("experiment_poll_error")
@@ -311,7 +313,7 @@ class ScorerRuntime:
         """
         try:
             return self.holder.refresh(self.store)
-        except (StoreUnavailable, redis.RedisError, OSError) as exc:
+        except _STORE_FAILURES as exc:
             # The store wraps connection errors in StoreUnavailable; raising it out of
             # the Faust timer would crash the whole worker.
             log.warning(
