@@ -86,9 +86,10 @@ MAX_REQUEST_LINE = 8190
 def test_every_endpoint_answers_as_described(case: Any, served: str) -> None:
     response = case.call(base_url=served, headers=AUTH)
     too_long = len(response.request.path_url) > MAX_REQUEST_LINE - len("GET  HTTP/1.1") - 100
-    if too_long and response.status_code == 400:
-        # Long rule lists: the server's own refusal, documented as plain text.
-        assert response.headers["content-type"][0].startswith("text/plain")
+    plain = response.headers.get("content-type", [""])[0].startswith("text/plain")
+    if too_long and response.status_code == 400 and plain:
+        # Long rule lists past the request-line limit: the server's own plain-text refusal.
+        # A long URL still under the limit reaches the views, whose 400 is checked below.
         return
     case.validate_response(response)
 
