@@ -182,6 +182,17 @@ class ModelImage:
             )
         return model
 
+    def blank(self) -> Recommender:
+        """A model of this image's class and parameters that has learned nothing: what
+        a snapshot loaded without building (``build=False``) carries, for a reader that
+        needs only ``image`` (its state) and not the model's own structures."""
+        model = self.cls(**self.params)
+        if not isinstance(model, Recommender):
+            raise SnapshotFormatError(
+                f"snapshot model is a {type(model).__name__}, not a Recommender"
+            )
+        return model
+
 
 def decode_image(section: Any, tensors: bytes, encoding: str = "arrays") -> ModelImage:
     """The class, parameters and state of a verified file whose model section has

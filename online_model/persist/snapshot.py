@@ -399,7 +399,9 @@ def read_meta(data: bytes, key: bytes) -> SnapshotMeta:
     return meta_from(header)
 
 
-def load_snapshot(data: bytes, key: bytes, allow_pickle: bool | None = None) -> Snapshot:
+def load_snapshot(
+    data: bytes, key: bytes, allow_pickle: bool | None = None, build: bool = True
+) -> Snapshot:
     """Verify ``data``, then decode it.
 
     Parameters
@@ -408,6 +410,11 @@ def load_snapshot(data: bytes, key: bytes, allow_pickle: bool | None = None) -> 
         Whether a pickled model (format 1, or a format 2 user model) may be unpickled,
         with the allow-listed unpickler (default: no; streamrec passes its
         ``STREAMREC_ALLOW_PICKLE`` setting).
+    build
+        Build the model from its state (default). False: a model stored as arrays comes
+        back as its state (``image``) and a blank model of its class and parameters
+        (:meth:`ModelImage.blank`), for a reader that needs only the state, such as the
+        merger of trainer shards; building is O(model) in Python.
 
     Raises
     ------
@@ -432,7 +439,7 @@ def load_snapshot(data: bytes, key: bytes, allow_pickle: bool | None = None) -> 
     image = None
     if isinstance(section, dict) and section.get("encoding") == "arrays":
         image = decode_image(section, bytes(body))
-        model = image.build()
+        model = image.build() if build else image.blank()
     else:
         model = decode_model(section, bytes(body), allowed, restricted_loads)
     return Snapshot(meta=meta, model=model, trainer_state=trainer_state_of(header), image=image)

@@ -197,8 +197,10 @@ def read_delta(data: bytes, key: bytes) -> SnapshotDelta:
     return SnapshotDelta(meta, link, image, trainer_state_of(header))
 
 
-def apply_delta(held: Snapshot, delta: SnapshotDelta) -> Snapshot:
-    """The snapshot ``delta`` describes, built from ``held`` (left as it is).
+def apply_delta(held: Snapshot, delta: SnapshotDelta, build: bool = True) -> Snapshot:
+    """The snapshot ``delta`` describes, built from ``held`` (left as it is); ``build``
+    False: with a blank model beside its state
+    (:func:`~online_model.persist.snapshot.load_snapshot`).
 
     Raises
     ------
@@ -256,4 +258,5 @@ def apply_delta(held: Snapshot, delta: SnapshotDelta) -> Snapshot:
             f"{what} does not fit version {held.meta.version}: {exc!r}"
         ) from exc
     after = ModelImage(image.cls, image.params, state)
-    return Snapshot(meta, after.build(), delta.trainer_state, image=after, link=link)
+    model = after.build() if build else after.blank()
+    return Snapshot(meta, model, delta.trainer_state, image=after, link=link)

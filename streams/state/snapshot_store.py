@@ -351,22 +351,24 @@ class SnapshotStore:
                 f"key {self.keys.snapshot(version)} holds {meta.model_name} version {meta.version}"
             )
 
-    def load(self, version: int, held: Snapshot | None = None) -> Snapshot:
+    def load(self, version: int, held: Snapshot | None = None, build: bool = True) -> Snapshot:
         """Verify and load ``version``; :class:`SnapshotError` if missing or untrusted.
 
         A delta version is materialised: its chain is read back (each file verified)
         to a full snapshot, or to ``held`` when that is on the chain (a scorer passes the
         snapshot it serves, so only the newer deltas are read), and applied in order.
-        A missing version is an error, not a rejection: nothing was there to refuse."""
+        A missing version is an error, not a rejection: nothing was there to refuse.
+        ``build`` False: the state only, beside a blank model
+        (:func:`~online_model.persist.snapshot.load_snapshot`)."""
         data = self._raw(version)
         try:
             try:
-                return self._materialise(version, data, held)
+                return self._materialise(version, data, held, build)
             except SnapshotError:
                 if held is None:
                     raise
                 # ``held`` did not fit the chain after all: build it from its base.
-                return self._materialise(version, data, None)
+                return self._materialise(version, data, None, build)
         except SnapshotError as exc:
             self.rejected += 1
             logger.warning(
@@ -378,13 +380,15 @@ class SnapshotStore:
     #: ``STREAMREC_SNAPSHOT_FULL_EVERY`` deltas); a bound against a planted loop.
     MAX_CHAIN = 10_000
 
-    def _materialise(self, version: int, data: bytes, held: Snapshot | None) -> Snapshot:
+    def _materialise(
+        self, version: int, data: bytes, held: Snapshot | None, build: bool = True
+    ) -> Snapshot:
         chain: list[SnapshotDelta] = []
         start: Snapshot | None = None
         while True:
             _, header, _ = verified_parts(data, self._key)
             if not is_delta(header):
-                start = load_snapshot(data, self._key, self.allow_pickle)
+                start = load_snapshot(data, self._key, self.allow_pickle, build=build and not chain)
                 self._check_identity(start.meta, version)
                 break
             delta = read_delta(data, self._key)
@@ -405,8 +409,10 @@ class SnapshotStore:
                 raise SnapshotFormatError(
                     f"delta version {delta.meta.version} builds on version {version}, which is gone"
                 ) from exc
-        for delta in reversed(chain):
-            start = apply_delta(start, delta)
+        # Only the last state is built into a model: each of a chain's states is O(model)
+        # to build in Python.
+        for i, delta in enumerate(reversed(chain)):
+            start = apply_delta(start, delta, build=build and i == len(chain) - 1)
         return start
 
     def read_meta(self, version: int) -> SnapshotMeta:

@@ -223,6 +223,35 @@ def test_after_a_gap_a_scorer_loads_the_new_chain_from_its_base(store: SnapshotS
     assert _tensor_bytes(holder.current.model.state_arrays()) == reference(200)  # type: ignore[attr-defined]
 
 
+def test_a_chain_builds_one_model_and_a_state_only_load_none(
+    store: SnapshotStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source = ListEventSource([])
+    fill(source, 0, 300)
+    train(store, source, 300, full_every=50)
+    newest = store.current_version()
+    assert newest is not None and newest in store.delta_hints()
+    chain, v = 0, newest
+    while v in store.delta_hints():
+        v, chain = store.delta_hints()[v], chain + 1
+    assert chain >= 3
+    built: list[int] = []
+    original = Covisitation.from_state.__func__  # type: ignore[attr-defined]
+
+    def counted(cls: type, params: dict[str, Any], state: Any) -> Covisitation:
+        built.append(1)
+        return original(cls, params, state)  # type: ignore[no-any-return]
+
+    monkeypatch.setattr(Covisitation, "from_state", classmethod(counted))
+    snap = store.load(newest)
+    assert len(built) == 1  # the newest state only, not one model per delta of the chain
+    assert _tensor_bytes(snap.model.state_arrays()) == reference(300)  # type: ignore[attr-defined]
+    bare = store.load(newest, build=False)
+    assert len(built) == 1
+    assert bare.image is not None and _tensor_bytes(bare.image.state) == reference(300)
+    assert bare.model.n_events_learned == 0  # a blank model of the class and parameters
+
+
 def test_a_delta_nearly_as_large_as_the_model_is_published_full(
     store: SnapshotStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
