@@ -15,9 +15,11 @@ of ``KAFKA_BOOTSTRAP_SERVERS`` / ``REDIS_URL``):
   whether sharding costs work.
 - **quality** (in process, :mod:`bench.shard_quality`): prequential hit@10 of the served
   merge against a served single model on the same events, and per-user state per shard.
-- **freshness**: 2 shards learning a paced stream (1k events/s); for each event, the
-  seconds from its produce() to the first merged ``current`` whose offsets pass it
-  (polled every 10 ms; a scorer adds its swap, woken by the publish's pub/sub hint).
+- **paced** (1k events/s, fresh processes each): one plain trainer, 1 shard and 2
+  shards; their CPU-seconds per second of traffic, and freshness: for each event, the
+  seconds from its produce() to the first ``current`` (the merge, for shards) whose
+  offsets pass it (polled every 10 ms; a scorer adds its swap, woken by the publish's
+  pub/sub hint). The 2-shard run is the freshness figure.
 """
 
 from __future__ import annotations
@@ -127,11 +129,18 @@ def _throughput(bench: Bench, base: Settings, n_events: int, shards: int | None)
     }
 
 
-def _freshness(bench: Bench, world: list[Any], rate: float, seconds: float) -> dict[str, Any]:
-    s = bench.run_settings("fresh", partitions=PARTITIONS)
+def _paced(
+    bench: Bench, world: list[Any], rate: float, seconds: float, shards: int | None
+) -> dict[str, Any]:
+    """A paced stream into fresh trainers (one plain trainer, or ``shards`` shards):
+    freshness, and the trainers' CPU-seconds per second of that traffic (what a
+    trainer pays once it keeps up, where per-interval publishing and merging weigh
+    most)."""
+    tag = "fresh" if shards == 2 else f"paced-{'single' if shards is None else shards}"
+    s = bench.run_settings(tag, partitions=PARTITIONS)
     ensure_topics(s, [s.topic_page_views])
     store = _store(s)
-    procs = _start(bench, s, 2, "fresh")
+    procs = _start(bench, s, shards, tag)
     seen: list[tuple[float, dict[int, int]]] = []  # (first seen as current, its offsets)
     done = threading.Event()
 
@@ -151,12 +160,14 @@ def _freshness(bench: Bench, world: list[Any], rate: float, seconds: float) -> d
         watcher = threading.Thread(target=watch, daemon=True)
         watcher.start()
         producer = Producer(s.producer_config(**{"linger.ms": 5}))
-        events = encode_rows(world[: int(rate * seconds)], "fresh")
+        events = encode_rows(world[: int(rate * seconds)], tag)
 
         def delivered(at: float, err: Any, msg: Any) -> None:
             if err is None:
                 sent.append((at, msg.partition(), msg.offset()))
 
+        cpu0 = [_cpu_s(p.pid) for p in procs]
+        t0 = time.monotonic()
         for i in paced(producer, len(events), rate):
             key, value = events[i]
             producer.produce(
@@ -167,6 +178,8 @@ def _freshness(bench: Bench, world: list[Any], rate: float, seconds: float) -> d
             )
         producer.flush(30)
         time.sleep(3.0)
+        cpu = sum(_cpu_s(p.pid) for p in procs) - sum(cpu0)
+        took = time.monotonic() - t0
     finally:
         done.set()
         for p in procs:
@@ -177,7 +190,7 @@ def _freshness(bench: Bench, world: list[Any], rate: float, seconds: float) -> d
         if covered is not None:
             fresh.append(covered - at)
     return {
-        "shards": 2,
+        "shards": shards,
         "offered_rate": rate,
         "seconds": seconds,
         "events": len(sent),
@@ -185,6 +198,7 @@ def _freshness(bench: Bench, world: list[Any], rate: float, seconds: float) -> d
         "p50_s": round(percentile(fresh, 50), 3),
         "p99_s": round(percentile(fresh, 99), 3),
         "max_s": round(max(fresh), 3) if fresh else None,
+        "cpu_s_per_s": round(cpu / took, 3),
     }
 
 
@@ -205,7 +219,13 @@ def run(bench: Bench, n_events: int, quality_events: int, fresh_s: float) -> dic
     quality = prequential(
         [(u, p, t) for u, p, t, _ in rows[:quality_events]], PARTITIONS, 1_000, 10_000
     )
-    freshness = _freshness(bench, rows, 1_000, fresh_s)
+    paced_runs = {
+        name: _paced(bench, rows, 1_000, fresh_s, shards)
+        for name, shards in (("single_trainer", None), ("1_shards", 1), ("2_shards", 2))
+    }
+    plain = paced_runs["single_trainer"]["cpu_s_per_s"]
+    for figures in paced_runs.values():
+        figures["cpu_vs_single_trainer"] = round(figures["cpu_s_per_s"] / plain, 2)
     return {
         "events": n_events,
         "partitions": PARTITIONS,
@@ -213,7 +233,8 @@ def run(bench: Bench, n_events: int, quality_events: int, fresh_s: float) -> dic
         "load_average_1m": {"before": round(load_before, 2), "after": round(os.getloadavg()[0], 2)},
         "throughput": throughput,
         "quality": {"events": quality_events, **quality},
-        "freshness": freshness,
+        "freshness": paced_runs["2_shards"],
+        "paced": paced_runs,
     }
 
 
@@ -266,6 +287,22 @@ def report(out: dict[str, Any]) -> str:
         "produce -> merged `current` covering it).",
         "",
     ]
+    if "paced" in out:
+        lines += [
+            f"Paced at {out['freshness']['offered_rate']:,.0f} events/s for "
+            f"{out['freshness']['seconds']:g} s (trainers keeping up: per-interval "
+            "publishing and merging weigh most):",
+            "",
+            "| trainers | CPU s per s | vs one trainer | freshness p50 | p99 |",
+            "|---|---:|---:|---:|---:|",
+        ]
+        for name, f in out["paced"].items():
+            lines.append(
+                f"| {name.replace('_', ' ').replace('1 shards', '1 shard')} | "
+                f"{f['cpu_s_per_s']} | {f['cpu_vs_single_trainer']}x | {f['p50_s']} s | "
+                f"{f['p99_s']} s |"
+            )
+        lines.append("")
     return "\n".join(lines)
 
 

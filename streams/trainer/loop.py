@@ -26,12 +26,14 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import logging
 import os
 import socket
 import threading
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from online_model.base import Recommender
@@ -42,6 +44,7 @@ from online_model.state import (
     ModelState,
     StateNotExportable,
     TracksChanges,
+    json_params,
     tracks_deltas,
 )
 from streams.errors import LeaseLost, StoreUnavailable
@@ -53,6 +56,19 @@ from streams.trainer.catalog_sync import CatalogSync
 from streams.trainer.quality_estimate import RollingHitRate
 
 logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Published:
+    """What the trainer's newest publish holds: its metadata (``version`` stamped), the
+    model's parameters and state as published, and the trainer state. For a reader in
+    the same process (the merger of trainer shards), instead of loading it back from
+    Redis; ``state`` is never modified."""
+
+    meta: SnapshotMeta
+    params: dict[str, Any]
+    state: ModelState
+    trainer_state: dict[str, Any]
 
 
 class EventSource(Protocol):
@@ -179,6 +195,8 @@ class Trainer:
         # The model's state_arrays() as of our newest publish, for models that track
         # their changes: the next full snapshot is this plus the delta since.
         self._state: ModelState | None = None
+        #: Our newest publish when its state is kept (None: not kept, or none yet).
+        self.published: Published | None = None
 
     # -- lifecycle ----------------------------------------------------------------------
     def run(self, stop: threading.Event, on_ready: Callable[[Trainer], None] | None = None) -> None:
@@ -469,6 +487,16 @@ class Trainer:
         self._chain = published
         self._published_events = self.events_learned
         version = published.version
+        self.published = (
+            None
+            if self._state is None
+            else Published(
+                dataclasses.replace(meta, version=version),
+                json_params(self.model),
+                self._state,
+                trainer_state,
+            )
+        )
         self.last_version = self._expected_newest = version
         self.snapshots_published += 1
         self._dirty = False

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 from streams.errors import LeaseLost
-from streams.trainer.loop import Trainer
+from streams.trainer.loop import Published, Trainer
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +85,12 @@ class PartitionPool:
                 del self._running[partition]
                 self.ready.discard(partition)
                 self.events_done += trainer.events_learned
+
+    def published(self, partition: int) -> Published | None:
+        """What this shard's trainer of ``partition`` published last (None: the
+        partition is not learned here, or its state is not kept)."""
+        running = self._running.get(partition)
+        return None if running is None else running[0].published
 
     def models(self) -> list[Any]:
         """The models the running partition trainers learn now."""

@@ -159,7 +159,7 @@ def run_shard(
             stores(namespace),
             KafkaEventSource(settings, only_partitions={partition}),
             codec.decode,
-            snapshot_interval=settings.snapshot_interval / 2,  # the merge takes the rest
+            snapshot_interval=settings.snapshot_interval,
             full_every=settings.snapshot_full_every,
             lease=TrainerLease(client, namespace, ttl_s=lease_ttl),
             evaluator=RollingHitRate(catalog=catalog),
@@ -167,6 +167,7 @@ def run_shard(
             status=TrainerStatus(client, namespace),
         )
 
+    pool = PartitionPool(make, stop)
     merger = ShardMerger(
         snapshot_store(settings, client),
         {p: stores(partition_namespace(settings.model_name, p)) for p in partitions},
@@ -174,11 +175,11 @@ def run_shard(
         full_params,
         settings.topic_page_views,
         status=TrainerStatus(client, settings.model_name),
-        min_gap=settings.snapshot_interval / 4,
+        min_gap=settings.snapshot_interval / 2,
         full_every=settings.snapshot_full_every,
+        local=pool.published,
     )
     merger.check_model()  # refuse a single trainer's model before learning anything
-    pool = PartitionPool(make, stop)
     run = ShardRun(spec, pool, merger)
     members = None if not spec.auto else ShardMembers(client, settings.model_name, lease_ttl)
     log.info(
