@@ -22,7 +22,8 @@ from streams.state.lease import TrainerLease
 from streams.state.snapshot_store import SnapshotStore
 from streams.trainer.merger import partition_namespace
 from tests.support.fixtures import TEST_SNAPSHOT_KEY
-from tests.support.outages import Traffic, stopping, summary
+from tests.support.outages import Traffic, env_for, replace, stopping, summary
+from tests.support.redis_cluster import RedisClusterServers
 
 pytestmark = pytest.mark.trainer_shards
 
@@ -202,3 +203,54 @@ def test_shards_joining_and_leaving_hand_their_partitions_over_without_loss_or_r
     assert "trainer shard gives up partition" in first.output()
     assert final.model.n_events_learned == final.meta.events_seen == produced
     assert learned == want
+
+
+@pytest.mark.redis_cluster
+def test_auto_shards_on_a_redis_cluster_learn_every_event_once(
+    settings: Settings,
+    settings_env: dict[str, str],
+    tmp_path: Path,
+    redis_cluster: RedisClusterServers,
+) -> None:
+    """Two ``auto`` shards on a 3-master cluster: their membership set, the partitions'
+    namespaces, leases and snapshots, and the merge share the model's hash tag; the
+    merge counts every page view once, page by page."""
+    s = replace(settings, redis_url=redis_cluster.address, redis_cluster=True)
+    env = env_for(s, _shards_env(settings, settings_env), STREAMREC_REDIS_CLUSTER="1")
+    store = SnapshotStore(s.redis_client(), s.model_name, TEST_SNAPSHOT_KEY.encode())
+    traffic = Traffic(settings, rate=150.0).start()
+    procs = [_shard(env, "auto", tmp_path / f"shard-{i}.log") for i in range(2)]
+    try:
+        wait_for(
+            lambda: all("trainer shard takes partition" in p.output() for p in procs),
+            40,
+            "both shards learning partitions",
+        )
+        time.sleep(2.0)
+        produced = traffic.stop()
+        wait_for(
+            lambda: (
+                (v := store.current_version()) is not None
+                and store.read_meta(v).events_seen == produced
+            ),
+            40,
+            "the merge to count every page view",
+        )
+        codes = [p.stop(signal.SIGTERM) for p in procs]
+    finally:
+        for proc in procs:
+            with stopping(proc):
+                pass
+    final, learned, want = _merged_counts(store, traffic, produced)
+    summary(
+        "trainer_shards_redis_cluster",
+        events_in=produced,
+        learned=final.model.n_events_learned,
+        merged_versions=final.meta.version,
+        exit_codes=codes,
+    )
+    assert codes == [0, 0]
+    assert final.model.n_events_learned == final.meta.events_seen == produced
+    assert learned == want
+    for proc in procs:
+        assert "CROSSSLOT" not in proc.output() and "same key slot" not in proc.output()
