@@ -58,6 +58,24 @@ def _merged_counts(
     return final, learned, dict(Counter(traffic.view(i)["page_id"] for i in range(produced)))
 
 
+def _wait_merged(store: SnapshotStore, produced: int) -> None:
+    wait_for(
+        lambda: (
+            (v := store.current_version()) is not None
+            and store.read_meta(v).events_seen == produced
+        ),
+        40,
+        "the merge to count every page view",
+    )
+
+
+def _stop_all(procs: list[ChildProcess]) -> None:
+    """Every shard stopped (SIGTERM, then SIGKILL), also when the test failed."""
+    for proc in procs:
+        with stopping(proc):
+            pass
+
+
 def _lease_holder(settings: Settings, procs: list[ChildProcess]) -> ChildProcess | None:
     holder = TrainerLease(settings.redis_client(), settings.model_name).holder() or ""
     return next((p for p in procs if f":{p.pid}:" in holder), None)
@@ -92,11 +110,7 @@ def test_a_sigkilled_shard_resumes_its_partitions_and_every_event_is_learned_onc
         time.sleep(1.0)  # page views the dead shard's partitions wait for
         procs.append(_shard(env, f"{index}/2", tmp_path / f"shard-{index}-again.log"))
         produced = traffic.stop()
-        wait_for(
-            lambda: store.read_meta(store.current_version()).events_seen == produced,  # type: ignore[arg-type]
-            40,
-            "the merge to count every page view",
-        )
+        _wait_merged(store, produced)
         # Operators see the shards as the model's trainer (the merger's summed record).
         status = subprocess.run(
             [sys.executable, "-m", "streams.cli", "models", "status"],
@@ -107,9 +121,7 @@ def test_a_sigkilled_shard_resumes_its_partitions_and_every_event_is_learned_onc
         )
         codes = [p.stop(signal.SIGTERM) for p in procs if p.alive()]
     finally:
-        for proc in procs:
-            with stopping(proc):
-                pass
+        _stop_all(procs)
     final, learned, want = _merged_counts(store, traffic, produced)
     resumed = [
         SnapshotStore(client, partition_namespace(settings.model_name, p), key).newest_version_hint(
@@ -178,16 +190,10 @@ def test_shards_joining_and_leaving_hand_their_partitions_over_without_loss_or_r
             "the second shard taking every partition",
         )
         produced = traffic.stop()
-        wait_for(
-            lambda: store.read_meta(store.current_version()).events_seen == produced,  # type: ignore[arg-type]
-            40,
-            "the merge to count every page view",
-        )
+        _wait_merged(store, produced)
         code = second.stop(signal.SIGTERM)
     finally:
-        for proc in procs:
-            with stopping(proc):
-                pass
+        _stop_all(procs)
     final, learned, want = _merged_counts(store, traffic, produced)
     summary(
         "trainer_shards_join_leave",
@@ -228,19 +234,10 @@ def test_auto_shards_on_a_redis_cluster_learn_every_event_once(
         )
         time.sleep(2.0)
         produced = traffic.stop()
-        wait_for(
-            lambda: (
-                (v := store.current_version()) is not None
-                and store.read_meta(v).events_seen == produced
-            ),
-            40,
-            "the merge to count every page view",
-        )
+        _wait_merged(store, produced)
         codes = [p.stop(signal.SIGTERM) for p in procs]
     finally:
-        for proc in procs:
-            with stopping(proc):
-                pass
+        _stop_all(procs)
     final, learned, want = _merged_counts(store, traffic, produced)
     summary(
         "trainer_shards_redis_cluster",
