@@ -143,6 +143,10 @@ class ShardMerger:
             if version is None or (held is not None and held.meta.version == version):
                 continue
             mine = self.local(partition) if self.local is not None else None
+            if mine is not None and mine.meta.version < version:
+                # Our trainer has just published and not yet handed its state over
+                # (it keeps it up to date after the publish): merged next time.
+                continue
             if mine is not None and mine.meta.version == version:
                 image = ModelImage(self.cls, mine.params, mine.state)
                 self.held[partition] = Snapshot(

@@ -3,6 +3,7 @@ tests/reliability/test_trainer_shards.py)."""
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import sys
 import threading
@@ -20,7 +21,7 @@ from streams.services.processes import wait_for
 from streams.settings import Settings
 from streams.state.snapshot_store import SnapshotStore
 from streams.testing import ListEventSource
-from streams.trainer.loop import Trainer
+from streams.trainer.loop import Published, Trainer
 from streams.trainer.merger import ShardMerger, partition_namespace
 from tests.support.fixtures import StoreFactory
 
@@ -108,3 +109,14 @@ def test_the_merger_takes_its_own_partitions_publishes_without_reading_them_back
             assert reads == []
     assert sorted(reads) == sorted(s.model_name for s in parts.values())
     assert merged["local"] == merged["read back"]
+    # Between a partition trainer's publish and its hand-over, the merger waits for it
+    # rather than reading its own partition back.
+    reads.clear()
+
+    def one_behind(p: int) -> Published | None:
+        mine = trainers[p].published
+        assert mine is not None
+        return dataclasses.replace(mine, meta=dataclasses.replace(mine.meta, version=0))
+
+    merger = ShardMerger(store, parts, Covisitation, params, "t", local=one_behind)
+    assert not merger.refresh() and not merger.held and reads == []
