@@ -100,7 +100,7 @@ def deltas_of_any_size_after_every_poll(monkeypatch: pytest.MonkeyPatch) -> None
     # its own below).
     monkeypatch.setattr(Trainer, "MAX_DELTA_SHARE", math.inf)
     # And publish after every poll, however long the previous publish took.
-    monkeypatch.setattr(Trainer, "MAX_PUBLISH_SHARE", 1.0)
+    monkeypatch.setattr(Trainer, "MAX_PUBLISH_SHARE", math.inf)
 
 
 def test_trainer_publishes_deltas_that_load_as_exactly_its_model(store: SnapshotStore) -> None:
