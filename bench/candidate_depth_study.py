@@ -158,21 +158,7 @@ def evaluate(model: DepthStudy, events: Sequence[Event], k: int = 10, trace: boo
         model.learn(user, page, ts)
         history.append(page)
         exclude.add(page)
-    total = sum(n.values()) or 1
-    result: dict[str, Any] = {
-        f"hit@{k}": round(sum(hits.values()) / total, 4),
-        f"mrr@{k}": round(sum(rr.values()) / total, 4),
-        "scored": total,
-        "seconds": round(time.perf_counter() - t0, 1),
-        "buckets": {
-            label: {
-                "share": round(n[label] / total, 4),
-                f"hit@{k}": round(hits[label] / max(n[label], 1), 4),
-                f"mrr@{k}": round(rr[label] / max(n[label], 1), 4),
-            }
-            for label, _, _ in BUCKETS
-        },
-    }
+    result = _scores(n, hits, rr, k, t0)
     if trace:
         for label, _, _ in BUCKETS:
             m = max(n[label], 1)
@@ -208,6 +194,17 @@ def evaluate_real(params: dict[str, Any], events: Sequence[Event], k: int = 10) 
         model.learn_one(user, page, x={"ts": ts})
         history.append(page)
         exclude.add(page)
+    result = _scores(n, hits, rr, k, t0)
+    for label, _, _ in BUCKETS:
+        share = round(from_trans[label] / max(n[label], 1), 4)
+        result["buckets"][label]["served_from_transitions"] = share
+    return result
+
+
+def _scores(
+    n: Counter[str], hits: Counter[str], rr: defaultdict[str, float], k: int, t0: float
+) -> dict[str, Any]:
+    """hit@k and MRR@k overall and per history-size bucket, from the counts per bucket."""
     total = sum(n.values()) or 1
     return {
         f"hit@{k}": round(sum(hits.values()) / total, 4),
@@ -219,7 +216,6 @@ def evaluate_real(params: dict[str, Any], events: Sequence[Event], k: int = 10) 
                 "share": round(n[label] / total, 4),
                 f"hit@{k}": round(hits[label] / max(n[label], 1), 4),
                 f"mrr@{k}": round(rr[label] / max(n[label], 1), 4),
-                "served_from_transitions": round(from_trans[label] / max(n[label], 1), 4),
             }
             for label, _, _ in BUCKETS
         },
