@@ -125,13 +125,7 @@ class DepthStudy(TransitionStudy):
 
     def _transitions(self, recent: list[Hashable]) -> dict[Hashable, float]:
         """Recency-weighted mean of the recent pages' successor probabilities."""
-        scores: dict[Hashable, float] = defaultdict(float)
-        total = 0.0
-        for age, page in enumerate(recent):
-            w = self.recency**age
-            total += w
-            for q, p in self.row(page):
-                scores[q] += w * p
+        scores, total = self._weighted(recent)
         return {q: v / total for q, v in scores.items()} if total else {}
 
 

@@ -133,7 +133,9 @@ class TransitionStudy:
                 out.append(q)
         return out
 
-    def _sum(self, recent: list[Hashable]) -> dict[Hashable, float]:
+    def _weighted(self, recent: list[Hashable]) -> tuple[dict[Hashable, float], float]:
+        """The recent pages' successor probabilities summed with recency weights, and the
+        sum of those weights."""
         scores: dict[Hashable, float] = defaultdict(float)
         total = 0.0
         for age, page in enumerate(recent):
@@ -141,6 +143,10 @@ class TransitionStudy:
             total += w
             for q, p in self.row(page):
                 scores[q] += w * p
+        return scores, total
+
+    def _sum(self, recent: list[Hashable]) -> dict[Hashable, float]:
+        scores, total = self._weighted(recent)
         for q in scores:
             scores[q] *= (1 - self.mix) / total / (self.count[q] ** self.lift if self.lift else 1)
         norm = sum(self.trending.values()) or 1.0
