@@ -29,7 +29,7 @@ import argparse
 import json
 import time
 from collections import Counter, defaultdict
-from collections.abc import Hashable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -129,12 +129,24 @@ class DepthStudy(TransitionStudy):
         return {q: v / total for q, v in scores.items()} if total else {}
 
 
-def evaluate(model: DepthStudy, events: Sequence[Event], k: int = 10, trace: bool = False) -> dict:
-    """Prequential hit@k / MRR@k, overall and per history-size bucket (+ trace figures)."""
+#: What serves a scored event: (user, their last 50 pages, the pages excluded) -> the list.
+Serve = Callable[[Hashable, list[Hashable], set[Hashable]], list[Hashable]]
+#: What is counted beside the hit: (bucket, last 50 pages, page viewed, list, excluded).
+Note = Callable[[str, list[Hashable], Hashable, list[Hashable], set[Hashable]], None]
+
+
+def _prequential(
+    events: Sequence[Event],
+    k: int,
+    serve: Serve,
+    learn: Callable[[Hashable, Hashable, int], None],
+    note: Note | None = None,
+) -> tuple[dict[str, Any], Counter[str]]:
+    """``streamrec evaluate``'s protocol, scored per history-size bucket: the scores
+    (:func:`_scores`) and the scored events per bucket."""
     n: Counter[str] = Counter()
     hits: Counter[str] = Counter()
     rr: defaultdict[str, float] = defaultdict(float)
-    tr: Counter[str] = Counter()  # trace counters, keyed "bucket|name"
     histories: dict[Hashable, list[Hashable]] = defaultdict(list)
     seen: dict[Hashable, set[Hashable]] = defaultdict(set)
     t0 = time.perf_counter()
@@ -143,16 +155,34 @@ def evaluate(model: DepthStudy, events: Sequence[Event], k: int = 10, trace: boo
         if history:
             b = bucket_of(len(exclude))
             n[b] += 1
-            recs, trans = model.serve(history[-50:], k, exclude)
+            recent = history[-50:]
+            recs = serve(user, recent, exclude)
             if page in recs:
                 hits[b] += 1
                 rr[b] += 1 / (recs.index(page) + 1)
-            if trace:
-                _trace(model, tr, b, history[-50:], page, recs, trans, exclude)
-        model.learn(user, page, ts)
+            if note is not None:
+                note(b, recent, page, recs, exclude)
+        learn(user, page, ts)
         history.append(page)
         exclude.add(page)
-    result = _scores(n, hits, rr, k, t0)
+    return _scores(n, hits, rr, k, t0), n
+
+
+def evaluate(model: DepthStudy, events: Sequence[Event], k: int = 10, trace: bool = False) -> dict:
+    """Prequential hit@k / MRR@k, overall and per history-size bucket (+ trace figures)."""
+    tr: Counter[str] = Counter()  # trace counters, keyed "bucket|name"
+    served: dict[str, set[Hashable]] = {}  # the transition candidates of the last list
+
+    def serve(_user: Hashable, recent: list[Hashable], exclude: set[Hashable]) -> list[Hashable]:
+        recs, served["trans"] = model.serve(recent, k, exclude)
+        return recs
+
+    def note(
+        b: str, recent: list[Hashable], page: Hashable, recs: list[Hashable], exclude: set[Hashable]
+    ) -> None:
+        _trace(model, tr, b, recent, page, recs, served["trans"], exclude)
+
+    result, n = _prequential(events, k, serve, model.learn, note if trace else None)
     if trace:
         for label, _, _ in BUCKETS:
             m = max(n[label], 1)
@@ -166,29 +196,21 @@ def evaluate_real(params: dict[str, Any], events: Sequence[Event], k: int = 10) 
     """The real :class:`Covisitation` under ``streamrec evaluate``'s protocol, per bucket,
     with how many served pages are its transition candidates (the rest is popularity)."""
     model = Covisitation(**params)
-    n: Counter[str] = Counter()
-    hits: Counter[str] = Counter()
     from_trans: Counter[str] = Counter()
-    rr: defaultdict[str, float] = defaultdict(float)
-    histories: dict[Hashable, list[Hashable]] = defaultdict(list)
-    seen: dict[Hashable, set[Hashable]] = defaultdict(set)
-    t0 = time.perf_counter()
-    for user, page, ts in events:
-        history, exclude = histories[user], seen[user]
-        if history:
-            b = bucket_of(len(exclude))
-            n[b] += 1
-            recent = history[-50:]
-            recs = [q for q, _ in model.recommend(user, k=k, history=recent, exclude=exclude)]
-            trans = transition_sums(model, recent)[0]
-            from_trans[b] += sum(q in trans for q in recs)
-            if page in recs:
-                hits[b] += 1
-                rr[b] += 1 / (recs.index(page) + 1)
+
+    def serve(user: Hashable, recent: list[Hashable], exclude: set[Hashable]) -> list[Hashable]:
+        return [q for q, _ in model.recommend(user, k=k, history=recent, exclude=exclude)]
+
+    def note(
+        b: str, recent: list[Hashable], _page: Hashable, recs: list[Hashable], _ex: set[Hashable]
+    ) -> None:
+        trans = transition_sums(model, recent)[0]
+        from_trans[b] += sum(q in trans for q in recs)
+
+    def learn(user: Hashable, page: Hashable, ts: int) -> None:
         model.learn_one(user, page, x={"ts": ts})
-        history.append(page)
-        exclude.add(page)
-    result = _scores(n, hits, rr, k, t0)
+
+    result, n = _prequential(events, k, serve, learn, note)
     for label, _, _ in BUCKETS:
         share = round(from_trans[label] / max(n[label], 1), 4)
         result["buckets"][label]["served_from_transitions"] = share
