@@ -136,7 +136,7 @@ def _paced(
     freshness, and the trainers' CPU-seconds per second of that traffic (what a
     trainer pays once it keeps up, where per-interval publishing and merging weigh
     most)."""
-    tag = "fresh" if shards == 2 else f"paced-{'single' if shards is None else shards}"
+    tag = f"paced-{'single' if shards is None else shards}"
     s = bench.run_settings(tag, partitions=PARTITIONS)
     ensure_topics(s, [s.topic_page_views])
     store = _store(s)
@@ -233,7 +233,6 @@ def run(bench: Bench, n_events: int, quality_events: int, fresh_s: float) -> dic
         "load_average_1m": {"before": round(load_before, 2), "after": round(os.getloadavg()[0], 2)},
         "throughput": throughput,
         "quality": {"events": quality_events, **quality},
-        "freshness": paced_runs["2_shards"],
         "paced": paced_runs,
     }
 
@@ -262,7 +261,7 @@ def report(out: dict[str, Any]) -> str:
             f"{', '.join(str(c) for c in f['cpu_s_per_process'])} | "
             f"{', '.join(str(r) for r in f['peak_rss_mb'])} |"
         )
-    q = out["quality"]
+    q, fresh = out["quality"], out["paced"]["2_shards"]
     pu = q["per_user_state"]
     lines += [
         "",
@@ -281,28 +280,24 @@ def report(out: dict[str, Any]) -> str:
         + f" (one trainer: {pu['single_trainer']['users']:,} users "
         f"{pu['single_trainer']['mb']:.2f} MB).",
         "",
-        f"Freshness with 2 shards at {out['freshness']['offered_rate']:,.0f} events/s: p50 "
-        f"{out['freshness']['p50_s']} s, p99 {out['freshness']['p99_s']} s "
-        f"({out['freshness']['covered']:,} of {out['freshness']['events']:,} events covered; "
+        f"Freshness with 2 shards at {fresh['offered_rate']:,.0f} events/s: p50 "
+        f"{fresh['p50_s']} s, p99 {fresh['p99_s']} s "
+        f"({fresh['covered']:,} of {fresh['events']:,} events covered; "
         "produce -> merged `current` covering it).",
         "",
+        f"Paced at {fresh['offered_rate']:,.0f} events/s for {fresh['seconds']:g} s "
+        "(trainers keeping up: per-interval publishing and merging weigh most):",
+        "",
+        "| trainers | CPU s per s | vs one trainer | freshness p50 | p99 |",
+        "|---|---:|---:|---:|---:|",
     ]
-    if "paced" in out:
-        lines += [
-            f"Paced at {out['freshness']['offered_rate']:,.0f} events/s for "
-            f"{out['freshness']['seconds']:g} s (trainers keeping up: per-interval "
-            "publishing and merging weigh most):",
-            "",
-            "| trainers | CPU s per s | vs one trainer | freshness p50 | p99 |",
-            "|---|---:|---:|---:|---:|",
-        ]
-        for name, f in out["paced"].items():
-            lines.append(
-                f"| {name.replace('_', ' ').replace('1 shards', '1 shard')} | "
-                f"{f['cpu_s_per_s']} | {f['cpu_vs_single_trainer']}x | {f['p50_s']} s | "
-                f"{f['p99_s']} s |"
-            )
-        lines.append("")
+    for name, f in out["paced"].items():
+        lines.append(
+            f"| {name.replace('_', ' ').replace('1 shards', '1 shard')} | "
+            f"{f['cpu_s_per_s']} | {f['cpu_vs_single_trainer']}x | {f['p50_s']} s | "
+            f"{f['p99_s']} s |"
+        )
+    lines.append("")
     return "\n".join(lines)
 
 
