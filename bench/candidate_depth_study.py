@@ -38,7 +38,7 @@ from online_model.models.covisit.scoring import transition_sums
 
 from .candidate_depth_report import BUCKETS, markdown
 from .real_logs import real_log
-from .transition_study import TransitionStudy
+from .transition_study import Note, Serve, Tally, TransitionStudy, prequential
 from .worlds import WORLDS, make_world
 
 RESULTS = Path(__file__).parent / "results"
@@ -129,12 +129,6 @@ class DepthStudy(TransitionStudy):
         return {q: v / total for q, v in scores.items()} if total else {}
 
 
-#: What serves a scored event: (user, their last 50 pages, the pages excluded) -> the list.
-Serve = Callable[[Hashable, list[Hashable], set[Hashable]], list[Hashable]]
-#: What is counted beside the hit: (bucket, last 50 pages, page viewed, list, excluded).
-Note = Callable[[str, list[Hashable], Hashable, list[Hashable], set[Hashable]], None]
-
-
 def _prequential(
     events: Sequence[Event],
     k: int,
@@ -142,30 +136,10 @@ def _prequential(
     learn: Callable[[Hashable, Hashable, int], None],
     note: Note | None = None,
 ) -> tuple[dict[str, Any], Counter[str]]:
-    """``streamrec evaluate``'s protocol, scored per history-size bucket: the scores
-    (:func:`_scores`) and the scored events per bucket."""
-    n: Counter[str] = Counter()
-    hits: Counter[str] = Counter()
-    rr: defaultdict[str, float] = defaultdict(float)
-    histories: dict[Hashable, list[Hashable]] = defaultdict(list)
-    seen: dict[Hashable, set[Hashable]] = defaultdict(set)
-    t0 = time.perf_counter()
-    for user, page, ts in events:
-        history, exclude = histories[user], seen[user]
-        if history:
-            b = bucket_of(len(exclude))
-            n[b] += 1
-            recent = history[-50:]
-            recs = serve(user, recent, exclude)
-            if page in recs:
-                hits[b] += 1
-                rr[b] += 1 / (recs.index(page) + 1)
-            if note is not None:
-                note(b, recent, page, recs, exclude)
-        learn(user, page, ts)
-        history.append(page)
-        exclude.add(page)
-    return _scores(n, hits, rr, k, t0), n
+    """The protocol per history-size bucket: the scores (:func:`_scores`) and the scored
+    events per bucket."""
+    tally = prequential(events, k, serve, learn, note, bucket=bucket_of)
+    return _scores(tally, k), tally.n
 
 
 def evaluate(model: DepthStudy, events: Sequence[Event], k: int = 10, trace: bool = False) -> dict:
@@ -217,19 +191,14 @@ def evaluate_real(params: dict[str, Any], events: Sequence[Event], k: int = 10) 
     return result
 
 
-def _scores(
-    n: Counter[str], hits: Counter[str], rr: defaultdict[str, float], k: int, t0: float
-) -> dict[str, Any]:
-    """hit@k and MRR@k overall and per history-size bucket, from the counts per bucket."""
-    total = sum(n.values()) or 1
+def _scores(tally: Tally, k: int) -> dict[str, Any]:
+    """hit@k and MRR@k overall and per history-size bucket."""
+    n, hits, rr = tally.n, tally.hits, tally.rr
     return {
-        f"hit@{k}": round(sum(hits.values()) / total, 4),
-        f"mrr@{k}": round(sum(rr.values()) / total, 4),
-        "scored": total,
-        "seconds": round(time.perf_counter() - t0, 1),
+        **tally.overall(k),
         "buckets": {
             label: {
-                "share": round(n[label] / total, 4),
+                "share": round(n[label] / max(sum(n.values()), 1), 4),
                 f"hit@{k}": round(hits[label] / max(n[label], 1), 4),
                 f"mrr@{k}": round(rr[label] / max(n[label], 1), 4),
             }

@@ -32,7 +32,8 @@ import math
 import re
 import time
 from collections import Counter, defaultdict
-from collections.abc import Hashable, Sequence
+from collections.abc import Callable, Hashable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -169,28 +170,72 @@ class TransitionStudy:
         return self._trending_top
 
 
-def evaluate(model: TransitionStudy, events: Sequence[Event], k: int = 10) -> dict[str, Any]:
-    """Prequential hit@k and MRR@k under ``streamrec evaluate``'s protocol."""
-    hits = scored = 0
-    rr = 0.0
+#: What serves a scored event: (user, their last 50 pages, the pages excluded) -> the list.
+Serve = Callable[[Hashable, list[Hashable], set[Hashable]], list[Hashable]]
+#: What is counted beside the hit: (bucket, last 50 pages, page viewed, list, excluded).
+Note = Callable[[str, list[Hashable], Hashable, list[Hashable], set[Hashable]], None]
+
+
+@dataclass
+class Tally:
+    """Scored events, hits and reciprocal ranks per bucket, and the seconds they took."""
+
+    n: Counter[str] = field(default_factory=Counter)
+    hits: Counter[str] = field(default_factory=Counter)
+    rr: defaultdict[str, float] = field(default_factory=lambda: defaultdict(float))
+    seconds: float = 0.0
+
+    def overall(self, k: int) -> dict[str, Any]:
+        scored = sum(self.n.values())
+        return {
+            f"hit@{k}": round(sum(self.hits.values()) / max(scored, 1), 4),
+            f"mrr@{k}": round(sum(self.rr.values()) / max(scored, 1), 4),
+            "scored": scored,
+            "seconds": round(self.seconds, 1),
+        }
+
+
+def prequential(
+    events: Sequence[Event],
+    k: int,
+    serve: Serve,
+    learn: Callable[[Hashable, Hashable, int], None],
+    note: Note | None = None,
+    bucket: Callable[[int], str] = lambda _n_distinct: "all",
+) -> Tally:
+    """``streamrec evaluate``'s protocol: each event of a user with a history is served
+    from their last 50 pages, every earlier page excluded, then learned. Counted per
+    ``bucket`` of the number of distinct pages the user saw before."""
+    tally = Tally()
     histories: dict[Hashable, list[Hashable]] = defaultdict(list)
+    seen: dict[Hashable, set[Hashable]] = defaultdict(set)
     t0 = time.perf_counter()
     for user, page, ts in events:
-        history = histories[user]
+        history, exclude = histories[user], seen[user]
         if history:
-            scored += 1
-            recs = model.recommend(history[-50:], k, set(history))
+            b = bucket(len(exclude))
+            tally.n[b] += 1
+            recent = history[-50:]
+            recs = serve(user, recent, exclude)
             if page in recs:
-                hits += 1
-                rr += 1 / (recs.index(page) + 1)
-        model.learn(user, page, ts)
+                tally.hits[b] += 1
+                tally.rr[b] += 1 / (recs.index(page) + 1)
+            if note is not None:
+                note(b, recent, page, recs, exclude)
+        learn(user, page, ts)
         history.append(page)
-    return {
-        f"hit@{k}": round(hits / max(scored, 1), 4),
-        f"mrr@{k}": round(rr / max(scored, 1), 4),
-        "scored": scored,
-        "seconds": round(time.perf_counter() - t0, 1),
-    }
+        exclude.add(page)
+    tally.seconds = time.perf_counter() - t0
+    return tally
+
+
+def evaluate(model: TransitionStudy, events: Sequence[Event], k: int = 10) -> dict[str, Any]:
+    """Prequential hit@k and MRR@k under ``streamrec evaluate``'s protocol."""
+
+    def serve(_user: Hashable, recent: list[Hashable], exclude: set[Hashable]) -> list[Hashable]:
+        return model.recommend(recent, k, exclude)
+
+    return prequential(events, k, serve, model.learn).overall(k)
 
 
 def where_the_hits_are(events: Sequence[Event]) -> dict[str, Any]:
