@@ -15,7 +15,7 @@ from streams.services.processes import ChildProcess, wait_for
 from streams.settings import Settings
 from streams.state.snapshot_store import SnapshotStore
 from tests.support.fixtures import TEST_SNAPSHOT_KEY
-from tests.support.outages import Traffic, stopping, summary
+from tests.support.outages import Traffic, kill_all, summary
 
 
 def test_current_only_moves_forward_across_trainer_kills_and_nothing_is_relearned(
@@ -75,9 +75,7 @@ def test_current_only_moves_forward_across_trainer_kills_and_nothing_is_relearne
         took = time.monotonic() - started
     finally:
         done.set()
-        for proc in procs:
-            with stopping(proc):
-                pass
+        kill_all(procs)
     sampler.join(2)
     final = store.load(store.current_version())  # type: ignore[arg-type]
     backwards = sum(1 for a, b in itertools.pairwise(samples) if b < a)

@@ -22,7 +22,7 @@ from streams.state.lease import TrainerLease
 from streams.state.snapshot_store import SnapshotStore
 from streams.trainer.merger import partition_namespace
 from tests.support.fixtures import TEST_SNAPSHOT_KEY
-from tests.support.outages import Traffic, env_for, replace, stopping, summary
+from tests.support.outages import Traffic, env_for, kill_all, replace, summary
 from tests.support.redis_cluster import RedisClusterServers
 
 pytestmark = pytest.mark.trainer_shards
@@ -67,13 +67,6 @@ def _wait_merged(store: SnapshotStore, produced: int) -> None:
         40,
         "the merge to count every page view",
     )
-
-
-def _stop_all(procs: list[ChildProcess]) -> None:
-    """Every shard stopped (SIGTERM, then SIGKILL), also when the test failed."""
-    for proc in procs:
-        with stopping(proc):
-            pass
 
 
 def _lease_holder(settings: Settings, procs: list[ChildProcess]) -> ChildProcess | None:
@@ -121,7 +114,7 @@ def test_a_sigkilled_shard_resumes_its_partitions_and_every_event_is_learned_onc
         )
         codes = [p.stop(signal.SIGTERM) for p in procs if p.alive()]
     finally:
-        _stop_all(procs)
+        kill_all(procs)
     final, learned, want = _merged_counts(store, traffic, produced)
     resumed = [
         SnapshotStore(client, partition_namespace(settings.model_name, p), key).newest_version_hint(
@@ -193,7 +186,7 @@ def test_shards_joining_and_leaving_hand_their_partitions_over_without_loss_or_r
         _wait_merged(store, produced)
         code = second.stop(signal.SIGTERM)
     finally:
-        _stop_all(procs)
+        kill_all(procs)
     final, learned, want = _merged_counts(store, traffic, produced)
     summary(
         "trainer_shards_join_leave",
@@ -237,7 +230,7 @@ def test_auto_shards_on_a_redis_cluster_learn_every_event_once(
         _wait_merged(store, produced)
         codes = [p.stop(signal.SIGTERM) for p in procs]
     finally:
-        _stop_all(procs)
+        kill_all(procs)
     final, learned, want = _merged_counts(store, traffic, produced)
     summary(
         "trainer_shards_redis_cluster",

@@ -16,7 +16,7 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -222,13 +222,18 @@ class Traffic:
         return report.delivered
 
 
+def kill_all(procs: Iterable[Any]) -> None:
+    """SIGKILL every process still alive (for clean-up: errors are ignored)."""
+    for proc in procs:
+        with contextlib.suppress(Exception):
+            if proc.alive():
+                proc.stop(signal.SIGKILL, timeout=5)
+
+
 @contextlib.contextmanager
 def stopping(*procs: Any) -> Iterator[None]:
     """Make sure the processes are gone at the end, whatever happened."""
     try:
         yield
     finally:
-        for proc in procs:
-            with contextlib.suppress(Exception):
-                if proc.alive():
-                    proc.stop(signal.SIGKILL, timeout=5)
+        kill_all(procs)
