@@ -29,7 +29,7 @@ import argparse
 import json
 import time
 from collections import Counter, defaultdict
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Hashable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +38,7 @@ from online_model.models.covisit.scoring import transition_sums
 
 from .candidate_depth_report import BUCKETS, markdown
 from .real_logs import real_log
-from .transition_study import Note, Serve, Tally, TransitionStudy, prequential
+from .transition_study import Tally, TransitionStudy, prequential
 from .worlds import WORLDS, make_world
 
 RESULTS = Path(__file__).parent / "results"
@@ -129,19 +129,6 @@ class DepthStudy(TransitionStudy):
         return {q: v / total for q, v in scores.items()} if total else {}
 
 
-def _prequential(
-    events: Sequence[Event],
-    k: int,
-    serve: Serve,
-    learn: Callable[[Hashable, Hashable, int], None],
-    note: Note | None = None,
-) -> tuple[dict[str, Any], Counter[str]]:
-    """The protocol per history-size bucket: the scores (:func:`_scores`) and the scored
-    events per bucket."""
-    tally = prequential(events, k, serve, learn, note, bucket=bucket_of)
-    return _scores(tally, k), tally.n
-
-
 def evaluate(model: DepthStudy, events: Sequence[Event], k: int = 10, trace: bool = False) -> dict:
     """Prequential hit@k / MRR@k, overall and per history-size bucket (+ trace figures)."""
     tr: Counter[str] = Counter()  # trace counters, keyed "bucket|name"
@@ -156,7 +143,8 @@ def evaluate(model: DepthStudy, events: Sequence[Event], k: int = 10, trace: boo
     ) -> None:
         _trace(model, tr, b, recent, page, recs, served["trans"], exclude)
 
-    result, n = _prequential(events, k, serve, model.learn, note if trace else None)
+    tally = prequential(events, k, serve, model.learn, note if trace else None, bucket_of)
+    result, n = _scores(tally, k), tally.n
     if trace:
         for label, _, _ in BUCKETS:
             m = max(n[label], 1)
@@ -184,7 +172,8 @@ def evaluate_real(params: dict[str, Any], events: Sequence[Event], k: int = 10) 
     def learn(user: Hashable, page: Hashable, ts: int) -> None:
         model.learn_one(user, page, x={"ts": ts})
 
-    result, n = _prequential(events, k, serve, learn, note)
+    tally = prequential(events, k, serve, learn, note, bucket_of)
+    result, n = _scores(tally, k), tally.n
     for label, _, _ in BUCKETS:
         share = round(from_trans[label] / max(n[label], 1), 4)
         result["buckets"][label]["served_from_transitions"] = share
